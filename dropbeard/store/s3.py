@@ -1,0 +1,393 @@
+"""S3Store: the `Store` protocol over any S3-compatible server, with aiobotocore (IO).
+
+One client per store, created on first use and reused; its connection pool is sized to
+the store's concurrency. Settings that work beyond AWS: request checksums only when an
+operation requires them, path-style addressing on request, no retries inside botocore
+(transient errors surface as `Unavailable` and `RetryingStore` retries them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from aiobotocore.session import AioSession, get_session
+from botocore.config import Config
+
+from dropbeard.errors import IntegrityError, NotFound, PreconditionFailed
+from dropbeard.store.base import (
+    ListPage,
+    ObjectInfo,
+    PendingUpload,
+    Progress,
+    UploadJournal,
+    validate_key,
+)
+from dropbeard.store.s3errors import translate
+
+MiB = 1024 * 1024
+#: Files up to this size go up in one PUT; larger ones in multipart parts.
+MULTIPART_THRESHOLD = 16 * MiB
+MIN_PART_SIZE = 8 * MiB
+MAX_PARTS = 10_000
+#: Parts of one file in flight at once (memory per file <= this * part size).
+PARTS_IN_FLIGHT = 4
+CHUNK = 1 * MiB
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+    def __repr__(self) -> str:  # never print secrets, even in a traceback's locals
+        return f"Credentials(access_key_id={self.access_key_id[:4]}…)"
+
+
+def credentials_from_env(env: dict[str, str] | None = None) -> Credentials | None:
+    """DROPBEAR_S3_* variables, which take precedence over the standard AWS chain."""
+    env = dict(os.environ) if env is None else env
+    key = env.get("DROPBEAR_S3_ACCESS_KEY_ID")
+    secret = env.get("DROPBEAR_S3_SECRET_ACCESS_KEY")
+    if key and secret:
+        return Credentials(key, secret, env.get("DROPBEAR_S3_SESSION_TOKEN") or None)
+    return None
+
+
+class S3Store:
+    """Objects under `s3://bucket/prefix/`. See `dropbeard.store.base.Store` for the contract."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        addressing_style: str = "auto",
+        credentials: Credentials | None = None,
+        concurrency: int = 8,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.description = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        if endpoint_url:
+            self.description += f" at {endpoint_url}"
+        self._endpoint_url = endpoint_url
+        self._region = region or "us-east-1"
+        self._profile = profile
+        self._credentials = credentials or credentials_from_env()
+        self._config = Config(
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            s3={"addressing_style": addressing_style},
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            max_pool_connections=max(concurrency * 2, 10),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            tcp_keepalive=True,
+        )
+        self._client: Any = None
+        self._stack = contextlib.AsyncExitStack()
+        self._lock = anyio.Lock()
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def _full(self, key: str) -> str:
+        validate_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _strip(self, full: str) -> str:
+        return full[len(self.prefix) + 1 :] if self.prefix else full
+
+    async def _c(self) -> Any:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    session: AioSession = get_session()
+                    if self._profile:
+                        session.set_config_variable("profile", self._profile)
+                    kwargs: dict[str, Any] = {
+                        "region_name": self._region,
+                        "endpoint_url": self._endpoint_url,
+                        "config": self._config,
+                    }
+                    if self._credentials is not None:
+                        kwargs["aws_access_key_id"] = self._credentials.access_key_id
+                        kwargs["aws_secret_access_key"] = self._credentials.secret_access_key
+                        kwargs["aws_session_token"] = self._credentials.session_token
+                    with translate("connecting to", self.description):
+                        self._client = await self._stack.enter_async_context(
+                            session.create_client("s3", **kwargs)
+                        )
+        return self._client
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+        self._client = None
+
+    @staticmethod
+    def _info(key: str, meta: dict[str, Any]) -> ObjectInfo:
+        modified = meta.get("LastModified")
+        return ObjectInfo(
+            key=key,
+            size=int(meta.get("ContentLength", meta.get("Size", 0))),
+            etag=str(meta.get("ETag", "")),
+            last_modified=modified.timestamp() if modified is not None else 0.0,
+        )
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes:
+        client = await self._c()
+        with translate("reading", key):
+            resp = await client.get_object(Bucket=self.bucket, Key=self._full(key))
+            async with resp["Body"] as body:
+                data: bytes = await body.read()
+        return data
+
+    async def get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | None:
+        client = await self._c()
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full(key)}
+        if etag:
+            kwargs["IfNoneMatch"] = etag
+        with translate("reading", key, not_modified_ok=True) as outcome:
+            resp = await client.get_object(**kwargs)
+            async with resp["Body"] as body:
+                data: bytes = await body.read()
+        if outcome.not_modified:
+            return None
+        new_etag = str(resp.get("ETag", ""))
+        if etag and new_etag == etag:  # servers that ignore If-None-Match on GET
+            return None
+        return data, new_etag
+
+    async def get_file(
+        self,
+        key: str,
+        dest: Path,
+        *,
+        expected_sha256: str | None = None,
+        progress: Progress | None = None,
+    ) -> ObjectInfo:
+        client = await self._c()
+        hasher = hashlib.sha256() if expected_sha256 else None
+        with translate("downloading", key):
+            resp = await client.get_object(Bucket=self.bucket, Key=self._full(key))
+            info = self._info(key, resp)
+            with open(dest, "wb") as out:  # noqa: ASYNC230 - writes happen in a thread below
+                async with resp["Body"] as body:
+                    while chunk := await body.read(CHUNK):
+                        await anyio.to_thread.run_sync(_write_chunk, out, chunk, hasher)
+                        if progress:
+                            progress(len(chunk))
+        if hasher is not None and hasher.hexdigest() != expected_sha256:
+            raise IntegrityError(
+                f"downloading {key}: content does not match its SHA-256 "
+                f"(expected {expected_sha256}, got {hasher.hexdigest()})",
+                key,
+            )
+        return info
+
+    async def head(self, key: str) -> ObjectInfo:
+        client = await self._c()
+        with translate("checking", key):
+            resp = await client.head_object(Bucket=self.bucket, Key=self._full(key))
+        return self._info(key, resp)
+
+    async def list(
+        self,
+        prefix: str,
+        *,
+        start_after: str | None = None,
+        delimiter: str | None = None,
+    ) -> AsyncIterator[ListPage]:
+        client = await self._c()
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": (f"{self.prefix}/{prefix}" if self.prefix else prefix),
+            "MaxKeys": 1000,
+        }
+        if start_after:
+            kwargs["StartAfter"] = self._full(start_after)
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        while True:
+            with translate("listing", prefix or "/", listing=True):
+                resp = await client.list_objects_v2(**kwargs)
+            objects = [
+                ObjectInfo(
+                    key=self._strip(o["Key"]),
+                    size=int(o.get("Size", 0)),
+                    etag=str(o.get("ETag", "")),
+                    last_modified=o["LastModified"].timestamp() if "LastModified" in o else 0.0,
+                )
+                for o in resp.get("Contents", ())
+            ]
+            prefixes = [self._strip(p["Prefix"]) for p in resp.get("CommonPrefixes", ())]
+            if objects or prefixes:
+                yield ListPage(objects, prefixes)
+            token = resp.get("NextContinuationToken")
+            if not resp.get("IsTruncated") or not token:
+                return
+            kwargs["ContinuationToken"] = token
+            kwargs.pop("StartAfter", None)
+
+    # -- writes ---------------------------------------------------------------------
+
+    async def put(self, key: str, data: bytes) -> str:
+        return await self._put(key, data, "writing")
+
+    async def put_if_absent(self, key: str, data: bytes) -> str:
+        return await self._put(key, data, "creating", IfNoneMatch="*")
+
+    async def put_if_match(self, key: str, data: bytes, etag: str) -> str:
+        try:
+            return await self._put(key, data, "replacing", IfMatch=etag)
+        except NotFound as exc:
+            raise PreconditionFailed(
+                f"replacing {key}: it no longer exists (expected etag {etag})", key
+            ) from exc
+
+    async def _put(self, key: str, data: bytes, doing: str, **cond: str) -> str:
+        client = await self._c()
+        with translate(doing, key):
+            resp = await client.put_object(
+                Bucket=self.bucket, Key=self._full(key), Body=data, **cond
+            )
+        return str(resp.get("ETag", ""))
+
+    async def put_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        expected_sha256: str | None = None,
+        journal: UploadJournal | None = None,
+        progress: Progress | None = None,
+    ) -> str:
+        size = (await anyio.Path(path).stat()).st_size
+        if size <= MULTIPART_THRESHOLD:
+            data = await anyio.to_thread.run_sync(_read_whole, path)
+            _check_sha(key, data, expected_sha256)
+            etag = await self.put(key, data)
+            if progress:
+                progress(len(data))
+            return etag
+        from dropbeard.store.multipart import upload_multipart
+
+        return await upload_multipart(
+            self,
+            key,
+            path,
+            size,
+            expected_sha256=expected_sha256,
+            journal=journal,
+            progress=progress,
+        )
+
+    async def delete(self, key: str) -> None:
+        client = await self._c()
+        with translate("deleting", key):
+            await client.delete_object(Bucket=self.bucket, Key=self._full(key))
+
+    # -- multipart primitives (used by dropbeard.store.multipart) --------------------
+
+    async def mp_create(self, key: str) -> str:
+        client = await self._c()
+        with translate("starting multipart upload of", key):
+            resp = await client.create_multipart_upload(Bucket=self.bucket, Key=self._full(key))
+        return str(resp["UploadId"])
+
+    async def mp_parts(self, key: str, upload_id: str) -> dict[int, tuple[str, int]] | None:
+        """Parts the server holds: {number: (etag, size)}; None if the upload is gone."""
+        client = await self._c()
+        parts: dict[int, tuple[str, int]] = {}
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self._full(key),
+            "UploadId": upload_id,
+        }
+        while True:
+            try:
+                with translate("listing parts of", key):
+                    resp = await client.list_parts(**kwargs)
+            except NotFound:
+                return None
+            for p in resp.get("Parts", ()):
+                parts[int(p["PartNumber"])] = (str(p["ETag"]), int(p["Size"]))
+            if not resp.get("IsTruncated"):
+                return parts
+            kwargs["PartNumberMarker"] = resp["NextPartNumberMarker"]
+
+    async def mp_put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        client = await self._c()
+        with translate(f"uploading part {number} of", key):
+            resp = await client.upload_part(
+                Bucket=self.bucket,
+                Key=self._full(key),
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+            )
+        return str(resp["ETag"])
+
+    async def mp_complete(self, key: str, upload_id: str, etags: Sequence[str]) -> str:
+        client = await self._c()
+        parts = [{"PartNumber": i + 1, "ETag": e} for i, e in enumerate(etags)]
+        with translate("completing multipart upload of", key):
+            resp = await client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self._full(key),
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        return str(resp.get("ETag", ""))
+
+    async def mp_abort(self, key: str, upload_id: str) -> None:
+        client = await self._c()
+        with contextlib.suppress(NotFound), translate("aborting multipart upload of", key):
+            await client.abort_multipart_upload(
+                Bucket=self.bucket, Key=self._full(key), UploadId=upload_id
+            )
+
+
+def part_size_for(size: int) -> int:
+    """Smallest MiB-aligned part size >= MIN_PART_SIZE that fits `size` in MAX_PARTS."""
+    return max(MIN_PART_SIZE, math.ceil(size / (MAX_PARTS - 1) / MiB) * MiB)
+
+
+def _write_chunk(out: Any, chunk: bytes, hasher: Any) -> None:
+    out.write(chunk)
+    if hasher is not None:
+        hasher.update(chunk)
+
+
+def _read_whole(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _check_sha(key: str, data: bytes, expected: str | None) -> None:
+    if expected is not None:
+        got = hashlib.sha256(data).hexdigest()
+        if got != expected:
+            raise IntegrityError(
+                f"uploading {key}: the file changed while it was read "
+                f"(expected SHA-256 {expected}, read {got})",
+                key,
+            )
+
+
+__all__ = ["Credentials", "PendingUpload", "S3Store", "credentials_from_env", "part_size_for"]

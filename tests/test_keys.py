@@ -1,0 +1,127 @@
+"""The bucket key layout (SPEC 1): keys other devices and a 50-line script can find."""
+
+from __future__ import annotations
+
+import pytest
+
+from dropbeard.keys import RootKeys
+
+EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+keys = RootKeys("notes")
+
+
+def test_layout_matches_the_spec() -> None:
+    assert keys.prefix == "roots/notes/"
+    assert keys.blobs_prefix == "roots/notes/blobs/"
+    assert keys.blob(EMPTY) == f"roots/notes/blobs/e3/b0/{EMPTY}"
+    assert keys.devices_prefix == "roots/notes/devices/"
+    assert keys.registry == "roots/notes/devices/registry.json"
+    assert keys.device_prefix("laptop") == "roots/notes/devices/laptop/"
+    assert keys.head("laptop") == "roots/notes/devices/laptop/head.json"
+    assert keys.manifests_prefix("laptop") == "roots/notes/devices/laptop/manifests/"
+    assert (
+        keys.manifest("laptop", "20260522T180500Z")
+        == "roots/notes/devices/laptop/manifests/20260522T180500Z.json"
+    )
+    assert keys.tombstones_prefix("laptop") == "roots/notes/devices/laptop/tombstones/"
+    assert (
+        keys.tombstone("laptop", 42)
+        == "roots/notes/devices/laptop/tombstones/00000000000000000042.json"
+    )
+
+
+def test_tombstone_keys_sort_in_seq_order() -> None:
+    seqs = [0, 1, 9, 10, 99, 100, 12345, 10**19]
+    assert sorted(keys.tombstone("d", s) for s in seqs) == [keys.tombstone("d", s) for s in seqs]
+
+
+def test_manifest_keys_sort_in_time_order() -> None:
+    ids = ["20251231T235959Z", "20260101T000000Z", "20260522T180500Z", "20260522T180501Z"]
+    assert sorted(keys.manifest("d", i) for i in reversed(ids)) == [
+        keys.manifest("d", i) for i in ids
+    ]
+
+
+def test_parsers_invert_the_builders() -> None:
+    assert keys.manifest_id_of(keys.manifest("old-phone", "20260522T180500Z")) == (
+        "20260522T180500Z"
+    )
+    assert keys.seq_of(keys.tombstone("old-phone", 42)) == 42
+    assert keys.sha256_of(keys.blob(EMPTY)) == EMPTY
+    assert keys.device_of(keys.head("old-phone")) == "old-phone"
+    assert keys.device_of(keys.device_prefix("old-phone")) == "old-phone"
+    assert keys.device_of(keys.manifest("d.1", "20260522T180500Z")) == "d.1"
+    assert keys.device_of(keys.registry) is None
+
+
+@pytest.mark.parametrize(
+    ("build", "arg"),
+    [
+        pytest.param(lambda a: RootKeys(a), "Notes", id="root-uppercase"),
+        pytest.param(lambda a: RootKeys(a), "../x", id="root-traversal"),
+        pytest.param(lambda a: RootKeys(a), "", id="root-empty"),
+        pytest.param(lambda a: keys.blob(a), EMPTY.upper(), id="blob-uppercase"),
+        pytest.param(lambda a: keys.blob(a), EMPTY[:63], id="blob-short"),
+        pytest.param(lambda a: keys.blob(a), "../" + EMPTY[3:], id="blob-traversal"),
+        pytest.param(lambda a: keys.head(a), "a/b", id="device-slash"),
+        pytest.param(lambda a: keys.head(a), "-dev", id="device-leading-hyphen"),
+        pytest.param(lambda a: keys.manifest("d", a), "x", id="manifest-id"),
+        pytest.param(lambda a: keys.manifest("d", a), "../../head", id="manifest-id-traversal"),
+        pytest.param(lambda a: keys.tombstone("d", int(a)), "-1", id="seq-negative"),
+        pytest.param(lambda a: keys.tombstone("d", int(a)), str(10**20), id="seq-too-big"),
+    ],
+)
+def test_builders_refuse_invalid_parts(build: object, arg: str) -> None:
+    with pytest.raises(ValueError):
+        build(arg)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("parse", "key"),
+    [
+        pytest.param(
+            "manifest_id_of",
+            "roots/other/devices/d/manifests/20260522T180500Z.json",
+            id="manifest-other-root",
+        ),
+        pytest.param(
+            "manifest_id_of",
+            "roots/notes/devices/d/manifests/20260522T180500Z",
+            id="manifest-no-json",
+        ),
+        pytest.param(
+            "manifest_id_of", "roots/notes/devices/d/manifests/latest.json", id="manifest-bad-id"
+        ),
+        pytest.param(
+            "manifest_id_of",
+            "roots/notes/devices/d/tombstones/00000000000000000001.json",
+            id="manifest-wrong-folder",
+        ),
+        pytest.param(
+            "manifest_id_of",
+            "roots/notes/devices/D/manifests/20260522T180500Z.json",
+            id="manifest-bad-device",
+        ),
+        pytest.param(
+            "manifest_id_of",
+            "roots/notes/devices/d/manifests/x/20260522T180500Z.json",
+            id="manifest-nested",
+        ),
+        pytest.param("seq_of", "roots/notes/devices/d/tombstones/42.json", id="seq-not-padded"),
+        pytest.param(
+            "seq_of",
+            "roots/notes/devices/d/tombstones/0000000000000000004x.json",
+            id="seq-not-digits",
+        ),
+        pytest.param("seq_of", "roots/notes/devices/d/head.json", id="seq-head"),
+        pytest.param("device_of", "roots/notes/blobs/e3/b0/x", id="device-blob"),
+        pytest.param("device_of", "roots/notes/devices/stray.json", id="device-stray-file"),
+        pytest.param("device_of", "roots/notes/devices/Bad Id/head.json", id="device-invalid"),
+        pytest.param("sha256_of", f"roots/notes/blobs/e3/b1/{EMPTY}", id="blob-wrong-shard"),
+        pytest.param("sha256_of", f"roots/notes/blobs/{EMPTY}", id="blob-unsharded"),
+        pytest.param("sha256_of", "roots/notes/blobs/e3/b0/e3b0", id="blob-short"),
+    ],
+)
+def test_parsers_refuse_keys_outside_the_layout(parse: str, key: str) -> None:
+    with pytest.raises(ValueError):
+        getattr(keys, parse)(key)

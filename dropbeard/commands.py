@@ -1,0 +1,149 @@
+"""`init` and `sync`: open the root and the store, run, print the outcome (IO)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import anyio
+import msgspec
+
+from dropbeard.config import RemoteConfig, parse_remote_url
+from dropbeard.engine import PassOptions, run_pass
+from dropbeard.enroll import InitRequest, init_root, prepare
+from dropbeard.errors import IntegrityError, UsageError
+from dropbeard.root import RootPaths, find_root, open_online, root_lock
+from dropbeard.store.factory import open_store
+from dropbeard.summary import Summary
+from dropbeard.terminal import ProgressLine, human_bytes
+
+EXIT_HALTED = 1
+EXIT_CONFLICTS = 4
+EXIT_INTEGRITY = 11
+
+
+async def init_command(args: argparse.Namespace) -> int:
+    remote_url = _absolute_remote(args.remote)
+    remote = RemoteConfig(
+        url=remote_url,
+        endpoint_url=args.endpoint_url or None,
+        region=args.region or None,
+        profile=args.profile or None,
+        addressing_style=args.addressing_style,
+    )
+    req = InitRequest(
+        path=args.path,
+        remote=remote,
+        root_id=args.root_id,
+        device_id=args.device_id,
+        mode=args.mode,
+        take_over=args.take_over,
+    )
+    cfg = prepare(req)
+    url = parse_remote_url(remote.url)
+    if url.kind == "local":
+        folder = anyio.Path(url.path)
+        if not await folder.exists():
+            if not await folder.parent.is_dir():
+                raise UsageError(f"--remote {url.path}: its parent folder does not exist")
+            await folder.mkdir()
+    store = open_store(remote)
+    try:
+        paths = await init_root(req, cfg, store)
+    finally:
+        await store.aclose()
+    if not args.quiet:
+        print(
+            f"initialised {paths.root}: root {cfg.root_id!r}, device {cfg.device_id!r}, "
+            f"mode {cfg.mode}, remote {remote.url}"
+        )
+    return 0
+
+
+def _absolute_remote(url: str) -> str:
+    """A directory remote made absolute for root.toml; URLs unchanged."""
+    if "://" in url:
+        return url
+    return os.path.abspath(os.path.expanduser(url))
+
+
+async def sync_command(args: argparse.Namespace) -> int:
+    paths = RootPaths(find_root(args.path))
+    cfg, state = open_online(paths)
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    try:
+        store = open_store(cfg.remote, concurrency=args.concurrency)
+        progress = None if (args.quiet or args.json) else ProgressLine.for_stderr()
+        try:
+            with root_lock(paths):
+                summary = await run_pass(
+                    paths,
+                    cfg,
+                    state,
+                    store,
+                    PassOptions(
+                        dry_run=args.dry_run,
+                        allow_mass_delete=args.allow_mass_delete,
+                        concurrency=args.concurrency,
+                        progress=progress.add if progress else None,
+                    ),
+                )
+        finally:
+            if progress:
+                progress.close()
+            await store.aclose()
+        problems = state.problems()
+    finally:
+        state.close()
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
+    elif not args.quiet:
+        print(describe(summary))
+        for p in problems[:20]:
+            print(f"  problem: {p.path}: {p.message}")
+        if len(problems) > 20:
+            print(f"  … and {len(problems) - 20} more problems (dropbeard status)")
+    if any(p.kind == "integrity" for p in problems) and not args.dry_run:
+        first = next(p for p in problems if p.kind == "integrity")
+        raise IntegrityError(first.message)
+    if summary.halted:
+        print(f"dropbeard: halted: {summary.halted}", file=sys.stderr)
+        return EXIT_HALTED
+    if summary.conflicts or summary.problems:
+        return EXIT_CONFLICTS
+    return 0
+
+
+def describe(s: Summary) -> str:
+    verb = "would sync" if s.dry_run else "synced"
+    parts = [f"scanned {s.scanned}", f"hashed {s.hashed}"]
+    if s.dry_run:
+        parts += [
+            f"{s.planned_uploads} to upload",
+            f"{s.planned_downloads} to download",
+            f"{s.planned_local_deletes} to delete here",
+            f"{s.planned_tombstones} deletes to publish",
+        ]
+    else:
+        parts.append(f"uploaded {s.uploaded} ({human_bytes(s.uploaded_bytes)})")
+        if s.skipped_existing:
+            parts.append(f"{s.skipped_existing} already in the bucket")
+        if s.downloaded:
+            parts.append(f"downloaded {s.downloaded} ({human_bytes(s.downloaded_bytes)})")
+        if s.deleted_local:
+            parts.append(f"deleted {s.deleted_local} here")
+        if s.tombstones:
+            parts.append(f"published {s.tombstones} deletes")
+    if s.conflicts:
+        parts.append(f"{s.conflicts} conflicts")
+    if s.problems:
+        parts.append(f"{s.problems} problems")
+    tail = f"; published manifest {s.manifest}" if s.manifest else "; nothing to publish"
+    if s.dry_run:
+        tail = ""
+    return (
+        f"{verb} {s.root} ({s.root_id}/{s.device_id}): {', '.join(parts)}{tail} "
+        f"in {s.duration_s:.2f}s"
+    )

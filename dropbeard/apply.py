@@ -14,6 +14,7 @@ import hashlib
 import os
 import stat
 import uuid
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,8 @@ async def apply_plan(
     async with anyio.create_task_group() as tg:
         for path, dest, entry, is_copy in writes:
             tg.start_soon(ctx.write, limiter, path, dest, entry, is_copy)
+    if ctx.parked:
+        await anyio.to_thread.run_sync(_remove_all, ctx.parked)
     return out
 
 
@@ -85,6 +88,8 @@ class _Ctx:
     #: sha256 -> a verified local file holding those bytes (for copying instead of fetching)
     have: dict[str, Path] = field(default_factory=dict)
     fetching: dict[str, anyio.Event] = field(default_factory=dict)
+    #: deleted files kept in tmp/ as local sources until the writes are done
+    parked: list[Path] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for path, item in self.scanned.items.items():
@@ -153,6 +158,13 @@ class _Ctx:
         try:
             if stat.S_ISDIR(st.st_mode):
                 os.rmdir(dest)
+            elif item.sha256 is not None and self.have.get(item.sha256) == dest:
+                # Its bytes may be the other half of a rename: park them in tmp/ as the
+                # local source for that download; apply_plan removes them at the end.
+                parked = self.paths.tmp / uuid.uuid4().hex
+                os.replace(dest, parked)
+                self.have[item.sha256] = parked
+                self.parked.append(parked)
             else:
                 os.unlink(dest)
             self.out.deleted += 1
@@ -231,7 +243,7 @@ class _Ctx:
                 self.out.downloaded_bytes += entry.size or 0
             row = await anyio.to_thread.run_sync(self.install, rel, dest_rel, tmp, entry, is_copy)
         except BaseException:
-            await anyio.to_thread.run_sync(lambda: tmp.unlink(missing_ok=True))
+            await anyio.to_thread.run_sync(partial(tmp.unlink, missing_ok=True))
             self.release(entry.sha256)
             raise
         if row is not None:
@@ -287,6 +299,11 @@ def _same(item: LocalItem, st: os.stat_result) -> bool:
         st.st_ino,
         st.st_ctime_ns,
     )
+
+
+def _remove_all(files: list[Path]) -> None:
+    for f in files:
+        f.unlink(missing_ok=True)
 
 
 def _copy_verified(source: Path, dest: Path, sha: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import anyio
@@ -19,14 +19,14 @@ from dropbeard.apply import Applied, apply_plan
 from dropbeard.config import RootConfig
 from dropbeard.ignore import IgnoreRules
 from dropbeard.keys import RootKeys
-from dropbeard.model import Delete, Entry, SeenMark
+from dropbeard.model import Delete, Entry, Registry, SeenMark
 from dropbeard.plan import PULLS, Base, Plan, Remote
 from dropbeard.problems import Problem
 from dropbeard.publish import entries_digest, publish
 from dropbeard.reconcile import reconcile
 from dropbeard.remote import RemoteRead, read_remotes
 from dropbeard.root import RootPaths, reset_tmp
-from dropbeard.safety import check_mass_delete, without_local_deletes
+from dropbeard.safety import check_mass_delete, tracked_files, without_local_deletes
 from dropbeard.scan import ScanResult, StatKey, scan
 from dropbeard.state import Journal, Peer, State, StatRow
 from dropbeard.store.base import Progress, Store
@@ -59,6 +59,8 @@ class Loaded:
     last_manifest: str | None
     last_digest: str | None
     peers: dict[str, Peer]
+    registry: Registry | None
+    registry_etag: str | None
 
 
 def _load(state: State) -> Loaded:
@@ -70,7 +72,19 @@ def _load(state: State) -> Loaded:
         last_manifest=state.get_meta("last_manifest"),
         last_digest=state.get_meta("last_entries_digest"),
         peers=state.peers(),
+        registry=_cached_registry(state),
+        registry_etag=state.get_meta("registry_etag"),
     )
+
+
+def _cached_registry(state: State) -> Registry | None:
+    data = state.get_meta("registry_json")
+    if data is None:
+        return None
+    try:
+        return msgspec.json.decode(data, type=Registry)
+    except msgspec.ValidationError:
+        return None
 
 
 def _read_ignore(paths: RootPaths) -> IgnoreRules:
@@ -169,8 +183,8 @@ async def run_pass(
             keys,
             device_id=cfg.device_id,
             peers=loaded.peers,
-            registry=None,
-            registry_etag=None,
+            registry=loaded.registry,
+            registry_etag=loaded.registry_etag,
             cache_dir=paths.cache,
         )
         for dev, view in sorted(remote_read.devices.items()):
@@ -184,7 +198,7 @@ async def run_pass(
     plan = _reconcile(
         cfg, bases, local, unreadable, opts.only, remotes, tombstones, loaded.counter, now
     )
-    tracked = sum(1 for b in bases.values() if b.entry is not None)
+    tracked = tracked_files(bases.values())  # files and symlinks, as the guard counts deletes
     halt = check_mass_delete(plan, tracked)
     if halt is not None:
         summary.halted = halt.reason if hasattr(halt, "reason") else str(halt)
@@ -251,7 +265,8 @@ async def run_pass(
                 plan = without_local_deletes(plan)
         digest = entries_digest(plan.manifest)
         if digest != loaded.last_digest or plan.tombstones or loaded.last_manifest is None:
-            seen = _seen_marks(loaded.peers, remote_read)
+            settled = _settled(remote_read, plan, applied.failed, tombstones)
+            seen = _seen_marks(loaded.peers, settled)
             published = await publish(
                 store,
                 keys,
@@ -281,7 +296,7 @@ async def run_pass(
         applied,
         published,
         loaded.last_digest,
-        remote_read,
+        _settled(remote_read, plan, applied.failed, tombstones),
         all_problems,
     )
     summary.finish(began)
@@ -315,6 +330,22 @@ def _reconcile(
         counter=counter,
         now=now,
     )
+
+
+def _settled(
+    read: RemoteRead | None, plan: Plan, failed: set[str], tombstones: list[tuple[str, Delete]]
+) -> RemoteRead | None:
+    """`read` without the devices whose tombstones must be offered again: deferred for a
+    path this pass could not see (a daemon pass with `only=`, an unreadable folder) or a
+    local delete that failed. Their old marks stay, so the next pass re-reads those
+    tombstones instead of losing the deletes."""
+    if read is None:
+        return None
+    held = {dev for dev, _ in plan.deferred_tombstones}
+    held |= {dev for dev, gone in tombstones if gone.path in failed}
+    if not held:
+        return read
+    return replace(read, devices={d: v for d, v in read.devices.items() if d not in held})
 
 
 def _seen_marks(peers: dict[str, Peer], remote_read: RemoteRead | None) -> dict[str, SeenMark]:
@@ -375,6 +406,9 @@ def _commit(
         if digest is not None:
             state.set_meta("last_entries_digest", digest)
         if remote_read is not None:
+            if remote_read.registry_etag is not None:
+                state.set_meta("registry_etag", remote_read.registry_etag)
+                state.set_meta("registry_json", msgspec.json.encode(remote_read.registry).decode())
             for dev, view in remote_read.devices.items():
                 state.put_peer(
                     Peer(

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 from aiobotocore.session import AioSession, get_session
 from botocore.config import Config
+from botocore.loaders import Loader, create_loader
 
 from dropbeard.errors import IntegrityError, NotFound, PreconditionFailed
 from dropbeard.store.base import (
@@ -35,11 +36,24 @@ from dropbeard.store.s3errors import translate
 MiB = 1024 * 1024
 #: Files up to this size go up in one PUT; larger ones in multipart parts.
 MULTIPART_THRESHOLD = 16 * MiB
-MIN_PART_SIZE = 8 * MiB
+MIN_PART_SIZE = 5 * MiB
 MAX_PARTS = 10_000
 #: Parts of one file in flight at once (memory per file <= this * part size).
-PARTS_IN_FLIGHT = 4
+PARTS_IN_FLIGHT = 2
 CHUNK = 1 * MiB
+
+
+_LOADER: Loader | None = None
+
+
+def _shared_loader() -> Loader:
+    """botocore's data loader (service models, endpoints), shared by every store in the
+    process: it is read-only data, and parsing the S3 model again costs ~0.3 s (blocking
+    the event loop) for each new session."""
+    global _LOADER
+    if _LOADER is None:
+        _LOADER = create_loader()
+    return _LOADER
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +130,7 @@ class S3Store:
             async with self._lock:
                 if self._client is None:
                     session: AioSession = get_session()
+                    session.register_component("data_loader", _shared_loader())
                     if self._profile:
                         session.set_config_variable("profile", self._profile)
                     kwargs: dict[str, Any] = {

@@ -1,0 +1,242 @@
+"""RetryingStore: retries transient store failures with backoff (IO only through `inner`).
+
+Only `Unavailable` is retried, with exponential backoff and full jitter
+(`delay = rng() * min(max_delay, base_delay * 2**retry)`), at most `attempts` tries and no
+sleep that would end past `deadline` seconds after the first try. Every other error is
+permanent and raised at once. `sleep`, `rng` and `clock` are injectable so tests never
+wait. The deadline bounds the retrying, not one slow attempt (backends time out on their
+own).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+
+from dropbeard.errors import NotFound, PreconditionFailed, Unavailable
+from dropbeard.store.base import ListPage, ObjectInfo, Progress, Store, UploadJournal
+
+T = TypeVar("T")
+
+
+class _Backoff:
+    """The retry budget of one request: counts failures and sleeps between attempts."""
+
+    def __init__(self, store: RetryingStore) -> None:
+        self._store = store
+        self._started = store._clock()
+        self.failures = 0
+
+    async def failed(self, err: Unavailable) -> None:
+        """Sleep before the next attempt, or raise Unavailable if the budget is spent."""
+        s = self._store
+        self.failures += 1
+        elapsed = s._clock() - self._started
+        delay = s._rng() * min(s._max_delay, s._base_delay * 2 ** (self.failures - 1))
+        if self.failures >= s._attempts:
+            why = ""
+        elif elapsed + delay > s._deadline:
+            why = f", {elapsed:.1f}s of a {s._deadline:g}s deadline"
+        else:
+            await s._sleep(delay)
+            return
+        raise Unavailable(f"{err.message} (gave up after {self.failures} attempts{why})", err.key)
+
+
+class _ProgressOnce:
+    """Reports each byte once across attempts, though a retried transfer restarts at 0."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self._progress = progress
+        self._reported = 0
+        self._current = 0
+
+    def restart(self) -> None:
+        self._current = 0
+
+    def __call__(self, n: int) -> None:
+        self._current += n
+        if self._progress is not None and self._current > self._reported:
+            self._progress(self._current - self._reported)
+            self._reported = self._current
+
+
+class RetryingStore:
+    """Wraps any `Store`; see the module docstring for the policy.
+
+    Conditional writes survive a lost reply: if an attempt wrote the object but its reply
+    never arrived, the retry finds the key taken (`put_if_absent`) or its etag moved on
+    (`put_if_match`) and gets PreconditionFailed. After a retry, that answer is checked:
+    when the stored bytes equal ours, the write is reported as a success with the stored
+    etag. (A different writer that stored the very same bytes is indistinguishable, and
+    equally fine: the key holds what the caller wanted.)
+    """
+
+    def __init__(
+        self,
+        inner: Store,
+        *,
+        attempts: int = 5,
+        base_delay: float = 0.2,
+        max_delay: float = 5.0,
+        deadline: float = 60.0,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        rng: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self.inner = inner
+        self.description = inner.description
+        self._attempts = attempts
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._deadline = deadline
+        self._sleep = sleep
+        self._rng = rng
+        self._clock = clock
+
+    async def _retry(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        backoff = _Backoff(self)
+        while True:
+            try:
+                return await attempt()
+            except Unavailable as err:
+                await backoff.failed(err)
+
+    async def get(self, key: str) -> bytes:
+        return await self._retry(lambda: self.inner.get(key))
+
+    async def get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | None:
+        return await self._retry(lambda: self.inner.get_if_changed(key, etag))
+
+    async def get_file(
+        self,
+        key: str,
+        dest: Path,
+        *,
+        expected_sha256: str | None = None,
+        progress: Progress | None = None,
+    ) -> ObjectInfo:
+        once = _ProgressOnce(progress)
+
+        async def attempt() -> ObjectInfo:
+            once.restart()
+            return await self.inner.get_file(
+                key, dest, expected_sha256=expected_sha256, progress=once
+            )
+
+        return await self._retry(attempt)
+
+    async def head(self, key: str) -> ObjectInfo:
+        return await self._retry(lambda: self.inner.head(key))
+
+    async def put(self, key: str, data: bytes) -> str:
+        return await self._retry(lambda: self.inner.put(key, data))
+
+    async def put_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        expected_sha256: str | None = None,
+        journal: UploadJournal | None = None,
+        progress: Progress | None = None,
+    ) -> str:
+        once = _ProgressOnce(progress)
+
+        async def attempt() -> str:
+            once.restart()
+            return await self.inner.put_file(
+                key, path, expected_sha256=expected_sha256, journal=journal, progress=once
+            )
+
+        return await self._retry(attempt)
+
+    async def put_if_absent(self, key: str, data: bytes) -> str:
+        return await self._conditional(key, data, lambda: self.inner.put_if_absent(key, data))
+
+    async def put_if_match(self, key: str, data: bytes, etag: str) -> str:
+        return await self._conditional(key, data, lambda: self.inner.put_if_match(key, data, etag))
+
+    async def _conditional(
+        self, key: str, data: bytes, attempt: Callable[[], Awaitable[str]]
+    ) -> str:
+        backoff = _Backoff(self)
+        while True:
+            try:
+                return await attempt()
+            except Unavailable as err:
+                await backoff.failed(err)
+            except PreconditionFailed:
+                if backoff.failures == 0:
+                    raise  # first attempt: nothing of ours can be there
+                etag = await self._etag_if_holds(key, data)
+                if etag is None:
+                    raise
+                return etag
+
+    async def _etag_if_holds(self, key: str, data: bytes) -> str | None:
+        """The etag of `key` if it holds exactly `data`, else None."""
+        try:
+            found = await self._retry(lambda: self.inner.get_if_changed(key, None))
+        except NotFound:
+            return None
+        if found is None or found[0] != data:
+            return None
+        return found[1]
+
+    async def list(
+        self,
+        prefix: str,
+        *,
+        start_after: str | None = None,
+        delimiter: str | None = None,
+    ) -> AsyncIterator[ListPage]:
+        """A failed page fetch resumes the listing after the last key or prefix yielded;
+        entries at or before it are dropped, so nothing is yielded twice or skipped."""
+        after = start_after
+        last: bytes | None = None
+        backoff = _Backoff(self)
+        while True:
+            pages = aiter(self.inner.list(prefix, start_after=after, delimiter=delimiter))
+            try:
+                while True:
+                    try:
+                        page = await anext(pages)
+                    except StopAsyncIteration:
+                        return
+                    except Unavailable as err:
+                        await backoff.failed(err)
+                        break
+                    backoff = _Backoff(self)  # each page gets the whole budget
+                    page = _entries_after(page, last)
+                    names = [o.key for o in page.objects] + page.prefixes
+                    if names:
+                        after = max(names, key=str.encode)
+                        last = after.encode()
+                        yield page
+            finally:
+                close = getattr(pages, "aclose", None)
+                if close is not None:
+                    await close()
+
+    async def delete(self, key: str) -> None:
+        await self._retry(lambda: self.inner.delete(key))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _entries_after(page: ListPage, last: bytes | None) -> ListPage:
+    if last is None:
+        return page
+    return ListPage(
+        objects=[o for o in page.objects if o.key.encode() > last],
+        prefixes=[p for p in page.prefixes if p.encode() > last],
+    )

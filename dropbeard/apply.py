@@ -14,8 +14,8 @@ import hashlib
 import os
 import stat
 import uuid
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -29,6 +29,7 @@ from dropbeard.root import RootPaths
 from dropbeard.scan import LocalItem, ScanResult
 from dropbeard.state import StatRow
 from dropbeard.store.base import Progress, Store
+from dropbeard.workers import for_each
 
 
 @dataclass
@@ -69,9 +70,11 @@ async def apply_plan(
     writes += [
         (c.path, c.copy_path, c.entry, True) for c in plan.conflict_copies if c.entry.type != "dir"
     ]
-    async with anyio.create_task_group() as tg:
-        for path, dest, entry, is_copy in writes:
-            tg.start_soon(ctx.write, limiter, path, dest, entry, is_copy)
+
+    async def write(item: tuple[str, str, Entry, bool]) -> None:
+        await ctx.write(limiter, *item)
+
+    await for_each(writes, write, concurrency)
     if ctx.parked:
         await anyio.to_thread.run_sync(_remove_all, ctx.parked)
     return out
@@ -214,7 +217,7 @@ class _Ctx:
             try:
                 await self.write_file(rel, dest_rel, entry, is_copy)
             except IntegrityError as exc:
-                self.fail(rel, "integrity", str(exc))
+                self.fail(rel, "integrity", f"{dest_rel}: {exc}")
             except NotFound:
                 self.fail(
                     rel, "missing_blob", f"{rel}: blob {entry.sha256} is missing from the bucket"

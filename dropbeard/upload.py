@@ -17,6 +17,7 @@ import anyio
 from dropbeard.errors import IntegrityError, NotFound, PreconditionFailed
 from dropbeard.keys import RootKeys
 from dropbeard.store.base import Progress, Store, UploadJournal
+from dropbeard.workers import for_each
 
 #: Up to this size a blob is read whole and sent with one create-only PUT.
 SMALL = 8 * 1024 * 1024
@@ -54,26 +55,22 @@ async def upload_blobs(
     unique: dict[str, BlobSource] = {}
     for src in sources:
         unique.setdefault(src.sha256, src)
-    limiter = anyio.CapacityLimiter(max(1, concurrency))
 
     async def one(src: BlobSource) -> None:
-        async with limiter:
-            try:
-                sent = await _upload_one(store, keys, src, journal, progress)
-            except IntegrityError:
-                result.changed[src.sha256] = src.path
-                return
-            if sent:
-                result.uploaded += 1
-                result.uploaded_bytes += src.size
-            else:
-                result.skipped_existing += 1
-            if on_done:
-                on_done(src)
+        try:
+            sent = await _upload_one(store, keys, src, journal, progress)
+        except IntegrityError:
+            result.changed[src.sha256] = src.path
+            return
+        if sent:
+            result.uploaded += 1
+            result.uploaded_bytes += src.size
+        else:
+            result.skipped_existing += 1
+        if on_done:
+            on_done(src)
 
-    async with anyio.create_task_group() as tg:
-        for src in unique.values():
-            tg.start_soon(one, src)
+    await for_each(unique.values(), one, concurrency)
     return result
 
 

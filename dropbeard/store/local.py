@@ -299,25 +299,57 @@ class LocalStore:
 
     def _commit(self, tmp: _TempFile, key: str, condition: str | None, etag: str) -> str:
         """Seal and place `tmp` at `key`; `condition` is None, "absent" or "match"."""
-        with self._translated("writing", key, missing_is_absent=False):
-            tmp.seal()
-            new_etag = _etag(os.fstat(tmp.file.fileno()))
-            if condition is None:
-                self._place(tmp, key)
-                return new_etag
-            with self._exclusive():
-                current = self._current_etag(key)
-                if condition == "absent" and current is not None:
-                    raise PreconditionFailed(
-                        f"creating {key} in {self.root}: it already exists", key
-                    )
-                if condition == "match" and current != etag:
-                    state = "it no longer exists" if current is None else "it changed"
-                    raise PreconditionFailed(
-                        f"replacing {key} in {self.root}: {state} (expected etag {etag})", key
-                    )
+        new_etag = self._seal(tmp, key)
+        if condition is None:
+            with self._translated("writing", key, missing_is_absent=False):
                 self._place(tmp, key)
             return new_etag
+        return self._place_if(tmp, key, condition, etag, new_etag)
+
+    def _seal(self, tmp: _TempFile, key: str) -> str:
+        with self._translated("writing", key, missing_is_absent=False):
+            tmp.seal()
+            return _etag(os.fstat(tmp.file.fileno()))
+
+    def _place_if(self, tmp: _TempFile, key: str, condition: str, etag: str, new_etag: str) -> str:
+        """The check-then-place of a conditional write, under the cross-process lock."""
+        with self._translated("writing", key, missing_is_absent=False), self._exclusive():
+            current = self._current_etag(key)
+            if condition == "absent" and current is not None:
+                raise PreconditionFailed(f"creating {key} in {self.root}: it already exists", key)
+            if condition == "match" and current != etag:
+                state = "it no longer exists" if current is None else "it changed"
+                raise PreconditionFailed(
+                    f"replacing {key} in {self.root}: {state} (expected etag {etag})", key
+                )
+            self._place(tmp, key)
+        return new_etag
+
+    def _prepare(self, key: str, data: bytes) -> tuple[_TempFile, str]:
+        """Write and fsync `data` to a temp file (outside any lock: the slow part)."""
+        tmp = self._new_temp(key)
+        try:
+            with self._translated("writing", key, missing_is_absent=False):
+                tmp.file.write(data)
+            return tmp, self._seal(tmp, key)
+        except BaseException:
+            tmp.discard()
+            raise
+
+    async def _put_conditionally(self, key: str, data: bytes, condition: str, etag: str) -> str:
+        if condition == "absent":
+            exists = await anyio.to_thread.run_sync(self._current_etag, key)
+            if exists is not None:  # cheap early answer; the locked check below decides
+                raise PreconditionFailed(f"creating {key} in {self.root}: it already exists", key)
+        tmp, new_etag = await anyio.to_thread.run_sync(self._prepare, key, data)
+        try:
+            async with self._cond_lock:
+                return await anyio.to_thread.run_sync(
+                    self._place_if, tmp, key, condition, etag, new_etag
+                )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(tmp.discard)
 
     def _current_etag(self, key: str) -> str | None:
         try:
@@ -339,12 +371,10 @@ class LocalStore:
         return await anyio.to_thread.run_sync(self._write_bytes, key, data, None, "")
 
     async def put_if_absent(self, key: str, data: bytes) -> str:
-        async with self._cond_lock:
-            return await anyio.to_thread.run_sync(self._write_bytes, key, data, "absent", "")
+        return await self._put_conditionally(key, data, "absent", "")
 
     async def put_if_match(self, key: str, data: bytes, etag: str) -> str:
-        async with self._cond_lock:
-            return await anyio.to_thread.run_sync(self._write_bytes, key, data, "match", etag)
+        return await self._put_conditionally(key, data, "match", etag)
 
     async def put_file(
         self,

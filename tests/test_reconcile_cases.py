@@ -1,0 +1,624 @@
+"""Reconcile, case by case, as SPEC sections 3, 4.1, 4.2 and 4.4 state it.
+
+This device is `laptop` (counter 10, so its next fresh version is `laptop: 11`); the other
+devices are `desktop` and `server`. Contents are short strings; a file's sha256 is the
+hash of its string, so the table reads as "a holds v2" rather than digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+
+from dropbeard.model import Delete, Entry
+from dropbeard.reconcile import Base, ConflictInfo, Mode, Plan, Remote, reconcile
+
+ME = "laptop"
+NOW = datetime(2026, 5, 22, 18, 5, tzinfo=UTC)
+DESKTOP_AT = "20260522T175900Z"
+SERVER_AT = "20260522T180100Z"
+
+_LABELS: dict[str, str] = {}
+
+
+def F(path: str, data: str, v: dict[str, int] | None = None, mode: int = 0o644) -> Entry:
+    """A file entry holding `data`."""
+    sha = hashlib.sha256(data.encode()).hexdigest()
+    _LABELS[sha] = data
+    size = len(data)
+    return Entry(path=path, type="file", mode=mode, version=v or {}, size=size, sha256=sha)
+
+
+def D(path: str, v: dict[str, int] | None = None, mode: int = 0o755) -> Entry:
+    return Entry(path=path, type="dir", mode=mode, version=v or {})
+
+
+def L(path: str, target: str, v: dict[str, int] | None = None) -> Entry:
+    return Entry(path=path, type="symlink", mode=0o777, version=v or {}, target=target)
+
+
+def gone(path: str, v: dict[str, int], kind: str = "file") -> Delete:
+    return Delete(path=path, type=kind, version=v)  # type: ignore[arg-type]
+
+
+def label(e: Entry) -> str:
+    if e.type == "dir":
+        return "dir" if e.mode == 0o755 else f"dir@{e.mode:o}"
+    if e.type == "symlink":
+        return f"->{e.target}"
+    assert e.sha256 is not None
+    text = _LABELS[e.sha256]
+    return text if e.mode == 0o644 else f"{text}@{e.mode:o}"
+
+
+def held(*entries: Entry) -> dict[str, Base]:
+    """A base agreeing on `entries` (with their versions)."""
+    return {e.path: Base(entry=e) for e in entries}
+
+
+def remote(device: str, *entries: Entry, at: str | None = None) -> Remote:
+    manifest_id = at or (DESKTOP_AT if device == "desktop" else SERVER_AT)
+    return Remote(device_id=device, manifest_id=manifest_id, entries={e.path: e for e in entries})
+
+
+def run(
+    *,
+    base: dict[str, Base] | None = None,
+    local: list[Entry] | None = None,
+    remotes: list[Remote] | None = None,
+    tombstones: list[tuple[str, Delete]] | None = None,
+    mode: Mode = "bidirectional",
+    unknown: frozenset[str] = frozenset(),
+    counter: int = 10,
+) -> Plan:
+    return reconcile(
+        device_id=ME,
+        mode=mode,
+        base=base or {},
+        local={e.path: e for e in local or []},
+        unknown=lambda p: p in unknown,
+        remotes=remotes or [],
+        tombstones=tombstones or [],
+        counter=counter,
+        now=NOW,
+    )
+
+
+def state(b: Base) -> tuple[str, dict[str, int]]:
+    """What a base says about its path, for the table."""
+    if b.conflict is not None:
+        return ("conflict", b.conflict.version)
+    if b.entry is not None:
+        return (label(b.entry), b.entry.version)
+    assert b.deleted is not None
+    return ("deleted", b.deleted.version)
+
+
+@dataclass
+class Case:
+    """Given base/local/remotes/tombstones in a mode, this device must do exactly the
+    listed things (every unlisted action list must be empty)."""
+
+    name: str
+    base: dict[str, Base] = field(default_factory=dict)
+    local: list[Entry] = field(default_factory=list)
+    remotes: list[Remote] = field(default_factory=list)
+    tombstones: list[tuple[str, Delete]] = field(default_factory=list)
+    mode: Mode = "bidirectional"
+    unknown: frozenset[str] = frozenset()
+    counter: int = 10
+    # expectations
+    downloads: dict[str, str] = field(default_factory=dict)
+    copies: dict[str, str] = field(default_factory=dict)
+    deletes: list[str] = field(default_factory=list)
+    tombstoned: dict[str, dict[str, int]] = field(default_factory=dict)
+    uploads: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    manifest: dict[str, tuple[str, dict[str, int]]] | None = None
+    after: dict[str, tuple[str, dict[str, int]]] | None = None  # new base of changed paths
+
+
+V1, V2, V3, V4 = "v1", "v2", "v3", "v4"
+COPY = f"a.conflict-desktop-{DESKTOP_AT}.txt"
+OPEN = ConflictInfo(
+    version={"laptop": 11, "desktop": 2}, copies=[COPY], local=F("a.txt", V2, {"laptop": 11})
+)
+CONFLICTED = {"a.txt": Base(entry=F("a.txt", V2, {"laptop": 11}), conflict=OPEN)}
+
+CASES = [
+    # --- SPEC 4.1: one content wins ---------------------------------------------------
+    Case(
+        "no_change",
+        base=held(F("a", V1, {"laptop": 1})),
+        local=[F("a", V1)],
+        remotes=[remote("desktop", F("a", V1, {"laptop": 1}))],
+        manifest={"a": (V1, {"laptop": 1})},
+        after={},
+    ),
+    Case(
+        "local_edit",
+        base=held(F("a", V1, {"desktop": 1})),
+        local=[F("a", V2)],
+        remotes=[remote("desktop", F("a", V1, {"desktop": 1}))],
+        uploads=["a"],
+        manifest={"a": (V2, {"desktop": 1, "laptop": 11})},
+    ),
+    Case(
+        "remote_edit",
+        base=held(F("a", V1, {"laptop": 1})),
+        local=[F("a", V1)],
+        remotes=[remote("desktop", F("a", V2, {"laptop": 1, "desktop": 1}))],
+        downloads={"a": V2},
+        manifest={"a": (V2, {"laptop": 1, "desktop": 1})},
+    ),
+    Case(
+        "remote_create",
+        remotes=[remote("desktop", F("b", V1, {"desktop": 1}), D("d", {"desktop": 2}))],
+        downloads={"b": V1, "d": "dir"},
+        manifest={"b": (V1, {"desktop": 1}), "d": ("dir", {"desktop": 2})},
+    ),
+    Case(
+        "local_create",
+        local=[F("b", V1), D("d"), L("d/l", "../b")],
+        uploads=["b"],
+        manifest={
+            "b": (V1, {"laptop": 11}),
+            "d": ("dir", {"laptop": 12}),
+            "d/l": ("->../b", {"laptop": 13}),
+        },
+    ),
+    Case(
+        "both_same_content_merge",
+        base=held(F("a", V1, {"laptop": 1})),
+        local=[F("a", V2)],
+        remotes=[remote("desktop", F("a", V2, {"laptop": 1, "desktop": 2}))],
+        uploads=["a"],
+        manifest={"a": (V2, {"laptop": 11, "desktop": 2})},
+    ),
+    Case(
+        "edit_vs_delete_local_edit_wins",
+        base=held(F("a", V1, {"desktop": 1})),
+        local=[F("a", V2)],
+        tombstones=[("desktop", gone("a", {"desktop": 2}))],
+        uploads=["a"],
+        manifest={"a": (V2, {"desktop": 2, "laptop": 11})},
+    ),
+    Case(
+        "edit_vs_delete_remote_edit_wins",
+        base=held(F("a", V1, {"desktop": 1})),
+        local=[],
+        remotes=[remote("desktop", F("a", V2, {"desktop": 2}))],
+        downloads={"a": V2},
+        manifest={"a": (V2, {"desktop": 2, "laptop": 11})},
+    ),
+    Case(
+        "delete_vs_delete",
+        base=held(F("a", V1, {"desktop": 1})),
+        tombstones=[("desktop", gone("a", {"desktop": 2}))],
+        tombstoned={"a": {"desktop": 2, "laptop": 11}},
+        manifest={},
+        after={"a": ("deleted", {"desktop": 2, "laptop": 11})},
+    ),
+    Case(
+        "local_delete_published",
+        base=held(F("a", V1, {"desktop": 1}), F("b", V2, {"laptop": 3})),
+        local=[F("b", V2)],
+        tombstoned={"a": {"desktop": 1, "laptop": 11}},
+        manifest={"b": (V2, {"laptop": 3})},
+    ),
+    Case(
+        "remote_delete_applied",
+        base=held(F("a", V1, {"laptop": 1})),
+        local=[F("a", V1)],
+        tombstones=[("desktop", gone("a", {"laptop": 1, "desktop": 2}))],
+        deletes=["a"],
+        manifest={},
+        after={"a": ("deleted", {"laptop": 1, "desktop": 2})},
+    ),
+    Case(
+        "absent_is_not_delete",
+        base=held(F("a", V1, {"laptop": 1})),
+        local=[F("a", V1)],
+        remotes=[remote("desktop", F("b", V2, {"desktop": 1}))],
+        downloads={"b": V2},
+        manifest={"a": (V1, {"laptop": 1}), "b": (V2, {"desktop": 1})},
+    ),
+    Case(
+        "stale_entry_dominated_by_tombstone",
+        base={"a": Base(deleted=gone("a", {"desktop": 1, "laptop": 2}))},
+        remotes=[remote("desktop", F("a", V1, {"desktop": 1}))],
+        manifest={},
+        after={},
+    ),
+    Case(
+        "recreate_after_delete_dominates_tombstone",
+        base={"a": Base(deleted=gone("a", {"desktop": 1, "laptop": 2}))},
+        local=[F("a", V3)],
+        remotes=[remote("desktop", F("a", V1, {"desktop": 1}))],
+        uploads=["a"],
+        manifest={"a": (V3, {"desktop": 1, "laptop": 11})},
+    ),
+    Case(
+        "chain_a_b_c",  # desktop edits, server takes desktop's version and edits again
+        base=held(F("a", V1, {"desktop": 1})),
+        local=[F("a", V1)],
+        remotes=[
+            remote("desktop", F("a", V2, {"desktop": 2})),
+            remote("server", F("a", V3, {"desktop": 2, "server": 1})),
+        ],
+        downloads={"a": V3},
+        manifest={"a": (V3, {"desktop": 2, "server": 1})},
+    ),
+    Case(
+        "chain_a_b_c_on_a_new_device",
+        remotes=[
+            remote("desktop", F("a", V2, {"desktop": 2})),
+            remote("server", F("a", V3, {"desktop": 2, "server": 1})),
+        ],
+        downloads={"a": V3},
+        manifest={"a": (V3, {"desktop": 2, "server": 1})},
+    ),
+    Case(
+        "new_device_same_bytes_merges",
+        local=[F("a", V1)],
+        remotes=[remote("desktop", F("a", V1, {"desktop": 3}))],
+        uploads=["a"],
+        manifest={"a": (V1, {"desktop": 3, "laptop": 11})},
+    ),
+    Case(
+        "mode_change_is_a_version",
+        base=held(F("a", V1, {"laptop": 1})),
+        local=[F("a", V1, mode=0o600)],
+        manifest={"a": ("v1@600", {"laptop": 11})},
+    ),
+    Case(
+        "remote_mode_change_applied",
+        base=held(F("a", V1, {"laptop": 1}), D("d", {"laptop": 2})),
+        local=[F("a", V1), D("d")],
+        remotes=[
+            remote(
+                "desktop",
+                F("a", V1, {"laptop": 1, "desktop": 1}, mode=0o600),
+                D("d", {"laptop": 2, "desktop": 2}, mode=0o700),
+            )
+        ],
+        downloads={"a": "v1@600", "d": "dir@700"},
+    ),
+    Case(
+        "dir_mode_clash_settles_on_lowest_device_id",
+        base=held(D("d", {"laptop": 1})),
+        local=[D("d", mode=0o750)],
+        remotes=[remote("desktop", D("d", {"laptop": 1, "desktop": 1}, mode=0o700))],
+        downloads={"d": "dir@700"},
+        manifest={"d": ("dir@700", {"laptop": 11, "desktop": 1})},
+    ),
+    Case(
+        "fresh_version_beats_a_lost_counter",
+        counter=0,
+        base=held(F("a", V1, {"laptop": 5})),
+        local=[F("a", V2)],
+        uploads=["a"],
+        manifest={"a": (V2, {"laptop": 6})},
+    ),
+    # --- SPEC 4.4: conflicts ----------------------------------------------------------
+    Case(
+        "concurrent_edit_conflict",
+        base=held(F("a.txt", V1, {"laptop": 1})),
+        local=[F("a.txt", V2)],
+        remotes=[remote("desktop", F("a.txt", V3, {"laptop": 1, "desktop": 2}))],
+        copies={COPY: V3},
+        conflicts=["a.txt"],
+        manifest={},
+        after={"a.txt": ("conflict", {"laptop": 11, "desktop": 2})},
+    ),
+    Case(
+        "three_way_conflict",
+        base=held(F("a.txt", V1, {"laptop": 1})),
+        local=[F("a.txt", V2)],
+        remotes=[
+            remote("desktop", F("a.txt", V3, {"laptop": 1, "desktop": 2})),
+            remote("server", F("a.txt", V4, {"laptop": 1, "server": 1})),
+        ],
+        copies={COPY: V3, f"a.conflict-server-{SERVER_AT}.txt": V4},
+        conflicts=["a.txt", "a.txt"],
+        manifest={},
+    ),
+    Case(
+        "two_devices_holding_the_same_other_version_make_one_copy",
+        base=held(F("a.txt", V1, {"laptop": 1})),
+        local=[F("a.txt", V2)],
+        remotes=[
+            remote("desktop", F("a.txt", V3, {"laptop": 1, "desktop": 2})),
+            remote("server", F("a.txt", V3, {"laptop": 1, "desktop": 2})),
+        ],
+        copies={COPY: V3},
+        conflicts=["a.txt"],
+        manifest={},
+    ),
+    Case(
+        "old_local_version_takes_lowest_device_and_copies_the_other",
+        base=held(F("a.txt", V1, {"laptop": 1})),
+        local=[F("a.txt", V1)],
+        remotes=[
+            remote("server", F("a.txt", V4, {"laptop": 1, "server": 1})),
+            remote("desktop", F("a.txt", V3, {"laptop": 1, "desktop": 2})),
+        ],
+        downloads={"a.txt": V3},
+        copies={f"a.conflict-server-{SERVER_AT}.txt": V4},
+        conflicts=["a.txt"],
+        manifest={},
+    ),
+    Case(
+        "new_device_different_bytes_conflict",
+        local=[F("notes/a.md", V2)],
+        remotes=[remote("desktop", F("notes/a.md", V1, {"desktop": 3}))],
+        copies={f"notes/a.conflict-desktop-{DESKTOP_AT}.md": V1},
+        conflicts=["notes/a.md"],
+        manifest={},
+    ),
+    Case(
+        "type_clash_file_vs_symlink",
+        local=[L("a", "target")],
+        remotes=[remote("desktop", F("a", V1, {"desktop": 1}))],
+        copies={f"a.conflict-desktop-{DESKTOP_AT}": V1},
+        conflicts=["a"],
+        manifest={},
+    ),
+    Case(
+        "type_clash_dir",
+        local=[F("a", V1)],
+        remotes=[remote("desktop", D("a", {"desktop": 1}))],
+        conflicts=["a"],
+        problems=[("a", "type_clash")],
+        manifest={},
+    ),
+    Case(
+        "conflict_copy_not_uploaded",
+        base=held(F("a.txt", V2, {"laptop": 11})),
+        local=[F("a.txt", V2), F(COPY, V3)],
+        manifest={"a.txt": (V2, {"laptop": 11})},
+        after={},
+    ),
+    Case(
+        "conflict_stays_while_a_copy_remains",
+        base=CONFLICTED,
+        local=[F("a.txt", V4), F(COPY, V3)],
+        remotes=[remote("desktop", F("a.txt", V3, {"laptop": 1, "desktop": 2}))],
+        manifest={},
+        after={},
+    ),
+    Case(
+        "conflict_resolved_by_deleting_copies",
+        base=CONFLICTED,
+        local=[F("a.txt", V4)],
+        remotes=[remote("desktop", F("a.txt", V3, {"laptop": 1, "desktop": 2}))],
+        uploads=["a.txt"],
+        manifest={"a.txt": (V4, {"laptop": 12, "desktop": 2})},
+        after={"a.txt": (V4, {"laptop": 12, "desktop": 2})},
+    ),
+    Case(
+        "conflict_resolved_keeping_local_uploads_it",
+        base=CONFLICTED,
+        local=[F("a.txt", V2)],
+        uploads=["a.txt"],
+        manifest={"a.txt": (V2, {"laptop": 12, "desktop": 2})},
+    ),
+    Case(
+        "conflict_resolved_by_deleting_everything",
+        base=CONFLICTED,
+        remotes=[remote("desktop", F("a.txt", V3, {"laptop": 1, "desktop": 2}))],
+        tombstoned={"a.txt": {"laptop": 12, "desktop": 2}},
+        manifest={},
+    ),
+    Case(
+        "conflict_resolved_elsewhere_applied",
+        base=CONFLICTED,
+        local=[F("a.txt", V2), F(COPY, V3)],
+        remotes=[remote("desktop", F("a.txt", V4, {"laptop": 11, "desktop": 3}))],
+        downloads={"a.txt": V4},
+        manifest={"a.txt": (V4, {"laptop": 11, "desktop": 3})},
+        after={"a.txt": (V4, {"laptop": 11, "desktop": 3})},
+    ),
+    Case(
+        "conflict_resolved_elsewhere_but_edited_here_gets_a_copy",
+        base=CONFLICTED,
+        local=[F("a.txt", "v5"), F(COPY, V3)],
+        remotes=[remote("desktop", F("a.txt", V4, {"laptop": 11, "desktop": 3}), at=SERVER_AT)],
+        copies={f"a.conflict-desktop-{SERVER_AT}.txt": V4},
+        conflicts=["a.txt"],
+        manifest={},
+        after={"a.txt": ("conflict", {"laptop": 11, "desktop": 3})},
+    ),
+    Case(
+        "type_clash_dir_reported_every_pass",
+        base={
+            "a": Base(
+                entry=F("a", V1, {"laptop": 11}),
+                conflict=ConflictInfo(
+                    version={"laptop": 11, "desktop": 1}, clashes=["desktop"], local=F("a", V1)
+                ),
+            )
+        },
+        local=[F("a", V1)],
+        remotes=[remote("desktop", D("a", {"desktop": 1}))],
+        problems=[("a", "type_clash")],
+        manifest={},
+        after={},
+    ),
+    Case(
+        "conflict_copy_name_taken_by_other_content",
+        base=held(F("a.txt", V1, {"laptop": 1})),
+        local=[F("a.txt", V2), F(COPY, "mine")],
+        remotes=[remote("desktop", F("a.txt", V3, {"laptop": 1, "desktop": 2}))],
+        conflicts=["a.txt"],
+        problems=[("a.txt", "conflict_copy")],
+        manifest={},
+    ),
+    # --- unknown local state, directories ---------------------------------------------
+    Case(
+        "unknown_path_untouched",
+        base=held(F("a", V1, {"laptop": 1}), F("b", V1, {"laptop": 2})),
+        local=[F("b", V1)],
+        unknown=frozenset({"a", "b"}),
+        remotes=[remote("desktop", F("b", V2, {"laptop": 2, "desktop": 1}))],
+        tombstones=[("desktop", gone("a", {"laptop": 1, "desktop": 2}))],
+        manifest={"a": (V1, {"laptop": 1}), "b": (V1, {"laptop": 2})},
+        after={},
+    ),
+    Case(
+        "dir_delete_deepest_first",
+        base=held(
+            D("d", {"laptop": 1}),
+            D("d/e", {"laptop": 2}),
+            F("d/e/f", V1, {"laptop": 3}),
+            F("d/g", V2, {"laptop": 4}),
+        ),
+        local=[D("d"), D("d/e"), F("d/e/f", V1), F("d/g", V2)],
+        tombstones=[
+            ("desktop", gone(p, {"laptop": n, "desktop": 1}, k))
+            for p, n, k in [
+                ("d", 1, "dir"),
+                ("d/e", 2, "dir"),
+                ("d/e/f", 3, "file"),
+                ("d/g", 4, "file"),
+            ]
+        ],
+        deletes=["d/e/f", "d/e", "d/g", "d"],
+        manifest={},
+    ),
+    Case(
+        "local_folder_delete_is_one_delete_per_path",
+        base=held(D("d", {"laptop": 1}), F("d/a", V1, {"laptop": 2}), F("d/b", V2, {"laptop": 3})),
+        tombstoned={"d": {"laptop": 11}, "d/a": {"laptop": 12}, "d/b": {"laptop": 13}},
+        manifest={},
+    ),
+    # --- SPEC 4.2: modes --------------------------------------------------------------
+    Case(
+        "upload_only_ignores_remotes_and_tombstones",
+        mode="upload-only",
+        base=held(F("a", V1, {"laptop": 1}), F("b", V1, {"laptop": 2})),
+        local=[F("a", V1), F("b", V1), F("c", V3)],
+        remotes=[remote("desktop", F("a", V2, {"laptop": 1, "desktop": 1}), F("z", V1))],
+        tombstones=[("desktop", gone("b", {"laptop": 2, "desktop": 2}))],
+        uploads=["c"],
+        manifest={"a": (V1, {"laptop": 1}), "b": (V1, {"laptop": 2}), "c": (V3, {"laptop": 11})},
+    ),
+    Case(
+        "download_only_pulls_and_publishes_nothing",
+        mode="download-only",
+        base=held(F("a", V1, {"desktop": 1}), F("b", V1, {"desktop": 2})),
+        local=[F("a", V1), F("b", V3), F("c", V3)],
+        remotes=[remote("desktop", F("a", V2, {"desktop": 3}), F("b", V1, {"desktop": 2}))],
+        downloads={"a": V2},
+        manifest={},
+        after={
+            "a": (V2, {"desktop": 3}),
+            "b": (V3, {"desktop": 2, "laptop": 11}),
+            "c": (V3, {"laptop": 12}),
+        },
+    ),
+    Case(
+        "download_only_remote_change_to_local_edit_is_conflict",
+        mode="download-only",
+        base=held(F("a.txt", V1, {"desktop": 1})),
+        local=[F("a.txt", V2)],
+        remotes=[remote("desktop", F("a.txt", V3, {"desktop": 2}))],
+        copies={COPY: V3},
+        conflicts=["a.txt"],
+        manifest={},
+    ),
+    Case(
+        "download_only_applies_remote_deletes_but_tombstones_nothing",
+        mode="download-only",
+        base=held(F("a", V1, {"desktop": 1}), F("b", V1, {"desktop": 2})),
+        local=[F("a", V1)],
+        tombstones=[("desktop", gone("a", {"desktop": 3}))],
+        deletes=["a"],
+        manifest={},
+        after={"a": ("deleted", {"desktop": 3}), "b": ("deleted", {"desktop": 2, "laptop": 11})},
+    ),
+    Case(
+        "archive_only_pulls_and_keeps_remotely_deleted_files",
+        mode="archive-only",
+        base=held(F("a", V1, {"desktop": 1})),
+        local=[F("a", V1)],
+        remotes=[remote("desktop", F("b", V2, {"desktop": 2}))],
+        tombstones=[("desktop", gone("a", {"desktop": 3}))],
+        downloads={"b": V2},
+        manifest={},
+        after={"a": (V1, {"desktop": 3}), "b": (V2, {"desktop": 2})},
+    ),
+    Case(
+        "archive_only_downloads_a_later_recreation",
+        mode="archive-only",
+        base=held(F("a", V1, {"desktop": 3})),
+        local=[F("a", V1)],
+        remotes=[remote("desktop", F("a", V4, {"desktop": 4}))],
+        downloads={"a": V4},
+        manifest={},
+    ),
+    Case(
+        "archive_only_never_publishes_local_changes",
+        mode="archive-only",
+        base=held(F("a", V1, {"desktop": 1})),
+        local=[F("a", V2), F("c", V3)],
+        manifest={},
+        after={"a": (V2, {"desktop": 1, "laptop": 11}), "c": (V3, {"laptop": 12})},
+    ),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES])
+def test_case(case: Case) -> None:
+    plan = run(
+        base=case.base,
+        local=case.local,
+        remotes=case.remotes,
+        tombstones=case.tombstones,
+        mode=case.mode,
+        unknown=case.unknown,
+        counter=case.counter,
+    )
+    assert {d.path: label(d.entry) for d in plan.downloads} == case.downloads
+    assert {c.copy_path: label(c.entry) for c in plan.conflict_copies} == case.copies
+    assert [d.path for d in plan.local_deletes] == case.deletes
+    assert {t.path: t.version for t in plan.tombstones} == case.tombstoned
+    assert [u.path for u in plan.uploads] == case.uploads
+    assert [c.path for c in plan.conflicts] == case.conflicts
+    assert [(p.path, p.kind) for p in plan.problems] == case.problems
+    if case.manifest is not None:
+        assert {e.path: (label(e), e.version) for e in plan.manifest} == case.manifest
+    if case.after is not None:
+        assert {p: state(b) for p, b in plan.base.items()} == case.after
+
+
+def test_tombstones_for_unknown_paths_are_offered_again() -> None:
+    tombstone = ("desktop", gone("a", {"laptop": 1, "desktop": 2}))
+    plan = run(
+        base=held(F("a", V1, {"laptop": 1})), unknown=frozenset({"a"}), tombstones=[tombstone]
+    )
+    assert plan.deferred_tombstones == [tombstone]
+    assert plan.local_deletes == [] and plan.base == {}
+
+
+def test_counter_advances_once_per_fresh_version() -> None:
+    plan = run(local=[F("a", V1), F("b", V2)], counter=41)
+    assert plan.counter == 43
+    assert run(base=held(F("a", V1, {"laptop": 41})), local=[F("a", V1)], counter=41).counter == 41
+
+
+def test_base_survives_a_round_trip_through_the_state_file() -> None:
+    """The engine stores each Base as bytes; a conflict must come back identical."""
+    plan = run(
+        base=held(F("a.txt", V1, {"laptop": 1})),
+        local=[F("a.txt", V2)],
+        remotes=[remote("desktop", F("a.txt", V3, {"laptop": 1, "desktop": 2}))],
+    )
+    stored = plan.base["a.txt"]
+    assert stored.conflict is not None and stored.conflict.since == NOW
+    assert msgspec.json.decode(msgspec.json.encode(stored), type=Base) == stored

@@ -12,7 +12,7 @@ import msgspec
 from dropbeard.config import RemoteConfig, parse_remote_url
 from dropbeard.engine import PassOptions, run_pass
 from dropbeard.enroll import InitRequest, init_root, prepare
-from dropbeard.errors import IntegrityError, UsageError
+from dropbeard.errors import DropbeardError, IntegrityError, UsageError
 from dropbeard.root import RootPaths, find_root, open_online, root_lock
 from dropbeard.store.factory import open_store
 from dropbeard.summary import Summary
@@ -90,11 +90,17 @@ async def sync_command(args: argparse.Namespace) -> int:
                         progress=progress.add if progress else None,
                     ),
                 )
+        except BaseExceptionGroup as group:
+            error = single_error(group)
+            if error is None:
+                raise
+            raise error from group
         finally:
             if progress:
                 progress.close()
             await store.aclose()
         problems = state.problems()
+        open_conflicts = state.paths_with_status("conflict")
     finally:
         state.close()
     if args.json:
@@ -105,15 +111,36 @@ async def sync_command(args: argparse.Namespace) -> int:
             print(f"  problem: {p.path}: {p.message}")
         if len(problems) > 20:
             print(f"  … and {len(problems) - 20} more problems (dropbeard status)")
+        if open_conflicts:
+            print(f"  {len(open_conflicts)} conflicts open (dropbeard status lists them)")
     if any(p.kind == "integrity" for p in problems) and not args.dry_run:
         first = next(p for p in problems if p.kind == "integrity")
         raise IntegrityError(first.message)
     if summary.halted:
         print(f"dropbeard: halted: {summary.halted}", file=sys.stderr)
         return EXIT_HALTED
-    if summary.conflicts or summary.problems:
+    if summary.conflicts or summary.problems or open_conflicts:  # found now or still open
         return EXIT_CONFLICTS
     return 0
+
+
+def single_error(group: BaseExceptionGroup[BaseException]) -> DropbeardError | None:
+    """The error to report for a failure inside a task group (anyio wraps it, with any
+    sibling failures, in an ExceptionGroup): the first one, if every failure is a
+    DropbeardError; None if any is not (a bug, to be shown as such)."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            pending[:0] = exc.exceptions
+        else:
+            leaves.append(exc)
+    if leaves and all(isinstance(e, DropbeardError) for e in leaves):
+        first = leaves[0]
+        assert isinstance(first, DropbeardError)
+        return first
+    return None
 
 
 def describe(s: Summary) -> str:

@@ -263,7 +263,8 @@ async def run_pass(
             )
             if halt is not None and not opts.allow_mass_delete:
                 plan = without_local_deletes(plan)
-        digest = entries_digest(plan.manifest)
+        manifest = _held(plan.manifest, applied.failed, bases)
+        digest = entries_digest(manifest)
         if digest != loaded.last_digest or plan.tombstones or loaded.last_manifest is None:
             settled = _settled(remote_read, plan, applied.failed, tombstones)
             seen = _seen_marks(loaded.peers, settled)
@@ -272,7 +273,7 @@ async def run_pass(
                 keys,
                 root_id=cfg.root_id,
                 device_id=cfg.device_id,
-                entries=plan.manifest,
+                entries=manifest,
                 tombstones=plan.tombstones,
                 previous_manifest=loaded.last_manifest,
                 tombstone_seq=loaded.tombstone_seq,
@@ -301,6 +302,23 @@ async def run_pass(
     )
     summary.finish(began)
     return summary
+
+
+def _held(entries: list[Entry], failed: set[str], bases: dict[str, Base]) -> list[Entry]:
+    """The manifest of what this device really holds: a path whose download failed keeps
+    its old base, so it publishes that base's entry (or nothing), not the version it could
+    not write (which may not even fit the local tree: `link/x` under a local symlink)."""
+    if not failed:
+        return entries
+    held = []
+    for entry in entries:
+        if entry.path in failed:
+            old = bases.get(entry.path)
+            if old is None or old.entry is None or old.conflict is not None:
+                continue
+            entry = old.entry
+        held.append(entry)
+    return held
 
 
 def _ignored(ignore: IgnoreRules, path: str, base: Base) -> bool:

@@ -53,9 +53,14 @@ def prepare(req: InitRequest) -> RootConfig:
     except ValueError as exc:
         raise UsageError(f"--remote: {exc}") from None
     path = req.path.absolute()
-    root_id = req.root_id or derive_id(path.name, "root id", "--root-id")
-    device_id = req.device_id or derive_id(
-        socket.gethostname().split(".")[0], "device id", "--device-id"
+    # An id given explicitly, even an empty one, is validated as given, never replaced.
+    root_id = (
+        req.root_id if req.root_id is not None else derive_id(path.name, "root id", "--root-id")
+    )
+    device_id = (
+        req.device_id
+        if req.device_id is not None
+        else derive_id(socket.gethostname().split(".")[0], "device id", "--device-id")
     )
     for value, flag in ((root_id, "--root-id"), (device_id, "--device-id")):
         try:

@@ -64,7 +64,7 @@ def _local_part(state: State, report: StatusReport) -> None:
 async def gather(paths: RootPaths, *, offline: bool) -> StatusReport:
     report = StatusReport(root=str(paths.root), online=False)
     try:
-        cfg, state = open_online(paths)
+        cfg, state = await anyio.to_thread.run_sync(open_online, paths)
     except OfflineError as exc:
         report.reason = str(exc)
         return report
@@ -73,7 +73,7 @@ async def gather(paths: RootPaths, *, offline: bool) -> StatusReport:
     report.remote = cfg.remote.url
     try:
         await anyio.to_thread.run_sync(_local_part, state, report)
-        peers = state.peers()
+        peers = await anyio.to_thread.run_sync(state.peers)
     finally:
         state.close()
     if offline:
@@ -102,8 +102,13 @@ async def gather(paths: RootPaths, *, offline: bool) -> StatusReport:
                     else bool(mark and mark.manifest == report.last_manifest),
                 )
             )
-    except DropbeardError as exc:
-        report.devices_error = str(exc)
+    except (DropbeardError, BaseExceptionGroup) as exc:
+        from dropbeard.commands import single_error
+
+        error = exc if isinstance(exc, DropbeardError) else single_error(exc)
+        if error is None:
+            raise
+        report.devices_error = str(error)
         report.devices = [DeviceStatus(d, p.manifest_id, None, None) for d, p in peers.items()]
     finally:
         await store.aclose()

@@ -88,3 +88,37 @@ async def s3_store(seaweed: Seaweed) -> AsyncIterator[S3Store]:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+# --- one remote shared by several devices (tests/converge.py, tests/test_converge_*.py) ----
+
+import typing  # noqa: E402
+
+if typing.TYPE_CHECKING:  # the fixtures import it lazily: only they need the CLI
+    from tests.converge import Bucket
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def remote(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Bucket:
+    """A fresh remote for devices driven through the CLI: a local directory, then a prefix
+    in the SeaweedFS bucket."""
+    from tests.converge import Cli, local_bucket, s3_bucket
+
+    if request.param == "s3":
+        return s3_bucket(request.getfixturevalue("seaweed"), monkeypatch, Cli(capsys))
+    return local_bucket(tmp_path, Cli(capsys))
+
+
+@pytest.fixture
+def s3_remote(
+    seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Bucket:
+    """A fresh prefix in the SeaweedFS bucket, for devices driven through the CLI."""
+    from tests.converge import Cli, s3_bucket
+
+    return s3_bucket(seaweed, monkeypatch, Cli(capsys))

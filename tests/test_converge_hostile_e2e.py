@@ -1,0 +1,250 @@
+"""Devices facing a damaged or hostile bucket, and an offline root, end to end through the
+real CLI (SPEC 1.1-1.2, 2, 4.5): corrupted blobs and manifests are refused with exit 11,
+unsafe paths never reach the disk, an offline root touches nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from dropbeard.model import Entry, encode_manifest
+from dropbeard.registry import register, update_registry
+from tests.converge import ROOT_ID, Bucket, Device, devices
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dropbeard: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def dot_snapshot(d: Device) -> dict[str, bytes]:
+    """Every file under `.dropbear/` but the lock (bytes), to prove a refused pass changed
+    nothing."""
+    dot = d.path(".dropbear")
+    files = (p for p in dot.rglob("*") if p.is_file() and p.name != "lock")
+    return {str(p.relative_to(dot)): p.read_bytes() for p in files}
+
+
+# --- corrupted blob ---------------------------------------------------------------------
+
+
+@pytest.mark.s3
+def test_corrupted_blob_is_refused_and_nothing_else_breaks(
+    s3_remote: Bucket, tmp_path: Path
+) -> None:
+    a, b = devices(s3_remote, tmp_path, "a", "b")
+    a.write("edited.txt", "old bytes, held by b\n")
+    a.write("fine.txt", "fine v1\n")
+    a.write("keep.txt", "untouched by all of this\n")
+    a.sync()
+    b.sync()
+
+    edited, fresh = b"new bytes from a\n", b"a brand new file from a\n"
+    a.write("edited.txt", edited)
+    a.write("fresh.txt", fresh)
+    a.write("fine.txt", "fine v2, arrives intact\n")
+    a.sync()
+    for data in (edited, fresh):  # someone overwrites the blobs in the bucket
+        s3_remote.put(s3_remote.keys.blob(sha(data)), b"not what the manifest promised")
+
+    got = b.sync(code=11)
+    line = one_error_line(got.err)
+    assert "edited.txt" in line or "fresh.txt" in line, line
+    assert b.read("edited.txt") == b"old bytes, held by b\n"
+    assert not b.path("fresh.txt").exists()
+    assert b.read("fine.txt") == b"fine v2, arrives intact\n"
+    assert b.read("keep.txt") == b"untouched by all of this\n"
+    assert list(b.path(".dropbear/tmp").iterdir()) == []
+    assert sorted(b.tree()) == ["edited.txt", "fine.txt", "keep.txt"]
+
+    # the bucket is repaired: the next pass takes what it could not before
+    for data in (edited, fresh):
+        s3_remote.put(s3_remote.keys.blob(sha(data)), data)
+    b.sync()
+    assert b.read("edited.txt") == edited and b.read("fresh.txt") == fresh
+    a.sync()
+    assert a.tree() == b.tree()
+
+
+# --- manifest that does not match its head ------------------------------------------------
+
+
+def test_manifest_not_matching_its_head_is_refused(remote: Bucket, tmp_path: Path) -> None:
+    a, b = devices(remote, tmp_path, "a", "b")
+    a.write("real.txt", "what a really holds\n")
+    a.sync()
+    b.write("mine.txt", "b's own\n")
+
+    # a well-formed manifest, but not the bytes a's head vouches for
+    head = json.loads(remote.get(remote.keys.head("a")))
+    key = remote.keys.manifest("a", head["manifest"])
+    real = remote.manifest("a")
+    planted = b"planted by someone with write access\n"
+    entry = Entry(
+        path="planted.txt",
+        type="file",
+        mode=0o644,
+        version={"a": 99},
+        size=len(planted),
+        mtime_ns=1,
+        sha256=remote.put_blob(planted),
+    )
+    remote.put(key, encode_manifest(msgspec.structs.replace(real, entries=[*real.entries, entry])))
+    before, before_dot = b.tree(), dot_snapshot(b)
+
+    got = b.sync(code=11)
+    line = one_error_line(got.err)
+    assert "'a'" in line and head["manifest"] in line
+    assert b.tree() == before  # neither planted.txt nor real.txt
+    assert dot_snapshot(b) == before_dot
+    assert not remote.has_head("b")
+
+
+# --- hostile manifests from a device registered in the bucket ------------------------------
+
+
+def publish_raw(remote: Bucket, device: str, entries: list[dict[str, Any]], n: int) -> None:
+    """Publish `entries` as `device`'s manifest, bypassing every check a writer makes, with a
+    head whose manifest_sha256 is correct."""
+    manifest_id = f"20260101T0000{n:02d}Z"
+    data = json.dumps(
+        {
+            "format": 1,
+            "root_id": ROOT_ID,
+            "device_id": device,
+            "created_at": "2026-01-01T00:00:00Z",
+            "entries": entries,
+        }
+    ).encode()
+    remote.put(remote.keys.manifest(device, manifest_id), data)
+    head = {
+        "format": 1,
+        "device_id": device,
+        "manifest": manifest_id,
+        "manifest_sha256": sha(data),
+        "published_at": "2026-01-01T00:00:00Z",
+        "tombstone_seq": 0,
+        "seen": {},
+    }
+    remote.put(remote.keys.head(device), json.dumps(head).encode())
+
+
+def register_evil(remote: Bucket) -> None:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    change = register("evil", "bidirectional", now, take_over=False)
+    remote.run(lambda s: update_registry(s, remote.keys, change))
+
+
+def file_entry(remote: Bucket, path: str, data: bytes) -> dict[str, Any]:
+    return {
+        "path": path,
+        "type": "file",
+        "mode": 0o644,
+        "size": len(data),
+        "mtime_ns": 1,
+        "sha256": remote.put_blob(data),
+        "version": {"evil": 1},
+    }
+
+
+@pytest.mark.s3
+def test_hostile_paths_are_rejected_and_nothing_is_written(
+    s3_remote: Bucket, tmp_path: Path
+) -> None:
+    (b,) = devices(s3_remote, tmp_path, "b")
+    b.write("mine.txt", "b's own\n")
+    b.sync()
+    register_evil(s3_remote)
+    toml = b.read(".dropbear/root.toml")
+    etc_x_existed = Path("/etc/x").exists()
+    for n, bad in enumerate(["../x", "/etc/x", ".dropbear/root.toml"]):
+        publish_raw(s3_remote, "evil", [file_entry(s3_remote, bad, b"[remote]\nurl = 'evil'\n")], n)
+        before = b.tree()
+        got = b.sync(code=1)
+        line = one_error_line(got.err)
+        assert repr(bad) in line and "evil" in line, line
+        assert b.tree() == before, bad
+        assert not (tmp_path / "x").exists(), bad
+        assert b.read(".dropbear/root.toml") == toml, bad
+        assert Path("/etc/x").exists() == etc_x_existed
+    # evil retired from the bucket's point of view: b syncs normally again
+    s3_remote.run(lambda s: s.delete(s3_remote.keys.head("evil")))
+    b.sync()
+
+
+@pytest.mark.s3
+def test_nothing_is_written_through_a_local_symlink(s3_remote: Bucket, tmp_path: Path) -> None:
+    (b,) = devices(s3_remote, tmp_path, "b")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    b.path("link").symlink_to(elsewhere)
+    b.write("mine.txt", "b's own\n")
+    b.sync()
+    register_evil(s3_remote)
+    publish_raw(s3_remote, "evil", [file_entry(s3_remote, "link/x", b"through the link\n")], 0)
+
+    b.sync(code=4)
+    assert list(elsewhere.iterdir()) == []
+    problems = b.status()["problems"]
+    assert [p["path"] for p in problems] == ["link/x"], problems
+    assert b.path("link").is_symlink()
+    b.sync(code=4)  # still refused, still reported
+    assert list(elsewhere.iterdir()) == []
+
+
+# --- an offline root ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["root.toml removed", "folder missing"])
+def test_offline_root_is_left_untouched(remote: Bucket, tmp_path: Path, how: str) -> None:
+    a, b = devices(remote, tmp_path, "a", "b")
+    for name in ("x.txt", "y.txt", "z.txt"):
+        a.write(name, f"{name} v1\n")
+    a.sync()
+    b.sync()
+    a.write("x.txt", "x v2, waiting for b\n")
+    a.sync()
+    b.path("y.txt").unlink()  # would be a delete to publish, were b online
+    b.write("new.txt", "would be uploaded\n")
+    moved = tmp_path / "unmounted"
+    if how == "root.toml removed":
+        toml = b.read(".dropbear/root.toml")
+        b.path(".dropbear/root.toml").unlink()
+    else:
+        b.root.rename(moved)
+    before_tree = b.tree() if b.root.exists() else None
+    before_objects = remote.objects()
+
+    got = b.sync(code=3)
+    assert "offline" in one_error_line(got.err)
+    status = remote.cli("status", str(b.root), "--json")
+    assert status.code == 3 and status.json["online"] is False
+    assert remote.objects() == before_objects
+    if before_tree is None:
+        assert not b.root.exists()
+    else:
+        assert b.tree() == before_tree
+
+    # back online: the pending changes on both sides go through, nothing was lost
+    if how == "root.toml removed":
+        b.write(".dropbear/root.toml", toml)
+    else:
+        moved.rename(b.root)
+    b.sync()
+    a.sync()
+    assert b.read("x.txt") == b"x v2, waiting for b\n"
+    assert a.read("new.txt") == b"would be uploaded\n"
+    assert not a.path("y.txt").exists()
+    assert a.tree() == b.tree()

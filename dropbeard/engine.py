@@ -223,7 +223,12 @@ async def run_pass(
     # Upload blobs; a file that changed while read is left for the next pass.
     published = None
     if plan.publishes:
-        known = {b.entry.sha256 for b in bases.values() if b.entry and b.entry.sha256}
+        # Blobs known to be in the bucket: those our last manifest referenced and those
+        # other devices published. Every other file of the new manifest is uploaded (a
+        # create-only PUT or HEAD+upload), whatever the reason it is new to the bucket.
+        known = await anyio.to_thread.run_sync(_published_shas, paths)
+        for remote in remotes:
+            known.update(e.sha256 for e in remote.entries.values() if e.sha256)
         for _attempt in range(3):
             sources = [
                 BlobSource(
@@ -232,7 +237,7 @@ async def run_pass(
                     e.path,
                     paths.root / (result.items[e.path].disk_path or e.path),
                 )
-                for e in plan.uploads
+                for e in plan.manifest
                 if e.sha256 and e.sha256 not in known and e.path in result.items
             ]
             up = await upload_blobs(
@@ -281,6 +286,7 @@ async def run_pass(
                 now=now,
             )
             summary.manifest = published.manifest_id
+            await anyio.to_thread.run_sync(_remember_published_shas, paths, manifest)
             summary.tombstones = len(plan.tombstones)
             loaded.last_digest = digest
 
@@ -302,6 +308,19 @@ async def run_pass(
     )
     summary.finish(began)
     return summary
+
+
+def _published_shas(paths: RootPaths) -> set[str]:
+    try:
+        return set((paths.dot / "published.sha256").read_text().split())
+    except (OSError, UnicodeDecodeError):
+        return set()
+
+
+def _remember_published_shas(paths: RootPaths, entries: list[Entry]) -> None:
+    tmp = paths.dot / "published.sha256.tmp"
+    tmp.write_text("\n".join(sorted({e.sha256 for e in entries if e.sha256})))
+    tmp.replace(paths.dot / "published.sha256")
 
 
 def _held(entries: list[Entry], failed: set[str], bases: dict[str, Base]) -> list[Entry]:

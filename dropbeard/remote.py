@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import msgspec
 
 from dropbeard.errors import IntegrityError, NotFound
 from dropbeard.keys import RootKeys
@@ -141,21 +142,40 @@ async def _manifest(
     store: Store, keys: RootKeys, dev: str, head: Head, cache_dir: Path | None
 ) -> Manifest:
     key = keys.manifest(dev, head.manifest)
-    data = await _read_cache(cache_dir, dev, head.manifest)
-    if data is None or hashlib.sha256(data).hexdigest() != head.manifest_sha256:
-        data = await store.get(key)
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != head.manifest_sha256:
-            raise IntegrityError(
-                f"reading {key}: its SHA-256 {digest} does not match the head's "
-                f"{head.manifest_sha256}; nothing from device {dev!r} was applied",
-                key,
-            )
-        await _write_cache(cache_dir, dev, head.manifest, data)
-    manifest = decode_manifest(data, key)
+    if cache_dir is not None:
+        cached = await anyio.to_thread.run_sync(_trusted_cache, cache_dir, dev, head)
+        if cached is not None:
+            return cached
+    data = await store.get(key)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != head.manifest_sha256:
+        raise IntegrityError(
+            f"reading {key}: its SHA-256 {digest} does not match the head's "
+            f"{head.manifest_sha256}; nothing from device {dev!r} was applied",
+            key,
+        )
+    manifest = await anyio.to_thread.run_sync(decode_manifest, data, key)
     if manifest.device_id != dev:
         raise IntegrityError(f"reading {key}: it claims device {manifest.device_id!r}", key)
+    # Cached only once fully validated: a cache hit (same SHA-256) skips re-validation.
+    await _write_cache(cache_dir, dev, head.manifest, data)
     return manifest
+
+
+def _trusted_cache(cache_dir: Path, dev: str, head: Head) -> Manifest | None:
+    try:
+        data = (cache_dir / dev / f"{head.manifest}.json").read_bytes()
+    except OSError:
+        return None
+    if hashlib.sha256(data).hexdigest() != head.manifest_sha256:
+        return None
+    try:
+        return _MANIFEST_DECODER.decode(data)
+    except msgspec.DecodeError:
+        return None
+
+
+_MANIFEST_DECODER = msgspec.json.Decoder(Manifest)
 
 
 async def _tombstones(

@@ -174,3 +174,17 @@ def describe(s: Summary) -> str:
         f"{verb} {s.root} ({s.root_id}/{s.device_id}): {', '.join(parts)}{tail} "
         f"in {s.duration_s:.2f}s"
     )
+
+
+async def run_sync_pass(paths: RootPaths, *, quiet: bool) -> int:
+    """One ordinary `sync` of `paths` (used after `resolve` to publish the resolution)."""
+    args = argparse.Namespace(
+        path=paths.root,
+        json=False,
+        dry_run=False,
+        allow_mass_delete=False,
+        concurrency=8,
+        quiet=quiet,
+        verbose=False,
+    )
+    return await sync_command(args)

@@ -9,6 +9,7 @@ import sys
 import anyio
 import msgspec
 
+from dropbeard.drift import find_drift
 from dropbeard.errors import DropbeardError, OfflineError
 from dropbeard.keys import RootKeys
 from dropbeard.plan import Base
@@ -44,6 +45,7 @@ class StatusReport(msgspec.Struct, kw_only=True):
     last_manifest: str | None = None
     devices: list[DeviceStatus] = []
     devices_error: str | None = None
+    drift: list[str] = []
     source: str = "root"
 
 
@@ -89,6 +91,9 @@ async def gather(paths: RootPaths, *, offline: bool) -> StatusReport:
             registry_etag=None,
             cache_dir=paths.cache / "status-unused",
             use_cache=False,
+        )
+        report.drift = await find_drift(
+            store, RootKeys(cfg.root_id), cfg.device_id, report.last_manifest
         )
         for dev, view in sorted(read.devices.items()):
             mark = view.head.seen.get(cfg.device_id)
@@ -139,6 +144,8 @@ def render(r: StatusReport) -> str:
         lines.append(f"  conflict: {c.path} (copies: {', '.join(c.copies) or 'none'})")
     for p in r.problems[:50]:
         lines.append(f"  problem: {p['path']}: {p['message']}")
+    for line in r.drift:
+        lines.append(f"  DRIFT: {line}")
     if r.devices_error:
         lines.append(f"  other devices: could not read the bucket ({r.devices_error})")
     for d in r.devices:

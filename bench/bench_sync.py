@@ -25,14 +25,14 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dropbeard.config import RemoteConfig, RootConfig  # noqa: E402
-from dropbeard.engine import PassOptions, run_pass  # noqa: E402
-from dropbeard.enroll import InitRequest, init_root  # noqa: E402
-from dropbeard.root import RootPaths, open_online  # noqa: E402
-from dropbeard.store.counting import CountingStore  # noqa: E402
-from dropbeard.store.retry import RetryingStore  # noqa: E402
-from dropbeard.store.s3 import Credentials, S3Store  # noqa: E402
-from tests.seaweed import Seaweed  # noqa: E402
+from dropbeard.config import RemoteConfig, RootConfig
+from dropbeard.engine import PassOptions, run_pass
+from dropbeard.enroll import InitRequest, init_root
+from dropbeard.root import RootPaths, open_online
+from dropbeard.store.counting import CountingStore
+from dropbeard.store.retry import RetryingStore
+from dropbeard.store.s3 import Credentials, S3Store
+from tests.seaweed import Seaweed
 
 
 def cpu() -> float:
@@ -60,7 +60,9 @@ class Bench:
 
     def s3(self, prefix: str) -> S3Store:
         return S3Store(
-            self.server.bucket, prefix, endpoint_url=self.server.endpoint,
+            self.server.bucket,
+            prefix,
+            endpoint_url=self.server.endpoint,
             addressing_style="path",
             credentials=Credentials(self.server.access_key, self.server.secret_key),
             concurrency=self.concurrency,
@@ -70,13 +72,17 @@ class Bench:
         url = f"s3://{self.server.bucket}/{prefix}"
         return RemoteConfig(url=url, endpoint_url=self.server.endpoint, addressing_style="path")
 
-    async def init(self, folder: Path, prefix: str, device: str, mode: str = "bidirectional"
-                   ) -> RootPaths:
+    async def init(
+        self, folder: Path, prefix: str, device: str, mode: str = "bidirectional"
+    ) -> RootPaths:
         remote = self.remote(prefix)
-        req = InitRequest(path=folder, remote=remote, root_id="bench", device_id=device,
-                          mode=mode)
-        cfg = RootConfig(root_id="bench", device_id=device, mode=mode,  # type: ignore[arg-type]
-                         remote=remote)
+        req = InitRequest(path=folder, remote=remote, root_id="bench", device_id=device, mode=mode)
+        cfg = RootConfig(
+            root_id="bench",
+            device_id=device,
+            mode=mode,  # type: ignore[arg-type]
+            remote=remote,
+        )
         store = self.s3(prefix)
         try:
             return await init_root(req, cfg, store)
@@ -96,13 +102,16 @@ class Bench:
         return time.perf_counter() - began, cpu() - began_cpu, counting
 
 
-async def plain_put_loop(store: S3Store, folder: Path, concurrency: int) -> tuple[float, float, int]:
-    files = sorted(p for p in folder.rglob("*.bin"))
+async def plain_put_loop(
+    store: S3Store, folder: Path, concurrency: int
+) -> tuple[float, float, int]:
+    files = await anyio.to_thread.run_sync(lambda: sorted(folder.rglob("*.bin")))
     limiter = anyio.CapacityLimiter(concurrency)
 
     async def one(i: int, p: Path) -> None:
         async with limiter:
-            await store.put(f"plain/{i:06d}", p.read_bytes())
+            data = await anyio.to_thread.run_sync(p.read_bytes)
+            await store.put(f"plain/{i:06d}", data)
 
     began_cpu, began = cpu(), time.perf_counter()
     async with anyio.create_task_group() as tg:
@@ -138,36 +147,46 @@ async def main(args: argparse.Namespace) -> None:
 
         plain = b.s3("plainloop")
         secs, cpus, count = await plain_put_loop(plain, src, args.concurrency)
-        print(f"plain PUT loop:      {count / secs:8.0f} files/s  "
-              f"client CPU {cpus / count * 1e3:.2f} ms/request")
+        print(
+            f"plain PUT loop:      {count / secs:8.0f} files/s  "
+            f"client CPU {cpus / count * 1e3:.2f} ms/request"
+        )
 
         a = await b.init(src, "bench", "laptop")
         secs, cpus, counting = await b.sync(a, "bench")
         reqs = sum(counting.counts.values())
-        print(f"dropbeard publish:   {n / secs:8.0f} files/s  {reqs / n:.3f} requests/file  "
-              f"client CPU {cpus / max(reqs, 1) * 1e3:.2f} ms/request "
-              f"({cpus / n * 1e3:.2f} ms/file incl. scan+hash)  [{dict(counting.counts)}]")
+        print(
+            f"dropbeard publish:   {n / secs:8.0f} files/s  {reqs / n:.3f} requests/file  "
+            f"client CPU {cpus / max(reqs, 1) * 1e3:.2f} ms/request "
+            f"({cpus / n * 1e3:.2f} ms/file incl. scan+hash)  [{dict(counting.counts)}]"
+        )
         print(f"  peak RSS so far {peak_rss_mb():.0f} MB")
 
         secs, cpus, counting = await b.sync(a, "bench")
         print(f"idle sync (no other devices): {secs:.2f}s, requests {dict(counting.counts)}")
 
         secs_g, cpus_g = await plain_get_loop(plain, count, args.concurrency)
-        print(f"plain GET loop:      {count / secs_g:8.0f} files/s  "
-              f"client CPU {cpus_g / count * 1e3:.2f} ms/request")
+        print(
+            f"plain GET loop:      {count / secs_g:8.0f} files/s  "
+            f"client CPU {cpus_g / count * 1e3:.2f} ms/request"
+        )
         dst = work / "b"
         bb = await b.init(dst, "bench", "desktop")
         secs, cpus, counting = await b.sync(bb, "bench")
-        print(f"dropbeard bootstrap: {n / secs:8.0f} files/s  "
-              f"client CPU {cpus / n * 1e3:.2f} ms/file  [{dict(counting.counts)}]")
+        print(
+            f"dropbeard bootstrap: {n / secs:8.0f} files/s  "
+            f"client CPU {cpus / n * 1e3:.2f} ms/file  [{dict(counting.counts)}]"
+        )
 
         for dev in ("server", "usb"):
             extra = await b.init(work / dev, "bench", dev)
             await b.sync(extra, "bench")
         await b.sync(a, "bench")
         secs, cpus, counting = await b.sync(a, "bench")
-        print(f"idle sync with 3 other devices: {secs:.2f}s, "
-              f"{sum(counting.counts.values())} requests {dict(counting.counts)}")
+        print(
+            f"idle sync with 3 other devices: {secs:.2f}s, "
+            f"{sum(counting.counts.values())} requests {dict(counting.counts)}"
+        )
         print(f"peak RSS {peak_rss_mb():.0f} MB")
         await plain.aclose()
     finally:

@@ -60,16 +60,18 @@ async def apply_plan(
 ) -> Applied:
     out = Applied()
     ctx = _Ctx(paths, store, keys, scanned, out, progress)
+    writes = [(d.path, d.path, d.entry, False) for d in plan.downloads if d.entry.type != "dir"]
+    writes += [
+        (c.path, c.copy_path, c.entry, True) for c in plan.conflict_copies if c.entry.type != "dir"
+    ]
+    if writes:  # before deletes: a deleted file's bytes may be what a rename needs
+        await anyio.to_thread.run_sync(ctx.index_local)
     for gone in plan.local_deletes:  # deepest first, as planned
         await anyio.to_thread.run_sync(ctx.delete, gone.path, gone.expected)
     for d in plan.downloads:  # directories first, parents before children
         if d.entry.type == "dir":
             await anyio.to_thread.run_sync(ctx.guarded, d.path, ctx.make_dir, d.path, d.entry)
     limiter = anyio.CapacityLimiter(max(1, concurrency))
-    writes = [(d.path, d.path, d.entry, False) for d in plan.downloads if d.entry.type != "dir"]
-    writes += [
-        (c.path, c.copy_path, c.entry, True) for c in plan.conflict_copies if c.entry.type != "dir"
-    ]
 
     async def write(item: tuple[str, str, Entry, bool]) -> None:
         await ctx.write(limiter, *item)
@@ -94,7 +96,8 @@ class _Ctx:
     #: deleted files kept in tmp/ as local sources until the writes are done
     parked: list[Path] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
+    def index_local(self) -> None:
+        """Remember which local files hold which bytes (for copying instead of fetching)."""
         for path, item in self.scanned.items.items():
             if item.type == "file" and item.sha256:
                 self.have.setdefault(item.sha256, self.paths.root / (item.disk_path or path))

@@ -79,15 +79,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--concurrency", type=int, default=8, help="transfers at once (default 8)")
 
+    p = sub.add_parser("resolve", parents=[common], help="settle a conflict")
+    p.add_argument("path", type=Path, help="the conflicted file (not a conflict copy)")
+    p.add_argument(
+        "--keep",
+        required=True,
+        metavar="local|DEVICE_ID",
+        help="keep this device's version, or the copy from DEVICE_ID",
+    )
+
     p = sub.add_parser("status", parents=[common], help="show a root's state")
-    p.add_argument("path", type=Path, nargs="?", default=Path("."))
+    p.add_argument("path", type=Path, nargs="?", default=None)
     p.add_argument("--json", action="store_true")
+    _daemon_location(p)
     p.add_argument(
         "--offline",
         action="store_true",
         help="do not contact the bucket; show what the local index knows",
     )
+
+    p = sub.add_parser("daemon", parents=[common], help="keep roots in sync in the background")
+    p.add_argument("roots", nargs="*", metavar="ROOT", help="roots to sync (replace [[roots]])")
+    _daemon_location(p)
+    p.add_argument(
+        "--interval", type=_duration, help="full rescan every D (e.g. 5m; overrides the config)"
+    )
     return parser
+
+
+def _daemon_location(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", help="daemon config file (default: the per-user one)")
+    p.add_argument("--socket", help="control socket path (default: from the config)")
+
+
+def _duration(text: str) -> float:
+    from dropbeard.duration import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0s")
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,16 +176,39 @@ async def _sync(args: argparse.Namespace) -> int:
     return await sync_command(args)
 
 
+async def _resolve(args: argparse.Namespace) -> int:
+    from dropbeard.resolve import resolve_command
+
+    return await resolve_command(args)
+
+
 async def _status(args: argparse.Namespace) -> int:
+    from dropbeard.control import socket_for_client
+    from dropbeard.daemonstatus import status_from_daemon
     from dropbeard.status import status_command
 
+    sock = socket_for_client(args.socket, args.config)
+    code = await status_from_daemon(
+        args.path, socket_path=sock, offline=args.offline, as_json=args.json
+    )
+    if code is not None:
+        return code
+    args.path = args.path or Path(".")
     return await status_command(args)
+
+
+async def _daemon(args: argparse.Namespace) -> int:
+    from dropbeard.daemon import daemon_command
+
+    return await daemon_command(args)
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "init": _init,
     "sync": _sync,
     "status": _status,
+    "resolve": _resolve,
+    "daemon": _daemon,
 }
 
 

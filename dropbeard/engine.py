@@ -293,6 +293,10 @@ async def run_pass(
     all_problems = problems + plan.problems
     summary.problems = len(all_problems)
     summary.conflicts = len(plan.conflicts)
+    if opts.only is not None:  # a pass over some paths settles only their problems
+        only = opts.only
+        earlier = await anyio.to_thread.run_sync(state.problems)
+        all_problems = [p for p in earlier if not _under_any(p.path, only)] + all_problems
     await anyio.to_thread.run_sync(
         _commit,
         state,

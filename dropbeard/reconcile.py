@@ -116,6 +116,11 @@ def reconcile(
     plan = Plan(publishes=mode in PUBLISHES)
     for path in sorted(base.keys() | tracked.keys() | others.keys()):
         old = base.get(path)
+        if old is not None and path not in others and _unchanged(old, tracked.get(path)):
+            # The common case, kept cheap: agreed, untouched here, nothing new elsewhere.
+            if plan.publishes:
+                plan.manifest.append(old.entry)  # type: ignore[arg-type]  # _unchanged checked
+            continue
         agreed = old or Base()
         if unknown(path):
             outcome = _untouched(agreed, others[path])
@@ -127,6 +132,19 @@ def reconcile(
     _sort(plan)
     plan.counter = ctx.counter
     return plan
+
+
+def _unchanged(old: Base, content: Entry | None) -> bool:
+    """The path is agreed (no conflict, not deleted) and its local content is that entry:
+    the full decision would keep everything as it is."""
+    entry = old.entry
+    return (
+        entry is not None
+        and content is not None
+        and old.conflict is None
+        and old.deleted is None
+        and same_content(content, entry)
+    )
 
 
 # --- candidates and per-path outcomes -------------------------------------------------

@@ -8,6 +8,7 @@ digest while read, so a file that changes under us never lands under the wrong k
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,13 @@ async def _upload_one(
         try:
             await store.put_if_absent(key, data)
         except PreconditionFailed:
-            return False
+            # Present, unless it is the truncated leftover of a write cut short (a server
+            # may keep one when its client is killed mid-request): then it is replaced with
+            # bytes just verified against the key's SHA-256, else no device ever gets them.
+            with contextlib.suppress(NotFound):
+                if (await store.head(key)).size == len(data):
+                    return False
+            await store.put(key, data)
         if progress:
             progress(len(data))
         return True

@@ -13,7 +13,6 @@ from dropbeard.errors import UsageError
 from dropbeard.store.base import Store
 from dropbeard.store.local import LocalStore
 from dropbeard.store.retry import RetryingStore
-from dropbeard.store.s3 import S3Store
 
 
 def open_store(remote: RemoteConfig, *, concurrency: int = 8, retry: bool = True) -> Store:
@@ -26,6 +25,8 @@ def open_store(remote: RemoteConfig, *, concurrency: int = 8, retry: bool = True
     if url.kind == "local":
         store = LocalStore(Path(url.path))
     else:
+        from dropbeard.store.s3 import S3Store  # aiobotocore costs ~0.5 s to import
+
         store = S3Store(
             url.bucket,
             url.prefix,

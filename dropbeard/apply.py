@@ -20,7 +20,7 @@ from pathlib import Path
 
 import anyio
 
-from dropbeard.errors import IntegrityError, NotFound
+from dropbeard.errors import IntegrityError, LocalFileError, NotFound
 from dropbeard.keys import RootKeys
 from dropbeard.model import Entry
 from dropbeard.plan import Plan
@@ -229,6 +229,8 @@ class _Ctx:
                 self.fail(rel, "unsafe_path", str(exc))
             except OSError as exc:
                 self.fail(rel, _kind(exc), f"writing {dest_rel}: {exc.strerror or exc}")
+            except LocalFileError as exc:  # our disk, not the store: a problem for this path
+                self.fail(rel, _kind(exc), f"writing {dest_rel}: {exc}")
 
     async def write_file(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
         assert entry.sha256 is not None
@@ -323,7 +325,7 @@ def _copy_verified(source: Path, dest: Path, sha: str) -> None:
         raise IntegrityError(f"copying {source}: it changed since it was scanned", str(source))
 
 
-def _kind(exc: OSError) -> str:
+def _kind(exc: OSError | LocalFileError) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM):
         return "permission"
     if exc.errno == errno.ENOSPC:

@@ -75,6 +75,16 @@ class IntegrityError(StoreError):
     exit_code = 11
 
 
+class LocalFileError(StoreError):
+    """The caller's own local file failed (the source of an upload or the destination of a
+    download: full disk, permission): the store is fine, so the caller records a problem
+    for that one path. `errno` is the OS error number when there is one."""
+
+    def __init__(self, message: str, key: str | None = None, errno: int | None = None) -> None:
+        super().__init__(message, key)
+        self.errno = errno
+
+
 class ListFailed(StoreError):
     """Listing the bucket failed for a reason that is neither auth nor transient."""
 

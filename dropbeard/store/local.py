@@ -41,6 +41,7 @@ import anyio
 from dropbeard.errors import (
     IntegrityError,
     ListFailed,
+    LocalFileError,
     NotFound,
     PreconditionFailed,
     StoreError,
@@ -551,7 +552,9 @@ class _Pump:
 
 def _local(path: Path, key: str) -> Callable[[OSError], StoreError]:
     """Errors on the caller's local file: permanent, and not the store's credentials."""
-    return lambda err: StoreError(f"copying {key}: local file {path}: {err.strerror or err}", key)
+    return lambda err: LocalFileError(
+        f"copying {key}: local file {path}: {err.strerror or err}", key, err.errno
+    )
 
 
 def _open_local(path: Path, writing: bool, key: str) -> io.BufferedIOBase:

@@ -22,7 +22,7 @@ from aiobotocore.session import AioSession, get_session
 from botocore.config import Config
 from botocore.loaders import Loader, create_loader
 
-from dropbeard.errors import IntegrityError, NotFound, PreconditionFailed
+from dropbeard.errors import IntegrityError, LocalFileError, NotFound, PreconditionFailed
 from dropbeard.store.base import (
     ListPage,
     ObjectInfo,
@@ -201,12 +201,15 @@ class S3Store:
         with translate("downloading", key):
             resp = await client.get_object(Bucket=self.bucket, Key=self._full(key))
             info = self._info(key, resp)
-            with open(dest, "wb") as out:  # noqa: ASYNC230 - writes happen in a thread below
+            out = await anyio.to_thread.run_sync(_open_local, dest, key)
+            try:
                 async with resp["Body"] as body:
                     while chunk := await body.read(CHUNK):
-                        await anyio.to_thread.run_sync(_write_chunk, out, chunk, hasher)
+                        await anyio.to_thread.run_sync(_write_chunk, out, chunk, hasher, key)
                         if progress:
                             progress(len(chunk))
+            finally:
+                await anyio.to_thread.run_sync(out.close)
         if hasher is not None and hasher.hexdigest() != expected_sha256:
             raise IntegrityError(
                 f"downloading {key}: content does not match its SHA-256 "
@@ -383,8 +386,22 @@ def part_size_for(size: int) -> int:
     return max(MIN_PART_SIZE, math.ceil(size / (MAX_PARTS - 1) / MiB) * MiB)
 
 
-def _write_chunk(out: Any, chunk: bytes, hasher: Any) -> None:
-    out.write(chunk)
+def _open_local(dest: Path, key: str) -> Any:
+    try:
+        return open(dest, "wb")
+    except OSError as exc:
+        raise LocalFileError(
+            f"downloading {key}: local file {dest}: {exc.strerror or exc}", key, exc.errno
+        ) from None
+
+
+def _write_chunk(out: Any, chunk: bytes, hasher: Any, key: str) -> None:
+    try:
+        out.write(chunk)
+    except OSError as exc:
+        raise LocalFileError(
+            f"downloading {key}: local file {out.name}: {exc.strerror or exc}", key, exc.errno
+        ) from None
     if hasher is not None:
         hasher.update(chunk)
 

@@ -69,10 +69,10 @@ def _absolute_remote(url: str) -> str:
 
 
 async def sync_command(args: argparse.Namespace) -> int:
-    paths = RootPaths(find_root(args.path))
-    cfg, state = open_online(paths)
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    paths = await anyio.to_thread.run_sync(lambda: RootPaths(find_root(args.path)))
+    cfg, state = await anyio.to_thread.run_sync(open_online, paths)
     try:
         store = open_store(cfg.remote, concurrency=args.concurrency)
         progress = None if (args.quiet or args.json) else ProgressLine.for_stderr()

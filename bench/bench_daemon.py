@@ -8,7 +8,8 @@
    same remote, its own control socket, `poll_interval = "1s"`, default debounce 1 s /
    max_delay 10 s). A small file with unique content is written in root A; the clock stops
    when root B holds those bytes (checked every 20 ms). Edits alternate between new files and
-   edits of existing ones; both daemons are let go idle between edits. Median, p95, max, and
+   edits of existing ones; both daemons are let go idle between edits, then each write waits
+   a random 0-1 s so it falls at a random phase of B's poll. Median, p95, max, and
    a split from A's log: write -> A's pass that uploaded it ends (debounce + pass), then ->
    bytes in B (poll wait + B's pass).
 2. An idle daemon with N tracked files, published first with `init` + one `sync` against a
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import statistics
@@ -198,14 +200,35 @@ def write_config(path: Path, roots: list[Path], poll: str) -> Path:
     return path
 
 
-def init(procs: Procs, path: Path, remote: str, root_id: str, device: str, *extra: str) -> Path:
+def init(
+    procs: Procs,
+    path: Path,
+    remote: str,
+    root_id: str,
+    device: str,
+    *extra: str,
+    env: Mapping[str, str] | None = None,
+) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     argv = ["init", str(path), "--remote", remote, "--root-id", root_id, "--device-id", device]
-    procs.run(*argv, "-q", *extra, env=procs_env)
+    procs.run(*argv, "-q", *extra, env=env)
     return path
 
 
-procs_env: dict[str, str] = dict(os.environ)
+def arrival(path: Path, data: bytes, began: float) -> float | None:
+    """Seconds from `began` until `path` holds `data` (checked every 20 ms), None on timeout."""
+    while not has(path, data):
+        if time.perf_counter() - began > EDIT_TIMEOUT_S:
+            return None
+        time.sleep(POLL_STEP_S)
+    return time.perf_counter() - began
+
+
+def has(path: Path, data: bytes) -> bool:
+    try:
+        return path.read_bytes() == data
+    except OSError:
+        return False
 
 
 # --- /proc --------------------------------------------------------------------------------
@@ -275,9 +298,12 @@ async def wait_writable(server: Seaweed) -> None:
     """The S3 port answers before volumes accept writes: wait for a real signed PUT."""
     creds = Credentials(server.access_key, server.secret_key)
     store = S3Store(
-        server.bucket, "readiness", endpoint_url=server.endpoint, addressing_style="path",
+        server.bucket,
+        "readiness",
+        endpoint_url=server.endpoint,
+        addressing_style="path",
         credentials=creds,
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 60
     try:
         while True:
@@ -319,7 +345,6 @@ def settle(*daemons: DaemonProc) -> None:
 
 
 def propagation(procs: Procs, work: Path, edits: int) -> None:
-    global procs_env
     print(f"== 1. propagation latency A -> B over SeaweedFS ({edits} edits) ==")
     server = Seaweed.start(work / "seaweed")
     try:
@@ -328,11 +353,10 @@ def propagation(procs: Procs, work: Path, edits: int) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DROPBEAR_S3_"))}
         env["DROPBEAR_S3_ACCESS_KEY_ID"] = server.access_key
         env["DROPBEAR_S3_SECRET_ACCESS_KEY"] = server.secret_key
-        procs_env = env
         remote = f"s3://{server.bucket}/bench-{uuid.uuid4().hex[:10]}"
         s3 = ("--endpoint-url", server.endpoint, "--addressing-style", "path")
-        a = init(procs, work / "prop" / "a", remote, "bench", "laptop", *s3)
-        b = init(procs, work / "prop" / "b", remote, "bench", "desktop", *s3)
+        a = init(procs, work / "prop" / "a", remote, "bench", "laptop", *s3, env=env)
+        b = init(procs, work / "prop" / "b", remote, "bench", "desktop", *s3, env=env)
         for i in range(5):
             (a / f"seed-{i}.txt").write_text(f"seed {i}\n")
         da = DaemonProc(
@@ -345,9 +369,7 @@ def propagation(procs: Procs, work: Path, edits: int) -> None:
             da.wait_ready()
             db.wait_ready()
             print('daemons: poll_interval "1s", debounce 1 s, max_delay 10 s (defaults)')
-            wait_for(
-                "the seed files on B", lambda: (b / "seed-4.txt").exists(), EDIT_TIMEOUT_S, db
-            )
+            wait_for("the seed files on B", lambda: (b / "seed-4.txt").exists(), EDIT_TIMEOUT_S, db)
             settle(da, db)
             warm = f"warm-up {uuid.uuid4().hex}\n".encode()
             (a / "warm-up.txt").write_bytes(warm)  # not timed: first upload, first download
@@ -359,19 +381,20 @@ def propagation(procs: Procs, work: Path, edits: int) -> None:
             published: list[float] = []
             picked_up: list[float] = []
             missed = 0
+            jitter = random.Random(7)
             for i in range(edits):
+                # quiet daemons are phase-locked to B's 1 s poll: start at a random phase
+                time.sleep(jitter.uniform(0.0, 1.0))
                 kind = "new" if i % 2 == 0 else "edit"
                 name = f"new-{i:03d}.txt" if kind == "new" else existing[(i * 7) % len(existing)]
                 data = f"{kind} {i} {uuid.uuid4().hex}\n".encode()
                 began_wall, began = time.time(), time.perf_counter()
                 (a / name).write_bytes(data)
-                deadline = began + EDIT_TIMEOUT_S
-                while not has(b / name, data):
-                    if time.perf_counter() > deadline:
-                        break
-                    time.sleep(POLL_STEP_S)
+                took = arrival(b / name, data, began)
+                if took is None:
+                    missed += 1
+                    print(f"  edit {i} ({name}) did not reach B within {EDIT_TIMEOUT_S:.0f} s")
                 else:
-                    took = time.perf_counter() - began
                     total[kind].append(took)
                     ends = [
                         e
@@ -384,17 +407,17 @@ def propagation(procs: Procs, work: Path, edits: int) -> None:
                         picked_up.append(took - pub)
                     if kind == "new":
                         existing.append(name)
-                    settle(da, db)
-                    continue
-                missed += 1
-                print(f"  edit {i} ({name}) did not reach B within {EDIT_TIMEOUT_S:.0f} s")
                 settle(da, db)
             both = total["new"] + total["edit"]
             print(f"write in A -> bytes in B:  {stats(both)}")
             print(f"  new files:               {stats(total['new'])}")
             print(f"  edits of existing files: {stats(total['edit'])}")
-            print(f"  split, write -> A's uploading pass ends (debounce + pass): {stats(published)}")
-            print(f"  split, A published -> bytes in B (poll wait + B's pass):   {stats(picked_up)}")
+            print(
+                f"  split, write -> A's uploading pass ends (debounce + pass): {stats(published)}"
+            )
+            print(
+                f"  split, A published -> bytes in B (poll wait + B's pass):   {stats(picked_up)}"
+            )
             if missed:
                 print(f"  {missed} edits never arrived within {EDIT_TIMEOUT_S:.0f} s")
             if both:
@@ -409,20 +432,14 @@ def propagation(procs: Procs, work: Path, edits: int) -> None:
         finally:
             da.stop()
             db.stop()
-        os.environ["DROPBEAR_S3_ACCESS_KEY_ID"] = server.access_key
-        os.environ["DROPBEAR_S3_SECRET_ACCESS_KEY"] = server.secret_key
+        os.environ["DROPBEAR_S3_ACCESS_KEY_ID"] = server.access_key  # for this process's
+        os.environ["DROPBEAR_S3_SECRET_ACCESS_KEY"] = server.secret_key  # head check only
         counts, changed = anyio.run(poll_requests, a)
         print(f"one poll of A (SeaweedFS, 1 other device), measured: {show_poll(counts, changed)}")
     finally:
+        os.environ.pop("DROPBEAR_S3_ACCESS_KEY_ID", None)
+        os.environ.pop("DROPBEAR_S3_SECRET_ACCESS_KEY", None)
         server.stop()
-        procs_env = dict(os.environ)
-
-
-def has(path: Path, data: bytes) -> bool:
-    try:
-        return path.read_bytes() == data
-    except OSError:
-        return False
 
 
 # --- 2. the idle daemon with many files -----------------------------------------------------
@@ -442,7 +459,8 @@ def idle_daemon(procs: Procs, work: Path, files: int, poll: float, window: float
     a, remote = base / "A", str(base / "remote")
     began = time.perf_counter()
     make_tree(a, files)
-    print(f"tree: {files} files of 128 B in {files // 100} folders ({time.perf_counter() - began:.1f} s)")
+    built = time.perf_counter() - began
+    print(f"tree: {files} files of 128 B in {files // 100} folders ({built:.1f} s to build)")
     init(procs, a, remote, "idle", "laptop")
     wall, out = procs.run("sync", str(a), "--json")
     print(
@@ -458,7 +476,7 @@ def idle_daemon(procs: Procs, work: Path, files: int, poll: float, window: float
 
     empty = init(procs, base / "empty", str(base / "remote-empty"), "empty", "solo")
     conf = write_config(base / "empty.toml", [empty], f"{poll:g}s")
-    d0 = DaemonProc(procs, conf, base / "e.sock", base / "e.log", procs_env)
+    d0 = DaemonProc(procs, conf, base / "e.sock", base / "e.log", None)
     try:
         d0.wait_tick_ends(1, 120)
         time.sleep(2)
@@ -467,7 +485,7 @@ def idle_daemon(procs: Procs, work: Path, files: int, poll: float, window: float
         d0.stop()
 
     conf = write_config(base / "idle.toml", [a], f"{poll:g}s")
-    d = DaemonProc(procs, conf, base / "d.sock", base / "d.log", procs_env)
+    d = DaemonProc(procs, conf, base / "d.sock", base / "d.log", None)
     try:
         first = d.wait_tick_ends(1, 1800)
         first_wall = time.perf_counter() - d.started
@@ -504,7 +522,7 @@ def idle_daemon(procs: Procs, work: Path, files: int, poll: float, window: float
     finally:
         d.stop()
     counts, changed = anyio.run(poll_requests, a)
-    print(f"one poll (LOCAL remote, 1 other device), measured in-process: {show_poll(counts, changed)}")
+    print(f"one poll (LOCAL remote, 1 other device), measured: {show_poll(counts, changed)}")
     print(
         "  as implemented (dropbeard/rootsync.py heads_changed): one LIST of devices/ "
         "(delimiter '/', one request per page) + one conditional GET of each other "
@@ -531,12 +549,14 @@ def main() -> None:
     def interrupted(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGHUP, interrupted)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGINT even if inherited
+        signal.signal(signum, interrupted)  # as ignored (`cmd &` in a script)
     procs = Procs()
     work = Path(tempfile.mkdtemp(prefix="dbd-bench-", dir="/tmp"))  # short: socket paths
     try:
-        print(f"dropbeard daemon benchmark ({os.cpu_count()} CPUs, Python {sys.version.split()[0]})")
+        print(
+            f"dropbeard daemon benchmark ({os.cpu_count()} CPUs, Python {sys.version.split()[0]})"
+        )
         if args.part in ("all", "propagation"):
             propagation(procs, work, edits)
         if args.part in ("all", "idle"):

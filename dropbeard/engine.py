@@ -17,6 +17,7 @@ import msgspec
 
 from dropbeard.apply import Applied, apply_plan
 from dropbeard.config import RootConfig
+from dropbeard.hashing import StatKey
 from dropbeard.ignore import IgnoreRules
 from dropbeard.keys import RootKeys
 from dropbeard.model import Delete, Entry, Registry, SeenMark
@@ -27,7 +28,7 @@ from dropbeard.reconcile import reconcile
 from dropbeard.remote import RemoteRead, read_remotes
 from dropbeard.root import RootPaths, reset_tmp
 from dropbeard.safety import check_mass_delete, tracked_files, without_local_deletes
-from dropbeard.scan import ScanResult, StatKey, scan
+from dropbeard.scan import ScanResult, scan
 from dropbeard.state import Journal, Peer, State, StatRow
 from dropbeard.store.base import Progress, Store
 from dropbeard.summary import Summary

@@ -4,7 +4,8 @@ Follows SPEC sections 3, 4.1, 4.2 and 4.4. Per path, the candidates are this dev
 version (the base vector if the content is unchanged, a fresh bump if it changed or
 vanished), every other device's manifest entry, every unprocessed tombstone and the base's
 own tombstone. The maximal candidates under version dominance decide: one content wins,
-all deletes win, an edit beats a concurrent delete, or different contents conflict.
+all deletes win, an edit beats a concurrent delete, or different contents conflict (copies
+and open conflicts: `dropbeard.conflicts`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ from datetime import datetime
 
 import msgspec
 
-from dropbeard.conflictname import conflict_name, parse_conflict_name
+from dropbeard.conflictname import parse_conflict_name
+from dropbeard.conflicts import (
+    Kept,
+    Rival,
+    as_of_conflict,
+    ending,
+    opened,
+    resolution,
+    same_content,
+    still_open,
+)
 from dropbeard.model import Delete, Entry
 from dropbeard.plan import (
     DELETES_LOCALLY,
@@ -48,20 +59,7 @@ __all__ = [
     "Remote",
     "Removal",
     "reconcile",
-    "same_content",
 ]
-
-
-def same_content(a: Entry, b: Entry) -> bool:
-    """True if `a` and `b` hold the same content: type, mode, and the file's sha256 or the
-    symlink's target. Size follows from sha256; mtime and version are not content."""
-    if a.type != b.type or a.mode != b.mode:
-        return False
-    if a.type == "file":
-        return a.sha256 == b.sha256
-    if a.type == "symlink":
-        return a.target == b.target
-    return True
 
 
 def reconcile(
@@ -337,74 +335,12 @@ def _conflict(
     keep_group = next((g for g in groups if _holds(g, mine)), None) or _lowest(groups)
     keep = mine if _holds(keep_group, mine) else keep_group[0]
     assert keep is not None and keep.entry is not None
-    outcome = _Outcome(base=Base())
+    rivals = [_rival(g[0]) for g in groups if g is not keep_group]
+    info, kept = opened(path, keep.entry, rivals, merged, ctx.now, ctx.copies_on_disk)
+    outcome = _conflict_outcome(Base(entry=keep.entry, conflict=info), kept)
     if content is None or not same_content(content, keep.entry):
         outcome.download = Download(path=path, entry=keep.entry)
-    copies: list[str] = []
-    clashes: list[str] = []
-    for group in groups:
-        if group is not keep_group:
-            _preserve(ctx, path, group[0], outcome, copies, clashes)
-    info = ConflictInfo(
-        version=merged,
-        copies=sorted(copies),
-        clashes=sorted(clashes),
-        local=keep.entry,
-        since=ctx.now,
-    )
-    outcome.base = Base(entry=keep.entry, conflict=info)
     return outcome
-
-
-def _preserve(
-    ctx: _Context,
-    path: str,
-    other: _Candidate,
-    outcome: _Outcome,
-    copies: list[str],
-    clashes: list[str],
-) -> None:
-    """Keep another device's concurrent version as a conflict copy beside `path`; a
-    directory (type clash, remembered in `clashes`) or an impossible name becomes a
-    problem instead."""
-    assert other.entry is not None and other.manifest_id is not None
-    device = other.device_id
-    if other.entry.type == "dir":
-        clashes.append(device)
-        outcome.conflicts.append(Conflict(path=path, device_id=device, copy_path=None))
-        outcome.problems.append(_clash_problem(path, device))
-        return
-    try:
-        copy_path = conflict_name(path, device, other.manifest_id)
-    except ValueError as exc:
-        outcome.conflicts.append(Conflict(path=path, device_id=device, copy_path=None))
-        outcome.problems.append(
-            Problem(path=path, kind="conflict_copy", message=f"cannot name a conflict copy: {exc}")
-        )
-        return
-    copies.append(copy_path)
-    outcome.conflicts.append(Conflict(path=path, device_id=device, copy_path=copy_path))
-    existing = ctx.copies_on_disk.get(copy_path)
-    if existing is None:
-        outcome.copies.append(
-            ConflictCopy(path=path, copy_path=copy_path, device_id=device, entry=other.entry)
-        )
-    elif not same_content(existing, other.entry):
-        outcome.problems.append(
-            Problem(
-                path=path,
-                kind="conflict_copy",
-                message=f"{copy_path} already exists with other content; left as it is",
-            )
-        )
-
-
-def _clash_problem(path: str, device: str) -> Problem:
-    return Problem(
-        path=path,
-        kind="type_clash",
-        message=f"{device} holds a directory here; it was not copied (type clash)",
-    )
 
 
 # --- a path in conflict (SPEC 4.4) ----------------------------------------------------
@@ -413,77 +349,50 @@ def _clash_problem(path: str, device: str) -> Problem:
 def _in_conflict(
     ctx: _Context, path: str, agreed: Base, content: Entry | None, others: list[_Candidate]
 ) -> _Outcome:
-    """Resolved elsewhere (a dominating version and the local file untouched since the
-    conflict), resolved here (the copies are gone), or still open."""
+    """Resolved elsewhere: the local version as of the conflict meets the newer ones.
+    Resolved here: the path's content (or its absence) is a new version. Else still open."""
     info = agreed.conflict
     assert info is not None
-    unchanged = _same_or_both_absent(content, info.local)
-    if unchanged and any(dominates(c.version, info.version) for c in others):
-        mine = _as_of_conflict(ctx, path, info)
+    end = ending(info, content, (c.version for c in others), ctx.copies_on_disk)
+    if end == "elsewhere":
+        mine = _mine(ctx, as_of_conflict(path, info), fresh=False)
         return _decide(ctx, path, Base(entry=mine.entry), content, mine, [mine, *others])
-    if info.copies:
-        resolved = not any(p in ctx.copies_on_disk for p in info.copies)
-    else:
-        resolved = not unchanged  # nothing could be copied: the person acted on the path
-    if resolved:
-        mine = _resolution(ctx, path, info, content)
+    if end == "here":
+        version = ctx.next_version(info.version)
+        mine = _mine(ctx, resolution(path, info, content, version), fresh=True)
         return _decide(ctx, path, agreed, content, mine, [mine, *others])
     return _still_open(ctx, path, agreed, content, others)
-
-
-def _as_of_conflict(ctx: _Context, path: str, info: ConflictInfo) -> _Candidate:
-    """The local version while in conflict: its content, with the conflict's vector."""
-    if info.local is None:
-        gone = Delete(path=path, type="file", version=info.version)
-        return _Candidate(info.version, ctx.device_id, None, gone)
-    return _Candidate(info.version, ctx.device_id, _with_version(info.local, info.version))
-
-
-def _resolution(ctx: _Context, path: str, info: ConflictInfo, content: Entry | None) -> _Candidate:
-    """The content at the path (or its absence) as a new version dominating every version
-    in the conflict."""
-    version = ctx.next_version(info.version)
-    if content is not None:
-        return _Candidate(version, ctx.device_id, _with_version(content, version), fresh=True)
-    kind = info.local.type if info.local else "file"
-    sha256 = info.local.sha256 if info.local else None
-    gone = Delete(path=path, type=kind, sha256=sha256, version=version)
-    return _Candidate(version, ctx.device_id, None, gone, fresh=True)
 
 
 def _still_open(
     ctx: _Context, path: str, agreed: Base, content: Entry | None, others: list[_Candidate]
 ) -> _Outcome:
-    """The conflict stays; versions that arrived since it began join it (a new content
-    gets its own copy) so none is lost while the person decides."""
+    """The conflict stays; the versions that arrived since it began join it."""
     info = agreed.conflict
     assert info is not None
     arrived = [
         c for c in others if compare(c.version, info.version) in (Order.DOMINATES, Order.CONCURRENT)
     ]
-    outcome = _Outcome(base=agreed)
-    copies, clashes = list(info.copies), list(info.clashes)
-    for group in _by_content(c for c in arrived if c.entry is not None):
-        other = group[0]
-        assert other.entry is not None and other.manifest_id is not None
-        if content is not None and same_content(content, other.entry):
-            continue
-        if other.entry.type == "dir" and other.device_id in clashes:
-            continue  # already reported as a type clash
-        _preserve(ctx, path, other, outcome, copies, clashes)
-    known = {p.message for p in outcome.problems}
-    for device in sorted(set(clashes)):
-        if _clash_problem(path, device).message not in known:
-            outcome.problems.append(_clash_problem(path, device))
-    updated = msgspec.structs.replace(
-        info,
-        version=merge(info.version, *(c.version for c in arrived)),
-        copies=sorted(set(copies)),
-        clashes=sorted(set(clashes)),
-    )
-    if updated != info:
-        outcome.base = msgspec.structs.replace(agreed, conflict=updated)
-    return outcome
+    rivals = [_rival(g[0]) for g in _by_content(c for c in arrived if c.entry is not None)]
+    versions = [c.version for c in arrived]
+    updated, kept = still_open(path, info, content, rivals, versions, ctx.copies_on_disk)
+    base = agreed if updated == info else msgspec.structs.replace(agreed, conflict=updated)
+    return _conflict_outcome(base, kept)
+
+
+def _mine(ctx: _Context, held: Entry | Delete, *, fresh: bool) -> _Candidate:
+    if isinstance(held, Entry):
+        return _Candidate(held.version, ctx.device_id, held, fresh=fresh)
+    return _Candidate(held.version, ctx.device_id, None, held, fresh=fresh)
+
+
+def _rival(other: _Candidate) -> Rival:
+    assert other.entry is not None and other.manifest_id is not None
+    return Rival(other.device_id, other.manifest_id, other.entry)
+
+
+def _conflict_outcome(base: Base, kept: Kept) -> _Outcome:
+    return _Outcome(base=base, copies=kept.copies, conflicts=kept.conflicts, problems=kept.problems)
 
 
 # --- collecting the plan --------------------------------------------------------------
@@ -547,12 +456,6 @@ def _holds(candidates: list[_Candidate], mine: _Candidate | None) -> bool:
 def _lowest(groups: list[list[_Candidate]]) -> list[_Candidate]:
     """The group holding the lowest device id (groups are sorted that way)."""
     return groups[0]
-
-
-def _same_or_both_absent(a: Entry | None, b: Entry | None) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return same_content(a, b)
 
 
 def _with_version(entry: Entry, version: dict[str, int]) -> Entry:

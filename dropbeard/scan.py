@@ -3,14 +3,14 @@ worker threads).
 
 One worker thread walks the tree (os.scandir on directory fds, never following symlinks)
 and builds compact results; files whose stat differs from the cache go on a queue that
-`hash_workers` other threads drain while the walk continues. The event loop only waits.
+`hash_workers` other threads drain (`dropbeard.hashing`) while the walk continues. The event
+loop only waits.
 """
 
 from __future__ import annotations
 
 import enum
 import errno
-import hashlib
 import os
 import queue
 import threading
@@ -20,21 +20,18 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
-from stat import S_IFDIR, S_IFLNK, S_IFREG, S_ISREG
+from stat import S_IFDIR, S_IFLNK, S_IFREG
 from typing import Literal
 
 import anyio
 import msgspec
 
 from dropbeard.errors import OfflineError
+from dropbeard.hashing import Changed, Hasher, StatKey
 from dropbeard.ignore import IgnoreRules
 from dropbeard.problems import Problem
 
-CHUNK = 1 << 20
-_SMALL = 1 << 16  # reads up to this size go straight to bytes, not through the buffer
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-# O_NONBLOCK: a file swapped for a FIFO after the walk must not hang the open.
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _PROGRESS_EVERY_S = 0.25
 # Shared int objects for permission bits: 0o644 and friends are not small-int cached, and
 # a tracked file should not pay 28 bytes for its own copy.
@@ -42,15 +39,6 @@ _MODES = tuple(range(0o10000))
 
 ItemType = Literal["file", "dir", "symlink"]
 Cache = Callable[[str], "tuple[StatKey, str] | None"]
-
-
-class StatKey(msgspec.Struct, frozen=True, gc=False):
-    """What decides "unchanged since last time": equal keys mean the cached sha256 holds."""
-
-    size: int
-    mtime_ns: int
-    inode: int
-    ctime_ns: int
 
 
 class LocalItem(msgspec.Struct, frozen=True, gc=False):
@@ -511,73 +499,26 @@ class _Scan:
     # --- hashing (hash_workers threads) ----------------------------------------------
 
     def hash_worker(self, slot: int) -> None:
-        buf = memoryview(bytearray(CHUNK))
+        hasher = Hasher(self.root_fd, self.hook)
         files = nbytes = 0
         while (job := self.jobs.get()) is not None:
-            if not self.stop.is_set():
-                got = self.hash_file(*job, buf)
-                if got >= 0:
-                    files += 1
-                    nbytes += got
+            if not self.stop.is_set() and self.hash_file(hasher, *job):
+                files += 1
+                nbytes += job[3].size
             self.done[slot] += 1
         self.hashed[slot] = (files, nbytes)
 
     def hash_file(
-        self, path: str, disk: str | None, mode: int, key: StatKey, buf: memoryview
-    ) -> int:
-        """Hash one file and record it; -1 if it could not be read consistently."""
+        self, hasher: Hasher, path: str, disk: str | None, mode: int, key: StatKey
+    ) -> bool:
+        """Hash one file and record it; False if it could not be read consistently."""
         try:
-            fd = os.open(disk or path, _FILE_FLAGS, dir_fd=self.root_fd)
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                self.changed(path, "was replaced by a symlink")
-            else:
-                self.entry_failed(path, e)
-            return -1
-        try:
-            # The final fstat is what proves the bytes match `key`; this one only spares
-            # reading a large file that was replaced since the walk saw it.
-            if key.size > CHUNK and not _same(os.fstat(fd), key):
-                self.changed(path, "changed after it was listed")
-                return -1
-            digest, got = hashlib.sha256(), 0
-            while got < key.size:  # asking for a byte more than expected shows growth
-                want = key.size - got + 1
-                if want <= _SMALL:  # small reads: one call, no buffer slicing
-                    data = os.read(fd, want)
-                    n = len(data)
-                    digest.update(data)
-                else:
-                    n = os.readv(fd, [buf])
-                    digest.update(buf if n == CHUNK else buf[:n])
-                if n == 0:
-                    break
-                got += n
-            if self.hook is not None:
-                self.hook(path)
-            if got != key.size or not _same(os.fstat(fd), key):
-                self.changed(path, "changed while it was being read")
-                return -1
-        except IsADirectoryError:
-            self.changed(path, "was replaced by a folder")
-            return -1
+            sha256 = hasher.sha256(path, disk, key)
+        except Changed as e:
+            self.problem(path, "changed_while_reading", f"{path} {e}; it is read again next pass")
+            return False
         except OSError as e:
             self.entry_failed(path, e)
-            return -1
-        finally:
-            os.close(fd)
-        self.items[path] = LocalItem(path, "file", mode, key, digest.hexdigest(), None, disk)
-        return got
-
-    def changed(self, path: str, why: str) -> None:
-        self.problem(path, "changed_while_reading", f"{path} {why}; it is read again next pass")
-
-
-def _same(st: os.stat_result, key: StatKey) -> bool:
-    return (
-        S_ISREG(st.st_mode)
-        and st.st_size == key.size
-        and st.st_mtime_ns == key.mtime_ns
-        and st.st_ino == key.inode
-        and st.st_ctime_ns == key.ctime_ns
-    )
+            return False
+        self.items[path] = LocalItem(path, "file", mode, key, sha256, None, disk)
+        return True

@@ -13,8 +13,9 @@ import msgspec
 from hypothesis import given, settings
 
 from dropbeard.conflictname import parse_conflict_name
+from dropbeard.conflicts import same_content
 from dropbeard.model import Delete, Entry
-from dropbeard.reconcile import Base, Mode, Plan, Remote, reconcile, same_content
+from dropbeard.reconcile import Base, Mode, Plan, Remote, reconcile
 from dropbeard.version import Order, compare
 from tests.test_reconcile_sim import apply_plan, content_of, key_of
 

@@ -15,8 +15,9 @@ import pytest
 
 import dropbeard
 from dropbeard.errors import OfflineError
+from dropbeard.hashing import CHUNK, StatKey
 from dropbeard.ignore import IgnoreRules
-from dropbeard.scan import CHUNK, LocalItem, ScanResult, StatKey, scan
+from dropbeard.scan import LocalItem, ScanResult, scan
 
 pytestmark = pytest.mark.anyio
 

@@ -21,7 +21,6 @@ a local copy is one rename away from done, there is nothing to resume.
 
 from __future__ import annotations
 
-import builtins
 import errno
 import fcntl
 import hashlib
@@ -33,6 +32,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -56,6 +56,7 @@ from dropbeard.store.base import (
     UploadJournal,
     validate_key,
 )
+from dropbeard.store.localwalk import Found, split_prefix, walk
 
 CHUNK = 1024 * 1024
 PAGE_SIZE = 1000
@@ -86,19 +87,6 @@ def _etag(st: os.stat_result) -> str:
 
 def _info(key: str, st: os.stat_result) -> ObjectInfo:
     return ObjectInfo(key=key, size=st.st_size, etag=_etag(st), last_modified=st.st_mtime)
-
-
-def _split_prefix(prefix: str) -> tuple[str, str]:
-    """('a/b/', 'c') for prefix 'a/b/c': the directory to walk and the name filter in it."""
-    dir_part, _, name = prefix.rpartition("/")
-    bad = prefix.startswith("/") or "\x00" in prefix
-    if dir_part:
-        segments = dir_part.split("/")
-        bad = bad or any(s in ("", ".", "..") for s in segments)
-        bad = bad or segments[0].startswith(RESERVED_PREFIX)
-    if bad:
-        raise ValueError(f"invalid listing prefix {prefix!r}")
-    return (dir_part + "/" if dir_part else ""), name
 
 
 class _TempFile:
@@ -439,14 +427,15 @@ class LocalStore:
     ) -> AsyncIterator[ListPage]:
         if delimiter not in (None, "/"):
             raise ValueError(f"LocalStore only supports the delimiter '/', not {delimiter!r}")
-        dir_key, name = _split_prefix(prefix)
+        dir_key, name = split_prefix(prefix)
         after = start_after.encode() if start_after is not None else None
         return self._pages(prefix, dir_key, name, after, delimiter is not None)
 
     async def _pages(
         self, prefix: str, dir_key: str, name: str, after: bytes | None, roll_up: bool
     ) -> AsyncIterator[ListPage]:
-        entries = self._walk(prefix, dir_key, name, after, roll_up)
+        fail = partial(self._error, doing="listing", what=prefix or "/", kind=ListFailed)
+        entries = walk(self.root, dir_key, name, after, roll_up, fail)
         while True:
             page, more = await anyio.to_thread.run_sync(self._next_page, prefix, entries)
             if page.objects or page.prefixes:
@@ -454,69 +443,16 @@ class LocalStore:
             if not more:
                 return
 
-    def _next_page(self, prefix: str, entries: Iterator[ObjectInfo | str]) -> tuple[ListPage, bool]:
+    def _next_page(self, prefix: str, entries: Iterator[Found]) -> tuple[ListPage, bool]:
         self._check_root("listing", prefix or "/")
         taken = list(islice(entries, self._page_size))
         # a root unmounted mid-walk reads as vanished directories: never end quietly
         self._check_root("listing", prefix or "/")
         page = ListPage(
-            objects=[e for e in taken if isinstance(e, ObjectInfo)],
+            objects=[_info(*e) for e in taken if isinstance(e, tuple)],
             prefixes=[e for e in taken if isinstance(e, str)],
         )
         return page, len(taken) == self._page_size
-
-    def _walk(
-        self, prefix: str, dir_key: str, name: str, after: bytes | None, roll_up: bool
-    ) -> Iterator[ObjectInfo | str]:
-        """Objects under directory `dir_key` ('' or 'a/b/') whose name there starts with
-        `name`, sorting after `after`, in UTF-8 byte order of key; with `roll_up`, the
-        subdirectories holding such objects as prefixes instead."""
-        for full, is_dir, path in self._children(prefix, dir_key):
-            if not full[len(dir_key) :].startswith(name):
-                continue
-            raw = full.encode()
-            if is_dir:
-                # every key below sorts after `raw`; skip the subtree if all are <= after
-                if after is not None and raw <= after and not after.startswith(raw):
-                    continue
-                below = self._walk(prefix, full, "", after, False)
-                if not roll_up:
-                    yield from below
-                elif next(below, None) is not None:  # an empty directory is no prefix
-                    yield full
-            elif after is None or raw > after:
-                try:
-                    st = os.stat(path)
-                except FileNotFoundError:
-                    continue  # deleted while we listed
-                except OSError as err:
-                    raise self._error(err, "listing", prefix or "/", ListFailed) from err
-                yield _info(full, st)
-
-    def _children(self, prefix: str, dir_key: str) -> builtins.list[tuple[str, bool, str]]:
-        """(key, or key + '/' for a directory; is_dir; path) of the entries of `dir_key`,
-        in UTF-8 byte order. Temp files, non-UTF-8 names and special files are skipped."""
-        children: builtins.list[tuple[bytes, str, bool, str]] = []
-        try:
-            with os.scandir(os.path.join(self.root, dir_key)) as it:
-                for entry in it:
-                    if not dir_key and entry.name.startswith(RESERVED_PREFIX):
-                        continue
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                    if not is_dir and not entry.is_file():
-                        continue
-                    full = dir_key + entry.name + ("/" if is_dir else "")
-                    try:
-                        raw = full.encode()
-                    except UnicodeEncodeError:
-                        continue
-                    children.append((raw, full, is_dir, entry.path))
-        except (FileNotFoundError, NotADirectoryError):
-            return []  # prefix names no directory, or it vanished (root checked per page)
-        except OSError as err:
-            raise self._error(err, "listing", prefix or "/", ListFailed) from err
-        children.sort()
-        return [(full, is_dir, path) for _, full, is_dir, path in children]
 
 
 class _Pump:

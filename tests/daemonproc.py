@@ -85,7 +85,7 @@ def wait_for(
     what: str,
     check: Callable[[], T | None],
     *,
-    timeout: float = 20.0,
+    timeout: float = 60.0,  # generous: only a failing test waits this long
     step: float = 0.05,
     logs: tuple[Daemon, ...] = (),
 ) -> T:

@@ -28,6 +28,7 @@ from dropbeard.conflicts import (
     same_content,
     still_open,
 )
+from dropbeard.folders import keep_needed_folders
 from dropbeard.model import Delete, Entry
 from dropbeard.plan import (
     DELETES_LOCALLY,
@@ -127,6 +128,9 @@ def reconcile(
         else:
             outcome = _settle(ctx, path, agreed, tracked.get(path), others[path])
         _collect(plan, path, old, outcome)
+    keep_needed_folders(
+        plan, base, tracked, publishes=plan.publishes, next_version=ctx.next_version
+    )
     _sort(plan)
     plan.counter = ctx.counter
     return plan

@@ -35,6 +35,10 @@ from dropbeard.summary import Summary
 from dropbeard.upload import BlobSource, upload_blobs
 
 _BASE_DECODER = msgspec.json.Decoder(Base)
+#: A file changed this close to the scan is not trusted to the stat cache: timestamps are
+#: coarse (a kernel tick, or 2 s on FAT), so a same-size rewrite in the same tick would
+#: keep every stamp the cache compares (git's "racily clean" problem). It is re-hashed.
+RACY_WINDOW_NS = 2_000_000_000
 _BASE_ENCODER = msgspec.json.Encoder()
 
 
@@ -164,6 +168,7 @@ async def run_pass(
         row = cache.get(path)
         return None if row is None else (StatKey(row[0], row[1], row[2], row[3]), row[4])
 
+    scan_began_ns = int(now.timestamp() * 1e9)
     result = await scan(paths.root, ignore=ignore, cache=cached, only=opts.only, progress=None)
     summary.scanned, summary.hashed = result.scanned, result.hashed_files
     summary.hashed_bytes = result.hashed_bytes
@@ -310,6 +315,7 @@ async def run_pass(
         loaded.last_digest,
         _settled(remote_read, plan, applied.failed, tombstones),
         all_problems,
+        scan_began_ns - RACY_WINDOW_NS,
     )
     summary.finish(began)
     return summary
@@ -419,6 +425,7 @@ def _commit(
     digest: str | None,
     remote_read: RemoteRead | None,
     problems: list[Problem],
+    racy_after_ns: int,
 ) -> None:
     """Record the pass: new bases, stat cache rows that changed, counters, peers."""
     from dropbeard.publish import Published
@@ -428,6 +435,8 @@ def _commit(
         if item.type != "file" or item.stat is None or item.sha256 is None:
             continue
         row = (item.stat.size, item.stat.mtime_ns, item.stat.inode, item.stat.ctime_ns, item.sha256)
+        if max(item.stat.mtime_ns, item.stat.ctime_ns) >= racy_after_ns:
+            continue  # "racily clean": a same-size rewrite could keep these stamps; rehash
         if cache.get(path) != row and path not in applied.stats:
             stat_rows.append((path, row))
     stat_rows.extend(applied.stats.items())

@@ -149,7 +149,11 @@ def render(r: StatusReport) -> str:
     if r.devices_error:
         lines.append(f"  other devices: could not read the bucket ({r.devices_error})")
     for d in r.devices:
-        caught = {True: "has seen our latest", False: "behind us", None: "unknown"}
+        caught = {
+            True: "has seen our latest",
+            False: "not yet confirmed our latest (its head predates it)",
+            None: "unknown",
+        }
         lines.append(
             f"  device {d.device_id}: manifest {d.manifest or '-'} "
             f"published {d.published_at or '?'}, {caught[d.seen_our_latest]}"

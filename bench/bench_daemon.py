@@ -48,12 +48,10 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dropbeard.config import DaemonConfig, RootEntry, effective
-from dropbeard.errors import Unavailable
 from dropbeard.rootsync import RootSync
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.factory import open_store
 from dropbeard.store.retry import RetryingStore
-from dropbeard.store.s3 import Credentials, S3Store
 from tests.daemonproc import request
 from tests.seaweed import Seaweed
 
@@ -294,31 +292,6 @@ def show_poll(counts: dict[str, int], changed: list[str]) -> str:
 # --- 1. propagation latency ---------------------------------------------------------------
 
 
-async def wait_writable(server: Seaweed) -> None:
-    """The S3 port answers before volumes accept writes: wait for a real signed PUT."""
-    creds = Credentials(server.access_key, server.secret_key)
-    store = S3Store(
-        server.bucket,
-        "readiness",
-        endpoint_url=server.endpoint,
-        addressing_style="path",
-        credentials=creds,
-    )
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            try:
-                await store.put("probe", b"ok")
-                await store.delete("probe")
-                return
-            except Unavailable:
-                if time.monotonic() > deadline:
-                    raise
-                await anyio.sleep(0.2)
-    finally:
-        await store.aclose()
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
@@ -348,7 +321,7 @@ def propagation(procs: Procs, work: Path, edits: int) -> None:
     print(f"== 1. propagation latency A -> B over SeaweedFS ({edits} edits) ==")
     server = Seaweed.start(work / "seaweed")
     try:
-        anyio.run(wait_writable, server)
+        anyio.run(server.wait_writable)
         print(f"SeaweedFS ready in {server.startup_seconds:.2f} s (pid {server.pid})")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DROPBEAR_S3_"))}
         env["DROPBEAR_S3_ACCESS_KEY_ID"] = server.access_key

@@ -138,6 +138,7 @@ async def main(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="dropbeard-bench-"))
     server = Seaweed.start(work / "seaweed")
     try:
+        await server.wait_writable()
         print(f"SeaweedFS ready in {server.startup_seconds:.2f}s")
         b = Bench(server, work, args.concurrency)
         n = args.files

@@ -89,6 +89,7 @@ async def main(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="dropbeard-xfer-"))
     server = Seaweed.start(work / "seaweed")
     try:
+        await server.wait_writable()
         b = Bench(server, work, args.concurrency)
         src = work / "a"
         files = make_mixed(src, args.mib)

@@ -23,7 +23,7 @@ from dropbeard.keys import RootKeys
 from dropbeard.model import Delete, Entry, Registry, SeenMark
 from dropbeard.plan import PULLS, Base, Plan, Remote
 from dropbeard.problems import Problem
-from dropbeard.publish import entries_digest, publish
+from dropbeard.publish import Published, entries_digest, publish
 from dropbeard.reconcile import reconcile
 from dropbeard.remote import RemoteRead, read_remotes
 from dropbeard.root import RootPaths, reset_tmp
@@ -207,7 +207,7 @@ async def run_pass(
     tracked = tracked_files(bases.values())  # files and symlinks, as the guard counts deletes
     halt = check_mass_delete(plan, tracked)
     if halt is not None:
-        summary.halted = halt.reason if hasattr(halt, "reason") else str(halt)
+        summary.halted = halt.reason
         if not opts.allow_mass_delete:
             plan = without_local_deletes(plan)
         else:
@@ -421,15 +421,13 @@ def _commit(
     cache: dict[str, StatRow],
     untracked: list[str],
     applied: Applied,
-    published: object,
+    published: Published | None,
     digest: str | None,
     remote_read: RemoteRead | None,
     problems: list[Problem],
     racy_after_ns: int,
 ) -> None:
     """Record the pass: new bases, stat cache rows that changed, counters, peers."""
-    from dropbeard.publish import Published
-
     stat_rows: list[tuple[str, StatRow]] = []
     for path, item in result.items.items():
         if item.type != "file" or item.stat is None or item.sha256 is None:
@@ -449,7 +447,7 @@ def _commit(
         state.put_bases((p, None, "clean") for p in untracked)
         state.put_stats(stat_rows)
         state.set_meta("counter", str(plan.counter))
-        if isinstance(published, Published):
+        if published is not None:
             state.set_meta("tombstone_seq", str(published.tombstone_seq))
             state.set_meta("last_manifest", published.manifest_id)
             state.set_meta("last_manifest_sha256", published.manifest_sha256)

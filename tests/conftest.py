@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -11,7 +10,6 @@ from pathlib import Path
 import anyio
 import pytest
 
-from dropbeard.errors import Unavailable
 from dropbeard.store.s3 import Credentials, S3Store
 from tests.seaweed import Seaweed
 
@@ -37,30 +35,12 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
         pytest.skip("DROPBEARD_SKIP_S3=1")
     server = Seaweed.start(tmp_path_factory.mktemp("seaweed"))
     try:
-        anyio.run(_wait_writable, server)
+        anyio.run(server.wait_writable)
         server.startup_seconds = round(server.startup_seconds, 2)
         print(f"\nSeaweedFS ready in {server.startup_seconds:.2f}s at {server.endpoint}")
         yield server
     finally:
         server.stop()
-
-
-async def _wait_writable(server: Seaweed) -> None:
-    """The S3 port answers before volumes accept writes: wait for a real signed PUT."""
-    store = make_s3_store(server, "readiness")
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            try:
-                await store.put("probe", b"ok")
-                await store.delete("probe")
-                return
-            except Unavailable:
-                if time.monotonic() > deadline:
-                    raise
-                await anyio.sleep(0.2)
-    finally:
-        await store.aclose()
 
 
 def make_s3_store(server: Seaweed, prefix: str, **kwargs: object) -> S3Store:

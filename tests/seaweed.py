@@ -15,6 +15,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
+
 # Every listening component gets a port we chose, so `weed` never silently picks another.
 PORT_FLAGS = (
     "master.port",
@@ -145,6 +147,32 @@ class Seaweed:
         except OSError:
             return False
         return True
+
+    async def wait_writable(self) -> None:
+        """The S3 port answers before volumes accept writes: wait for a real signed PUT."""
+        from dropbeard.errors import Unavailable
+        from dropbeard.store.s3 import Credentials, S3Store
+
+        store = S3Store(
+            self.bucket,
+            "readiness",
+            endpoint_url=self.endpoint,
+            addressing_style="path",
+            credentials=Credentials(self.access_key, self.secret_key),
+        )
+        deadline = time.monotonic() + 60
+        try:
+            while True:
+                try:
+                    await store.put("probe", b"ok")
+                    await store.delete("probe")
+                    return
+                except Unavailable:
+                    if time.monotonic() > deadline:
+                        raise
+                    await anyio.sleep(0.2)
+        finally:
+            await store.aclose()
 
     def log_tail(self, lines: int = 15) -> str:
         try:

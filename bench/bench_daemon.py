@@ -47,8 +47,8 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dropbeard.config import DaemonConfig, RootEntry, effective
-from dropbeard.rootsync import RootSync
+from dropbeard.core.config import DaemonConfig, RootEntry, effective
+from dropbeard.daemon.rootpass import RootSync
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.factory import open_store
 from dropbeard.store.retry import RetryingStore

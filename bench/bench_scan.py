@@ -28,8 +28,8 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dropbeard.ignore import IgnoreRules
-from dropbeard.scan import ScanResult, StatKey, scan
+from dropbeard.core.ignore import IgnoreRules
+from dropbeard.sync.scan import ScanResult, StatKey, scan
 
 BENCH_IGNORE = (
     "*.log\nnode_modules/\n.DS_Store\nbuild/\n!build/keep\n/dist\n*.tmp\n**/cache/**\n*~\n"

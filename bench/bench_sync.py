@@ -25,13 +25,13 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dropbeard.config import RemoteConfig, RootConfig
-from dropbeard.engine import PassOptions, run_pass
-from dropbeard.enroll import InitRequest, init_root
-from dropbeard.root import RootPaths, open_online
+from dropbeard.core.config import RemoteConfig, RootConfig
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.retry import RetryingStore
 from dropbeard.store.s3 import Credentials, S3Store
+from dropbeard.sync.engine import PassOptions, run_pass
+from dropbeard.sync.enroll import InitRequest, init_root
+from dropbeard.sync.root import RootPaths, open_online
 from tests.seaweed import Seaweed
 
 

@@ -1,5 +1,5 @@
 """Run the command line as `python -m dropbeard`."""
 
-from dropbeard.cli import main
+from dropbeard.cli.main import main
 
 raise SystemExit(main())

@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 import anyio
 import pytest
 
-from dropbeard.cli import main
-from dropbeard.keys import RootKeys
-from dropbeard.model import Manifest, decode_head, decode_manifest
+from dropbeard.cli.main import main
+from dropbeard.core.keys import RootKeys
+from dropbeard.core.model import Manifest, decode_head, decode_manifest
 from dropbeard.store.base import Store
 from dropbeard.store.local import LocalStore
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dropbeard.cli import main
+from dropbeard.cli.main import main
 
 T = TypeVar("T")
 

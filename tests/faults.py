@@ -25,7 +25,7 @@ from typing import Literal, TypeVar
 
 import anyio
 
-from dropbeard.errors import StoreError, Unavailable
+from dropbeard.core.errors import StoreError, Unavailable
 from dropbeard.store.base import ListPage, ObjectInfo, Progress, Store, UploadJournal
 
 T = TypeVar("T")

@@ -150,7 +150,7 @@ class Seaweed:
 
     async def wait_writable(self) -> None:
         """The S3 port answers before volumes accept writes: wait for a real signed PUT."""
-        from dropbeard.errors import Unavailable
+        from dropbeard.core.errors import Unavailable
         from dropbeard.store.s3 import Credentials, S3Store
 
         store = S3Store(

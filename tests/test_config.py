@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dropbeard.config import (
+from dropbeard.core.config import (
     DaemonConfig,
     RemoteConfig,
     RemoteURL,
@@ -24,7 +24,7 @@ from dropbeard.config import (
     parse_root_config,
     render_root_config,
 )
-from dropbeard.errors import UsageError
+from dropbeard.core.errors import UsageError
 
 HOME = "/home/u"
 SRC = "/home/u/.config/dropbeard/config.toml"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dropbeard.conflictname import conflict_name, parse_conflict_name
+from dropbeard.core.conflictname import conflict_name, parse_conflict_name
 
 TS = "20260522T180500Z"
 

@@ -22,9 +22,9 @@ import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from dropbeard.control import ControlError, ask
-from dropbeard.daemon import Daemon
-from dropbeard.daemonconfig import DaemonOptions
+from dropbeard.daemon.control import ControlError, ask
+from dropbeard.daemon.service import Daemon
+from dropbeard.daemon.settings import DaemonOptions
 from tests.daemonproc import init_root, sha256_of, write_config
 
 # Nothing but the watcher, sync-now and resume start passes here.

@@ -13,8 +13,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from dropbeard.model import Entry, encode_manifest
-from dropbeard.registry import register, update_registry
+from dropbeard.core.model import Entry, encode_manifest
+from dropbeard.sync.registry import register, update_registry
 from tests.converge import ROOT_ID, Bucket, Device, devices
 
 

@@ -11,12 +11,12 @@ from typing import Any
 import anyio
 import pytest
 
-from dropbeard.engine import PassOptions, run_pass
-from dropbeard.root import RootPaths, open_online, root_lock
+from dropbeard.core.summary import Summary
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.factory import open_store
 from dropbeard.store.retry import RetryingStore
-from dropbeard.summary import Summary
+from dropbeard.sync.engine import PassOptions, run_pass
+from dropbeard.sync.root import RootPaths, open_online, root_lock
 from tests.converge import Bucket, Device, devices
 
 

@@ -60,8 +60,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
-from dropbeard.cli import main
-from dropbeard.conflictname import parse_conflict_name
+from dropbeard.cli.main import main
+from dropbeard.core.conflictname import parse_conflict_name
 from tests.converge import ROOT_ID, Result, tree
 
 pytestmark = pytest.mark.slow

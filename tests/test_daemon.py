@@ -20,13 +20,13 @@ from typing import Any
 import anyio
 import pytest
 
-from dropbeard.config import RemoteConfig
-from dropbeard.daemon import Daemon as InProcessDaemon
-from dropbeard.daemonconfig import DaemonOptions
-from dropbeard.engine import PassOptions, run_pass
-from dropbeard.root import RootPaths, open_online
+from dropbeard.core.config import RemoteConfig
+from dropbeard.daemon.service import Daemon as InProcessDaemon
+from dropbeard.daemon.settings import DaemonOptions
 from dropbeard.store.base import Store
 from dropbeard.store.factory import open_store
+from dropbeard.sync.engine import PassOptions, run_pass
+from dropbeard.sync.root import RootPaths, open_online
 from tests.daemonproc import (
     Daemon,
     cli,

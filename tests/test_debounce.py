@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dropbeard.debounce import Batch, Debouncer
+from dropbeard.core.debounce import Batch, Debouncer
 
 
 def test_nothing_pending_nothing_due() -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dropbeard.duration import format_duration, parse_duration
+from dropbeard.core.duration import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import anyio
 
-from dropbeard.cli import main
-from dropbeard.engine import PassOptions, run_pass
-from dropbeard.root import RootPaths, open_online
+from dropbeard.cli.main import main
+from dropbeard.core.summary import Summary
 from dropbeard.store.local import LocalStore
-from dropbeard.summary import Summary
+from dropbeard.sync.engine import PassOptions, run_pass
+from dropbeard.sync.root import RootPaths, open_online
 
 
 def _pass(root: Path, remote: Path, now: Callable[[], datetime]) -> Summary:

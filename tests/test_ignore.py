@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dropbeard.ignore import IgnoreRules
+from dropbeard.core.ignore import IgnoreRules
 
 # (rules, path, is_dir, ignored) — each checked against `git check-ignore` semantics.
 CASES = [

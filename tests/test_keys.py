@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dropbeard.keys import RootKeys
+from dropbeard.core.keys import RootKeys
 
 EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 keys = RootKeys("notes")

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dropbeard.errors import FormatError
-from dropbeard.model import (
+from dropbeard.core.errors import FormatError
+from dropbeard.core.model import (
     Delete,
     DeviceRecord,
     Entry,

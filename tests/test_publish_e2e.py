@@ -29,11 +29,10 @@ from typing import Any, TypeVar
 import anyio
 import pytest
 
-from dropbeard.cli import main
-from dropbeard.config import parse_root_config
-from dropbeard.engine import PassOptions, run_pass
-from dropbeard.keys import RootKeys
-from dropbeard.model import (
+from dropbeard.cli.main import main
+from dropbeard.core.config import parse_root_config
+from dropbeard.core.keys import RootKeys
+from dropbeard.core.model import (
     Entry,
     Head,
     Manifest,
@@ -43,14 +42,15 @@ from dropbeard.model import (
     decode_registry,
     decode_tombstones,
 )
-from dropbeard.root import RootPaths, open_online, root_lock
+from dropbeard.core.summary import Summary
+from dropbeard.core.version import dominates
 from dropbeard.store.base import ListPage, ObjectInfo, Store
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.factory import open_store
 from dropbeard.store.local import LocalStore
 from dropbeard.store.s3 import MIN_PART_SIZE, Credentials, S3Store
-from dropbeard.summary import Summary
-from dropbeard.version import dominates
+from dropbeard.sync.engine import PassOptions, run_pass
+from dropbeard.sync.root import RootPaths, open_online, root_lock
 from tests.conftest import make_s3_store
 from tests.faults import FaultStore
 from tests.seaweed import Seaweed, free_ports
@@ -983,7 +983,7 @@ async def held(self, key, upload_id, number, data):
         await anyio.sleep(3600)  # parts 3.. never leave: the process is killed meanwhile
     return await _send(self, key, upload_id, number, data)
 S3Store.mp_put_part = held
-from dropbeard.cli import main
+from dropbeard.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -998,7 +998,7 @@ async def counted(self, key, upload_id, number, data):
     sent[0] += len(data)
     return etag
 S3Store.mp_put_part = counted
-from dropbeard.cli import main
+from dropbeard.cli.main import main
 code = main(sys.argv[2:])
 Path(sys.argv[1]).write_text(str(sent[0]))
 sys.exit(code)

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from dropbeard.model import Delete, Entry
-from dropbeard.reconcile import Base, ConflictInfo, Mode, Plan, Remote, reconcile
+from dropbeard.core.model import Delete, Entry
+from dropbeard.core.reconcile import Base, ConflictInfo, Mode, Plan, Remote, reconcile
 
 ME = "laptop"
 NOW = datetime(2026, 5, 22, 18, 5, tzinfo=UTC)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dropbeard.version import dominates
+from dropbeard.core.version import dominates
 from tests.converge import Bucket, devices, tree
 from tests.test_reconcile_cases import D, F, gone, held, label, run
 from tests.test_reconcile_cases import remote as remote_of

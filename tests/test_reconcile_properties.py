@@ -12,11 +12,11 @@ import hypothesis.strategies as st
 import msgspec
 from hypothesis import given, settings
 
-from dropbeard.conflictname import parse_conflict_name
-from dropbeard.conflicts import same_content
-from dropbeard.model import Delete, Entry
-from dropbeard.reconcile import Base, Mode, Plan, Remote, reconcile
-from dropbeard.version import Order, compare
+from dropbeard.core.conflictname import parse_conflict_name
+from dropbeard.core.conflicts import same_content
+from dropbeard.core.model import Delete, Entry
+from dropbeard.core.reconcile import Base, Mode, Plan, Remote, reconcile
+from dropbeard.core.version import Order, compare
 from tests.test_reconcile_sim import apply_plan, content_of, key_of
 
 ME = "laptop"

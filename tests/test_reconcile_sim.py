@@ -18,10 +18,10 @@ import msgspec
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from dropbeard.conflictname import parse_conflict_name
-from dropbeard.conflicts import same_content
-from dropbeard.model import Delete, Entry
-from dropbeard.reconcile import Base, Mode, Plan, Remote, reconcile
+from dropbeard.core.conflictname import parse_conflict_name
+from dropbeard.core.conflicts import same_content
+from dropbeard.core.model import Delete, Entry
+from dropbeard.core.reconcile import Base, Mode, Plan, Remote, reconcile
 
 EPOCH = datetime(2026, 5, 22, 18, 0, tzinfo=UTC)
 Key = tuple[str, str, int]  # (type, sha256 or target, mode): a content, whatever its path

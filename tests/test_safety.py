@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dropbeard.model import Delete, Entry
-from dropbeard.reconcile import Base, Mode, Plan, Remote, reconcile
-from dropbeard.safety import Halt, check_mass_delete, tracked_files, without_local_deletes
+from dropbeard.core.model import Delete, Entry
+from dropbeard.core.reconcile import Base, Mode, Plan, Remote, reconcile
+from dropbeard.core.safety import Halt, check_mass_delete, tracked_files, without_local_deletes
 
 NOW = datetime(2026, 5, 22, 18, 5, tzinfo=UTC)
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 import dropbeard
-from dropbeard.errors import OfflineError
-from dropbeard.hashing import CHUNK, StatKey
-from dropbeard.ignore import IgnoreRules
-from dropbeard.scan import LocalItem, ScanResult, scan
+from dropbeard.core.errors import OfflineError
+from dropbeard.core.ignore import IgnoreRules
+from dropbeard.sync.hashing import CHUNK, StatKey
+from dropbeard.sync.scan import LocalItem, ScanResult, scan
 
 pytestmark = pytest.mark.anyio
 
@@ -358,8 +358,8 @@ async def test_a_missing_or_non_folder_root_is_offline(tmp_path: Path) -> None:
 PERMISSION_SCRIPT = """
 import anyio, json, sys
 from pathlib import Path
-from dropbeard.ignore import IgnoreRules
-from dropbeard.scan import scan
+from dropbeard.core.ignore import IgnoreRules
+from dropbeard.sync.scan import scan
 r = anyio.run(lambda: scan(Path(sys.argv[1]), ignore=IgnoreRules.empty(), cache=lambda p: None))
 print(json.dumps({"items": sorted(r.items), "problems": {p.path: p.kind for p in r.problems},
                   "unreadable": sorted(r.unreadable), "complete": r.complete}))

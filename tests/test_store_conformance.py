@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from dropbeard.errors import IntegrityError, NotFound, PreconditionFailed
+from dropbeard.core.errors import IntegrityError, NotFound, PreconditionFailed
 from dropbeard.store.base import ListPage, Store
 from dropbeard.store.local import LocalStore
 

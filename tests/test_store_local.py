@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dropbeard.errors import NotFound, StoreError, Unauthorized, Unavailable
+from dropbeard.core.errors import NotFound, StoreError, Unauthorized, Unavailable
 from dropbeard.store.base import ListPage
 from dropbeard.store.local import TMP_DIR, LocalStore
 
@@ -187,7 +187,7 @@ async def test_housekeeping_files_are_never_listed(root: Path) -> None:
 RACER = """
 import sys, anyio
 from pathlib import Path
-from dropbeard.errors import PreconditionFailed
+from dropbeard.core.errors import PreconditionFailed
 from dropbeard.store.local import LocalStore
 
 async def race():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dropbeard.errors import (
+from dropbeard.core.errors import (
     IntegrityError,
     ListFailed,
     NotFound,

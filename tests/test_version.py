@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dropbeard.version import Order, bump, compare, dominates, merge
+from dropbeard.core.version import Order, bump, compare, dominates, merge
 
 vectors = st.dictionaries(st.sampled_from(["a", "b", "c", "old-phone"]), st.integers(1, 6))
 laws = settings(max_examples=150, deadline=None)

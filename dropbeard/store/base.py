@@ -7,7 +7,7 @@ Keys are `/`-separated UTF-8 strings relative to the store's base (bucket + pref
 directory); they never start with `/`, never contain empty, `.` or `..` segments and
 never start with `.dropbeard-` (reserved for a backend's own housekeeping).
 
-Errors (from `dropbeard.errors`), and the only ones a store raises:
+Errors (from `dropbeard.core.errors`), and the only ones a store raises:
 - `NotFound`            the key does not exist (get, head, get_if_changed).
 - `PreconditionFailed`  a conditional write lost (the key exists, or its etag moved on,
                         or it is gone when `put_if_match` expected it).
@@ -162,7 +162,7 @@ class Store(Protocol):
 
 def validate_key(key: str) -> str:
     """Return `key` if it is a well-formed store key, else raise ValueError (a bug in the
-    caller: keys come from `dropbeard.keys`, never straight from untrusted input)."""
+    caller: keys come from `dropbeard.core.keys`, never straight from untrusted input)."""
     if not key or key.startswith("/") or "\x00" in key:
         raise ValueError(f"invalid store key {key!r}")
     for segment in key.split("/"):

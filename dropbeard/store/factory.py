@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dropbeard.config import RemoteConfig, parse_remote_url
-from dropbeard.errors import UsageError
+from dropbeard.core.config import RemoteConfig, parse_remote_url
+from dropbeard.core.errors import UsageError
 from dropbeard.store.base import Store
 from dropbeard.store.local import LocalStore
 from dropbeard.store.retry import RetryingStore

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import anyio
 
-from dropbeard.errors import (
+from dropbeard.core.errors import (
     IntegrityError,
     ListFailed,
     LocalFileError,

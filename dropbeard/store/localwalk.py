@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 
-from dropbeard.errors import StoreError
+from dropbeard.core.errors import StoreError
 from dropbeard.store.base import RESERVED_PREFIX
 
 #: A found object (its key and stat) or, when rolling up, a prefix ending in '/'.

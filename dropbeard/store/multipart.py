@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import anyio
 
-from dropbeard.errors import IntegrityError, StoreError
+from dropbeard.core.errors import IntegrityError, StoreError
 from dropbeard.store.base import PendingUpload, Progress, UploadJournal
 
 if TYPE_CHECKING:

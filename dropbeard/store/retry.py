@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import anyio
 
-from dropbeard.errors import NotFound, PreconditionFailed, Unavailable
+from dropbeard.core.errors import NotFound, PreconditionFailed, Unavailable
 from dropbeard.store.base import ListPage, ObjectInfo, Progress, Store, UploadJournal
 
 T = TypeVar("T")

@@ -22,7 +22,7 @@ from aiobotocore.session import AioSession, get_session
 from botocore.config import Config
 from botocore.loaders import Loader, create_loader
 
-from dropbeard.errors import IntegrityError, LocalFileError, NotFound, PreconditionFailed
+from dropbeard.core.errors import IntegrityError, LocalFileError, NotFound, PreconditionFailed
 from dropbeard.store.base import (
     ListPage,
     ObjectInfo,

@@ -25,7 +25,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from dropbeard.errors import (
+from dropbeard.core.errors import (
     ListFailed,
     NotFound,
     PreconditionFailed,

@@ -1,0 +1,216 @@
+"""Command line: argument parsing, running commands, human/JSON output, exit codes (IO).
+
+Every failure becomes one line on stderr and the exit code of SPEC section 5; a traceback
+is shown only with --verbose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from dropbeard import __version__
+from dropbeard.core.errors import DropbeardError, UsageError
+
+EXIT_CONFLICTS = 4
+EXIT_INTEGRITY = 11
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # usage errors exit 2 with one line
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="dropbeard",
+        description="Keep one folder in sync across your devices through a bucket you own.",
+    )
+    parser.add_argument("--version", action="version", version=f"dropbeard {__version__}")
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument("-v", "--verbose", action="store_true", help="more detail on stderr")
+    noise.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    # -v/-q are accepted after the command too (`dropbeard sync -q`)
+    common = _Parser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser(
+        "init", parents=[common], help="make PATH a synced root and register this device"
+    )
+    p.add_argument("path", type=Path)
+    p.add_argument(
+        "--remote", required=True, help="s3://BUCKET[/PREFIX] or an absolute directory path"
+    )
+    p.add_argument("--endpoint-url", help="S3 endpoint for non-AWS servers")
+    p.add_argument("--region")
+    p.add_argument("--profile", help="AWS profile for credentials")
+    p.add_argument("--addressing-style", choices=("auto", "path", "virtual"), default="auto")
+    p.add_argument("--root-id", help="default: the folder name")
+    p.add_argument("--device-id", help="default: the host name")
+    p.add_argument(
+        "--mode",
+        default="bidirectional",
+        choices=("bidirectional", "upload-only", "download-only", "archive-only"),
+    )
+    p.add_argument(
+        "--take-over",
+        action="store_true",
+        help="reuse a device id that is already active (this machine replaces it)",
+    )
+
+    p = sub.add_parser("sync", parents=[common], help="run one sync pass")
+    p.add_argument("path", type=Path, nargs="?", default=Path("."))
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--dry-run", action="store_true", help="report what would happen; write nothing")
+    p.add_argument(
+        "--allow-mass-delete",
+        action="store_true",
+        help="let this pass publish deletes the safety guard halted",
+    )
+    p.add_argument("--concurrency", type=int, default=8, help="transfers at once (default 8)")
+
+    p = sub.add_parser("resolve", parents=[common], help="settle a conflict")
+    p.add_argument("path", type=Path, help="the conflicted file (not a conflict copy)")
+    p.add_argument(
+        "--keep",
+        required=True,
+        metavar="local|DEVICE_ID",
+        help="keep this device's version, or the copy from DEVICE_ID",
+    )
+
+    p = sub.add_parser("status", parents=[common], help="show a root's state")
+    p.add_argument("path", type=Path, nargs="?", default=None)
+    p.add_argument("--json", action="store_true")
+    _daemon_location(p)
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not contact the bucket; show what the local index knows",
+    )
+
+    p = sub.add_parser("daemon", parents=[common], help="keep roots in sync in the background")
+    p.add_argument("roots", nargs="*", metavar="ROOT", help="roots to sync (replace [[roots]])")
+    _daemon_location(p)
+    p.add_argument(
+        "--interval", type=_duration, help="full rescan every D (e.g. 5m; overrides the config)"
+    )
+    return parser
+
+
+def _daemon_location(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", help="daemon config file (default: the per-user one)")
+    p.add_argument("--socket", help="control socket path (default: from the config)")
+
+
+def _duration(text: str) -> float:
+    from dropbeard.core.duration import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0s")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = None
+    try:
+        args = build_parser().parse_args(argv)
+        handler: Callable[[argparse.Namespace], Awaitable[int]] = _COMMANDS[args.command]
+        return _run(handler, args)
+    except DropbeardError as exc:
+        _error(str(exc), args)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dropbeard: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # --help / --version
+        return int(exc.code or 0)
+    except Exception as exc:
+        _error(f"internal error: {type(exc).__name__}: {exc}", args, force_trace=True)
+        return 1
+
+
+def _run(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
+    async def go() -> int:
+        return await handler(args)
+
+    try:
+        import uvloop  # noqa: F401
+
+        return anyio.run(go, backend_options={"use_uvloop": True})
+    except ImportError:
+        return anyio.run(go)
+
+
+def _error(message: str, args: argparse.Namespace | None, *, force_trace: bool = False) -> None:
+    if args is not None and getattr(args, "verbose", False):
+        traceback.print_exc()
+    elif force_trace:
+        print("(run with --verbose for details)", file=sys.stderr)
+    first = message.splitlines()[0] if message else "failed"
+    print(f"dropbeard: error: {first}", file=sys.stderr)
+
+
+async def _init(args: argparse.Namespace) -> int:
+    from dropbeard.cli.commands import init_command
+
+    return await init_command(args)
+
+
+async def _sync(args: argparse.Namespace) -> int:
+    from dropbeard.cli.commands import sync_command
+
+    return await sync_command(args)
+
+
+async def _resolve(args: argparse.Namespace) -> int:
+    from dropbeard.sync.resolve import resolve_command
+
+    return await resolve_command(args)
+
+
+async def _status(args: argparse.Namespace) -> int:
+    from dropbeard.cli.daemonstatus import status_from_daemon
+    from dropbeard.daemon.control import socket_for_client
+    from dropbeard.sync.report import status_command
+
+    sock = socket_for_client(args.socket, args.config)
+    code = await status_from_daemon(
+        args.path, socket_path=sock, offline=args.offline, as_json=args.json
+    )
+    if code is not None:
+        return code
+    args.path = args.path or Path(".")
+    return await status_command(args)
+
+
+async def _daemon(args: argparse.Namespace) -> int:
+    from dropbeard.daemon.service import daemon_command
+
+    return await daemon_command(args)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+    "init": _init,
+    "sync": _sync,
+    "status": _status,
+    "resolve": _resolve,
+    "daemon": _daemon,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

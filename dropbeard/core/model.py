@@ -1,0 +1,490 @@
+"""The bucket's JSON objects as msgspec Structs: manifest, head, tombstones, registry (pure).
+
+Shapes follow SPEC section 1 exactly. Below the types: validation of paths, ids and
+timestamps; deterministic encoding; and decoding of untrusted bytes, which checks
+everything and reports any failure as one `FormatError` line naming the object's key.
+Unknown fields are ignored (forward compatibility); an unknown major `format` is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+from dropbeard.core.errors import FormatError
+
+FORMAT = 1
+
+EntryType = Literal["file", "dir", "symlink"]
+DeviceStatus = Literal["active", "retired"]
+VersionVector = dict[str, int]
+
+
+class Entry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One tracked path as a device holds it. Files carry size/mtime_ns/sha256, symlinks
+    carry target, directories neither."""
+
+    path: str
+    type: EntryType
+    mode: int
+    version: VersionVector
+    size: int | None = None
+    mtime_ns: int | None = None
+    sha256: str | None = None
+    target: str | None = None
+
+
+class Manifest(msgspec.Struct, frozen=True, kw_only=True):
+    """A full snapshot of one device's tracked paths (SPEC 1.1); entries sorted by path."""
+
+    format: int = FORMAT
+    root_id: str
+    device_id: str
+    created_at: str
+    entries: list[Entry]
+
+
+class SeenMark(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """How far a device has processed another device: its manifest id and tombstone seq."""
+
+    manifest: str | None = None
+    tombstone_seq: int = 0
+
+
+class Head(msgspec.Struct, frozen=True, kw_only=True):
+    """A device's commit point (SPEC 1.2): its latest manifest and tombstone seq."""
+
+    format: int = FORMAT
+    device_id: str
+    manifest: str
+    manifest_sha256: str
+    published_at: str
+    tombstone_seq: int = 0
+    seen: dict[str, SeenMark] = {}
+
+
+class Delete(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One explicit delete of a path; `sha256` only for files."""
+
+    path: str
+    type: EntryType
+    version: VersionVector
+    sha256: str | None = None
+
+
+class TombstoneBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """The deletes of one publish (SPEC 1.3), numbered by a per-device `seq`."""
+
+    format: int = FORMAT
+    device_id: str
+    seq: int
+    created_at: str
+    deletes: list[Delete]
+
+
+class DeviceRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One device in the registry; retired devices are ignored by sync and status."""
+
+    status: DeviceStatus
+    mode: str | None = None
+    registered_at: str | None = None
+    retired_at: str | None = None
+
+
+class Registry(msgspec.Struct, frozen=True, kw_only=True):
+    """The devices of a root (SPEC 1.4), keyed by device id."""
+
+    format: int = FORMAT
+    devices: dict[str, DeviceRecord] = {}
+
+
+# --- paths, ids, digests, times -----------------------------------------------------
+
+#: The local state directory at the top of every root: never synced, never a path.
+LOCAL_DIR = ".dropbear"
+MAX_PATH_BYTES = 4096
+MAX_SEGMENT_BYTES = 255
+#: Sizes, counters and seqs must fit a signed 64-bit integer (SQLite, other readers).
+MAX_INT = 2**63 - 1
+
+_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_MANIFEST_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z")
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_MANIFEST_ID_FORMAT = "%Y%m%dT%H%M%SZ"
+_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _show(value: str, limit: int = 80) -> str:
+    """`value` quoted for a one-line message, escaped and cut to about `limit` chars."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + "…"
+
+
+def normalize_path(path: str) -> str:
+    """`path` in NFC, the form manifests use (for local names; then `validate_path` it).
+
+    Two local names that differ only in normalisation map to the same path: the scanner
+    must report that as a collision rather than track both."""
+    return unicodedata.normalize("NFC", path)
+
+
+def validate_path(path: str) -> str:
+    """`path` if it may appear in a manifest or tombstone, else ValueError with the reason.
+
+    Valid: relative, `/`-separated, NFC-normalised, valid UTF-8, at most 4096 bytes and
+    255 bytes per segment, no empty, `.` or `..` segment, no NUL, and not `.dropbear` or
+    under it (compared case-insensitively: on a case-insensitive disk `.DropBear/` is
+    the state directory). A backslash is an ordinary character, as on POSIX; so are
+    other control characters such as newline.
+    """
+    if not path:
+        raise ValueError("path is empty")
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(f"path {_show(path)} is not valid UTF-8") from None
+    if size > MAX_PATH_BYTES:
+        raise ValueError(f"path {_show(path)} is longer than {MAX_PATH_BYTES} bytes")
+    if "\x00" in path:
+        raise ValueError(f"path {_show(path)} contains NUL")
+    if path.startswith("/"):
+        raise ValueError(f"path {_show(path)} is absolute")
+    if path.endswith("/"):
+        raise ValueError(f"path {_show(path)} ends with '/'")
+    if not unicodedata.is_normalized("NFC", path):
+        raise ValueError(f"path {_show(path)} is not NFC-normalised")
+    segments = path.split("/")
+    for segment in segments:
+        if segment in ("", ".", ".."):
+            what = "an empty" if not segment else f"a {segment!r}"
+            raise ValueError(f"path {_show(path)} has {what} segment")
+        if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+            raise ValueError(f"path {_show(path)} has a name longer than {MAX_SEGMENT_BYTES} bytes")
+    if segments[0].casefold() == LOCAL_DIR:
+        raise ValueError(f"path {_show(path)} is dropbeard's own {LOCAL_DIR}/")
+    return path
+
+
+def validate_id(value: str) -> str:
+    """`value` if it is a valid root or device id: 1–64 chars of `[a-z0-9._-]` starting
+    with a letter or digit; else ValueError."""
+    if not _ID.fullmatch(value):
+        raise ValueError(
+            f"{_show(value)} is not a valid id (1-64 of a-z 0-9 . _ -, "
+            "starting with a letter or digit)"
+        )
+    return value
+
+
+def validate_sha256(value: str) -> str:
+    """`value` if it is a lowercase hex SHA-256 digest (64 chars), else ValueError."""
+    if not _SHA256.fullmatch(value):
+        raise ValueError(f"{_show(value)} is not a lowercase hex SHA-256")
+    return value
+
+
+def parse_manifest_id(value: str) -> datetime:
+    """The UTC time a manifest id `YYYYMMDDTHHMMSSZ` names; ValueError if it is not one."""
+    return _parse_time(value, _MANIFEST_ID, _MANIFEST_ID_FORMAT, "manifest id")
+
+
+def parse_utc_iso(value: str) -> datetime:
+    """The UTC time of a timestamp `YYYY-MM-DDTHH:MM:SSZ`; ValueError if it is not one."""
+    return _parse_time(value, _TIMESTAMP, _TIMESTAMP_FORMAT, "timestamp")
+
+
+def validate_manifest_id(value: str) -> str:
+    parse_manifest_id(value)
+    return value
+
+
+def validate_timestamp(value: str) -> str:
+    parse_utc_iso(value)
+    return value
+
+
+def _parse_time(value: str, pattern: re.Pattern[str], fmt: str, what: str) -> datetime:
+    # The regex first: strptime alone accepts one-digit fields and non-ASCII digits.
+    if pattern.fullmatch(value):
+        try:
+            return datetime.strptime(value, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    example = datetime(2026, 5, 22, 18, 5, tzinfo=UTC).strftime(fmt)
+    raise ValueError(f"{_show(value)} is not a valid {what} (like {example})")
+
+
+def _utc(ts: float | datetime) -> datetime:
+    if isinstance(ts, datetime):
+        if ts.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware one (UTC)")
+        return ts.astimezone(UTC).replace(microsecond=0)
+    return datetime.fromtimestamp(math.floor(ts), UTC)
+
+
+def utc_iso(ts: float | datetime) -> str:
+    """`ts` (POSIX seconds or an aware datetime) as `YYYY-MM-DDTHH:MM:SSZ`, truncated to
+    the second."""
+    d = _utc(ts)
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}Z"
+
+
+def manifest_id(ts: float | datetime) -> str:
+    """`ts` as a manifest id `YYYYMMDDTHHMMSSZ`, truncated to the second."""
+    d = _utc(ts)
+    return f"{d.year:04d}{d.month:02d}{d.day:02d}T{d.hour:02d}{d.minute:02d}{d.second:02d}Z"
+
+
+def next_manifest_id(now: datetime, previous: str | None) -> str:
+    """The id for a manifest published at `now` after `previous` (SPEC 1): `now`'s id, or
+    `previous` plus one second if that would not sort after it, so keys sort in publish
+    order even if the clock went backwards."""
+    candidate = manifest_id(now)
+    if previous is None:
+        return candidate
+    last = parse_manifest_id(previous)
+    if candidate > previous:
+        return candidate
+    return manifest_id(last + timedelta(seconds=1))
+
+
+# --- validation of whole objects ----------------------------------------------------
+
+
+def _check_int(value: int, what: str, low: int, high: int = MAX_INT) -> None:
+    if not low <= value <= high:
+        raise ValueError(f"{what} is {value}, outside {low}..{high}")
+
+
+def _check_version(version: VersionVector, what: str) -> None:
+    if not version:
+        raise ValueError(f"{what} is empty")
+    for device, counter in version.items():
+        try:
+            validate_id(device)
+        except ValueError as e:
+            raise ValueError(f"{what}: device {e}") from None
+        _check_int(counter, f"{what}: counter for {device}", 1)
+
+
+def _check_fields(item: Entry | Delete, allowed: set[str]) -> None:
+    for name in ("size", "mtime_ns", "sha256", "target"):
+        if name not in allowed and getattr(item, name, None) is not None:
+            raise ValueError(f"a {item.type} has no {name}")
+
+
+def _check_entry(entry: Entry) -> None:
+    _check_int(entry.mode, "mode", 0, 0o7777)
+    _check_version(entry.version, "version")
+    if entry.type == "file":
+        _check_fields(entry, {"size", "mtime_ns", "sha256"})
+        if entry.size is None:
+            raise ValueError("a file needs a size")
+        if entry.mtime_ns is None:
+            raise ValueError("a file needs an mtime_ns")
+        if entry.sha256 is None:
+            raise ValueError("a file needs a sha256")
+        _check_int(entry.size, "size", 0)
+        _check_int(entry.mtime_ns, "mtime_ns", -MAX_INT - 1)
+        validate_sha256(entry.sha256)
+    elif entry.type == "symlink":
+        _check_fields(entry, {"target"})
+        if not entry.target:
+            raise ValueError("a symlink needs a non-empty target")
+        if "\x00" in entry.target:
+            raise ValueError("symlink target contains NUL")
+    else:
+        _check_fields(entry, set())
+
+
+def _check_items(items: Sequence[Entry | Delete], what: str) -> None:
+    """Each item's path and fields, and that no path appears twice."""
+    types: dict[str, str] = {}
+    index: dict[str, int] = {}
+    for i, item in enumerate(items):
+        try:
+            validate_path(item.path)
+        except ValueError as e:
+            raise ValueError(f"{what} {i}: {e}") from None
+        try:
+            if item.path in index:
+                raise ValueError(f"duplicate path (also {what} {index[item.path]})")
+            if isinstance(item, Entry):
+                _check_entry(item)
+            else:
+                _check_version(item.version, "version")
+                _check_fields(item, {"sha256"} if item.type == "file" else set())
+                if item.sha256 is not None:
+                    validate_sha256(item.sha256)
+        except ValueError as e:
+            raise ValueError(f"{what} {i} {_show(item.path)}: {e}") from None
+        types[item.path] = item.type
+        index[item.path] = i
+    if what == "entry":
+        _check_tree(types)
+
+
+def _check_tree(types: dict[str, str]) -> None:
+    """A path's ancestors, where listed, are directories (`a` cannot be a file and hold
+    `a/b`)."""
+    for path in types:
+        cut = path.find("/")
+        while cut != -1:
+            parent = path[:cut]
+            if types.get(parent, "dir") != "dir":
+                raise ValueError(f"path {_show(path)} is under {_show(parent)}, a {types[parent]}")
+            cut = path.find("/", cut + 1)
+
+
+def _check_manifest(m: Manifest) -> None:
+    _check_named(("root_id", m.root_id, validate_id), ("device_id", m.device_id, validate_id))
+    _check_named(("created_at", m.created_at, validate_timestamp))
+    _check_items(m.entries, "entry")
+
+
+def _check_head(h: Head) -> None:
+    _check_named(
+        ("device_id", h.device_id, validate_id),
+        ("manifest", h.manifest, validate_manifest_id),
+        ("manifest_sha256", h.manifest_sha256, validate_sha256),
+        ("published_at", h.published_at, validate_timestamp),
+    )
+    _check_int(h.tombstone_seq, "tombstone_seq", 0)
+    for device, mark in h.seen.items():
+        _check_named((f"seen device {_show(device)}", device, validate_id))
+        if mark.manifest is not None:
+            _check_named((f"seen[{device}].manifest", mark.manifest, validate_manifest_id))
+        _check_int(mark.tombstone_seq, f"seen[{device}].tombstone_seq", 0)
+
+
+def _check_tombstones(t: TombstoneBatch) -> None:
+    _check_named(("device_id", t.device_id, validate_id))
+    _check_int(t.seq, "seq", 0)
+    _check_named(("created_at", t.created_at, validate_timestamp))
+    _check_items(t.deletes, "delete")
+
+
+def _check_registry(r: Registry) -> None:
+    for device, record in r.devices.items():
+        _check_named((f"device {_show(device)}", device, validate_id))
+        # `mode` is informative here (a reader never acts on it): any id-like word, so a
+        # mode added later does not make older readers reject the whole registry.
+        if record.mode is not None:
+            _check_named((f"devices[{device}].mode", record.mode, validate_id))
+        for name in ("registered_at", "retired_at"):
+            value = getattr(record, name)
+            if value is not None:
+                _check_named((f"devices[{device}].{name}", value, validate_timestamp))
+
+
+def _check_named(*checks: tuple[str, str, Callable[[str], str]]) -> None:
+    for name, value, check in checks:
+        try:
+            check(value)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+
+
+# --- encoding and decoding ----------------------------------------------------------
+
+_T = TypeVar("_T", Manifest, Head, TombstoneBatch, Registry)
+
+_encoder = msgspec.json.Encoder(order="deterministic")
+
+_CHECKS: dict[type[msgspec.Struct], tuple[str, Callable[..., None]]] = {
+    Manifest: ("manifest", _check_manifest),
+    Head: ("head", _check_head),
+    TombstoneBatch: ("tombstones", _check_tombstones),
+    Registry: ("registry", _check_registry),
+}
+
+
+def encode(obj: msgspec.Struct) -> bytes:
+    """Deterministic JSON for `obj`: the same value always gives the same bytes.
+
+    A Manifest, Head, TombstoneBatch or Registry is checked first (ValueError if it is
+    one other devices would reject); a Manifest's entries are sorted by path."""
+    if isinstance(obj, Manifest):
+        return encode_manifest(obj)
+    if type(obj) in _CHECKS:
+        kind, check = _CHECKS[type(obj)]
+        try:
+            check(obj)
+        except ValueError as e:
+            raise ValueError(f"refusing to write an invalid {kind}: {e}") from None
+    return _encoder.encode(obj)
+
+
+def encode_manifest(m: Manifest) -> bytes:
+    """`m` as JSON with entries sorted by path, so the same tree gives the same bytes.
+    (Python orders str by code point, which is the byte order of their UTF-8.)"""
+    m = msgspec.structs.replace(m, entries=sorted(m.entries, key=lambda e: e.path))
+    try:
+        _check_manifest(m)
+    except ValueError as e:
+        raise ValueError(f"refusing to write an invalid manifest: {e}") from None
+    return _encoder.encode(m)
+
+
+class _Envelope(msgspec.Struct):
+    format: int
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+_decoders: dict[type[msgspec.Struct], msgspec.json.Decoder[Any]] = {
+    t: msgspec.json.Decoder(t) for t in _CHECKS
+}
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _decode(data: bytes, key: str, cls: type[_T]) -> _T:
+    kind, check = _CHECKS[cls]
+    try:
+        version = _envelope.decode(data).format
+        if version > FORMAT:
+            raise FormatError(
+                _one_line(
+                    f"{kind} {key}: format {version} is newer than this dropbeard "
+                    f"understands ({FORMAT}); upgrade dropbeard"
+                )
+            )
+        if version < FORMAT:
+            raise ValueError(f"format {version} is not a dropbeard format")
+        obj: _T = _decoders[cls].decode(data)
+        check(obj)
+    except (msgspec.DecodeError, ValueError) as e:
+        problem = str(e)
+        if problem[1:2].islower():  # msgspec's "Expected …", but not "JSON is …"
+            problem = problem[:1].lower() + problem[1:]
+        raise FormatError(_one_line(f"invalid {kind} {key}: {problem}")) from None
+    return obj
+
+
+def decode_manifest(data: bytes, key: str) -> Manifest:
+    """The manifest in `data` (read from `key`), fully checked; FormatError otherwise."""
+    return _decode(data, key, Manifest)
+
+
+def decode_head(data: bytes, key: str) -> Head:
+    """The head in `data` (read from `key`), fully checked; FormatError otherwise."""
+    return _decode(data, key, Head)
+
+
+def decode_tombstones(data: bytes, key: str) -> TombstoneBatch:
+    """The tombstone batch in `data` (read from `key`), fully checked; FormatError otherwise."""
+    return _decode(data, key, TombstoneBatch)
+
+
+def decode_registry(data: bytes, key: str) -> Registry:
+    """The registry in `data` (read from `key`), fully checked; FormatError otherwise."""
+    return _decode(data, key, Registry)

@@ -1,0 +1,142 @@
+"""The inputs and output of `reconcile`: per-path base state, remotes, and the Plan (pure).
+
+A `Plan` holds everything the engine must do after one reconciliation, already decided
+and ordered: it never has to compare versions itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+from dropbeard.core.model import Delete, Entry
+from dropbeard.core.problems import Problem
+
+Mode = Literal["bidirectional", "upload-only", "download-only", "archive-only"]
+
+PULLS: frozenset[str] = frozenset({"bidirectional", "download-only", "archive-only"})
+"""Modes that read other devices' manifests and tombstones."""
+
+PUBLISHES: frozenset[str] = frozenset({"bidirectional", "upload-only"})
+"""Modes that publish a manifest, blobs and tombstones."""
+
+DELETES_LOCALLY: frozenset[str] = frozenset({"bidirectional", "download-only"})
+"""Modes in which a winning remote delete removes the local file."""
+
+
+class ConflictInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A path in conflict on this device (SPEC 4.4).
+
+    `version` merges every version involved (and any that arrived while the conflict was
+    open); `copies` are the conflict-copy paths written for it; `clashes` the devices whose
+    version is a directory, which is not copied (type clash, reported as a problem every
+    pass); `local` the content the path held when the conflict began, to tell "unchanged
+    since the conflict". `since` is when this device found the conflict.
+    """
+
+    version: dict[str, int]
+    copies: list[str] = []
+    clashes: list[str] = []
+    local: Entry | None = None
+    since: datetime | None = None
+
+
+class Base(msgspec.Struct, frozen=True, kw_only=True):
+    """What this device last agreed on for one path (persisted by the engine).
+
+    `entry` is the content and version vector; None when the agreed state is "deleted",
+    in which case `deleted` keeps the tombstone so a stale remote entry it dominates cannot
+    resurrect the file. While `conflict` is set the path is left out of the manifest and
+    `entry` is the content the path held when the conflict began.
+    """
+
+    entry: Entry | None = None
+    deleted: Delete | None = None
+    conflict: ConflictInfo | None = None
+
+
+@dataclass(frozen=True)
+class Remote:
+    """One other active device: its latest manifest's entries, and that manifest's id
+    (`YYYYMMDDTHHMMSSZ`, used to name conflict copies of its versions)."""
+
+    device_id: str
+    manifest_id: str
+    entries: Mapping[str, Entry]
+
+
+class Download(msgspec.Struct, frozen=True, kw_only=True):
+    """Make the local `path` equal `entry`: a file from blob `sha256`, a symlink to
+    `target`, or a directory (mkdir / chmod). Set mode and mtime from the entry."""
+
+    path: str
+    entry: Entry
+
+
+class ConflictCopy(msgspec.Struct, frozen=True, kw_only=True):
+    """Write `device_id`'s version `entry` of `path` beside it at `copy_path` (file or
+    symlink; never a directory). Never uploaded, never tracked."""
+
+    path: str
+    copy_path: str
+    device_id: str
+    entry: Entry
+
+
+class LocalDelete(msgspec.Struct, frozen=True, kw_only=True):
+    """Remove the local `path`, but only if it still holds `expected` (re-stat first).
+    A directory is removed only if it is empty once its tracked children are gone."""
+
+    path: str
+    expected: Entry
+
+
+class Conflict(msgspec.Struct, frozen=True, kw_only=True):
+    """A conflict this pass found, for reporting. `copy_path` is None when the other
+    version is a directory (type clash: not copied)."""
+
+    path: str
+    device_id: str
+    copy_path: str | None
+
+
+class Removal(msgspec.Struct, frozen=True, kw_only=True):
+    """A tracked path found missing locally whose deletion this plan records (and
+    tombstones, in publishing modes). `previous` is its base before the pass and
+    `published` the manifest entry it had, so the safety guard can undo the removal."""
+
+    path: str
+    previous: Base
+    published: Entry | None
+
+
+class Plan(msgspec.Struct, kw_only=True):
+    """The result of one reconciliation.
+
+    Apply `local_deletes` (deepest first: children before their directory), `downloads`
+    (sorted by path: parents before children) and `conflict_copies`; upload the blobs of
+    `uploads`; publish `tombstones` then `manifest` (publishing modes only: `publishes`);
+    then commit `base` (only changed paths) and `counter`. A path whose download, copy or
+    delete failed must keep its old base so the next pass retries it. `deferred_tombstones`
+    were offered for paths whose local state was unknown: offer them again next pass.
+    `removals` lists the local deletes behind `tombstones` and deleted bases (for the
+    mass-delete guard in `dropbeard.core.safety`).
+    """
+
+    publishes: bool
+    downloads: list[Download] = []
+    conflict_copies: list[ConflictCopy] = []
+    local_deletes: list[LocalDelete] = []
+    uploads: list[Entry] = []
+    manifest: list[Entry] = []
+    tombstones: list[Delete] = []
+    base: dict[str, Base] = {}
+    conflicts: list[Conflict] = []
+    problems: list[Problem] = []
+    removals: list[Removal] = []
+    deferred_tombstones: list[tuple[str, Delete]] = []
+    counter: int = 0

@@ -1,0 +1,87 @@
+"""The mass-delete guard on a Plan (SPEC 6), and the plan with its destructive part removed (pure).
+
+A pass whose local deletes exceed both 50 files and 50 % of the tracked files, or that
+finds none of the tracked files left at all, halts its deletes until the person runs
+`dropbeard sync --allow-mass-delete`; additions and edits still sync.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from dropbeard.core.plan import Base, Plan
+
+MAX_DELETES = 50
+"""Local deletes allowed in one pass whatever the share of tracked files."""
+
+MAX_SHARE = 0.5
+"""Share of the tracked files one pass may delete once past `MAX_DELETES`."""
+
+
+class Halt(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a pass refused to delete: `reason` is one human line; `deletes` of `tracked`
+    files would have been deleted."""
+
+    reason: str
+    deletes: int
+    tracked: int
+
+
+def tracked_files(base: Iterable[Base]) -> int:
+    """How many files (and symlinks) the base tracks: the `tracked_count` for the guard.
+    Directories are not counted; paths in conflict are."""
+    return sum(1 for b in base if b.entry is not None and b.entry.type != "dir")
+
+
+def check_mass_delete(plan: Plan, tracked_count: int) -> Halt | None:
+    """A Halt if `plan`'s local deletes must not go ahead, else None.
+
+    `tracked_count` is `tracked_files` of the base before the pass. Only deletes found
+    locally count (files and symlinks of `plan.removals`), not remote deletes applied here.
+    """
+    deletes = sum(1 for r in plan.removals if _is_file(r.previous))
+    if deletes == 0:
+        return None
+    hint = "run `dropbeard sync --allow-mass-delete` if this is intended"
+    if deletes >= tracked_count:
+        return Halt(
+            reason=f"refusing to delete: none of the {tracked_count} tracked files is left "
+            f"in the root (is it unmounted or emptied?); {hint}",
+            deletes=deletes,
+            tracked=tracked_count,
+        )
+    if deletes > MAX_DELETES and deletes > MAX_SHARE * tracked_count:
+        return Halt(
+            reason=f"refusing to delete {deletes} of {tracked_count} tracked files "
+            f"(more than {MAX_DELETES} and more than {MAX_SHARE:.0%}); {hint}",
+            deletes=deletes,
+            tracked=tracked_count,
+        )
+    return None
+
+
+def without_local_deletes(plan: Plan) -> Plan:
+    """`plan` minus its local deletes: no tombstones for them, their base unchanged (so
+    they count as tracked and missing again next pass) and their entries kept in the
+    manifest. Downloads, remote deletes, uploads and edits are untouched."""
+    removed = {r.path: r for r in plan.removals}
+    if not removed:
+        return plan
+    manifest = [e for e in plan.manifest if e.path not in removed]
+    if plan.publishes:
+        manifest += [r.published for r in removed.values() if r.published is not None]
+    manifest.sort(key=lambda e: e.path)
+    return msgspec.structs.replace(
+        plan,
+        tombstones=[t for t in plan.tombstones if t.path not in removed],
+        manifest=manifest,
+        base={p: b for p, b in plan.base.items() if p not in removed},
+        removals=[],
+    )
+
+
+def _is_file(previous: Base) -> bool:
+    entry = previous.entry
+    return entry is None or entry.type != "dir"

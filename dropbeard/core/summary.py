@@ -1,0 +1,50 @@
+"""The summary of one pass: what `sync --json` prints and the daemon logs in `tick_end`
+(pure)."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+
+from dropbeard.core.plan import Plan
+
+
+class Summary(msgspec.Struct, kw_only=True):
+    root: str
+    root_id: str
+    device_id: str
+    mode: str
+    dry_run: bool = False
+    scanned: int = 0
+    hashed: int = 0
+    hashed_bytes: int = 0
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    skipped_existing: int = 0
+    downloaded: int = 0
+    downloaded_bytes: int = 0
+    deleted_local: int = 0
+    conflict_copies: int = 0
+    tombstones: int = 0
+    conflicts: int = 0
+    problems: int = 0
+    manifest: str | None = None
+    halted: str | None = None
+    #: what the plan intends (for --dry-run and progress): downloads, deletes, uploads
+    planned_downloads: int = 0
+    planned_local_deletes: int = 0
+    planned_uploads: int = 0
+    planned_tombstones: int = 0
+    duration_s: float = 0.0
+
+    def count_plan(self, plan: Plan) -> None:
+        self.planned_downloads = len(plan.downloads)
+        self.planned_local_deletes = len(plan.local_deletes)
+        self.planned_uploads = len(plan.uploads)
+        self.planned_tombstones = len(plan.tombstones)
+        self.conflict_copies = len(plan.conflict_copies)
+        self.conflicts = len(plan.conflicts)
+
+    def finish(self, began: float) -> None:
+        self.duration_s = round(time.monotonic() - began, 3)

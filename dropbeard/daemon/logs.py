@@ -1,0 +1,68 @@
+"""The daemon's structured logs: structlog, one event per line, JSON when stderr is not a
+terminal (IO: writes to the given stream).
+
+Events carry `event` (e.g. `tick_end`), `level`, `timestamp` (UTC, ISO 8601) and their own
+fields. Nothing secret is ever passed to a logger: remotes are shown as their URL, which
+never holds credentials (`config.parse_remote_url` refuses them).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+from dropbeard.core.config import LogFormat, LogLevel
+
+_LEVELS: dict[LogLevel, int] = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def _dumps(obj: Any, **kwargs: Any) -> str:
+    return json.dumps(obj, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
+def configure_logging(fmt: LogFormat, level: LogLevel, stream: TextIO | None = None) -> None:
+    """Route every structlog logger to `stream` (stderr by default) at `level` and above."""
+    out = sys.stderr if stream is None else stream
+    as_json = fmt == "json" or (fmt == "auto" and not _isatty(out))
+    renderer: Any = (
+        structlog.processors.JSONRenderer(serializer=_dumps)
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=_isatty(out))
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.dict_tracebacks if as_json else _identity,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _identity(logger: Any, name: str, event: Any) -> Any:
+    return event
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def get_logger() -> Any:
+    """The daemon's logger (a structlog BoundLogger)."""
+    return structlog.get_logger("dropbeard")

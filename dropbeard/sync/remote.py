@@ -1,0 +1,220 @@
+"""Reading the other devices of a root: one listing, one conditional GET per head,
+manifests fetched once and cached under `.dropbear/cache/`, tombstones after the last
+processed seq (IO: store, local cache files).
+
+An unchanged bucket costs exactly one LIST plus one conditional GET per other device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import msgspec
+
+from dropbeard.core.errors import IntegrityError, NotFound
+from dropbeard.core.keys import RootKeys
+from dropbeard.core.model import (
+    Delete,
+    Head,
+    Manifest,
+    Registry,
+    decode_head,
+    decode_manifest,
+    decode_registry,
+    decode_tombstones,
+)
+from dropbeard.store.base import Store
+from dropbeard.sync.state import Peer
+
+
+@dataclass
+class DeviceView:
+    """What we know of one other device after reading the bucket."""
+
+    device_id: str
+    head: Head
+    head_etag: str
+    manifest: Manifest
+    #: tombstones with seq in (peer.tombstone_seq, head.tombstone_seq], oldest first
+    tombstones: list[tuple[int, Delete]] = field(default_factory=list)
+
+
+@dataclass
+class RemoteRead:
+    devices: dict[str, DeviceView]
+    registry: Registry
+    registry_etag: str | None
+    changed: bool  # any head differed from what we had processed
+
+
+async def read_remotes(
+    store: Store,
+    keys: RootKeys,
+    *,
+    device_id: str,
+    peers: dict[str, Peer],
+    registry: Registry | None,
+    registry_etag: str | None,
+    cache_dir: Path,
+    use_cache: bool = True,
+) -> RemoteRead:
+    """Every other active device's latest head, manifest and new tombstones."""
+    listed: list[str] = []
+    reg_etag_now: str | None = None
+    async for page in store.list(keys.devices_prefix, delimiter="/"):
+        for obj in page.objects:
+            if obj.key == keys.registry:
+                reg_etag_now = obj.etag
+        for prefix in page.prefixes:
+            try:
+                dev = keys.device_of(prefix)
+            except ValueError:
+                continue  # not a device folder dropbeard wrote; ignore it
+            if dev and dev != device_id:
+                listed.append(dev)
+    if registry is None or reg_etag_now != registry_etag:
+        registry, registry_etag = await _read_registry(store, keys)
+    retired = {d for d, rec in registry.devices.items() if rec.status == "retired"}
+    devices: dict[str, DeviceView] = {}
+    changed = False
+    async with anyio.create_task_group() as tg:
+        for dev in sorted(set(listed) - retired):
+
+            async def one(dev: str = dev) -> None:
+                nonlocal changed
+                view, was_changed = await _read_device(
+                    store, keys, dev, peers.get(dev), cache_dir if use_cache else None
+                )
+                if view is not None:
+                    devices[dev] = view
+                changed = changed or was_changed
+
+            tg.start_soon(one)
+    return RemoteRead(devices, registry, registry_etag, changed)
+
+
+async def _read_registry(store: Store, keys: RootKeys) -> tuple[Registry, str | None]:
+    try:
+        got = await store.get_if_changed(keys.registry, None)
+    except NotFound:
+        return Registry(devices={}), None
+    assert got is not None
+    return decode_registry(got[0], keys.registry), got[1]
+
+
+async def _read_device(
+    store: Store, keys: RootKeys, dev: str, peer: Peer | None, cache_dir: Path | None
+) -> tuple[DeviceView | None, bool]:
+    head_key = keys.head(dev)
+    known_etag = peer.head_etag if peer else None
+    try:
+        got = await store.get_if_changed(head_key, known_etag)
+    except NotFound:
+        return None, False  # registered but never published
+    if got is None:
+        assert peer is not None and peer.manifest_id is not None
+        head_data = await _read_cache(cache_dir, dev, "head")
+        if head_data is None:  # cache lost: read again unconditionally
+            got = await store.get_if_changed(head_key, None)
+            assert got is not None
+        else:
+            head = decode_head(head_data, head_key)
+            manifest = await _manifest(store, keys, dev, head, cache_dir)
+            return DeviceView(dev, head, known_etag or "", manifest), False
+    data, etag = got
+    head = decode_head(data, head_key)
+    if head.device_id != dev:
+        raise IntegrityError(f"reading {head_key}: it claims device {head.device_id!r}", head_key)
+    manifest = await _manifest(store, keys, dev, head, cache_dir)
+    await _write_cache(cache_dir, dev, "head", data)
+    view = DeviceView(dev, head, etag, manifest)
+    after = peer.tombstone_seq if peer else 0
+    if head.tombstone_seq > after:
+        view.tombstones = await _tombstones(store, keys, dev, after, head.tombstone_seq)
+    return view, True
+
+
+async def _manifest(
+    store: Store, keys: RootKeys, dev: str, head: Head, cache_dir: Path | None
+) -> Manifest:
+    key = keys.manifest(dev, head.manifest)
+    if cache_dir is not None:
+        cached = await anyio.to_thread.run_sync(_trusted_cache, cache_dir, dev, head)
+        if cached is not None:
+            return cached
+    data = await store.get(key)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != head.manifest_sha256:
+        raise IntegrityError(
+            f"reading {key}: its SHA-256 {digest} does not match the head's "
+            f"{head.manifest_sha256}; nothing from device {dev!r} was applied",
+            key,
+        )
+    manifest = await anyio.to_thread.run_sync(decode_manifest, data, key)
+    if manifest.device_id != dev:
+        raise IntegrityError(f"reading {key}: it claims device {manifest.device_id!r}", key)
+    # Cached only once fully validated: a cache hit (same SHA-256) skips re-validation.
+    await _write_cache(cache_dir, dev, head.manifest, data)
+    return manifest
+
+
+def _trusted_cache(cache_dir: Path, dev: str, head: Head) -> Manifest | None:
+    try:
+        data = (cache_dir / dev / f"{head.manifest}.json").read_bytes()
+    except OSError:
+        return None
+    if hashlib.sha256(data).hexdigest() != head.manifest_sha256:
+        return None
+    try:
+        return _MANIFEST_DECODER.decode(data)
+    except msgspec.DecodeError:
+        return None
+
+
+_MANIFEST_DECODER = msgspec.json.Decoder(Manifest)
+
+
+async def _tombstones(
+    store: Store, keys: RootKeys, dev: str, after: int, upto: int
+) -> list[tuple[int, Delete]]:
+    found: list[tuple[int, Delete]] = []
+    start = keys.tombstone(dev, after) if after > 0 else None
+    async for page in store.list(keys.tombstones_prefix(dev), start_after=start):
+        for obj in page.objects:
+            seq = keys.seq_of(obj.key)
+            if after < seq <= upto:
+                batch = decode_tombstones(await store.get(obj.key), obj.key)
+                found.extend((seq, d) for d in batch.deletes)
+    return found
+
+
+async def _read_cache(cache_dir: Path | None, dev: str, name: str) -> bytes | None:
+    if cache_dir is None:
+        return None
+    path = cache_dir / dev / f"{name}.json"
+    try:
+        return await anyio.Path(path).read_bytes()
+    except OSError:
+        return None
+
+
+async def _write_cache(cache_dir: Path | None, dev: str, name: str, data: bytes) -> None:
+    if cache_dir is None:
+        return
+
+    def write() -> None:
+        folder = cache_dir / dev
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{name}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, folder / f"{name}.json")
+        if name != "head":  # keep only the latest manifest of each device
+            for old in folder.glob("*.json"):
+                if old.name not in (f"{name}.json", "head.json"):
+                    old.unlink(missing_ok=True)
+
+    await anyio.to_thread.run_sync(write)

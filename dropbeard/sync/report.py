@@ -1,0 +1,163 @@
+"""`dropbeard status`: identity, counts, conflicts, problems, last publish and the other
+devices, read from the root directly (IO: state.sqlite, store reads; never writes)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import anyio
+import msgspec
+
+from dropbeard.core.errors import DropbeardError, OfflineError
+from dropbeard.core.keys import RootKeys
+from dropbeard.core.plan import Base
+from dropbeard.store.factory import open_store
+from dropbeard.sync.drift import find_drift
+from dropbeard.sync.remote import read_remotes
+from dropbeard.sync.root import RootPaths, find_root, open_online
+from dropbeard.sync.state import State
+
+
+class ConflictView(msgspec.Struct):
+    path: str
+    copies: list[str]
+
+
+class DeviceStatus(msgspec.Struct):
+    device_id: str
+    manifest: str | None
+    published_at: str | None
+    seen_our_latest: bool | None
+
+
+class StatusReport(msgspec.Struct, kw_only=True):
+    root: str
+    online: bool
+    reason: str | None = None
+    root_id: str | None = None
+    device_id: str | None = None
+    mode: str | None = None
+    remote: str | None = None
+    counts: dict[str, int] = {}
+    conflicts: list[ConflictView] = []
+    problems: list[dict[str, str]] = []
+    last_manifest: str | None = None
+    devices: list[DeviceStatus] = []
+    devices_error: str | None = None
+    drift: list[str] = []
+    source: str = "root"
+
+
+def _local_part(state: State, report: StatusReport) -> None:
+    report.counts = state.statuses()
+    report.last_manifest = state.get_meta("last_manifest")
+    report.problems = [
+        {"path": p.path, "kind": p.kind, "message": p.message} for p in state.problems()
+    ]
+    decoder = msgspec.json.Decoder(Base)
+    bases = state.bases()
+    for path in state.paths_with_status("conflict"):
+        base = decoder.decode(bases[path])
+        copies = list(base.conflict.copies) if base.conflict else []
+        report.conflicts.append(ConflictView(path, copies))
+
+
+async def gather(paths: RootPaths, *, offline: bool) -> StatusReport:
+    report = StatusReport(root=str(paths.root), online=False)
+    try:
+        cfg, state = await anyio.to_thread.run_sync(open_online, paths)
+    except OfflineError as exc:
+        report.reason = str(exc)
+        return report
+    report.online = True
+    report.root_id, report.device_id, report.mode = cfg.root_id, cfg.device_id, cfg.mode
+    report.remote = cfg.remote.url
+    try:
+        await anyio.to_thread.run_sync(_local_part, state, report)
+        peers = await anyio.to_thread.run_sync(state.peers)
+    finally:
+        state.close()
+    if offline:
+        return report
+    store = open_store(cfg.remote)
+    try:
+        read = await read_remotes(
+            store,
+            RootKeys(cfg.root_id),
+            device_id=cfg.device_id,
+            peers={},
+            registry=None,
+            registry_etag=None,
+            cache_dir=paths.cache / "status-unused",
+            use_cache=False,
+        )
+        report.drift = await find_drift(
+            store, RootKeys(cfg.root_id), cfg.device_id, report.last_manifest
+        )
+        for dev, view in sorted(read.devices.items()):
+            mark = view.head.seen.get(cfg.device_id)
+            report.devices.append(
+                DeviceStatus(
+                    dev,
+                    view.head.manifest,
+                    view.head.published_at,
+                    None
+                    if report.last_manifest is None
+                    else bool(mark and mark.manifest == report.last_manifest),
+                )
+            )
+    except (DropbeardError, BaseExceptionGroup) as exc:
+        from dropbeard.cli.commands import single_error
+
+        error = exc if isinstance(exc, DropbeardError) else single_error(exc)
+        if error is None:
+            raise
+        report.devices_error = str(error)
+        report.devices = [DeviceStatus(d, p.manifest_id, None, None) for d, p in peers.items()]
+    finally:
+        await store.aclose()
+    return report
+
+
+async def status_command(args: argparse.Namespace) -> int:
+    paths = RootPaths(find_root(args.path))
+    report = await gather(paths, offline=args.offline)
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+    else:
+        print(render(report))
+    return 0 if report.online else 3
+
+
+def render(r: StatusReport) -> str:
+    if not r.online:
+        return f"{r.root}: OFFLINE — {r.reason}"
+    lines = [
+        f"{r.root}: online — root {r.root_id}, device {r.device_id}, mode {r.mode}",
+        f"  remote: {r.remote}",
+    ]
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(r.counts.items())) or "nothing tracked yet"
+    lines.append(f"  paths: {counts}")
+    lines.append(f"  last publish: {r.last_manifest or 'never'}")
+    for c in r.conflicts:
+        lines.append(f"  conflict: {c.path} (copies: {', '.join(c.copies) or 'none'})")
+    for p in r.problems[:50]:
+        lines.append(f"  problem: {p['path']}: {p['message']}")
+    for line in r.drift:
+        lines.append(f"  DRIFT: {line}")
+    if r.devices_error:
+        lines.append(f"  other devices: could not read the bucket ({r.devices_error})")
+    for d in r.devices:
+        caught = {
+            True: "has seen our latest",
+            False: "not yet confirmed our latest (its head predates it)",
+            None: "unknown",
+        }
+        lines.append(
+            f"  device {d.device_id}: manifest {d.manifest or '-'} "
+            f"published {d.published_at or '?'}, {caught[d.seen_our_latest]}"
+        )
+    if not r.devices and not r.devices_error:
+        lines.append("  other devices: none")
+    return "\n".join(lines)

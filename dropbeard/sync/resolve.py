@@ -1,0 +1,77 @@
+"""`dropbeard resolve PATH --keep local|DEVICE_ID`: settle a conflict by file operations,
+then run a pass that publishes the result as a version dominating every version in the
+conflict (IO: local files; the pass itself is the engine's)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import anyio
+import msgspec
+
+from dropbeard.core.conflictname import parse_conflict_name
+from dropbeard.core.errors import UsageError
+from dropbeard.core.model import normalize_path
+from dropbeard.core.plan import Base
+from dropbeard.sync.root import RootPaths, find_root, open_online, root_lock
+from dropbeard.sync.state import State
+
+
+def _conflict_base(state: State, rel: str) -> Base:
+    data = state.bases().get(rel)
+    base = None if data is None else msgspec.json.decode(data, type=Base)
+    if base is None or base.conflict is None:
+        raise UsageError(f"{rel} is not in conflict (dropbeard status lists conflicts)")
+    return base
+
+
+def settle(root: Path, rel: str, base: Base, keep: str) -> list[str]:
+    """Make the folder hold the kept version at `rel` and no conflict copy of it.
+    Returns what was done, for the person."""
+    assert base.conflict is not None
+    copies = [c for c in base.conflict.copies if os.path.lexists(root / c)]
+    done: list[str] = []
+    if keep != "local":
+        chosen = [c for c in copies if (parse_conflict_name(c) or ("", "", ""))[1] == keep]
+        if not chosen:
+            devices = sorted({(parse_conflict_name(c) or ("", "?", ""))[1] for c in copies})
+            raise UsageError(
+                f"no conflict copy of {rel} from device {keep!r} is on disk "
+                f"(copies from: {', '.join(devices) or 'none'}; or use --keep local)"
+            )
+        keeper = sorted(chosen)[-1]  # the newest copy from that device
+        os.replace(root / keeper, root / rel)
+        done.append(f"kept {keeper} as {rel}")
+        copies.remove(keeper)
+    for copy in copies:
+        os.unlink(root / copy)
+        done.append(f"removed {copy}")
+    return done
+
+
+def _locate(path: Path) -> tuple[RootPaths, str]:
+    target = Path(os.path.abspath(path))
+    paths = RootPaths(find_root(target))
+    try:
+        return paths, normalize_path(target.relative_to(paths.root).as_posix())
+    except ValueError:
+        raise UsageError(f"{target} is not inside a dropbeard root") from None
+
+
+async def resolve_command(args: argparse.Namespace) -> int:
+    from dropbeard.cli.commands import run_sync_pass
+
+    paths, rel = await anyio.to_thread.run_sync(_locate, args.path)
+    _cfg, state = await anyio.to_thread.run_sync(open_online, paths)
+    try:
+        with root_lock(paths):
+            base = await anyio.to_thread.run_sync(_conflict_base, state, rel)
+            done = await anyio.to_thread.run_sync(settle, paths.root, rel, base, args.keep)
+    finally:
+        state.close()
+    if not args.quiet:
+        for line in done:
+            print(line)
+    return await run_sync_pass(paths, quiet=args.quiet)

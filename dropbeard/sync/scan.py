@@ -1,0 +1,524 @@
+"""Local scan: walk a root, reuse the stat cache, hash new or changed files (IO: filesystem,
+worker threads).
+
+One worker thread walks the tree (os.scandir on directory fds, never following symlinks)
+and builds compact results; files whose stat differs from the cache go on a queue that
+`hash_workers` other threads drain (`dropbeard.sync.hashing`) while the walk continues. The event
+loop only waits.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import os
+import queue
+import threading
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from itertools import repeat
+from pathlib import Path
+from stat import S_IFDIR, S_IFLNK, S_IFREG
+from typing import Literal
+
+import anyio
+import msgspec
+
+from dropbeard.core.errors import OfflineError
+from dropbeard.core.ignore import IgnoreRules
+from dropbeard.core.problems import Problem
+from dropbeard.sync.hashing import Changed, Hasher, StatKey
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PROGRESS_EVERY_S = 0.25
+# Shared int objects for permission bits: 0o644 and friends are not small-int cached, and
+# a tracked file should not pay 28 bytes for its own copy.
+_MODES = tuple(range(0o10000))
+
+ItemType = Literal["file", "dir", "symlink"]
+Cache = Callable[[str], "tuple[StatKey, str] | None"]
+
+
+class LocalItem(msgspec.Struct, frozen=True, gc=False):
+    """One tracked-able path on disk. `stat`/`sha256` for files only, `target` for symlinks
+    only; `disk_path` is the on-disk relative name when it is not the NFC `path`."""
+
+    path: str
+    type: ItemType
+    mode: int
+    stat: StatKey | None
+    sha256: str | None
+    target: str | None
+    disk_path: str | None = None
+
+
+@dataclass(repr=False)
+class ScanResult:
+    """`unreadable` holds paths whose state is unknown this pass: nothing at or under them may
+    be treated as deleted. A directory that exists but could not be listed is in both
+    `items` and `unreadable`. With `only=`, everything here covers just those paths."""
+
+    items: dict[str, LocalItem]
+    problems: list[Problem]
+    unreadable: set[str]
+    complete: bool
+    scanned: int
+    hashed_files: int
+    hashed_bytes: int
+
+    def __repr__(self) -> str:  # a summary: the full item list can be 100,000 lines
+        return (
+            f"ScanResult({len(self.items)} items, {len(self.problems)} problems,"
+            f" {len(self.unreadable)} unreadable, complete={self.complete},"
+            f" hashed {self.hashed_files} files / {self.hashed_bytes} bytes)"
+        )
+
+
+async def scan(
+    root: Path,
+    *,
+    ignore: IgnoreRules,
+    cache: Cache,
+    only: Collection[str] | None = None,
+    hash_workers: int = 2,
+    progress: Callable[[int], None] | None = None,
+    _before_final_check: Callable[[str], None] | None = None,
+) -> ScanResult:
+    """Scan `root`: every file, directory and symlink not ignored, files hashed unless
+    their StatKey equals the cached one.
+
+    `only`: relative paths (NFC or on-disk spelling) to rescan instead of the whole root,
+    with the subtrees of the directories among them. The result then covers only those
+    paths: a given path absent from `items`, and not at or under anything in
+    `unreadable`, no longer exists as a trackable entry (deleted, ignored, or its parent
+    became a symlink). `cache(path)` is called on the walk thread once per regular file:
+    keep it to a dict lookup (load the stat cache up front, not one sqlite query per
+    file). `progress(n)` is called in the event loop with the entries settled so far.
+    `_before_final_check(path)` is a test hook run after a file's bytes were read, before
+    the final fstat. Raises OfflineError if `root` is missing, not a directory or cannot
+    be opened: an unmounted root must never look like an empty one.
+    """
+    targets = None if only is None else _only_targets(only)
+    root_fd = await anyio.to_thread.run_sync(_open_root, os.fspath(root))
+    try:
+        run = _Scan(root_fd, ignore, cache, max(1, hash_workers), _before_final_check)
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(_stop_on_cancel, run.stop)
+            if progress is not None:
+                outer.start_soon(_report_progress, run, progress)
+            async with anyio.create_task_group() as workers:
+                workers.start_soon(anyio.to_thread.run_sync, run.walk, targets)
+                for slot in range(run.workers):
+                    workers.start_soon(anyio.to_thread.run_sync, run.hash_worker, slot)
+            outer.cancel_scope.cancel()
+        if progress is not None:
+            progress(run.settled())
+        return run.result()
+    finally:
+        os.close(root_fd)
+
+
+def _open_root(root: str) -> int:
+    try:
+        return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise OfflineError(f"scanning {root}: the folder does not exist (unmounted?)") from None
+    except NotADirectoryError:
+        raise OfflineError(f"scanning {root}: not a directory") from None
+    except OSError as e:
+        raise OfflineError(f"scanning {root}: cannot open the folder: {e.strerror}") from None
+
+
+async def _stop_on_cancel(stop: threading.Event) -> None:
+    """Threads cannot be cancelled; they poll `stop`, which this sets when the scan is."""
+    try:
+        await anyio.sleep_forever()
+    finally:
+        stop.set()
+
+
+async def _report_progress(run: _Scan, progress: Callable[[int], None]) -> None:
+    while True:
+        await anyio.sleep(_PROGRESS_EVERY_S)
+        progress(run.settled())
+
+
+def _only_targets(only: Collection[str]) -> set[str] | None:
+    """NFC relative paths, without any that lies under another; None means the whole root."""
+    out = set()
+    for raw in only:
+        if raw.startswith("/"):
+            raise ValueError(f"scan(only=...) takes paths relative to the root, got {raw!r}")
+        parts = [p for p in unicodedata.normalize("NFC", raw).split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise ValueError(f"scan(only=...) path escapes the root: {raw!r}")
+        if not parts:
+            return None
+        out.add("/".join(parts))
+    return {p for p in out if not any(a in out for a in _ancestors(p))}
+
+
+def _ancestors(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _shown(name: str) -> str:
+    """A name as text a person can read, invalid bytes shown as \\xNN escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _label(name: str) -> str:
+    """A colliding on-disk name as shown in a problem: NFD twins would look identical."""
+    nfc = name.isascii() or unicodedata.is_normalized("NFC", name)
+    return _shown(name) + ("" if nfc else " (decomposed)")
+
+
+def _fold(name: str) -> str:
+    return name.lower() if name.isascii() else unicodedata.normalize("NFC", name.casefold())
+
+
+class _Absent(enum.Enum):
+    ABSENT = 0
+
+
+_ABSENT = _Absent.ABSENT
+
+
+@dataclass(slots=True)
+class _Listing:
+    """One directory, vetted: `entries`/`names` (NFC) are trackable, `bad` maps a shown
+    path to the problem that keeps it out."""
+
+    fd: int
+    entries: list[os.DirEntry[str]]
+    names: list[str]
+    bad: dict[str, tuple[str, str]]
+    plain: bool  # every name is ASCII, so each NFC name is the on-disk name
+
+
+@dataclass(slots=True)
+class _Subdirs:
+    """A parent's trackable subdirectories (NFC name -> on-disk path if it differs) and
+    its set-aside names, for resolving `only=` paths."""
+
+    disk: dict[str, str | None]
+    bad: dict[str, tuple[str, str]]
+
+
+class _Scan:
+    """State of one scan, shared by the walk thread and the hash threads. Each container
+    is only appended to or set item by item, which the GIL keeps consistent."""
+
+    def __init__(
+        self,
+        root_fd: int,
+        ignore: IgnoreRules,
+        cache: Cache,
+        workers: int,
+        hook: Callable[[str], None] | None,
+    ) -> None:
+        self.root_fd = root_fd
+        self.ignore = ignore
+        self.cache = cache
+        self.workers = workers
+        self.hook = hook
+        self.stop = threading.Event()
+        self.jobs: queue.SimpleQueue[tuple[str, str | None, int, StatKey] | None]
+        self.jobs = queue.SimpleQueue()
+        self.items: dict[str, LocalItem] = {}
+        self.problems: list[Problem] = []
+        self.unreadable: set[str] = set()
+        self.complete = True
+        self.scanned = 0
+        self.queued = 0
+        self.stack: list[tuple[str, str | None]] = []
+        self.hashed = [(0, 0)] * workers
+        self.done = [0] * workers
+
+    def settled(self) -> int:
+        return self.scanned - self.queued + sum(self.done)
+
+    def result(self) -> ScanResult:
+        return ScanResult(
+            items=self.items,
+            problems=self.problems,
+            unreadable=self.unreadable,
+            complete=self.complete,
+            scanned=self.scanned,
+            hashed_files=sum(f for f, _ in self.hashed),
+            hashed_bytes=sum(b for _, b in self.hashed),
+        )
+
+    def problem(self, path: str, kind: str, message: str) -> None:
+        self.problems.append(Problem(path=path, kind=kind, message=message))
+        self.unreadable.add(path)
+
+    # --- walk (one thread) -----------------------------------------------------------
+
+    def walk(self, targets: set[str] | None) -> None:
+        try:
+            if targets is None:
+                self.stack.append(("", None))
+            else:
+                self.walk_targets(targets)
+            while self.stack and not self.stop.is_set():
+                self.walk_dir(*self.stack.pop())
+        finally:
+            for _ in range(self.workers):
+                self.jobs.put(None)
+
+    def walk_dir(self, rel: str, disk: str | None) -> None:
+        listing = self.list_dir(rel, disk)
+        if listing is None:
+            return
+        try:
+            prefix = rel + "/" if rel else ""
+            for path, (kind, message) in listing.bad.items():
+                self.problem(prefix + path, kind, message)
+            self.record(prefix, disk, listing, listing.entries, listing.names)
+        finally:
+            os.close(listing.fd)
+
+    def list_dir(self, rel: str, disk: str | None) -> _Listing | None:
+        """Open and vet one directory; on failure the directory's contents are unknown."""
+        try:
+            fd = os.open(disk or rel or ".", _DIR_FLAGS, dir_fd=self.root_fd)
+        except OSError as e:
+            self.dir_failed(rel, e)
+            return None
+        try:
+            with os.scandir(fd) as it:
+                entries = list(it)
+            return self.vet(rel, fd, entries)
+        except OSError as e:
+            os.close(fd)
+            self.dir_failed(rel, e)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def dir_failed(self, rel: str, e: OSError) -> None:
+        self.complete = False
+        if isinstance(e, FileNotFoundError | NotADirectoryError) or e.errno == errno.ELOOP:
+            self.items.pop(rel, None)  # gone or replaced since its parent was listed
+            self.unreadable.add(rel)
+        elif isinstance(e, PermissionError):
+            self.problem(rel, "permission", f"cannot list folder {rel or '.'}: permission denied")
+        else:
+            self.problem(rel, "unreadable", f"cannot list folder {rel or '.'}: {e.strerror}")
+
+    def vet(self, rel: str, fd: int, entries: list[os.DirEntry[str]]) -> _Listing:
+        """Drop `.dropbear` and ignored entries; set aside invalid and colliding names."""
+        prefix = rel + "/" if rel else ""
+        if not rel:
+            entries = [e for e in entries if e.name != ".dropbear"]
+        names = [e.name for e in entries]
+        plain = "".join(names).isascii()
+        if not plain:
+            names = [n if n.isascii() else unicodedata.normalize("NFC", n) for n in names]
+        if not self.ignore.is_empty:
+            keep = [
+                not self.ignore.matches_here(prefix + n, e.is_dir(follow_symlinks=False))
+                for e, n in zip(entries, names, strict=True)
+            ]
+            entries = [e for e, k in zip(entries, keep, strict=True) if k]
+            names = [n for n, k in zip(names, keep, strict=True) if k]
+        bad: dict[str, tuple[str, str]] = {}
+        if not plain:
+            for n in names:
+                if not _is_utf8(n):
+                    bad[_shown(n)] = ("invalid_name", f"name is not valid UTF-8: {_shown(n)!r}")
+        keys = [n.lower() for n in names] if plain else [_fold(n) for n in names]
+        if len(set(keys)) != len(keys):
+            counts = Counter(keys)
+            for n, k in zip(names, keys, strict=True):
+                if counts[k] > 1 and _shown(n) not in bad:
+                    same = sorted(
+                        _label(e.name) for e, j in zip(entries, keys, strict=True) if j == k
+                    )
+                    bad[_shown(n)] = (
+                        "case_collision",
+                        f"names differ only in case: {', '.join(same)}",
+                    )
+        if bad:
+            pairs = [(e, n) for e, n in zip(entries, names, strict=True) if _shown(n) not in bad]
+            entries, names = [e for e, _ in pairs], [n for _, n in pairs]
+        return _Listing(fd, entries, names, bad, plain)
+
+    def record(
+        self,
+        prefix: str,
+        disk_dir: str | None,
+        listing: _Listing,
+        entries: list[os.DirEntry[str]],
+        names: list[str],
+    ) -> None:
+        """The hot loop: one lstat per entry, cache hits recorded, the rest queued."""
+        items, cache, jobs, stack = self.items, self.cache, self.jobs, self.stack
+        fd = listing.fd
+        disks: Iterable[str | None]
+        if disk_dir is None and listing.plain:
+            disks = repeat(None)
+        else:
+            disk_prefix = disk_dir + "/" if disk_dir else prefix
+            disks = [
+                None if disk_dir is None and n == e.name else disk_prefix + e.name
+                for e, n in zip(entries, names, strict=True)
+            ]
+        skipped = queued = 0
+        for entry, name, disk in zip(entries, names, disks, strict=False):
+            path = prefix + name
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as e:
+                self.entry_failed(path, e)
+                skipped += 1
+                continue
+            mode = st.st_mode
+            kind = mode & 0o170000
+            if kind == S_IFREG:
+                mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
+                key = StatKey(st.st_size, mtime, st.st_ino, mtime if ctime == mtime else ctime)
+                hit = cache(path)
+                if hit is not None and hit[0] == key:
+                    items[path] = LocalItem(
+                        path, "file", _MODES[mode & 0o7777], hit[0], hit[1], None, disk
+                    )
+                else:
+                    jobs.put((path, disk, _MODES[mode & 0o7777], key))
+                    queued += 1
+            elif kind == S_IFDIR:
+                items[path] = LocalItem(path, "dir", _MODES[mode & 0o7777], None, None, None, disk)
+                stack.append((path, disk))
+            elif kind == S_IFLNK:
+                if not self.record_symlink(path, disk, fd, entry.name, mode):
+                    skipped += 1
+            else:
+                skipped += 1  # sockets, FIFOs, devices: never tracked
+        self.queued += queued
+        self.scanned += len(entries) - skipped
+
+    def record_symlink(self, path: str, disk: str | None, fd: int, name: str, mode: int) -> bool:
+        try:
+            target = os.readlink(name, dir_fd=fd)
+        except OSError as e:
+            self.entry_failed(path, e)
+            return False
+        if not _is_utf8(target):
+            self.problem(path, "invalid_name", "symlink target is not valid UTF-8")
+            return False
+        self.items[path] = LocalItem(
+            path, "symlink", _MODES[mode & 0o7777], None, None, target, disk
+        )
+        return True
+
+    def entry_failed(self, path: str, e: OSError) -> None:
+        if isinstance(e, FileNotFoundError):
+            self.unreadable.add(path)  # vanished since the listing: next pass knows
+        elif isinstance(e, PermissionError):
+            self.problem(path, "permission", f"cannot read {path}: permission denied")
+        else:
+            self.problem(path, "unreadable", f"cannot read {path}: {e.strerror}")
+
+    def walk_targets(self, targets: set[str]) -> None:
+        """Record each target from its parent's listing (so names are vetted as in a full
+        walk); directories among them go on the stack for their subtrees."""
+        by_parent: dict[str, set[str]] = {}
+        for path in targets:
+            parent, _, name = path.rpartition("/")
+            by_parent.setdefault(parent, set()).add(name)
+        subdirs: dict[str, _Subdirs | None] = {}
+        for parent in sorted(by_parent):
+            disk = self.resolve_dir(parent, subdirs)
+            if disk is _ABSENT:
+                continue
+            listing = self.list_dir(parent, disk)
+            if listing is None:
+                continue
+            try:
+                wanted = by_parent[parent]
+                prefix = parent + "/" if parent else ""
+                for name, (kind, message) in listing.bad.items():
+                    if name in wanted:
+                        self.problem(prefix + name, kind, message)
+                pairs = [
+                    (e, n)
+                    for e, n in zip(listing.entries, listing.names, strict=True)
+                    if n in wanted
+                ]
+                self.record(prefix, disk, listing, [e for e, _ in pairs], [n for _, n in pairs])
+            finally:
+                os.close(listing.fd)
+
+    def resolve_dir(self, rel: str, subdirs: dict[str, _Subdirs | None]) -> str | _Absent | None:
+        """The on-disk name of directory `rel` (None if it is `rel` itself), or _ABSENT if
+        it is not a trackable directory now: missing, ignored, a symlink, or unreadable
+        (recorded as such). `subdirs` caches what each listed parent holds."""
+        if not rel:
+            return None
+        parent, _, name = rel.rpartition("/")
+        parent_disk = self.resolve_dir(parent, subdirs)
+        if parent_disk is _ABSENT:
+            return _ABSENT
+        if parent not in subdirs:
+            subdirs[parent] = self.list_subdirs(parent, parent_disk)
+        found = subdirs[parent]
+        if found is None:
+            return _ABSENT
+        if name in found.bad and rel not in self.unreadable:
+            self.problem(rel, *found.bad[name])
+        return found.disk.get(name, _ABSENT)
+
+    def list_subdirs(self, rel: str, disk: str | None) -> _Subdirs | None:
+        listing = self.list_dir(rel, disk)
+        if listing is None:
+            return None
+        disk_prefix = disk + "/" if disk else (rel + "/" if rel else "")
+        try:
+            found = {
+                n: None if disk is None and n == e.name else disk_prefix + e.name
+                for e, n in zip(listing.entries, listing.names, strict=True)
+                if e.is_dir(follow_symlinks=False)
+            }
+        finally:
+            os.close(listing.fd)
+        return _Subdirs(found, listing.bad)
+
+    # --- hashing (hash_workers threads) ----------------------------------------------
+
+    def hash_worker(self, slot: int) -> None:
+        hasher = Hasher(self.root_fd, self.hook)
+        files = nbytes = 0
+        while (job := self.jobs.get()) is not None:
+            if not self.stop.is_set() and self.hash_file(hasher, *job):
+                files += 1
+                nbytes += job[3].size
+            self.done[slot] += 1
+        self.hashed[slot] = (files, nbytes)
+
+    def hash_file(
+        self, hasher: Hasher, path: str, disk: str | None, mode: int, key: StatKey
+    ) -> bool:
+        """Hash one file and record it; False if it could not be read consistently."""
+        try:
+            sha256 = hasher.sha256(path, disk, key)
+        except Changed as e:
+            self.problem(path, "changed_while_reading", f"{path} {e}; it is read again next pass")
+            return False
+        except OSError as e:
+            self.entry_failed(path, e)
+            return False
+        self.items[path] = LocalItem(path, "file", mode, key, sha256, None, disk)
+        return True

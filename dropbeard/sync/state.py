@@ -1,0 +1,252 @@
+"""The local index `.dropbear/state.sqlite` (WAL): stat cache, base versions, statuses,
+counters, other devices' progress, pending multipart uploads, problems (IO: sqlite).
+
+Methods are synchronous and short; async callers run them in a worker thread (the engine
+owns one `State` per root and never uses it from two threads at once). Writes that
+describe bucket changes are committed only after those bucket writes succeeded.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from dropbeard.core.errors import DropbeardError
+from dropbeard.core.problems import Problem
+from dropbeard.store.base import PendingUpload
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS files (
+    path     TEXT PRIMARY KEY,
+    size     INTEGER, mtime_ns INTEGER, inode INTEGER, ctime_ns INTEGER, sha256 TEXT,
+    base     BLOB,
+    status   TEXT NOT NULL DEFAULT 'clean'
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS peers (
+    device_id       TEXT PRIMARY KEY,
+    head_etag       TEXT,
+    manifest_id     TEXT,
+    manifest_sha256 TEXT,
+    tombstone_seq   INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uploads (
+    key TEXT PRIMARY KEY, upload_id TEXT NOT NULL, part_size INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS problems (
+    path TEXT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL, PRIMARY KEY (path, kind)
+) WITHOUT ROWID;
+"""
+
+StatRow = tuple[int, int, int, int, str]  # size, mtime_ns, inode, ctime_ns, sha256
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    device_id: str
+    head_etag: str | None
+    manifest_id: str | None
+    manifest_sha256: str | None
+    tombstone_seq: int
+
+
+class StateError(DropbeardError):
+    """state.sqlite is missing, corrupt, or from a newer dropbeard."""
+
+
+class State:
+    """One root's index. Open with `State.open(path)`; `create=True` only for `init`."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = False) -> State:
+        if not create and not path.exists():
+            raise StateError(f"opening {path}: the local index is missing; run `dropbeard init`")
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=10000")
+            db.executescript(_SCHEMA)
+            state = cls(db, path)
+            version = state.get_meta("schema_version")
+            if version is None:
+                state.set_meta("schema_version", str(SCHEMA_VERSION))
+            elif int(version) > SCHEMA_VERSION:
+                raise StateError(
+                    f"opening {path}: written by a newer dropbeard (schema {version}, this "
+                    f"one knows {SCHEMA_VERSION}); upgrade dropbeard"
+                )
+            return state
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"opening {path}: the local index is unreadable ({exc})") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- meta -----------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def get_int(self, key: str, default: int = 0) -> int:
+        value = self.get_meta(key)
+        return default if value is None else int(value)
+
+    # -- files ----------------------------------------------------------------------
+
+    def stat_cache(self) -> dict[str, StatRow]:
+        """path -> (size, mtime_ns, inode, ctime_ns, sha256) for every hashed file."""
+        rows = self._db.execute(
+            "SELECT path, size, mtime_ns, inode, ctime_ns, sha256 FROM files "
+            "WHERE sha256 IS NOT NULL"
+        )
+        return {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+    def bases(self) -> dict[str, bytes]:
+        """path -> encoded base record (the engine decodes it)."""
+        rows = self._db.execute("SELECT path, base FROM files WHERE base IS NOT NULL")
+        return {r[0]: bytes(r[1]) for r in rows}
+
+    def statuses(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT status, count(*) FROM files GROUP BY status")
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def paths_with_status(self, status: str) -> list[str]:
+        rows = self._db.execute("SELECT path FROM files WHERE status=? ORDER BY path", (status,))
+        return [str(r[0]) for r in rows]
+
+    def put_stats(self, rows: Iterable[tuple[str, StatRow]]) -> None:
+        """Record stat-cache rows (keeps each path's base and status)."""
+        self._db.executemany(
+            "INSERT INTO files (path, size, mtime_ns, inode, ctime_ns, sha256) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size=excluded.size, "
+            "mtime_ns=excluded.mtime_ns, inode=excluded.inode, ctime_ns=excluded.ctime_ns, "
+            "sha256=excluded.sha256",
+            ((p, *row) for p, row in rows),
+        )
+
+    def put_bases(self, rows: Iterable[tuple[str, bytes | None, str]]) -> None:
+        """Set (path, encoded base or None to forget the path, status)."""
+        forget: list[tuple[str, bytes | None, str]] = []
+        keep: list[tuple[str, bytes | None, str]] = []
+        for path, base, status in rows:
+            (forget if base is None else keep).append((path, base, status))
+        self._db.executemany("DELETE FROM files WHERE path=?", ((p,) for p, _, _ in forget))
+        self._db.executemany(
+            "INSERT INTO files (path, base, status) VALUES (?, ?, ?) ON CONFLICT(path) "
+            "DO UPDATE SET base=excluded.base, status=excluded.status",
+            keep,
+        )
+
+    def forget_stats(self, paths: Iterable[str]) -> None:
+        self._db.executemany(
+            "UPDATE files SET sha256=NULL, size=NULL, mtime_ns=NULL, inode=NULL, ctime_ns=NULL "
+            "WHERE path=?",
+            ((p,) for p in paths),
+        )
+        self._db.execute("DELETE FROM files WHERE base IS NULL AND sha256 IS NULL")
+
+    # -- peers ----------------------------------------------------------------------
+
+    def peers(self) -> dict[str, Peer]:
+        rows = self._db.execute(
+            "SELECT device_id, head_etag, manifest_id, manifest_sha256, tombstone_seq FROM peers"
+        )
+        return {r[0]: Peer(*r) for r in rows}
+
+    def put_peer(self, peer: Peer) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO peers VALUES (?, ?, ?, ?, ?)",
+            (
+                peer.device_id,
+                peer.head_etag,
+                peer.manifest_id,
+                peer.manifest_sha256,
+                peer.tombstone_seq,
+            ),
+        )
+
+    # -- problems -------------------------------------------------------------------
+
+    def problems(self) -> list[Problem]:
+        rows = self._db.execute("SELECT path, kind, message FROM problems ORDER BY path, kind")
+        return [Problem(path=r[0], kind=r[1], message=r[2]) for r in rows]
+
+    def replace_problems(self, problems: Iterable[Problem]) -> None:
+        self._db.execute("DELETE FROM problems")
+        self._db.executemany(
+            "INSERT OR REPLACE INTO problems VALUES (?, ?, ?)",
+            ((p.path, p.kind, p.message) for p in problems),
+        )
+
+    # -- transactions ---------------------------------------------------------------
+
+    def transaction(self) -> _Transaction:
+        """`with state.transaction():` groups writes; rolled back on error."""
+        return _Transaction(self._db)
+
+    # -- UploadJournal (sync halves; `Journal` adapts them for the store) ------------
+
+    def load_upload(self, key: str) -> PendingUpload | None:
+        row = self._db.execute(
+            "SELECT upload_id, part_size FROM uploads WHERE key=?", (key,)
+        ).fetchone()
+        return None if row is None else PendingUpload(key, str(row[0]), int(row[1]))
+
+    def save_upload(self, upload: PendingUpload) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO uploads VALUES (?, ?, ?)",
+            (upload.key, upload.upload_id, upload.part_size),
+        )
+
+    def clear_upload(self, key: str) -> None:
+        self._db.execute("DELETE FROM uploads WHERE key=?", (key,))
+
+    def pending_uploads(self) -> Iterator[PendingUpload]:
+        for key, upload_id, part_size in self._db.execute("SELECT * FROM uploads"):
+            yield PendingUpload(str(key), str(upload_id), int(part_size))
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+class Journal:
+    """The store's `UploadJournal`, backed by `State` through a worker thread."""
+
+    def __init__(self, state: State, lock: anyio.Lock) -> None:
+        self._state = state
+        self._lock = lock
+
+    async def load_upload(self, key: str) -> PendingUpload | None:
+        async with self._lock:
+            return await anyio.to_thread.run_sync(self._state.load_upload, key)
+
+    async def save_upload(self, upload: PendingUpload) -> None:
+        async with self._lock:
+            await anyio.to_thread.run_sync(self._state.save_upload, upload)
+
+    async def clear_upload(self, key: str) -> None:
+        async with self._lock:
+            await anyio.to_thread.run_sync(self._state.clear_upload, key)

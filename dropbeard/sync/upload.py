@@ -1,0 +1,124 @@
+"""Uploading the blobs a plan needs, concurrently and deduplicated (IO: local files, store).
+
+A blob is keyed by its SHA-256 and written only if absent. Small files cost one request
+each (a create-only PUT; "already exists" is success); large files are checked with HEAD
+and only then streamed up in multipart parts. Bytes are verified against the promised
+digest while read, so a file that changes under us never lands under the wrong key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from dropbeard.core.errors import IntegrityError, NotFound, PreconditionFailed
+from dropbeard.core.keys import RootKeys
+from dropbeard.store.base import Progress, Store, UploadJournal
+from dropbeard.sync.workers import for_each
+
+#: Up to this size a blob is read whole and sent with one create-only PUT.
+SMALL = 8 * 1024 * 1024
+
+
+@dataclass
+class UploadResult:
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    skipped_existing: int = 0
+    #: sha256 -> the path whose bytes changed while read (the caller re-plans without it)
+    changed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BlobSource:
+    sha256: str
+    size: int
+    path: str  # relative, as tracked
+    file: Path  # where to read it on disk
+
+
+async def upload_blobs(
+    store: Store,
+    keys: RootKeys,
+    sources: Iterable[BlobSource],
+    *,
+    concurrency: int,
+    journal: UploadJournal | None = None,
+    progress: Progress | None = None,
+    on_done: Callable[[BlobSource], None] | None = None,
+) -> UploadResult:
+    """Make sure every source's blob exists in the store. One upload per distinct digest."""
+    result = UploadResult()
+    unique: dict[str, BlobSource] = {}
+    for src in sources:
+        unique.setdefault(src.sha256, src)
+
+    async def one(src: BlobSource) -> None:
+        try:
+            sent = await _upload_one(store, keys, src, journal, progress)
+        except IntegrityError:
+            result.changed[src.sha256] = src.path
+            return
+        if sent:
+            result.uploaded += 1
+            result.uploaded_bytes += src.size
+        else:
+            result.skipped_existing += 1
+        if on_done:
+            on_done(src)
+
+    await for_each(unique.values(), one, concurrency)
+    return result
+
+
+async def _upload_one(
+    store: Store,
+    keys: RootKeys,
+    src: BlobSource,
+    journal: UploadJournal | None,
+    progress: Progress | None,
+) -> bool:
+    """True if bytes were sent, False if the blob was already there."""
+    key = keys.blob(src.sha256)
+    if src.size <= SMALL:
+        data = await anyio.to_thread.run_sync(_read_verified, src)
+        try:
+            await store.put_if_absent(key, data)
+        except PreconditionFailed:
+            # Present, unless it is the truncated leftover of a write cut short (a server
+            # may keep one when its client is killed mid-request): then it is replaced with
+            # bytes just verified against the key's SHA-256, else no device ever gets them.
+            with contextlib.suppress(NotFound):
+                if (await store.head(key)).size == len(data):
+                    return False
+            await store.put(key, data)
+        if progress:
+            progress(len(data))
+        return True
+    try:
+        info = await store.head(key)
+        if info.size == src.size:
+            return False
+    except NotFound:
+        pass
+    await store.put_file(
+        key, src.file, expected_sha256=src.sha256, journal=journal, progress=progress
+    )
+    return True
+
+
+def _read_verified(src: BlobSource) -> bytes:
+    import hashlib
+
+    try:
+        with open(src.file, "rb") as f:
+            data = f.read(SMALL + 1)
+    except FileNotFoundError:
+        raise IntegrityError(f"uploading {src.path}: the file vanished", src.path) from None
+    if hashlib.sha256(data).hexdigest() != src.sha256:
+        raise IntegrityError(f"uploading {src.path}: the file changed while read", src.path)
+    return data

@@ -16,10 +16,7 @@ from typing import Any
 import anyio
 
 from dropbeard import __version__
-from dropbeard.core.errors import DropbeardError, UsageError
-
-EXIT_CONFLICTS = 4
-EXIT_INTEGRITY = 11
+from dropbeard.core.errors import DropbeardError, ExitCode, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -135,12 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("dropbeard: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.FORCED
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)
     except Exception as exc:
         _error(f"internal error: {type(exc).__name__}: {exc}", args, force_trace=True)
-        return 1
+        return ExitCode.FAILURE
 
 
 def _run(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
@@ -165,27 +162,26 @@ def _error(message: str, args: argparse.Namespace | None, *, force_trace: bool =
 
 
 async def _init(args: argparse.Namespace) -> int:
-    from dropbeard.cli.commands import init_command
+    from dropbeard.cli.init import init_command
 
     return await init_command(args)
 
 
 async def _sync(args: argparse.Namespace) -> int:
-    from dropbeard.cli.commands import sync_command
+    from dropbeard.cli.sync import sync_command
 
     return await sync_command(args)
 
 
 async def _resolve(args: argparse.Namespace) -> int:
-    from dropbeard.sync.resolve import resolve_command
+    from dropbeard.cli.resolve import resolve_command
 
     return await resolve_command(args)
 
 
 async def _status(args: argparse.Namespace) -> int:
-    from dropbeard.cli.daemonstatus import status_from_daemon
+    from dropbeard.cli.status import status_command, status_from_daemon
     from dropbeard.daemon.control import socket_for_client
-    from dropbeard.sync.report import status_command
 
     sock = socket_for_client(args.socket, args.config)
     code = await status_from_daemon(

@@ -6,11 +6,28 @@ contain credentials. `cli` turns any `DropbeardError` into that line and its exi
 
 from __future__ import annotations
 
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """The process exit codes of SPEC section 5: the only place they are written down."""
+
+    OK = 0
+    FAILURE = 1  # other failure, including a halted mass delete
+    USAGE = 2
+    OFFLINE = 3
+    CONFLICTS = 4  # conflicts, problems or a halted delete remain
+    UNAUTHORIZED = 9
+    TRANSIENT = 10
+    INTEGRITY = 11
+    LIST_FAILED = 12
+    FORCED = 130  # daemon: second signal during shutdown
+
 
 class DropbeardError(Exception):
     """Base of every error dropbeard reports to a person. `exit_code` is SPEC section 5's."""
 
-    exit_code: int = 1
+    exit_code: ExitCode = ExitCode.FAILURE
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -23,19 +40,19 @@ class DropbeardError(Exception):
 class UsageError(DropbeardError):
     """Bad command-line usage or configuration."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class OfflineError(DropbeardError):
     """The root failed its identity check: nothing is read from or written to the bucket."""
 
-    exit_code = 3
+    exit_code = ExitCode.OFFLINE
 
 
 class FormatError(DropbeardError):
     """An object in the bucket (or a local file dropbeard owns) is not valid dropbeard data."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILURE
 
 
 # --- store errors -------------------------------------------------------------------
@@ -60,19 +77,19 @@ class PreconditionFailed(StoreError):
 class Unauthorized(StoreError):
     """The store rejected the credentials or denied access. Permanent; never retried."""
 
-    exit_code = 9
+    exit_code = ExitCode.UNAUTHORIZED
 
 
 class Unavailable(StoreError):
     """Transient: network down, server unavailable, throttled, timed out. Retried with backoff."""
 
-    exit_code = 10
+    exit_code = ExitCode.TRANSIENT
 
 
 class IntegrityError(StoreError):
     """Bytes did not match the SHA-256 they were promised to have."""
 
-    exit_code = 11
+    exit_code = ExitCode.INTEGRITY
 
 
 class LocalFileError(StoreError):
@@ -88,4 +105,23 @@ class LocalFileError(StoreError):
 class ListFailed(StoreError):
     """Listing the bucket failed for a reason that is neither auth nor transient."""
 
-    exit_code = 12
+    exit_code = ExitCode.LIST_FAILED
+
+
+def single_error(group: BaseExceptionGroup[BaseException]) -> DropbeardError | None:
+    """The error to report for a failure inside a task group (anyio wraps it, with any
+    sibling failures, in an ExceptionGroup): the first one, if every failure is a
+    DropbeardError; None if any is not (a bug, to be shown as such)."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            pending[:0] = exc.exceptions
+        else:
+            leaves.append(exc)
+    if leaves and all(isinstance(e, DropbeardError) for e in leaves):
+        first = leaves[0]
+        assert isinstance(first, DropbeardError)
+        return first
+    return None

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import time
-
 import msgspec
 
 from dropbeard.core.plan import Plan
@@ -46,5 +44,6 @@ class Summary(msgspec.Struct, kw_only=True):
         self.conflict_copies = len(plan.conflict_copies)
         self.conflicts = len(plan.conflicts)
 
-    def finish(self, began: float) -> None:
-        self.duration_s = round(time.monotonic() - began, 3)
+    def finish(self, began: float, now: float) -> None:
+        """Record the pass's duration (monotonic seconds; core reads no clock)."""
+        self.duration_s = round(now - began, 3)

@@ -14,9 +14,8 @@ from typing import Any
 
 import anyio
 
-from dropbeard.cli.commands import single_error
 from dropbeard.core.config import RemoteConfig, RootConfig, RootSettings
-from dropbeard.core.errors import NotFound, PreconditionFailed
+from dropbeard.core.errors import NotFound, PreconditionFailed, single_error
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.problems import Problem
 from dropbeard.core.summary import Summary

@@ -21,7 +21,7 @@ import msgspec
 
 from dropbeard.core.config import RootSettings
 from dropbeard.core.debounce import Debouncer
-from dropbeard.core.errors import DropbeardError, OfflineError
+from dropbeard.core.errors import DropbeardError, OfflineError, Unavailable
 from dropbeard.daemon.rootpass import RootSync, StoreFactory
 from dropbeard.daemon.watch import RootWatcher
 from dropbeard.sync.root import Busy
@@ -29,7 +29,6 @@ from dropbeard.sync.root import Busy
 RootState = Literal["idle", "syncing", "paused", "offline", "backoff"]
 BACKOFF_CAP_S = 300.0
 BUSY_RETRY_S = 2.0
-EXIT_TRANSIENT = 10
 
 
 @dataclass
@@ -262,7 +261,7 @@ class RootRunner:
             self.log.info("tick_skip", reason=str(exc))
             record.update(outcome="skipped", error=str(exc))
         except DropbeardError as exc:
-            if exc.exit_code == EXIT_TRANSIENT:
+            if isinstance(exc, Unavailable):
                 self._failures += 1
                 delay = min(BACKOFF_CAP_S, 2.0 ** (self._failures - 1))
                 self._retry(req, "backoff", delay, str(exc))

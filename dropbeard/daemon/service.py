@@ -21,7 +21,7 @@ import msgspec
 
 from dropbeard import __version__
 from dropbeard.core.config import RemoteConfig, RootSettings
-from dropbeard.core.errors import UsageError
+from dropbeard.core.errors import ExitCode, UsageError
 from dropbeard.daemon.control import ControlError, ControlServer, error_reply
 from dropbeard.daemon.logs import configure_logging, get_logger
 from dropbeard.daemon.notify import sd_notify
@@ -33,7 +33,6 @@ from dropbeard.store.factory import open_store
 from dropbeard.sync.report import StatusReport, gather
 from dropbeard.sync.root import RootPaths
 
-EXIT_FORCED = 130
 FORCED_EXIT_S = 0.8  # after a second signal, the process is gone within a second
 STATUS_TIMEOUT_S = 8.0
 
@@ -120,7 +119,7 @@ class Daemon:
             self._stopping = True
             self._stop.set()
             return
-        self.exit_code = EXIT_FORCED
+        self.exit_code = ExitCode.FORCED
         if hard_exit:  # a worker thread deep in a hash or a commit must not hold us up
             timer = threading.Timer(FORCED_EXIT_S, self._exit_now)
             timer.daemon = True
@@ -133,7 +132,7 @@ class Daemon:
     def _exit_now(self) -> None:
         if self._server is not None:
             self._server.remove()
-        os._exit(EXIT_FORCED)
+        os._exit(ExitCode.FORCED)
 
     async def _signals(
         self,

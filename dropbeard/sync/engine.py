@@ -215,7 +215,7 @@ async def run_pass(
     summary.count_plan(plan)
     if opts.dry_run:
         summary.problems = len(problems) + len(plan.problems)
-        summary.finish(began)
+        summary.finish(began, time.monotonic())
         return summary
 
     # Apply remote changes to the folder (downloads, deletes, conflict copies).
@@ -317,7 +317,7 @@ async def run_pass(
         all_problems,
         scan_began_ns - RACY_WINDOW_NS,
     )
-    summary.finish(began)
+    summary.finish(began, time.monotonic())
     return summary
 
 

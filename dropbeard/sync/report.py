@@ -1,21 +1,19 @@
-"""`dropbeard status`: identity, counts, conflicts, problems, last publish and the other
-devices, read from the root directly (IO: state.sqlite, store reads; never writes)."""
+"""What `dropbeard status` reports of one root: identity, counts, conflicts, problems,
+last publish and the other devices, read from the root directly (IO: state.sqlite, store
+reads; never writes)."""
 
 from __future__ import annotations
-
-import argparse
-import sys
 
 import anyio
 import msgspec
 
-from dropbeard.core.errors import DropbeardError, OfflineError
+from dropbeard.core.errors import DropbeardError, OfflineError, single_error
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.plan import Base
 from dropbeard.store.factory import open_store
 from dropbeard.sync.drift import find_drift
 from dropbeard.sync.remote import read_remotes
-from dropbeard.sync.root import RootPaths, find_root, open_online
+from dropbeard.sync.root import RootPaths, open_online
 from dropbeard.sync.state import State
 
 
@@ -108,8 +106,6 @@ async def gather(paths: RootPaths, *, offline: bool) -> StatusReport:
                 )
             )
     except (DropbeardError, BaseExceptionGroup) as exc:
-        from dropbeard.cli.commands import single_error
-
         error = exc if isinstance(exc, DropbeardError) else single_error(exc)
         if error is None:
             raise
@@ -118,46 +114,3 @@ async def gather(paths: RootPaths, *, offline: bool) -> StatusReport:
     finally:
         await store.aclose()
     return report
-
-
-async def status_command(args: argparse.Namespace) -> int:
-    paths = RootPaths(find_root(args.path))
-    report = await gather(paths, offline=args.offline)
-    if args.json:
-        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
-    else:
-        print(render(report))
-    return 0 if report.online else 3
-
-
-def render(r: StatusReport) -> str:
-    if not r.online:
-        return f"{r.root}: OFFLINE — {r.reason}"
-    lines = [
-        f"{r.root}: online — root {r.root_id}, device {r.device_id}, mode {r.mode}",
-        f"  remote: {r.remote}",
-    ]
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(r.counts.items())) or "nothing tracked yet"
-    lines.append(f"  paths: {counts}")
-    lines.append(f"  last publish: {r.last_manifest or 'never'}")
-    for c in r.conflicts:
-        lines.append(f"  conflict: {c.path} (copies: {', '.join(c.copies) or 'none'})")
-    for p in r.problems[:50]:
-        lines.append(f"  problem: {p['path']}: {p['message']}")
-    for line in r.drift:
-        lines.append(f"  DRIFT: {line}")
-    if r.devices_error:
-        lines.append(f"  other devices: could not read the bucket ({r.devices_error})")
-    for d in r.devices:
-        caught = {
-            True: "has seen our latest",
-            False: "not yet confirmed our latest (its head predates it)",
-            None: "unknown",
-        }
-        lines.append(
-            f"  device {d.device_id}: manifest {d.manifest or '-'} "
-            f"published {d.published_at or '?'}, {caught[d.seen_our_latest]}"
-        )
-    if not r.devices and not r.devices_error:
-        lines.append("  other devices: none")
-    return "\n".join(lines)

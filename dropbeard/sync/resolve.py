@@ -1,21 +1,16 @@
-"""`dropbeard resolve PATH --keep local|DEVICE_ID`: settle a conflict by file operations,
-then run a pass that publishes the result as a version dominating every version in the
-conflict (IO: local files; the pass itself is the engine's)."""
+"""Settling a conflict by file operations (`dropbeard resolve`); the next pass publishes
+the result as a version dominating every version in the conflict (IO: local files)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
-import anyio
 import msgspec
 
 from dropbeard.core.conflictname import parse_conflict_name
 from dropbeard.core.errors import UsageError
-from dropbeard.core.model import normalize_path
 from dropbeard.core.plan import Base
-from dropbeard.sync.root import RootPaths, find_root, open_online, root_lock
 from dropbeard.sync.state import State
 
 
@@ -49,29 +44,3 @@ def settle(root: Path, rel: str, base: Base, keep: str) -> list[str]:
         os.unlink(root / copy)
         done.append(f"removed {copy}")
     return done
-
-
-def _locate(path: Path) -> tuple[RootPaths, str]:
-    target = Path(os.path.abspath(path))
-    paths = RootPaths(find_root(target))
-    try:
-        return paths, normalize_path(target.relative_to(paths.root).as_posix())
-    except ValueError:
-        raise UsageError(f"{target} is not inside a dropbeard root") from None
-
-
-async def resolve_command(args: argparse.Namespace) -> int:
-    from dropbeard.cli.commands import run_sync_pass
-
-    paths, rel = await anyio.to_thread.run_sync(_locate, args.path)
-    _cfg, state = await anyio.to_thread.run_sync(open_online, paths)
-    try:
-        with root_lock(paths):
-            base = await anyio.to_thread.run_sync(_conflict_base, state, rel)
-            done = await anyio.to_thread.run_sync(settle, paths.root, rel, base, args.keep)
-    finally:
-        state.close()
-    if not args.quiet:
-        for line in done:
-            print(line)
-    return await run_sync_pass(paths, quiet=args.quiet)

@@ -1,71 +1,19 @@
-"""`init` and `sync`: open the root and the store, run, print the outcome (IO)."""
+"""`dropbeard sync`: one pass over a root, its outcome printed (IO)."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import anyio
 import msgspec
 
 from dropbeard.cli.terminal import ProgressLine, human_bytes
-from dropbeard.core.config import RemoteConfig, parse_remote_url
-from dropbeard.core.errors import DropbeardError, IntegrityError, UsageError
+from dropbeard.core.errors import ExitCode, IntegrityError, UsageError, single_error
 from dropbeard.core.summary import Summary
 from dropbeard.store.factory import open_store
 from dropbeard.sync.engine import PassOptions, run_pass
-from dropbeard.sync.enroll import InitRequest, init_root, prepare
 from dropbeard.sync.root import RootPaths, find_root, open_online, root_lock
-
-EXIT_HALTED = 1
-EXIT_CONFLICTS = 4
-EXIT_INTEGRITY = 11
-
-
-async def init_command(args: argparse.Namespace) -> int:
-    remote_url = _absolute_remote(args.remote)
-    remote = RemoteConfig(
-        url=remote_url,
-        endpoint_url=args.endpoint_url or None,
-        region=args.region or None,
-        profile=args.profile or None,
-        addressing_style=args.addressing_style,
-    )
-    req = InitRequest(
-        path=args.path,
-        remote=remote,
-        root_id=args.root_id,
-        device_id=args.device_id,
-        mode=args.mode,
-        take_over=args.take_over,
-    )
-    cfg = prepare(req)
-    url = parse_remote_url(remote.url)
-    if url.kind == "local":
-        folder = anyio.Path(url.path)
-        if not await folder.exists():
-            if not await folder.parent.is_dir():
-                raise UsageError(f"--remote {url.path}: its parent folder does not exist")
-            await folder.mkdir()
-    store = open_store(remote)
-    try:
-        paths = await init_root(req, cfg, store)
-    finally:
-        await store.aclose()
-    if not args.quiet:
-        print(
-            f"initialised {paths.root}: root {cfg.root_id!r}, device {cfg.device_id!r}, "
-            f"mode {cfg.mode}, remote {remote.url}"
-        )
-    return 0
-
-
-def _absolute_remote(url: str) -> str:
-    """A directory remote made absolute for root.toml; URLs unchanged."""
-    if "://" in url:
-        return url
-    return os.path.abspath(os.path.expanduser(url))
 
 
 async def sync_command(args: argparse.Namespace) -> int:
@@ -118,29 +66,10 @@ async def sync_command(args: argparse.Namespace) -> int:
         raise IntegrityError(first.message)
     if summary.halted:
         print(f"dropbeard: halted: {summary.halted}", file=sys.stderr)
-        return EXIT_HALTED
+        return ExitCode.FAILURE
     if summary.conflicts or summary.problems or open_conflicts:  # found now or still open
-        return EXIT_CONFLICTS
-    return 0
-
-
-def single_error(group: BaseExceptionGroup[BaseException]) -> DropbeardError | None:
-    """The error to report for a failure inside a task group (anyio wraps it, with any
-    sibling failures, in an ExceptionGroup): the first one, if every failure is a
-    DropbeardError; None if any is not (a bug, to be shown as such)."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop(0)
-        if isinstance(exc, BaseExceptionGroup):
-            pending[:0] = exc.exceptions
-        else:
-            leaves.append(exc)
-    if leaves and all(isinstance(e, DropbeardError) for e in leaves):
-        first = leaves[0]
-        assert isinstance(first, DropbeardError)
-        return first
-    return None
+        return ExitCode.CONFLICTS
+    return ExitCode.OK
 
 
 def describe(s: Summary) -> str:

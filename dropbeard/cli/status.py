@@ -1,10 +1,12 @@
-"""`dropbeard status` answered by the running daemon: ask it over the control socket, print
-its view of the roots (or JSON), or say why the root must be read directly (IO: socket,
-stdout)."""
+"""`dropbeard status`: asked of the running daemon over its control socket when one runs,
+else read from the root and the bucket directly; rendered for people or as JSON (IO:
+socket, stdout)."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,10 @@ import msgspec
 
 from dropbeard.cli.terminal import human_bytes
 from dropbeard.core.duration import format_duration
+from dropbeard.core.errors import ExitCode
 from dropbeard.daemon.control import NoDaemon, ask
-from dropbeard.sync.report import StatusReport, render
-from dropbeard.sync.root import find_root
+from dropbeard.sync.report import StatusReport, gather
+from dropbeard.sync.root import RootPaths, find_root
 
 
 async def status_from_daemon(
@@ -94,4 +97,47 @@ def render_daemon_status(
                 f"  {t['direction']}: {t['key']} {human_bytes(t['bytes_done'])}/{total} "
                 f"at {human_bytes(t['rate_bytes_per_s'])}/s"
             )
+    return "\n".join(lines)
+
+
+async def status_command(args: argparse.Namespace) -> int:
+    paths = RootPaths(find_root(args.path))
+    report = await gather(paths, offline=args.offline)
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+    else:
+        print(render(report))
+    return ExitCode.OK if report.online else ExitCode.OFFLINE
+
+
+def render(r: StatusReport) -> str:
+    if not r.online:
+        return f"{r.root}: OFFLINE — {r.reason}"
+    lines = [
+        f"{r.root}: online — root {r.root_id}, device {r.device_id}, mode {r.mode}",
+        f"  remote: {r.remote}",
+    ]
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(r.counts.items())) or "nothing tracked yet"
+    lines.append(f"  paths: {counts}")
+    lines.append(f"  last publish: {r.last_manifest or 'never'}")
+    for c in r.conflicts:
+        lines.append(f"  conflict: {c.path} (copies: {', '.join(c.copies) or 'none'})")
+    for p in r.problems[:50]:
+        lines.append(f"  problem: {p['path']}: {p['message']}")
+    for line in r.drift:
+        lines.append(f"  DRIFT: {line}")
+    if r.devices_error:
+        lines.append(f"  other devices: could not read the bucket ({r.devices_error})")
+    for d in r.devices:
+        caught = {
+            True: "has seen our latest",
+            False: "not yet confirmed our latest (its head predates it)",
+            None: "unknown",
+        }
+        lines.append(
+            f"  device {d.device_id}: manifest {d.manifest or '-'} "
+            f"published {d.published_at or '?'}, {caught[d.seen_our_latest]}"
+        )
+    if not r.devices and not r.devices_error:
+        lines.append("  other devices: none")
     return "\n".join(lines)

@@ -283,8 +283,10 @@ async def test_a_local_source_edited_since_the_scan_is_never_copied(world: World
         plan([Download(path="copy.txt", entry=file_entry("copy.txt", b"original"))]), scanned
     )
 
+    # The bucket does not hold the blob either: the path fails; no wrong bytes land.
     assert not (world.root / "copy.txt").exists()
-    assert kinds(applied) == {"copy.txt": "integrity"}
+    assert applied.failed == {"copy.txt"}
+    assert [p.path for p in applied.problems] == ["copy.txt"]
     assert world.tmp_files() == []
 
 

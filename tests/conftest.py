@@ -13,10 +13,18 @@ import pytest
 from dropbeard.store.s3 import Credentials, S3Store
 from tests.seaweed import Seaweed
 
+#: Every async test runs on both event loops dropbeard supports: the standard asyncio
+#: loop and uvloop (what the CLI and the daemon use where it is installed).
+ASYNC_BACKENDS = [
+    pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
+    pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+]
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+
+@pytest.fixture(params=ASYNC_BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    backend: tuple[str, dict[str, object]] = request.param
+    return backend
 
 
 def pytest_report_header() -> list[str]:

@@ -1,0 +1,285 @@
+"""The local index `.dropbear/state.sqlite` (dropbeard.sync.state): every table round-trips
+and survives closing and reopening; transactions roll back; a missing, corrupt or newer
+index is refused with a clear error."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+import msgspec
+import pytest
+
+from dropbeard.core.model import Delete, Entry
+from dropbeard.core.plan import Base, ConflictInfo
+from dropbeard.core.problems import Problem
+from dropbeard.store.base import PendingUpload
+from dropbeard.sync.state import SCHEMA_VERSION, Journal, Peer, State, StateError, StatRow
+
+SHA_A, SHA_B = "a" * 64, "b" * 64
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / ".dropbear" / "state.sqlite"
+
+
+@pytest.fixture
+def state(db: Path) -> Iterator[State]:
+    db.parent.mkdir()
+    opened = State.open(db, create=True)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def reopen(state: State) -> State:
+    state.close()
+    return State.open(state.path)
+
+
+def base_bytes(base: Base) -> bytes:
+    return msgspec.json.encode(base)
+
+
+ENTRY = Entry(
+    path="docs/a.txt",
+    type="file",
+    mode=0o644,
+    version={"a": 3, "b": 1},
+    size=5,
+    mtime_ns=1_700_000_000_000_000_001,
+    sha256=SHA_A,
+)
+CLEAN = Base(entry=ENTRY)
+DELETED = Base(deleted=Delete(path="old.txt", type="file", version={"a": 4}, sha256=SHA_B))
+CONFLICTED = Base(
+    entry=ENTRY,
+    conflict=ConflictInfo(
+        version={"a": 3, "b": 2},
+        copies=["docs/a.conflict-b-20260522T180500Z.txt"],
+        local=ENTRY,
+        since=datetime(2026, 5, 22, 18, 5, tzinfo=UTC),
+    ),
+)
+
+
+def test_a_missing_index_is_refused_unless_created(db: Path) -> None:
+    with pytest.raises(StateError, match=r"the local index is missing; run `dropbeard init`"):
+        State.open(db)
+    assert not db.exists()
+
+
+def test_a_new_index_records_its_schema_version(state: State) -> None:
+    assert state.get_meta("schema_version") == str(SCHEMA_VERSION)
+    assert state.stat_cache() == {} and state.bases() == {} and state.peers() == {}
+    assert state.problems() == [] and state.statuses() == {}
+
+
+def test_the_stat_cache_round_trips_and_survives_reopening(state: State) -> None:
+    rows: list[tuple[str, StatRow]] = [
+        ("a.txt", (5, 1_700_000_000_123_456_789, 4242, 1_700_000_000_987_654_321, SHA_A)),
+        ("dir/ü b.bin", (2**40, -1, 2**62, 7, SHA_B)),  # huge size, pre-1970 mtime
+    ]
+    state.put_stats(rows)
+    assert state.stat_cache() == dict(rows)
+
+    state = reopen(state)
+    assert state.stat_cache() == dict(rows)
+
+    state.put_stats([("a.txt", (6, 1, 2, 3, SHA_B))])  # a later hash replaces the row
+    assert state.stat_cache()["a.txt"] == (6, 1, 2, 3, SHA_B)
+    assert len(state.stat_cache()) == 2
+    state.close()
+
+
+def test_bases_and_statuses_round_trip_and_survive_reopening(state: State) -> None:
+    state.put_bases(
+        [
+            ("docs/a.txt", base_bytes(CLEAN), "clean"),
+            ("old.txt", base_bytes(DELETED), "deleted"),
+            ("b.txt", base_bytes(CONFLICTED), "conflict"),
+            ("c.txt", base_bytes(CONFLICTED), "conflict"),
+        ]
+    )
+
+    state = reopen(state)
+    decoded = {p: msgspec.json.decode(b, type=Base) for p, b in state.bases().items()}
+    assert decoded == {
+        "docs/a.txt": CLEAN,
+        "old.txt": DELETED,
+        "b.txt": CONFLICTED,
+        "c.txt": CONFLICTED,
+    }
+    assert state.statuses() == {"clean": 1, "deleted": 1, "conflict": 2}
+    assert state.paths_with_status("conflict") == ["b.txt", "c.txt"]
+    assert state.paths_with_status("nothing") == []
+    state.close()
+
+
+def test_stats_and_bases_of_one_path_do_not_overwrite_each_other(state: State) -> None:
+    row: StatRow = (5, 10, 20, 30, SHA_A)
+    state.put_stats([("a.txt", row)])
+    state.put_bases([("a.txt", base_bytes(CLEAN), "conflict")])
+    state.put_stats([("a.txt", (6, 11, 21, 31, SHA_B))])
+
+    assert state.bases() == {"a.txt": base_bytes(CLEAN)}
+    assert state.statuses() == {"conflict": 1}
+    assert state.stat_cache() == {"a.txt": (6, 11, 21, 31, SHA_B)}
+
+    state.put_bases([("a.txt", base_bytes(DELETED), "deleted")])
+    assert state.stat_cache() == {"a.txt": (6, 11, 21, 31, SHA_B)}
+    assert state.statuses() == {"deleted": 1}
+
+
+def test_forgetting_a_path_drops_its_base_and_its_stats(state: State) -> None:
+    state.put_stats([("gone.txt", (1, 2, 3, 4, SHA_A)), ("kept.txt", (1, 2, 3, 4, SHA_B))])
+    state.put_bases(
+        [("gone.txt", base_bytes(CLEAN), "clean"), ("kept.txt", base_bytes(CLEAN), "clean")]
+    )
+
+    state.put_bases([("gone.txt", None, "clean")])
+
+    assert set(state.bases()) == {"kept.txt"}
+    assert set(state.stat_cache()) == {"kept.txt"}
+    assert state.statuses() == {"clean": 1}
+
+
+def test_forgetting_stats_keeps_bases_and_drops_rows_left_empty(state: State) -> None:
+    state.put_stats([("tracked.txt", (1, 2, 3, 4, SHA_A)), ("untracked.txt", (1, 2, 3, 4, SHA_B))])
+    state.put_bases([("tracked.txt", base_bytes(CLEAN), "clean")])
+
+    state.forget_stats(["tracked.txt", "untracked.txt"])
+
+    assert state.stat_cache() == {}
+    assert state.bases() == {"tracked.txt": base_bytes(CLEAN)}
+    assert state.statuses() == {"clean": 1}  # the untracked row is gone entirely
+
+
+def test_peers_round_trip_are_replaced_and_survive_reopening(state: State) -> None:
+    b = Peer("b", '"etag-1"', "20260522T180500Z", SHA_A, 3)
+    c = Peer("c", None, None, None, 0)
+    state.put_peer(b)
+    state.put_peer(c)
+    newer = Peer("b", '"etag-2"', "20260522T181000Z", SHA_B, 4)
+    state.put_peer(newer)
+
+    state = reopen(state)
+    assert state.peers() == {"b": newer, "c": c}
+    state.close()
+
+
+def test_problems_are_replaced_as_a_whole_and_listed_in_order(state: State) -> None:
+    state.replace_problems([Problem(path="old", kind="permission", message="was a problem")])
+    state.replace_problems(
+        [
+            Problem(path="z.txt", kind="integrity", message="z: bad blob"),
+            Problem(path="a.txt", kind="permission", message="a: denied"),
+            Problem(path="a.txt", kind="invalid_name", message="a: bad name"),
+            Problem(path="z.txt", kind="integrity", message="z: bad blob, again"),
+        ]
+    )
+
+    state = reopen(state)
+    assert state.problems() == [
+        Problem(path="a.txt", kind="invalid_name", message="a: bad name"),
+        Problem(path="a.txt", kind="permission", message="a: denied"),
+        Problem(path="z.txt", kind="integrity", message="z: bad blob, again"),
+    ]
+    state.replace_problems([])
+    assert state.problems() == []
+    state.close()
+
+
+def test_meta_values_and_counters(state: State) -> None:
+    assert state.get_meta("last_manifest") is None
+    assert state.get_int("counter") == 0 and state.get_int("counter", 7) == 7
+    state.set_meta("counter", "41")
+    state.set_meta("counter", "42")
+    state.set_meta("last_manifest", "20260522T180500Z")
+
+    state = reopen(state)
+    assert state.get_int("counter") == 42
+    assert state.get_meta("last_manifest") == "20260522T180500Z"
+    state.close()
+
+
+def test_a_failed_transaction_leaves_nothing_behind(state: State) -> None:
+    state.set_meta("counter", "1")
+    state.put_bases([("a.txt", base_bytes(CLEAN), "clean")])
+
+    with pytest.raises(RuntimeError, match="publish failed"), state.transaction():
+        state.set_meta("counter", "2")
+        state.put_bases([("a.txt", None, "clean"), ("b.txt", base_bytes(CLEAN), "clean")])
+        state.put_peer(Peer("b", "e", None, None, 0))
+        raise RuntimeError("publish failed")
+
+    state = reopen(state)
+    assert state.get_int("counter") == 1
+    assert set(state.bases()) == {"a.txt"}
+    assert state.peers() == {}
+
+    with state.transaction():
+        state.set_meta("counter", "3")
+    state = reopen(state)
+    assert state.get_int("counter") == 3
+    state.close()
+
+
+def test_an_index_from_a_newer_dropbeard_is_refused(state: State) -> None:
+    state.set_meta("schema_version", str(SCHEMA_VERSION + 1))
+    state.close()
+
+    with pytest.raises(StateError, match=r"written by a newer dropbeard .*upgrade dropbeard"):
+        State.open(state.path)
+
+
+def test_a_corrupt_index_is_refused_not_recreated(db: Path) -> None:
+    db.parent.mkdir()
+    db.write_bytes(b"this is not a sqlite database, just junk " * 100)
+
+    with pytest.raises(StateError, match="the local index is unreadable"):
+        State.open(db, create=True)
+    assert db.read_bytes().startswith(b"this is not a sqlite database")
+
+
+def test_writes_are_visible_to_another_connection(state: State) -> None:
+    """WAL: `dropbeard status` reads the index while a daemon holds it open."""
+    state.put_bases([("a.txt", base_bytes(CLEAN), "clean")])
+    state.set_meta("counter", "5")
+
+    other = sqlite3.connect(state.path)
+    try:
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert other.execute("SELECT value FROM meta WHERE key='counter'").fetchone() == ("5",)
+        assert other.execute("SELECT path, status FROM files").fetchall() == [("a.txt", "clean")]
+    finally:
+        other.close()
+
+
+@pytest.mark.anyio
+async def test_the_upload_journal_remembers_pending_multipart_uploads(state: State) -> None:
+    journal = Journal(state, anyio.Lock())
+    first = PendingUpload("roots/r1/blobs/aa/aa/" + SHA_A, "upload-1", 8 << 20)
+    second = PendingUpload("roots/r1/blobs/bb/bb/" + SHA_B, "upload-2", 16 << 20)
+
+    assert await journal.load_upload(first.key) is None
+    await journal.save_upload(first)
+    await journal.save_upload(second)
+    await journal.save_upload(PendingUpload(first.key, "upload-1b", 8 << 20))  # restarted
+    assert await journal.load_upload(first.key) == PendingUpload(first.key, "upload-1b", 8 << 20)
+
+    state = reopen(state)
+    assert sorted(state.pending_uploads(), key=lambda u: u.key) == [
+        PendingUpload(first.key, "upload-1b", 8 << 20),
+        second,
+    ]
+    journal = Journal(state, anyio.Lock())
+    await journal.clear_upload(first.key)
+    assert list(state.pending_uploads()) == [second]
+    assert await journal.load_upload(first.key) is None
+    state.close()

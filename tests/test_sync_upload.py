@@ -1,0 +1,244 @@
+"""Uploading blobs (dropbeard.sync.upload), directly against a LocalStore remote: only what
+is missing is sent, once per digest, never under a digest the bytes do not have, with at
+most `concurrency` requests in flight."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import pytest
+
+from dropbeard.core.keys import RootKeys
+from dropbeard.store.base import ListPage
+from dropbeard.store.counting import CountingStore
+from dropbeard.store.local import LocalStore
+from dropbeard.sync import upload
+from dropbeard.sync.upload import BlobSource, UploadResult, upload_blobs
+
+pytestmark = pytest.mark.anyio
+
+KEYS = RootKeys("r1")
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class World:
+    root: Path
+    store: CountingStore
+
+    def source(self, rel: str, data: bytes) -> BlobSource:
+        """Write `data` to `rel` and describe it as the scan would have hashed it."""
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return BlobSource(sha(data), len(data), rel, path)
+
+    async def upload(self, sources: list[BlobSource], **kwargs: object) -> UploadResult:
+        self.store.reset()
+        kwargs.setdefault("concurrency", 4)
+        return await upload_blobs(self.store, KEYS, sources, **kwargs)  # type: ignore[arg-type]
+
+    async def blobs(self) -> dict[str, bytes]:
+        """sha256 -> bytes of every blob in the bucket."""
+        inner = self.store.inner
+        pages: list[ListPage] = [p async for p in inner.list(KEYS.blobs_prefix)]
+        return {
+            KEYS.sha256_of(o.key): await inner.get(o.key) for page in pages for o in page.objects
+        }
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    (tmp_path / "root").mkdir()
+    (tmp_path / "remote").mkdir()
+    return World(tmp_path / "root", CountingStore(LocalStore(tmp_path / "remote")))
+
+
+@pytest.fixture
+def small_limit(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Files above 1 KiB take the large-file path (HEAD, then a streamed put_file)."""
+    monkeypatch.setattr(upload, "SMALL", 1024)
+    return 1024
+
+
+async def test_every_missing_blob_is_uploaded_under_its_sha256(world: World) -> None:
+    sources = [world.source(f"f{i}.txt", b"content %d" % i) for i in range(3)]
+
+    result = await world.upload(sources)
+
+    assert await world.blobs() == {s.sha256: b"content %d" % i for i, s in enumerate(sources)}
+    assert (result.uploaded, result.skipped_existing, result.changed) == (3, 0, {})
+    assert result.uploaded_bytes == sum(s.size for s in sources)
+    assert world.store.counts == {"put_if_absent": 3}  # one request per small blob
+    key = KEYS.blob(sources[0].sha256)
+    assert key == f"roots/r1/blobs/{key[15:17]}/{key[18:20]}/{sources[0].sha256}"
+
+
+async def test_a_blob_already_in_the_bucket_is_not_sent_again(world: World) -> None:
+    there = world.source("there.txt", b"already uploaded")
+    new = world.source("new.txt", b"brand new")
+    etag = await world.store.inner.put(KEYS.blob(there.sha256), b"already uploaded")
+
+    result = await world.upload([there, new])
+
+    assert (result.uploaded, result.skipped_existing) == (1, 1)
+    assert result.uploaded_bytes == new.size
+    assert (await world.store.inner.head(KEYS.blob(there.sha256))).etag == etag  # untouched
+    assert world.store.counts["put"] == 0
+
+
+async def test_the_same_content_at_many_paths_is_uploaded_once(world: World) -> None:
+    sources = [world.source(f"copy{i}.txt", b"duplicated bytes") for i in range(5)]
+    done: list[str] = []
+
+    result = await world.upload(sources, on_done=lambda s: done.append(s.path))
+
+    assert (result.uploaded, result.skipped_existing) == (1, 0)
+    assert result.uploaded_bytes == len(b"duplicated bytes")
+    assert world.store.counts == {"put_if_absent": 1}
+    assert done == ["copy0.txt"]
+    assert list(await world.blobs()) == [sha(b"duplicated bytes")]
+
+
+async def test_a_file_changed_since_hashing_is_not_uploaded(world: World) -> None:
+    stale = world.source("edited.txt", b"as hashed")
+    (world.root / "edited.txt").write_bytes(b"as edited")  # same size, new bytes
+    fine = world.source("fine.txt", b"fine")
+
+    result = await world.upload([stale, fine])
+
+    # Nothing under the old digest (the bytes are not those) nor the new one (unverified).
+    assert await world.blobs() == {fine.sha256: b"fine"}
+    assert result.changed == {stale.sha256: "edited.txt"}
+    assert result.uploaded == 1
+
+
+async def test_a_file_that_vanished_since_hashing_is_reported_changed(world: World) -> None:
+    gone = world.source("gone.txt", b"deleted before upload")
+    (world.root / "gone.txt").unlink()
+
+    result = await world.upload([gone])
+
+    assert result.changed == {gone.sha256: "gone.txt"}
+    assert await world.blobs() == {}
+    assert (result.uploaded, result.skipped_existing) == (0, 0)
+
+
+async def test_a_large_file_changed_while_streamed_leaves_nothing(
+    world: World, small_limit: int
+) -> None:
+    big = world.source("big.bin", b"x" * (small_limit * 5))
+    (world.root / "big.bin").write_bytes(b"y" * (small_limit * 5))
+
+    result = await world.upload([big])
+
+    assert result.changed == {big.sha256: "big.bin"}
+    assert await world.blobs() == {}
+    assert world.store.counts == {"head": 1, "put_file": 1}
+
+
+async def test_a_large_file_is_checked_with_head_then_streamed(
+    world: World, small_limit: int
+) -> None:
+    data = bytes(range(256)) * 20
+    big = world.source("big.bin", data)
+    sent: list[int] = []
+
+    result = await world.upload([big], progress=sent.append)
+
+    assert await world.blobs() == {big.sha256: data}
+    assert world.store.counts == {"head": 1, "put_file": 1}
+    assert (result.uploaded, result.uploaded_bytes) == (1, len(data))
+    assert sum(sent) == len(data)
+
+    again = await world.upload([big])
+    assert (again.uploaded, again.skipped_existing) == (0, 1)
+    assert world.store.counts == {"head": 1}  # present at full size: not sent again
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
+async def test_a_truncated_leftover_under_the_key_is_replaced(
+    world: World, small_limit: int, large: bool
+) -> None:
+    """A writer killed mid-request may leave a short object under the blob's key; it must
+    not count as present, or no device could ever download those bytes."""
+    data = b"z" * (small_limit * 3 if large else small_limit // 2)
+    src = world.source("f.bin", data)
+    await world.store.inner.put(KEYS.blob(src.sha256), data[:100])
+
+    result = await world.upload([src])
+
+    assert await world.blobs() == {src.sha256: data}
+    assert (result.uploaded, result.skipped_existing) == (1, 0)
+
+
+async def test_progress_counts_the_bytes_sent_and_on_done_every_settled_blob(
+    world: World,
+) -> None:
+    there = world.source("there.txt", b"in the bucket")
+    await world.store.inner.put(KEYS.blob(there.sha256), b"in the bucket")
+    new = [world.source(f"n{i}.txt", b"n" * (i + 1) * 10) for i in range(3)]
+    stale = world.source("stale.txt", b"old")
+    (world.root / "stale.txt").write_bytes(b"new")
+    sent: list[int] = []
+    done: list[str] = []
+
+    result = await world.upload(
+        [there, *new, stale], progress=sent.append, on_done=lambda s: done.append(s.path)
+    )
+
+    assert sum(sent) == result.uploaded_bytes == 10 + 20 + 30
+    assert sorted(done) == ["n0.txt", "n1.txt", "n2.txt", "there.txt"]  # not stale.txt
+
+
+async def test_nothing_to_upload_costs_no_request(world: World) -> None:
+    result = await world.upload([])
+
+    assert result == UploadResult()
+    assert world.store.counts == {}
+
+
+class Gauge(CountingStore):
+    """Counts the put_if_absent requests in flight at once. Each one waits (up to a
+    second) until `expect` are in flight, so the peak reaches the bound if the uploader
+    allows it, and goes past it if the uploader does not honour it."""
+
+    def __init__(self, inner: LocalStore, expect: int) -> None:
+        super().__init__(inner)
+        self.expect = expect
+        self.in_flight = 0
+        self.peak = 0
+        self.full = anyio.Event()
+
+    async def put_if_absent(self, key: str, data: bytes) -> str:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        if self.in_flight >= self.expect:
+            self.full.set()
+        try:
+            with anyio.move_on_after(1):
+                await self.full.wait()
+            await anyio.sleep(0.01)
+            return await super().put_if_absent(key, data)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+async def test_no_more_than_concurrency_uploads_are_in_flight(
+    world: World, concurrency: int
+) -> None:
+    sources = [world.source(f"f{i}", b"file %d" % i) for i in range(12)]
+    gauge = Gauge(world.store.inner, expect=concurrency)  # type: ignore[arg-type]
+
+    result = await upload_blobs(gauge, KEYS, sources, concurrency=concurrency)
+
+    assert gauge.peak == concurrency
+    assert result.uploaded == 12 and gauge.counts["put_if_absent"] == 12
+    assert len(await world.blobs()) == 12

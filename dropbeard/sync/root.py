@@ -156,6 +156,11 @@ def _read_pid(fd: int) -> str:
 
 
 def reset_tmp(paths: RootPaths) -> None:
-    """Empty `.dropbear/tmp/` (partial downloads of a previous run)."""
+    """Empty `.dropbear/tmp/` (partial downloads of a previous run). Never creates
+    `.dropbear/` itself: a root unmounted since its identity check is offline, not an
+    empty folder to sync against."""
     shutil.rmtree(paths.tmp, ignore_errors=True)
-    paths.tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        paths.tmp.mkdir(exist_ok=True)
+    except (FileNotFoundError, NotADirectoryError):
+        raise OfflineError(f"{paths.root}: the root went away (drive unmounted?)") from None

@@ -95,7 +95,7 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     root, remote = tmp_path / "root", tmp_path / "remote"
-    root.mkdir()
+    (root / ".dropbear").mkdir(parents=True)
     remote.mkdir()
     paths = RootPaths(root)
     reset_tmp(paths)

@@ -163,4 +163,5 @@ def reset_tmp(paths: RootPaths) -> None:
     try:
         paths.tmp.mkdir(exist_ok=True)
     except (FileNotFoundError, NotADirectoryError):
-        raise OfflineError(f"{paths.root}: the root went away (drive unmounted?)") from None
+        missing = "the folder is missing (unmounted?)"
+        raise OfflineError(f"root {paths.root} is offline: {missing}") from None

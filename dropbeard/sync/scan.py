@@ -124,7 +124,7 @@ def _open_root(root: str) -> int:
     try:
         return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise OfflineError(f"scanning {root}: the folder does not exist (unmounted?)") from None
+        raise OfflineError(f"root {root} is offline: the folder is missing (unmounted?)") from None
     except NotADirectoryError:
         raise OfflineError(f"scanning {root}: not a directory") from None
     except OSError as e:

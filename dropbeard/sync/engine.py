@@ -18,7 +18,19 @@ import msgspec
 from dropbeard.core.config import RootConfig
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.keys import RootKeys
-from dropbeard.core.model import Delete, Entry, Registry, SeenMark
+from dropbeard.core.model import Delete, Entry, Registry
+from dropbeard.core.passrules import (
+    base_status,
+    held_entries,
+    local_entries,
+    newly_ignored,
+    problems_after,
+    racy_after_ns,
+    seen_marks,
+    settled_devices,
+    stat_rows,
+    unknown_paths,
+)
 from dropbeard.core.plan import PULLS, Base, Plan, Remote
 from dropbeard.core.problems import Problem
 from dropbeard.core.reconcile import reconcile
@@ -35,10 +47,6 @@ from dropbeard.sync.state import Journal, Peer, State, StatRow
 from dropbeard.sync.upload import BlobSource, upload_blobs
 
 _BASE_DECODER = msgspec.json.Decoder(Base)
-#: A file changed this close to the scan is not trusted to the stat cache: timestamps are
-#: coarse (a kernel tick, or 2 s on FAT), so a same-size rewrite in the same tick would
-#: keep every stamp the cache compares (git's "racily clean" problem). It is re-hashed.
-RACY_WINDOW_NS = 2_000_000_000
 _BASE_ENCODER = msgspec.json.Encoder()
 
 
@@ -101,49 +109,6 @@ def _read_ignore(paths: RootPaths) -> IgnoreRules:
         return IgnoreRules.empty()
 
 
-def _local_entries(result: ScanResult) -> dict[str, Entry]:
-    local: dict[str, Entry] = {}
-    for path, item in result.items.items():
-        if item.type == "file":
-            assert item.stat is not None
-            local[path] = Entry(
-                path=path,
-                type="file",
-                mode=item.mode,
-                version={},
-                size=item.stat.size,
-                mtime_ns=item.stat.mtime_ns,
-                sha256=item.sha256,
-            )
-        elif item.type == "symlink":
-            local[path] = Entry(
-                path=path, type="symlink", mode=item.mode, version={}, target=item.target
-            )
-        else:
-            local[path] = Entry(path=path, type="dir", mode=item.mode, version={})
-    return local
-
-
-def _unknown_fn(unreadable: set[str], only: frozenset[str] | None) -> Callable[[str], bool]:
-    """True for paths whose local state this pass could not establish."""
-
-    def unknown(path: str) -> bool:
-        if only is not None and not _under_any(path, only):
-            return True
-        return _under_any(path, unreadable)
-
-    return unknown
-
-
-def _under_any(path: str, roots: set[str] | frozenset[str]) -> bool:
-    if not roots:
-        return False
-    if path in roots:
-        return True
-    parts = path.split("/")
-    return any("/".join(parts[:i]) in roots for i in range(1, len(parts)))
-
-
 async def run_pass(
     paths: RootPaths, cfg: RootConfig, state: State, store: Store, opts: PassOptions
 ) -> Summary:
@@ -168,15 +133,14 @@ async def run_pass(
         row = cache.get(path)
         return None if row is None else (StatKey(row[0], row[1], row[2], row[3]), row[4])
 
-    scan_began_ns = int(now.timestamp() * 1e9)
     result = await scan(paths.root, ignore=ignore, cache=cached, only=opts.only, progress=None)
     summary.scanned, summary.hashed = result.scanned, result.hashed_files
     summary.hashed_bytes = result.hashed_bytes
-    local = _local_entries(result)
+    local = local_entries(result.items)
 
     # Paths a new ignore rule now covers stop being tracked: no delete, no tombstone.
     bases = dict(loaded.bases)
-    untracked = [p for p, b in bases.items() if p not in local and _ignored(ignore, p, b)]
+    untracked = newly_ignored(bases, local, ignore)
     for p in untracked:
         del bases[p]
 
@@ -274,11 +238,12 @@ async def run_pass(
             )
             if halt is not None and not opts.allow_mass_delete:
                 plan = without_local_deletes(plan)
-        manifest = _held(plan.manifest, applied.failed, bases)
+        manifest = held_entries(plan.manifest, applied.failed, bases)
         digest = entries_digest(manifest)
         if digest != loaded.last_digest or plan.tombstones or loaded.last_manifest is None:
             settled = _settled(remote_read, plan, applied.failed, tombstones)
-            seen = _seen_marks(loaded.peers, settled)
+            heads = {} if settled is None else {d: v.head for d, v in settled.devices.items()}
+            seen = seen_marks(loaded.peers, heads)
             published = await publish(
                 store,
                 keys,
@@ -302,7 +267,7 @@ async def run_pass(
     if opts.only is not None:  # a pass over some paths settles only their problems
         only = opts.only
         earlier = await anyio.to_thread.run_sync(state.problems)
-        all_problems = [p for p in earlier if not _under_any(p.path, only)] + all_problems
+        all_problems = problems_after(earlier, all_problems, only)
     await anyio.to_thread.run_sync(
         _commit,
         state,
@@ -315,7 +280,7 @@ async def run_pass(
         loaded.last_digest,
         _settled(remote_read, plan, applied.failed, tombstones),
         all_problems,
-        scan_began_ns - RACY_WINDOW_NS,
+        racy_after_ns(now),
     )
     summary.finish(began, time.monotonic())
     return summary
@@ -334,28 +299,6 @@ def _remember_published_shas(paths: RootPaths, entries: list[Entry]) -> None:
     tmp.replace(paths.dot / "published.sha256")
 
 
-def _held(entries: list[Entry], failed: set[str], bases: dict[str, Base]) -> list[Entry]:
-    """The manifest of what this device really holds: a path whose download failed keeps
-    its old base, so it publishes that base's entry (or nothing), not the version it could
-    not write (which may not even fit the local tree: `link/x` under a local symlink)."""
-    if not failed:
-        return entries
-    held = []
-    for entry in entries:
-        if entry.path in failed:
-            old = bases.get(entry.path)
-            if old is None or old.entry is None or old.conflict is not None:
-                continue
-            entry = old.entry
-        held.append(entry)
-    return held
-
-
-def _ignored(ignore: IgnoreRules, path: str, base: Base) -> bool:
-    is_dir = base.entry is not None and base.entry.type == "dir"
-    return ignore.matches(path, is_dir)
-
-
 def _reconcile(
     cfg: RootConfig,
     bases: dict[str, Base],
@@ -372,7 +315,7 @@ def _reconcile(
         mode=cfg.mode,
         base=bases,
         local=local,
-        unknown=_unknown_fn(unreadable, only),
+        unknown=unknown_paths(unreadable, only),
         remotes=remotes,
         tombstones=tombstones,
         counter=counter,
@@ -383,35 +326,9 @@ def _reconcile(
 def _settled(
     read: RemoteRead | None, plan: Plan, failed: set[str], tombstones: list[tuple[str, Delete]]
 ) -> RemoteRead | None:
-    """`read` without the devices whose tombstones must be offered again: deferred for a
-    path this pass could not see (a daemon pass with `only=`, an unreadable folder) or a
-    local delete that failed. Their old marks stay, so the next pass re-reads those
-    tombstones instead of losing the deletes."""
     if read is None:
         return None
-    held = {dev for dev, _ in plan.deferred_tombstones}
-    held |= {dev for dev, gone in tombstones if gone.path in failed}
-    if not held:
-        return read
-    return replace(read, devices={d: v for d, v in read.devices.items() if d not in held})
-
-
-def _seen_marks(peers: dict[str, Peer], remote_read: RemoteRead | None) -> dict[str, SeenMark]:
-    seen = {
-        d: SeenMark(manifest=p.manifest_id, tombstone_seq=p.tombstone_seq)
-        for d, p in peers.items()
-        if p.manifest_id
-    }
-    if remote_read is not None:
-        for dev, view in remote_read.devices.items():
-            seen[dev] = SeenMark(manifest=view.head.manifest, tombstone_seq=view.head.tombstone_seq)
-    return seen
-
-
-def _status(base: Base) -> str:
-    if base.conflict is not None:
-        return "conflict"
-    return "deleted" if base.entry is None else "clean"
+    return replace(read, devices=settled_devices(read.devices, plan, failed, tombstones))
 
 
 def _commit(
@@ -428,24 +345,17 @@ def _commit(
     racy_after_ns: int,
 ) -> None:
     """Record the pass: new bases, stat cache rows that changed, counters, peers."""
-    stat_rows: list[tuple[str, StatRow]] = []
-    for path, item in result.items.items():
-        if item.type != "file" or item.stat is None or item.sha256 is None:
-            continue
-        row = (item.stat.size, item.stat.mtime_ns, item.stat.inode, item.stat.ctime_ns, item.sha256)
-        if max(item.stat.mtime_ns, item.stat.ctime_ns) >= racy_after_ns:
-            continue  # "racily clean": a same-size rewrite could keep these stamps; rehash
-        if cache.get(path) != row and path not in applied.stats:
-            stat_rows.append((path, row))
-    stat_rows.extend(applied.stats.items())
+    rows = stat_rows(result.items, cache, applied.stats, racy_after_ns)
     failed = applied.failed
     bases = [
-        (p, _BASE_ENCODER.encode(b), _status(b)) for p, b in plan.base.items() if p not in failed
+        (p, _BASE_ENCODER.encode(b), base_status(b))
+        for p, b in plan.base.items()
+        if p not in failed
     ]
     with state.transaction():
         state.put_bases(bases)
         state.put_bases((p, None, "clean") for p in untracked)
-        state.put_stats(stat_rows)
+        state.put_stats(rows)
         state.set_meta("counter", str(plan.counter))
         if published is not None:
             state.set_meta("tombstone_seq", str(published.tombstone_seq))

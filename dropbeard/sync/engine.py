@@ -20,7 +20,9 @@ from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import Delete, Entry, Registry
 from dropbeard.core.passrules import (
+    PlanInputs,
     base_status,
+    guard_deletes,
     held_entries,
     local_entries,
     newly_ignored,
@@ -29,12 +31,9 @@ from dropbeard.core.passrules import (
     seen_marks,
     settled_devices,
     stat_rows,
-    unknown_paths,
 )
 from dropbeard.core.plan import PULLS, Base, Plan, Remote
 from dropbeard.core.problems import Problem
-from dropbeard.core.reconcile import reconcile
-from dropbeard.core.safety import check_mass_delete, tracked_files, without_local_deletes
 from dropbeard.core.summary import Summary
 from dropbeard.store.base import Progress, Store
 from dropbeard.sync.apply import Applied, apply_plan
@@ -165,17 +164,21 @@ async def run_pass(
 
     unreadable = set(result.unreadable)
     problems: list[Problem] = list(result.problems)
-    plan = _reconcile(
-        cfg, bases, local, unreadable, opts.only, remotes, tombstones, loaded.counter, now
+    inputs = PlanInputs(
+        device_id=cfg.device_id,
+        mode=cfg.mode,
+        base=bases,
+        local=local,
+        remotes=remotes,
+        tombstones=tombstones,
+        counter=loaded.counter,
+        now=now,
+        only=opts.only,
     )
-    tracked = tracked_files(bases.values())  # files and symlinks, as the guard counts deletes
-    halt = check_mass_delete(plan, tracked)
-    if halt is not None:
-        summary.halted = halt.reason
-        if not opts.allow_mass_delete:
-            plan = without_local_deletes(plan)
-        else:
-            summary.halted = None
+    first = inputs.plan(unreadable)
+    guard = guard_deletes(first, bases.values(), allow=opts.allow_mass_delete)
+    plan = guard.applied_to(first)
+    summary.halted = guard.reported
     summary.count_plan(plan)
     if opts.dry_run:
         summary.problems = len(problems) + len(plan.problems)
@@ -233,11 +236,7 @@ async def run_pass(
                         "it will be synced on the next pass",
                     )
                 )
-            plan = _reconcile(
-                cfg, bases, local, unreadable, opts.only, remotes, tombstones, loaded.counter, now
-            )
-            if halt is not None and not opts.allow_mass_delete:
-                plan = without_local_deletes(plan)
+            plan = guard.applied_to(inputs.plan(unreadable))
         manifest = held_entries(plan.manifest, applied.failed, bases)
         digest = entries_digest(manifest)
         if digest != loaded.last_digest or plan.tombstones or loaded.last_manifest is None:
@@ -297,30 +296,6 @@ def _remember_published_shas(paths: RootPaths, entries: list[Entry]) -> None:
     tmp = paths.dot / "published.sha256.tmp"
     tmp.write_text("\n".join(sorted({e.sha256 for e in entries if e.sha256})))
     tmp.replace(paths.dot / "published.sha256")
-
-
-def _reconcile(
-    cfg: RootConfig,
-    bases: dict[str, Base],
-    local: dict[str, Entry],
-    unreadable: set[str],
-    only: frozenset[str] | None,
-    remotes: list[Remote],
-    tombstones: list[tuple[str, Delete]],
-    counter: int,
-    now: datetime,
-) -> Plan:
-    return reconcile(
-        device_id=cfg.device_id,
-        mode=cfg.mode,
-        base=bases,
-        local=local,
-        unknown=unknown_paths(unreadable, only),
-        remotes=remotes,
-        tombstones=tombstones,
-        counter=counter,
-        now=now,
-    )
 
 
 def _settled(

@@ -14,6 +14,7 @@ import hashlib
 import os
 import stat
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -59,48 +60,98 @@ async def apply_plan(
     progress: Progress | None = None,
 ) -> Applied:
     out = Applied()
-    ctx = _Ctx(paths, store, keys, scanned, out, progress)
+    writer = _FolderWriter(paths, store, keys, scanned, progress, out)
     writes = [(d.path, d.path, d.entry, False) for d in plan.downloads if d.entry.type != "dir"]
     writes += [
         (c.path, c.copy_path, c.entry, True) for c in plan.conflict_copies if c.entry.type != "dir"
     ]
     if writes:  # before deletes: a deleted file's bytes may be what a rename needs
-        await anyio.to_thread.run_sync(ctx.index_local)
+        await anyio.to_thread.run_sync(writer.sources.index, paths.root, scanned)
     for gone in plan.local_deletes:  # deepest first, as planned
-        await anyio.to_thread.run_sync(ctx.delete, gone.path, gone.expected)
+        await anyio.to_thread.run_sync(writer.delete, gone.path, gone.expected)
     for d in plan.downloads:  # directories first, parents before children
         if d.entry.type == "dir":
-            await anyio.to_thread.run_sync(ctx.guarded, d.path, ctx.make_dir, d.path, d.entry)
+            await anyio.to_thread.run_sync(writer.guarded, d.path, writer.make_dir, d.path, d.entry)
     limiter = anyio.CapacityLimiter(max(1, concurrency))
 
     async def write(item: tuple[str, str, Entry, bool]) -> None:
-        await ctx.write(limiter, *item)
+        await writer.write(limiter, *item)
 
     await for_each(writes, write, concurrency)
-    if ctx.parked:
-        await anyio.to_thread.run_sync(_remove_all, ctx.parked)
+    if writer.sources.parked:
+        await anyio.to_thread.run_sync(_remove_all, writer.sources.parked)
     return out
 
 
 @dataclass
-class _Ctx:
+class _LocalSources:
+    """Where this apply finds a blob's bytes on local disk, so a file is copied instead of
+    downloaded (a rename costs nothing), and which blobs are being fetched right now, so
+    no blob is fetched twice in one pass.
+
+    Shared by the concurrent writes of one `apply_plan`; every `claim` that returns None
+    must be followed by one `release` of the same blob.
+    """
+
+    #: sha256 -> a verified local file holding those bytes
+    have: dict[str, Path] = field(default_factory=dict)
+    #: sha256 -> set when the in-flight fetch of that blob ends (landed or failed)
+    fetching: dict[str, anyio.Event] = field(default_factory=dict)
+    #: deleted files kept in tmp/ as sources until the writes are done
+    parked: list[Path] = field(default_factory=list)
+
+    def index(self, root: Path, scanned: ScanResult) -> None:
+        """Remember which scanned files hold which bytes."""
+        for path, item in scanned.items.items():
+            if item.type == "file" and item.sha256:
+                self.have.setdefault(item.sha256, root / (item.disk_path or path))
+
+    def is_source(self, sha: str, file: Path) -> bool:
+        """True if `file` is where this apply would copy blob `sha` from."""
+        return self.have.get(sha) == file
+
+    def park(self, sha: str, parked: Path) -> None:
+        """A deleted source moved to `parked` (in tmp/): copy from there; removed at the end."""
+        self.have[sha] = parked
+        self.parked.append(parked)
+
+    def add(self, sha: str, file: Path) -> None:
+        """`file` was just written with blob `sha`'s verified bytes."""
+        self.have.setdefault(sha, file)
+
+    async def claim(self, sha: str) -> Path | None:
+        """A verified local file with these bytes, waiting for an in-flight fetch of the
+        same blob instead of fetching it twice; None means the caller fetches it."""
+        while sha not in self.have and sha in self.fetching:
+            await self.fetching[sha].wait()
+        if sha in self.have:
+            return self.have[sha]
+        self.fetching[sha] = anyio.Event()
+        return None
+
+    def release(self, sha: str) -> None:
+        """The caller's fetch of `sha` ended: wake those waiting in `claim`."""
+        event = self.fetching.pop(sha, None)
+        if event is not None:
+            event.set()
+
+
+@dataclass
+class _FolderWriter:
+    """Writes one plan into the folder: local deletes, folders, symlinks and files, each
+    path only inside the root, never through a symlink, and only if it still is what the
+    scan saw (`scanned`). Files come from `sources` when their bytes are already on disk,
+    else from `store`. Each path's outcome goes to `out`: counts, stat rows, and a failed
+    path with its problem (it keeps its old base).
+    """
+
     paths: RootPaths
     store: Store
     keys: RootKeys
     scanned: ScanResult
-    out: Applied
     progress: Progress | None
-    #: sha256 -> a verified local file holding those bytes (for copying instead of fetching)
-    have: dict[str, Path] = field(default_factory=dict)
-    fetching: dict[str, anyio.Event] = field(default_factory=dict)
-    #: deleted files kept in tmp/ as local sources until the writes are done
-    parked: list[Path] = field(default_factory=list)
-
-    def index_local(self) -> None:
-        """Remember which local files hold which bytes (for copying instead of fetching)."""
-        for path, item in self.scanned.items.items():
-            if item.type == "file" and item.sha256:
-                self.have.setdefault(item.sha256, self.paths.root / (item.disk_path or path))
+    out: Applied
+    sources: _LocalSources = field(default_factory=_LocalSources)
 
     # -- helpers --------------------------------------------------------------------
 
@@ -108,9 +159,10 @@ class _Ctx:
         self.out.failed.add(path)
         self.out.problems.append(Problem(path=path, kind=kind, message=message))
 
-    def guarded(self, path: str, fn: object, *args: object) -> None:
+    def guarded(self, path: str, fn: Callable[..., None], *args: object) -> None:
+        """`fn(*args)`, with an unsafe path or an OS error recorded as `path`'s problem."""
         try:
-            fn(*args)  # type: ignore[operator]
+            fn(*args)
         except UnsafePath as exc:
             self.fail(path, "unsafe_path", str(exc))
         except OSError as exc:
@@ -164,13 +216,12 @@ class _Ctx:
         try:
             if stat.S_ISDIR(st.st_mode):
                 os.rmdir(dest)
-            elif item.sha256 is not None and self.have.get(item.sha256) == dest:
+            elif item.sha256 is not None and self.sources.is_source(item.sha256, dest):
                 # Its bytes may be the other half of a rename: park them in tmp/ as the
                 # local source for that download; apply_plan removes them at the end.
                 parked = self.paths.tmp / uuid.uuid4().hex
                 os.replace(dest, parked)
-                self.have[item.sha256] = parked
-                self.parked.append(parked)
+                self.sources.park(item.sha256, parked)
             else:
                 os.unlink(dest)
             self.out.deleted += 1
@@ -235,7 +286,7 @@ class _Ctx:
     async def write_file(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
         assert entry.sha256 is not None
         tmp = self.paths.tmp / uuid.uuid4().hex
-        source = await self.local_source(entry.sha256)
+        source = await self.sources.claim(entry.sha256)
         try:
             if source is not None:
                 await anyio.to_thread.run_sync(_copy_verified, source, tmp, entry.sha256)
@@ -252,28 +303,13 @@ class _Ctx:
             row = await anyio.to_thread.run_sync(self.install, rel, dest_rel, tmp, entry, is_copy)
         except BaseException:
             await anyio.to_thread.run_sync(partial(tmp.unlink, missing_ok=True))
-            self.release(entry.sha256)
+            self.sources.release(entry.sha256)
             raise
         if row is not None:
-            self.have.setdefault(entry.sha256, self.paths.root / dest_rel)
+            self.sources.add(entry.sha256, self.paths.root / dest_rel)
             if not is_copy:
                 self.out.stats[rel] = row
-        self.release(entry.sha256)
-
-    async def local_source(self, sha: str) -> Path | None:
-        """A verified local file with these bytes, waiting for an in-flight fetch of the
-        same blob instead of fetching it twice."""
-        while sha not in self.have and sha in self.fetching:
-            await self.fetching[sha].wait()
-        if sha in self.have:
-            return self.have[sha]
-        self.fetching[sha] = anyio.Event()
-        return None
-
-    def release(self, sha: str) -> None:
-        event = self.fetching.pop(sha, None)
-        if event is not None:
-            event.set()
+        self.sources.release(entry.sha256)
 
     def install(
         self, rel: str, dest_rel: str, tmp: Path, entry: Entry, is_copy: bool

@@ -1,5 +1,6 @@
-"""One sync pass for one root: scan -> read remotes -> reconcile -> apply -> upload ->
-publish -> commit (IO: composes scan, remote, reconcile, apply, upload, publish, state).
+"""One sync pass for one root, as a pipeline of named steps (SPEC 4): scan -> read remotes
+-> reconcile -> guard -> apply -> upload -> publish -> commit (IO: composes the steps of
+`inputs`, `apply`, `publication` and `commit`; the decisions are in `core`).
 
 Local state is committed only after the bucket writes it describes succeeded, so a pass
 that fails anywhere can simply be run again.
@@ -8,140 +9,29 @@ that fails anywhere can simply be run again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 
 import anyio
-import msgspec
 
 from dropbeard.core.config import RootConfig
-from dropbeard.core.ignore import IgnoreRules
-from dropbeard.core.keys import RootKeys
-from dropbeard.core.model import Delete, Entry, Registry, SeenMark
-from dropbeard.core.plan import PULLS, Base, Plan, Remote
-from dropbeard.core.problems import Problem
-from dropbeard.core.reconcile import reconcile
-from dropbeard.core.safety import check_mass_delete, tracked_files, without_local_deletes
+from dropbeard.core.passrules import DeleteGuard, guard_deletes, held_entries
+from dropbeard.core.plan import Plan
 from dropbeard.core.summary import Summary
-from dropbeard.store.base import Progress, Store
+from dropbeard.store.base import Store
 from dropbeard.sync.apply import Applied, apply_plan
-from dropbeard.sync.hashing import StatKey
-from dropbeard.sync.publish import Published, entries_digest, publish
-from dropbeard.sync.remote import RemoteRead, read_remotes
-from dropbeard.sync.root import RootPaths, reset_tmp
-from dropbeard.sync.scan import ScanResult, scan
-from dropbeard.sync.state import Journal, Peer, State, StatRow
-from dropbeard.sync.upload import BlobSource, upload_blobs
+from dropbeard.sync.commit import PassOutcome, commit_pass
+from dropbeard.sync.inputs import (
+    LocalScan,
+    load_last_pass,
+    plan_inputs,
+    read_other_devices,
+    scan_root,
+)
+from dropbeard.sync.passrun import PassOptions, PassRun
+from dropbeard.sync.publication import publish_if_changed, upload_plan_blobs
+from dropbeard.sync.root import RootPaths
+from dropbeard.sync.state import State
 
-_BASE_DECODER = msgspec.json.Decoder(Base)
-#: A file changed this close to the scan is not trusted to the stat cache: timestamps are
-#: coarse (a kernel tick, or 2 s on FAT), so a same-size rewrite in the same tick would
-#: keep every stamp the cache compares (git's "racily clean" problem). It is re-hashed.
-RACY_WINDOW_NS = 2_000_000_000
-_BASE_ENCODER = msgspec.json.Encoder()
-
-
-@dataclass
-class PassOptions:
-    dry_run: bool = False
-    allow_mass_delete: bool = False
-    concurrency: int = 8
-    progress: Progress | None = None
-    #: rescan only these paths (daemon, after watcher events); None = the whole root
-    only: frozenset[str] | None = None
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-
-
-@dataclass
-class Loaded:
-    """What the pass reads from state.sqlite up front (in one worker-thread call)."""
-
-    cache: dict[str, StatRow]
-    bases: dict[str, Base]
-    counter: int
-    tombstone_seq: int
-    last_manifest: str | None
-    last_digest: str | None
-    peers: dict[str, Peer]
-    registry: Registry | None
-    registry_etag: str | None
-
-
-def _load(state: State) -> Loaded:
-    return Loaded(
-        cache=state.stat_cache(),
-        bases={p: _BASE_DECODER.decode(b) for p, b in state.bases().items()},
-        counter=state.get_int("counter"),
-        tombstone_seq=state.get_int("tombstone_seq"),
-        last_manifest=state.get_meta("last_manifest"),
-        last_digest=state.get_meta("last_entries_digest"),
-        peers=state.peers(),
-        registry=_cached_registry(state),
-        registry_etag=state.get_meta("registry_etag"),
-    )
-
-
-def _cached_registry(state: State) -> Registry | None:
-    data = state.get_meta("registry_json")
-    if data is None:
-        return None
-    try:
-        return msgspec.json.decode(data, type=Registry)
-    except msgspec.ValidationError:
-        return None
-
-
-def _read_ignore(paths: RootPaths) -> IgnoreRules:
-    try:
-        return IgnoreRules.parse(paths.ignore_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return IgnoreRules.empty()
-    except (OSError, UnicodeDecodeError):
-        return IgnoreRules.empty()
-
-
-def _local_entries(result: ScanResult) -> dict[str, Entry]:
-    local: dict[str, Entry] = {}
-    for path, item in result.items.items():
-        if item.type == "file":
-            assert item.stat is not None
-            local[path] = Entry(
-                path=path,
-                type="file",
-                mode=item.mode,
-                version={},
-                size=item.stat.size,
-                mtime_ns=item.stat.mtime_ns,
-                sha256=item.sha256,
-            )
-        elif item.type == "symlink":
-            local[path] = Entry(
-                path=path, type="symlink", mode=item.mode, version={}, target=item.target
-            )
-        else:
-            local[path] = Entry(path=path, type="dir", mode=item.mode, version={})
-    return local
-
-
-def _unknown_fn(unreadable: set[str], only: frozenset[str] | None) -> Callable[[str], bool]:
-    """True for paths whose local state this pass could not establish."""
-
-    def unknown(path: str) -> bool:
-        if only is not None and not _under_any(path, only):
-            return True
-        return _under_any(path, unreadable)
-
-    return unknown
-
-
-def _under_any(path: str, roots: set[str] | frozenset[str]) -> bool:
-    if not roots:
-        return False
-    if path in roots:
-        return True
-    parts = path.split("/")
-    return any("/".join(parts[:i]) in roots for i in range(1, len(parts)))
+__all__ = ["PassOptions", "run_pass"]
 
 
 async def run_pass(
@@ -149,323 +39,73 @@ async def run_pass(
 ) -> Summary:
     """One idempotent pass (SPEC 4). The caller holds the root lock and checked identity."""
     began = time.monotonic()
-    now = opts.now()
-    keys = RootKeys(cfg.root_id)
-    summary = Summary(
-        root=str(paths.root),
-        root_id=cfg.root_id,
-        device_id=cfg.device_id,
-        mode=cfg.mode,
-        dry_run=opts.dry_run,
-    )
-    await anyio.to_thread.run_sync(reset_tmp, paths)
-    loaded = await anyio.to_thread.run_sync(_load, state)
-    ignore = await anyio.to_thread.run_sync(_read_ignore, paths)
-
-    cache = loaded.cache
-
-    def cached(path: str) -> tuple[StatKey, str] | None:
-        row = cache.get(path)
-        return None if row is None else (StatKey(row[0], row[1], row[2], row[3]), row[4])
-
-    scan_began_ns = int(now.timestamp() * 1e9)
-    result = await scan(paths.root, ignore=ignore, cache=cached, only=opts.only, progress=None)
-    summary.scanned, summary.hashed = result.scanned, result.hashed_files
-    summary.hashed_bytes = result.hashed_bytes
-    local = _local_entries(result)
-
-    # Paths a new ignore rule now covers stop being tracked: no delete, no tombstone.
-    bases = dict(loaded.bases)
-    untracked = [p for p, b in bases.items() if p not in local and _ignored(ignore, p, b)]
-    for p in untracked:
-        del bases[p]
-
-    remote_read: RemoteRead | None = None
-    remotes: list[Remote] = []
-    tombstones: list[tuple[str, Delete]] = []
-    if cfg.mode in PULLS:
-        remote_read = await read_remotes(
-            store,
-            keys,
-            device_id=cfg.device_id,
-            peers=loaded.peers,
-            registry=loaded.registry,
-            registry_etag=loaded.registry_etag,
-            cache_dir=paths.cache,
-        )
-        for dev, view in sorted(remote_read.devices.items()):
-            remotes.append(
-                Remote(dev, view.head.manifest, {e.path: e for e in view.manifest.entries})
-            )
-            tombstones.extend((dev, d) for _, d in view.tombstones)
-
-    unreadable = set(result.unreadable)
-    problems: list[Problem] = list(result.problems)
-    plan = _reconcile(
-        cfg, bases, local, unreadable, opts.only, remotes, tombstones, loaded.counter, now
-    )
-    tracked = tracked_files(bases.values())  # files and symlinks, as the guard counts deletes
-    halt = check_mass_delete(plan, tracked)
-    if halt is not None:
-        summary.halted = halt.reason
-        if not opts.allow_mass_delete:
-            plan = without_local_deletes(plan)
-        else:
-            summary.halted = None
-    summary.count_plan(plan)
+    run = PassRun.begin(paths, cfg, state, store, opts)
+    loaded = await load_last_pass(run)
+    local = await scan_root(run, loaded)
+    remote = await read_other_devices(run, loaded)
+    inputs = plan_inputs(run, loaded, local, remote)
+    first = inputs.plan(local.result.unreadable)
+    guard = guard_deletes(first, local.bases.values(), allow=opts.allow_mass_delete)
+    plan = guard.applied_to(first)
+    summary = _planned(run, local, guard, plan)
     if opts.dry_run:
-        summary.problems = len(problems) + len(plan.problems)
         summary.finish(began, time.monotonic())
         return summary
 
-    # Apply remote changes to the folder (downloads, deletes, conflict copies).
-    applied = await apply_plan(
-        paths, store, keys, plan, result, concurrency=opts.concurrency, progress=opts.progress
-    )
-    problems.extend(applied.problems)
-    summary.downloaded, summary.downloaded_bytes = applied.downloaded, applied.downloaded_bytes
-    summary.deleted_local = applied.deleted
-
-    # Upload blobs; a file that changed while read is left for the next pass.
-    published = None
-    if plan.publishes:
-        # Blobs known to be in the bucket: those our last manifest referenced and those
-        # other devices published. Every other file of the new manifest is uploaded (a
-        # create-only PUT or HEAD+upload), whatever the reason it is new to the bucket.
-        known = await anyio.to_thread.run_sync(_published_shas, paths)
-        for remote in remotes:
-            known.update(e.sha256 for e in remote.entries.values() if e.sha256)
-        for _attempt in range(3):
-            sources = [
-                BlobSource(
-                    e.sha256,
-                    e.size or 0,
-                    e.path,
-                    paths.root / (result.items[e.path].disk_path or e.path),
-                )
-                for e in plan.manifest
-                if e.sha256 and e.sha256 not in known and e.path in result.items
-            ]
-            up = await upload_blobs(
-                store,
-                keys,
-                sources,
-                concurrency=opts.concurrency,
-                journal=Journal(state, anyio.Lock()),
-                progress=opts.progress,
-            )
-            summary.uploaded += up.uploaded
-            summary.uploaded_bytes += up.uploaded_bytes
-            summary.skipped_existing += up.skipped_existing
-            if not up.changed:
-                break
-            for path in up.changed.values():
-                unreadable.add(path)
-                problems.append(
-                    Problem(
-                        path=path,
-                        kind="changed_while_reading",
-                        message=f"{path} changed while it was uploaded; "
-                        "it will be synced on the next pass",
-                    )
-                )
-            plan = _reconcile(
-                cfg, bases, local, unreadable, opts.only, remotes, tombstones, loaded.counter, now
-            )
-            if halt is not None and not opts.allow_mass_delete:
-                plan = without_local_deletes(plan)
-        manifest = _held(plan.manifest, applied.failed, bases)
-        digest = entries_digest(manifest)
-        if digest != loaded.last_digest or plan.tombstones or loaded.last_manifest is None:
-            settled = _settled(remote_read, plan, applied.failed, tombstones)
-            seen = _seen_marks(loaded.peers, settled)
-            published = await publish(
-                store,
-                keys,
-                root_id=cfg.root_id,
-                device_id=cfg.device_id,
-                entries=manifest,
-                tombstones=plan.tombstones,
-                previous_manifest=loaded.last_manifest,
-                tombstone_seq=loaded.tombstone_seq,
-                seen=seen,
-                now=now,
-            )
-            summary.manifest = published.manifest_id
-            await anyio.to_thread.run_sync(_remember_published_shas, paths, manifest)
-            summary.tombstones = len(plan.tombstones)
-            loaded.last_digest = digest
-
-    all_problems = problems + plan.problems
-    summary.problems = len(all_problems)
-    summary.conflicts = len(plan.conflicts)
-    if opts.only is not None:  # a pass over some paths settles only their problems
-        only = opts.only
-        earlier = await anyio.to_thread.run_sync(state.problems)
-        all_problems = [p for p in earlier if not _under_any(p.path, only)] + all_problems
-    await anyio.to_thread.run_sync(
-        _commit,
-        state,
-        plan,
-        result,
-        cache,
-        untracked,
-        applied,
-        published,
-        loaded.last_digest,
-        _settled(remote_read, plan, applied.failed, tombstones),
-        all_problems,
-        scan_began_ns - RACY_WINDOW_NS,
-    )
+    applied = await _apply(run, plan, local)
+    uploaded = await upload_plan_blobs(run, inputs, guard, plan, local.result, remote.remotes)
+    plan = uploaded.plan  # re-planned without the files that changed while uploaded
+    settled = remote.settled(plan, applied.failed)
+    held = held_entries(plan.manifest, applied.failed, local.bases)
+    publication = await publish_if_changed(run, loaded, plan, held, settled)
+    outcome = PassOutcome(local, applied, uploaded, publication, settled, opts.only)
+    await anyio.to_thread.run_sync(commit_pass, state, outcome)
+    _record(summary, outcome)
     summary.finish(began, time.monotonic())
     return summary
 
 
-def _published_shas(paths: RootPaths) -> set[str]:
-    try:
-        return set((paths.dot / "published.sha256").read_text().split())
-    except (OSError, UnicodeDecodeError):
-        return set()
-
-
-def _remember_published_shas(paths: RootPaths, entries: list[Entry]) -> None:
-    tmp = paths.dot / "published.sha256.tmp"
-    tmp.write_text("\n".join(sorted({e.sha256 for e in entries if e.sha256})))
-    tmp.replace(paths.dot / "published.sha256")
-
-
-def _held(entries: list[Entry], failed: set[str], bases: dict[str, Base]) -> list[Entry]:
-    """The manifest of what this device really holds: a path whose download failed keeps
-    its old base, so it publishes that base's entry (or nothing), not the version it could
-    not write (which may not even fit the local tree: `link/x` under a local symlink)."""
-    if not failed:
-        return entries
-    held = []
-    for entry in entries:
-        if entry.path in failed:
-            old = bases.get(entry.path)
-            if old is None or old.entry is None or old.conflict is not None:
-                continue
-            entry = old.entry
-        held.append(entry)
-    return held
-
-
-def _ignored(ignore: IgnoreRules, path: str, base: Base) -> bool:
-    is_dir = base.entry is not None and base.entry.type == "dir"
-    return ignore.matches(path, is_dir)
-
-
-def _reconcile(
-    cfg: RootConfig,
-    bases: dict[str, Base],
-    local: dict[str, Entry],
-    unreadable: set[str],
-    only: frozenset[str] | None,
-    remotes: list[Remote],
-    tombstones: list[tuple[str, Delete]],
-    counter: int,
-    now: datetime,
-) -> Plan:
-    return reconcile(
-        device_id=cfg.device_id,
-        mode=cfg.mode,
-        base=bases,
-        local=local,
-        unknown=_unknown_fn(unreadable, only),
-        remotes=remotes,
-        tombstones=tombstones,
-        counter=counter,
-        now=now,
+async def _apply(run: PassRun, plan: Plan, local: LocalScan) -> Applied:
+    """Apply the plan's local deletes, downloads and conflict copies to the folder."""
+    return await apply_plan(
+        run.paths,
+        run.store,
+        run.keys,
+        plan,
+        local.result,
+        concurrency=run.opts.concurrency,
+        progress=run.opts.progress,
     )
 
 
-def _settled(
-    read: RemoteRead | None, plan: Plan, failed: set[str], tombstones: list[tuple[str, Delete]]
-) -> RemoteRead | None:
-    """`read` without the devices whose tombstones must be offered again: deferred for a
-    path this pass could not see (a daemon pass with `only=`, an unreadable folder) or a
-    local delete that failed. Their old marks stay, so the next pass re-reads those
-    tombstones instead of losing the deletes."""
-    if read is None:
-        return None
-    held = {dev for dev, _ in plan.deferred_tombstones}
-    held |= {dev for dev, gone in tombstones if gone.path in failed}
-    if not held:
-        return read
-    return replace(read, devices={d: v for d, v in read.devices.items() if d not in held})
+def _planned(run: PassRun, local: LocalScan, guard: DeleteGuard, plan: Plan) -> Summary:
+    """The summary as far as the plan goes: all a dry run reports."""
+    scanned = local.result
+    summary = Summary(
+        root=str(run.paths.root),
+        root_id=run.cfg.root_id,
+        device_id=run.cfg.device_id,
+        mode=run.cfg.mode,
+        dry_run=run.opts.dry_run,
+        scanned=scanned.scanned,
+        hashed=scanned.hashed_files,
+        hashed_bytes=scanned.hashed_bytes,
+        halted=guard.reported,
+        problems=len(scanned.problems) + len(plan.problems),
+    )
+    summary.count_plan(plan)
+    return summary
 
 
-def _seen_marks(peers: dict[str, Peer], remote_read: RemoteRead | None) -> dict[str, SeenMark]:
-    seen = {
-        d: SeenMark(manifest=p.manifest_id, tombstone_seq=p.tombstone_seq)
-        for d, p in peers.items()
-        if p.manifest_id
-    }
-    if remote_read is not None:
-        for dev, view in remote_read.devices.items():
-            seen[dev] = SeenMark(manifest=view.head.manifest, tombstone_seq=view.head.tombstone_seq)
-    return seen
-
-
-def _status(base: Base) -> str:
-    if base.conflict is not None:
-        return "conflict"
-    return "deleted" if base.entry is None else "clean"
-
-
-def _commit(
-    state: State,
-    plan: Plan,
-    result: ScanResult,
-    cache: dict[str, StatRow],
-    untracked: list[str],
-    applied: Applied,
-    published: Published | None,
-    digest: str | None,
-    remote_read: RemoteRead | None,
-    problems: list[Problem],
-    racy_after_ns: int,
-) -> None:
-    """Record the pass: new bases, stat cache rows that changed, counters, peers."""
-    stat_rows: list[tuple[str, StatRow]] = []
-    for path, item in result.items.items():
-        if item.type != "file" or item.stat is None or item.sha256 is None:
-            continue
-        row = (item.stat.size, item.stat.mtime_ns, item.stat.inode, item.stat.ctime_ns, item.sha256)
-        if max(item.stat.mtime_ns, item.stat.ctime_ns) >= racy_after_ns:
-            continue  # "racily clean": a same-size rewrite could keep these stamps; rehash
-        if cache.get(path) != row and path not in applied.stats:
-            stat_rows.append((path, row))
-    stat_rows.extend(applied.stats.items())
-    failed = applied.failed
-    bases = [
-        (p, _BASE_ENCODER.encode(b), _status(b)) for p, b in plan.base.items() if p not in failed
-    ]
-    with state.transaction():
-        state.put_bases(bases)
-        state.put_bases((p, None, "clean") for p in untracked)
-        state.put_stats(stat_rows)
-        state.set_meta("counter", str(plan.counter))
-        if published is not None:
-            state.set_meta("tombstone_seq", str(published.tombstone_seq))
-            state.set_meta("last_manifest", published.manifest_id)
-            state.set_meta("last_manifest_sha256", published.manifest_sha256)
-            state.set_meta("last_published_at", published.manifest_id)
-        if digest is not None:
-            state.set_meta("last_entries_digest", digest)
-        if remote_read is not None:
-            if remote_read.registry_etag is not None:
-                state.set_meta("registry_etag", remote_read.registry_etag)
-                state.set_meta("registry_json", msgspec.json.encode(remote_read.registry).decode())
-            for dev, view in remote_read.devices.items():
-                state.put_peer(
-                    Peer(
-                        dev,
-                        view.head_etag,
-                        view.head.manifest,
-                        view.head.manifest_sha256,
-                        view.head.tombstone_seq,
-                    )
-                )
-        state.replace_problems(problems)
+def _record(summary: Summary, outcome: PassOutcome) -> None:
+    """Add what the pass did to its summary."""
+    applied, uploaded, publication = outcome.applied, outcome.uploaded, outcome.publication
+    summary.downloaded, summary.downloaded_bytes = applied.downloaded, applied.downloaded_bytes
+    summary.deleted_local = applied.deleted
+    summary.uploaded, summary.uploaded_bytes = uploaded.uploaded, uploaded.uploaded_bytes
+    summary.skipped_existing = uploaded.skipped_existing
+    if publication.published is not None:
+        summary.manifest = publication.published.manifest_id
+        summary.tombstones = publication.tombstones
+    summary.problems = len(outcome.problems)
+    summary.conflicts = len(outcome.plan.conflicts)

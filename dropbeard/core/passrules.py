@@ -1,0 +1,335 @@
+"""The decisions of one sync pass around `reconcile` (SPEC 4, 6) (pure): the local tree a
+scan describes, which paths the pass cannot see, the mass-delete verdict, the manifest this
+device really holds, which devices' marks may advance, and which stat-cache rows to trust.
+
+`dropbeard.sync.engine` does the IO around them. Nothing here reads a disk, the bucket or
+the clock: the pass's `now` is passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol, TypeVar
+
+import msgspec
+
+from dropbeard.core.ignore import IgnoreRules
+from dropbeard.core.model import Delete, Entry, Head, SeenMark
+from dropbeard.core.plan import Base, Mode, Plan, Remote
+from dropbeard.core.problems import Problem
+from dropbeard.core.reconcile import reconcile
+from dropbeard.core.safety import Halt, check_mass_delete, tracked_files, without_local_deletes
+
+RACY_WINDOW_NS = 2_000_000_000
+"""A file changed this close to the scan is not trusted to the stat cache: timestamps are
+coarse (a kernel tick, or 2 s on FAT), so a same-size rewrite in the same tick would keep
+every stamp the cache compares (git's "racily clean" problem). It is re-hashed."""
+
+StatRow = tuple[int, int, int, int, str]
+"""A stat-cache row: size, mtime_ns, inode, ctime_ns, sha256 (as `sync.state` stores it)."""
+
+Status = Literal["clean", "deleted", "conflict"]
+
+_View = TypeVar("_View")
+
+
+class ScannedStat(Protocol):
+    """The stamps a scan recorded for a file (`dropbeard.sync.hashing.StatKey`)."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime_ns(self) -> int: ...
+    @property
+    def inode(self) -> int: ...
+    @property
+    def ctime_ns(self) -> int: ...
+
+
+class ScannedItem(Protocol):
+    """One path as a scan found it (`dropbeard.sync.scan.LocalItem`): `stat` and `sha256`
+    for files only, `target` for symlinks only."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def mode(self) -> int: ...
+    @property
+    def stat(self) -> ScannedStat | None: ...
+    @property
+    def sha256(self) -> str | None: ...
+    @property
+    def target(self) -> str | None: ...
+
+
+class ProcessedPeer(Protocol):
+    """How far this device processed another one (`dropbeard.sync.state.Peer`);
+    `manifest_id` is None or empty until one of its manifests was processed."""
+
+    @property
+    def manifest_id(self) -> str | None: ...
+    @property
+    def tombstone_seq(self) -> int: ...
+
+
+# -- before reconcile -------------------------------------------------------------------
+
+
+def local_entries(items: Mapping[str, ScannedItem]) -> dict[str, Entry]:
+    """The scanned folder as entries for `reconcile`'s `local` (versions empty: reconcile
+    decides them). A file is what its stamps and hash say; a symlink its target."""
+    local: dict[str, Entry] = {}
+    for path, item in items.items():
+        if item.type == "file":
+            assert item.stat is not None
+            local[path] = Entry(
+                path=path,
+                type="file",
+                mode=item.mode,
+                version={},
+                size=item.stat.size,
+                mtime_ns=item.stat.mtime_ns,
+                sha256=item.sha256,
+            )
+        elif item.type == "symlink":
+            local[path] = Entry(
+                path=path, type="symlink", mode=item.mode, version={}, target=item.target
+            )
+        else:
+            local[path] = Entry(path=path, type="dir", mode=item.mode, version={})
+    return local
+
+
+def newly_ignored(
+    base: Mapping[str, Base], local: Container[str], ignore: IgnoreRules
+) -> list[str]:
+    """Tracked paths an ignore rule now covers (and the scan therefore skipped): they stop
+    being tracked, with no local delete and no tombstone."""
+    return [p for p, b in base.items() if p not in local and _ignored(ignore, p, b)]
+
+
+def under_any(path: str, roots: Collection[str]) -> bool:
+    """True if `path` is one of `roots` or lies below one of them ('/'-separated)."""
+    if not roots:
+        return False
+    if path in roots:
+        return True
+    parts = path.split("/")
+    return any("/".join(parts[:i]) in roots for i in range(1, len(parts)))
+
+
+def unknown_paths(
+    unreadable: Collection[str], only: Collection[str] | None
+) -> Callable[[str], bool]:
+    """`reconcile`'s `unknown`: true for a path whose local state this pass could not
+    establish — at or under an unreadable path, or outside `only` (a daemon pass over some
+    paths; None means the whole root was scanned)."""
+
+    def unknown(path: str) -> bool:
+        if only is not None and not under_any(path, only):
+            return True
+        return under_any(path, unreadable)
+
+    return unknown
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """Everything `reconcile` needs for one pass but the unreadable paths, so the pass can
+    plan again when more paths turn out unreadable (a file that changed while uploaded).
+    `base` is the base without the paths `newly_ignored` dropped."""
+
+    device_id: str
+    mode: Mode
+    base: Mapping[str, Base]
+    local: Mapping[str, Entry]
+    remotes: Sequence[Remote]
+    tombstones: Sequence[tuple[str, Delete]]
+    counter: int
+    now: datetime
+    only: frozenset[str] | None = None
+
+    def plan(self, unreadable: Collection[str]) -> Plan:
+        """The plan of this pass when `unreadable` (and everything under it) is unknown."""
+        return reconcile(
+            device_id=self.device_id,
+            mode=self.mode,
+            base=self.base,
+            local=self.local,
+            unknown=unknown_paths(unreadable, self.only),
+            remotes=self.remotes,
+            tombstones=self.tombstones,
+            counter=self.counter,
+            now=self.now,
+        )
+
+
+# -- the guard ----------------------------------------------------------------------------
+
+
+class DeleteGuard(msgspec.Struct, frozen=True, kw_only=True):
+    """The mass-delete verdict of one pass (SPEC 6), decided once on its first plan.
+
+    `halt` says why the guard tripped (None: it did not); `allowed` is
+    `--allow-mass-delete`. The same verdict is applied to every re-plan of the pass: a
+    re-plan only makes more paths unknown, and an unknown path is never deleted, so it has
+    no more deletes than the plan the verdict was decided on.
+    """
+
+    halt: Halt | None = None
+    allowed: bool = False
+
+    @property
+    def holds_deletes(self) -> bool:
+        """True if the plan's local deletes must be taken out."""
+        return self.halt is not None and not self.allowed
+
+    @property
+    def reported(self) -> str | None:
+        """The halt to report (`status`, exit 1): None if the guard did not trip or the
+        person allowed the deletes."""
+        return self.halt.reason if self.halt is not None and not self.allowed else None
+
+    def applied_to(self, plan: Plan) -> Plan:
+        """`plan`, without its local deletes if they are held."""
+        return without_local_deletes(plan) if self.holds_deletes else plan
+
+
+def guard_deletes(plan: Plan, base: Iterable[Base], *, allow: bool) -> DeleteGuard:
+    """The guard's verdict on `plan`, whose pass started from `base`."""
+    return DeleteGuard(halt=check_mass_delete(plan, tracked_files(base)), allowed=allow)
+
+
+# -- upload and publish -------------------------------------------------------------------
+
+
+def blobs_in_bucket(published: Iterable[str], remotes: Iterable[Remote]) -> set[str]:
+    """The blobs known to be in the bucket without asking it: those this device published
+    (`published`) and those the other devices' manifests reference."""
+    known = set(published)
+    for remote in remotes:
+        known.update(e.sha256 for e in remote.entries.values() if e.sha256)
+    return known
+
+
+def blobs_to_upload(
+    manifest: Iterable[Entry], known: Container[str], scanned: Container[str]
+) -> list[Entry]:
+    """The manifest's files whose blob is not known to be in the bucket and whose bytes
+    this pass scanned on disk, whatever the reason they are new to the bucket."""
+    return [e for e in manifest if e.sha256 and e.sha256 not in known and e.path in scanned]
+
+
+def held_entries(
+    entries: list[Entry], failed: Container[str], base: Mapping[str, Base]
+) -> list[Entry]:
+    """The manifest of what this device really holds: a path whose download failed keeps
+    its old base, so it publishes that base's entry (or nothing), not the version it could
+    not write (which may not even fit the local tree: `link/x` under a local symlink)."""
+    if not failed:
+        return entries
+    held = []
+    for entry in entries:
+        if entry.path in failed:
+            old = base.get(entry.path)
+            if old is None or old.entry is None or old.conflict is not None:
+                continue
+            entry = old.entry
+        held.append(entry)
+    return held
+
+
+def needs_publish(
+    plan: Plan, digest: str, last_digest: str | None, last_manifest: str | None
+) -> bool:
+    """True if the pass must publish: the manifest's entries changed (`digest` against the
+    last published one), it has tombstones, or this device never published. An idle pass
+    writes nothing."""
+    return digest != last_digest or bool(plan.tombstones) or last_manifest is None
+
+
+def settled_devices(
+    devices: Mapping[str, _View],
+    plan: Plan,
+    failed: Container[str],
+    tombstones: Iterable[tuple[str, Delete]],
+) -> dict[str, _View]:
+    """`devices` without those whose tombstones must be offered again: deferred for a path
+    this pass could not see (a daemon pass with `only=`, an unreadable folder) or a local
+    delete that failed. Their old marks stay, so the next pass re-reads those tombstones
+    instead of losing the deletes."""
+    held = {dev for dev, _ in plan.deferred_tombstones}
+    held |= {dev for dev, gone in tombstones if gone.path in failed}
+    return {d: v for d, v in devices.items() if d not in held}
+
+
+def seen_marks(
+    peers: Mapping[str, ProcessedPeer], heads: Mapping[str, Head]
+) -> dict[str, SeenMark]:
+    """The seen-marks to publish: how far this device processed each other device — the
+    head processed this pass (`heads`, of the settled devices), else the one recorded."""
+    seen = {
+        d: SeenMark(manifest=p.manifest_id, tombstone_seq=p.tombstone_seq)
+        for d, p in peers.items()
+        if p.manifest_id
+    }
+    for dev, head in heads.items():
+        seen[dev] = SeenMark(manifest=head.manifest, tombstone_seq=head.tombstone_seq)
+    return seen
+
+
+# -- commit -------------------------------------------------------------------------------
+
+
+def racy_after_ns(now: datetime) -> int:
+    """Files whose mtime or ctime is at or after this (ns) are "racily clean" for a scan
+    that began at `now`: their stat-cache rows are not recorded."""
+    return int(now.timestamp() * 1e9) - RACY_WINDOW_NS
+
+
+def stat_rows(
+    items: Mapping[str, ScannedItem],
+    cache: Mapping[str, StatRow],
+    written: Mapping[str, StatRow],
+    racy_after: int,
+) -> list[tuple[str, StatRow]]:
+    """The stat-cache rows to record: each hashed file whose row is new or changed and not
+    racily clean (see `RACY_WINDOW_NS`), then every file this pass wrote (`written`, which
+    wins over what the scan saw)."""
+    rows: list[tuple[str, StatRow]] = []
+    for path, item in items.items():
+        if item.type != "file" or item.stat is None or item.sha256 is None:
+            continue
+        s = item.stat
+        row = (s.size, s.mtime_ns, s.inode, s.ctime_ns, item.sha256)
+        if max(s.mtime_ns, s.ctime_ns) >= racy_after:
+            continue
+        if cache.get(path) != row and path not in written:
+            rows.append((path, row))
+    rows.extend(written.items())
+    return rows
+
+
+def base_status(base: Base) -> Status:
+    """The status a path's base is recorded with (what `status` counts)."""
+    if base.conflict is not None:
+        return "conflict"
+    return "deleted" if base.entry is None else "clean"
+
+
+def problems_after(
+    earlier: Iterable[Problem], found: list[Problem], only: Collection[str] | None
+) -> list[Problem]:
+    """The problems to record after a pass that found `found`: a pass over the whole root
+    (`only` None) replaces every earlier problem; one over some paths settles only the
+    problems at or under them."""
+    if only is None:
+        return found
+    return [p for p in earlier if not under_any(p.path, only)] + found
+
+
+def _ignored(ignore: IgnoreRules, path: str, base: Base) -> bool:
+    is_dir = base.entry is not None and base.entry.type == "dir"
+    return ignore.matches(path, is_dir)

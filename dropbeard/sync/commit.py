@@ -1,0 +1,101 @@
+"""The last step of a pass: recording what it did in state.sqlite, in one transaction,
+after every bucket write it describes succeeded (IO: state.sqlite)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from dropbeard.core.passrules import base_status, problems_after, stat_rows
+from dropbeard.core.plan import Plan
+from dropbeard.core.problems import Problem
+from dropbeard.sync.apply import Applied
+from dropbeard.sync.inputs import LocalScan
+from dropbeard.sync.publication import Publication, Uploaded
+from dropbeard.sync.remote import RemoteRead
+from dropbeard.sync.state import Peer, State
+
+_BASE_ENCODER = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class PassOutcome:
+    """What one pass did, as its commit records it and its summary counts it: the scan
+    (`local`), the folder changes (`applied`), the final plan and the blobs sent
+    (`uploaded`), what was published (`publication`), and the other devices it settled
+    with (`settled`: None in a mode that does not pull). `only` is the pass's `only=`."""
+
+    local: LocalScan
+    applied: Applied
+    uploaded: Uploaded
+    publication: Publication
+    settled: RemoteRead | None
+    only: frozenset[str] | None
+
+    @property
+    def plan(self) -> Plan:
+        """The plan the pass carried out (after any re-plan of the upload step)."""
+        return self.uploaded.plan
+
+    @property
+    def problems(self) -> list[Problem]:
+        """Every problem this pass found, in the order the steps found them."""
+        return [
+            *self.local.result.problems,
+            *self.applied.problems,
+            *self.uploaded.problems,
+            *self.plan.problems,
+        ]
+
+
+def commit_pass(state: State, outcome: PassOutcome) -> None:
+    """Record the pass: new bases and statuses (except paths that failed, which keep their
+    old base), stat-cache rows, the version counter, what was published, each settled
+    device as processed, and the problems. Runs in a worker thread."""
+    plan, local, applied = outcome.plan, outcome.local, outcome.applied
+    stats = stat_rows(local.result.items, local.cache, applied.stats, local.racy_after_ns)
+    bases = [
+        (p, _BASE_ENCODER.encode(b), base_status(b))
+        for p, b in plan.base.items()
+        if p not in applied.failed
+    ]
+    problems = outcome.problems
+    if outcome.only is not None:  # a pass over some paths settles only their problems
+        problems = problems_after(state.problems(), problems, outcome.only)
+    with state.transaction():
+        state.put_bases(bases)
+        state.put_bases((p, None, "clean") for p in local.untracked)
+        state.put_stats(stats)
+        state.set_meta("counter", str(plan.counter))
+        _record_published(state, outcome.publication)
+        if outcome.settled is not None:
+            _record_settled(state, outcome.settled)
+        state.replace_problems(problems)
+
+
+def _record_published(state: State, publication: Publication) -> None:
+    published = publication.published
+    if published is not None:
+        state.set_meta("tombstone_seq", str(published.tombstone_seq))
+        state.set_meta("last_manifest", published.manifest_id)
+        state.set_meta("last_manifest_sha256", published.manifest_sha256)
+        state.set_meta("last_published_at", published.manifest_id)
+    if publication.digest is not None:
+        state.set_meta("last_entries_digest", publication.digest)
+
+
+def _record_settled(state: State, read: RemoteRead) -> None:
+    if read.registry_etag is not None:
+        state.set_meta("registry_etag", read.registry_etag)
+        state.set_meta("registry_json", msgspec.json.encode(read.registry).decode())
+    for dev, view in read.devices.items():
+        state.put_peer(
+            Peer(
+                dev,
+                view.head_etag,
+                view.head.manifest,
+                view.head.manifest_sha256,
+                view.head.tombstone_seq,
+            )
+        )

@@ -1,0 +1,173 @@
+"""The inputs of one pass, gathered: what the last pass recorded, the root as scanned, and
+the other devices' latest state (IO: state.sqlite, the root, `.dropbearignore`, the store).
+
+These steps write nothing but `.dropbear/tmp/` (emptied) and the remote-read cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import anyio
+import msgspec
+
+from dropbeard.core.ignore import IgnoreRules
+from dropbeard.core.model import Delete, Entry, Registry
+from dropbeard.core.passrules import (
+    PlanInputs,
+    StatRow,
+    local_entries,
+    newly_ignored,
+    racy_after_ns,
+    settled_devices,
+)
+from dropbeard.core.plan import PULLS, Base, Plan, Remote
+from dropbeard.sync.hashing import StatKey
+from dropbeard.sync.passrun import PassRun
+from dropbeard.sync.remote import RemoteRead, read_remotes
+from dropbeard.sync.root import RootPaths, reset_tmp
+from dropbeard.sync.scan import ScanResult, scan
+from dropbeard.sync.state import Peer, State
+
+_BASE_DECODER = msgspec.json.Decoder(Base)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What the pass reads from state.sqlite up front (in one worker-thread call)."""
+
+    cache: dict[str, StatRow]
+    bases: dict[str, Base]
+    counter: int
+    tombstone_seq: int
+    last_manifest: str | None
+    last_digest: str | None
+    peers: dict[str, Peer]
+    registry: Registry | None
+    registry_etag: str | None
+
+
+async def load_last_pass(run: PassRun) -> Loaded:
+    """Empty `.dropbear/tmp/` (leftovers of an interrupted pass) and read state.sqlite."""
+    await anyio.to_thread.run_sync(reset_tmp, run.paths)
+    return await anyio.to_thread.run_sync(_load, run.state)
+
+
+def _load(state: State) -> Loaded:
+    return Loaded(
+        cache=state.stat_cache(),
+        bases={p: _BASE_DECODER.decode(b) for p, b in state.bases().items()},
+        counter=state.get_int("counter"),
+        tombstone_seq=state.get_int("tombstone_seq"),
+        last_manifest=state.get_meta("last_manifest"),
+        last_digest=state.get_meta("last_entries_digest"),
+        peers=state.peers(),
+        registry=_cached_registry(state),
+        registry_etag=state.get_meta("registry_etag"),
+    )
+
+
+def _cached_registry(state: State) -> Registry | None:
+    data = state.get_meta("registry_json")
+    if data is None:
+        return None
+    try:
+        return msgspec.json.decode(data, type=Registry)
+    except msgspec.ValidationError:
+        return None
+
+
+@dataclass(frozen=True)
+class LocalScan:
+    """The root as this pass found it. `entries` is the scan as reconcile's `local`;
+    `bases` the base without `untracked`, the paths an ignore rule now covers (they stop
+    being tracked: no delete, no tombstone); `cache` the stat cache the scan trusted, and
+    `racy_after_ns` the cut-off for trusting new rows (`core.passrules.stat_rows`)."""
+
+    result: ScanResult
+    entries: dict[str, Entry]
+    bases: dict[str, Base]
+    untracked: list[str]
+    cache: dict[str, StatRow]
+    racy_after_ns: int
+
+
+async def scan_root(run: PassRun, loaded: Loaded) -> LocalScan:
+    """Walk the root (or `opts.only`), re-hashing only files the stat cache cannot vouch for."""
+    ignore = await anyio.to_thread.run_sync(_read_ignore, run.paths)
+    cache = loaded.cache
+
+    def cached(path: str) -> tuple[StatKey, str] | None:
+        row = cache.get(path)
+        return None if row is None else (StatKey(row[0], row[1], row[2], row[3]), row[4])
+
+    result = await scan(run.paths.root, ignore=ignore, cache=cached, only=run.opts.only)
+    entries = local_entries(result.items)
+    untracked = newly_ignored(loaded.bases, entries, ignore)
+    dropped = set(untracked)
+    bases = {p: b for p, b in loaded.bases.items() if p not in dropped}
+    return LocalScan(result, entries, bases, untracked, cache, racy_after_ns(run.now))
+
+
+def _read_ignore(paths: RootPaths) -> IgnoreRules:
+    try:
+        return IgnoreRules.parse(paths.ignore_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return IgnoreRules.empty()
+    except (OSError, UnicodeDecodeError):
+        return IgnoreRules.empty()
+
+
+@dataclass(frozen=True)
+class RemoteSide:
+    """The other devices as this pass read them: `read` is None in a mode that does not
+    pull; `remotes` their latest manifests and `tombstones` their unprocessed deletes, as
+    reconcile takes them."""
+
+    read: RemoteRead | None
+    remotes: list[Remote]
+    tombstones: list[tuple[str, Delete]]
+
+    def settled(self, plan: Plan, failed: set[str]) -> RemoteRead | None:
+        """`read` without the devices whose marks must not advance
+        (`core.passrules.settled_devices`): what the pass records as processed."""
+        if self.read is None:
+            return None
+        devices = settled_devices(self.read.devices, plan, failed, self.tombstones)
+        return replace(self.read, devices=devices)
+
+
+async def read_other_devices(run: PassRun, loaded: Loaded) -> RemoteSide:
+    """Every other active device's head, manifest and new tombstones (modes that pull)."""
+    if run.cfg.mode not in PULLS:
+        return RemoteSide(None, [], [])
+    read = await read_remotes(
+        run.store,
+        run.keys,
+        device_id=run.cfg.device_id,
+        peers=loaded.peers,
+        registry=loaded.registry,
+        registry_etag=loaded.registry_etag,
+        cache_dir=run.paths.cache,
+    )
+    remotes: list[Remote] = []
+    tombstones: list[tuple[str, Delete]] = []
+    for dev, view in sorted(read.devices.items()):
+        remotes.append(Remote(dev, view.head.manifest, {e.path: e for e in view.manifest.entries}))
+        tombstones.extend((dev, d) for _, d in view.tombstones)
+    return RemoteSide(read, remotes, tombstones)
+
+
+def plan_inputs(run: PassRun, loaded: Loaded, local: LocalScan, remote: RemoteSide) -> PlanInputs:
+    """Reconcile's inputs for this pass (all but the unreadable paths)."""
+    return PlanInputs(
+        device_id=run.cfg.device_id,
+        mode=run.cfg.mode,
+        base=local.bases,
+        local=local.entries,
+        remotes=remote.remotes,
+        tombstones=remote.tombstones,
+        counter=loaded.counter,
+        now=run.now,
+        only=run.opts.only,
+    )

@@ -1,0 +1,159 @@
+"""This device's side of a pass going to the bucket (SPEC 4 steps 6-7): the blobs its plan
+references, then its tombstones, manifest and head when they changed (IO: store, local
+files, `.dropbear/published.sha256`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import anyio
+
+from dropbeard.core.model import Entry
+from dropbeard.core.passrules import (
+    DeleteGuard,
+    PlanInputs,
+    blobs_in_bucket,
+    blobs_to_upload,
+    needs_publish,
+    seen_marks,
+)
+from dropbeard.core.plan import Plan, Remote
+from dropbeard.core.problems import Problem
+from dropbeard.sync.inputs import Loaded
+from dropbeard.sync.passrun import PassRun
+from dropbeard.sync.publish import Published, entries_digest, publish
+from dropbeard.sync.remote import RemoteRead
+from dropbeard.sync.root import RootPaths
+from dropbeard.sync.scan import ScanResult
+from dropbeard.sync.state import Journal
+from dropbeard.sync.upload import BlobSource, upload_blobs
+
+UPLOAD_ROUNDS = 3
+"""Upload rounds at most; each after the first follows a re-plan (see `upload_plan_blobs`)."""
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """The upload step's outcome: `plan` is the plan to publish and commit (the one given,
+    or its re-plan without the files that changed while read, each with a problem in
+    `problems`); the counts add up every round."""
+
+    plan: Plan
+    problems: list[Problem] = field(default_factory=list)
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    skipped_existing: int = 0
+
+
+async def upload_plan_blobs(
+    run: PassRun,
+    inputs: PlanInputs,
+    guard: DeleteGuard,
+    plan: Plan,
+    scanned: ScanResult,
+    remotes: list[Remote],
+) -> Uploaded:
+    """Upload every blob the plan's manifest references that the bucket is not known to
+    hold (modes that publish; else nothing to do).
+
+    Why this may re-plan: a file whose bytes changed since the scan no longer matches the
+    hash the plan would publish, so its blob cannot be uploaded and the manifest must not
+    reference it. Its path becomes unreadable, so unknown to reconcile: it keeps its base,
+    gets a `changed_while_reading` problem, and syncs next pass. The pass is then planned
+    again (with the same delete verdict) rather than having its manifest patched, so that
+    the path's base, tombstones and conflicts stay consistent; and the new plan's blobs are
+    uploaded in turn, for at most `UPLOAD_ROUNDS` rounds.
+    """
+    if not plan.publishes:
+        return Uploaded(plan)
+    published = await anyio.to_thread.run_sync(_published_shas, run.paths)
+    known = blobs_in_bucket(published, remotes)
+    journal = Journal(run.state, anyio.Lock())
+    unreadable = set(scanned.unreadable)
+    problems: list[Problem] = []
+    uploaded = uploaded_bytes = skipped = 0
+    for _round in range(UPLOAD_ROUNDS):
+        new = blobs_to_upload(plan.manifest, known, scanned.items)
+        sources = [_source(run.paths, scanned, e) for e in new]
+        up = await upload_blobs(
+            run.store,
+            run.keys,
+            sources,
+            concurrency=run.opts.concurrency,
+            journal=journal,
+            progress=run.opts.progress,
+        )
+        uploaded, uploaded_bytes = uploaded + up.uploaded, uploaded_bytes + up.uploaded_bytes
+        skipped += up.skipped_existing
+        if not up.changed:
+            break
+        unreadable.update(up.changed.values())
+        problems.extend(_changed_while_reading(path) for path in up.changed.values())
+        plan = guard.applied_to(inputs.plan(unreadable))
+    return Uploaded(plan, problems, uploaded, uploaded_bytes, skipped)
+
+
+def _source(paths: RootPaths, scanned: ScanResult, entry: Entry) -> BlobSource:
+    assert entry.sha256 is not None
+    file = paths.root / (scanned.items[entry.path].disk_path or entry.path)
+    return BlobSource(entry.sha256, entry.size or 0, entry.path, file)
+
+
+def _changed_while_reading(path: str) -> Problem:
+    return Problem(
+        path=path,
+        kind="changed_while_reading",
+        message=f"{path} changed while it was uploaded; it will be synced on the next pass",
+    )
+
+
+@dataclass(frozen=True)
+class Publication:
+    """The publish step's outcome: `published` is None when nothing was written (a mode
+    that does not publish, or an idle pass); `digest` the entries digest the commit
+    records as last published."""
+
+    published: Published | None
+    digest: str | None
+    tombstones: int = 0
+
+
+async def publish_if_changed(
+    run: PassRun, loaded: Loaded, plan: Plan, held: list[Entry], settled: RemoteRead | None
+) -> Publication:
+    """Publish `held` (the manifest of what this device really holds) and the plan's
+    tombstones, with seen-marks for the settled devices, if anything changed
+    (`core.passrules.needs_publish`); then remember the blobs it references."""
+    if not plan.publishes:
+        return Publication(None, loaded.last_digest)
+    digest = entries_digest(held)
+    if not needs_publish(plan, digest, loaded.last_digest, loaded.last_manifest):
+        return Publication(None, loaded.last_digest)
+    heads = {} if settled is None else {d: v.head for d, v in settled.devices.items()}
+    published = await publish(
+        run.store,
+        run.keys,
+        root_id=run.cfg.root_id,
+        device_id=run.cfg.device_id,
+        entries=held,
+        tombstones=plan.tombstones,
+        previous_manifest=loaded.last_manifest,
+        tombstone_seq=loaded.tombstone_seq,
+        seen=seen_marks(loaded.peers, heads),
+        now=run.now,
+    )
+    await anyio.to_thread.run_sync(_remember_published_shas, run.paths, held)
+    return Publication(published, digest, len(plan.tombstones))
+
+
+def _published_shas(paths: RootPaths) -> set[str]:
+    try:
+        return set((paths.dot / "published.sha256").read_text().split())
+    except (OSError, UnicodeDecodeError):
+        return set()
+
+
+def _remember_published_shas(paths: RootPaths, entries: list[Entry]) -> None:
+    tmp = paths.dot / "published.sha256.tmp"
+    tmp.write_text("\n".join(sorted({e.sha256 for e in entries if e.sha256})))
+    tmp.replace(paths.dot / "published.sha256")

@@ -1,0 +1,492 @@
+"""The pure decisions of one pass around reconcile (SPEC 4, 6), case by case, without a
+disk, a bucket or an event loop.
+
+This device is `laptop`; the others are `desktop` and `server`. A file's sha256 is the
+hash of its content string, so the tables read as "a holds v2"."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from dropbeard.core.ignore import IgnoreRules
+from dropbeard.core.model import Delete, Entry, Head
+from dropbeard.core.passrules import (
+    RACY_WINDOW_NS,
+    PlanInputs,
+    StatRow,
+    base_status,
+    blobs_in_bucket,
+    blobs_to_upload,
+    guard_deletes,
+    held_entries,
+    local_entries,
+    needs_publish,
+    newly_ignored,
+    problems_after,
+    racy_after_ns,
+    seen_marks,
+    settled_devices,
+    stat_rows,
+    under_any,
+    unknown_paths,
+)
+from dropbeard.core.plan import Base, ConflictInfo, Plan, Remote
+from dropbeard.core.problems import Problem
+
+NOW = datetime(2026, 5, 22, 18, 5, tzinfo=UTC)
+NOW_NS = 1_779_473_100_000_000_000  # NOW as nanoseconds since the epoch
+OLD_NS = NOW_NS - 3_600_000_000_000  # an hour before the pass
+
+
+def sha(data: str) -> str:
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def F(path: str, data: str, v: dict[str, int] | None = None) -> Entry:
+    return Entry(
+        path=path, type="file", mode=0o644, version=v or {}, size=len(data), sha256=sha(data)
+    )
+
+
+def D(path: str, v: dict[str, int] | None = None) -> Entry:
+    return Entry(path=path, type="dir", mode=0o755, version=v or {})
+
+
+def gone(path: str, v: dict[str, int]) -> Delete:
+    return Delete(path=path, type="file", version=v)
+
+
+def problem(path: str) -> Problem:
+    return Problem(path=path, kind="permission", message=f"{path}: denied")
+
+
+# The scan's view of a path, as the engine hands it over (structurally a LocalItem).
+
+
+@dataclass(frozen=True)
+class Stat:
+    size: int
+    mtime_ns: int = OLD_NS
+    inode: int = 7
+    ctime_ns: int = OLD_NS
+
+
+@dataclass(frozen=True)
+class Item:
+    type: str
+    mode: int = 0o644
+    stat: Stat | None = None
+    sha256: str | None = None
+    target: str | None = None
+
+
+def scanned_file(data: str, **stamps: int) -> Item:
+    return Item("file", stat=Stat(len(data), **stamps), sha256=sha(data))
+
+
+# -- local_entries ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        pytest.param(
+            Item("file", 0o600, Stat(5, mtime_ns=42), sha("hello")),
+            Entry(
+                path="p",
+                type="file",
+                mode=0o600,
+                version={},
+                size=5,
+                mtime_ns=42,
+                sha256=sha("hello"),
+            ),
+            id="file_keeps_size_mtime_and_hash",
+        ),
+        pytest.param(
+            Item("symlink", 0o777, target="../elsewhere"),
+            Entry(path="p", type="symlink", mode=0o777, version={}, target="../elsewhere"),
+            id="symlink_keeps_its_target",
+        ),
+        pytest.param(
+            Item("dir", 0o750),
+            Entry(path="p", type="dir", mode=0o750, version={}),
+            id="directory_is_just_a_mode",
+        ),
+    ],
+)
+def test_local_entries(item: Item, expected: Entry) -> None:
+    assert local_entries({"p": item}) == {"p": expected}
+
+
+def test_local_entries_leave_versions_to_reconcile() -> None:
+    local = local_entries({"a": scanned_file("x"), "b": Item("dir")})
+    assert list(local) == ["a", "b"]
+    assert all(e.version == {} for e in local.values())
+
+
+# -- under_any and unknown_paths ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "roots", "expected"),
+    [
+        pytest.param("a/b", {"a/b"}, True, id="the_root_itself"),
+        pytest.param("a/b/c/d", {"a/b"}, True, id="deep_below"),
+        pytest.param("a/bc", {"a/b"}, False, id="a_sibling_sharing_a_prefix"),
+        pytest.param("a", {"a/b"}, False, id="an_ancestor_is_not_under"),
+        pytest.param("x/y", {"a", "x"}, True, id="any_of_several"),
+        pytest.param("a", set(), False, id="no_roots"),
+    ],
+)
+def test_under_any(path: str, roots: set[str], expected: bool) -> None:
+    assert under_any(path, roots) is expected
+
+
+@pytest.mark.parametrize(
+    ("unreadable", "only", "path", "unknown"),
+    [
+        pytest.param(set(), None, "docs/a", False, id="whole_root_read"),
+        pytest.param({"docs"}, None, "docs/a", True, id="under_an_unreadable_folder"),
+        pytest.param({"docs"}, None, "doc", False, id="beside_an_unreadable_folder"),
+        pytest.param(set(), frozenset({"docs"}), "music/a", True, id="outside_the_paths_scanned"),
+        pytest.param(set(), frozenset({"docs"}), "docs/a", False, id="inside_the_paths_scanned"),
+        pytest.param(set(), frozenset({"docs/a"}), "docs", True, id="parent_of_a_path_scanned"),
+        pytest.param({"docs/a"}, frozenset({"docs"}), "docs/a", True, id="scanned_but_unreadable"),
+    ],
+)
+def test_unknown_paths(
+    unreadable: set[str], only: frozenset[str] | None, path: str, unknown: bool
+) -> None:
+    assert unknown_paths(unreadable, only)(path) is unknown
+
+
+# -- newly_ignored ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rules", "base", "on_disk", "untracked"),
+    [
+        pytest.param("x\n", Base(entry=F("x", "1")), False, True, id="ignored_so_not_scanned"),
+        pytest.param("x\n", Base(entry=F("x", "1")), True, False, id="ignored_yet_scanned"),
+        pytest.param("", Base(entry=F("x", "1")), False, False, id="missing_unignored_is_a_delete"),
+        pytest.param("x/\n", Base(entry=F("x", "1")), False, False, id="folder_rule_on_a_file"),
+        pytest.param("x/\n", Base(entry=D("x")), False, True, id="folder_rule_on_a_folder"),
+        pytest.param("x\n", Base(deleted=gone("x", {"laptop": 1})), False, True, id="deleted"),
+    ],
+)
+def test_newly_ignored(rules: str, base: Base, on_disk: bool, untracked: bool) -> None:
+    local = {"x"} if on_disk else set()
+    assert newly_ignored({"x": base}, local, IgnoreRules.parse(rules)) == (
+        ["x"] if untracked else []
+    )
+
+
+# -- PlanInputs ---------------------------------------------------------------------------
+
+
+def inputs(only: frozenset[str] | None = None) -> PlanInputs:
+    """laptop tracked a.txt and docs/b.txt; both are gone from the folder."""
+    base = {
+        "a.txt": Base(entry=F("a.txt", "a", {"laptop": 1})),
+        "docs": Base(entry=D("docs", {"laptop": 2})),
+        "docs/b.txt": Base(entry=F("docs/b.txt", "b", {"laptop": 3})),
+    }
+    return PlanInputs(
+        device_id="laptop",
+        mode="bidirectional",
+        base=base,
+        local={"docs": D("docs")},
+        remotes=[],
+        tombstones=[],
+        counter=10,
+        now=NOW,
+        only=only,
+    )
+
+
+@pytest.mark.parametrize(
+    ("only", "unreadable", "deleted"),
+    [
+        pytest.param(None, set(), {"a.txt", "docs/b.txt"}, id="whole_root_both_deleted"),
+        pytest.param(None, {"docs"}, {"a.txt"}, id="unreadable_folder_keeps_its_files"),
+        pytest.param(None, {"a.txt"}, {"docs/b.txt"}, id="a_file_changed_while_uploaded"),
+        pytest.param(frozenset({"docs"}), set(), {"docs/b.txt"}, id="only_the_paths_scanned"),
+    ],
+)
+def test_plan_inputs_plan_leaves_unknown_paths_alone(
+    only: frozenset[str] | None, unreadable: set[str], deleted: set[str]
+) -> None:
+    plan = inputs(only).plan(unreadable)
+    assert {r.path for r in plan.removals} == deleted
+    assert {t.path for t in plan.tombstones} == deleted
+
+
+# -- guard_deletes ------------------------------------------------------------------------
+
+
+def gone_but(files: int, kept: int) -> tuple[Plan, dict[str, Base]]:
+    """The plan of a pass that found all but `kept` of `files` tracked files gone."""
+    base = {f"f{i:03}": Base(entry=F(f"f{i:03}", str(i), {"laptop": i + 1})) for i in range(files)}
+    local = {p: b.entry for p, b in list(base.items())[:kept] if b.entry is not None}
+    plan = PlanInputs(
+        device_id="laptop",
+        mode="bidirectional",
+        base=base,
+        local=local,
+        remotes=[],
+        tombstones=[],
+        counter=100,
+        now=NOW,
+    ).plan(set())
+    return plan, base
+
+
+@pytest.mark.parametrize(
+    ("files", "kept", "allow", "halted", "reported", "deletes_kept"),
+    [
+        pytest.param(100, 0, False, True, True, False, id="emptied_root_holds_deletes"),
+        pytest.param(100, 0, True, True, False, True, id="allowed_mass_delete_goes_ahead"),
+        pytest.param(100, 99, False, False, False, True, id="one_delete_goes_ahead"),
+        pytest.param(0, 0, False, False, False, True, id="nothing_tracked_nothing_to_guard"),
+    ],
+)
+def test_guard_deletes(
+    files: int, kept: int, allow: bool, halted: bool, reported: bool, deletes_kept: bool
+) -> None:
+    plan, base = gone_but(files, kept)
+    guard = guard_deletes(plan, base.values(), allow=allow)
+    assert (guard.halt is not None) is halted
+    assert (guard.reported is not None) is reported
+    guarded = guard.applied_to(plan)
+    assert (guarded is plan) is deletes_kept
+    if not deletes_kept:
+        assert guarded.removals == [] and guarded.tombstones == []
+        assert {e.path for e in guarded.manifest} == set(base)
+
+
+# -- blobs --------------------------------------------------------------------------------
+
+
+def test_blobs_in_bucket_are_ours_and_the_other_devices() -> None:
+    desktop = Remote("desktop", "20260522T175900Z", {"d": F("d", "desk"), "dir": D("dir")})
+    assert blobs_in_bucket([sha("mine")], [desktop]) == {sha("mine"), sha("desk")}
+
+
+@pytest.mark.parametrize(
+    ("entry", "known", "scanned", "uploaded"),
+    [
+        pytest.param(F("a", "new"), set(), {"a"}, True, id="new_content_scanned_here"),
+        pytest.param(F("a", "old"), {sha("old")}, {"a"}, False, id="already_in_the_bucket"),
+        pytest.param(F("a", "new"), set(), set(), False, id="not_on_disk_here"),
+        pytest.param(D("a"), set(), {"a"}, False, id="a_folder_has_no_blob"),
+    ],
+)
+def test_blobs_to_upload(entry: Entry, known: set[str], scanned: set[str], uploaded: bool) -> None:
+    assert blobs_to_upload([entry], known, scanned) == ([entry] if uploaded else [])
+
+
+# -- held_entries -------------------------------------------------------------------------
+
+
+OLD_A = F("a", "old", {"desktop": 1})
+NEW_A = F("a", "new", {"desktop": 2})
+B = F("b", "b", {"laptop": 1})
+
+
+@pytest.mark.parametrize(
+    ("base", "failed", "held"),
+    [
+        pytest.param({"a": Base(entry=OLD_A)}, set(), [NEW_A, B], id="nothing_failed"),
+        pytest.param({"a": Base(entry=OLD_A)}, {"a"}, [OLD_A, B], id="failed_download_keeps_old"),
+        pytest.param({}, {"a"}, [B], id="failed_new_path_is_left_out"),
+        pytest.param(
+            {"a": Base(deleted=gone("a", {"laptop": 3}))}, {"a"}, [B], id="failed_over_a_delete"
+        ),
+        pytest.param(
+            {"a": Base(entry=OLD_A, conflict=ConflictInfo(version={"desktop": 1}))},
+            {"a"},
+            [B],
+            id="failed_path_in_conflict_is_left_out",
+        ),
+        pytest.param({"a": Base(entry=OLD_A)}, {"b"}, [NEW_A], id="failed_path_without_a_base"),
+    ],
+)
+def test_held_entries(base: dict[str, Base], failed: set[str], held: list[Entry]) -> None:
+    assert held_entries([NEW_A, B], failed, base) == held
+
+
+# -- needs_publish ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("digest", "tombstones", "last_manifest", "publishes"),
+    [
+        pytest.param("same", [], "20260522T170000Z", False, id="idle_pass_writes_nothing"),
+        pytest.param("new", [], "20260522T170000Z", True, id="entries_changed"),
+        pytest.param("same", [gone("x", {"laptop": 4})], "20260522T170000Z", True, id="a_delete"),
+        pytest.param("same", [], None, True, id="never_published"),
+    ],
+)
+def test_needs_publish(
+    digest: str, tombstones: list[Delete], last_manifest: str | None, publishes: bool
+) -> None:
+    plan = Plan(publishes=True, tombstones=tombstones)
+    assert needs_publish(plan, digest, "same", last_manifest) is publishes
+
+
+# -- settled_devices and seen_marks --------------------------------------------------------
+
+
+DEVICES = {"desktop": "desktop-view", "server": "server-view"}
+DESKTOP_DELETE = ("desktop", gone("docs/x", {"desktop": 5}))
+
+
+@pytest.mark.parametrize(
+    ("deferred", "failed", "settled"),
+    [
+        pytest.param([], set(), {"desktop", "server"}, id="everything_processed"),
+        pytest.param([DESKTOP_DELETE], set(), {"server"}, id="deferred_tombstone_is_re_read"),
+        pytest.param([], {"docs/x"}, {"server"}, id="failed_local_delete_is_re_read"),
+        pytest.param([], {"docs/y"}, {"desktop", "server"}, id="failure_of_an_unrelated_path"),
+    ],
+)
+def test_settled_devices(
+    deferred: list[tuple[str, Delete]], failed: set[str], settled: set[str]
+) -> None:
+    plan = Plan(publishes=True, deferred_tombstones=deferred)
+    got = settled_devices(DEVICES, plan, failed, [DESKTOP_DELETE])
+    assert got == {d: v for d, v in DEVICES.items() if d in settled}
+
+
+@dataclass(frozen=True)
+class Peer:
+    manifest_id: str | None
+    tombstone_seq: int = 0
+
+
+def head(device: str, manifest: str, seq: int) -> Head:
+    return Head(
+        device_id=device,
+        manifest=manifest,
+        manifest_sha256="0" * 64,
+        published_at="",
+        tombstone_seq=seq,
+    )
+
+
+@pytest.mark.parametrize(
+    ("peers", "heads", "expected"),
+    [
+        pytest.param({"desktop": Peer("M1", 2)}, {}, {"desktop": ("M1", 2)}, id="as_recorded"),
+        pytest.param({"desktop": Peer(None)}, {}, {}, id="never_processed_is_not_seen"),
+        pytest.param({"desktop": Peer("")}, {}, {}, id="empty_manifest_is_not_seen"),
+        pytest.param(
+            {"desktop": Peer("M1", 2)},
+            {"desktop": head("desktop", "M2", 3)},
+            {"desktop": ("M2", 3)},
+            id="processed_this_pass_wins",
+        ),
+        pytest.param(
+            {"desktop": Peer("M1", 2)},
+            {"server": head("server", "S1", 0)},
+            {"desktop": ("M1", 2), "server": ("S1", 0)},
+            id="first_read_of_a_device",
+        ),
+    ],
+)
+def test_seen_marks(
+    peers: dict[str, Peer], heads: dict[str, Head], expected: dict[str, tuple[str, int]]
+) -> None:
+    marks = seen_marks(peers, heads)
+    assert {d: (m.manifest, m.tombstone_seq) for d, m in marks.items()} == expected
+
+
+# -- stat_rows ----------------------------------------------------------------------------
+
+
+def test_racy_window_ends_before_the_pass_began() -> None:
+    assert racy_after_ns(NOW) == NOW_NS - RACY_WINDOW_NS
+
+
+RACY = NOW_NS - RACY_WINDOW_NS  # racy_after_ns(NOW)
+
+
+def row(item: Item) -> StatRow:
+    assert item.stat is not None and item.sha256 is not None
+    s = item.stat
+    return (s.size, s.mtime_ns, s.inode, s.ctime_ns, item.sha256)
+
+
+@dataclass
+class StatCase:
+    item: Item
+    cached: bool = False
+    written: StatRow | None = None
+    recorded: list[StatRow] = field(default_factory=list)
+
+
+WRITTEN: StatRow = (3, OLD_NS, 9, OLD_NS, sha("new"))
+PLAIN = scanned_file("abc")
+JUST_OLD = scanned_file("abc", mtime_ns=RACY - 1, ctime_ns=RACY - 1)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(StatCase(PLAIN, recorded=[row(PLAIN)]), id="newly_hashed_file"),
+        pytest.param(StatCase(PLAIN, cached=True), id="unchanged_cache_hit"),
+        pytest.param(StatCase(scanned_file("abc", mtime_ns=RACY)), id="racy_mtime_is_rehashed"),
+        pytest.param(StatCase(scanned_file("abc", ctime_ns=RACY + 1)), id="racy_ctime_is_rehashed"),
+        pytest.param(
+            StatCase(JUST_OLD, recorded=[row(JUST_OLD)]),
+            id="just_outside_the_window",
+        ),
+        pytest.param(StatCase(PLAIN, written=WRITTEN, recorded=[WRITTEN]), id="written_this_pass"),
+        pytest.param(StatCase(Item("file", stat=Stat(3))), id="unhashed_file"),
+        pytest.param(StatCase(Item("symlink", target="x")), id="symlink_has_no_row"),
+    ],
+)
+def test_stat_rows(case: StatCase) -> None:
+    cache = {"p": row(case.item)} if case.cached else {}
+    written = {"p": case.written} if case.written is not None else {}
+    rows = stat_rows({"p": case.item}, cache, written, racy_after_ns(NOW))
+    assert rows == [("p", r) for r in case.recorded]
+
+
+# -- base_status and problems_after -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base", "status"),
+    [
+        pytest.param(Base(entry=B), "clean", id="held"),
+        pytest.param(Base(deleted=gone("b", {"laptop": 2})), "deleted", id="deleted"),
+        pytest.param(
+            Base(entry=B, conflict=ConflictInfo(version={"laptop": 1, "desktop": 1})),
+            "conflict",
+            id="conflict_even_with_an_entry",
+        ),
+    ],
+)
+def test_base_status(base: Base, status: str) -> None:
+    assert base_status(base) == status
+
+
+@pytest.mark.parametrize(
+    ("only", "kept"),
+    [
+        pytest.param(None, [], id="whole_root_replaces_every_problem"),
+        pytest.param(frozenset({"docs"}), ["music/b"], id="only_settles_the_paths_it_saw"),
+        pytest.param(frozenset({"other"}), ["docs/a", "music/b"], id="unrelated_paths_keep_all"),
+    ],
+)
+def test_problems_after(only: frozenset[str] | None, kept: list[str]) -> None:
+    earlier = [problem("docs/a"), problem("music/b")]
+    found = [problem("docs/c")]
+    after = problems_after(earlier, found, only)
+    assert [p.path for p in after] == [*kept, "docs/c"]

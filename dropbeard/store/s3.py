@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -23,23 +22,11 @@ from botocore.config import Config
 from botocore.loaders import Loader, create_loader
 
 from dropbeard.core.errors import IntegrityError, LocalFileError, NotFound, PreconditionFailed
-from dropbeard.store.base import (
-    ListPage,
-    ObjectInfo,
-    PendingUpload,
-    Progress,
-    UploadJournal,
-    validate_key,
-)
+from dropbeard.store.base import ListPage, ObjectInfo, Progress, UploadJournal, validate_key
+from dropbeard.store.multipart import MULTIPART_THRESHOLD, HeldParts, MiB, upload_multipart
 from dropbeard.store.s3errors import translate
 
-MiB = 1024 * 1024
-#: Files up to this size go up in one PUT; larger ones in multipart parts.
-MULTIPART_THRESHOLD = 16 * MiB
-MIN_PART_SIZE = 5 * MiB
-MAX_PARTS = 10_000
-#: Parts of one file in flight at once (memory per file <= this * part size).
-PARTS_IN_FLIGHT = 2
+#: Bytes read from a download's body at a time.
 CHUNK = 1 * MiB
 
 
@@ -303,8 +290,6 @@ class S3Store:
             if progress:
                 progress(len(data))
             return etag
-        from dropbeard.store.multipart import upload_multipart
-
         return await upload_multipart(
             self,
             key,
@@ -320,7 +305,7 @@ class S3Store:
         with translate("deleting", key):
             await client.delete_object(Bucket=self.bucket, Key=self._full(key))
 
-    # -- multipart primitives (used by dropbeard.store.multipart) --------------------
+    # -- multipart requests (the `MultipartApi` of dropbeard.store.multipart) ----------
 
     async def mp_create(self, key: str) -> str:
         client = await self._c()
@@ -328,10 +313,10 @@ class S3Store:
             resp = await client.create_multipart_upload(Bucket=self.bucket, Key=self._full(key))
         return str(resp["UploadId"])
 
-    async def mp_parts(self, key: str, upload_id: str) -> dict[int, tuple[str, int]] | None:
+    async def mp_parts(self, key: str, upload_id: str) -> HeldParts | None:
         """Parts the server holds: {number: (etag, size)}; None if the upload is gone."""
         client = await self._c()
-        parts: dict[int, tuple[str, int]] = {}
+        parts: HeldParts = {}
         kwargs: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": self._full(key),
@@ -381,11 +366,6 @@ class S3Store:
             )
 
 
-def part_size_for(size: int) -> int:
-    """Smallest MiB-aligned part size >= MIN_PART_SIZE that fits `size` in MAX_PARTS."""
-    return max(MIN_PART_SIZE, math.ceil(size / (MAX_PARTS - 1) / MiB) * MiB)
-
-
 def _open_local(dest: Path, key: str) -> Any:
     try:
         return open(dest, "wb")
@@ -422,4 +402,4 @@ def _check_sha(key: str, data: bytes, expected: str | None) -> None:
             )
 
 
-__all__ = ["Credentials", "PendingUpload", "S3Store", "credentials_from_env", "part_size_for"]
+__all__ = ["Credentials", "S3Store", "credentials_from_env"]

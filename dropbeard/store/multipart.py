@@ -92,14 +92,14 @@ async def upload_multipart(
     digest = whole.hexdigest()
     if extra or (expected_sha256 is not None and digest != expected_sha256):
         await api.mp_abort(key, upload_id)
-        await _forget(journal, key)
+        await _forget_upload(journal, key)
         raise IntegrityError(
             f"uploading {key}: the file changed while it was read "
             f"(expected SHA-256 {expected_sha256}, read {digest})",
             key,
         )
     etag = await api.mp_complete(key, upload_id, etags)
-    await _forget(journal, key)
+    await _forget_upload(journal, key)
     return etag
 
 
@@ -172,7 +172,7 @@ async def _resume_or_start(
     return upload_id, {}
 
 
-async def _forget(journal: UploadJournal | None, key: str) -> None:
+async def _forget_upload(journal: UploadJournal | None, key: str) -> None:
     if journal is not None:
         await journal.clear_upload(key)
 

@@ -34,16 +34,16 @@ class _Backoff:
 
     async def failed(self, err: Unavailable) -> None:
         """Sleep before the next attempt, or raise Unavailable if the budget is spent."""
-        s = self._store
+        store = self._store
         self.failures += 1
-        elapsed = s._clock() - self._started
-        delay = s._rng() * min(s._max_delay, s._base_delay * 2 ** (self.failures - 1))
-        if self.failures >= s._attempts:
+        elapsed = store._clock() - self._started
+        delay = store._rng() * min(store._max_delay, store._base_delay * 2 ** (self.failures - 1))
+        if self.failures >= store._attempts:
             why = ""
-        elif elapsed + delay > s._deadline:
-            why = f", {elapsed:.1f}s of a {s._deadline:g}s deadline"
+        elif elapsed + delay > store._deadline:
+            why = f", {elapsed:.1f}s of a {store._deadline:g}s deadline"
         else:
-            await s._sleep(delay)
+            await store._sleep(delay)
             return
         raise Unavailable(f"{err.message} (gave up after {self.failures} attempts{why})", err.key)
 
@@ -123,14 +123,20 @@ class RetryingStore(ForwardingStore):
         return await self._forward(op, key, attempt)
 
     async def put_if_absent(self, key: str, data: bytes) -> str:
-        return await self._conditional(key, data, lambda: self.inner.put_if_absent(key, data))
+        return await self._write_conditionally(
+            key, data, lambda: self.inner.put_if_absent(key, data)
+        )
 
     async def put_if_match(self, key: str, data: bytes, etag: str) -> str:
-        return await self._conditional(key, data, lambda: self.inner.put_if_match(key, data, etag))
+        return await self._write_conditionally(
+            key, data, lambda: self.inner.put_if_match(key, data, etag)
+        )
 
-    async def _conditional(
+    async def _write_conditionally(
         self, key: str, data: bytes, attempt: Callable[[], Awaitable[str]]
     ) -> str:
+        """Retry a conditional write; a PreconditionFailed after a retry is a success if
+        the key holds `data` (see the class docstring)."""
         backoff = _Backoff(self)
         while True:
             try:

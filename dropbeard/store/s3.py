@@ -17,12 +17,12 @@ import anyio
 
 from dropbeard.core.errors import IntegrityError, LocalFileError, NotFound, PreconditionFailed
 from dropbeard.store.base import ListPage, ObjectInfo, Progress, UploadJournal, validate_key
-from dropbeard.store.multipart import MULTIPART_THRESHOLD, HeldParts, MiB, upload_multipart
+from dropbeard.store.multipart import MULTIPART_THRESHOLD, HeldParts, upload_multipart
 from dropbeard.store.s3client import Credentials, S3Connection
 from dropbeard.store.s3errors import translate
 
 #: Bytes read from a download's body at a time.
-CHUNK = 1 * MiB
+CHUNK = 1024 * 1024
 
 
 class S3Store:

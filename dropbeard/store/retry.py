@@ -124,32 +124,35 @@ class RetryingStore(ForwardingStore):
 
     async def put_if_absent(self, key: str, data: bytes) -> str:
         return await self._write_conditionally(
-            key, data, lambda: self.inner.put_if_absent(key, data)
+            "put_if_absent", key, data, lambda: self.inner.put_if_absent(key, data)
         )
 
     async def put_if_match(self, key: str, data: bytes, etag: str) -> str:
         return await self._write_conditionally(
-            key, data, lambda: self.inner.put_if_match(key, data, etag)
+            "put_if_match", key, data, lambda: self.inner.put_if_match(key, data, etag)
         )
 
     async def _write_conditionally(
-        self, key: str, data: bytes, attempt: Callable[[], Awaitable[str]]
+        self, op: str, key: str, data: bytes, write: Callable[[], Awaitable[str]]
     ) -> str:
-        """Retry a conditional write; a PreconditionFailed after a retry is a success if
+        """Retried like any request; a PreconditionFailed after a retry is a success if
         the key holds `data` (see the class docstring)."""
-        backoff = _Backoff(self)
-        while True:
-            try:
-                return await attempt()
-            except Unavailable as err:
-                await backoff.failed(err)
-            except PreconditionFailed:
-                if backoff.failures == 0:
-                    raise  # first attempt: nothing of ours can be there
-                etag = await self._etag_if_holds(key, data)
-                if etag is None:
-                    raise
-                return etag
+        attempts = 0
+
+        async def attempt() -> str:
+            nonlocal attempts
+            attempts += 1
+            return await write()
+
+        try:
+            return await self._forward(op, key, attempt)
+        except PreconditionFailed:
+            if attempts == 1:
+                raise  # first attempt: nothing of ours can be there
+            etag = await self._etag_if_holds(key, data)
+            if etag is None:
+                raise
+            return etag
 
     async def _etag_if_holds(self, key: str, data: bytes) -> str | None:
         """The etag of `key` if it holds exactly `data`, else None."""

@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dropbeard.core.config import RemoteConfig, RootConfig
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.retry import RetryingStore
-from dropbeard.store.s3 import Credentials, S3Store
+from dropbeard.store.s3 import S3Store
+from dropbeard.store.s3client import Credentials
 from dropbeard.sync.engine import PassOptions, run_pass
 from dropbeard.sync.enroll import InitRequest, init_root
 from dropbeard.sync.root import RootPaths, open_online

@@ -10,7 +10,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from dropbeard.store.s3 import Credentials, S3Store
+from dropbeard.store.s3 import S3Store
+from dropbeard.store.s3client import Credentials
 from tests.seaweed import Seaweed
 
 #: Every async test runs on both event loops dropbeard supports: the standard asyncio

@@ -18,15 +18,15 @@ matches; when two would fire on the same call, the one programmed first does.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, TypeVar
 
 import anyio
 
 from dropbeard.core.errors import StoreError, Unavailable
-from dropbeard.store.base import ListPage, ObjectInfo, Progress, Store, UploadJournal
+from dropbeard.store.base import Store
+from dropbeard.store.forwarding import ForwardingStore
 
 T = TypeVar("T")
 WRITES = frozenset({"put", "put_file", "put_if_absent", "put_if_match", "delete"})
@@ -47,12 +47,11 @@ class _Rule:
         return max(0, min(self.times, self.skip + self.times - self.seen))
 
 
-class FaultStore:
+class FaultStore(ForwardingStore):
     """`calls[op]` counts every call seen (faulty or not); `fired[op]` the faults injected."""
 
     def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.description = inner.description
+        super().__init__(inner)
         self.calls: Counter[str] = Counter()
         self.fired: Counter[str] = Counter()
         self._rules: list[_Rule] = []
@@ -103,97 +102,16 @@ class FaultStore:
                     firing = rule
         return firing
 
-    async def _call(self, op: str, key: str, perform: Callable[[], Awaitable[T]]) -> T:
+    async def _forward(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
         self.calls[op] += 1
         delay = self._latency.get(op, self._latency.get(None, 0.0))
         if delay:
             await anyio.sleep(delay)
         rule = self._rule_for(op, key)
         if rule is None:
-            return await perform()
+            return await call()
         self.fired[op] += 1
         if rule.action == "lose_reply":
-            await perform()
+            await call()
             raise Unavailable(f"injected fault: reply to {op} {key} lost", key)
         raise rule.error(f"injected fault: {op} {key} failed", key)
-
-    # -- the Store protocol -----------------------------------------------------------
-
-    async def get(self, key: str) -> bytes:
-        return await self._call("get", key, lambda: self.inner.get(key))
-
-    async def get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | None:
-        return await self._call("get_if_changed", key, lambda: self.inner.get_if_changed(key, etag))
-
-    async def get_file(
-        self,
-        key: str,
-        dest: Path,
-        *,
-        expected_sha256: str | None = None,
-        progress: Progress | None = None,
-    ) -> ObjectInfo:
-        return await self._call(
-            "get_file",
-            key,
-            lambda: self.inner.get_file(
-                key, dest, expected_sha256=expected_sha256, progress=progress
-            ),
-        )
-
-    async def head(self, key: str) -> ObjectInfo:
-        return await self._call("head", key, lambda: self.inner.head(key))
-
-    async def put(self, key: str, data: bytes) -> str:
-        return await self._call("put", key, lambda: self.inner.put(key, data))
-
-    async def put_file(
-        self,
-        key: str,
-        path: Path,
-        *,
-        expected_sha256: str | None = None,
-        journal: UploadJournal | None = None,
-        progress: Progress | None = None,
-    ) -> str:
-        return await self._call(
-            "put_file",
-            key,
-            lambda: self.inner.put_file(
-                key, path, expected_sha256=expected_sha256, journal=journal, progress=progress
-            ),
-        )
-
-    async def put_if_absent(self, key: str, data: bytes) -> str:
-        return await self._call("put_if_absent", key, lambda: self.inner.put_if_absent(key, data))
-
-    async def put_if_match(self, key: str, data: bytes, etag: str) -> str:
-        return await self._call(
-            "put_if_match", key, lambda: self.inner.put_if_match(key, data, etag)
-        )
-
-    async def list(
-        self,
-        prefix: str,
-        *,
-        start_after: str | None = None,
-        delimiter: str | None = None,
-    ) -> AsyncIterator[ListPage]:
-        pages = aiter(self.inner.list(prefix, start_after=start_after, delimiter=delimiter))
-        try:
-            while True:
-                try:
-                    page = await self._call("list_page", prefix, lambda: anext(pages))
-                except StopAsyncIteration:
-                    return
-                yield page
-        finally:
-            close = getattr(pages, "aclose", None)
-            if close is not None:
-                await close()
-
-    async def delete(self, key: str) -> None:
-        await self._call("delete", key, lambda: self.inner.delete(key))
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()

@@ -151,7 +151,8 @@ class Seaweed:
     async def wait_writable(self) -> None:
         """The S3 port answers before volumes accept writes: wait for a real signed PUT."""
         from dropbeard.core.errors import Unavailable
-        from dropbeard.store.s3 import Credentials, S3Store
+        from dropbeard.store.s3 import S3Store
+        from dropbeard.store.s3client import Credentials
 
         store = S3Store(
             self.bucket,

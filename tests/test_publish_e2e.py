@@ -48,7 +48,9 @@ from dropbeard.store.base import ListPage, ObjectInfo, Store
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.factory import open_store
 from dropbeard.store.local import LocalStore
-from dropbeard.store.s3 import MIN_PART_SIZE, Credentials, S3Store
+from dropbeard.store.multipart import MIN_PART_SIZE
+from dropbeard.store.s3 import S3Store
+from dropbeard.store.s3client import Credentials
 from dropbeard.sync.engine import PassOptions, run_pass
 from dropbeard.sync.root import RootPaths, open_online, root_lock
 from tests.conftest import make_s3_store

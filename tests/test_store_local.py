@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from dropbeard.core.errors import NotFound, StoreError, Unauthorized, Unavailable
 from dropbeard.store.base import ListPage
-from dropbeard.store.local import TMP_DIR, LocalStore
+from dropbeard.store.local import LocalStore
+from dropbeard.store.localwriter import TMP_DIR
 
 MiB = 1024 * 1024
 

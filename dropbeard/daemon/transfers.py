@@ -12,15 +12,17 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import anyio
 
-from dropbeard.store.base import ListPage, ObjectInfo, Progress, Store, UploadJournal
+from dropbeard.store.base import ObjectInfo, Progress, Store, UploadJournal
+from dropbeard.store.forwarding import ForwardingStore
 
+T = TypeVar("T")
 BLOBS = "/blobs/"  # keys.RootKeys.blob(): roots/<root_id>/blobs/ab/cd/<sha256>
 
 
@@ -48,8 +50,9 @@ class Transfer:
 OnEnd = Callable[[Transfer, BaseException | None], None]
 
 
-class TrackingStore:
-    """Every `Store` method passes straight through; `get_file`/`put_file` are tracked."""
+class TrackingStore(ForwardingStore):
+    """Tracks `get_file`, `put_file` and the `put_if_absent` of a blob; every other call
+    passes straight through."""
 
     def __init__(
         self,
@@ -58,8 +61,7 @@ class TrackingStore:
         on_end: OnEnd | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.inner = inner
-        self.description = inner.description
+        super().__init__(inner)
         self._on_end = on_end
         self._clock = clock
         self._active: dict[int, Transfer] = {}
@@ -73,8 +75,8 @@ class TrackingStore:
         self,
         transfer: Transfer,
         progress: Progress | None,
-        run: Callable[[Progress], Any],
-    ) -> Any:
+        run: Callable[[Progress], Awaitable[T]],
+    ) -> T:
         ident = next(self._ids)
         self._active[ident] = transfer
 
@@ -103,7 +105,7 @@ class TrackingStore:
         progress: Progress | None = None,
     ) -> ObjectInfo:
         transfer = Transfer(key, "download", None, self._clock())
-        info: ObjectInfo = await self._tracked(
+        info = await self._tracked(
             transfer,
             progress,
             lambda counted: self.inner.get_file(
@@ -127,28 +129,13 @@ class TrackingStore:
         except OSError:
             size = None  # the inner store reports the real problem
         transfer = Transfer(key, "upload", size, self._clock())
-        etag: str = await self._tracked(
+        return await self._tracked(
             transfer,
             progress,
             lambda counted: self.inner.put_file(
                 key, path, expected_sha256=expected_sha256, journal=journal, progress=counted
             ),
         )
-        return etag
-
-    # -- untracked pass-through -------------------------------------------------------
-
-    async def get(self, key: str) -> bytes:
-        return await self.inner.get(key)
-
-    async def get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | None:
-        return await self.inner.get_if_changed(key, etag)
-
-    async def head(self, key: str) -> ObjectInfo:
-        return await self.inner.head(key)
-
-    async def put(self, key: str, data: bytes) -> str:
-        return await self.inner.put(key, data)
 
     async def put_if_absent(self, key: str, data: bytes) -> str:
         if BLOBS not in key:  # the registry, not a transfer
@@ -160,23 +147,4 @@ class TrackingStore:
             counted(len(data))
             return etag
 
-        etag: str = await self._tracked(transfer, None, put)
-        return etag
-
-    async def put_if_match(self, key: str, data: bytes, etag: str) -> str:
-        return await self.inner.put_if_match(key, data, etag)
-
-    def list(
-        self,
-        prefix: str,
-        *,
-        start_after: str | None = None,
-        delimiter: str | None = None,
-    ) -> AsyncIterator[ListPage]:
-        return self.inner.list(prefix, start_after=start_after, delimiter=delimiter)
-
-    async def delete(self, key: str) -> None:
-        await self.inner.delete(key)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+        return await self._tracked(transfer, None, put)

@@ -1,4 +1,5 @@
-"""Resumable, verified multipart upload of one large file to an `S3Store` (IO).
+"""Resumable, verified multipart upload of one large file, through the five multipart
+requests of an S3-compatible server (`MultipartApi`; `S3Store` offers them) (IO).
 
 Parts are read from disk in order (hashing the whole file as they go) and uploaded a few
 at a time, so memory stays at PARTS_IN_FLIGHT * part size whatever the file size. With an
@@ -11,20 +12,60 @@ aborted and nothing becomes visible at the key.
 from __future__ import annotations
 
 import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import BinaryIO, Protocol
 
 import anyio
 
 from dropbeard.core.errors import IntegrityError, StoreError
 from dropbeard.store.base import PendingUpload, Progress, UploadJournal
 
-if TYPE_CHECKING:
-    from dropbeard.store.s3 import S3Store
+MiB = 1024 * 1024
+#: Files up to this size go up in one PUT; larger ones in multipart parts.
+MULTIPART_THRESHOLD = 16 * MiB
+MIN_PART_SIZE = 5 * MiB
+MAX_PARTS = 10_000
+#: Parts of one file in flight at once (memory per file <= this * part size).
+PARTS_IN_FLIGHT = 2
+
+#: The parts a server holds for an upload: {part number: (etag, size)}.
+HeldParts = dict[int, tuple[str, int]]
+
+
+class MultipartApi(Protocol):
+    """The multipart requests, on keys of one store."""
+
+    async def mp_create(self, key: str) -> str:
+        """Start an upload; its upload id."""
+        ...
+
+    async def mp_parts(self, key: str, upload_id: str) -> HeldParts | None:
+        """The parts the server holds; None if the upload is gone."""
+        ...
+
+    async def mp_put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        """Upload part `number` (from 1); its etag."""
+        ...
+
+    async def mp_complete(self, key: str, upload_id: str, etags: Sequence[str]) -> str:
+        """Make the object of these parts, in order, visible at `key`; its etag."""
+        ...
+
+    async def mp_abort(self, key: str, upload_id: str) -> None:
+        """Drop the upload and its parts (an upload already gone is no error)."""
+        ...
+
+
+def part_size_for(size: int) -> int:
+    """Smallest MiB-aligned part size >= MIN_PART_SIZE that fits `size` in MAX_PARTS."""
+    return max(MIN_PART_SIZE, math.ceil(size / (MAX_PARTS - 1) / MiB) * MiB)
 
 
 async def upload_multipart(
-    store: S3Store,
+    api: MultipartApi,
     key: str,
     path: Path,
     size: int,
@@ -33,86 +74,111 @@ async def upload_multipart(
     journal: UploadJournal | None,
     progress: Progress | None,
 ) -> str:
-    from dropbeard.store.s3 import PARTS_IN_FLIGHT, part_size_for
-
+    """Upload the file at `path` (`size` bytes, as last seen) to `key`; its etag."""
     part_size = part_size_for(size)
-    upload_id, existing = await _resume_or_start(store, key, part_size, journal)
-    count = max(1, -(-size // part_size))
-    etags: list[str] = [""] * count
+    upload_id, held = await _resume_or_start(api, key, part_size, journal)
+    upload = _Upload(api, key, upload_id, progress)
     whole = hashlib.sha256()
-    limiter = anyio.Semaphore(PARTS_IN_FLIGHT)
-
-    async def send(number: int, data: bytes) -> None:
-        try:
-            etags[number - 1] = await store.mp_put_part(key, upload_id, number, data)
-            if progress:
-                progress(len(data))
-        finally:
-            limiter.release()
-
     f: BinaryIO = await anyio.to_thread.run_sync(open, path, "rb")
     try:
-        async with anyio.create_task_group() as tg:
-            for number in range(1, count + 1):
-                await limiter.acquire()
-                data = await anyio.to_thread.run_sync(_read_part, f, part_size, whole)
-                held = existing.get(number)
-                if held and held[1] == len(data) and _same_md5(held[0], data):
-                    etags[number - 1] = held[0]
-                    limiter.release()
-                    if progress:
-                        progress(len(data))
-                    continue
-                tg.start_soon(send, number, data)
+        etags = await upload.send_parts(f, max(1, -(-size // part_size)), part_size, held, whole)
         extra = await anyio.to_thread.run_sync(f.read, 1)
     except BaseException:
         if journal is None:
-            await store.mp_abort(key, upload_id)
+            await api.mp_abort(key, upload_id)
         raise
     finally:
         await anyio.to_thread.run_sync(f.close)
-
     digest = whole.hexdigest()
     if extra or (expected_sha256 is not None and digest != expected_sha256):
-        await store.mp_abort(key, upload_id)
-        if journal is not None:
-            await journal.clear_upload(key)
+        await api.mp_abort(key, upload_id)
+        await _forget_upload(journal, key)
         raise IntegrityError(
             f"uploading {key}: the file changed while it was read "
             f"(expected SHA-256 {expected_sha256}, read {digest})",
             key,
         )
-    etag = await store.mp_complete(key, upload_id, etags)
-    if journal is not None:
-        await journal.clear_upload(key)
+    etag = await api.mp_complete(key, upload_id, etags)
+    await _forget_upload(journal, key)
     return etag
 
 
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    """The parts of one upload under way, and where they go."""
+
+    api: MultipartApi
+    key: str
+    upload_id: str
+    progress: Progress | None
+
+    async def send_parts(
+        self, f: BinaryIO, count: int, part_size: int, held: HeldParts, whole: hashlib._Hash
+    ) -> list[str]:
+        """Read the `count` parts of `f` in order (hashing them into `whole`) and send
+        those the server does not hold yet, PARTS_IN_FLIGHT at a time; their etags."""
+        etags: list[str] = [""] * count
+        limiter = anyio.Semaphore(PARTS_IN_FLIGHT)
+
+        async def send(number: int, data: bytes) -> None:
+            try:
+                etags[number - 1] = await self.api.mp_put_part(
+                    self.key, self.upload_id, number, data
+                )
+                self._report_progress(data)
+            finally:
+                limiter.release()
+
+        async with anyio.create_task_group() as tg:
+            for number in range(1, count + 1):
+                await limiter.acquire()
+                data = await anyio.to_thread.run_sync(_read_part, f, part_size, whole)
+                found = held.get(number)
+                if found and found[1] == len(data) and _same_md5(found[0], data):
+                    etags[number - 1] = found[0]
+                    limiter.release()
+                    self._report_progress(data)
+                    continue
+                tg.start_soon(send, number, data)
+        return etags
+
+    def _report_progress(self, data: bytes) -> None:
+        if self.progress:
+            self.progress(len(data))
+
+
 async def _resume_or_start(
-    store: S3Store, key: str, part_size: int, journal: UploadJournal | None
-) -> tuple[str, dict[int, tuple[str, int]]]:
+    api: MultipartApi, key: str, part_size: int, journal: UploadJournal | None
+) -> tuple[str, HeldParts]:
+    """The upload id to use and the parts the server holds for it: the journal's upload
+    when it is still there with the same part size, else a new one (recorded)."""
     if journal is not None:
         pending = await journal.load_upload(key)
         if pending is not None:
             if pending.part_size == part_size:
-                parts = await store.mp_parts(key, pending.upload_id)
+                parts = await api.mp_parts(key, pending.upload_id)
                 if parts is not None:
                     return pending.upload_id, parts
             else:
-                await store.mp_abort(key, pending.upload_id)
+                await api.mp_abort(key, pending.upload_id)
             await journal.clear_upload(key)
-    upload_id = await store.mp_create(key)
+    upload_id = await api.mp_create(key)
     if journal is not None:
         try:
             await journal.save_upload(PendingUpload(key, upload_id, part_size))
         except Exception as exc:
-            await store.mp_abort(key, upload_id)
+            await api.mp_abort(key, upload_id)
             raise StoreError(f"recording multipart upload of {key}: {exc}", key) from exc
     return upload_id, {}
 
 
-def _read_part(f: Any, size: int, whole: Any) -> bytes:
-    data: bytes = f.read(size)
+async def _forget_upload(journal: UploadJournal | None, key: str) -> None:
+    if journal is not None:
+        await journal.clear_upload(key)
+
+
+def _read_part(f: BinaryIO, size: int, whole: hashlib._Hash) -> bytes:
+    data = f.read(size)
     whole.update(data)
     return data
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import TypeVar
 
 import anyio
 
 from dropbeard.core.errors import NotFound, PreconditionFailed, Unavailable
-from dropbeard.store.base import ListPage, ObjectInfo, Progress, Store, UploadJournal
+from dropbeard.store.base import ListPage, Progress, Store
+from dropbeard.store.forwarding import ForwardingStore, Streaming, close_listing
 
 T = TypeVar("T")
 
@@ -34,16 +34,16 @@ class _Backoff:
 
     async def failed(self, err: Unavailable) -> None:
         """Sleep before the next attempt, or raise Unavailable if the budget is spent."""
-        s = self._store
+        store = self._store
         self.failures += 1
-        elapsed = s._clock() - self._started
-        delay = s._rng() * min(s._max_delay, s._base_delay * 2 ** (self.failures - 1))
-        if self.failures >= s._attempts:
+        elapsed = store._clock() - self._started
+        delay = store._rng() * min(store._max_delay, store._base_delay * 2 ** (self.failures - 1))
+        if self.failures >= store._attempts:
             why = ""
-        elif elapsed + delay > s._deadline:
-            why = f", {elapsed:.1f}s of a {s._deadline:g}s deadline"
+        elif elapsed + delay > store._deadline:
+            why = f", {elapsed:.1f}s of a {store._deadline:g}s deadline"
         else:
-            await s._sleep(delay)
+            await store._sleep(delay)
             return
         raise Unavailable(f"{err.message} (gave up after {self.failures} attempts{why})", err.key)
 
@@ -66,7 +66,7 @@ class _ProgressOnce:
             self._reported = self._current
 
 
-class RetryingStore:
+class RetryingStore(ForwardingStore):
     """Wraps any `Store`; see the module docstring for the policy.
 
     Conditional writes survive a lost reply: if an attempt wrote the object but its reply
@@ -91,8 +91,7 @@ class RetryingStore:
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
-        self.inner = inner
-        self.description = inner.description
+        super().__init__(inner)
         self._attempts = attempts
         self._base_delay = base_delay
         self._max_delay = max_delay
@@ -101,90 +100,64 @@ class RetryingStore:
         self._rng = rng
         self._clock = clock
 
-    async def _retry(self, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def _forward(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Retry `call` while it fails with Unavailable and the budget lasts (conditional
+        writes and listings have loops of their own)."""
         backoff = _Backoff(self)
         while True:
             try:
-                return await attempt()
+                return await call()
             except Unavailable as err:
                 await backoff.failed(err)
 
-    async def get(self, key: str) -> bytes:
-        return await self._retry(lambda: self.inner.get(key))
-
-    async def get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | None:
-        return await self._retry(lambda: self.inner.get_if_changed(key, etag))
-
-    async def get_file(
-        self,
-        key: str,
-        dest: Path,
-        *,
-        expected_sha256: str | None = None,
-        progress: Progress | None = None,
-    ) -> ObjectInfo:
+    async def _transfer(
+        self, op: str, key: str, progress: Progress | None, call: Streaming[T]
+    ) -> T:
+        """Each attempt restarts its transfer: progress is reported once per byte."""
         once = _ProgressOnce(progress)
 
-        async def attempt() -> ObjectInfo:
+        async def attempt() -> T:
             once.restart()
-            return await self.inner.get_file(
-                key, dest, expected_sha256=expected_sha256, progress=once
-            )
+            return await call(once)
 
-        return await self._retry(attempt)
-
-    async def head(self, key: str) -> ObjectInfo:
-        return await self._retry(lambda: self.inner.head(key))
-
-    async def put(self, key: str, data: bytes) -> str:
-        return await self._retry(lambda: self.inner.put(key, data))
-
-    async def put_file(
-        self,
-        key: str,
-        path: Path,
-        *,
-        expected_sha256: str | None = None,
-        journal: UploadJournal | None = None,
-        progress: Progress | None = None,
-    ) -> str:
-        once = _ProgressOnce(progress)
-
-        async def attempt() -> str:
-            once.restart()
-            return await self.inner.put_file(
-                key, path, expected_sha256=expected_sha256, journal=journal, progress=once
-            )
-
-        return await self._retry(attempt)
+        return await self._forward(op, key, attempt)
 
     async def put_if_absent(self, key: str, data: bytes) -> str:
-        return await self._conditional(key, data, lambda: self.inner.put_if_absent(key, data))
+        return await self._write_conditionally(
+            "put_if_absent", key, data, lambda: self.inner.put_if_absent(key, data)
+        )
 
     async def put_if_match(self, key: str, data: bytes, etag: str) -> str:
-        return await self._conditional(key, data, lambda: self.inner.put_if_match(key, data, etag))
+        return await self._write_conditionally(
+            "put_if_match", key, data, lambda: self.inner.put_if_match(key, data, etag)
+        )
 
-    async def _conditional(
-        self, key: str, data: bytes, attempt: Callable[[], Awaitable[str]]
+    async def _write_conditionally(
+        self, op: str, key: str, data: bytes, write: Callable[[], Awaitable[str]]
     ) -> str:
-        backoff = _Backoff(self)
-        while True:
-            try:
-                return await attempt()
-            except Unavailable as err:
-                await backoff.failed(err)
-            except PreconditionFailed:
-                if backoff.failures == 0:
-                    raise  # first attempt: nothing of ours can be there
-                etag = await self._etag_if_holds(key, data)
-                if etag is None:
-                    raise
-                return etag
+        """Retried like any request; a PreconditionFailed after a retry is a success if
+        the key holds `data` (see the class docstring)."""
+        attempts = 0
+
+        async def attempt() -> str:
+            nonlocal attempts
+            attempts += 1
+            return await write()
+
+        try:
+            return await self._forward(op, key, attempt)
+        except PreconditionFailed:
+            if attempts == 1:
+                raise  # first attempt: nothing of ours can be there
+            etag = await self._etag_if_holds(key, data)
+            if etag is None:
+                raise
+            return etag
 
     async def _etag_if_holds(self, key: str, data: bytes) -> str | None:
         """The etag of `key` if it holds exactly `data`, else None."""
         try:
-            found = await self._retry(lambda: self.inner.get_if_changed(key, None))
+            found = await self.get_if_changed(key, None)
         except NotFound:
             return None
         if found is None or found[0] != data:
@@ -222,15 +195,7 @@ class RetryingStore:
                         last = after.encode()
                         yield page
             finally:
-                close = getattr(pages, "aclose", None)
-                if close is not None:
-                    await close()
-
-    async def delete(self, key: str) -> None:
-        await self._retry(lambda: self.inner.delete(key))
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+                await close_listing(pages)
 
 
 def _entries_after(page: ListPage, last: bytes | None) -> ListPage:

@@ -1,79 +1,28 @@
 """S3Store: the `Store` protocol over any S3-compatible server, with aiobotocore (IO).
 
-One client per store, created on first use and reused; its connection pool is sized to
-the store's concurrency. Settings that work beyond AWS: request checksums only when an
-operation requires them, path-style addressing on request, no retries inside botocore
-(transient errors surface as `Unavailable` and `RetryingStore` retries them).
+Every request goes through the store's one client (`dropbeard.store.s3client`); files
+above MULTIPART_THRESHOLD go up in parts (`dropbeard.store.multipart`), through the
+multipart requests this store offers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
-import os
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
-from aiobotocore.session import AioSession, get_session
-from botocore.config import Config
-from botocore.loaders import Loader, create_loader
 
 from dropbeard.core.errors import IntegrityError, LocalFileError, NotFound, PreconditionFailed
-from dropbeard.store.base import (
-    ListPage,
-    ObjectInfo,
-    PendingUpload,
-    Progress,
-    UploadJournal,
-    validate_key,
-)
+from dropbeard.store.base import ListPage, ObjectInfo, Progress, UploadJournal, validate_key
+from dropbeard.store.multipart import MULTIPART_THRESHOLD, HeldParts, upload_multipart
+from dropbeard.store.s3client import Credentials, S3Connection
 from dropbeard.store.s3errors import translate
 
-MiB = 1024 * 1024
-#: Files up to this size go up in one PUT; larger ones in multipart parts.
-MULTIPART_THRESHOLD = 16 * MiB
-MIN_PART_SIZE = 5 * MiB
-MAX_PARTS = 10_000
-#: Parts of one file in flight at once (memory per file <= this * part size).
-PARTS_IN_FLIGHT = 2
-CHUNK = 1 * MiB
-
-
-_LOADER: Loader | None = None
-
-
-def _shared_loader() -> Loader:
-    """botocore's data loader (service models, endpoints), shared by every store in the
-    process: it is read-only data, and parsing the S3 model again costs ~0.3 s (blocking
-    the event loop) for each new session."""
-    global _LOADER
-    if _LOADER is None:
-        _LOADER = create_loader()
-    return _LOADER
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    access_key_id: str
-    secret_access_key: str
-    session_token: str | None = None
-
-    def __repr__(self) -> str:  # never print secrets, even in a traceback's locals
-        return f"Credentials(access_key_id={self.access_key_id[:4]}…)"
-
-
-def credentials_from_env(env: dict[str, str] | None = None) -> Credentials | None:
-    """DROPBEAR_S3_* variables, which take precedence over the standard AWS chain."""
-    env = dict(os.environ) if env is None else env
-    key = env.get("DROPBEAR_S3_ACCESS_KEY_ID")
-    secret = env.get("DROPBEAR_S3_SECRET_ACCESS_KEY")
-    if key and secret:
-        return Credentials(key, secret, env.get("DROPBEAR_S3_SESSION_TOKEN") or None)
-    return None
+#: Bytes read from a download's body at a time.
+CHUNK = 1024 * 1024
 
 
 class S3Store:
@@ -98,62 +47,38 @@ class S3Store:
         self.description = f"s3://{bucket}/{self.prefix}".rstrip("/")
         if endpoint_url:
             self.description += f" at {endpoint_url}"
-        self._endpoint_url = endpoint_url
-        self._region = region or "us-east-1"
-        self._profile = profile
-        self._credentials = credentials or credentials_from_env()
-        self._config = Config(
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            s3={"addressing_style": addressing_style},
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            max_pool_connections=max(concurrency * 2, 10),
+        self._connection = S3Connection(
+            self.description,
+            endpoint_url=endpoint_url,
+            region=region,
+            profile=profile,
+            addressing_style=addressing_style,
+            credentials=credentials,
+            concurrency=concurrency,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            tcp_keepalive=True,
         )
-        self._client: Any = None
-        self._stack = contextlib.AsyncExitStack()
-        self._lock = anyio.Lock()
 
     # -- plumbing -------------------------------------------------------------------
 
-    def _full(self, key: str) -> str:
+    def _s3_key(self, key: str) -> str:
+        """The S3 object key of store key `key` (validated)."""
         validate_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _strip(self, full: str) -> str:
-        return full[len(self.prefix) + 1 :] if self.prefix else full
+    def _store_key(self, s3_key: str) -> str:
+        return s3_key[len(self.prefix) + 1 :] if self.prefix else s3_key
 
-    async def _c(self) -> Any:
-        if self._client is None:
-            async with self._lock:
-                if self._client is None:
-                    session: AioSession = get_session()
-                    session.register_component("data_loader", _shared_loader())
-                    if self._profile:
-                        session.set_config_variable("profile", self._profile)
-                    kwargs: dict[str, Any] = {
-                        "region_name": self._region,
-                        "endpoint_url": self._endpoint_url,
-                        "config": self._config,
-                    }
-                    if self._credentials is not None:
-                        kwargs["aws_access_key_id"] = self._credentials.access_key_id
-                        kwargs["aws_secret_access_key"] = self._credentials.secret_access_key
-                        kwargs["aws_session_token"] = self._credentials.session_token
-                    with translate("connecting to", self.description):
-                        self._client = await self._stack.enter_async_context(
-                            session.create_client("s3", **kwargs)
-                        )
-        return self._client
+    async def _client(self) -> Any:
+        """The aiobotocore S3 client, opened on first use."""
+        return await self._connection.client()
 
     async def aclose(self) -> None:
-        await self._stack.aclose()
-        self._client = None
+        await self._connection.aclose()
 
     @staticmethod
-    def _info(key: str, meta: dict[str, Any]) -> ObjectInfo:
+    def _object_info(key: str, meta: dict[str, Any]) -> ObjectInfo:
+        """From a GET or HEAD response, or an entry of a listing."""
         modified = meta.get("LastModified")
         return ObjectInfo(
             key=key,
@@ -165,16 +90,16 @@ class S3Store:
     # -- reads ----------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes:
-        client = await self._c()
+        client = await self._client()
         with translate("reading", key):
-            resp = await client.get_object(Bucket=self.bucket, Key=self._full(key))
+            resp = await client.get_object(Bucket=self.bucket, Key=self._s3_key(key))
             async with resp["Body"] as body:
                 data: bytes = await body.read()
         return data
 
     async def get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | None:
-        client = await self._c()
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full(key)}
+        client = await self._client()
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._s3_key(key)}
         if etag:
             kwargs["IfNoneMatch"] = etag
         with translate("reading", key, not_modified_ok=True) as outcome:
@@ -196,11 +121,11 @@ class S3Store:
         expected_sha256: str | None = None,
         progress: Progress | None = None,
     ) -> ObjectInfo:
-        client = await self._c()
+        client = await self._client()
         hasher = hashlib.sha256() if expected_sha256 else None
         with translate("downloading", key):
-            resp = await client.get_object(Bucket=self.bucket, Key=self._full(key))
-            info = self._info(key, resp)
+            resp = await client.get_object(Bucket=self.bucket, Key=self._s3_key(key))
+            info = self._object_info(key, resp)
             out = await anyio.to_thread.run_sync(_open_local, dest, key)
             try:
                 async with resp["Body"] as body:
@@ -219,10 +144,10 @@ class S3Store:
         return info
 
     async def head(self, key: str) -> ObjectInfo:
-        client = await self._c()
+        client = await self._client()
         with translate("checking", key):
-            resp = await client.head_object(Bucket=self.bucket, Key=self._full(key))
-        return self._info(key, resp)
+            resp = await client.head_object(Bucket=self.bucket, Key=self._s3_key(key))
+        return self._object_info(key, resp)
 
     async def list(
         self,
@@ -231,29 +156,23 @@ class S3Store:
         start_after: str | None = None,
         delimiter: str | None = None,
     ) -> AsyncIterator[ListPage]:
-        client = await self._c()
+        client = await self._client()
         kwargs: dict[str, Any] = {
             "Bucket": self.bucket,
             "Prefix": (f"{self.prefix}/{prefix}" if self.prefix else prefix),
             "MaxKeys": 1000,
         }
         if start_after:
-            kwargs["StartAfter"] = self._full(start_after)
+            kwargs["StartAfter"] = self._s3_key(start_after)
         if delimiter:
             kwargs["Delimiter"] = delimiter
         while True:
             with translate("listing", prefix or "/", listing=True):
                 resp = await client.list_objects_v2(**kwargs)
             objects = [
-                ObjectInfo(
-                    key=self._strip(o["Key"]),
-                    size=int(o.get("Size", 0)),
-                    etag=str(o.get("ETag", "")),
-                    last_modified=o["LastModified"].timestamp() if "LastModified" in o else 0.0,
-                )
-                for o in resp.get("Contents", ())
+                self._object_info(self._store_key(o["Key"]), o) for o in resp.get("Contents", ())
             ]
-            prefixes = [self._strip(p["Prefix"]) for p in resp.get("CommonPrefixes", ())]
+            prefixes = [self._store_key(p["Prefix"]) for p in resp.get("CommonPrefixes", ())]
             if objects or prefixes:
                 yield ListPage(objects, prefixes)
             token = resp.get("NextContinuationToken")
@@ -265,24 +184,24 @@ class S3Store:
     # -- writes ---------------------------------------------------------------------
 
     async def put(self, key: str, data: bytes) -> str:
-        return await self._put(key, data, "writing")
+        return await self._put_object(key, data, "writing")
 
     async def put_if_absent(self, key: str, data: bytes) -> str:
-        return await self._put(key, data, "creating", IfNoneMatch="*")
+        return await self._put_object(key, data, "creating", IfNoneMatch="*")
 
     async def put_if_match(self, key: str, data: bytes, etag: str) -> str:
         try:
-            return await self._put(key, data, "replacing", IfMatch=etag)
+            return await self._put_object(key, data, "replacing", IfMatch=etag)
         except NotFound as exc:
             raise PreconditionFailed(
                 f"replacing {key}: it no longer exists (expected etag {etag})", key
             ) from exc
 
-    async def _put(self, key: str, data: bytes, doing: str, **cond: str) -> str:
-        client = await self._c()
+    async def _put_object(self, key: str, data: bytes, doing: str, **cond: str) -> str:
+        client = await self._client()
         with translate(doing, key):
             resp = await client.put_object(
-                Bucket=self.bucket, Key=self._full(key), Body=data, **cond
+                Bucket=self.bucket, Key=self._s3_key(key), Body=data, **cond
             )
         return str(resp.get("ETag", ""))
 
@@ -303,8 +222,6 @@ class S3Store:
             if progress:
                 progress(len(data))
             return etag
-        from dropbeard.store.multipart import upload_multipart
-
         return await upload_multipart(
             self,
             key,
@@ -316,25 +233,25 @@ class S3Store:
         )
 
     async def delete(self, key: str) -> None:
-        client = await self._c()
+        client = await self._client()
         with translate("deleting", key):
-            await client.delete_object(Bucket=self.bucket, Key=self._full(key))
+            await client.delete_object(Bucket=self.bucket, Key=self._s3_key(key))
 
-    # -- multipart primitives (used by dropbeard.store.multipart) --------------------
+    # -- multipart requests (the `MultipartApi` of dropbeard.store.multipart) ----------
 
     async def mp_create(self, key: str) -> str:
-        client = await self._c()
+        client = await self._client()
         with translate("starting multipart upload of", key):
-            resp = await client.create_multipart_upload(Bucket=self.bucket, Key=self._full(key))
+            resp = await client.create_multipart_upload(Bucket=self.bucket, Key=self._s3_key(key))
         return str(resp["UploadId"])
 
-    async def mp_parts(self, key: str, upload_id: str) -> dict[int, tuple[str, int]] | None:
+    async def mp_parts(self, key: str, upload_id: str) -> HeldParts | None:
         """Parts the server holds: {number: (etag, size)}; None if the upload is gone."""
-        client = await self._c()
-        parts: dict[int, tuple[str, int]] = {}
+        client = await self._client()
+        parts: HeldParts = {}
         kwargs: dict[str, Any] = {
             "Bucket": self.bucket,
-            "Key": self._full(key),
+            "Key": self._s3_key(key),
             "UploadId": upload_id,
         }
         while True:
@@ -350,11 +267,11 @@ class S3Store:
             kwargs["PartNumberMarker"] = resp["NextPartNumberMarker"]
 
     async def mp_put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
-        client = await self._c()
+        client = await self._client()
         with translate(f"uploading part {number} of", key):
             resp = await client.upload_part(
                 Bucket=self.bucket,
-                Key=self._full(key),
+                Key=self._s3_key(key),
                 UploadId=upload_id,
                 PartNumber=number,
                 Body=data,
@@ -362,28 +279,23 @@ class S3Store:
         return str(resp["ETag"])
 
     async def mp_complete(self, key: str, upload_id: str, etags: Sequence[str]) -> str:
-        client = await self._c()
+        client = await self._client()
         parts = [{"PartNumber": i + 1, "ETag": e} for i, e in enumerate(etags)]
         with translate("completing multipart upload of", key):
             resp = await client.complete_multipart_upload(
                 Bucket=self.bucket,
-                Key=self._full(key),
+                Key=self._s3_key(key),
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
             )
         return str(resp.get("ETag", ""))
 
     async def mp_abort(self, key: str, upload_id: str) -> None:
-        client = await self._c()
+        client = await self._client()
         with contextlib.suppress(NotFound), translate("aborting multipart upload of", key):
             await client.abort_multipart_upload(
-                Bucket=self.bucket, Key=self._full(key), UploadId=upload_id
+                Bucket=self.bucket, Key=self._s3_key(key), UploadId=upload_id
             )
-
-
-def part_size_for(size: int) -> int:
-    """Smallest MiB-aligned part size >= MIN_PART_SIZE that fits `size` in MAX_PARTS."""
-    return max(MIN_PART_SIZE, math.ceil(size / (MAX_PARTS - 1) / MiB) * MiB)
 
 
 def _open_local(dest: Path, key: str) -> Any:
@@ -422,4 +334,4 @@ def _check_sha(key: str, data: bytes, expected: str | None) -> None:
             )
 
 
-__all__ = ["Credentials", "PendingUpload", "S3Store", "credentials_from_env", "part_size_for"]
+__all__ = ["S3Store"]

@@ -1,0 +1,120 @@
+"""The aiobotocore client an `S3Store` talks through: credentials, settings, and one client
+opened on first use and kept (IO: opens the connection pool; reads the environment).
+
+Settings that work beyond AWS: request checksums only when an operation requires them,
+path-style addressing on request, no retries inside botocore (transient errors surface as
+`Unavailable` and `RetryingStore` retries them). The pool is sized to the store's
+concurrency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from aiobotocore.session import AioSession, get_session
+from botocore.config import Config
+from botocore.loaders import Loader, create_loader
+
+from dropbeard.store.s3errors import translate
+
+_LOADER: Loader | None = None
+
+
+def _shared_loader() -> Loader:
+    """botocore's data loader (service models, endpoints), shared by every store in the
+    process: it is read-only data, and parsing the S3 model again costs ~0.3 s (blocking
+    the event loop) for each new session."""
+    global _LOADER
+    if _LOADER is None:
+        _LOADER = create_loader()
+    return _LOADER
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+    def __repr__(self) -> str:  # never print secrets, even in a traceback's locals
+        return f"Credentials(access_key_id={self.access_key_id[:4]}…)"
+
+
+def credentials_from_env(env: dict[str, str] | None = None) -> Credentials | None:
+    """DROPBEAR_S3_* variables, which take precedence over the standard AWS chain."""
+    env = dict(os.environ) if env is None else env
+    key = env.get("DROPBEAR_S3_ACCESS_KEY_ID")
+    secret = env.get("DROPBEAR_S3_SECRET_ACCESS_KEY")
+    if key and secret:
+        return Credentials(key, secret, env.get("DROPBEAR_S3_SESSION_TOKEN") or None)
+    return None
+
+
+class S3Connection:
+    """One S3 client for one store, created on first `client()` and closed by `aclose()`.
+    `description` names the store in the error of a failed connection."""
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        endpoint_url: str | None,
+        region: str | None,
+        profile: str | None,
+        addressing_style: str,
+        credentials: Credentials | None,
+        concurrency: int,
+        connect_timeout: float,
+        read_timeout: float,
+    ) -> None:
+        self._description = description
+        self._endpoint_url = endpoint_url
+        self._region = region or "us-east-1"
+        self._profile = profile
+        self._credentials = credentials or credentials_from_env()
+        self._config = Config(
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            s3={"addressing_style": addressing_style},
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            max_pool_connections=max(concurrency * 2, 10),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            tcp_keepalive=True,
+        )
+        self._client: Any = None
+        self._stack = contextlib.AsyncExitStack()
+        self._lock = anyio.Lock()
+
+    async def client(self) -> Any:
+        """The aiobotocore S3 client, opened on the first call."""
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    self._client = await self._open()
+        return self._client
+
+    async def _open(self) -> Any:
+        session: AioSession = get_session()
+        session.register_component("data_loader", _shared_loader())
+        if self._profile:
+            session.set_config_variable("profile", self._profile)
+        kwargs: dict[str, Any] = {
+            "region_name": self._region,
+            "endpoint_url": self._endpoint_url,
+            "config": self._config,
+        }
+        if self._credentials is not None:
+            kwargs["aws_access_key_id"] = self._credentials.access_key_id
+            kwargs["aws_secret_access_key"] = self._credentials.secret_access_key
+            kwargs["aws_session_token"] = self._credentials.session_token
+        with translate("connecting to", self._description):
+            return await self._stack.enter_async_context(session.create_client("s3", **kwargs))
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+        self._client = None

@@ -1,0 +1,184 @@
+"""Every `Store` wrapper passes each call on faithfully: same arguments (keywords,
+journal, progress callback included), same answer. The inner store is a recorder."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dropbeard.daemon.transfers import TrackingStore
+from dropbeard.store.base import ListPage, ObjectInfo, PendingUpload, Progress, UploadJournal
+from dropbeard.store.counting import CountingStore
+from dropbeard.store.forwarding import ForwardingStore
+from dropbeard.store.retry import RetryingStore
+from tests.faults import FaultStore
+
+pytestmark = pytest.mark.anyio
+
+INFO = ObjectInfo("blobs/k", 3, "etag-k", 1.0)
+PAGES = [ListPage([INFO], ["p/"]), ListPage([], ["q/"])]
+
+
+class Journal:
+    async def load_upload(self, key: str) -> PendingUpload | None:
+        return None
+
+    async def save_upload(self, upload: PendingUpload) -> None:
+        return None
+
+    async def clear_upload(self, key: str) -> None:
+        return None
+
+
+class Recorder:
+    """Records each call as (method, args...) and answers with canned values; transfers
+    report 1 byte and then 2 to the progress callback they are given."""
+
+    description = "recorder"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def get(self, key: str) -> bytes:
+        self.calls.append(("get", key))
+        return b"data"
+
+    async def get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | None:
+        self.calls.append(("get_if_changed", key, etag))
+        return b"data", "etag-2"
+
+    async def get_file(
+        self,
+        key: str,
+        dest: Path,
+        *,
+        expected_sha256: str | None = None,
+        progress: Progress | None = None,
+    ) -> ObjectInfo:
+        self.calls.append(("get_file", key, dest, expected_sha256))
+        _report(progress)
+        return INFO
+
+    async def head(self, key: str) -> ObjectInfo:
+        self.calls.append(("head", key))
+        return INFO
+
+    async def put(self, key: str, data: bytes) -> str:
+        self.calls.append(("put", key, data))
+        return "etag-put"
+
+    async def put_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        expected_sha256: str | None = None,
+        journal: UploadJournal | None = None,
+        progress: Progress | None = None,
+    ) -> str:
+        self.calls.append(("put_file", key, path, expected_sha256, journal))
+        _report(progress)
+        return "etag-file"
+
+    async def put_if_absent(self, key: str, data: bytes) -> str:
+        self.calls.append(("put_if_absent", key, data))
+        return "etag-absent"
+
+    async def put_if_match(self, key: str, data: bytes, etag: str) -> str:
+        self.calls.append(("put_if_match", key, data, etag))
+        return "etag-match"
+
+    async def list(
+        self,
+        prefix: str,
+        *,
+        start_after: str | None = None,
+        delimiter: str | None = None,
+    ) -> AsyncIterator[ListPage]:
+        self.calls.append(("list", prefix, start_after, delimiter))
+        for page in PAGES:
+            yield page
+
+    async def delete(self, key: str) -> None:
+        self.calls.append(("delete", key))
+
+    async def aclose(self) -> None:
+        self.calls.append(("aclose",))
+
+
+def _report(progress: Progress | None) -> None:
+    if progress is not None:
+        progress(1)
+        progress(2)
+
+
+WRAPPERS: dict[str, Callable[[Recorder], ForwardingStore]] = {
+    "forwarding": ForwardingStore,
+    "counting": CountingStore,
+    "retrying": RetryingStore,
+    "faults": FaultStore,
+    "tracking": TrackingStore,
+}
+
+
+@pytest.fixture(params=list(WRAPPERS))
+def wrapper(request: pytest.FixtureRequest) -> ForwardingStore:
+    return WRAPPERS[request.param](Recorder())
+
+
+def recorded(store: ForwardingStore) -> list[tuple[Any, ...]]:
+    assert isinstance(store.inner, Recorder)
+    return store.inner.calls
+
+
+async def test_requests_pass_their_arguments_and_answers(wrapper: ForwardingStore) -> None:
+    assert wrapper.description == "recorder"
+    assert await wrapper.get("a") == b"data"
+    assert await wrapper.get_if_changed("a", "etag-1") == (b"data", "etag-2")
+    assert await wrapper.head("blobs/k") == INFO
+    assert await wrapper.put("a", b"1") == "etag-put"
+    assert await wrapper.put_if_absent("x/blobs/b", b"2") == "etag-absent"
+    assert await wrapper.put_if_match("registry.json", b"3", "etag-0") == "etag-match"
+    await wrapper.delete("a")
+    await wrapper.aclose()
+    assert recorded(wrapper) == [
+        ("get", "a"),
+        ("get_if_changed", "a", "etag-1"),
+        ("head", "blobs/k"),
+        ("put", "a", b"1"),
+        ("put_if_absent", "x/blobs/b", b"2"),
+        ("put_if_match", "registry.json", b"3", "etag-0"),
+        ("delete", "a"),
+        ("aclose",),
+    ]
+
+
+async def test_transfers_pass_keywords_journal_and_progress(
+    wrapper: ForwardingStore, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.write_bytes(b"abc")
+    journal = Journal()
+    sent: list[int] = []
+    received: list[int] = []
+    etag = await wrapper.put_file(
+        "blobs/k", src, expected_sha256="sha-up", journal=journal, progress=sent.append
+    )
+    info = await wrapper.get_file(
+        "blobs/k", tmp_path / "dest", expected_sha256="sha-down", progress=received.append
+    )
+    assert (etag, info) == ("etag-file", INFO)
+    assert sent == received == [1, 2]
+    assert recorded(wrapper) == [
+        ("put_file", "blobs/k", src, "sha-up", journal),
+        ("get_file", "blobs/k", tmp_path / "dest", "sha-down"),
+    ]
+
+
+async def test_listing_passes_its_options_and_every_page(wrapper: ForwardingStore) -> None:
+    pages = [page async for page in wrapper.list("p", start_after="a", delimiter="/")]
+    assert pages == PAGES
+    assert recorded(wrapper) == [("list", "p", "a", "/")]

@@ -7,7 +7,6 @@ import copy
 import json
 import unicodedata
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
@@ -31,14 +30,6 @@ from dropbeard.core.model import (
     decode_tombstones,
     encode,
     encode_manifest,
-    manifest_id,
-    next_manifest_id,
-    normalize_path,
-    parse_manifest_id,
-    parse_utc_iso,
-    utc_iso,
-    validate_id,
-    validate_path,
 )
 
 SHA_A = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"  # "test"
@@ -457,104 +448,6 @@ def test_encoding_refuses_objects_others_would_reject() -> None:
         encode_manifest(_manifest([bad]))
     with pytest.raises(ValueError, match="invalid tombstones"):
         encode(TombstoneBatch(device_id="a", seq=-1, created_at="2026-05-22T18:05:00Z", deletes=[]))
-
-
-# --- paths and ids ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        "a",
-        "docs/a.md",
-        ".dropbearignore",
-        "sub/.dropbear/x",  # only the root's own .dropbear/ is reserved
-        "back\\slash",
-        "new\nline",
-        "été/文件.txt",
-        "..a/b..",
-        "x" * 255,
-        "/".join(["x" * 255] * 16),
-    ],
-)
-def test_valid_paths(path: str) -> None:
-    assert validate_path(path) == path
-
-
-def test_normalize_path_gives_nfc() -> None:
-    nfd = unicodedata.normalize("NFD", "café/é.txt")
-    with pytest.raises(ValueError, match="NFC"):
-        validate_path(nfd)
-    assert validate_path(normalize_path(nfd)) == "café/é.txt"
-
-
-def test_path_with_lone_surrogate_is_invalid() -> None:
-    # os.fsdecode of a name that is not UTF-8 gives surrogate escapes.
-    with pytest.raises(ValueError, match="UTF-8"):
-        validate_path("bad\udcff.txt")
-
-
-@pytest.mark.parametrize("value", ["a", "laptop", "old-phone", "0", "a.b_c-d", "x" * 64])
-def test_valid_ids(value: str) -> None:
-    assert validate_id(value) == value
-
-
-@pytest.mark.parametrize(
-    "value", ["", "Laptop", "-a", ".a", "_a", "a b", "a/b", "x" * 65, "é", "a\n"]
-)
-def test_invalid_ids(value: str) -> None:
-    with pytest.raises(ValueError, match="not a valid id"):
-        validate_id(value)
-
-
-# --- times --------------------------------------------------------------------------
-
-
-def test_time_formats() -> None:
-    assert utc_iso(0) == "1970-01-01T00:00:00Z"
-    assert utc_iso(1.999) == "1970-01-01T00:00:01Z"
-    assert utc_iso(-0.5) == "1969-12-31T23:59:59Z"
-    paris = timezone(timedelta(hours=2))
-    assert utc_iso(datetime(2026, 5, 22, 20, 5, 0, 999999, tzinfo=paris)) == "2026-05-22T18:05:00Z"
-    assert manifest_id(datetime(2026, 5, 22, 18, 5, tzinfo=UTC)) == "20260522T180500Z"
-    assert parse_manifest_id("20260522T180500Z") == datetime(2026, 5, 22, 18, 5, tzinfo=UTC)
-    assert parse_utc_iso("2026-05-22T18:05:00Z") == datetime(2026, 5, 22, 18, 5, tzinfo=UTC)
-    with pytest.raises(ValueError, match="naive"):
-        utc_iso(datetime(2026, 5, 22))
-    for bad in ["2026522T18050Z", "20260522T180500", "２０２６0522T180500Z"]:
-        with pytest.raises(ValueError):
-            parse_manifest_id(bad)
-
-
-NOW = datetime(2026, 5, 22, 18, 5, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("previous", "expected"),
-    [
-        pytest.param(None, "20260522T180500Z", id="first"),
-        pytest.param("20260522T180459Z", "20260522T180500Z", id="earlier"),
-        pytest.param("20260522T180500Z", "20260522T180501Z", id="same-second"),
-        pytest.param("20260522T190000Z", "20260522T190001Z", id="clock-went-back"),
-        pytest.param("20261231T235959Z", "20270101T000000Z", id="year-rollover"),
-    ],
-)
-def test_next_manifest_id(previous: str | None, expected: str) -> None:
-    assert next_manifest_id(NOW, previous) == expected
-
-
-def test_next_manifest_id_refuses_garbage_previous() -> None:
-    with pytest.raises(ValueError):
-        next_manifest_id(NOW, "latest")
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.integers(-(10**6), 10**6), min_size=1, max_size=20))
-def test_manifest_ids_always_sort_in_publish_order(offsets: list[int]) -> None:
-    ids: list[str] = []
-    for offset in offsets:  # an arbitrary, even backwards-running, clock
-        ids.append(next_manifest_id(NOW + timedelta(seconds=offset), ids[-1] if ids else None))
-    assert ids == sorted(set(ids))
 
 
 def test_decoding_does_not_share_state_between_calls() -> None:

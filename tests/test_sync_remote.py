@@ -24,8 +24,8 @@ from dropbeard.core.model import (
     TombstoneBatch,
     decode_head,
     encode,
-    utc_iso,
 )
+from dropbeard.core.timestamps import utc_iso
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.sync.publish import manifest_bytes, publish

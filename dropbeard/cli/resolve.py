@@ -10,7 +10,7 @@ import anyio
 
 from dropbeard.cli.sync import run_sync_pass
 from dropbeard.core.errors import UsageError
-from dropbeard.core.model import normalize_path
+from dropbeard.core.paths import normalize_path
 from dropbeard.sync.resolve import _conflict_base, settle
 from dropbeard.sync.root import RootPaths, find_root, open_online, root_lock
 

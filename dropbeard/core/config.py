@@ -20,7 +20,7 @@ import msgspec
 
 from dropbeard.core.duration import parse_duration
 from dropbeard.core.errors import UsageError
-from dropbeard.core.model import validate_id
+from dropbeard.core.ids import validate_id
 
 Mode = Literal["bidirectional", "upload-only", "download-only", "archive-only"]
 AddressingStyle = Literal["auto", "path", "virtual"]

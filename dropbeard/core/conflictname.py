@@ -9,7 +9,9 @@ stem (the shortest device id).
 
 from __future__ import annotations
 
-from dropbeard.core.model import MAX_SEGMENT_BYTES, validate_id, validate_manifest_id, validate_path
+from dropbeard.core.ids import validate_id
+from dropbeard.core.paths import MAX_SEGMENT_BYTES, validate_path
+from dropbeard.core.timestamps import validate_manifest_id
 
 MARKER = ".conflict-"
 _TIMESTAMP_LEN = len("20260522T180500Z")

@@ -125,3 +125,8 @@ def single_error(group: BaseExceptionGroup[BaseException]) -> DropbeardError | N
         assert isinstance(first, DropbeardError)
         return first
     return None
+
+
+def quoted(value: str, limit: int = 80) -> str:
+    """`value` quoted for a one-line message, escaped and cut to about `limit` chars."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + "…"

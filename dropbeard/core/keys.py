@@ -14,7 +14,8 @@ layout exactly, both with ValueError.
 
 from __future__ import annotations
 
-from dropbeard.core.model import validate_id, validate_manifest_id, validate_sha256
+from dropbeard.core.ids import validate_id, validate_sha256
+from dropbeard.core.timestamps import validate_manifest_id
 
 SEQ_DIGITS = 20
 _HEAD = "head.json"

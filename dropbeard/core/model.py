@@ -1,23 +1,23 @@
 """The bucket's JSON objects as msgspec Structs: manifest, head, tombstones, registry (pure).
 
-Shapes follow SPEC section 1 exactly. Below the types: validation of paths, ids and
-timestamps; deterministic encoding; and decoding of untrusted bytes, which checks
-everything and reports any failure as one `FormatError` line naming the object's key.
-Unknown fields are ignored (forward compatibility); an unknown major `format` is refused.
+Shapes follow SPEC section 1 exactly. Below the types: validation of whole objects (their
+paths, ids and times by `core.paths`, `core.ids`, `core.timestamps`); deterministic
+encoding; and decoding of untrusted bytes, which checks everything and reports any failure
+as one `FormatError` line naming the object's key. Unknown fields are ignored (forward
+compatibility); an unknown major `format` is refused.
 """
 
 from __future__ import annotations
 
-import math
-import re
-import unicodedata
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from dropbeard.core.errors import FormatError
+from dropbeard.core.errors import FormatError, quoted
+from dropbeard.core.ids import validate_id, validate_sha256
+from dropbeard.core.paths import validate_path
+from dropbeard.core.timestamps import validate_manifest_id, validate_timestamp
 
 FORMAT = 1
 
@@ -104,154 +104,8 @@ class Registry(msgspec.Struct, frozen=True, kw_only=True):
     devices: dict[str, DeviceRecord] = {}
 
 
-# --- paths, ids, digests, times -----------------------------------------------------
-
-#: The local state directory at the top of every root: never synced, never a path.
-LOCAL_DIR = ".dropbear"
-MAX_PATH_BYTES = 4096
-MAX_SEGMENT_BYTES = 255
 #: Sizes, counters and seqs must fit a signed 64-bit integer (SQLite, other readers).
 MAX_INT = 2**63 - 1
-
-_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_MANIFEST_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z")
-_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
-_MANIFEST_ID_FORMAT = "%Y%m%dT%H%M%SZ"
-_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def _show(value: str, limit: int = 80) -> str:
-    """`value` quoted for a one-line message, escaped and cut to about `limit` chars."""
-    return repr(value) if len(value) <= limit else repr(value[:limit]) + "…"
-
-
-def normalize_path(path: str) -> str:
-    """`path` in NFC, the form manifests use (for local names; then `validate_path` it).
-
-    Two local names that differ only in normalisation map to the same path: the scanner
-    must report that as a collision rather than track both."""
-    return unicodedata.normalize("NFC", path)
-
-
-def validate_path(path: str) -> str:
-    """`path` if it may appear in a manifest or tombstone, else ValueError with the reason.
-
-    Valid: relative, `/`-separated, NFC-normalised, valid UTF-8, at most 4096 bytes and
-    255 bytes per segment, no empty, `.` or `..` segment, no NUL, and not `.dropbear` or
-    under it (compared case-insensitively: on a case-insensitive disk `.DropBear/` is
-    the state directory). A backslash is an ordinary character, as on POSIX; so are
-    other control characters such as newline.
-    """
-    if not path:
-        raise ValueError("path is empty")
-    try:
-        size = len(path.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValueError(f"path {_show(path)} is not valid UTF-8") from None
-    if size > MAX_PATH_BYTES:
-        raise ValueError(f"path {_show(path)} is longer than {MAX_PATH_BYTES} bytes")
-    if "\x00" in path:
-        raise ValueError(f"path {_show(path)} contains NUL")
-    if path.startswith("/"):
-        raise ValueError(f"path {_show(path)} is absolute")
-    if path.endswith("/"):
-        raise ValueError(f"path {_show(path)} ends with '/'")
-    if not unicodedata.is_normalized("NFC", path):
-        raise ValueError(f"path {_show(path)} is not NFC-normalised")
-    segments = path.split("/")
-    for segment in segments:
-        if segment in ("", ".", ".."):
-            what = "an empty" if not segment else f"a {segment!r}"
-            raise ValueError(f"path {_show(path)} has {what} segment")
-        if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
-            raise ValueError(f"path {_show(path)} has a name longer than {MAX_SEGMENT_BYTES} bytes")
-    if segments[0].casefold() == LOCAL_DIR:
-        raise ValueError(f"path {_show(path)} is dropbeard's own {LOCAL_DIR}/")
-    return path
-
-
-def validate_id(value: str) -> str:
-    """`value` if it is a valid root or device id: 1–64 chars of `[a-z0-9._-]` starting
-    with a letter or digit; else ValueError."""
-    if not _ID.fullmatch(value):
-        raise ValueError(
-            f"{_show(value)} is not a valid id (1-64 of a-z 0-9 . _ -, "
-            "starting with a letter or digit)"
-        )
-    return value
-
-
-def validate_sha256(value: str) -> str:
-    """`value` if it is a lowercase hex SHA-256 digest (64 chars), else ValueError."""
-    if not _SHA256.fullmatch(value):
-        raise ValueError(f"{_show(value)} is not a lowercase hex SHA-256")
-    return value
-
-
-def parse_manifest_id(value: str) -> datetime:
-    """The UTC time a manifest id `YYYYMMDDTHHMMSSZ` names; ValueError if it is not one."""
-    return _parse_time(value, _MANIFEST_ID, _MANIFEST_ID_FORMAT, "manifest id")
-
-
-def parse_utc_iso(value: str) -> datetime:
-    """The UTC time of a timestamp `YYYY-MM-DDTHH:MM:SSZ`; ValueError if it is not one."""
-    return _parse_time(value, _TIMESTAMP, _TIMESTAMP_FORMAT, "timestamp")
-
-
-def validate_manifest_id(value: str) -> str:
-    parse_manifest_id(value)
-    return value
-
-
-def validate_timestamp(value: str) -> str:
-    parse_utc_iso(value)
-    return value
-
-
-def _parse_time(value: str, pattern: re.Pattern[str], fmt: str, what: str) -> datetime:
-    # The regex first: strptime alone accepts one-digit fields and non-ASCII digits.
-    if pattern.fullmatch(value):
-        try:
-            return datetime.strptime(value, fmt).replace(tzinfo=UTC)
-        except ValueError:
-            pass
-    example = datetime(2026, 5, 22, 18, 5, tzinfo=UTC).strftime(fmt)
-    raise ValueError(f"{_show(value)} is not a valid {what} (like {example})")
-
-
-def _utc(ts: float | datetime) -> datetime:
-    if isinstance(ts, datetime):
-        if ts.tzinfo is None:
-            raise ValueError("naive datetime: pass an aware one (UTC)")
-        return ts.astimezone(UTC).replace(microsecond=0)
-    return datetime.fromtimestamp(math.floor(ts), UTC)
-
-
-def utc_iso(ts: float | datetime) -> str:
-    """`ts` (POSIX seconds or an aware datetime) as `YYYY-MM-DDTHH:MM:SSZ`, truncated to
-    the second."""
-    d = _utc(ts)
-    return f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}Z"
-
-
-def manifest_id(ts: float | datetime) -> str:
-    """`ts` as a manifest id `YYYYMMDDTHHMMSSZ`, truncated to the second."""
-    d = _utc(ts)
-    return f"{d.year:04d}{d.month:02d}{d.day:02d}T{d.hour:02d}{d.minute:02d}{d.second:02d}Z"
-
-
-def next_manifest_id(now: datetime, previous: str | None) -> str:
-    """The id for a manifest published at `now` after `previous` (SPEC 1): `now`'s id, or
-    `previous` plus one second if that would not sort after it, so keys sort in publish
-    order even if the clock went backwards."""
-    candidate = manifest_id(now)
-    if previous is None:
-        return candidate
-    last = parse_manifest_id(previous)
-    if candidate > previous:
-        return candidate
-    return manifest_id(last + timedelta(seconds=1))
 
 
 # --- validation of whole objects ----------------------------------------------------
@@ -323,7 +177,7 @@ def _check_items(items: Sequence[Entry | Delete], what: str) -> None:
                 if item.sha256 is not None:
                     validate_sha256(item.sha256)
         except ValueError as e:
-            raise ValueError(f"{what} {i} {_show(item.path)}: {e}") from None
+            raise ValueError(f"{what} {i} {quoted(item.path)}: {e}") from None
         types[item.path] = item.type
         index[item.path] = i
     if what == "entry":
@@ -338,7 +192,9 @@ def _check_tree(types: dict[str, str]) -> None:
         while cut != -1:
             parent = path[:cut]
             if types.get(parent, "dir") != "dir":
-                raise ValueError(f"path {_show(path)} is under {_show(parent)}, a {types[parent]}")
+                raise ValueError(
+                    f"path {quoted(path)} is under {quoted(parent)}, a {types[parent]}"
+                )
             cut = path.find("/", cut + 1)
 
 
@@ -357,7 +213,7 @@ def _check_head(h: Head) -> None:
     )
     _check_int(h.tombstone_seq, "tombstone_seq", 0)
     for device, mark in h.seen.items():
-        _check_named((f"seen device {_show(device)}", device, validate_id))
+        _check_named((f"seen device {quoted(device)}", device, validate_id))
         if mark.manifest is not None:
             _check_named((f"seen[{device}].manifest", mark.manifest, validate_manifest_id))
         _check_int(mark.tombstone_seq, f"seen[{device}].tombstone_seq", 0)
@@ -372,7 +228,7 @@ def _check_tombstones(t: TombstoneBatch) -> None:
 
 def _check_registry(r: Registry) -> None:
     for device, record in r.devices.items():
-        _check_named((f"device {_show(device)}", device, validate_id))
+        _check_named((f"device {quoted(device)}", device, validate_id))
         # `mode` is informative here (a reader never acts on it): any id-like word, so a
         # mode added later does not make older readers reject the whole registry.
         if record.mode is not None:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from dropbeard.core.config import RemoteConfig, RootConfig, parse_remote_url, render_root_config
 from dropbeard.core.errors import UsageError
+from dropbeard.core.ids import validate_id
 from dropbeard.core.keys import RootKeys
-from dropbeard.core.model import utc_iso, validate_id
+from dropbeard.core.timestamps import utc_iso
 from dropbeard.store.base import Store
 from dropbeard.sync.registry import register, update_registry
 from dropbeard.sync.root import DOT, RootPaths

@@ -25,9 +25,8 @@ from dropbeard.core.model import (
     TombstoneBatch,
     encode,
     encode_manifest,
-    next_manifest_id,
-    utc_iso,
 )
+from dropbeard.core.timestamps import next_manifest_id, utc_iso
 from dropbeard.store.base import Store
 
 

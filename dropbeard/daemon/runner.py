@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +21,7 @@ import msgspec
 from dropbeard.core.config import RootSettings
 from dropbeard.core.debounce import Debouncer
 from dropbeard.core.errors import DropbeardError, OfflineError, Unavailable
+from dropbeard.core.timestamps import utc_iso
 from dropbeard.daemon.rootpass import RootSync, StoreFactory
 from dropbeard.daemon.watch import RootWatcher
 from dropbeard.sync.root import Busy
@@ -43,12 +43,6 @@ class Request:
         self.full = self.full or other.full
         self.paths |= other.paths
         self.reasons += [r for r in other.reasons if r not in self.reasons]
-
-
-def iso(wall: float | None) -> str | None:
-    if wall is None:
-        return None
-    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
 
 
 class Wakeup:
@@ -311,7 +305,7 @@ class RootRunner:
         now, wall = self._clock(), self._wall()
 
         def at(mono: float | None) -> str | None:
-            return None if mono is None else iso(wall + max(0.0, mono - now))
+            return None if mono is None else utc_iso(wall + max(0.0, mono - now))
 
         pending = set(self._debouncer.pending_paths())
         if self._pending is not None:
@@ -319,10 +313,11 @@ class RootRunner:
         nxt = self._next_pass()
         last = dict(self._last) if self._last else None
         if last is not None:
-            last["started_at"], last["ended_at"] = iso(last["started_at"]), iso(last["ended_at"])
+            last["started_at"] = utc_iso(last["started_at"])
+            last["ended_at"] = utc_iso(last["ended_at"])
         running = dict(self._running) if self._running else None
         if running is not None:
-            running["started_at"] = iso(running["started_at"])
+            running["started_at"] = utc_iso(running["started_at"])
         return {
             "path": str(self.root),
             "state": self.state,

@@ -22,11 +22,12 @@ import msgspec
 from dropbeard import __version__
 from dropbeard.core.config import RemoteConfig, RootSettings
 from dropbeard.core.errors import ExitCode, UsageError
+from dropbeard.core.timestamps import utc_iso
 from dropbeard.daemon.control import ControlError, ControlServer, error_reply
 from dropbeard.daemon.logs import configure_logging, get_logger
 from dropbeard.daemon.notify import sd_notify
 from dropbeard.daemon.rootpass import StoreFactory
-from dropbeard.daemon.runner import RootRunner, iso
+from dropbeard.daemon.runner import RootRunner
 from dropbeard.daemon.settings import DaemonOptions, resolve
 from dropbeard.store.base import Store
 from dropbeard.store.factory import open_store
@@ -283,7 +284,7 @@ class Daemon:
             "daemon": {
                 "pid": os.getpid(),
                 "version": __version__,
-                "started_at": iso(wall),
+                "started_at": utc_iso(wall),
                 "uptime_s": round(time.monotonic() - mono, 3),
                 "socket": self._resolved.socket,
                 "config": self._resolved.config_path,

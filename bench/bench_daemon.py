@@ -47,7 +47,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dropbeard.core.config import DaemonConfig, RootEntry, effective
+from dropbeard.core.daemonconfig import DaemonConfig, RootEntry, effective
 from dropbeard.daemon.rootpass import RootSync
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.factory import open_store

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from dropbeard.core.config import LogFormat, LogLevel
+from dropbeard.core.daemonconfig import LogFormat, LogLevel
 
 _LEVELS: dict[LogLevel, int] = {
     "debug": logging.DEBUG,

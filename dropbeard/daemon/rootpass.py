@@ -14,7 +14,8 @@ from typing import Any
 
 import anyio
 
-from dropbeard.core.config import RemoteConfig, RootConfig, RootSettings
+from dropbeard.core.config import RemoteConfig, RootConfig
+from dropbeard.core.daemonconfig import RootSettings
 from dropbeard.core.errors import NotFound, PreconditionFailed, single_error
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.problems import Problem

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import anyio
 import msgspec
 
-from dropbeard.core.config import RootSettings
+from dropbeard.core.daemonconfig import RootSettings
 from dropbeard.core.debounce import Debouncer
 from dropbeard.core.errors import DropbeardError, OfflineError, Unavailable
 from dropbeard.core.timestamps import utc_iso

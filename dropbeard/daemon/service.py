@@ -20,7 +20,8 @@ import anyio.abc
 import msgspec
 
 from dropbeard import __version__
-from dropbeard.core.config import RemoteConfig, RootSettings
+from dropbeard.core.config import RemoteConfig
+from dropbeard.core.daemonconfig import RootSettings
 from dropbeard.core.errors import ExitCode, UsageError
 from dropbeard.core.timestamps import utc_iso
 from dropbeard.daemon.control import ControlError, ControlServer, error_reply

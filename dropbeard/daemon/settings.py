@@ -10,13 +10,14 @@ from pathlib import Path
 
 import msgspec
 
-from dropbeard.core.config import (
+from dropbeard.core.daemonconfig import (
     DaemonConfig,
     RootEntry,
     RootSettings,
     default_config_path,
     default_socket_path,
     effective,
+    nested,
     parse_daemon_config,
 )
 from dropbeard.core.errors import UsageError
@@ -99,8 +100,7 @@ def _cli_roots(paths: list[str]) -> tuple[RootEntry, ...]:
         for other in found:
             if path == other:
                 raise UsageError(f"root {raw} is given twice")
-            inner, outer = sorted((path, other), key=len, reverse=True)
-            if outer == "/" or inner.startswith(outer + "/"):
+            if nested(path, other):
                 raise UsageError(f"roots {other} and {path} overlap: one is inside the other")
         found.append(path)
     return tuple(RootEntry(path=p) for p in found)

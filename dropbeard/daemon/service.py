@@ -29,7 +29,7 @@ from dropbeard.daemon.logs import configure_logging, get_logger
 from dropbeard.daemon.notify import sd_notify
 from dropbeard.daemon.rootpass import StoreFactory
 from dropbeard.daemon.runner import RootRunner
-from dropbeard.daemon.settings import DaemonOptions, resolve
+from dropbeard.daemon.settings import DaemonOptions, load_settings
 from dropbeard.store.base import Store
 from dropbeard.store.factory import open_store
 from dropbeard.sync.report import StatusReport, gather
@@ -60,7 +60,7 @@ class Daemon:
         self.ready = anyio.Event()
         self._store_factory = store_factory
         self._log_stream = log_stream
-        self._resolved = resolve(opts)
+        self._settings = load_settings(opts)
         self._stop = anyio.Event()
         self._stopping = False
         self._started = (time.time(), time.monotonic())
@@ -71,7 +71,7 @@ class Daemon:
         self.log = get_logger()
 
     def _configure_logging(self) -> None:
-        cfg = self._resolved.config
+        cfg = self._settings.config
         configure_logging(
             cfg.log_format, "debug" if self.opts.verbose else cfg.log_level, self._log_stream
         )
@@ -79,10 +79,10 @@ class Daemon:
     async def run(self, *, signals: bool = True, hard_exit: bool = False) -> int:
         """Until stopped; returns the exit code (0, or 130 after a second signal)."""
         self._server = await ControlServer.bind(
-            self._resolved.socket,
+            self._settings.socket,
             self.handle,
             self.log,
-            private_dir=self._resolved.private_socket_dir,
+            private_dir=self._settings.private_socket_dir,
         )
         try:
             async with anyio.create_task_group() as tg:
@@ -90,16 +90,16 @@ class Daemon:
                 tg.start_soon(self._server.serve)
                 if signals:  # handlers are in place before READY=1
                     await tg.start(self._signals, hard_exit)
-                for settings in self._resolved.roots:
+                for settings in self._settings.roots:
                     self._start(settings)
                 self._set_thread_limit()
                 self.log.info(
                     "daemon_start",
                     pid=os.getpid(),
                     version=__version__,
-                    roots=[s.path for s in self._resolved.roots],
-                    socket=self._resolved.socket,
-                    config=self._resolved.config_path,
+                    roots=[s.path for s in self._settings.roots],
+                    socket=self._settings.socket,
+                    config=self._settings.config_path,
                 )
                 sd_notify("READY=1", f"STATUS={self._status_line()}", f"MAINPID={os.getpid()}")
                 self.ready.set()
@@ -191,11 +191,11 @@ class Daemon:
             self.log.info("reload_ignored", reason="shutting down")
             return
         try:
-            new = await anyio.to_thread.run_sync(resolve, self.opts)
+            new = await anyio.to_thread.run_sync(load_settings, self.opts)
         except UsageError as exc:
             self.log.error("reload_failed", error=str(exc), kept="the previous config")
             return
-        old, self._resolved = self._resolved, new
+        old, self._settings = self._settings, new
         self._configure_logging()
         wanted = {s.path: s for s in new.roots}
         added, removed, changed = [], [], []
@@ -287,8 +287,8 @@ class Daemon:
                 "version": __version__,
                 "started_at": utc_iso(wall),
                 "uptime_s": round(time.monotonic() - mono, 3),
-                "socket": self._resolved.socket,
-                "config": self._resolved.config_path,
+                "socket": self._settings.socket,
+                "config": self._settings.config_path,
                 "stopping": self._stopping,
             },
             "roots": [

@@ -58,7 +58,10 @@ class DaemonOptions:
 
 
 @dataclass
-class Resolved:
+class DaemonSettings:
+    """What the daemon runs: the config file (or defaults) with the command line applied,
+    each root's effective settings, and the control socket."""
+
     config: DaemonConfig
     config_path: str
     roots: list[RootSettings]
@@ -66,7 +69,7 @@ class Resolved:
     private_socket_dir: bool
 
 
-def resolve(opts: DaemonOptions) -> Resolved:
+def load_settings(opts: DaemonOptions) -> DaemonSettings:
     """Config file + command line -> what to run; UsageError (exit 2) when there is nothing."""
     cfg, where = load_config(opts.config_path)
     if cfg is None:
@@ -84,7 +87,7 @@ def resolve(opts: DaemonOptions) -> Resolved:
     if not cfg.roots:
         raise UsageError(f"config {where}: no [[roots]] to sync; add one or name ROOT")
     socket = opts.socket or cfg.socket
-    return Resolved(
+    return DaemonSettings(
         config=cfg,
         config_path=where,
         roots=[effective(entry, cfg) for entry in cfg.roots],

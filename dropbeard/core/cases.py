@@ -1,0 +1,330 @@
+"""The cases of reconciling one path, one helper per case (pure): SPEC 4.1 (the maximal
+candidates under version dominance decide: one content wins, all deletes win, an edit
+beats a concurrent delete, or different contents conflict) and SPEC 4.4 (a path in
+conflict: resolved elsewhere, resolved here, or still open; copies and open conflicts
+are `dropbeard.core.conflicts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import msgspec
+
+from dropbeard.core.conflicts import (
+    Kept,
+    Rival,
+    as_of_conflict,
+    ending,
+    opened,
+    resolution,
+    same_content,
+    still_open,
+)
+from dropbeard.core.model import Delete, Entry
+from dropbeard.core.plan import (
+    DELETES_LOCALLY,
+    PUBLISHES,
+    Base,
+    Conflict,
+    ConflictCopy,
+    Download,
+    LocalDelete,
+    Mode,
+    Removal,
+)
+from dropbeard.core.problems import Problem
+from dropbeard.core.version import Order, bump, compare, dominates, merge
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One version of a path: an entry (content) or a delete. `fresh` marks this device's
+    local change, bumped during this pass."""
+
+    version: dict[str, int]
+    device_id: str
+    entry: Entry | None = None
+    delete: Delete | None = None
+    manifest_id: str | None = None
+    fresh: bool = False
+
+
+@dataclass
+class PassContext:
+    """What every path's decision in one pass shares: this device, its mode, the time,
+    the conflict copies on disk, and the version counter fresh versions advance."""
+
+    device_id: str
+    mode: Mode
+    now: datetime
+    copies_on_disk: Mapping[str, Entry]
+    counter: int
+
+    def next_version(self, vector: Mapping[str, int]) -> dict[str, int]:
+        """A fresh local version after `vector` (allocates the next counter)."""
+        self.counter += 1
+        return bump(vector, self.device_id, self.counter)
+
+
+@dataclass
+class Outcome:
+    """What the decision for one path puts in the plan: the path's new base and the
+    actions, conflicts and problems it needs."""
+
+    base: Base
+    download: Download | None = None
+    local_delete: LocalDelete | None = None
+    copies: list[ConflictCopy] = field(default_factory=list)
+    upload: Entry | None = None
+    tombstone: Delete | None = None
+    conflicts: list[Conflict] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    removal: Removal | None = None
+    deferred: list[tuple[str, Delete]] = field(default_factory=list)
+
+
+def untouched(agreed: Base, others: Sequence[Candidate]) -> Outcome:
+    """Unknown local state: keep the base (and the published entry); offer its new
+    tombstones again next pass."""
+    deferred = [(c.device_id, c.delete) for c in others if c.delete is not None]
+    return Outcome(base=agreed, deferred=deferred)
+
+
+def settle(
+    ctx: PassContext, path: str, agreed: Base, content: Entry | None, others: Sequence[Candidate]
+) -> Outcome:
+    """A path not in conflict: the local candidate against everything else."""
+    mine = _local_candidate(ctx, path, agreed, content)
+    candidates = [mine] if mine else []
+    candidates += others
+    if agreed.deleted is not None:
+        candidates.append(Candidate(agreed.deleted.version, ctx.device_id, None, agreed.deleted))
+    return _decide(ctx, path, agreed, content, mine, candidates)
+
+
+def _local_candidate(
+    ctx: PassContext, path: str, agreed: Base, content: Entry | None
+) -> Candidate | None:
+    """Unchanged content keeps the base vector; a change, creation or deletion bumps it."""
+    me = ctx.device_id
+    if content is None:
+        if agreed.entry is None:
+            return None
+        version = ctx.next_version(agreed.entry.version)
+        return Candidate(version, me, None, _delete_of(agreed.entry, version), fresh=True)
+    if agreed.entry is not None and same_content(content, agreed.entry):
+        return Candidate(agreed.entry.version, me, agreed.entry)
+    prior = agreed.entry or agreed.deleted
+    version = ctx.next_version(prior.version if prior else {})
+    return Candidate(version, me, _with_version(content, version), fresh=True)
+
+
+def _decide(
+    ctx: PassContext,
+    path: str,
+    agreed: Base,
+    content: Entry | None,
+    mine: Candidate | None,
+    candidates: list[Candidate],
+) -> Outcome:
+    """SPEC 4.1: keep the candidates no other dominates, then pick the case."""
+    top = [c for c in candidates if not any(dominates(o.version, c.version) for o in candidates)]
+    if not top:
+        return Outcome(base=agreed)
+    merged = merge(*(c.version for c in top))
+    groups = _by_content(c for c in top if c.entry is not None)
+    if not groups:
+        return _delete_wins(ctx, path, agreed, content, mine, top, merged)
+    if len(groups) == 1:
+        return _entry_wins(ctx, path, agreed, content, mine, groups[0], merged)
+    if all(g[0].entry is not None and g[0].entry.type == "dir" for g in groups):
+        # Concurrent permission changes of one directory: nothing to copy, so every device
+        # settles on the same one (the lowest device id), vectors merged.
+        return _entry_wins(ctx, path, agreed, content, mine, _lowest(groups), merged)
+    return _conflict(ctx, path, content, mine, groups, merged)
+
+
+def _entry_wins(
+    ctx: PassContext,
+    path: str,
+    agreed: Base,
+    content: Entry | None,
+    mine: Candidate | None,
+    group: list[Candidate],
+    merged: dict[str, int],
+) -> Outcome:
+    """One content wins (same content merges; an edit beats a concurrent delete): its
+    vector merges every maximal one so it dominates them all."""
+    chosen = mine if _holds(group, mine) else group[0]
+    assert chosen is not None and chosen.entry is not None
+    winner = _with_version(chosen.entry, merged)
+    outcome = Outcome(base=Base(entry=winner))
+    if content is None or not same_content(content, winner):
+        outcome.download = Download(path=path, entry=winner)
+    elif (
+        ctx.mode in PUBLISHES
+        and mine is not None
+        and mine.fresh
+        and winner.type == "file"
+        and not _published_before(agreed, winner)
+    ):
+        outcome.upload = winner
+    return outcome
+
+
+def _published_before(agreed: Base, entry: Entry) -> bool:
+    """True if the blob of `entry` is known to be in the bucket already (the agreed,
+    non-conflicting base held the same bytes)."""
+    old = agreed.entry
+    return (
+        agreed.conflict is None
+        and old is not None
+        and old.type == "file"
+        and old.sha256 == entry.sha256
+    )
+
+
+def _delete_wins(
+    ctx: PassContext,
+    path: str,
+    agreed: Base,
+    content: Entry | None,
+    mine: Candidate | None,
+    top: list[Candidate],
+    merged: dict[str, int],
+) -> Outcome:
+    """Every maximal candidate is a delete: delete locally (or keep, in archive-only), and
+    publish a tombstone when the delete happened here."""
+    source = mine if _holds(top, mine) else top[0]
+    assert source is not None and source.delete is not None
+    gone = msgspec.structs.replace(source.delete, path=path, version=merged)
+    if content is not None:
+        # The local content is an unchanged, dominated version.
+        if ctx.mode not in DELETES_LOCALLY:
+            kept = _with_version(mine.entry if mine and mine.entry else content, merged)
+            return Outcome(base=Base(entry=kept))
+        return Outcome(
+            base=Base(deleted=gone), local_delete=LocalDelete(path=path, expected=content)
+        )
+    outcome = Outcome(base=Base(deleted=gone))
+    if mine is not None and mine.fresh:
+        published = agreed.entry if agreed.conflict is None else None
+        outcome.removal = Removal(path=path, previous=agreed, published=published)
+        if ctx.mode in PUBLISHES:
+            outcome.tombstone = gone
+    return outcome
+
+
+def _conflict(
+    ctx: PassContext,
+    path: str,
+    content: Entry | None,
+    mine: Candidate | None,
+    groups: list[list[Candidate]],
+    merged: dict[str, int],
+) -> Outcome:
+    """SPEC 4.4: different concurrent contents. The local version stays (if the local one
+    is older than all of them, the lowest device id's takes its place); every other
+    content is written beside it as a conflict copy, one per content."""
+    keep_group = next((g for g in groups if _holds(g, mine)), None) or _lowest(groups)
+    keep = mine if _holds(keep_group, mine) else keep_group[0]
+    assert keep is not None and keep.entry is not None
+    rivals = [_rival(g[0]) for g in groups if g is not keep_group]
+    info, kept = opened(path, keep.entry, rivals, merged, ctx.now, ctx.copies_on_disk)
+    outcome = _conflict_outcome(Base(entry=keep.entry, conflict=info), kept)
+    if content is None or not same_content(content, keep.entry):
+        outcome.download = Download(path=path, entry=keep.entry)
+    return outcome
+
+
+# --- a path in conflict (SPEC 4.4) ----------------------------------------------------
+
+
+def in_conflict(
+    ctx: PassContext, path: str, agreed: Base, content: Entry | None, others: Sequence[Candidate]
+) -> Outcome:
+    """Resolved elsewhere: the local version as of the conflict meets the newer ones.
+    Resolved here: the path's content (or its absence) is a new version. Else still open."""
+    info = agreed.conflict
+    assert info is not None
+    end = ending(info, content, (c.version for c in others), ctx.copies_on_disk)
+    if end == "elsewhere":
+        mine = _mine(ctx, as_of_conflict(path, info), fresh=False)
+        return _decide(ctx, path, Base(entry=mine.entry), content, mine, [mine, *others])
+    if end == "here":
+        version = ctx.next_version(info.version)
+        mine = _mine(ctx, resolution(path, info, content, version), fresh=True)
+        return _decide(ctx, path, agreed, content, mine, [mine, *others])
+    return _still_open(ctx, path, agreed, content, others)
+
+
+def _still_open(
+    ctx: PassContext, path: str, agreed: Base, content: Entry | None, others: Sequence[Candidate]
+) -> Outcome:
+    """The conflict stays; the versions that arrived since it began join it."""
+    info = agreed.conflict
+    assert info is not None
+    arrived = [
+        c for c in others if compare(c.version, info.version) in (Order.DOMINATES, Order.CONCURRENT)
+    ]
+    rivals = [_rival(g[0]) for g in _by_content(c for c in arrived if c.entry is not None)]
+    versions = [c.version for c in arrived]
+    updated, kept = still_open(path, info, content, rivals, versions, ctx.copies_on_disk)
+    base = agreed if updated == info else msgspec.structs.replace(agreed, conflict=updated)
+    return _conflict_outcome(base, kept)
+
+
+def _mine(ctx: PassContext, held: Entry | Delete, *, fresh: bool) -> Candidate:
+    if isinstance(held, Entry):
+        return Candidate(held.version, ctx.device_id, held, fresh=fresh)
+    return Candidate(held.version, ctx.device_id, None, held, fresh=fresh)
+
+
+def _rival(other: Candidate) -> Rival:
+    assert other.entry is not None and other.manifest_id is not None
+    return Rival(other.device_id, other.manifest_id, other.entry)
+
+
+def _conflict_outcome(base: Base, kept: Kept) -> Outcome:
+    return Outcome(base=base, copies=kept.copies, conflicts=kept.conflicts, problems=kept.problems)
+
+
+# --- small pieces ---------------------------------------------------------------------
+
+
+def _by_content(candidates: Iterable[Candidate]) -> list[list[Candidate]]:
+    """Candidates grouped by content, each group and the groups in a stable order."""
+    groups: list[list[Candidate]] = []
+    for candidate in candidates:
+        assert candidate.entry is not None
+        for group in groups:
+            first = group[0].entry
+            if first is not None and same_content(first, candidate.entry):
+                group.append(candidate)
+                break
+        else:
+            groups.append([candidate])
+    for group in groups:
+        group.sort(key=lambda c: c.device_id)
+    groups.sort(key=lambda g: g[0].device_id)
+    return groups
+
+
+def _holds(candidates: list[Candidate], mine: Candidate | None) -> bool:
+    return any(c is mine for c in candidates)
+
+
+def _lowest(groups: list[list[Candidate]]) -> list[Candidate]:
+    """The group holding the lowest device id (groups are sorted that way)."""
+    return groups[0]
+
+
+def _with_version(entry: Entry, version: dict[str, int]) -> Entry:
+    return msgspec.structs.replace(entry, version=dict(version))
+
+
+def _delete_of(entry: Entry, version: dict[str, int]) -> Delete:
+    return Delete(path=entry.path, type=entry.type, sha256=entry.sha256, version=version)

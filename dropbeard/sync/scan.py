@@ -1,21 +1,18 @@
 """Local scan: walk a root, reuse the stat cache, hash new or changed files (IO: filesystem,
 worker threads).
 
-One worker thread walks the tree (os.scandir on directory fds, never following symlinks)
-and builds compact results; files whose stat differs from the cache go on a queue that
-`hash_workers` other threads drain (`dropbeard.sync.hashing`) while the walk continues. The event
-loop only waits.
+One worker thread walks the tree (`dropbeard.sync.walk`: os.scandir on directory fds, never
+following symlinks) and records each entry here: one lstat, a compact result, and files
+whose stat differs from the cache go on a queue that `hash_workers` other threads drain
+(`dropbeard.sync.hashing`) while the walk continues. The event loop only waits.
 """
 
 from __future__ import annotations
 
-import enum
-import errno
 import os
 import queue
 import threading
 import unicodedata
-from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from itertools import repeat
@@ -30,8 +27,8 @@ from dropbeard.core.errors import OfflineError
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.problems import Problem
 from dropbeard.sync.hashing import Changed, Hasher, StatKey
+from dropbeard.sync.walk import Listing, Walk, is_utf8
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _PROGRESS_EVERY_S = 0.25
 # Shared int objects for permission bits: 0o644 and friends are not small-int cached, and
 # a tracked file should not pay 28 bytes for its own copy.
@@ -165,58 +162,7 @@ def _ancestors(path: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _shown(name: str) -> str:
-    """A name as text a person can read, invalid bytes shown as \\xNN escapes."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def _is_utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _label(name: str) -> str:
-    """A colliding on-disk name as shown in a problem: NFD twins would look identical."""
-    nfc = name.isascii() or unicodedata.is_normalized("NFC", name)
-    return _shown(name) + ("" if nfc else " (decomposed)")
-
-
-def _fold(name: str) -> str:
-    return name.lower() if name.isascii() else unicodedata.normalize("NFC", name.casefold())
-
-
-class _Absent(enum.Enum):
-    ABSENT = 0
-
-
-_ABSENT = _Absent.ABSENT
-
-
-@dataclass(slots=True)
-class _Listing:
-    """One directory, vetted: `entries`/`names` (NFC) are trackable, `bad` maps a shown
-    path to the problem that keeps it out."""
-
-    fd: int
-    entries: list[os.DirEntry[str]]
-    names: list[str]
-    bad: dict[str, tuple[str, str]]
-    plain: bool  # every name is ASCII, so each NFC name is the on-disk name
-
-
-@dataclass(slots=True)
-class _Subdirs:
-    """A parent's trackable subdirectories (NFC name -> on-disk path if it differs) and
-    its set-aside names, for resolving `only=` paths."""
-
-    disk: dict[str, str | None]
-    bad: dict[str, tuple[str, str]]
-
-
-class _Scan:
+class _Scan(Walk):
     """State of one scan, shared by the walk thread and the hash threads. Each container
     is only appended to or set item by item, which the GIL keeps consistent."""
 
@@ -228,21 +174,15 @@ class _Scan:
         workers: int,
         hook: Callable[[str], None] | None,
     ) -> None:
-        self.root_fd = root_fd
-        self.ignore = ignore
+        super().__init__(root_fd, ignore)
         self.cache = cache
         self.workers = workers
         self.hook = hook
-        self.stop = threading.Event()
         self.jobs: queue.SimpleQueue[tuple[str, str | None, int, StatKey] | None]
         self.jobs = queue.SimpleQueue()
         self.items: dict[str, LocalItem] = {}
-        self.problems: list[Problem] = []
-        self.unreadable: set[str] = set()
-        self.complete = True
         self.scanned = 0
         self.queued = 0
-        self.stack: list[tuple[str, str | None]] = []
         self.hashed = [(0, 0)] * workers
         self.done = [0] * workers
 
@@ -260,108 +200,23 @@ class _Scan:
             hashed_bytes=sum(b for _, b in self.hashed),
         )
 
-    def problem(self, path: str, kind: str, message: str) -> None:
-        self.problems.append(Problem(path=path, kind=kind, message=message))
-        self.unreadable.add(path)
-
-    # --- walk (one thread) -----------------------------------------------------------
+    # --- recording (the walk thread) -------------------------------------------------
 
     def walk(self, targets: set[str] | None) -> None:
         try:
-            if targets is None:
-                self.stack.append(("", None))
-            else:
-                self.walk_targets(targets)
-            while self.stack and not self.stop.is_set():
-                self.walk_dir(*self.stack.pop())
+            super().walk(targets)
         finally:
             for _ in range(self.workers):
                 self.jobs.put(None)
 
-    def walk_dir(self, rel: str, disk: str | None) -> None:
-        listing = self.list_dir(rel, disk)
-        if listing is None:
-            return
-        try:
-            prefix = rel + "/" if rel else ""
-            for path, (kind, message) in listing.bad.items():
-                self.problem(prefix + path, kind, message)
-            self.record(prefix, disk, listing, listing.entries, listing.names)
-        finally:
-            os.close(listing.fd)
-
-    def list_dir(self, rel: str, disk: str | None) -> _Listing | None:
-        """Open and vet one directory; on failure the directory's contents are unknown."""
-        try:
-            fd = os.open(disk or rel or ".", _DIR_FLAGS, dir_fd=self.root_fd)
-        except OSError as e:
-            self.dir_failed(rel, e)
-            return None
-        try:
-            with os.scandir(fd) as it:
-                entries = list(it)
-            return self.vet(rel, fd, entries)
-        except OSError as e:
-            os.close(fd)
-            self.dir_failed(rel, e)
-            return None
-        except BaseException:
-            os.close(fd)
-            raise
-
-    def dir_failed(self, rel: str, e: OSError) -> None:
-        self.complete = False
-        if isinstance(e, FileNotFoundError | NotADirectoryError) or e.errno == errno.ELOOP:
-            self.items.pop(rel, None)  # gone or replaced since its parent was listed
-            self.unreadable.add(rel)
-        elif isinstance(e, PermissionError):
-            self.problem(rel, "permission", f"cannot list folder {rel or '.'}: permission denied")
-        else:
-            self.problem(rel, "unreadable", f"cannot list folder {rel or '.'}: {e.strerror}")
-
-    def vet(self, rel: str, fd: int, entries: list[os.DirEntry[str]]) -> _Listing:
-        """Drop `.dropbear` and ignored entries; set aside invalid and colliding names."""
-        prefix = rel + "/" if rel else ""
-        if not rel:
-            entries = [e for e in entries if e.name != ".dropbear"]
-        names = [e.name for e in entries]
-        plain = "".join(names).isascii()
-        if not plain:
-            names = [n if n.isascii() else unicodedata.normalize("NFC", n) for n in names]
-        if not self.ignore.is_empty:
-            keep = [
-                not self.ignore.matches_here(prefix + n, e.is_dir(follow_symlinks=False))
-                for e, n in zip(entries, names, strict=True)
-            ]
-            entries = [e for e, k in zip(entries, keep, strict=True) if k]
-            names = [n for n, k in zip(names, keep, strict=True) if k]
-        bad: dict[str, tuple[str, str]] = {}
-        if not plain:
-            for n in names:
-                if not _is_utf8(n):
-                    bad[_shown(n)] = ("invalid_name", f"name is not valid UTF-8: {_shown(n)!r}")
-        keys = [n.lower() for n in names] if plain else [_fold(n) for n in names]
-        if len(set(keys)) != len(keys):
-            counts = Counter(keys)
-            for n, k in zip(names, keys, strict=True):
-                if counts[k] > 1 and _shown(n) not in bad:
-                    same = sorted(
-                        _label(e.name) for e, j in zip(entries, keys, strict=True) if j == k
-                    )
-                    bad[_shown(n)] = (
-                        "case_collision",
-                        f"names differ only in case: {', '.join(same)}",
-                    )
-        if bad:
-            pairs = [(e, n) for e, n in zip(entries, names, strict=True) if _shown(n) not in bad]
-            entries, names = [e for e, _ in pairs], [n for _, n in pairs]
-        return _Listing(fd, entries, names, bad, plain)
+    def forget(self, path: str) -> None:
+        self.items.pop(path, None)
 
     def record(
         self,
         prefix: str,
         disk_dir: str | None,
-        listing: _Listing,
+        listing: Listing,
         entries: list[os.DirEntry[str]],
         names: list[str],
     ) -> None:
@@ -416,7 +271,7 @@ class _Scan:
         except OSError as e:
             self.entry_failed(path, e)
             return False
-        if not _is_utf8(target):
+        if not is_utf8(target):
             self.problem(path, "invalid_name", "symlink target is not valid UTF-8")
             return False
         self.items[path] = LocalItem(
@@ -431,70 +286,6 @@ class _Scan:
             self.problem(path, "permission", f"cannot read {path}: permission denied")
         else:
             self.problem(path, "unreadable", f"cannot read {path}: {e.strerror}")
-
-    def walk_targets(self, targets: set[str]) -> None:
-        """Record each target from its parent's listing (so names are vetted as in a full
-        walk); directories among them go on the stack for their subtrees."""
-        by_parent: dict[str, set[str]] = {}
-        for path in targets:
-            parent, _, name = path.rpartition("/")
-            by_parent.setdefault(parent, set()).add(name)
-        subdirs: dict[str, _Subdirs | None] = {}
-        for parent in sorted(by_parent):
-            disk = self.resolve_dir(parent, subdirs)
-            if disk is _ABSENT:
-                continue
-            listing = self.list_dir(parent, disk)
-            if listing is None:
-                continue
-            try:
-                wanted = by_parent[parent]
-                prefix = parent + "/" if parent else ""
-                for name, (kind, message) in listing.bad.items():
-                    if name in wanted:
-                        self.problem(prefix + name, kind, message)
-                pairs = [
-                    (e, n)
-                    for e, n in zip(listing.entries, listing.names, strict=True)
-                    if n in wanted
-                ]
-                self.record(prefix, disk, listing, [e for e, _ in pairs], [n for _, n in pairs])
-            finally:
-                os.close(listing.fd)
-
-    def resolve_dir(self, rel: str, subdirs: dict[str, _Subdirs | None]) -> str | _Absent | None:
-        """The on-disk name of directory `rel` (None if it is `rel` itself), or _ABSENT if
-        it is not a trackable directory now: missing, ignored, a symlink, or unreadable
-        (recorded as such). `subdirs` caches what each listed parent holds."""
-        if not rel:
-            return None
-        parent, _, name = rel.rpartition("/")
-        parent_disk = self.resolve_dir(parent, subdirs)
-        if parent_disk is _ABSENT:
-            return _ABSENT
-        if parent not in subdirs:
-            subdirs[parent] = self.list_subdirs(parent, parent_disk)
-        found = subdirs[parent]
-        if found is None:
-            return _ABSENT
-        if name in found.bad and rel not in self.unreadable:
-            self.problem(rel, *found.bad[name])
-        return found.disk.get(name, _ABSENT)
-
-    def list_subdirs(self, rel: str, disk: str | None) -> _Subdirs | None:
-        listing = self.list_dir(rel, disk)
-        if listing is None:
-            return None
-        disk_prefix = disk + "/" if disk else (rel + "/" if rel else "")
-        try:
-            found = {
-                n: None if disk is None and n == e.name else disk_prefix + e.name
-                for e, n in zip(listing.entries, listing.names, strict=True)
-                if e.is_dir(follow_symlinks=False)
-            }
-        finally:
-            os.close(listing.fd)
-        return _Subdirs(found, listing.bad)
 
     # --- hashing (hash_workers threads) ----------------------------------------------
 

@@ -26,6 +26,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `dropbeard` parser: global flags, then one sub-parser per command."""
     parser = _Parser(
         prog="dropbeard",
         description="Keep one folder in sync across your devices through a bucket you own.",
@@ -40,7 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    for add_command in (
+        _init_parser,
+        _sync_parser,
+        _resolve_parser,
+        _status_parser,
+        _daemon_parser,
+    ):
+        add_command(sub, common)
+    return parser
 
+
+#: What `add_subparsers` returns: each `_*_parser` adds its command to it.
+_Commands = argparse._SubParsersAction
+
+
+def _init_parser(sub: _Commands[_Parser], common: _Parser) -> None:
     p = sub.add_parser(
         "init", parents=[common], help="make PATH a synced root and register this device"
     )
@@ -65,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="reuse a device id that is already active (this machine replaces it)",
     )
 
+
+def _sync_parser(sub: _Commands[_Parser], common: _Parser) -> None:
     p = sub.add_parser("sync", parents=[common], help="run one sync pass")
     p.add_argument("path", type=Path, nargs="?", default=Path("."))
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -76,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--concurrency", type=int, default=8, help="transfers at once (default 8)")
 
+
+def _resolve_parser(sub: _Commands[_Parser], common: _Parser) -> None:
     p = sub.add_parser("resolve", parents=[common], help="settle a conflict")
     p.add_argument("path", type=Path, help="the conflicted file (not a conflict copy)")
     p.add_argument(
@@ -85,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep this device's version, or the copy from DEVICE_ID",
     )
 
+
+def _status_parser(sub: _Commands[_Parser], common: _Parser) -> None:
     p = sub.add_parser("status", parents=[common], help="show a root's state")
     p.add_argument("path", type=Path, nargs="?", default=None)
     p.add_argument("--json", action="store_true")
@@ -95,13 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not contact the bucket; show what the local index knows",
     )
 
+
+def _daemon_parser(sub: _Commands[_Parser], common: _Parser) -> None:
     p = sub.add_parser("daemon", parents=[common], help="keep roots in sync in the background")
     p.add_argument("roots", nargs="*", metavar="ROOT", help="roots to sync (replace [[roots]])")
     _daemon_location(p)
     p.add_argument(
         "--interval", type=_duration, help="full rescan every D (e.g. 5m; overrides the config)"
     )
-    return parser
 
 
 def _daemon_location(p: argparse.ArgumentParser) -> None:

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dropbeard.core.config import RemoteConfig, RootConfig, parse_remote_url, render_root_config
+from dropbeard.core.config import (
+    MODES,
+    RemoteConfig,
+    RootConfig,
+    parse_remote_url,
+    render_root_config,
+)
 from dropbeard.core.errors import UsageError
 from dropbeard.core.ids import validate_id
 from dropbeard.core.keys import RootKeys
@@ -22,8 +28,6 @@ from dropbeard.store.base import Store
 from dropbeard.sync.registry import register, update_registry
 from dropbeard.sync.root import DOT, RootPaths
 from dropbeard.sync.state import State
-
-MODES = ("bidirectional", "upload-only", "download-only", "archive-only")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +77,7 @@ def prepare(req: InitRequest) -> RootConfig:
     return RootConfig(
         root_id=root_id,
         device_id=device_id,
-        mode=req.mode,  # type: ignore[arg-type]
+        mode=req.mode,
         remote=req.remote,
     )
 

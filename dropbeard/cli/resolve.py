@@ -11,7 +11,7 @@ import anyio
 from dropbeard.cli.sync import run_sync_pass
 from dropbeard.core.errors import UsageError
 from dropbeard.core.paths import normalize_path
-from dropbeard.sync.resolve import _conflict_base, settle
+from dropbeard.sync.resolve import conflict_base, settle
 from dropbeard.sync.root import RootPaths, find_root, open_online, root_lock
 
 
@@ -29,7 +29,7 @@ async def resolve_command(args: argparse.Namespace) -> int:
     _cfg, state = await anyio.to_thread.run_sync(open_online, paths)
     try:
         with root_lock(paths):
-            base = await anyio.to_thread.run_sync(_conflict_base, state, rel)
+            base = await anyio.to_thread.run_sync(conflict_base, state, rel)
             done = await anyio.to_thread.run_sync(settle, paths.root, rel, base, args.keep)
     finally:
         state.close()

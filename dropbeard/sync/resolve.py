@@ -14,7 +14,7 @@ from dropbeard.core.plan import Base
 from dropbeard.sync.state import State
 
 
-def _conflict_base(state: State, rel: str) -> Base:
+def conflict_base(state: State, rel: str) -> Base:
     data = state.bases().get(rel)
     base = None if data is None else msgspec.json.decode(data, type=Base)
     if base is None or base.conflict is None:

@@ -23,7 +23,15 @@ from dropbeard.core.model import (
 )
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.local import LocalStore
-from dropbeard.sync.publish import Published, entries_digest, manifest_bytes, publish
+from dropbeard.sync.publish import (
+    LastIds,
+    Published,
+    Reservation,
+    Reserve,
+    entries_digest,
+    manifest_bytes,
+    publish,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -64,6 +72,8 @@ class Recording(CountingStore):
     def __init__(self, inner: LocalStore) -> None:
         super().__init__(inner)
         self.written: list[str] = []
+        #: every reservation made, with how many writes had been made before it
+        self.reserved: list[tuple[Reservation, int]] = []
         self.fail: Callable[[str], bool] = lambda _key: False
 
     async def put(self, key: str, data: bytes) -> str:
@@ -71,6 +81,13 @@ class Recording(CountingStore):
             raise Unavailable(f"writing {key}: connection reset", key)
         self.written.append(key)
         return await super().put(key, data)
+
+    async def put_if_absent(self, key: str, data: bytes) -> str:
+        if self.fail(key):
+            raise Unavailable(f"creating {key}: connection reset", key)
+        etag = await super().put_if_absent(key, data)
+        self.written.append(key)
+        return etag
 
 
 @pytest.fixture
@@ -86,10 +103,17 @@ async def run(
     tombstones: Sequence[Delete] = (),
     previous: str | None = None,
     seq: int = 0,
+    seq_floor: int = 0,
     seen: dict[str, SeenMark] | None = None,
     now: datetime = NOW,
+    counter: int = 0,
+    reserve: Reserve | None = None,
 ) -> Published:
     store.written.clear()
+
+    async def record(ids: Reservation) -> None:
+        store.reserved.append((ids, len(store.written)))
+
     return await publish(
         store,
         KEYS,
@@ -97,10 +121,11 @@ async def run(
         device_id=DEV,
         entries=entries,
         tombstones=tombstones,
-        previous_manifest=previous,
-        tombstone_seq=seq,
+        last=LastIds(tombstone_seq=seq, seq_floor=seq_floor, manifest_id=previous),
         seen=seen or {},
         now=now,
+        counter=counter,
+        reserve=reserve or record,
     )
 
 
@@ -207,17 +232,68 @@ async def test_a_publish_failing_before_the_head_leaves_the_old_head(store: Reco
     assert await store.inner.get(KEYS.head(DEV)) == old_head
     assert KEYS.head(DEV) not in store.written
 
-    # Run again: the orphan batch is simply written again, and the head commits it all.
+    # Run again with the same ids: the orphan batch is never rewritten (create-only), its
+    # seq is skipped, and the head commits the new batch.
+    orphan = await store.inner.get(KEYS.tombstone(DEV, 1))
     store.fail = lambda _key: False
     again = await run(
         store,
         entries=[file_entry("new.txt", b"new")],
-        tombstones=GONE,
+        tombstones=[Delete(path="other.txt", type="file", version={DEV: 5}, sha256=sha(b"o"))],
         previous=first.manifest_id,
         now=NOW + timedelta(minutes=1),
     )
     head = decode_head(await store.inner.get(KEYS.head(DEV)), "head")
-    assert (head.manifest, head.tombstone_seq) == (again.manifest_id, 1)
+    assert (head.manifest, head.tombstone_seq) == (again.manifest_id, 2)
+    assert await store.inner.get(KEYS.tombstone(DEV, 1)) == orphan
+
+
+async def test_taken_ids_are_never_rewritten_but_skipped(store: Recording) -> None:
+    """A batch or manifest key that exists (a crashed publish's, or another writer's)
+    keeps its bytes; the publish takes the next seq and the next second."""
+    taken_batch, taken_manifest = b"someone else's batch", b"someone else's manifest"
+    await store.inner.put(KEYS.tombstone(DEV, 3), taken_batch)
+    await store.inner.put(KEYS.manifest(DEV, "20260522T180500Z"), taken_manifest)
+
+    published = await run(store, tombstones=GONE, seq=2)
+
+    assert (published.tombstone_seq, published.manifest_id) == (4, "20260522T180501Z")
+    assert await store.inner.get(KEYS.tombstone(DEV, 3)) == taken_batch
+    assert await store.inner.get(KEYS.manifest(DEV, "20260522T180500Z")) == taken_manifest
+    head = decode_head(await store.inner.get(KEYS.head(DEV)), "head")
+    assert (head.tombstone_seq, head.manifest) == (4, "20260522T180501Z")
+    batch = decode_tombstones(await store.inner.get(KEYS.tombstone(DEV, 4)), "batch")
+    assert batch.seq == 4 and batch.deletes == GONE
+
+
+async def test_every_id_is_reserved_before_the_write_that_uses_it(store: Recording) -> None:
+    await store.inner.put(KEYS.tombstone(DEV, 8), b"taken")
+
+    await run(store, tombstones=GONE, seq=2, seq_floor=7, counter=12)
+
+    # The first reservation comes before any write; the taken seq 8 made a second one
+    # (seq 9) before seq 9 was written. Without deletes, the head's seq is kept.
+    assert store.reserved == [
+        (Reservation(12, 8, "20260522T180500Z"), 0),
+        (Reservation(12, 9, "20260522T180500Z"), 0),
+    ]
+    assert store.written == [
+        KEYS.tombstone(DEV, 9),
+        KEYS.manifest(DEV, "20260522T180500Z"),
+        KEYS.head(DEV),
+    ]
+    quiet = await run(store, seq=9, seq_floor=11, previous="20260522T180500Z")
+    assert quiet.tombstone_seq == 9  # nothing deleted: the head's seq, not a reserved one
+    assert store.reserved[-1] == (Reservation(0, 9, "20260522T180501Z"), 0)
+
+
+async def test_a_reservation_that_fails_writes_nothing(store: Recording) -> None:
+    async def broken(_ids: Reservation) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        await run(store, tombstones=GONE, reserve=broken)
+    assert await all_keys(store) == []
 
 
 async def test_an_invalid_entry_is_refused_and_the_head_is_not_moved(store: Recording) -> None:

@@ -28,7 +28,7 @@ from dropbeard.core.model import (
 from dropbeard.core.timestamps import utc_iso
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.local import LocalStore
-from dropbeard.sync.publish import manifest_bytes, publish
+from dropbeard.sync.publish import LastIds, manifest_bytes, publish
 from dropbeard.sync.remote import RemoteRead, read_remotes
 from dropbeard.sync.state import Peer
 
@@ -88,8 +88,7 @@ class World:
             device_id=dev,
             entries=entries,
             tombstones=tombstones,
-            previous_manifest=d.manifest_id,
-            tombstone_seq=d.seq,
+            last=LastIds(tombstone_seq=d.seq, manifest_id=d.manifest_id),
             seen={},
             now=d.clock,
         )

@@ -283,3 +283,15 @@ async def test_the_upload_journal_remembers_pending_multipart_uploads(state: Sta
     assert list(state.pending_uploads()) == [second]
     assert await journal.load_upload(first.key) is None
     state.close()
+
+
+def test_reserved_ids_only_ever_grow_and_survive_reopening(state: State) -> None:
+    state.reserve(12, 3, "20260522T180500Z")
+    state.reserve(7, 2, "20260101T000000Z")  # lower: changes nothing
+    state.reserve(12, 5, "20260522T180501Z")
+    state = reopen(state)
+
+    assert state.get_int("reserved_counter") == 12
+    assert state.get_int("reserved_seq") == 5
+    assert state.get_meta("reserved_manifest") == "20260522T180501Z"
+    state.close()

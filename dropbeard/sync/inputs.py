@@ -24,6 +24,7 @@ from dropbeard.core.passrules import (
 from dropbeard.core.plan import PULLS, Base, Plan, Remote
 from dropbeard.sync.hashing import StatKey
 from dropbeard.sync.passrun import PassRun
+from dropbeard.sync.publish import LastIds
 from dropbeard.sync.remote import RemoteRead, read_remotes
 from dropbeard.sync.root import RootPaths, reset_tmp
 from dropbeard.sync.scan import ScanResult, scan
@@ -34,7 +35,13 @@ _BASE_DECODER = msgspec.json.Decoder(Base)
 
 @dataclass(frozen=True)
 class Loaded:
-    """What the pass reads from state.sqlite up front (in one worker-thread call)."""
+    """What the pass reads from state.sqlite up front (in one worker-thread call), as
+    `dropbeard.sync.recovery` corrects it when this device's head is ahead.
+
+    `counter` is the highest version counter used or reserved; `tombstone_seq`,
+    `last_manifest` and `last_sha256` what this device's head named at the last commit
+    (`head_etag` its etag); `seq_floor` and `manifest_floor` the highest seq and manifest
+    id ever reserved, which no publish uses again."""
 
     cache: dict[str, StatRow]
     bases: dict[str, Base]
@@ -45,6 +52,15 @@ class Loaded:
     peers: dict[str, Peer]
     registry: Registry | None
     registry_etag: str | None
+    last_sha256: str | None = None
+    head_etag: str | None = None
+    seq_floor: int = 0
+    manifest_floor: str | None = None
+
+    @property
+    def last_ids(self) -> LastIds:
+        """The ids the next publish must come after."""
+        return LastIds(self.tombstone_seq, self.seq_floor, self.manifest_floor)
 
 
 async def load_last_pass(run: PassRun) -> Loaded:
@@ -54,16 +70,22 @@ async def load_last_pass(run: PassRun) -> Loaded:
 
 
 def _load(state: State) -> Loaded:
+    last_manifest = state.get_meta("last_manifest")
+    reserved_manifest = state.get_meta("reserved_manifest")
     return Loaded(
         cache=state.stat_cache(),
         bases={p: _BASE_DECODER.decode(b) for p, b in state.bases().items()},
-        counter=state.get_int("counter"),
+        counter=max(state.get_int("counter"), state.get_int("reserved_counter")),
         tombstone_seq=state.get_int("tombstone_seq"),
-        last_manifest=state.get_meta("last_manifest"),
+        last_manifest=last_manifest,
         last_digest=state.get_meta("last_entries_digest"),
         peers=state.peers(),
         registry=_cached_registry(state),
         registry_etag=state.get_meta("registry_etag"),
+        last_sha256=state.get_meta("last_manifest_sha256"),
+        head_etag=state.get_meta("head_etag"),
+        seq_floor=state.get_int("reserved_seq"),
+        manifest_floor=max(last_manifest or "", reserved_manifest or "") or None,
     )
 
 

@@ -4,6 +4,7 @@ files, `.dropbear/published.sha256`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -21,7 +22,7 @@ from dropbeard.core.plan import Plan, Remote
 from dropbeard.core.problems import Problem
 from dropbeard.sync.inputs import Loaded
 from dropbeard.sync.passrun import PassRun
-from dropbeard.sync.publish import Published, entries_digest, publish
+from dropbeard.sync.publish import Published, Reservation, entries_digest, publish
 from dropbeard.sync.remote import RemoteRead
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import ScanResult
@@ -130,6 +131,12 @@ async def publish_if_changed(
     if not needs_publish(plan, digest, loaded.last_digest, loaded.last_manifest):
         return Publication(None, loaded.last_digest)
     heads = {} if settled is None else {d: v.head for d, v in settled.devices.items()}
+
+    async def reserve(ids: Reservation) -> None:
+        await anyio.to_thread.run_sync(
+            run.state.reserve, ids.counter, ids.tombstone_seq, ids.manifest_id
+        )
+
     published = await publish(
         run.store,
         run.keys,
@@ -137,12 +144,13 @@ async def publish_if_changed(
         device_id=run.cfg.device_id,
         entries=held,
         tombstones=plan.tombstones,
-        previous_manifest=loaded.last_manifest,
-        tombstone_seq=loaded.tombstone_seq,
+        last=loaded.last_ids,
         seen=seen_marks(loaded.peers, heads),
         now=run.now,
+        counter=plan.counter,
+        reserve=reserve,
     )
-    await anyio.to_thread.run_sync(_remember_published_shas, run.paths, held)
+    await anyio.to_thread.run_sync(remember_published_shas, run.paths, held)
     return Publication(published, digest, len(plan.tombstones))
 
 
@@ -153,7 +161,8 @@ def _published_shas(paths: RootPaths) -> set[str]:
         return set()
 
 
-def _remember_published_shas(paths: RootPaths, entries: list[Entry]) -> None:
+def remember_published_shas(paths: RootPaths, entries: Sequence[Entry]) -> None:
+    """Record the blobs `entries` reference as in the bucket (`.dropbear/published.sha256`)."""
     tmp = paths.dot / "published.sha256.tmp"
     tmp.write_text("\n".join(sorted({e.sha256 for e in entries if e.sha256})))
     tmp.replace(paths.dot / "published.sha256")

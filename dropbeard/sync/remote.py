@@ -123,24 +123,26 @@ async def _read_device(
             assert got is not None
         else:
             head = decode_head(head_data, head_key)
-            manifest = await _manifest(store, keys, dev, head, cache_dir)
+            manifest = await read_manifest(store, keys, dev, head, cache_dir)
             return DeviceView(dev, head, known_etag or "", manifest), False
     data, etag = got
     head = decode_head(data, head_key)
     if head.device_id != dev:
         raise IntegrityError(f"reading {head_key}: it claims device {head.device_id!r}", head_key)
-    manifest = await _manifest(store, keys, dev, head, cache_dir)
+    manifest = await read_manifest(store, keys, dev, head, cache_dir)
     await _write_cache(cache_dir, dev, "head", data)
     view = DeviceView(dev, head, etag, manifest)
     after = peer.tombstone_seq if peer else 0
     if head.tombstone_seq > after:
-        view.tombstones = await _tombstones(store, keys, dev, after, head.tombstone_seq)
+        view.tombstones = await read_tombstones(store, keys, dev, after, head.tombstone_seq)
     return view, True
 
 
-async def _manifest(
+async def read_manifest(
     store: Store, keys: RootKeys, dev: str, head: Head, cache_dir: Path | None
 ) -> Manifest:
+    """The manifest `head` of device `dev` names, verified against the head's SHA-256
+    (IntegrityError) and fully checked (FormatError); cached under `cache_dir` if given."""
     key = keys.manifest(dev, head.manifest)
     if cache_dir is not None:
         cached = await anyio.to_thread.run_sync(_trusted_cache, cache_dir, dev, head)
@@ -178,9 +180,10 @@ def _trusted_cache(cache_dir: Path, dev: str, head: Head) -> Manifest | None:
 _MANIFEST_DECODER = msgspec.json.Decoder(Manifest)
 
 
-async def _tombstones(
+async def read_tombstones(
     store: Store, keys: RootKeys, dev: str, after: int, upto: int
 ) -> list[tuple[int, Delete]]:
+    """The deletes of device `dev`'s batches with seq in (`after`, `upto`], oldest first."""
     found: list[tuple[int, Delete]] = []
     start = keys.tombstone(dev, after) if after > 0 else None
     async for page in store.list(keys.tombstones_prefix(dev), start_after=start):

@@ -106,6 +106,17 @@ class State:
         value = self.get_meta(key)
         return default if value is None else int(value)
 
+    def reserve(self, counter: int, tombstone_seq: int, manifest_id: str) -> None:
+        """Record the ids a publish is about to use, before it writes anything that uses
+        them (SPEC 4 step 1): each meta `reserved_*` only ever grows, and a pass never
+        uses an id at or below it again, even if it crashed before its commit."""
+        with self.transaction():
+            for key, value in (("reserved_counter", counter), ("reserved_seq", tombstone_seq)):
+                if value > self.get_int(key):
+                    self.set_meta(key, str(value))
+            if manifest_id > (self.get_meta("reserved_manifest") or ""):
+                self.set_meta("reserved_manifest", manifest_id)
+
     # -- files ----------------------------------------------------------------------
 
     def stat_cache(self) -> dict[str, StatRow]:

@@ -1,5 +1,5 @@
-"""FaultStore: wraps a real store and injects faults programmed by a test (test support, IO
-only through `inner`).
+"""FaultStore: wraps a real store and injects faults programmed by a test; WriteLog: records
+every write that reached a store (test support, IO only through `inner`).
 
     faults = FaultStore(LocalStore(root))
     faults.fail("get", times=2)                      # next 2 gets raise Unavailable
@@ -17,9 +17,10 @@ matches; when two would fire on the same call, the one programmed first does.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 import anyio
@@ -115,3 +116,48 @@ class FaultStore(ForwardingStore):
             await call()
             raise Unavailable(f"injected fault: reply to {op} {key} lost", key)
         raise rule.error(f"injected fault: {op} {key} failed", key)
+
+
+@dataclass(frozen=True)
+class Written:
+    """One write that succeeded: its operation, key, and the SHA-256 of the bytes written
+    (None for a delete); `data` kept for small objects (under 64 KiB) only."""
+
+    op: str
+    key: str
+    sha256: str | None
+    data: bytes | None = field(default=None, repr=False)
+
+
+class WriteLog(ForwardingStore):
+    """Appends every write that succeeded on `inner` to `log` (shared by every store a
+    test opens): put, put_if_absent, put_if_match and delete. Wrap it inside a FaultStore
+    so that a write whose reply is lost is logged too (it happened)."""
+
+    def __init__(self, inner: Store, log: list[Written]) -> None:
+        super().__init__(inner)
+        self.log = log
+
+    def _record(self, op: str, key: str, data: bytes | None) -> None:
+        sha = None if data is None else hashlib.sha256(data).hexdigest()
+        kept = data if data is not None and len(data) < 65536 else None
+        self.log.append(Written(op, key, sha, kept))
+
+    async def put(self, key: str, data: bytes) -> str:
+        etag = await super().put(key, data)
+        self._record("put", key, data)
+        return etag
+
+    async def put_if_absent(self, key: str, data: bytes) -> str:
+        etag = await super().put_if_absent(key, data)
+        self._record("put_if_absent", key, data)
+        return etag
+
+    async def put_if_match(self, key: str, data: bytes, etag: str) -> str:
+        new = await super().put_if_match(key, data, etag)
+        self._record("put_if_match", key, data)
+        return new
+
+    async def delete(self, key: str) -> None:
+        await super().delete(key)
+        self._record("delete", key, None)

@@ -3,7 +3,7 @@ after every bucket write it describes succeeded (IO: state.sqlite)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -32,6 +32,8 @@ class PassOutcome:
     publication: Publication
     settled: RemoteRead | None
     only: frozenset[str] | None
+    #: the problems of the steps before the scan (this device's own head)
+    found: list[Problem] = field(default_factory=list)
 
     @property
     def plan(self) -> Plan:
@@ -42,6 +44,7 @@ class PassOutcome:
     def problems(self) -> list[Problem]:
         """Every problem this pass found, in the order the steps found them."""
         return [
+            *self.found,
             *self.local.result.problems,
             *self.applied.problems,
             *self.uploaded.problems,
@@ -81,6 +84,7 @@ def _record_published(state: State, publication: Publication) -> None:
         state.set_meta("last_manifest", published.manifest_id)
         state.set_meta("last_manifest_sha256", published.manifest_sha256)
         state.set_meta("last_published_at", published.manifest_id)
+        state.set_meta("head_etag", published.head_etag)
     if publication.digest is not None:
         state.set_meta("last_entries_digest", publication.digest)
 

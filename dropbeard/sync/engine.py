@@ -1,6 +1,7 @@
-"""One sync pass for one root, as a pipeline of named steps (SPEC 4): scan -> read remotes
--> reconcile -> guard -> apply -> upload -> publish -> commit (IO: composes the steps of
-`inputs`, `apply`, `publication` and `commit`; the decisions are in `core`).
+"""One sync pass for one root, as a pipeline of named steps (SPEC 4): own head -> scan ->
+read remotes -> reconcile -> guard -> apply -> upload -> publish -> commit (IO: composes
+the steps of `recovery`, `inputs`, `apply`, `publication` and `commit`; the decisions are
+in `core`).
 
 Local state is committed only after the bucket writes it describes succeeded, so a pass
 that fails anywhere can simply be run again.
@@ -15,6 +16,7 @@ import anyio
 from dropbeard.core.config import RootConfig
 from dropbeard.core.passrules import DeleteGuard, guard_deletes, held_entries
 from dropbeard.core.plan import Plan
+from dropbeard.core.problems import Problem
 from dropbeard.core.summary import Summary
 from dropbeard.store.base import Store
 from dropbeard.sync.apply import Applied, apply_plan
@@ -28,6 +30,7 @@ from dropbeard.sync.inputs import (
 )
 from dropbeard.sync.passrun import PassOptions, PassRun
 from dropbeard.sync.publication import publish_if_changed, upload_plan_blobs
+from dropbeard.sync.recovery import recover_own_head
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.state import State
 
@@ -40,14 +43,15 @@ async def run_pass(
     """One idempotent pass (SPEC 4). The caller holds the root lock and checked identity."""
     began = time.monotonic()
     run = PassRun.begin(paths, cfg, state, store, opts)
-    loaded = await load_last_pass(run)
+    recovered = await recover_own_head(run, await load_last_pass(run))
+    loaded = recovered.loaded
     local = await scan_root(run, loaded)
     remote = await read_other_devices(run, loaded)
     inputs = plan_inputs(run, loaded, local, remote)
     first = inputs.plan(local.result.unreadable)
     guard = guard_deletes(first, local.bases.values(), allow=opts.allow_mass_delete)
     plan = guard.applied_to(first)
-    summary = _planned(run, local, guard, plan)
+    summary = _planned(run, local, guard, plan, recovered.problems)
     if opts.dry_run:
         summary.finish(began, time.monotonic())
         return summary
@@ -58,7 +62,9 @@ async def run_pass(
     settled = remote.settled(plan, applied.failed)
     held = held_entries(plan.manifest, applied.failed, local.bases)
     publication = await publish_if_changed(run, loaded, plan, held, settled)
-    outcome = PassOutcome(local, applied, uploaded, publication, settled, opts.only)
+    outcome = PassOutcome(
+        local, applied, uploaded, publication, settled, opts.only, recovered.problems
+    )
     await anyio.to_thread.run_sync(commit_pass, state, outcome)
     _record(summary, outcome)
     summary.finish(began, time.monotonic())
@@ -78,8 +84,11 @@ async def _apply(run: PassRun, plan: Plan, local: LocalScan) -> Applied:
     )
 
 
-def _planned(run: PassRun, local: LocalScan, guard: DeleteGuard, plan: Plan) -> Summary:
-    """The summary as far as the plan goes: all a dry run reports."""
+def _planned(
+    run: PassRun, local: LocalScan, guard: DeleteGuard, plan: Plan, found: list[Problem]
+) -> Summary:
+    """The summary as far as the plan goes: all a dry run reports (`found`: the problems
+    of the steps before the scan)."""
     scanned = local.result
     summary = Summary(
         root=str(run.paths.root),
@@ -91,7 +100,7 @@ def _planned(run: PassRun, local: LocalScan, guard: DeleteGuard, plan: Plan) -> 
         hashed=scanned.hashed_files,
         hashed_bytes=scanned.hashed_bytes,
         halted=guard.reported,
-        problems=len(scanned.problems) + len(plan.problems),
+        problems=len(found) + len(scanned.problems) + len(plan.problems),
     )
     summary.count_plan(plan)
     return summary

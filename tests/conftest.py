@@ -1,4 +1,5 @@
-"""Shared fixtures: the event-loop backend and the SeaweedFS server (one per session)."""
+"""Shared fixtures: the event-loop backend and the S3 servers (one of each per session):
+SeaweedFS, and for compatibility s3rver and moto."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
+from tests.s3servers import NoNpm, S3Server, start_moto, start_s3rver
 from tests.seaweed import Seaweed
 
 #: Every async test runs on both event loops dropbeard supports: the standard asyncio
@@ -52,7 +54,31 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
         server.stop()
 
 
-def make_s3_store(server: Seaweed, prefix: str, **kwargs: object) -> S3Store:
+@pytest.fixture(scope="session")
+def s3rver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """s3rver: no ListParts, no multipart abort, conditional writes ignored. Installed
+    with npm on first use; skipped (saying why) only where npm is missing."""
+    try:
+        server = start_s3rver(tmp_path_factory.mktemp("s3rver"))
+    except NoNpm as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's standalone S3 server (a test dependency in pyproject.toml)."""
+    server = start_moto(tmp_path_factory.mktemp("moto"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def make_s3_store(server: Seaweed | S3Server, prefix: str, **kwargs: object) -> S3Store:
     creds = kwargs.pop("credentials", Credentials(server.access_key, server.secret_key))
     return S3Store(
         server.bucket,

@@ -123,7 +123,8 @@ def local_bucket(tmp_path: Path, cli: Cli) -> Bucket:
 
 
 def s3_bucket(server: Any, monkeypatch: pytest.MonkeyPatch, cli: Cli) -> Bucket:
-    """A fresh prefix in the SeaweedFS test bucket; credentials only in the environment."""
+    """A fresh prefix in the test bucket of `server` (SeaweedFS, or one of
+    `tests.s3servers`); credentials only in the environment."""
     from tests.conftest import make_s3_store
 
     monkeypatch.setenv("DROPBEAR_S3_ACCESS_KEY_ID", server.access_key)

@@ -6,11 +6,15 @@ at a time, so memory stays at PARTS_IN_FLIGHT * part size whatever the file size
 `UploadJournal` the upload id is remembered: after a crash the next attempt lists the
 parts the server already holds and skips every part whose MD5 still matches the file.
 The upload is only completed if the file's SHA-256 is the one promised; otherwise it is
-aborted and nothing becomes visible at the key.
+aborted and nothing becomes visible at the key. An upload that cannot be resumed for any
+reason but a transient one (gone, another part size, or a server without ListParts:
+s3rver answers 405, others 501) is abandoned and a fresh one started; aborting is always
+best effort, since some of those servers cannot abort either.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from collections.abc import Sequence
@@ -20,7 +24,7 @@ from typing import BinaryIO, Protocol
 
 import anyio
 
-from dropbeard.core.errors import IntegrityError, StoreError
+from dropbeard.core.errors import IntegrityError, StoreError, Unavailable
 from dropbeard.store.base import PendingUpload, Progress, UploadJournal
 
 MiB = 1024 * 1024
@@ -85,13 +89,13 @@ async def upload_multipart(
         extra = await anyio.to_thread.run_sync(f.read, 1)
     except BaseException:
         if journal is None:
-            await api.mp_abort(key, upload_id)
+            await _abandon(api, key, upload_id)
         raise
     finally:
         await anyio.to_thread.run_sync(f.close)
     digest = whole.hexdigest()
     if extra or (expected_sha256 is not None and digest != expected_sha256):
-        await api.mp_abort(key, upload_id)
+        await _abandon(api, key, upload_id)
         await _forget_upload(journal, key)
         raise IntegrityError(
             f"uploading {key}: the file changed while it was read "
@@ -155,21 +159,42 @@ async def _resume_or_start(
     if journal is not None:
         pending = await journal.load_upload(key)
         if pending is not None:
-            if pending.part_size == part_size:
-                parts = await api.mp_parts(key, pending.upload_id)
-                if parts is not None:
-                    return pending.upload_id, parts
-            else:
-                await api.mp_abort(key, pending.upload_id)
+            parts = await _held_parts(api, pending, part_size)
+            if parts is not None:
+                return pending.upload_id, parts
+            await _abandon(api, key, pending.upload_id)
             await journal.clear_upload(key)
     upload_id = await api.mp_create(key)
     if journal is not None:
         try:
             await journal.save_upload(PendingUpload(key, upload_id, part_size))
         except Exception as exc:
-            await api.mp_abort(key, upload_id)
+            await _abandon(api, key, upload_id)
             raise StoreError(f"recording multipart upload of {key}: {exc}", key) from exc
     return upload_id, {}
+
+
+async def _held_parts(
+    api: MultipartApi, pending: PendingUpload, part_size: int
+) -> HeldParts | None:
+    """The parts the server holds for the journal's upload, or None if it cannot be
+    resumed: another part size, gone, or listing its parts failed for good (a server
+    without ListParts). Only a transient failure is raised: the next attempt resumes."""
+    if pending.part_size != part_size:
+        return None
+    try:
+        return await api.mp_parts(pending.key, pending.upload_id)
+    except Unavailable:
+        raise
+    except StoreError:
+        return None
+
+
+async def _abandon(api: MultipartApi, key: str, upload_id: str) -> None:
+    """Abort an upload, best effort: a server that cannot (or a network that fails now)
+    leaves its parts to the bucket's lifecycle rules; the caller goes on regardless."""
+    with contextlib.suppress(StoreError):
+        await api.mp_abort(key, upload_id)
 
 
 async def _forget_upload(journal: UploadJournal | None, key: str) -> None:

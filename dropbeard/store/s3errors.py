@@ -109,6 +109,8 @@ def translate(
                 "check the credentials and the bucket policy",
                 key,
             ) from None
+        if code == "NotImplemented" or status == 501:  # a feature the server lacks
+            raise StoreError(where, key) from None
         if code in _TRANSIENT or (isinstance(status, int) and status >= 500):
             raise Unavailable(where, key) from None
         if listing:

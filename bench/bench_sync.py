@@ -86,7 +86,7 @@ class Bench:
         )
         store = self.s3(prefix)
         try:
-            return await init_root(req, cfg, store)
+            return (await init_root(req, cfg, store)).paths
         finally:
             await store.aclose()
 

@@ -125,3 +125,12 @@ def test_builders_refuse_invalid_parts(build: object, arg: str) -> None:
 def test_parsers_refuse_keys_outside_the_layout(parse: str, key: str) -> None:
     with pytest.raises(ValueError):
         getattr(keys, parse)(key)
+
+
+def test_the_probe_key_is_in_the_device_folder_and_refuses_non_hex_tokens() -> None:
+    keys = RootKeys("notes")
+    assert keys.probe("laptop", "00ff") == "roots/notes/devices/laptop/probe-00ff.tmp"
+    assert keys.device_of(keys.probe("laptop", "ab")) == "laptop"
+    for token in ("", "AB", "x1", "../x", "0" * 33):
+        with pytest.raises(ValueError):
+            keys.probe("laptop", token)

@@ -1,11 +1,13 @@
 """dropbeard on S3 servers that lack features SeaweedFS has, end to end through the CLI:
 s3rver (no ListParts, no multipart abort, If-None-Match and If-Match ignored on writes)
-and moto's standalone server. A missing feature is handled, never a wedged folder."""
+and moto's standalone server. A missing feature is handled, never a wedged folder; `init`
+says plainly when the server ignores conditional writes."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -13,7 +15,7 @@ import pytest
 
 from dropbeard.store.multipart import MiB
 from dropbeard.store.s3 import S3Store
-from tests.converge import Bucket, Cli, Device, devices, s3_bucket
+from tests.converge import Bucket, Cli, Device, devices, local_bucket, s3_bucket
 from tests.s3servers import S3Server
 
 COMPAT = [
@@ -31,6 +33,49 @@ def compat(
     """A fresh prefix on s3rver, then on moto."""
     server: S3Server = request.getfixturevalue(request.param)
     return s3_bucket(server, monkeypatch, Cli(capsys))
+
+
+# --- init says what the server ignores --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("server", "ignored"),
+    [
+        ("local", ()),
+        pytest.param("seaweed", (), marks=pytest.mark.s3),
+        pytest.param("moto", (), marks=pytest.mark.s3compat),
+        pytest.param("s3rver", ("If-None-Match: *", "If-Match"), marks=pytest.mark.s3compat),
+    ],
+)
+def test_init_says_plainly_when_the_server_ignores_conditional_writes(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    server: str,
+    ignored: Sequence[str],
+) -> None:
+    cli = Cli(capsys)
+    if server == "local":
+        bucket = local_bucket(tmp_path, cli)
+    else:
+        bucket = s3_bucket(request.getfixturevalue(server), monkeypatch, cli)
+    got = cli("init", str(tmp_path / "a"), "--remote", bucket.url, *bucket.init_args,
+              "--root-id", "r1", "--device-id", "a", "-q")  # fmt: skip
+
+    assert got.code == 0, got.err
+    warnings = [line for line in got.err.splitlines() if line.startswith("warning:")]
+    if ignored:
+        (warning,) = warnings
+        assert all(header in warning for header in ignored), warning
+        assert "registry" in warning
+    else:
+        assert warnings == [], got.err
+    # the probe leaves nothing behind: the registry is the root's only object
+    assert list(bucket.objects()) == [bucket.keys.registry]
+    (a,) = [Device(bucket, tmp_path / "a", "a")]
+    a.write("note.txt", "synced all the same\n")
+    a.sync()
 
 
 # --- an interrupted multipart upload -------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 import anyio
 
@@ -11,6 +12,7 @@ from dropbeard.core.config import RemoteConfig, parse_remote_url
 from dropbeard.core.errors import UsageError
 from dropbeard.store.factory import open_store
 from dropbeard.sync.enroll import InitRequest, init_root, prepare
+from dropbeard.sync.probe import ignored_warning
 
 
 async def init_command(args: argparse.Namespace) -> int:
@@ -40,9 +42,12 @@ async def init_command(args: argparse.Namespace) -> int:
             await folder.mkdir()
     store = open_store(remote)
     try:
-        paths = await init_root(req, cfg, store)
+        enrolled = await init_root(req, cfg, store)
     finally:
         await store.aclose()
+    paths = enrolled.paths
+    if enrolled.ignored:  # said even with --quiet: the person must know
+        print(ignored_warning(store.description, enrolled.ignored), file=sys.stderr)
     if not args.quiet:
         print(
             f"initialised {paths.root}: root {cfg.root_id!r}, device {cfg.device_id!r}, "

@@ -6,6 +6,7 @@ roots/<root_id>/devices/registry.json
 roots/<root_id>/devices/<device_id>/head.json
 roots/<root_id>/devices/<device_id>/manifests/<YYYYMMDDTHHMMSSZ>.json
 roots/<root_id>/devices/<device_id>/tombstones/<seq, 20 digits>.json
+roots/<root_id>/devices/<device_id>/probe-<hex>.tmp     (only while `init` runs)
 ```
 
 Builders validate their arguments and parsers reject any key that does not match the
@@ -59,6 +60,13 @@ class RootKeys:
     def manifest(self, device_id: str, manifest_id: str) -> str:
         validate_manifest_id(manifest_id)
         return f"{self.manifests_prefix(device_id)}{manifest_id}{_JSON}"
+
+    def probe(self, device_id: str, token: str) -> str:
+        """A scratch object `init` writes and deletes in the device's own folder, to learn
+        which conditional writes the server honours. `token`: 1-32 lowercase hex digits."""
+        if not 0 < len(token) <= 32 or token.strip("0123456789abcdef"):
+            raise ValueError(f"probe token {token!r} is not lowercase hex")
+        return f"{self.device_prefix(device_id)}probe-{token}.tmp"
 
     def tombstones_prefix(self, device_id: str) -> str:
         return self.device_prefix(device_id) + _TOMBSTONES

@@ -25,6 +25,7 @@ from dropbeard.core.ids import validate_id
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.timestamps import utc_iso
 from dropbeard.store.base import Store
+from dropbeard.sync.probe import ignored_conditions
 from dropbeard.sync.registry import register, update_registry
 from dropbeard.sync.root import DOT, RootPaths
 from dropbeard.sync.state import State
@@ -82,8 +83,17 @@ def prepare(req: InitRequest) -> RootConfig:
     )
 
 
-async def init_root(req: InitRequest, cfg: RootConfig, store: Store) -> RootPaths:
-    """Register the device, then create `.dropbear/` atomically."""
+@dataclass(frozen=True, slots=True)
+class Enrolled:
+    """What `init_root` did: the root, and the conditional writes the server ignores
+    (`dropbeard.sync.probe`; empty when it honours them all)."""
+
+    paths: RootPaths
+    ignored: list[str]
+
+
+async def init_root(req: InitRequest, cfg: RootConfig, store: Store) -> Enrolled:
+    """Probe the server, register the device, then create `.dropbear/` atomically."""
     path = req.path.absolute()
     if not path.exists():
         if not path.parent.is_dir():
@@ -108,12 +118,12 @@ async def init_root(req: InitRequest, cfg: RootConfig, store: Store) -> RootPath
             state.close()
         (staging / "tmp").mkdir()
         now = utc_iso(datetime.now(UTC))
+        keys = RootKeys(cfg.root_id)
+        ignored = await ignored_conditions(store, keys, cfg.device_id)
         await update_registry(
-            store,
-            RootKeys(cfg.root_id),
-            register(cfg.device_id, cfg.mode, now, take_over=req.take_over),
+            store, keys, register(cfg.device_id, cfg.mode, now, take_over=req.take_over)
         )
         staging.rename(paths.dot)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return paths
+    return Enrolled(paths, ignored)

@@ -1,7 +1,8 @@
 """`dropbeard init`: make a folder a root and register this device in the bucket (IO).
 
-Nothing local is left behind unless registration succeeded: `.dropbear/` is prepared
-under a temporary name and renamed into place last.
+`.dropbear/` is prepared under a temporary name and renamed into place last, once the
+device is registered; the temporary folder stays behind only when the registration may
+have landed unseen, so that running the same `init` again completes it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
+
 from dropbeard.core.config import (
     MODES,
     RemoteConfig,
@@ -20,7 +23,7 @@ from dropbeard.core.config import (
     parse_remote_url,
     render_root_config,
 )
-from dropbeard.core.errors import UsageError
+from dropbeard.core.errors import NotFound, UsageError
 from dropbeard.core.ids import validate_id
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.timestamps import utc_iso
@@ -93,7 +96,71 @@ class Enrolled:
 
 
 async def init_root(req: InitRequest, cfg: RootConfig, store: Store) -> Enrolled:
-    """Probe the server, register the device, then create `.dropbear/` atomically."""
+    """Register the device, probe the server, then create `.dropbear/` atomically.
+
+    Retry-safe: from the registry write on, a failure keeps the staging folder with the
+    registration it attempted (`registration.json`), since the write may have landed
+    unseen (a reply lost after the last retry). The same `init` run again finds it and
+    accepts the active record that registration made as its own."""
+    path = _root_folder(req)
+    paths = RootPaths(path)
+    staging = path / f"{DOT}.init-tmp"
+    earlier = _attempted(staging, cfg)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(mode=0o700)
+    keep = False
+    try:
+        keys = RootKeys(cfg.root_id)
+        now = earlier or utc_iso(datetime.now(UTC))
+        adopted = await _existing_head(store, keys, cfg.device_id)
+        _stage(staging, cfg, now, adopted)
+        change = register(cfg.device_id, cfg.mode, now, take_over=req.take_over, ours=earlier)
+        try:
+            await update_registry(store, keys, change)
+            ignored = await ignored_conditions(store, keys, cfg.device_id)
+        except UsageError:
+            raise
+        except BaseException:
+            keep = True  # registered, maybe: remembered for the next init
+            raise
+        (staging / _ATTEMPT).unlink()
+        staging.rename(paths.dot)
+    finally:
+        if not keep:
+            shutil.rmtree(staging, ignore_errors=True)
+    return Enrolled(paths, ignored)
+
+
+_ATTEMPT = "registration.json"
+
+
+class _Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    """A registration `init` made, kept in its staging folder until it is known to have
+    landed: which root, device and remote, and the `registered_at` it wrote."""
+
+    root_id: str
+    device_id: str
+    remote: str
+    registered_at: str
+
+
+def _attempted(staging: Path, cfg: RootConfig) -> str | None:
+    """The `registered_at` of an earlier `init` of this same root, device and remote whose
+    registration may have landed unseen, or None."""
+    try:
+        attempt = msgspec.json.decode((staging / _ATTEMPT).read_bytes(), type=_Attempt)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if (attempt.root_id, attempt.device_id, attempt.remote) != (
+        cfg.root_id,
+        cfg.device_id,
+        cfg.remote.url,
+    ):
+        return None
+    return attempt.registered_at
+
+
+def _root_folder(req: InitRequest) -> Path:
     path = req.path.absolute()
     if not path.exists():
         if not path.parent.is_dir():
@@ -101,29 +168,38 @@ async def init_root(req: InitRequest, cfg: RootConfig, store: Store) -> Enrolled
         path.mkdir()
     elif not path.is_dir():
         raise UsageError(f"{path} is not a directory")
-    paths = RootPaths(path)
-    staging = path / f"{DOT}.init-tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(mode=0o700)
+    return path
+
+
+async def _existing_head(store: Store, keys: RootKeys, device_id: str) -> str | None:
+    """The etag of a head this device id already has (an earlier holder of the id, taken
+    over or re-registered after retirement), or None."""
     try:
-        (staging / "root.toml").write_text(render_root_config(cfg), encoding="utf-8")
-        state = State.open(staging / "state.sqlite", create=True)
-        try:
-            with state.transaction():
-                state.set_meta("root_id", cfg.root_id)
-                state.set_meta("device_id", cfg.device_id)
-                state.set_meta("counter", "0")
-                state.set_meta("tombstone_seq", "0")
-        finally:
-            state.close()
-        (staging / "tmp").mkdir()
-        now = utc_iso(datetime.now(UTC))
-        keys = RootKeys(cfg.root_id)
-        ignored = await ignored_conditions(store, keys, cfg.device_id)
-        await update_registry(
-            store, keys, register(cfg.device_id, cfg.mode, now, take_over=req.take_over)
-        )
-        staging.rename(paths.dot)
+        got = await store.get_if_changed(keys.head(device_id), None)
+    except NotFound:
+        return None
+    return None if got is None else got[1]
+
+
+def _stage(staging: Path, cfg: RootConfig, registered_at: str, adopted: str | None) -> None:
+    """Fill the staging folder: root.toml, a new state.sqlite, tmp/, and the attempt."""
+    (staging / "root.toml").write_text(render_root_config(cfg), encoding="utf-8")
+    state = State.open(staging / "state.sqlite", create=True)
+    try:
+        with state.transaction():
+            state.set_meta("root_id", cfg.root_id)
+            state.set_meta("device_id", cfg.device_id)
+            state.set_meta("counter", "0")
+            state.set_meta("tombstone_seq", "0")
+            if adopted is not None:  # not this folder's: see dropbeard.sync.recovery
+                state.set_meta("adopted_head_etag", adopted)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return Enrolled(paths, ignored)
+        state.close()
+    (staging / "tmp").mkdir()
+    attempt = _Attempt(
+        root_id=cfg.root_id,
+        device_id=cfg.device_id,
+        remote=cfg.remote.url,
+        registered_at=registered_at,
+    )
+    (staging / _ATTEMPT).write_bytes(msgspec.json.encode(attempt))

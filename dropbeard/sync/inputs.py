@@ -41,7 +41,8 @@ class Loaded:
     `counter` is the highest version counter used or reserved; `tombstone_seq`,
     `last_manifest` and `last_sha256` what this device's head named at the last commit
     (`head_etag` its etag); `seq_floor` and `manifest_floor` the highest seq and manifest
-    id ever reserved, which no publish uses again."""
+    id ever reserved, which no publish uses again. `adopted_head` is the etag of the head
+    an earlier holder of this device id had left when this root was initialised."""
 
     cache: dict[str, StatRow]
     bases: dict[str, Base]
@@ -56,6 +57,7 @@ class Loaded:
     head_etag: str | None = None
     seq_floor: int = 0
     manifest_floor: str | None = None
+    adopted_head: str | None = None
 
     @property
     def last_ids(self) -> LastIds:
@@ -86,6 +88,7 @@ def _load(state: State) -> Loaded:
         head_etag=state.get_meta("head_etag"),
         seq_floor=state.get_int("reserved_seq"),
         manifest_floor=max(last_manifest or "", reserved_manifest or "") or None,
+        adopted_head=state.get_meta("adopted_head_etag"),
     )
 
 

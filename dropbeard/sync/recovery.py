@@ -8,6 +8,11 @@ bases, the tombstone seq, the counter) and records it before anything else. Tomb
 batches after the head's seq were written by a publish that never reached its head: no
 reader acts on them (readers stop at the head's seq), so they are deleted and their seqs
 skipped, never used again. A dry run takes everything back in memory only.
+
+A head an earlier holder of the device id left (found by `init`: a take-over, or an id
+re-registered after retirement) is not this folder's: only its ids are taken (seq,
+manifest id, counter), never its entries as bases, which would turn everything that folder
+held and this one does not into deletes.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import anyio
 import msgspec
 
 from dropbeard.core.errors import FormatError, IntegrityError, NotFound
-from dropbeard.core.model import Delete, Head, Manifest, decode_head
+from dropbeard.core.model import Delete, Head, decode_head
 from dropbeard.core.passrules import base_status
 from dropbeard.core.plan import Base
 from dropbeard.core.problems import Problem
@@ -82,18 +87,24 @@ async def _take_back(run: PassRun, loaded: Loaded, head: Head, etag: str) -> Rec
         taken = replace(taken, last_digest=None)  # publish anew: that mends the head
         problems = [_unreadable(run.keys.head(dev), exc)]
         return Recovered(await _without_orphans(run, taken, head.tombstone_seq, True), problems)
-    applied = await _applied_deletes(run, loaded, head)
-    bases = recovered_bases(loaded.bases, manifest.entries, [*applied, *mine])
     taken = replace(
-        taken,
-        bases={**loaded.bases, **bases},
-        counter=max(loaded.counter, highest_own_counter(dev, manifest.entries, mine)),
-        last_manifest=head.manifest,
-        last_sha256=head.manifest_sha256,
-        last_digest=entries_digest(manifest.entries),
+        taken, counter=max(loaded.counter, highest_own_counter(dev, manifest.entries, mine))
     )
+    bases: dict[str, Base] = {}
+    if loaded.last_manifest is not None or etag != loaded.adopted_head:  # this folder's
+        applied = await _applied_deletes(run, loaded, head)
+        bases = recovered_bases(loaded.bases, manifest.entries, [*applied, *mine])
+        taken = replace(
+            taken,
+            bases={**loaded.bases, **bases},
+            last_manifest=head.manifest,
+            last_sha256=head.manifest_sha256,
+            last_digest=entries_digest(manifest.entries),
+        )
+        if not run.opts.dry_run:
+            await anyio.to_thread.run_sync(remember_published_shas, run.paths, manifest.entries)
     if not run.opts.dry_run:
-        await anyio.to_thread.run_sync(_record, run, taken, bases, manifest)
+        await anyio.to_thread.run_sync(_record, run.state, taken, bases)
     return Recovered(await _without_orphans(run, taken, head.tombstone_seq, True))
 
 
@@ -121,9 +132,8 @@ async def _applied_deletes(run: PassRun, loaded: Loaded, head: Head) -> list[Del
     return found
 
 
-def _record(run: PassRun, taken: Loaded, bases: dict[str, Base], manifest: Manifest) -> None:
+def _record(state: State, taken: Loaded, bases: dict[str, Base]) -> None:
     """Record what was taken back, as a commit would have (in a worker thread)."""
-    state = run.state
     with state.transaction():
         state.put_bases((p, _BASE_ENCODER.encode(b), base_status(b)) for p, b in bases.items())
         state.set_meta("counter", str(taken.counter))
@@ -137,7 +147,8 @@ def _record(run: PassRun, taken: Loaded, bases: dict[str, Base], manifest: Manif
         ):
             if value is not None:
                 state.set_meta(key, value)
-    remember_published_shas(run.paths, manifest.entries)
+    if taken.manifest_floor is not None:  # the head's manifest id, even if not this folder's
+        state.reserve(taken.counter, taken.tombstone_seq, taken.manifest_floor)
 
 
 async def _without_orphans(

@@ -51,14 +51,17 @@ async def update_registry(
 
 
 def register(
-    device_id: str, mode: str, now: str, *, take_over: bool
+    device_id: str, mode: str, now: str, *, take_over: bool, ours: str | None = None
 ) -> Callable[[Registry], Registry]:
-    """A registry change adding `device_id` as active; refuses an active id unless
-    `take_over` (the person says this really is that device, reinstalled)."""
+    """A registry change adding `device_id` as active, registered at `now`; refuses an
+    active id unless `take_over` (the person says this really is that device, reinstalled)
+    or the active record is the one an earlier attempt of this same `init` wrote (its
+    `registered_at` is `ours`)."""
 
     def change(registry: Registry) -> Registry:
         existing = registry.devices.get(device_id)
-        if existing is not None and existing.status == "active" and not take_over:
+        mine = ours is not None and existing is not None and existing.registered_at == ours
+        if existing is not None and existing.status == "active" and not take_over and not mine:
             raise UsageError(
                 f"device id {device_id!r} is already active in this root; choose another "
                 "--device-id, or pass --take-over if this machine replaces it"

@@ -1,0 +1,98 @@
+"""`init` end to end through the CLI, where it meets a bucket that already knows the device:
+an earlier `init` whose registration landed unseen, and a device id taken over from an
+earlier holder that published (SPEC 1.5, 4 step 1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import dropbeard.cli.init as cli_init
+from dropbeard.core.model import decode_registry
+from dropbeard.store.base import Store
+from tests.converge import ROOT_ID, Bucket, Device, devices
+from tests.faults import FaultStore
+
+
+def init_args(bucket: Bucket, root: Path, device: str, *extra: str) -> list[str]:
+    return ["init", str(root), "--remote", bucket.url, *bucket.init_args,
+            "--root-id", ROOT_ID, "--device-id", device, "-q", *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "write", ["put_if_absent", "put_if_match"], ids=["creating-the-registry", "updating-it"]
+)
+def test_an_init_whose_registration_landed_unseen_can_be_run_again(
+    remote: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write: str
+) -> None:
+    if write == "put_if_match":  # the registry exists already: it is updated
+        devices(remote, tmp_path, "first")
+    a = Device(remote, tmp_path / "root-a", "a")
+    real = cli_init.open_store
+
+    def losing_the_reply(*args: object, **kwargs: object) -> Store:
+        faults = FaultStore(real(*args, **kwargs))  # type: ignore[arg-type]
+        faults.lose_reply(write, prefix=remote.keys.registry)  # after every retry
+        return faults
+
+    with monkeypatch.context() as patched:
+        patched.setattr(cli_init, "open_store", losing_the_reply)
+        got = remote.cli(*init_args(remote, a.root, "a"))
+    assert got.code == 10, got.err
+    registry = decode_registry(remote.get(remote.keys.registry), "registry")
+    assert registry.devices["a"].status == "active"  # it landed
+    assert remote.cli("sync", str(a.root)).code == 3  # not a root yet
+
+    a.init()  # the same init again: no "already active", no --take-over needed
+    a.write("note.txt", "a's note\n")
+    a.sync()
+    assert not a.path(".dropbear.init-tmp").exists()
+    again = decode_registry(remote.get(remote.keys.registry), "registry")
+    assert again.devices["a"] == registry.devices["a"]
+
+    # and the guard still refuses the id to any other folder
+    other = remote.cli(*init_args(remote, tmp_path / "elsewhere", "a"))
+    assert other.code == 2 and "already active" in other.err
+
+
+def test_a_refused_init_leaves_nothing_behind(remote: Bucket, tmp_path: Path) -> None:
+    devices(remote, tmp_path, "a")
+    folder = tmp_path / "elsewhere"
+
+    got = remote.cli(*init_args(remote, folder, "a"))
+
+    assert got.code == 2
+    assert sorted(p.name for p in folder.iterdir()) == []
+
+
+def test_a_device_id_taken_over_never_deletes_what_its_old_holder_published(
+    remote: Bucket, tmp_path: Path
+) -> None:
+    """The new folder starts from nothing the old one agreed on: what it lacks is not a
+    delete. It takes the old holder's ids though, so its first delete is a new seq that
+    the other devices read."""
+    old, b = devices(remote, tmp_path, "a", "b")
+    for name in ("x.txt", "y.txt", "z.txt"):
+        old.write(name, f"{name} from the old laptop\n")
+    old.sync()
+    old.path("z.txt").unlink()
+    old.sync()  # tombstone 1
+    b.sync()
+
+    new = Device(remote, tmp_path / "reinstalled", "a")
+    assert remote.cli(*init_args(remote, new.root, "a", "--take-over")).code == 0
+    new.write("fresh.txt", "made on the new laptop\n")
+    first = new.sync().json
+    assert first["tombstones"] == 0 and first["halted"] is None
+    b.sync()
+    assert sorted(b.tree()) == ["fresh.txt", "x.txt", "y.txt"]
+    new.sync()
+    assert sorted(new.tree()) == ["fresh.txt", "x.txt", "y.txt"]
+
+    new.path("x.txt").unlink()
+    new.sync()
+    assert remote.keys.tombstone("a", 2) in remote.objects()
+    b.sync()
+    assert sorted(b.tree()) == sorted(new.tree()) == ["fresh.txt", "y.txt"]
+    assert b.status()["conflicts"] == []

@@ -1,6 +1,7 @@
 """A device that dies between its head write and its local commit, or between a tombstone
 batch and the head, or whose `.dropbear/` is restored from an older backup, forgets
-nothing (SPEC 4 step 1, 1.2), end to end through the real CLI.
+nothing (SPEC 4 step 1, 1.2), end to end through the real CLI; and an upload killed
+midway leaves nothing behind in a directory remote once a later pass ran.
 
 Every write any device makes is logged (key and SHA-256 of its bytes), and the log is
 checked: no manifest or batch is ever written twice, and no object a head named is ever
@@ -10,7 +11,12 @@ rewritten or deleted.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,8 +26,10 @@ import dropbeard.cli.sync as cli_sync
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import decode_head
 from dropbeard.store.base import Store
+from dropbeard.store.localwriter import STALE_TEMP_SECONDS, TMP_DIR
+from dropbeard.store.multipart import MiB
 from dropbeard.sync.passrun import PassOptions
-from tests.converge import Bucket, Device, devices
+from tests.converge import Bucket, Cli, Device, devices, local_bucket
 from tests.faults import FaultStore, WriteLog, Written
 
 
@@ -234,3 +242,49 @@ def test_a_crash_after_applying_many_remote_deletes_does_not_trip_the_guard(
     b.sync()
     assert sorted(a.tree()) == sorted(b.tree()) == ["keep.txt"]
     wire.check()
+
+
+_STALLED_UPLOAD = """
+import sys, time
+from dropbeard.store import localcopy
+_step = localcopy.HashingCopy.step
+def stalled(self):
+    n = _step(self)
+    print("copying", flush=True)
+    time.sleep(3600)  # never finishes: the process is killed meanwhile
+    return n
+localcopy.HashingCopy.step = stalled
+from dropbeard.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_later_pass_removes_what_a_killed_upload_left_in_a_directory_remote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket = local_bucket(tmp_path, Cli(capsys))
+    a, b = devices(bucket, tmp_path, "a", "b")
+    big = os.urandom(9 * MiB)  # streamed through a temp file, not written in one go
+    a.write("big.bin", big)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _STALLED_UPLOAD, "sync", str(a.root), "-q"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "copying"
+    finally:
+        child.send_signal(signal.SIGKILL)  # only the process this test started
+        child.wait()
+    temp_dir = Path(bucket.url) / TMP_DIR
+    (left,) = temp_dir.glob("put-*")
+    assert left.stat().st_size > 0
+
+    an_hour_later = time.time() - STALE_TEMP_SECONDS - 60
+    os.utime(left, (an_hour_later, an_hour_later))
+    a.sync()
+    b.sync()
+
+    assert list(temp_dir.glob("put-*")) == []
+    assert b.read("big.bin") == big

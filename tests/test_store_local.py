@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import anyio
@@ -16,9 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dropbeard.core.errors import NotFound, StoreError, Unauthorized, Unavailable
+from dropbeard.store import localwriter
 from dropbeard.store.base import ListPage
 from dropbeard.store.local import LocalStore
-from dropbeard.store.localwriter import TMP_DIR
+from dropbeard.store.localwriter import STALE_TEMP_SECONDS, TIDY_EVERY_SECONDS, TMP_DIR
 
 MiB = 1024 * 1024
 
@@ -165,6 +167,63 @@ def test_writer_killed_mid_copy_leaves_no_visible_object(root: Path, tmp_path: P
         assert await store.get("blobs/big") == b"a later writer is not disturbed"
 
     anyio.run(check)
+
+
+def backdate(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_a_later_writer_removes_what_a_killed_writer_left_once_stale(
+    root: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "big"
+    src.write_bytes(os.urandom(3 * MiB))
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(root), str(src)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "copying"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    (orphan,) = leftovers(root)
+    mine = root / TMP_DIR / "not-a-temp-file"
+    mine.write_bytes(b"not dropbeard's to remove")
+
+    async def write(key: str) -> None:
+        store = LocalStore(root)  # a later pass opens its own store
+        await store.put(key, b"x")
+
+    anyio.run(write, "one")
+    assert leftovers(root) == sorted([orphan, mine.name])  # young: perhaps a live writer's
+    backdate(root / TMP_DIR / orphan, STALE_TEMP_SECONDS + 60)
+    backdate(mine, STALE_TEMP_SECONDS + 60)
+    anyio.run(write, "two")
+    assert leftovers(root) == [mine.name]
+
+
+@pytest.mark.anyio
+async def test_one_store_looks_for_stale_temp_files_at_most_hourly(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(localwriter.time, "monotonic", lambda: clock[0])
+    store = LocalStore(root)
+    await store.put("a", b"a")
+    stale = root / TMP_DIR / "put-stale"
+    stale.write_bytes(b"half")
+    backdate(stale, STALE_TEMP_SECONDS + 60)
+
+    clock[0] += TIDY_EVERY_SECONDS - 1
+    await store.put("b", b"b")
+    assert stale.exists()
+    clock[0] += 2
+    await store.put("c", b"c")
+    assert not stale.exists()
 
 
 @pytest.mark.anyio

@@ -3,10 +3,11 @@ under a cross-process lock, deletes (IO: files; the store calls it in worker thr
 
 A write fills a temp file in `<root>/.dropbeard-tmp/`, fsyncs it and renames it into
 place, so readers see the old or the new object and a crash leaves no partial one (at
-worst an orphan temp file, never listed). Conditional writes hold an exclusive `flock` on
-`<root>/.dropbeard-tmp/lock` around check + rename, serializing them across processes
-(and across machines on NAS mounts that honour flock). Plain `put`/`delete` take no lock:
-dropbeard never mixes them with conditional writes on one key.
+worst an orphan temp file, never listed, which a later writer removes once it is stale).
+Conditional writes hold an exclusive `flock` on `<root>/.dropbeard-tmp/lock` around
+check + rename, serializing them across processes (and across machines on NAS mounts
+that honour flock). Plain `put`/`delete` take no lock: dropbeard never mixes them with
+conditional writes on one key.
 
 The etag (`localroot.etag_of`) is made of inode, mtime and size. Every write makes a new
 inode (temp file + rename) and stamps it with a process-wide strictly increasing
@@ -35,6 +36,15 @@ from dropbeard.store.localroot import MISSING, LocalRoot, etag_of
 
 TMP_DIR = RESERVED_PREFIX + "tmp"
 _PLACE_TRIES = 5
+_TEMP_PREFIX = "put-"
+
+STALE_TEMP_SECONDS = 3600.0
+"""A temp file untouched this long belongs to a writer that died (a killed upload): no
+live writer leaves one that long without writing to it. Removing a live one would only
+fail its write (the rename finds nothing), never place a partial object."""
+
+TIDY_EVERY_SECONDS = 3600.0
+"""How often one writer looks for stale temp files: at its first write, then hourly."""
 
 #: What a conditional write requires of the key: that it is absent, or its etag matches.
 Condition = Literal["absent", "match"]
@@ -55,7 +65,7 @@ class TempFile:
     """A temp file in `.dropbeard-tmp/` being filled, then renamed into place or discarded."""
 
     def __init__(self, tmp_dir: str) -> None:
-        fd, self.path = tempfile.mkstemp(dir=tmp_dir, prefix="put-")
+        fd, self.path = tempfile.mkstemp(dir=tmp_dir, prefix=_TEMP_PREFIX)
         self.file: io.BufferedIOBase = os.fdopen(fd, "wb")
         self.placed = False
 
@@ -80,6 +90,8 @@ class LocalWriter:
     def __init__(self, root: LocalRoot) -> None:
         self._root = root
         self._tmp_dir = os.path.join(root.path, TMP_DIR)
+        self._tidied_at: float | None = None
+        self._tidy_lock = threading.Lock()
 
     # -- unconditional writes -----------------------------------------------------------
 
@@ -90,7 +102,18 @@ class LocalWriter:
         with self._root.translating("writing", key, missing_is_absent=False):
             with suppress(FileExistsError):
                 os.mkdir(self._tmp_dir)
+            self._tidy_if_due()
             return TempFile(self._tmp_dir)
+
+    def _tidy_if_due(self) -> None:
+        """Remove stale temp files (`STALE_TEMP_SECONDS`) at this writer's first write and
+        then at most every `TIDY_EVERY_SECONDS`: a later pass cleans up after a killed one."""
+        now = time.monotonic()
+        with self._tidy_lock:
+            if self._tidied_at is not None and now - self._tidied_at < TIDY_EVERY_SECONDS:
+                return
+            self._tidied_at = now
+        remove_stale_temps(self._tmp_dir, time.time() - STALE_TEMP_SECONDS)
 
     def write(self, key: str, data: bytes) -> str:
         """Create or replace `key` with `data`; its new etag."""
@@ -216,6 +239,26 @@ class LocalWriter:
             except OSError:
                 return
             parent = os.path.dirname(parent)
+
+
+def remove_stale_temps(tmp_dir: str, older_than: float) -> list[str]:
+    """Remove the temp files in `tmp_dir` last modified before `older_than` (POSIX
+    seconds); their names. Best effort: what cannot be removed now is left for later."""
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(tmp_dir))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(_TEMP_PREFIX):
+            continue  # the lock file, or anything dropbeard did not make
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < older_than:
+                os.unlink(entry.path)
+                removed.append(entry.name)
+        except OSError:
+            continue
+    return removed
 
 
 def _fsync_dir(path: str) -> None:

@@ -290,13 +290,8 @@ async def test_a_local_source_edited_since_the_scan_is_never_copied(world: World
     assert world.tmp_files() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="apply keeps a file overwritten by a download registered as the local source of "
-    "its old bytes: the second half of a swap copies from it, fails verification and "
-    "becomes an 'integrity' problem instead of falling back to the bucket",
-)
-async def test_two_files_swapping_contents_are_both_written(world: World) -> None:
+@pytest.mark.parametrize("concurrency", [1, 4])
+async def test_two_files_swapping_contents_are_both_written(world: World, concurrency: int) -> None:
     a, b = b"content of a", b"content of b"
     world.write("a.txt", a)
     world.write("b.txt", b)
@@ -312,11 +307,29 @@ async def test_two_files_swapping_contents_are_both_written(world: World) -> Non
             ]
         ),
         scanned,
-        concurrency=1,
+        concurrency=concurrency,
     )
 
     assert (world.read("a.txt"), world.read("b.txt")) == (b, a)
     assert not applied.problems and not applied.failed
+
+
+async def test_a_local_source_edited_since_the_scan_falls_back_to_the_bucket(
+    world: World,
+) -> None:
+    world.write("source.txt", b"original")
+    scanned = await world.scan()
+    world.write("source.txt", b"edited!!")  # same size: only the hash can tell
+    await world.blob(b"original")
+
+    applied = await world.apply(
+        plan([Download(path="copy.txt", entry=file_entry("copy.txt", b"original"))]), scanned
+    )
+
+    assert world.read("copy.txt") == b"original"
+    assert not applied.problems and not applied.failed
+    assert (applied.copied_locally, applied.downloaded) == (0, 1)
+    assert world.tmp_files() == []
 
 
 @pytest.mark.xfail(

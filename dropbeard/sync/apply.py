@@ -10,7 +10,6 @@ it shows up as a conflict). A path that fails keeps its old base.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 import uuid
@@ -29,6 +28,7 @@ from dropbeard.core.problems import Problem
 from dropbeard.store.base import Progress, Store
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import LocalItem, ScanResult
+from dropbeard.sync.sources import LocalSources, copy_verified, remove_all
 from dropbeard.sync.state import StatRow
 from dropbeard.sync.workers import for_each
 
@@ -79,61 +79,8 @@ async def apply_plan(
 
     await for_each(writes, write, concurrency)
     if writer.sources.parked:
-        await anyio.to_thread.run_sync(_remove_all, writer.sources.parked)
+        await anyio.to_thread.run_sync(remove_all, writer.sources.parked)
     return out
-
-
-@dataclass
-class _LocalSources:
-    """Where this apply finds a blob's bytes on local disk, so a file is copied instead of
-    downloaded (a rename costs nothing), and which blobs are being fetched right now, so
-    no blob is fetched twice in one pass.
-
-    Shared by the concurrent writes of one `apply_plan`; every `claim` that returns None
-    must be followed by one `release` of the same blob.
-    """
-
-    #: sha256 -> a verified local file holding those bytes
-    have: dict[str, Path] = field(default_factory=dict)
-    #: sha256 -> set when the in-flight fetch of that blob ends (landed or failed)
-    fetching: dict[str, anyio.Event] = field(default_factory=dict)
-    #: deleted files kept in tmp/ as sources until the writes are done
-    parked: list[Path] = field(default_factory=list)
-
-    def index(self, root: Path, scanned: ScanResult) -> None:
-        """Remember which scanned files hold which bytes."""
-        for path, item in scanned.items.items():
-            if item.type == "file" and item.sha256:
-                self.have.setdefault(item.sha256, root / (item.disk_path or path))
-
-    def is_source(self, sha: str, file: Path) -> bool:
-        """True if `file` is where this apply would copy blob `sha` from."""
-        return self.have.get(sha) == file
-
-    def park(self, sha: str, parked: Path) -> None:
-        """A deleted source moved to `parked` (in tmp/): copy from there; removed at the end."""
-        self.have[sha] = parked
-        self.parked.append(parked)
-
-    def add(self, sha: str, file: Path) -> None:
-        """`file` was just written with blob `sha`'s verified bytes."""
-        self.have.setdefault(sha, file)
-
-    async def claim(self, sha: str) -> Path | None:
-        """A verified local file with these bytes, waiting for an in-flight fetch of the
-        same blob instead of fetching it twice; None means the caller fetches it."""
-        while sha not in self.have and sha in self.fetching:
-            await self.fetching[sha].wait()
-        if sha in self.have:
-            return self.have[sha]
-        self.fetching[sha] = anyio.Event()
-        return None
-
-    def release(self, sha: str) -> None:
-        """The caller's fetch of `sha` ended: wake those waiting in `claim`."""
-        event = self.fetching.pop(sha, None)
-        if event is not None:
-            event.set()
 
 
 @dataclass
@@ -151,7 +98,7 @@ class _FolderWriter:
     scanned: ScanResult
     progress: Progress | None
     out: Applied
-    sources: _LocalSources = field(default_factory=_LocalSources)
+    sources: LocalSources = field(default_factory=LocalSources)
 
     # -- helpers --------------------------------------------------------------------
 
@@ -286,20 +233,8 @@ class _FolderWriter:
     async def write_file(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
         assert entry.sha256 is not None
         tmp = self.paths.tmp / uuid.uuid4().hex
-        source = await self.sources.claim(entry.sha256)
         try:
-            if source is not None:
-                await anyio.to_thread.run_sync(_copy_verified, source, tmp, entry.sha256)
-                self.out.copied_locally += 1
-            else:
-                await self.store.get_file(
-                    self.keys.blob(entry.sha256),
-                    tmp,
-                    expected_sha256=entry.sha256,
-                    progress=self.progress,
-                )
-                self.out.downloaded += 1
-                self.out.downloaded_bytes += entry.size or 0
+            await self.fill(tmp, entry)
             row = await anyio.to_thread.run_sync(self.install, rel, dest_rel, tmp, entry, is_copy)
         except BaseException:
             await anyio.to_thread.run_sync(partial(tmp.unlink, missing_ok=True))
@@ -310,6 +245,27 @@ class _FolderWriter:
             if not is_copy:
                 self.out.stats[rel] = row
         self.sources.release(entry.sha256)
+
+    async def fill(self, tmp: Path, entry: Entry) -> None:
+        """Write the verified bytes of `entry`'s blob to `tmp`: copied from a local file
+        that holds them, else fetched from the bucket. A local source whose bytes changed
+        since they were registered (overwritten this pass, or edited) is dropped and the
+        next one tried, down to the bucket. The caller releases the blob."""
+        sha = entry.sha256
+        assert sha is not None
+        while (source := await self.sources.claim(sha)) is not None:
+            try:
+                await anyio.to_thread.run_sync(copy_verified, source, tmp, sha)
+            except (IntegrityError, OSError):
+                self.sources.drop(sha, source)
+                continue
+            self.out.copied_locally += 1
+            return
+        await self.store.get_file(
+            self.keys.blob(sha), tmp, expected_sha256=sha, progress=self.progress
+        )
+        self.out.downloaded += 1
+        self.out.downloaded_bytes += entry.size or 0
 
     def install(
         self, rel: str, dest_rel: str, tmp: Path, entry: Entry, is_copy: bool
@@ -325,6 +281,9 @@ class _FolderWriter:
         os.chmod(tmp, entry.mode & 0o7777)
         if entry.mtime_ns is not None:
             os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
+        item = None if is_copy else self.scanned.items.get(rel)
+        if item is not None and item.sha256 is not None:  # its old bytes go: not a source
+            self.sources.drop(item.sha256, self.paths.root / (item.disk_path or rel))
         os.replace(tmp, dest)
         st = os.lstat(dest)
         return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, entry.sha256 or "")
@@ -343,22 +302,6 @@ def _same(item: LocalItem, st: os.stat_result) -> bool:
         st.st_ino,
         st.st_ctime_ns,
     )
-
-
-def _remove_all(files: list[Path]) -> None:
-    for f in files:
-        f.unlink(missing_ok=True)
-
-
-def _copy_verified(source: Path, dest: Path, sha: str) -> None:
-    h = hashlib.sha256()
-    with open(source, "rb") as src, open(dest, "wb") as out:
-        while chunk := src.read(1 << 20):
-            h.update(chunk)
-            out.write(chunk)
-    if h.hexdigest() != sha:
-        dest.unlink(missing_ok=True)
-        raise IntegrityError(f"copying {source}: it changed since it was scanned", str(source))
 
 
 def _kind(exc: OSError | LocalFileError) -> str:

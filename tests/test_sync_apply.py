@@ -332,12 +332,6 @@ async def test_a_local_source_edited_since_the_scan_falls_back_to_the_bucket(
     assert world.tmp_files() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="apply's target() makes a missing parent with os.mkdir after an lstat; a "
-    "concurrent writer making the same parent in between turns FileExistsError into an "
-    "'io_error' problem for this path",
-)
 async def test_a_parent_made_meanwhile_by_another_writer_is_used(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -361,6 +355,30 @@ async def test_a_parent_made_meanwhile_by_another_writer_is_used(
 
     assert kinds(applied) == {}
     assert world.read("new/f.txt") == b"payload"
+
+
+async def test_a_symlink_made_meanwhile_where_a_parent_goes_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The same race, lost to a symlink (pointing outside the root): still refused."""
+    await world.blob(b"payload")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    contested = str(world.root / "new")
+    real_mkdir = os.mkdir
+
+    def mkdir_losing_the_race(path: str | Path, *args: object, **kwargs: object) -> None:
+        if os.fspath(path) == contested and not os.path.lexists(contested):
+            os.symlink(outside, contested)
+        real_mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "mkdir", mkdir_losing_the_race)
+    entry = file_entry("new/f.txt", b"payload")
+
+    applied = await world.apply(plan([Download(path=entry.path, entry=entry)]))
+
+    assert kinds(applied) == {"new/f.txt": "unsafe_path"}
+    assert list(outside.iterdir()) == []
 
 
 # --- folders and symlinks ------------------------------------------------------------------

@@ -127,8 +127,11 @@ class _FolderWriter:
             try:
                 st = os.lstat(current)
             except FileNotFoundError:
-                os.mkdir(current)
-                continue
+                try:
+                    os.mkdir(current)
+                    continue
+                except FileExistsError:  # made meanwhile (a concurrent write): vet it
+                    st = os.lstat(current)
             if stat.S_ISLNK(st.st_mode):
                 raise UnsafePath(f"refusing {rel!r}: its parent {part!r} is a symlink")
             if not stat.S_ISDIR(st.st_mode):

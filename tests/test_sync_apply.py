@@ -401,13 +401,156 @@ async def test_a_folder_and_a_symlink_are_created(world: World) -> None:
     assert world.store.counts == {}
 
 
-async def test_a_folder_is_never_made_over_a_file(world: World) -> None:
+# --- type changes (file <-> folder <-> symlink) ---------------------------------------------
+
+
+async def test_a_folder_replaces_the_unchanged_file_the_scan_saw(world: World) -> None:
     world.write("thing", b"a file")
 
-    applied = await world.apply(plan([Download(path="thing", entry=dir_entry("thing"))]))
+    applied = await world.apply(plan([Download(path="thing", entry=dir_entry("thing", 0o750))]))
 
-    assert world.read("thing") == b"a file"
-    assert kinds(applied) == {"thing": "unsafe_path"}
+    assert (world.root / "thing").is_dir()
+    assert stat.S_IMODE(os.lstat(world.root / "thing").st_mode) == 0o750
+    assert not applied.problems and not applied.failed
+
+
+async def test_a_folder_is_never_made_over_a_file_changed_since_the_scan(world: World) -> None:
+    world.write("thing", b"a file")
+    scanned = await world.scan()
+    world.write("thing", b"edited after the scan")
+
+    applied = await world.apply(plan([Download(path="thing", entry=dir_entry("thing"))]), scanned)
+
+    assert world.read("thing") == b"edited after the scan"
+    assert applied.failed == {"thing"}  # kept its old base: the next pass decides
+    assert not applied.problems
+
+
+async def test_a_folder_replacing_a_file_takes_its_bytes_below_it(world: World) -> None:
+    """`x` became a folder holding `x/x` elsewhere (mv x tmp; mkdir x; mv tmp x/x): the
+    bytes of the replaced file are moved, not downloaded."""
+    data = b"the file that moved into its own folder"
+    world.write("x", data)
+
+    applied = await world.apply(
+        plan(
+            [
+                Download(path="x", entry=dir_entry("x")),
+                Download(path="x/x", entry=file_entry("x/x", data)),
+            ]
+        )
+    )
+
+    assert world.read("x/x") == data
+    assert not applied.problems and not applied.failed
+    assert (applied.copied_locally, applied.downloaded) == (1, 0)
+    assert world.store.counts == {}
+    assert world.tmp_files() == []
+
+
+async def test_a_file_replaces_the_folder_its_plan_emptied(world: World) -> None:
+    world.write("x/a.txt", b"tracked, deleted elsewhere")
+    scanned = await world.scan()
+    await world.blob(b"x is a file now")
+
+    applied = await world.apply(
+        plan(
+            downloads=[Download(path="x", entry=file_entry("x", b"x is a file now"))],
+            deletes=[
+                LocalDelete(path="x/a.txt", expected=file_entry("x/a.txt", b"tracked, deleted"))
+            ],
+        ),
+        scanned,
+    )
+
+    assert world.read("x") == b"x is a file now"
+    assert not applied.problems and not applied.failed
+    assert "x" in applied.stats
+
+
+async def test_a_folder_still_holding_untracked_files_is_not_replaced(world: World) -> None:
+    world.write("x/a.txt", b"tracked, deleted elsewhere")
+    world.write("x/mine.txt", b"this device never synced it")
+    scanned = await world.scan()
+    await world.blob(b"x is a file now")
+
+    applied = await world.apply(
+        plan(
+            downloads=[Download(path="x", entry=file_entry("x", b"x is a file now"))],
+            deletes=[LocalDelete(path="x/a.txt", expected=file_entry("x/a.txt", b"tracked"))],
+        ),
+        scanned,
+    )
+
+    assert world.read("x/mine.txt") == b"this device never synced it"
+    assert kinds(applied) == {"x": "type_clash"}
+    assert applied.failed == {"x"}
+    assert world.store.counts == {}  # refused before fetching: not downloaded every pass
+    assert world.tmp_files() == []
+
+
+@pytest.mark.parametrize("emptied", [True, False], ids=["emptied", "still-full"])
+async def test_a_symlink_over_a_folder_leaves_no_temporary_link(
+    world: World, emptied: bool
+) -> None:
+    world.write("x/a.txt", b"tracked")
+    scanned = await world.scan()
+    deletes = [LocalDelete(path="x/a.txt", expected=file_entry("x/a.txt", b"tracked"))]
+
+    applied = await world.apply(
+        plan(
+            [Download(path="x", entry=link_entry("x", "elsewhere"))], [], deletes if emptied else []
+        ),
+        scanned,
+    )
+
+    assert sorted(os.listdir(world.root)) == [".dropbear", "x"]  # no .x.dropbeard-* link
+    assert world.tmp_files() == []
+    if emptied:
+        assert os.readlink(world.root / "x") == "elsewhere"
+        assert not applied.problems
+    else:
+        assert world.read("x/a.txt") == b"tracked"
+        assert kinds(applied) == {"x": "type_clash"}
+
+
+async def test_a_symlink_that_cannot_be_placed_leaves_no_temporary_link(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_replace = os.replace
+
+    def failing_replace(src: str | Path, dst: str | Path) -> None:
+        if os.path.islink(src):
+            raise PermissionError(13, "Permission denied")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+
+    applied = await world.apply(plan([Download(path="l", entry=link_entry("l", "target"))]))
+
+    assert kinds(applied) == {"l": "permission"}
+    assert sorted(os.listdir(world.root)) == [".dropbear"]
+    assert world.tmp_files() == []
+
+
+@pytest.mark.parametrize("kind", ["file", "folder", "symlink"])
+async def test_a_special_file_in_the_way_is_a_problem_and_nothing_is_fetched(
+    world: World, kind: str
+) -> None:
+    os.mkfifo(world.root / "pipe")
+    await world.blob(b"payload")
+    entry = {
+        "file": file_entry("pipe", b"payload"),
+        "folder": dir_entry("pipe"),
+        "symlink": link_entry("pipe", "target"),
+    }[kind]
+
+    applied = await world.apply(plan([Download(path="pipe", entry=entry)]))
+
+    assert kinds(applied) == {"pipe": "special_file"}
+    assert stat.S_ISFIFO(os.lstat(world.root / "pipe").st_mode)
+    assert world.store.counts == {}
+    assert world.tmp_files() == []
 
 
 async def test_nothing_is_written_through_a_symlinked_parent(world: World, tmp_path: Path) -> None:

@@ -1,10 +1,13 @@
 """Applying a plan to the folder: verified downloads, local copies instead of downloads,
 conflict copies, local deletes (IO: local files, store reads).
 
-Nothing is written outside the root or through a symlink; every file lands by atomic
-rename from `.dropbear/tmp/` after its bytes verified against their SHA-256, and only if
-the destination did not change since the scan (else it is left for the next pass, where
-it shows up as a conflict). A path that fails keeps its old base.
+Nothing is written outside the root or through a symlink; every file and symlink lands by
+rename from `.dropbear/tmp/` (a file after its bytes verified against their SHA-256), and
+only if the destination did not change since the scan (else it is left for the next pass,
+where it shows up as a conflict). A type change (file <-> folder <-> symlink) replaces
+the old item only if the scan saw it and it is unchanged, a folder only once this plan
+emptied it; a folder still holding other things, or a special file in the way, is a
+problem. A path that fails keeps its old base.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dropbeard.core.model import Entry
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem
 from dropbeard.store.base import Progress, Store
+from dropbeard.sync.ondisk import is_empty, is_special, problem_kind, same_as_scanned
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import LocalItem, ScanResult
 from dropbeard.sync.sources import LocalSources, copy_verified, remove_all
@@ -45,8 +49,19 @@ class Applied:
     stats: dict[str, StatRow] = field(default_factory=dict)
 
 
-class UnsafePath(Exception):
-    pass
+class _Refused(Exception):
+    """A path this apply will not write, as the problem to record for it: `kind` is
+    `unsafe_path` (outside the root, through a symlink) or `type_clash` (a folder that
+    still holds what this device does not track)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class UnsafePath(_Refused):
+    def __init__(self, message: str) -> None:
+        super().__init__("unsafe_path", message)
 
 
 async def apply_plan(
@@ -110,10 +125,10 @@ class _FolderWriter:
         """`fn(*args)`, with an unsafe path or an OS error recorded as `path`'s problem."""
         try:
             fn(*args)
-        except UnsafePath as exc:
-            self.fail(path, "unsafe_path", str(exc))
+        except _Refused as exc:
+            self.fail(path, exc.kind, str(exc))
         except OSError as exc:
-            self.fail(path, _kind(exc), f"writing {path}: {exc.strerror or exc}")
+            self.fail(path, problem_kind(exc), f"writing {path}: {exc.strerror or exc}")
 
     def target(self, rel: str) -> Path:
         """The absolute path for `rel`, after checking every parent inside the root is a
@@ -146,7 +161,7 @@ class _FolderWriter:
             return item is None
         if item is None:
             return False
-        return _same(item, st)
+        return same_as_scanned(item, st)
 
     # -- deletes --------------------------------------------------------------------
 
@@ -156,24 +171,18 @@ class _FolderWriter:
             st = os.lstat(dest)
         except FileNotFoundError:
             return
-        except (UnsafePath, OSError) as exc:
+        except (_Refused, OSError) as exc:
             self.fail(rel, "unsafe_path", f"deleting {rel}: {exc}")
             return
         item = self.scanned.items.get(rel)
-        if item is None or not _same(item, st):
+        if item is None or not same_as_scanned(item, st):
             self.out.failed.add(rel)  # changed since the scan: the next pass decides
             return
         try:
             if stat.S_ISDIR(st.st_mode):
                 os.rmdir(dest)
-            elif item.sha256 is not None and self.sources.is_source(item.sha256, dest):
-                # Its bytes may be the other half of a rename: park them in tmp/ as the
-                # local source for that download; apply_plan removes them at the end.
-                parked = self.paths.tmp / uuid.uuid4().hex
-                os.replace(dest, parked)
-                self.sources.park(item.sha256, parked)
-            else:
-                os.unlink(dest)
+            else:  # its bytes may be the other half of a rename: remove_file parks them
+                self.remove_file(dest, item)
             self.out.deleted += 1
         except OSError as exc:
             if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
@@ -183,29 +192,104 @@ class _FolderWriter:
                     f"kept folder {rel}: it still holds untracked or ignored files",
                 )
             else:
-                self.fail(rel, _kind(exc), f"deleting {rel}: {exc.strerror or exc}")
+                self.fail(rel, problem_kind(exc), f"deleting {rel}: {exc.strerror or exc}")
+
+    # -- what is in the way -----------------------------------------------------------
+
+    def clear_for_folder(self, rel: str, dest: Path) -> bool:
+        """Make room for folder `rel` at `dest`: a file or symlink the scan saw there,
+        unchanged since, is removed (its bytes kept as a local source if a write needs
+        them). False if something else holds the path: changed since the scan (the next
+        pass decides) or a special file (a problem). A missing path is free."""
+        try:
+            st = os.lstat(dest)
+        except FileNotFoundError:
+            return True
+        if stat.S_ISDIR(st.st_mode):
+            return True
+        item = self.scanned.items.get(rel)
+        if item is None and is_special(st):
+            self.fail(rel, "special_file", _special_message(rel))
+            return False
+        if item is None or not same_as_scanned(item, st):
+            self.out.failed.add(rel)
+            return False
+        self.remove_file(dest, item)
+        return True
+
+    def in_the_way(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> bool:
+        """True (the path failed, with a problem where a person must act) if `entry`
+        cannot be written at `dest_rel`: a special file there, a folder still holding
+        what this device does not track, or a change since the scan. Checked before any
+        byte is fetched, so nothing is downloaded again every pass for it."""
+        dest = self.target(dest_rel)
+        try:
+            st = os.lstat(dest)
+        except FileNotFoundError:
+            return False
+        if is_copy:
+            return True  # this conflict copy was already written: nothing to do
+        if self.scanned.items.get(rel) is None and is_special(st):
+            self.fail(rel, "special_file", _special_message(dest_rel))
+            return True
+        if not self.unchanged_since_scan(rel, dest):
+            self.out.failed.add(rel)
+            return True
+        if stat.S_ISDIR(st.st_mode) and not is_empty(dest):
+            self.fail(rel, "type_clash", _kept_folder_message(rel, entry))
+            return True
+        return False
+
+    def put_in_place(self, rel: str, tmp: Path, dest: Path, entry: Entry) -> None:
+        """Rename `tmp` onto `dest`; an empty folder there (its tracked content deleted
+        by this plan) is removed first. A folder that is not empty stays, as a problem."""
+        try:
+            os.replace(tmp, dest)
+        except IsADirectoryError:
+            try:
+                os.rmdir(dest)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                raise _Refused("type_clash", _kept_folder_message(rel, entry)) from None
+            os.replace(tmp, dest)
+
+    def remove_file(self, dest: Path, item: LocalItem) -> None:
+        """Remove the file or symlink `item` at `dest`; a file whose bytes a write of
+        this plan may need is parked in tmp/ as their local source instead."""
+        if item.sha256 is not None and self.sources.is_source(item.sha256, dest):
+            parked = self.paths.tmp / uuid.uuid4().hex
+            os.replace(dest, parked)
+            self.sources.park(item.sha256, parked)
+        else:
+            os.unlink(dest)
 
     # -- directories and symlinks ----------------------------------------------------
 
     def make_dir(self, rel: str, entry: Entry) -> None:
         dest = self.target(rel)
+        if not self.clear_for_folder(rel, dest):
+            return
         try:
-            st = os.lstat(dest)
-        except FileNotFoundError:
             os.mkdir(dest, entry.mode & 0o7777 or 0o755)
-            st = os.lstat(dest)
-        if not stat.S_ISDIR(st.st_mode):
-            raise UnsafePath(f"refusing to replace {rel!r} with a folder")
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(dest).st_mode):
+                raise UnsafePath(f"refusing to replace {rel!r} with a folder") from None
         os.chmod(dest, entry.mode & 0o7777)
 
     def make_symlink(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
-        dest = self.target(dest_rel)
-        if not is_copy and not self.unchanged_since_scan(rel, dest):
-            self.out.failed.add(rel)
+        if self.in_the_way(rel, dest_rel, entry, is_copy):
             return
-        tmp = dest.with_name(f".{dest.name}.dropbeard-{uuid.uuid4().hex[:8]}")
+        dest = self.target(dest_rel)
+        tmp = self.paths.tmp / f"link-{uuid.uuid4().hex}"  # never a temporary in the folder
         os.symlink(entry.target or "", tmp)
-        os.replace(tmp, dest)
+        try:
+            if not is_copy and not self.unchanged_since_scan(rel, dest):
+                self.out.failed.add(rel)
+                return
+            self.put_in_place(rel, tmp, dest, entry)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     # -- files ----------------------------------------------------------------------
 
@@ -226,15 +310,17 @@ class _FolderWriter:
                 self.fail(
                     rel, "missing_blob", f"{rel}: blob {entry.sha256} is missing from the bucket"
                 )
-            except UnsafePath as exc:
-                self.fail(rel, "unsafe_path", str(exc))
+            except _Refused as exc:
+                self.fail(rel, exc.kind, str(exc))
             except OSError as exc:
-                self.fail(rel, _kind(exc), f"writing {dest_rel}: {exc.strerror or exc}")
+                self.fail(rel, problem_kind(exc), f"writing {dest_rel}: {exc.strerror or exc}")
             except LocalFileError as exc:  # our disk, not the store: a problem for this path
-                self.fail(rel, _kind(exc), f"writing {dest_rel}: {exc}")
+                self.fail(rel, problem_kind(exc), f"writing {dest_rel}: {exc}")
 
     async def write_file(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
         assert entry.sha256 is not None
+        if await anyio.to_thread.run_sync(self.in_the_way, rel, dest_rel, entry, is_copy):
+            return
         tmp = self.paths.tmp / uuid.uuid4().hex
         try:
             await self.fill(tmp, entry)
@@ -287,34 +373,20 @@ class _FolderWriter:
         item = None if is_copy else self.scanned.items.get(rel)
         if item is not None and item.sha256 is not None:  # its old bytes go: not a source
             self.sources.drop(item.sha256, self.paths.root / (item.disk_path or rel))
-        os.replace(tmp, dest)
+        self.put_in_place(rel, tmp, dest, entry)
         st = os.lstat(dest)
         return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, entry.sha256 or "")
 
 
-def _same(item: LocalItem, st: os.stat_result) -> bool:
-    kind = "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else "file"
-    if kind != item.type:
-        return False
-    if kind != "file" or item.stat is None:
-        return True
-    s = item.stat
-    return (s.size, s.mtime_ns, s.inode, s.ctime_ns) == (
-        st.st_size,
-        st.st_mtime_ns,
-        st.st_ino,
-        st.st_ctime_ns,
+def _special_message(rel: str) -> str:
+    return f"{rel}: a special file (FIFO, socket or device) is in the way; it was left as it is"
+
+
+def _kept_folder_message(rel: str, entry: Entry) -> str:
+    return (
+        f"kept folder {rel}: it holds files this device does not track (or changed); "
+        f"the {entry.type} from elsewhere was not written (type clash)"
     )
-
-
-def _kind(exc: OSError | LocalFileError) -> str:
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission"
-    if exc.errno == errno.ENOSPC:
-        return "disk_full"
-    if exc.errno in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):
-        return "invalid_name"
-    return "io_error"
 
 
 __all__ = ["Applied", "apply_plan"]

@@ -65,7 +65,9 @@ def check_mass_delete(plan: Plan, tracked_count: int) -> Halt | None:
 def without_local_deletes(plan: Plan) -> Plan:
     """`plan` minus its local deletes: no tombstones for them, their base unchanged (so
     they count as tracked and missing again next pass) and their entries kept in the
-    manifest. Downloads, remote deletes, uploads and edits are untouched."""
+    manifest. A folder this device replaced with a file or symlink is one of them (its
+    replacement deletes what was below it): its folder entry stays published. Downloads,
+    remote deletes, other uploads and edits are untouched."""
     removed = {r.path: r for r in plan.removals}
     if not removed:
         return plan
@@ -77,6 +79,7 @@ def without_local_deletes(plan: Plan) -> Plan:
         plan,
         tombstones=[t for t in plan.tombstones if t.path not in removed],
         manifest=manifest,
+        uploads=[e for e in plan.uploads if e.path not in removed],
         base={p: b for p, b in plan.base.items() if p not in removed},
         removals=[],
     )

@@ -2,7 +2,8 @@
 local-directory remote (SPEC 2, 4 step 5, 4.1, 4.3, 6): a one-sided change of type
 propagates; a clash with a change below is a conflict or a problem and loses nothing; a
 device that replaced a folder keeps syncing; no temporary item leaks into the folder; a
-special file in the way is a problem once.
+special file in the way is a problem once; only a really empty root trips the emptied-root
+guard.
 """
 
 from __future__ import annotations
@@ -285,3 +286,40 @@ def test_a_fifo_in_the_way_is_a_problem_and_is_not_downloaded_every_pass(
     summary(b)
     assert b.read("pipe") == b"a regular file on a\n"
     idle(a, b)
+
+
+# --- 9. the emptied-root rule --------------------------------------------------------------
+
+
+def test_renaming_the_only_file_is_an_ordinary_change(remote: Bucket, tmp_path: Path) -> None:
+    a, b = devices(remote, tmp_path, "a", "b")
+    a.write("only.txt", "the one file\n")
+    summary(a)
+    summary(b)
+    os.rename(a.path("only.txt"), a.path("renamed.txt"))
+    assert summary(a)["halted"] is None
+    summary(b)
+    assert sorted(b.tree()) == ["renamed.txt"]
+
+
+def test_replacing_the_only_folder_is_an_ordinary_change(remote: Bucket, tmp_path: Path) -> None:
+    a, b = devices(remote, tmp_path, "a", "b")
+    a.write("d/only.txt", "the one file\n")
+    summary(a)
+    summary(b)
+    shutil.rmtree(a.path("d"))
+    a.write("d", "now a file\n")
+    assert summary(a)["halted"] is None
+    summary(b)
+    assert b.tree() == a.tree() == {"d": ("file", 0o644, b"now a file\n")}
+
+
+def test_an_emptied_root_still_halts(remote: Bucket, tmp_path: Path) -> None:
+    a, b = devices(remote, tmp_path, "a", "b")
+    a.write("only.txt", "the one file\n")
+    summary(a)
+    summary(b)
+    a.path("only.txt").unlink()
+    assert a.sync(code=1).json["halted"]
+    summary(b)
+    assert b.read("only.txt") == b"the one file\n"

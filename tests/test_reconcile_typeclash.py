@@ -202,7 +202,7 @@ def test_a_halted_folder_replacement_keeps_the_published_folder() -> None:
     files = [F(f"d/f{i:02}", f"f{i}", {"desktop": i + 2}) for i in range(60)]
     base = held(D("d", {"desktop": 1}), *files)
     plan = run(base=base, local=[F("d", "a file now"), F("new.txt", "unrelated")])
-    halt = check_mass_delete(plan, tracked_files(base.values()))
+    halt = check_mass_delete(plan, tracked_files(base.values()), root_empty=False)
     assert halt is not None
 
     safe = without_local_deletes(plan)
@@ -217,4 +217,4 @@ def test_a_halted_folder_replacement_keeps_the_published_folder() -> None:
 def test_replacing_folders_is_not_counted_as_deleting_files() -> None:
     base = held(*(D(f"d{i}", {"desktop": i + 1}) for i in range(60)))
     plan = run(base=base, local=[F(f"d{i}", "now a file") for i in range(60)])
-    assert check_mass_delete(plan, tracked_files(base.values())) is None
+    assert check_mass_delete(plan, tracked_files(base.values()), root_empty=False) is None

@@ -1,8 +1,10 @@
 """The mass-delete guard on a Plan (SPEC 6), and the plan with its destructive part removed (pure).
 
-A pass whose local deletes exceed both 50 files and 50 % of the tracked files, or that
-finds none of the tracked files left at all, halts its deletes until the person runs
-`dropbeard sync --allow-mass-delete`; additions and edits still sync.
+A pass whose local deletes exceed both 50 files and 50 % of the tracked files, or whose
+walk found the root empty (no file, folder or link at all) while files are tracked, halts
+its deletes until the person runs `dropbeard sync --allow-mass-delete`; additions and
+edits still sync. Deleting the last tracked file by hand (renaming it, or replacing the
+only folder) is an ordinary change: the root still holds something.
 """
 
 from __future__ import annotations
@@ -35,20 +37,21 @@ def tracked_files(base: Iterable[Base]) -> int:
     return sum(1 for b in base if b.entry is not None and b.entry.type != "dir")
 
 
-def check_mass_delete(plan: Plan, tracked_count: int) -> Halt | None:
+def check_mass_delete(plan: Plan, tracked_count: int, *, root_empty: bool) -> Halt | None:
     """A Halt if `plan`'s local deletes must not go ahead, else None.
 
-    `tracked_count` is `tracked_files` of the base before the pass. Only deletes found
-    locally count (files and symlinks of `plan.removals`), not remote deletes applied here.
+    `tracked_count` is `tracked_files` of the base before the pass; `root_empty` says the
+    walk found nothing at all in the root. Only deletes found locally count (files and
+    symlinks of `plan.removals`), not remote deletes applied here.
     """
     deletes = sum(1 for r in plan.removals if _is_file(r.previous))
     if deletes == 0:
         return None
     hint = "run `dropbeard sync --allow-mass-delete` if this is intended"
-    if deletes >= tracked_count:
+    if root_empty:
         return Halt(
-            reason=f"refusing to delete: none of the {tracked_count} tracked files is left "
-            f"in the root (is it unmounted or emptied?); {hint}",
+            reason=f"refusing to delete: the root is empty but {tracked_count} files are "
+            f"tracked (is it unmounted or emptied?); {hint}",
             deletes=deletes,
             tracked=tracked_count,
         )

@@ -197,8 +197,9 @@ def test_nothing_is_written_through_a_local_symlink(s3_remote: Bucket, tmp_path:
 
     b.sync(code=4)
     assert list(elsewhere.iterdir()) == []
-    problems = b.status()["problems"]
-    assert [p["path"] for p in problems] == ["link/x"], problems
+    problems = b.status()["problems"]  # on the symlink (SPEC 4.1), naming what it blocks
+    assert [(p["path"], p["kind"]) for p in problems] == [("link", "type_clash")], problems
+    assert "link/x" in problems[0]["message"]
     assert b.path("link").is_symlink()
     b.sync(code=4)  # still refused, still reported
     assert list(elsewhere.iterdir()) == []

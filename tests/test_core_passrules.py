@@ -253,13 +253,14 @@ def gone_but(files: int, kept: int) -> tuple[Plan, dict[str, Base]]:
         pytest.param(100, 0, True, True, False, True, id="allowed_mass_delete_goes_ahead"),
         pytest.param(100, 99, False, False, False, True, id="one_delete_goes_ahead"),
         pytest.param(0, 0, False, False, False, True, id="nothing_tracked_nothing_to_guard"),
+        pytest.param(1, 0, False, True, True, False, id="last_file_gone_from_an_empty_root"),
     ],
 )
 def test_guard_deletes(
     files: int, kept: int, allow: bool, halted: bool, reported: bool, deletes_kept: bool
 ) -> None:
     plan, base = gone_but(files, kept)
-    guard = guard_deletes(plan, base.values(), allow=allow)
+    guard = guard_deletes(plan, base.values(), root_empty=kept == 0, allow=allow)
     assert (guard.halt is not None) is halted
     assert (guard.reported is not None) is reported
     guarded = guard.applied_to(plan)

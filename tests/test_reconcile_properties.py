@@ -16,7 +16,7 @@ from dropbeard.core.conflictname import parse_conflict_name
 from dropbeard.core.conflicts import same_content
 from dropbeard.core.model import Delete, Entry
 from dropbeard.core.reconcile import Base, Mode, Plan, Remote, reconcile
-from dropbeard.core.version import Order, compare
+from dropbeard.core.version import Order, compare, merge
 from tests.test_reconcile_sim import apply_plan, content_of, key_of
 
 ME = "laptop"
@@ -154,13 +154,18 @@ def test_no_remote_version_is_lost(s: State) -> None:
                 continue
             present = [key_of(e) for p, e in after.local.items() if path in (p, _copy_of(p))]
             clash = any(p.path == path and p.kind == "type_clash" for p in plan.problems)
-            now, before = after.base[path], s.base.get(path, Base())
+            # below a file or symlink here: not placed, left on the devices holding it
+            below_clash = any(
+                path.startswith(p.path + "/") and p.kind == "type_clash" for p in plan.problems
+            )
+            now, before = after.base.get(path, Base()), s.base.get(path, Base())
             behind = [
                 held.version
                 for held in (now.entry, now.deleted, before.entry, before.deleted)
                 if held is not None
             ]
             behind += [d.version for _, d in s.tombstones if d.path == path]
+            behind += _fresh_local_version(s, path, plan.counter)
             behind += [
                 e.version
                 for r in s.remotes
@@ -171,7 +176,20 @@ def test_no_remote_version_is_lost(s: State) -> None:
                 key_of(theirs) in present
                 or any(_at_or_after(v, theirs.version) for v in behind)
                 or (theirs.type == "dir" and clash)
+                or below_clash
             ), (path, theirs)
+
+
+def _fresh_local_version(s: State, path: str, counter: int) -> list[dict[str, int]]:
+    """An upper bound of the fresh version a local change of `path` got this pass (a
+    version it dominates is superseded by it), if the path changed here."""
+    mine, before = s.local.get(path), s.base.get(path, Base())
+    if before.entry is not None:
+        changed = mine is None or not same_content(mine, before.entry)
+    else:
+        changed = mine is not None
+    prior = before.entry or before.deleted
+    return [merge(prior.version if prior else {}, {ME: counter})] if changed else []
 
 
 @settings(max_examples=100, deadline=None)

@@ -63,23 +63,25 @@ def plan_for(
 
 
 @pytest.mark.parametrize(
-    ("files", "kept", "halts"),
+    ("files", "kept", "empty", "halts"),
     [
-        pytest.param(100, 50, False, id="50_of_100_is_not_more_than_50"),
-        pytest.param(100, 49, True, id="51_of_100_halts"),
-        pytest.param(200, 140, False, id="60_of_200_is_under_half"),
-        pytest.param(80, 10, True, id="70_of_80_halts"),
-        pytest.param(40, 5, False, id="35_of_40_is_under_50_files"),
-        pytest.param(3, 0, True, id="emptied_root_halts"),
-        pytest.param(1, 0, True, id="the_last_tracked_file_gone_halts"),
-        pytest.param(3, 3, False, id="nothing_deleted"),
+        pytest.param(100, 50, False, False, id="50_of_100_is_not_more_than_50"),
+        pytest.param(100, 49, False, True, id="51_of_100_halts"),
+        pytest.param(200, 140, False, False, id="60_of_200_is_under_half"),
+        pytest.param(80, 10, False, True, id="70_of_80_halts"),
+        pytest.param(40, 5, False, False, id="35_of_40_is_under_50_files"),
+        pytest.param(3, 0, True, True, id="emptied_root_halts"),
+        pytest.param(1, 0, True, True, id="the_last_tracked_file_gone_from_an_empty_root_halts"),
+        pytest.param(3, 0, False, False, id="every_file_gone_but_the_root_holds_something"),
+        pytest.param(1, 0, False, False, id="the_only_file_renamed_is_an_ordinary_change"),
+        pytest.param(3, 3, True, False, id="nothing_deleted"),
     ],
 )
-def test_mass_delete_thresholds(files: int, kept: int, halts: bool) -> None:
+def test_mass_delete_thresholds(files: int, kept: int, empty: bool, halts: bool) -> None:
     base = tracked(files)
     plan = plan_for(base, local_of(base, keep=kept))
     assert len(plan.tombstones) == files - kept
-    halt = check_mass_delete(plan, tracked_files(base.values()))
+    halt = check_mass_delete(plan, tracked_files(base.values()), root_empty=empty)
     assert (halt is not None) == halts
     if halt is not None:
         assert halt.deletes == files - kept and halt.tracked == files
@@ -95,7 +97,10 @@ def test_directories_are_not_counted_as_files() -> None:
     }
     plan = plan_for({**base, **dirs}, local_of(base))  # every directory vanished, no file
     assert len(plan.tombstones) == 100
-    assert check_mass_delete(plan, tracked_files([*base.values(), *dirs.values()])) is None
+    assert (
+        check_mass_delete(plan, tracked_files([*base.values(), *dirs.values()]), root_empty=False)
+        is None
+    )
 
 
 def test_remote_deletes_applied_here_do_not_count() -> None:
@@ -107,7 +112,7 @@ def test_remote_deletes_applied_here_do_not_count() -> None:
     ]
     plan = plan_for(base, local_of(base), tombstones=tombstones)
     assert len(plan.local_deletes) == 100
-    assert check_mass_delete(plan, 100) is None
+    assert check_mass_delete(plan, 100, root_empty=False) is None
 
 
 def test_halted_plan_still_syncs_additions_and_edits() -> None:
@@ -119,11 +124,11 @@ def test_halted_plan_still_syncs_additions_and_edits() -> None:
         "desktop", "20260522T180000Z", {"from-desktop": file("from-desktop", "d", {"desktop": 1})}
     )
     plan = plan_for(base, local, remotes=[remote])
-    assert isinstance(check_mass_delete(plan, tracked_files(base.values())), Halt)
+    assert isinstance(check_mass_delete(plan, tracked_files(base.values()), root_empty=False), Halt)
 
     safe = without_local_deletes(plan)
     assert safe.tombstones == []
-    assert check_mass_delete(safe, tracked_files(base.values())) is None
+    assert check_mass_delete(safe, tracked_files(base.values()), root_empty=False) is None
     published = {e.path for e in safe.manifest}
     assert {p for p in base} <= published  # the vanished files stay published
     assert {"new.txt", "from-desktop"} <= published
@@ -135,14 +140,16 @@ def test_halted_plan_still_syncs_additions_and_edits() -> None:
     # Committed as is, the next pass finds the same files missing and halts again.
     after = {**base, **safe.base}
     again = plan_for(after, local, remotes=[remote])
-    assert isinstance(check_mass_delete(again, tracked_files(after.values())), Halt)
+    assert isinstance(
+        check_mass_delete(again, tracked_files(after.values()), root_empty=False), Halt
+    )
 
 
 def test_download_only_emptied_root_halts_though_it_publishes_nothing() -> None:
     base = tracked(5)
     plan = plan_for(base, {}, mode="download-only")
     assert plan.tombstones == [] and plan.manifest == []
-    assert check_mass_delete(plan, 5) is not None
+    assert check_mass_delete(plan, 5, root_empty=True) is not None
     safe = without_local_deletes(plan)
     assert safe.base == {}  # so the files are still tracked (and re-downloadable) next pass
 
@@ -150,7 +157,7 @@ def test_download_only_emptied_root_halts_though_it_publishes_nothing() -> None:
 def test_a_small_delete_passes_and_the_helper_never_mutates_the_plan() -> None:
     base = tracked(10)
     plan = plan_for(base, local_of(base, keep=9))
-    assert check_mass_delete(plan, 10) is None
+    assert check_mass_delete(plan, 10, root_empty=False) is None
     assert without_local_deletes(plan).tombstones == []
     assert [t.path for t in plan.tombstones] == ["docs/f009"]
     assert "docs/f009" in plan.base

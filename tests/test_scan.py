@@ -120,6 +120,33 @@ async def test_fifos_and_the_dropbear_folder_are_skipped(tmp_path: Path) -> None
     assert result.complete and not result.problems
 
 
+@pytest.mark.parametrize(
+    ("holds", "empty"),
+    [
+        pytest.param("nothing", True, id="only_dropbear"),
+        pytest.param("an ignored file", False, id="ignored_file"),
+        pytest.param("a fifo", False, id="fifo"),
+        pytest.param("an empty folder", False, id="empty_folder"),
+        pytest.param("a dangling symlink", False, id="symlink"),
+    ],
+)
+@pytest.mark.parametrize("only", [None, {"elsewhere/x"}], ids=["full", "only"])
+async def test_root_empty_means_nothing_at_all_but_dropbear(
+    tmp_path: Path, holds: str, empty: bool, only: set[str] | None
+) -> None:
+    (tmp_path / ".dropbear").mkdir()
+    if holds == "an ignored file":
+        write(tmp_path, "x.log")
+    elif holds == "a fifo":
+        os.mkfifo(tmp_path / "pipe")
+    elif holds == "an empty folder":
+        (tmp_path / "d").mkdir()
+    elif holds == "a dangling symlink":
+        os.symlink("nowhere", tmp_path / "l")
+    result = await run(tmp_path, rules=IgnoreRules.parse("*.log\n"), only=only)
+    assert result.root_empty is empty
+
+
 async def test_a_file_bigger_than_a_chunk_hashes_correctly(tmp_path: Path) -> None:
     data = os.urandom(2 * CHUNK + 300_000)  # a partial last chunk, larger than one small read
     write(tmp_path, "big.bin", data)

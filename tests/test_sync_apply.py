@@ -290,13 +290,8 @@ async def test_a_local_source_edited_since_the_scan_is_never_copied(world: World
     assert world.tmp_files() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="apply keeps a file overwritten by a download registered as the local source of "
-    "its old bytes: the second half of a swap copies from it, fails verification and "
-    "becomes an 'integrity' problem instead of falling back to the bucket",
-)
-async def test_two_files_swapping_contents_are_both_written(world: World) -> None:
+@pytest.mark.parametrize("concurrency", [1, 4])
+async def test_two_files_swapping_contents_are_both_written(world: World, concurrency: int) -> None:
     a, b = b"content of a", b"content of b"
     world.write("a.txt", a)
     world.write("b.txt", b)
@@ -312,19 +307,31 @@ async def test_two_files_swapping_contents_are_both_written(world: World) -> Non
             ]
         ),
         scanned,
-        concurrency=1,
+        concurrency=concurrency,
     )
 
     assert (world.read("a.txt"), world.read("b.txt")) == (b, a)
     assert not applied.problems and not applied.failed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="apply's target() makes a missing parent with os.mkdir after an lstat; a "
-    "concurrent writer making the same parent in between turns FileExistsError into an "
-    "'io_error' problem for this path",
-)
+async def test_a_local_source_edited_since_the_scan_falls_back_to_the_bucket(
+    world: World,
+) -> None:
+    world.write("source.txt", b"original")
+    scanned = await world.scan()
+    world.write("source.txt", b"edited!!")  # same size: only the hash can tell
+    await world.blob(b"original")
+
+    applied = await world.apply(
+        plan([Download(path="copy.txt", entry=file_entry("copy.txt", b"original"))]), scanned
+    )
+
+    assert world.read("copy.txt") == b"original"
+    assert not applied.problems and not applied.failed
+    assert (applied.copied_locally, applied.downloaded) == (0, 1)
+    assert world.tmp_files() == []
+
+
 async def test_a_parent_made_meanwhile_by_another_writer_is_used(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -350,6 +357,30 @@ async def test_a_parent_made_meanwhile_by_another_writer_is_used(
     assert world.read("new/f.txt") == b"payload"
 
 
+async def test_a_symlink_made_meanwhile_where_a_parent_goes_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The same race, lost to a symlink (pointing outside the root): still refused."""
+    await world.blob(b"payload")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    contested = str(world.root / "new")
+    real_mkdir = os.mkdir
+
+    def mkdir_losing_the_race(path: str | Path, *args: object, **kwargs: object) -> None:
+        if os.fspath(path) == contested and not os.path.lexists(contested):
+            os.symlink(outside, contested)
+        real_mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "mkdir", mkdir_losing_the_race)
+    entry = file_entry("new/f.txt", b"payload")
+
+    applied = await world.apply(plan([Download(path=entry.path, entry=entry)]))
+
+    assert kinds(applied) == {"new/f.txt": "unsafe_path"}
+    assert list(outside.iterdir()) == []
+
+
 # --- folders and symlinks ------------------------------------------------------------------
 
 
@@ -370,13 +401,156 @@ async def test_a_folder_and_a_symlink_are_created(world: World) -> None:
     assert world.store.counts == {}
 
 
-async def test_a_folder_is_never_made_over_a_file(world: World) -> None:
+# --- type changes (file <-> folder <-> symlink) ---------------------------------------------
+
+
+async def test_a_folder_replaces_the_unchanged_file_the_scan_saw(world: World) -> None:
     world.write("thing", b"a file")
 
-    applied = await world.apply(plan([Download(path="thing", entry=dir_entry("thing"))]))
+    applied = await world.apply(plan([Download(path="thing", entry=dir_entry("thing", 0o750))]))
 
-    assert world.read("thing") == b"a file"
-    assert kinds(applied) == {"thing": "unsafe_path"}
+    assert (world.root / "thing").is_dir()
+    assert stat.S_IMODE(os.lstat(world.root / "thing").st_mode) == 0o750
+    assert not applied.problems and not applied.failed
+
+
+async def test_a_folder_is_never_made_over_a_file_changed_since_the_scan(world: World) -> None:
+    world.write("thing", b"a file")
+    scanned = await world.scan()
+    world.write("thing", b"edited after the scan")
+
+    applied = await world.apply(plan([Download(path="thing", entry=dir_entry("thing"))]), scanned)
+
+    assert world.read("thing") == b"edited after the scan"
+    assert applied.failed == {"thing"}  # kept its old base: the next pass decides
+    assert not applied.problems
+
+
+async def test_a_folder_replacing_a_file_takes_its_bytes_below_it(world: World) -> None:
+    """`x` became a folder holding `x/x` elsewhere (mv x tmp; mkdir x; mv tmp x/x): the
+    bytes of the replaced file are moved, not downloaded."""
+    data = b"the file that moved into its own folder"
+    world.write("x", data)
+
+    applied = await world.apply(
+        plan(
+            [
+                Download(path="x", entry=dir_entry("x")),
+                Download(path="x/x", entry=file_entry("x/x", data)),
+            ]
+        )
+    )
+
+    assert world.read("x/x") == data
+    assert not applied.problems and not applied.failed
+    assert (applied.copied_locally, applied.downloaded) == (1, 0)
+    assert world.store.counts == {}
+    assert world.tmp_files() == []
+
+
+async def test_a_file_replaces_the_folder_its_plan_emptied(world: World) -> None:
+    world.write("x/a.txt", b"tracked, deleted elsewhere")
+    scanned = await world.scan()
+    await world.blob(b"x is a file now")
+
+    applied = await world.apply(
+        plan(
+            downloads=[Download(path="x", entry=file_entry("x", b"x is a file now"))],
+            deletes=[
+                LocalDelete(path="x/a.txt", expected=file_entry("x/a.txt", b"tracked, deleted"))
+            ],
+        ),
+        scanned,
+    )
+
+    assert world.read("x") == b"x is a file now"
+    assert not applied.problems and not applied.failed
+    assert "x" in applied.stats
+
+
+async def test_a_folder_still_holding_untracked_files_is_not_replaced(world: World) -> None:
+    world.write("x/a.txt", b"tracked, deleted elsewhere")
+    world.write("x/mine.txt", b"this device never synced it")
+    scanned = await world.scan()
+    await world.blob(b"x is a file now")
+
+    applied = await world.apply(
+        plan(
+            downloads=[Download(path="x", entry=file_entry("x", b"x is a file now"))],
+            deletes=[LocalDelete(path="x/a.txt", expected=file_entry("x/a.txt", b"tracked"))],
+        ),
+        scanned,
+    )
+
+    assert world.read("x/mine.txt") == b"this device never synced it"
+    assert kinds(applied) == {"x": "type_clash"}
+    assert applied.failed == {"x"}
+    assert world.store.counts == {}  # refused before fetching: not downloaded every pass
+    assert world.tmp_files() == []
+
+
+@pytest.mark.parametrize("emptied", [True, False], ids=["emptied", "still-full"])
+async def test_a_symlink_over_a_folder_leaves_no_temporary_link(
+    world: World, emptied: bool
+) -> None:
+    world.write("x/a.txt", b"tracked")
+    scanned = await world.scan()
+    deletes = [LocalDelete(path="x/a.txt", expected=file_entry("x/a.txt", b"tracked"))]
+
+    applied = await world.apply(
+        plan(
+            [Download(path="x", entry=link_entry("x", "elsewhere"))], [], deletes if emptied else []
+        ),
+        scanned,
+    )
+
+    assert sorted(os.listdir(world.root)) == [".dropbear", "x"]  # no .x.dropbeard-* link
+    assert world.tmp_files() == []
+    if emptied:
+        assert os.readlink(world.root / "x") == "elsewhere"
+        assert not applied.problems
+    else:
+        assert world.read("x/a.txt") == b"tracked"
+        assert kinds(applied) == {"x": "type_clash"}
+
+
+async def test_a_symlink_that_cannot_be_placed_leaves_no_temporary_link(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_replace = os.replace
+
+    def failing_replace(src: str | Path, dst: str | Path) -> None:
+        if os.path.islink(src):
+            raise PermissionError(13, "Permission denied")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+
+    applied = await world.apply(plan([Download(path="l", entry=link_entry("l", "target"))]))
+
+    assert kinds(applied) == {"l": "permission"}
+    assert sorted(os.listdir(world.root)) == [".dropbear"]
+    assert world.tmp_files() == []
+
+
+@pytest.mark.parametrize("kind", ["file", "folder", "symlink"])
+async def test_a_special_file_in_the_way_is_a_problem_and_nothing_is_fetched(
+    world: World, kind: str
+) -> None:
+    os.mkfifo(world.root / "pipe")
+    await world.blob(b"payload")
+    entry = {
+        "file": file_entry("pipe", b"payload"),
+        "folder": dir_entry("pipe"),
+        "symlink": link_entry("pipe", "target"),
+    }[kind]
+
+    applied = await world.apply(plan([Download(path="pipe", entry=entry)]))
+
+    assert kinds(applied) == {"pipe": "special_file"}
+    assert stat.S_ISFIFO(os.lstat(world.root / "pipe").st_mode)
+    assert world.store.counts == {}
+    assert world.tmp_files() == []
 
 
 async def test_nothing_is_written_through_a_symlinked_parent(world: World, tmp_path: Path) -> None:

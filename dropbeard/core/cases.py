@@ -69,12 +69,25 @@ class PassContext:
         return bump(vector, self.device_id, self.counter)
 
 
+@dataclass(frozen=True)
+class Replacement:
+    """A download that replaces local content of another type (file, folder, symlink):
+    the local candidate, the winning candidate downloaded over it, and the merged version
+    it wins with. Kept so that the pass can still make it a conflict when the local folder
+    it would replace holds paths that survive (`dropbeard.core.typeclash`)."""
+
+    local: Candidate
+    incoming: Candidate
+    version: dict[str, int]
+
+
 @dataclass
 class Outcome:
     """What the decision for one path puts in the plan: the path's new base and the
     actions, conflicts and problems it needs."""
 
     base: Base
+    replaced: Replacement | None = None
     download: Download | None = None
     local_delete: LocalDelete | None = None
     copies: list[ConflictCopy] = field(default_factory=list)
@@ -164,14 +177,18 @@ def _entry_wins(
     outcome = Outcome(base=Base(entry=winner))
     if content is None or not same_content(content, winner):
         outcome.download = Download(path=path, entry=winner)
-    elif (
-        ctx.mode in PUBLISHES
-        and mine is not None
-        and mine.fresh
-        and winner.type == "file"
-        and not _published_before(agreed, winner)
-    ):
+        if content is not None and mine is not None and content.type != winner.type:
+            outcome.replaced = Replacement(mine, chosen, merged)
+        return outcome
+    if mine is None or not mine.fresh:
+        return outcome
+    if ctx.mode in PUBLISHES and winner.type == "file" and not _published_before(agreed, winner):
         outcome.upload = winner
+    if agreed.entry is not None and agreed.entry.type == "dir" and winner.type != "dir":
+        # This device replaced a tracked folder: what was below it is deleted with it, so
+        # the mass-delete guard may hold the replacement back with those deletes.
+        published = agreed.entry if agreed.conflict is None else None
+        outcome.removal = Removal(path=path, previous=agreed, published=published)
     return outcome
 
 
@@ -238,6 +255,17 @@ def _conflict(
     if content is None or not same_content(content, keep.entry):
         outcome.download = Download(path=path, entry=keep.entry)
     return outcome
+
+
+def folder_kept(ctx: PassContext, path: str, replaced: Replacement) -> Outcome:
+    """SPEC 4.1 type clash: a file or symlink won at `path`, but the local folder there
+    still holds paths that survive this pass (changed here, or edited elsewhere). The
+    folder stays and the incoming item is written beside it as a conflict copy."""
+    mine, incoming = replaced.local, replaced.incoming
+    assert mine.entry is not None
+    version = merge(mine.version, replaced.version)
+    info, kept = opened(path, mine.entry, [_rival(incoming)], version, ctx.now, ctx.copies_on_disk)
+    return _conflict_outcome(Base(entry=mine.entry, conflict=info), kept)
 
 
 # --- a path in conflict (SPEC 4.4) ----------------------------------------------------

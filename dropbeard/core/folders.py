@@ -1,5 +1,5 @@
-"""Folders that must outlive their delete: a folder whose delete won while a path below it
-survives (an edit beats a concurrent delete, SPEC 4.1) is kept (pure)."""
+"""Folders that must outlive their delete: a path whose delete won while a path below it
+survives (an edit beats a concurrent delete, SPEC 4.1) is kept as a folder (pure)."""
 
 from __future__ import annotations
 
@@ -20,16 +20,15 @@ def keep_needed_folders(
     publishes: bool,
     next_version: Callable[[Mapping[str, int]], dict[str, int]],
 ) -> None:
-    """Revise `plan` in place: every folder it deletes that still has a surviving path
-    below it stays, with a fresh version after its tombstone's so it dominates that delete
-    (`next_version` allocates this device's next counter).
+    """Revise `plan` in place: every path it deletes that still has a surviving path
+    below it stays as a folder, with a fresh version after its tombstone's so it dominates
+    that delete (`next_version` allocates this device's next counter).
     Without this the folder is recreated on disk as a side effect of the child's download
-    but recorded (and published) as deleted, and devices take extra passes to agree."""
-    doomed = {
-        path
-        for path, new in plan.base.items()
-        if new.entry is None and new.deleted is not None and new.deleted.type == "dir"
-    }
+    but recorded (and published) as deleted, and devices take extra passes to agree. The
+    deleted path need not have been a folder: a file or symlink deleted while another
+    device grew a folder there (a type clash it kept as a conflict, so no entry of that
+    folder arrives) gives way to the folder."""
+    doomed = {p for p, new in plan.base.items() if new.entry is None and new.deleted is not None}
     if not doomed:
         return
     needed = doomed & _ancestors_of_survivors(plan, base)
@@ -47,9 +46,12 @@ def keep_needed_folders(
         plan.base[path] = Base(entry=kept)
         if publishes:
             plan.manifest.append(kept)
-        if path not in local:
+        here = local.get(path)
+        if here is None or here.type != "dir":  # a file or symlink here is deleted first
             plan.downloads.append(Download(path=path, entry=kept))
-    plan.local_deletes = [d for d in plan.local_deletes if d.path not in needed]
+    plan.local_deletes = [
+        d for d in plan.local_deletes if d.path not in needed or d.expected.type != "dir"
+    ]
     plan.tombstones = [t for t in plan.tombstones if t.path not in needed]
     plan.removals = [r for r in plan.removals if r.path not in needed]
     plan.manifest.sort(key=lambda e: e.path)

@@ -197,9 +197,13 @@ class DeleteGuard(msgspec.Struct, frozen=True, kw_only=True):
         return without_local_deletes(plan) if self.holds_deletes else plan
 
 
-def guard_deletes(plan: Plan, base: Iterable[Base], *, allow: bool) -> DeleteGuard:
-    """The guard's verdict on `plan`, whose pass started from `base`."""
-    return DeleteGuard(halt=check_mass_delete(plan, tracked_files(base)), allowed=allow)
+def guard_deletes(
+    plan: Plan, base: Iterable[Base], *, root_empty: bool, allow: bool
+) -> DeleteGuard:
+    """The guard's verdict on `plan`, whose pass started from `base` and whose walk found
+    the root empty or not (`root_empty`)."""
+    halt = check_mass_delete(plan, tracked_files(base), root_empty=root_empty)
+    return DeleteGuard(halt=halt, allowed=allow)
 
 
 # -- upload and publish -------------------------------------------------------------------

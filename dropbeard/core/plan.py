@@ -106,8 +106,9 @@ class Conflict(msgspec.Struct, frozen=True, kw_only=True):
 
 class Removal(msgspec.Struct, frozen=True, kw_only=True):
     """A tracked path found missing locally whose deletion this plan records (and
-    tombstones, in publishing modes). `previous` is its base before the pass and
-    `published` the manifest entry it had, so the safety guard can undo the removal."""
+    tombstones, in publishing modes), or a tracked folder this device replaced with a file
+    or symlink. `previous` is its base before the pass and `published` the manifest entry
+    it had, so the safety guard can undo the removal."""
 
     path: str
     previous: Base

@@ -12,7 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 
-from dropbeard.core.cases import Candidate, Outcome, PassContext, in_conflict, settle, untouched
+from dropbeard.core.cases import (
+    Candidate,
+    Outcome,
+    PassContext,
+    folder_kept,
+    in_conflict,
+    settle,
+    untouched,
+)
 from dropbeard.core.conflictname import parse_conflict_name
 from dropbeard.core.conflicts import same_content
 from dropbeard.core.folders import keep_needed_folders
@@ -31,6 +39,7 @@ from dropbeard.core.plan import (
     Remote,
     Removal,
 )
+from dropbeard.core.typeclash import Decided, blocker, clash_problems, folders_kept
 
 __all__ = [
     "Base",
@@ -80,7 +89,10 @@ def reconcile(
         counter=max(counter, _highest_counter(device_id, base.values(), others.values())),
     )
     plan = Plan(publishes=mode in PUBLISHES)
-    for path in sorted(base.keys() | tracked.keys() | others.keys()):
+    paths = sorted(base.keys() | tracked.keys() | others.keys())
+    decided: dict[str, Decided] = {}
+    held: dict[str, str] = {}  # arrivals that cannot be placed -> the file above them
+    for path in paths:
         old, content = base.get(path), tracked.get(path)
         theirs = others.get(path, ())
         if old is not None and not theirs and _unchanged(old, content):
@@ -88,8 +100,18 @@ def reconcile(
             if plan.publishes:
                 plan.manifest.append(old.entry)  # type: ignore[arg-type]  # _unchanged checked
             continue
+        counter = ctx.counter
         outcome = _decide_path(ctx, path, old or Base(), content, theirs, unknown(path))
+        if content is None and outcome.base.entry is not None:
+            above = blocker(path, decided, tracked)
+            if above is not None:  # below a file or symlink: left as it was
+                held[path] = above
+                ctx.counter = counter  # and no fresh version spent on it
+                continue
+        decided[path] = Decided(content, outcome)
         _collect(plan, path, old, outcome)
+    _keep_clashing_folders(ctx, plan, base, folders_kept(decided, tracked, paths), decided)
+    plan.problems += clash_problems(held, decided, tracked)
     keep_needed_folders(
         plan, base, tracked, publishes=plan.publishes, next_version=ctx.next_version
     )
@@ -197,6 +219,27 @@ def _collect(plan: Plan, path: str, old: Base | None, outcome: Outcome) -> None:
     plan.conflicts += outcome.conflicts
     plan.problems += outcome.problems
     plan.deferred_tombstones += outcome.deferred
+
+
+def _keep_clashing_folders(
+    ctx: PassContext,
+    plan: Plan,
+    base: Mapping[str, Base],
+    folders: list[str],
+    decided: Mapping[str, Decided],
+) -> None:
+    """Each of `folders`, which a file or symlink was to replace while something below
+    it survives, stays: a conflict with the incoming item as its copy (SPEC 4.1)."""
+    if not folders:
+        return
+    revised = set(folders)
+    plan.base = {p: b for p, b in plan.base.items() if p not in revised}
+    plan.manifest = [e for e in plan.manifest if e.path not in revised]
+    plan.downloads = [d for d in plan.downloads if d.path not in revised]
+    for path in folders:
+        replaced = decided[path].outcome.replaced
+        assert replaced is not None
+        _collect(plan, path, base.get(path), folder_kept(ctx, path, replaced))
 
 
 def _sort(plan: Plan) -> None:

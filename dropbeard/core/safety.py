@@ -1,8 +1,10 @@
 """The mass-delete guard on a Plan (SPEC 6), and the plan with its destructive part removed (pure).
 
-A pass whose local deletes exceed both 50 files and 50 % of the tracked files, or that
-finds none of the tracked files left at all, halts its deletes until the person runs
-`dropbeard sync --allow-mass-delete`; additions and edits still sync.
+A pass whose local deletes exceed both 50 files and 50 % of the tracked files, or whose
+walk found the root empty (no file, folder or link at all) while files are tracked, halts
+its deletes until the person runs `dropbeard sync --allow-mass-delete`; additions and
+edits still sync. Deleting the last tracked file by hand (renaming it, or replacing the
+only folder) is an ordinary change: the root still holds something.
 """
 
 from __future__ import annotations
@@ -35,20 +37,21 @@ def tracked_files(base: Iterable[Base]) -> int:
     return sum(1 for b in base if b.entry is not None and b.entry.type != "dir")
 
 
-def check_mass_delete(plan: Plan, tracked_count: int) -> Halt | None:
+def check_mass_delete(plan: Plan, tracked_count: int, *, root_empty: bool) -> Halt | None:
     """A Halt if `plan`'s local deletes must not go ahead, else None.
 
-    `tracked_count` is `tracked_files` of the base before the pass. Only deletes found
-    locally count (files and symlinks of `plan.removals`), not remote deletes applied here.
+    `tracked_count` is `tracked_files` of the base before the pass; `root_empty` says the
+    walk found nothing at all in the root. Only deletes found locally count (files and
+    symlinks of `plan.removals`), not remote deletes applied here.
     """
     deletes = sum(1 for r in plan.removals if _is_file(r.previous))
     if deletes == 0:
         return None
     hint = "run `dropbeard sync --allow-mass-delete` if this is intended"
-    if deletes >= tracked_count:
+    if root_empty:
         return Halt(
-            reason=f"refusing to delete: none of the {tracked_count} tracked files is left "
-            f"in the root (is it unmounted or emptied?); {hint}",
+            reason=f"refusing to delete: the root is empty but {tracked_count} files are "
+            f"tracked (is it unmounted or emptied?); {hint}",
             deletes=deletes,
             tracked=tracked_count,
         )
@@ -65,7 +68,9 @@ def check_mass_delete(plan: Plan, tracked_count: int) -> Halt | None:
 def without_local_deletes(plan: Plan) -> Plan:
     """`plan` minus its local deletes: no tombstones for them, their base unchanged (so
     they count as tracked and missing again next pass) and their entries kept in the
-    manifest. Downloads, remote deletes, uploads and edits are untouched."""
+    manifest. A folder this device replaced with a file or symlink is one of them (its
+    replacement deletes what was below it): its folder entry stays published. Downloads,
+    remote deletes, other uploads and edits are untouched."""
     removed = {r.path: r for r in plan.removals}
     if not removed:
         return plan
@@ -77,6 +82,7 @@ def without_local_deletes(plan: Plan) -> Plan:
         plan,
         tombstones=[t for t in plan.tombstones if t.path not in removed],
         manifest=manifest,
+        uploads=[e for e in plan.uploads if e.path not in removed],
         base={p: b for p, b in plan.base.items() if p not in removed},
         removals=[],
     )

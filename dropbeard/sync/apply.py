@@ -1,16 +1,18 @@
 """Applying a plan to the folder: verified downloads, local copies instead of downloads,
 conflict copies, local deletes (IO: local files, store reads).
 
-Nothing is written outside the root or through a symlink; every file lands by atomic
-rename from `.dropbear/tmp/` after its bytes verified against their SHA-256, and only if
-the destination did not change since the scan (else it is left for the next pass, where
-it shows up as a conflict). A path that fails keeps its old base.
+Nothing is written outside the root or through a symlink; every file and symlink lands by
+rename from `.dropbear/tmp/` (a file after its bytes verified against their SHA-256), and
+only if the destination did not change since the scan (else it is left for the next pass,
+where it shows up as a conflict). A type change (file <-> folder <-> symlink) replaces
+the old item only if the scan saw it and it is unchanged, a folder only once this plan
+emptied it; a folder still holding other things, or a special file in the way, is a
+problem. A path that fails keeps its old base.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 import uuid
@@ -27,8 +29,10 @@ from dropbeard.core.model import Entry
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem
 from dropbeard.store.base import Progress, Store
+from dropbeard.sync.ondisk import is_empty, is_special, problem_kind, same_as_scanned
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import LocalItem, ScanResult
+from dropbeard.sync.sources import LocalSources, copy_verified, remove_all
 from dropbeard.sync.state import StatRow
 from dropbeard.sync.workers import for_each
 
@@ -45,8 +49,19 @@ class Applied:
     stats: dict[str, StatRow] = field(default_factory=dict)
 
 
-class UnsafePath(Exception):
-    pass
+class _Refused(Exception):
+    """A path this apply will not write, as the problem to record for it: `kind` is
+    `unsafe_path` (outside the root, through a symlink) or `type_clash` (a folder that
+    still holds what this device does not track)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class UnsafePath(_Refused):
+    def __init__(self, message: str) -> None:
+        super().__init__("unsafe_path", message)
 
 
 async def apply_plan(
@@ -79,61 +94,8 @@ async def apply_plan(
 
     await for_each(writes, write, concurrency)
     if writer.sources.parked:
-        await anyio.to_thread.run_sync(_remove_all, writer.sources.parked)
+        await anyio.to_thread.run_sync(remove_all, writer.sources.parked)
     return out
-
-
-@dataclass
-class _LocalSources:
-    """Where this apply finds a blob's bytes on local disk, so a file is copied instead of
-    downloaded (a rename costs nothing), and which blobs are being fetched right now, so
-    no blob is fetched twice in one pass.
-
-    Shared by the concurrent writes of one `apply_plan`; every `claim` that returns None
-    must be followed by one `release` of the same blob.
-    """
-
-    #: sha256 -> a verified local file holding those bytes
-    have: dict[str, Path] = field(default_factory=dict)
-    #: sha256 -> set when the in-flight fetch of that blob ends (landed or failed)
-    fetching: dict[str, anyio.Event] = field(default_factory=dict)
-    #: deleted files kept in tmp/ as sources until the writes are done
-    parked: list[Path] = field(default_factory=list)
-
-    def index(self, root: Path, scanned: ScanResult) -> None:
-        """Remember which scanned files hold which bytes."""
-        for path, item in scanned.items.items():
-            if item.type == "file" and item.sha256:
-                self.have.setdefault(item.sha256, root / (item.disk_path or path))
-
-    def is_source(self, sha: str, file: Path) -> bool:
-        """True if `file` is where this apply would copy blob `sha` from."""
-        return self.have.get(sha) == file
-
-    def park(self, sha: str, parked: Path) -> None:
-        """A deleted source moved to `parked` (in tmp/): copy from there; removed at the end."""
-        self.have[sha] = parked
-        self.parked.append(parked)
-
-    def add(self, sha: str, file: Path) -> None:
-        """`file` was just written with blob `sha`'s verified bytes."""
-        self.have.setdefault(sha, file)
-
-    async def claim(self, sha: str) -> Path | None:
-        """A verified local file with these bytes, waiting for an in-flight fetch of the
-        same blob instead of fetching it twice; None means the caller fetches it."""
-        while sha not in self.have and sha in self.fetching:
-            await self.fetching[sha].wait()
-        if sha in self.have:
-            return self.have[sha]
-        self.fetching[sha] = anyio.Event()
-        return None
-
-    def release(self, sha: str) -> None:
-        """The caller's fetch of `sha` ended: wake those waiting in `claim`."""
-        event = self.fetching.pop(sha, None)
-        if event is not None:
-            event.set()
 
 
 @dataclass
@@ -151,7 +113,7 @@ class _FolderWriter:
     scanned: ScanResult
     progress: Progress | None
     out: Applied
-    sources: _LocalSources = field(default_factory=_LocalSources)
+    sources: LocalSources = field(default_factory=LocalSources)
 
     # -- helpers --------------------------------------------------------------------
 
@@ -163,10 +125,10 @@ class _FolderWriter:
         """`fn(*args)`, with an unsafe path or an OS error recorded as `path`'s problem."""
         try:
             fn(*args)
-        except UnsafePath as exc:
-            self.fail(path, "unsafe_path", str(exc))
+        except _Refused as exc:
+            self.fail(path, exc.kind, str(exc))
         except OSError as exc:
-            self.fail(path, _kind(exc), f"writing {path}: {exc.strerror or exc}")
+            self.fail(path, problem_kind(exc), f"writing {path}: {exc.strerror or exc}")
 
     def target(self, rel: str) -> Path:
         """The absolute path for `rel`, after checking every parent inside the root is a
@@ -180,8 +142,11 @@ class _FolderWriter:
             try:
                 st = os.lstat(current)
             except FileNotFoundError:
-                os.mkdir(current)
-                continue
+                try:
+                    os.mkdir(current)
+                    continue
+                except FileExistsError:  # made meanwhile (a concurrent write): vet it
+                    st = os.lstat(current)
             if stat.S_ISLNK(st.st_mode):
                 raise UnsafePath(f"refusing {rel!r}: its parent {part!r} is a symlink")
             if not stat.S_ISDIR(st.st_mode):
@@ -196,7 +161,7 @@ class _FolderWriter:
             return item is None
         if item is None:
             return False
-        return _same(item, st)
+        return same_as_scanned(item, st)
 
     # -- deletes --------------------------------------------------------------------
 
@@ -206,24 +171,18 @@ class _FolderWriter:
             st = os.lstat(dest)
         except FileNotFoundError:
             return
-        except (UnsafePath, OSError) as exc:
+        except (_Refused, OSError) as exc:
             self.fail(rel, "unsafe_path", f"deleting {rel}: {exc}")
             return
         item = self.scanned.items.get(rel)
-        if item is None or not _same(item, st):
+        if item is None or not same_as_scanned(item, st):
             self.out.failed.add(rel)  # changed since the scan: the next pass decides
             return
         try:
             if stat.S_ISDIR(st.st_mode):
                 os.rmdir(dest)
-            elif item.sha256 is not None and self.sources.is_source(item.sha256, dest):
-                # Its bytes may be the other half of a rename: park them in tmp/ as the
-                # local source for that download; apply_plan removes them at the end.
-                parked = self.paths.tmp / uuid.uuid4().hex
-                os.replace(dest, parked)
-                self.sources.park(item.sha256, parked)
-            else:
-                os.unlink(dest)
+            else:  # its bytes may be the other half of a rename: remove_file parks them
+                self.remove_file(dest, item)
             self.out.deleted += 1
         except OSError as exc:
             if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
@@ -233,29 +192,104 @@ class _FolderWriter:
                     f"kept folder {rel}: it still holds untracked or ignored files",
                 )
             else:
-                self.fail(rel, _kind(exc), f"deleting {rel}: {exc.strerror or exc}")
+                self.fail(rel, problem_kind(exc), f"deleting {rel}: {exc.strerror or exc}")
+
+    # -- what is in the way -----------------------------------------------------------
+
+    def clear_for_folder(self, rel: str, dest: Path) -> bool:
+        """Make room for folder `rel` at `dest`: a file or symlink the scan saw there,
+        unchanged since, is removed (its bytes kept as a local source if a write needs
+        them). False if something else holds the path: changed since the scan (the next
+        pass decides) or a special file (a problem). A missing path is free."""
+        try:
+            st = os.lstat(dest)
+        except FileNotFoundError:
+            return True
+        if stat.S_ISDIR(st.st_mode):
+            return True
+        item = self.scanned.items.get(rel)
+        if item is None and is_special(st):
+            self.fail(rel, "special_file", _special_message(rel))
+            return False
+        if item is None or not same_as_scanned(item, st):
+            self.out.failed.add(rel)
+            return False
+        self.remove_file(dest, item)
+        return True
+
+    def in_the_way(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> bool:
+        """True (the path failed, with a problem where a person must act) if `entry`
+        cannot be written at `dest_rel`: a special file there, a folder still holding
+        what this device does not track, or a change since the scan. Checked before any
+        byte is fetched, so nothing is downloaded again every pass for it."""
+        dest = self.target(dest_rel)
+        try:
+            st = os.lstat(dest)
+        except FileNotFoundError:
+            return False
+        if is_copy:
+            return True  # this conflict copy was already written: nothing to do
+        if self.scanned.items.get(rel) is None and is_special(st):
+            self.fail(rel, "special_file", _special_message(dest_rel))
+            return True
+        if not self.unchanged_since_scan(rel, dest):
+            self.out.failed.add(rel)
+            return True
+        if stat.S_ISDIR(st.st_mode) and not is_empty(dest):
+            self.fail(rel, "type_clash", _kept_folder_message(rel, entry))
+            return True
+        return False
+
+    def put_in_place(self, rel: str, tmp: Path, dest: Path, entry: Entry) -> None:
+        """Rename `tmp` onto `dest`; an empty folder there (its tracked content deleted
+        by this plan) is removed first. A folder that is not empty stays, as a problem."""
+        try:
+            os.replace(tmp, dest)
+        except IsADirectoryError:
+            try:
+                os.rmdir(dest)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                raise _Refused("type_clash", _kept_folder_message(rel, entry)) from None
+            os.replace(tmp, dest)
+
+    def remove_file(self, dest: Path, item: LocalItem) -> None:
+        """Remove the file or symlink `item` at `dest`; a file whose bytes a write of
+        this plan may need is parked in tmp/ as their local source instead."""
+        if item.sha256 is not None and self.sources.is_source(item.sha256, dest):
+            parked = self.paths.tmp / uuid.uuid4().hex
+            os.replace(dest, parked)
+            self.sources.park(item.sha256, parked)
+        else:
+            os.unlink(dest)
 
     # -- directories and symlinks ----------------------------------------------------
 
     def make_dir(self, rel: str, entry: Entry) -> None:
         dest = self.target(rel)
+        if not self.clear_for_folder(rel, dest):
+            return
         try:
-            st = os.lstat(dest)
-        except FileNotFoundError:
             os.mkdir(dest, entry.mode & 0o7777 or 0o755)
-            st = os.lstat(dest)
-        if not stat.S_ISDIR(st.st_mode):
-            raise UnsafePath(f"refusing to replace {rel!r} with a folder")
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(dest).st_mode):
+                raise UnsafePath(f"refusing to replace {rel!r} with a folder") from None
         os.chmod(dest, entry.mode & 0o7777)
 
     def make_symlink(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
-        dest = self.target(dest_rel)
-        if not is_copy and not self.unchanged_since_scan(rel, dest):
-            self.out.failed.add(rel)
+        if self.in_the_way(rel, dest_rel, entry, is_copy):
             return
-        tmp = dest.with_name(f".{dest.name}.dropbeard-{uuid.uuid4().hex[:8]}")
+        dest = self.target(dest_rel)
+        tmp = self.paths.tmp / f"link-{uuid.uuid4().hex}"  # never a temporary in the folder
         os.symlink(entry.target or "", tmp)
-        os.replace(tmp, dest)
+        try:
+            if not is_copy and not self.unchanged_since_scan(rel, dest):
+                self.out.failed.add(rel)
+                return
+            self.put_in_place(rel, tmp, dest, entry)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     # -- files ----------------------------------------------------------------------
 
@@ -276,30 +310,20 @@ class _FolderWriter:
                 self.fail(
                     rel, "missing_blob", f"{rel}: blob {entry.sha256} is missing from the bucket"
                 )
-            except UnsafePath as exc:
-                self.fail(rel, "unsafe_path", str(exc))
+            except _Refused as exc:
+                self.fail(rel, exc.kind, str(exc))
             except OSError as exc:
-                self.fail(rel, _kind(exc), f"writing {dest_rel}: {exc.strerror or exc}")
+                self.fail(rel, problem_kind(exc), f"writing {dest_rel}: {exc.strerror or exc}")
             except LocalFileError as exc:  # our disk, not the store: a problem for this path
-                self.fail(rel, _kind(exc), f"writing {dest_rel}: {exc}")
+                self.fail(rel, problem_kind(exc), f"writing {dest_rel}: {exc}")
 
     async def write_file(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
         assert entry.sha256 is not None
+        if await anyio.to_thread.run_sync(self.in_the_way, rel, dest_rel, entry, is_copy):
+            return
         tmp = self.paths.tmp / uuid.uuid4().hex
-        source = await self.sources.claim(entry.sha256)
         try:
-            if source is not None:
-                await anyio.to_thread.run_sync(_copy_verified, source, tmp, entry.sha256)
-                self.out.copied_locally += 1
-            else:
-                await self.store.get_file(
-                    self.keys.blob(entry.sha256),
-                    tmp,
-                    expected_sha256=entry.sha256,
-                    progress=self.progress,
-                )
-                self.out.downloaded += 1
-                self.out.downloaded_bytes += entry.size or 0
+            await self.fill(tmp, entry)
             row = await anyio.to_thread.run_sync(self.install, rel, dest_rel, tmp, entry, is_copy)
         except BaseException:
             await anyio.to_thread.run_sync(partial(tmp.unlink, missing_ok=True))
@@ -310,6 +334,27 @@ class _FolderWriter:
             if not is_copy:
                 self.out.stats[rel] = row
         self.sources.release(entry.sha256)
+
+    async def fill(self, tmp: Path, entry: Entry) -> None:
+        """Write the verified bytes of `entry`'s blob to `tmp`: copied from a local file
+        that holds them, else fetched from the bucket. A local source whose bytes changed
+        since they were registered (overwritten this pass, or edited) is dropped and the
+        next one tried, down to the bucket. The caller releases the blob."""
+        sha = entry.sha256
+        assert sha is not None
+        while (source := await self.sources.claim(sha)) is not None:
+            try:
+                await anyio.to_thread.run_sync(copy_verified, source, tmp, sha)
+            except (IntegrityError, OSError):
+                self.sources.drop(sha, source)
+                continue
+            self.out.copied_locally += 1
+            return
+        await self.store.get_file(
+            self.keys.blob(sha), tmp, expected_sha256=sha, progress=self.progress
+        )
+        self.out.downloaded += 1
+        self.out.downloaded_bytes += entry.size or 0
 
     def install(
         self, rel: str, dest_rel: str, tmp: Path, entry: Entry, is_copy: bool
@@ -325,50 +370,23 @@ class _FolderWriter:
         os.chmod(tmp, entry.mode & 0o7777)
         if entry.mtime_ns is not None:
             os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
-        os.replace(tmp, dest)
+        item = None if is_copy else self.scanned.items.get(rel)
+        if item is not None and item.sha256 is not None:  # its old bytes go: not a source
+            self.sources.drop(item.sha256, self.paths.root / (item.disk_path or rel))
+        self.put_in_place(rel, tmp, dest, entry)
         st = os.lstat(dest)
         return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, entry.sha256 or "")
 
 
-def _same(item: LocalItem, st: os.stat_result) -> bool:
-    kind = "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else "file"
-    if kind != item.type:
-        return False
-    if kind != "file" or item.stat is None:
-        return True
-    s = item.stat
-    return (s.size, s.mtime_ns, s.inode, s.ctime_ns) == (
-        st.st_size,
-        st.st_mtime_ns,
-        st.st_ino,
-        st.st_ctime_ns,
+def _special_message(rel: str) -> str:
+    return f"{rel}: a special file (FIFO, socket or device) is in the way; it was left as it is"
+
+
+def _kept_folder_message(rel: str, entry: Entry) -> str:
+    return (
+        f"kept folder {rel}: it holds files this device does not track (or changed); "
+        f"the {entry.type} from elsewhere was not written (type clash)"
     )
-
-
-def _remove_all(files: list[Path]) -> None:
-    for f in files:
-        f.unlink(missing_ok=True)
-
-
-def _copy_verified(source: Path, dest: Path, sha: str) -> None:
-    h = hashlib.sha256()
-    with open(source, "rb") as src, open(dest, "wb") as out:
-        while chunk := src.read(1 << 20):
-            h.update(chunk)
-            out.write(chunk)
-    if h.hexdigest() != sha:
-        dest.unlink(missing_ok=True)
-        raise IntegrityError(f"copying {source}: it changed since it was scanned", str(source))
-
-
-def _kind(exc: OSError | LocalFileError) -> str:
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission"
-    if exc.errno == errno.ENOSPC:
-        return "disk_full"
-    if exc.errno in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):
-        return "invalid_name"
-    return "io_error"
 
 
 __all__ = ["Applied", "apply_plan"]

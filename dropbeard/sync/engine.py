@@ -49,7 +49,12 @@ async def run_pass(
     remote = await read_other_devices(run, loaded)
     inputs = plan_inputs(run, loaded, local, remote)
     first = inputs.plan(local.result.unreadable)
-    guard = guard_deletes(first, local.bases.values(), allow=opts.allow_mass_delete)
+    guard = guard_deletes(
+        first,
+        local.bases.values(),
+        root_empty=local.result.root_empty,
+        allow=opts.allow_mass_delete,
+    )
     plan = guard.applied_to(first)
     summary = _planned(run, local, guard, plan, recovered.problems)
     if opts.dry_run:

@@ -25,6 +25,7 @@ import msgspec
 
 from dropbeard.core.errors import OfflineError
 from dropbeard.core.ignore import IgnoreRules
+from dropbeard.core.paths import LOCAL_DIR
 from dropbeard.core.problems import Problem
 from dropbeard.sync.hashing import Changed, Hasher, StatKey
 from dropbeard.sync.walk import Listing, Walk, is_utf8
@@ -55,7 +56,9 @@ class LocalItem(msgspec.Struct, frozen=True, gc=False):
 class ScanResult:
     """`unreadable` holds paths whose state is unknown this pass: nothing at or under them may
     be treated as deleted. A directory that exists but could not be listed is in both
-    `items` and `unreadable`. With `only=`, everything here covers just those paths."""
+    `items` and `unreadable`. With `only=`, everything here covers just those paths, but
+    `root_empty` (the root holds nothing but `.dropbear/`, or could not be listed: the
+    mass-delete guard's emptied root, SPEC 6) always describes the whole root."""
 
     items: dict[str, LocalItem]
     problems: list[Problem]
@@ -64,6 +67,7 @@ class ScanResult:
     scanned: int
     hashed_files: int
     hashed_bytes: int
+    root_empty: bool = False
 
     def __repr__(self) -> str:  # a summary: the full item list can be 100,000 lines
         return (
@@ -112,7 +116,9 @@ async def scan(
             outer.cancel_scope.cancel()
         if progress is not None:
             progress(run.settled())
-        return run.result()
+        result = run.result()
+        result.root_empty = await anyio.to_thread.run_sync(_holds_nothing, root_fd)
+        return result
     finally:
         os.close(root_fd)
 
@@ -126,6 +132,22 @@ def _open_root(root: str) -> int:
         raise OfflineError(f"scanning {root}: not a directory") from None
     except OSError as e:
         raise OfflineError(f"scanning {root}: cannot open the folder: {e.strerror}") from None
+
+
+def _holds_nothing(root_fd: int) -> bool:
+    """True if the root lists nothing but `.dropbear/` (no file, folder, link or anything
+    else), or cannot be listed: what an unmounted or emptied root looks like."""
+    try:
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root_fd)
+    except OSError:
+        return True
+    try:
+        with os.scandir(fd) as listing:
+            return all(entry.name == LOCAL_DIR for entry in listing)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
 
 
 async def _stop_on_cancel(stop: threading.Event) -> None:

@@ -27,6 +27,7 @@ from dropbeard.core.model import Entry
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem
 from dropbeard.store.base import Progress, Store
+from dropbeard.sync.disknames import DiskNames
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import LocalItem, ScanResult
 from dropbeard.sync.state import StatRow
@@ -60,7 +61,8 @@ async def apply_plan(
     progress: Progress | None = None,
 ) -> Applied:
     out = Applied()
-    writer = _FolderWriter(paths, store, keys, scanned, progress, out)
+    names = DiskNames(paths.root, scanned.items)
+    writer = _FolderWriter(paths, store, keys, scanned, names, progress, out)
     writes = [(d.path, d.path, d.entry, False) for d in plan.downloads if d.entry.type != "dir"]
     writes += [
         (c.path, c.copy_path, c.entry, True) for c in plan.conflict_copies if c.entry.type != "dir"
@@ -139,16 +141,18 @@ class _LocalSources:
 @dataclass
 class _FolderWriter:
     """Writes one plan into the folder: local deletes, folders, symlinks and files, each
-    path only inside the root, never through a symlink, and only if it still is what the
-    scan saw (`scanned`). Files come from `sources` when their bytes are already on disk,
-    else from `store`. Each path's outcome goes to `out`: counts, stat rows, and a failed
-    path with its problem (it keeps its old base).
+    path only inside the root, never through a symlink, in the spelling the disk holds
+    (`names`), and only if it still is what the scan saw (`scanned`). Files come from
+    `sources` when their bytes are already on disk, else from `store`. Each path's
+    outcome goes to `out`: counts, stat rows, and a failed path with its problem (it
+    keeps its old base).
     """
 
     paths: RootPaths
     store: Store
     keys: RootKeys
     scanned: ScanResult
+    names: DiskNames
     progress: Progress | None
     out: Applied
     sources: _LocalSources = field(default_factory=_LocalSources)
@@ -169,11 +173,13 @@ class _FolderWriter:
             self.fail(path, _kind(exc), f"writing {path}: {exc.strerror or exc}")
 
     def target(self, rel: str) -> Path:
-        """The absolute path for `rel`, after checking every parent inside the root is a
-        real directory (created if missing); never through a symlink."""
+        """The absolute path for `rel`, in the spelling the disk holds, after checking
+        every parent inside the root is a real directory (created if missing); never
+        through a symlink."""
         parts = rel.split("/")
         if any(p in ("", ".", "..") for p in parts) or parts[0] == ".dropbear":
             raise UnsafePath(f"refusing {rel!r}: not a safe relative path")
+        parts = self.names.disk(rel).split("/")
         current = self.paths.root
         for part in parts[:-1]:
             current = current / part
@@ -306,7 +312,7 @@ class _FolderWriter:
             self.sources.release(entry.sha256)
             raise
         if row is not None:
-            self.sources.add(entry.sha256, self.paths.root / dest_rel)
+            self.sources.add(entry.sha256, self.paths.root / self.names.disk(dest_rel))
             if not is_copy:
                 self.out.stats[rel] = row
         self.sources.release(entry.sha256)

@@ -1,0 +1,129 @@
+"""Names at the edges, end to end through the real CLI (SPEC 2, 4 step 2, 4.3): names
+spelled in NFD on disk (every file made on macOS) keep their spelling for every
+operation, and case twins are two files where the filesystem can hold both."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.converge import Bucket, Device, devices
+
+NFD_DIR, NFD_FILE = "Cafe\u0301", "Ame\u0301lie.txt"
+NFC_DIR, NFC_FILE = "Caf\u00e9", "Am\u00e9lie.txt"
+NFC_PATH, NFD_PATH = f"{NFC_DIR}/{NFC_FILE}", f"{NFD_DIR}/{NFD_FILE}"
+
+
+def summary(d: Device, *flags: str, code: int = 0) -> dict[str, Any]:
+    result: dict[str, Any] = d.sync(*flags, code=code).json
+    return result
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(os.listdir(folder))
+
+
+def idle(d: Device) -> None:
+    """One more pass changes nothing: no download, no publish, no problem."""
+    got = summary(d)
+    assert (got["downloaded"], got["manifest"], got["problems"]) == (0, None, 0), got
+
+
+# --- names spelled in NFD on disk ---------------------------------------------------------
+
+
+def test_an_nfd_named_file_receives_remote_edits_and_deletes(
+    remote: Bucket, tmp_path: Path
+) -> None:
+    a, b = devices(remote, tmp_path, "a", "b")
+    b.write("keep.txt", "keeps the root from looking emptied\n")
+    b.write(NFD_PATH, "made on a Mac\n")
+    summary(b)
+    summary(a)
+    assert a.read(NFC_PATH) == b"made on a Mac\n"
+
+    a.write(NFC_PATH, "edited on a\n")
+    summary(a)
+    got = summary(b)
+    assert got["downloaded"] == 1
+    assert b.read(NFD_PATH) == b"edited on a\n"
+    assert names(b.root) == sorted([".dropbear", NFD_DIR, "keep.txt"])  # no NFC twin
+    assert names(b.path(NFD_DIR)) == [NFD_FILE]
+    idle(b)
+
+    a.write(f"{NFC_DIR}/new.txt", "a new file in the folder\n")
+    summary(a)
+    summary(b)
+    assert names(b.path(NFD_DIR)) == sorted([NFD_FILE, "new.txt"])
+    assert names(b.root) == sorted([".dropbear", NFD_DIR, "keep.txt"])
+
+    a.path(NFC_PATH).unlink()
+    summary(a)
+    got = summary(b)
+    assert got["deleted_local"] == 1
+    assert names(b.path(NFD_DIR)) == ["new.txt"]
+    idle(b)
+    summary(a)
+    assert sorted(a.tree()) == [NFC_DIR, f"{NFC_DIR}/new.txt", "keep.txt"]
+
+
+def test_a_hand_copied_nfd_file_adopts_the_remote_version_and_takes_later_edits(
+    remote: Bucket, tmp_path: Path
+) -> None:
+    (a,) = devices(remote, tmp_path, "a")
+    a.write(NFC_PATH, "the same bytes\n")
+    summary(a)
+
+    b = Device(remote, tmp_path / "root-b", "b")
+    b.write(NFD_PATH, "the same bytes\n")
+    b.init()
+    got = summary(b)
+    assert (got["downloaded"], got["conflicts"]) == (0, 0), got
+    assert names(b.root) == sorted([".dropbear", NFD_DIR])
+
+    summary(a)
+    a.write(NFC_PATH, "edited on a after b joined\n")
+    summary(a)
+    got = summary(b)
+    assert got["conflicts"] == 0
+    assert b.read(NFD_PATH) == b"edited on a after b joined\n"
+    assert names(b.root) == sorted([".dropbear", NFD_DIR])
+    idle(b)
+
+
+@pytest.mark.parametrize("settled_by", ["deleting-the-copy", "resolve-keep-a"])
+def test_a_conflict_copy_of_an_nfd_named_file_lands_in_its_folder(
+    remote: Bucket, tmp_path: Path, settled_by: str
+) -> None:
+    a, b = devices(remote, tmp_path, "a", "b")
+    b.write("keep.txt", "keeps the root from looking emptied\n")
+    b.write(NFD_PATH, "v1\n")
+    summary(b)
+    summary(a)
+
+    a.write(NFC_PATH, "edited on a\n")
+    b.write(NFD_PATH, "edited on b\n")
+    a_manifest = summary(a)["manifest"]
+    assert summary(b, code=4)["conflicts"] == 1
+    copy = f"Am\u00e9lie.conflict-a-{a_manifest}.txt"
+    assert names(b.root) == sorted([".dropbear", NFD_DIR, "keep.txt"])
+    assert names(b.path(NFD_DIR)) == sorted([NFD_FILE, copy])
+    assert b.read(f"{NFD_DIR}/{copy}") == b"edited on a\n"
+    assert b.read(NFD_PATH) == b"edited on b\n"
+
+    if settled_by == "deleting-the-copy":  # b's version wins everywhere
+        b.path(f"{NFD_DIR}/{copy}").unlink()
+        assert summary(b)["conflicts"] == 0
+        winner = b"edited on b\n"
+    else:  # a's version wins everywhere
+        got = b.cli("resolve", str(b.path(NFD_PATH)), "--keep", "a", "-q")
+        assert got.code == 0, got.err
+        winner = b"edited on a\n"
+    summary(a)
+    idle(b)
+    assert a.read(NFC_PATH) == winner and b.read(NFD_PATH) == winner
+    assert names(b.path(NFD_DIR)) == [NFD_FILE]
+    assert names(a.path(NFC_DIR)) == [NFC_FILE]

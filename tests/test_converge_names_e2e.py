@@ -26,6 +26,14 @@ def names(folder: Path) -> list[str]:
     return sorted(os.listdir(folder))
 
 
+def problems(d: Device) -> list[dict[str, str]]:
+    """The problems `status` shows for `d` (whatever its exit code)."""
+    found: list[dict[str, str]] = d.cli("status", str(d.root), "--json", "--offline").json[
+        "problems"
+    ]
+    return found
+
+
 def idle(d: Device) -> None:
     """One more pass changes nothing: no download, no publish, no problem."""
     got = summary(d)
@@ -127,3 +135,67 @@ def test_a_conflict_copy_of_an_nfd_named_file_lands_in_its_folder(
     assert a.read(NFC_PATH) == winner and b.read(NFD_PATH) == winner
     assert names(b.path(NFD_DIR)) == [NFD_FILE]
     assert names(a.path(NFC_DIR)) == [NFC_FILE]
+
+
+# --- case twins ---------------------------------------------------------------------------
+
+
+def test_case_twins_on_a_case_sensitive_filesystem_are_two_files(
+    remote: Bucket, tmp_path: Path
+) -> None:
+    a, b = devices(remote, tmp_path, "a", "b")
+    a.write("a.txt", "lower\n")
+    a.write("A.txt", "upper\n")
+    a.write("Docs/x.txt", "in Docs\n")
+    a.write("docs/y.txt", "in docs\n")
+    got = summary(a)
+    assert got["problems"] == 0
+    published = {e.path for e in remote.manifest("a").entries}
+    assert published == {"a.txt", "A.txt", "Docs", "Docs/x.txt", "docs", "docs/y.txt"}
+
+    summary(b)
+    assert b.tree() == a.tree()
+
+    b.write("A.txt", "upper, edited on b\n")
+    summary(b)
+    a.path("a.txt").unlink()
+    summary(a)
+    summary(b)
+    summary(a)
+    for d in (a, b):
+        assert sorted(d.tree()) == ["A.txt", "Docs", "Docs/x.txt", "docs", "docs/y.txt"], d.id
+        assert d.read("A.txt") == b"upper, edited on b\n", d.id
+
+
+def test_only_a_filesystem_that_folds_case_reports_the_twin_it_cannot_create(
+    remote: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, c = devices(remote, tmp_path, "a", "c")
+    # c's folder behaves like a case-insensitive volume (macOS, Windows) for the twin check
+    monkeypatch.setattr(
+        "dropbeard.sync.disknames.folds_case", lambda folder: c.root in folder.parents
+    )
+    a.write("a.txt", "lower\n")
+    a.write("A.txt", "upper\n")
+    a.write("other.txt", "unrelated\n")
+    summary(a)
+
+    got = summary(c, code=4)
+    assert got["problems"] == 1
+    (problem,) = problems(c)
+    assert (problem["path"], problem["kind"]) == ("a.txt", "case_collision")
+    assert sorted(c.tree()) == ["A.txt", "other.txt"]
+    assert c.read("A.txt") == b"upper\n"
+    # c does not claim the twin, and does not delete it anywhere either
+    assert {e.path for e in remote.manifest("c").entries} == {"A.txt", "other.txt"}
+    assert summary(a)["manifest"] is None
+    assert sorted(a.tree()) == ["A.txt", "a.txt", "other.txt"]
+    again = summary(c, code=4)
+    assert (again["downloaded"], again["problems"]) == (0, 1)  # not fetched again
+
+    a.path("A.txt").unlink()  # once the twin is gone, c can hold a.txt
+    summary(a)
+    summary(c)
+    assert sorted(c.tree()) == ["a.txt", "other.txt"]
+    assert c.read("a.txt") == b"lower\n"
+    assert problems(c) == []

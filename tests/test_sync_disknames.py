@@ -17,7 +17,7 @@ from dropbeard.core.model import Entry
 from dropbeard.core.plan import ConflictCopy, Download, LocalDelete, Plan
 from dropbeard.store.local import LocalStore
 from dropbeard.sync.apply import Applied, apply_plan
-from dropbeard.sync.disknames import DiskNames
+from dropbeard.sync.disknames import DiskNames, folds_case
 from dropbeard.sync.root import RootPaths, reset_tmp
 from dropbeard.sync.scan import ScanResult, scan
 
@@ -154,3 +154,37 @@ async def test_new_files_and_copies_land_in_the_nfd_spelled_folder(root: Path) -
     assert listing(root) == [NFD_DIR]
     assert listing(root, NFD_DIR) == sorted([NFD_FILE, "new.txt", copy.rpartition("/")[2]])
     assert (root / NFD_DIR / NFD_FILE).read_bytes() == b"local"
+
+
+# --- a filesystem that does not tell names apart by case --------------------------------
+
+
+def test_this_filesystem_tells_case_apart_and_the_probe_leaves_nothing(tmp_path: Path) -> None:
+    assert folds_case(tmp_path) is False  # the test machine's ext4/tmpfs
+    assert os.listdir(tmp_path) == []
+
+
+async def test_twins_the_filesystem_cannot_hold_apart_are_problems_not_overwrites(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("dropbeard.sync.disknames.folds_case", lambda _folder: True)
+    write(root, "docs/notes.txt", b"on disk")
+    plan = Plan(
+        publishes=False,
+        downloads=[
+            Download(path="A.txt", entry=file_entry("A.txt", b"upper")),
+            Download(path="a.txt", entry=file_entry("a.txt", b"lower")),
+            Download(path="Docs/new.txt", entry=file_entry("Docs/new.txt", b"new")),
+            Download(path="docs/Notes.txt", entry=file_entry("docs/Notes.txt", b"other")),
+        ],
+    )
+
+    out = await apply(root, plan, [b"upper", b"lower", b"new", b"other"])
+
+    assert out.failed == {"a.txt", "Docs/new.txt", "docs/Notes.txt"}
+    assert {p.path: p.kind for p in out.problems} == dict.fromkeys(out.failed, "case_collision")
+    assert out.downloaded == 1  # the refused twins are not even fetched
+    assert listing(root) == ["A.txt", "docs"]
+    assert (root / "A.txt").read_bytes() == b"upper"
+    assert listing(root, "docs") == ["notes.txt"]
+    assert (root / "docs/notes.txt").read_bytes() == b"on disk"

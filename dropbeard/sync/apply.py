@@ -27,7 +27,7 @@ from dropbeard.core.model import Entry
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem
 from dropbeard.store.base import Progress, Store
-from dropbeard.sync.disknames import DiskNames
+from dropbeard.sync.disknames import DiskNames, case_problems
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import LocalItem, ScanResult
 from dropbeard.sync.state import StatRow
@@ -67,13 +67,19 @@ async def apply_plan(
     writes += [
         (c.path, c.copy_path, c.entry, True) for c in plan.conflict_copies if c.entry.type != "dir"
     ]
+    dirs = [d for d in plan.downloads if d.entry.type == "dir"]
+    if writes or dirs:  # a path this filesystem cannot hold apart is a problem, not a write
+        refused = await anyio.to_thread.run_sync(case_problems, plan, scanned.items, paths.tmp)
+        for problem in refused:
+            writer.fail(problem.path, problem.kind, problem.message)
+        writes = [w for w in writes if w[0] not in out.failed]
+        dirs = [d for d in dirs if d.path not in out.failed]
     if writes:  # before deletes: a deleted file's bytes may be what a rename needs
         await anyio.to_thread.run_sync(writer.sources.index, paths.root, scanned)
     for gone in plan.local_deletes:  # deepest first, as planned
         await anyio.to_thread.run_sync(writer.delete, gone.path, gone.expected)
-    for d in plan.downloads:  # directories first, parents before children
-        if d.entry.type == "dir":
-            await anyio.to_thread.run_sync(writer.guarded, d.path, writer.make_dir, d.path, d.entry)
+    for d in dirs:  # directories first, parents before children
+        await anyio.to_thread.run_sync(writer.guarded, d.path, writer.make_dir, d.path, d.entry)
     limiter = anyio.CapacityLimiter(max(1, concurrency))
 
     async def write(item: tuple[str, str, Entry, bool]) -> None:

@@ -1,4 +1,5 @@
-"""The on-disk spelling of a path (IO: lists a directory only when the scan did not).
+"""The on-disk spelling of a path (IO: lists a directory only when the scan did not),
+and whether a filesystem tells names apart by case (IO: one probe file).
 
 Manifests and state hold paths in NFC; a name made on macOS is spelled NFD on disk, and
 on a Linux disk both spellings are distinct names. Every operation on a path therefore
@@ -10,9 +11,14 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
+
+from dropbeard.core.paths import case_clashes
+from dropbeard.core.plan import Plan
+from dropbeard.core.problems import Problem
 
 
 class Scanned(Protocol):
@@ -70,3 +76,42 @@ class DiskNames:
                         names[nfc] = n
             self._listings[folder] = names
         return names
+
+
+def folds_case(folder: Path) -> bool:
+    """True if the filesystem holding `folder` does not tell names apart by case: a file
+    made there under one name is found under the same name in other case. False if the
+    probe cannot be made (nothing can be written there then anyway)."""
+    name = f"case-probe-{uuid.uuid4().hex}"
+    probe = folder / f"{name}-Aa"
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except OSError:
+        return False
+    os.close(fd)
+    try:
+        return os.path.lexists(folder / f"{name}-aA")
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def case_problems(plan: Plan, present: Iterable[str], folder: Path) -> list[Problem]:
+    """On a filesystem that does not tell names apart by case (probed in `folder`), a
+    problem for each path whose download or conflict copy would land on the file of a
+    path `present` on disk (and not deleted by `plan`) or of another download (SPEC 4.3):
+    that path is not written and keeps its old base. None on a filesystem that does."""
+    if not folds_case(folder):
+        return []
+    leaving = {d.path for d in plan.local_deletes}
+    arriving = {d.path: d.path for d in plan.downloads}
+    arriving.update((c.copy_path, c.path) for c in plan.conflict_copies)
+    clashes = case_clashes((p for p in present if p not in leaving), arriving)
+    return [
+        Problem(
+            path=arriving[path],
+            kind="case_collision",
+            message=f"cannot create {path}: this filesystem does not tell it apart from"
+            f" {holder} (names differ only in case)",
+        )
+        for path, holder in sorted(clashes.items())
+    ]

@@ -33,6 +33,7 @@ from dropbeard.core.passrules import (
     stat_rows,
     under_any,
     unknown_paths,
+    without_ignored,
 )
 from dropbeard.core.plan import Base, ConflictInfo, Plan, Remote
 from dropbeard.core.problems import Problem
@@ -184,6 +185,23 @@ def test_newly_ignored(rules: str, base: Base, on_disk: bool, untracked: bool) -
     assert newly_ignored({"x": base}, local, IgnoreRules.parse(rules)) == (
         ["x"] if untracked else []
     )
+
+
+# -- without_ignored ----------------------------------------------------------------------
+
+
+def test_without_ignored_drops_the_other_devices_ignored_paths() -> None:
+    entries = [F("x.log", "1"), D("build"), F("build/out.o", "2"), F("logs", "3"), F("a", "4")]
+    remote = Remote("desktop", "20260522T180000Z", {e.path: e for e in entries})
+    tombstones = [("desktop", gone("y.log", {"desktop": 2})), ("server", gone("b", {"server": 1}))]
+    rules = IgnoreRules.parse("*.log\nbuild/\nlogs/\n")
+
+    (kept,), deletes = without_ignored([remote], tombstones, rules)
+
+    assert (kept.device_id, kept.manifest_id) == ("desktop", "20260522T180000Z")
+    assert sorted(kept.entries) == ["a", "logs"]  # `logs/` is a folder rule; this is a file
+    assert deletes == [("server", gone("b", {"server": 1}))]
+    assert without_ignored([remote], tombstones, IgnoreRules.empty()) == ([remote], tombstones)
 
 
 # -- PlanInputs ---------------------------------------------------------------------------

@@ -110,6 +110,28 @@ def newly_ignored(
     return [p for p, b in base.items() if p not in local and _ignored(ignore, p, b)]
 
 
+def without_ignored(
+    remotes: Sequence[Remote], tombstones: Sequence[tuple[str, Delete]], ignore: IgnoreRules
+) -> tuple[list[Remote], list[tuple[str, Delete]]]:
+    """The other devices' entries and tombstones for `reconcile`, without the paths an
+    ignore rule covers: ignored paths are local-only both ways, never downloaded, nor
+    replaced or deleted by a remote change (SPEC 2)."""
+    if ignore.is_empty:
+        return list(remotes), list(tombstones)
+    kept = [
+        Remote(
+            r.device_id,
+            r.manifest_id,
+            {p: e for p, e in r.entries.items() if not ignore.matches(p, e.type == "dir")},
+        )
+        for r in remotes
+    ]
+    deletes = [
+        (d, gone) for d, gone in tombstones if not ignore.matches(gone.path, gone.type == "dir")
+    ]
+    return kept, deletes
+
+
 def under_any(path: str, roots: Collection[str]) -> bool:
     """True if `path` is one of `roots` or lies below one of them ('/'-separated)."""
     if not roots:

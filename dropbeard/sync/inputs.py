@@ -20,6 +20,7 @@ from dropbeard.core.passrules import (
     newly_ignored,
     racy_after_ns,
     settled_devices,
+    without_ignored,
 )
 from dropbeard.core.plan import PULLS, Base, Plan, Remote
 from dropbeard.sync.hashing import StatKey
@@ -107,7 +108,8 @@ class LocalScan:
     """The root as this pass found it. `entries` is the scan as reconcile's `local`;
     `bases` the base without `untracked`, the paths an ignore rule now covers (they stop
     being tracked: no delete, no tombstone); `cache` the stat cache the scan trusted, and
-    `racy_after_ns` the cut-off for trusting new rows (`core.passrules.stat_rows`)."""
+    `racy_after_ns` the cut-off for trusting new rows (`core.passrules.stat_rows`).
+    `ignore` holds the rules the scan used."""
 
     result: ScanResult
     entries: dict[str, Entry]
@@ -115,6 +117,7 @@ class LocalScan:
     untracked: list[str]
     cache: dict[str, StatRow]
     racy_after_ns: int
+    ignore: IgnoreRules
 
 
 async def scan_root(run: PassRun, loaded: Loaded) -> LocalScan:
@@ -131,7 +134,8 @@ async def scan_root(run: PassRun, loaded: Loaded) -> LocalScan:
     untracked = newly_ignored(loaded.bases, entries, ignore)
     dropped = set(untracked)
     bases = {p: b for p, b in loaded.bases.items() if p not in dropped}
-    return LocalScan(result, entries, bases, untracked, cache, racy_after_ns(run.now))
+    racy = racy_after_ns(run.now)
+    return LocalScan(result, entries, bases, untracked, cache, racy, ignore)
 
 
 def _read_ignore(paths: RootPaths) -> IgnoreRules:
@@ -184,14 +188,16 @@ async def read_other_devices(run: PassRun, loaded: Loaded) -> RemoteSide:
 
 
 def plan_inputs(run: PassRun, loaded: Loaded, local: LocalScan, remote: RemoteSide) -> PlanInputs:
-    """Reconcile's inputs for this pass (all but the unreadable paths)."""
+    """Reconcile's inputs for this pass (all but the unreadable paths); the other
+    devices' ignored paths left out, as this device's are by the scan."""
+    remotes, tombstones = without_ignored(remote.remotes, remote.tombstones, local.ignore)
     return PlanInputs(
         device_id=run.cfg.device_id,
         mode=run.cfg.mode,
         base=local.bases,
         local=local.entries,
-        remotes=remote.remotes,
-        tombstones=remote.tombstones,
+        remotes=remotes,
+        tombstones=tombstones,
         counter=loaded.counter,
         now=run.now,
         only=run.opts.only,

@@ -1,10 +1,14 @@
 """Ignored paths are local-only both ways, end to end through the real CLI (SPEC 2): never
-uploaded or tombstoned, never downloaded, nor replaced or deleted by a remote change."""
+uploaded or tombstoned, never downloaded, nor replaced or deleted by a remote change; and
+an ignore file that cannot be read or decoded is a problem, with no new path synced."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from dropbeard.core.model import decode_manifest, decode_tombstones
 from tests.converge import Bucket, Device, devices
@@ -29,6 +33,17 @@ def tombstoned(remote: Bucket) -> set[str]:
         if "/tombstones/" in k
         for gone in decode_tombstones(remote.get(k), k).deletes
     }
+
+
+def problems(d: Device) -> list[dict[str, str]]:
+    found: list[dict[str, str]] = d.cli("status", str(d.root), "--json", "--offline").json[
+        "problems"
+    ]
+    return found
+
+
+def has_blob(remote: Bucket, data: bytes) -> bool:
+    return remote.keys.blob(hashlib.sha256(data).hexdigest()) in remote.objects()
 
 
 # --- local-only both ways -----------------------------------------------------------------
@@ -102,3 +117,49 @@ def test_a_new_rule_stops_an_ignored_file_coming_back_and_the_manifest_flipping(
     assert "x.log" not in published_by(remote, "a")[-1]
     assert tombstoned(remote) == set()
     assert summary(a)["manifest"] is None and summary(b)["manifest"] is None
+
+
+# --- an ignore file that cannot be read ---------------------------------------------------
+
+
+@pytest.mark.parametrize("broken", ["latin1-comment", "a-folder"])
+def test_an_unreadable_ignore_file_is_a_problem_and_no_new_path_syncs(
+    remote: Bucket, tmp_path: Path, broken: str
+) -> None:
+    a, b = devices(remote, tmp_path, "a", "b")
+    a.write("keep.txt", "shared\n")
+    summary(a)
+    summary(b)
+    b.write("from-b.txt", "new on b\n")
+    summary(b)
+
+    if broken == "latin1-comment":
+        a.write(".dropbearignore", b"# r\xe8gles de caf\xe9\n*.log\n")
+    else:
+        a.path(".dropbearignore").mkdir()
+    a.write("secret.log", "must never be uploaded\n")
+    a.write("new.txt", "new on a\n")
+    a.write("keep.txt", "shared, edited on a\n")
+    got = summary(a, code=4)
+
+    (problem,) = problems(a)
+    assert (problem["path"], problem["kind"]) == (".dropbearignore", "ignore_file")
+    assert got["downloaded"] == 0 and not a.path("from-b.txt").exists()
+    assert not has_blob(remote, b"must never be uploaded\n")
+    assert not has_blob(remote, b"new on a\n")
+    assert {"secret.log", "new.txt"}.isdisjoint(published_by(remote, "a")[-1])
+    assert has_blob(remote, b"shared, edited on a\n")  # a tracked path still syncs
+    summary(b)
+    assert b.read("keep.txt") == b"shared, edited on a\n"
+    assert sorted(b.tree()) == ["from-b.txt", "keep.txt"]  # the ignore file is new too
+
+    if broken == "a-folder":
+        a.path(".dropbearignore").rmdir()
+    a.write(".dropbearignore", "*.log\n")  # fixed: the new paths sync, the rules hold
+    summary(a)
+    assert problems(a) == []
+    assert a.read("from-b.txt") == b"new on b\n"
+    assert "new.txt" in published_by(remote, "a")[-1]
+    assert not has_blob(remote, b"must never be uploaded\n")
+    summary(b)
+    assert b.read("new.txt") == b"new on a\n" and not b.path("secret.log").exists()

@@ -161,7 +161,9 @@ def unknown_paths(
 class PlanInputs:
     """Everything `reconcile` needs for one pass but the unreadable paths, so the pass can
     plan again when more paths turn out unreadable (a file that changed while uploaded).
-    `base` is the base without the paths `newly_ignored` dropped."""
+    `base` is the base without the paths `newly_ignored` dropped. `tracked_only`: the
+    ignore rules could not be read, so a path not tracked yet may be one the person
+    ignores — it is left alone both ways, and the pass publishes no new path (SPEC 2)."""
 
     device_id: str
     mode: Mode
@@ -172,20 +174,34 @@ class PlanInputs:
     counter: int
     now: datetime
     only: frozenset[str] | None = None
+    tracked_only: bool = False
 
     def plan(self, unreadable: Collection[str]) -> Plan:
         """The plan of this pass when `unreadable` (and everything under it) is unknown."""
+        unknown = unknown_paths(unreadable, self.only)
         return reconcile(
             device_id=self.device_id,
             mode=self.mode,
             base=self.base,
             local=self.local,
-            unknown=unknown_paths(unreadable, self.only),
+            unknown=_or_untracked(unknown, self.base) if self.tracked_only else unknown,
             remotes=self.remotes,
             tombstones=self.tombstones,
             counter=self.counter,
             now=self.now,
         )
+
+
+def _or_untracked(
+    unknown: Callable[[str], bool], base: Mapping[str, Base]
+) -> Callable[[str], bool]:
+    """`unknown`, and also true for a path this device does not track (no base entry)."""
+
+    def unknown_or_untracked(path: str) -> bool:
+        agreed = base.get(path)
+        return agreed is None or agreed.entry is None or unknown(path)
+
+    return unknown_or_untracked
 
 
 # -- the guard ----------------------------------------------------------------------------
@@ -346,10 +362,12 @@ def problems_after(
 ) -> list[Problem]:
     """The problems to record after a pass that found `found`: a pass over the whole root
     (`only` None) replaces every earlier problem; one over some paths settles only the
-    problems at or under them."""
+    problems at or under them, and those it found again."""
     if only is None:
         return found
-    return [p for p in earlier if not under_any(p.path, only)] + found
+    again = {(p.path, p.kind) for p in found}
+    kept = [p for p in earlier if not under_any(p.path, only) and (p.path, p.kind) not in again]
+    return kept + found
 
 
 def _ignored(ignore: IgnoreRules, path: str, base: Base) -> bool:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import anyio
 import msgspec
 
-from dropbeard.core.ignore import IgnoreRules
+from dropbeard.core.ignore import IGNORE_FILE, IgnoreRules
 from dropbeard.core.model import Delete, Entry, Registry
 from dropbeard.core.passrules import (
     PlanInputs,
@@ -23,6 +23,7 @@ from dropbeard.core.passrules import (
     without_ignored,
 )
 from dropbeard.core.plan import PULLS, Base, Plan, Remote
+from dropbeard.core.problems import Problem
 from dropbeard.sync.hashing import StatKey
 from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.publish import LastIds
@@ -109,7 +110,8 @@ class LocalScan:
     `bases` the base without `untracked`, the paths an ignore rule now covers (they stop
     being tracked: no delete, no tombstone); `cache` the stat cache the scan trusted, and
     `racy_after_ns` the cut-off for trusting new rows (`core.passrules.stat_rows`).
-    `ignore` holds the rules the scan used."""
+    `ignore` holds the rules the scan used; `ignore_unreadable` is set when the ignore
+    file could not be read or decoded (a problem in `result`: no new path syncs)."""
 
     result: ScanResult
     entries: dict[str, Entry]
@@ -118,11 +120,12 @@ class LocalScan:
     cache: dict[str, StatRow]
     racy_after_ns: int
     ignore: IgnoreRules
+    ignore_unreadable: bool
 
 
 async def scan_root(run: PassRun, loaded: Loaded) -> LocalScan:
     """Walk the root (or `opts.only`), re-hashing only files the stat cache cannot vouch for."""
-    ignore = await anyio.to_thread.run_sync(_read_ignore, run.paths)
+    ignore, trouble = await anyio.to_thread.run_sync(_read_ignore, run.paths)
     cache = loaded.cache
 
     def cached(path: str) -> tuple[StatKey, str] | None:
@@ -130,21 +133,36 @@ async def scan_root(run: PassRun, loaded: Loaded) -> LocalScan:
         return None if row is None else (StatKey(row[0], row[1], row[2], row[3]), row[4])
 
     result = await scan(run.paths.root, ignore=ignore, cache=cached, only=run.opts.only)
+    if trouble is not None:
+        result.problems.append(trouble)
     entries = local_entries(result.items)
     untracked = newly_ignored(loaded.bases, entries, ignore)
     dropped = set(untracked)
     bases = {p: b for p, b in loaded.bases.items() if p not in dropped}
     racy = racy_after_ns(run.now)
-    return LocalScan(result, entries, bases, untracked, cache, racy, ignore)
+    unreadable = trouble is not None
+    return LocalScan(result, entries, bases, untracked, cache, racy, ignore, unreadable)
 
 
-def _read_ignore(paths: RootPaths) -> IgnoreRules:
+def _read_ignore(paths: RootPaths) -> tuple[IgnoreRules, Problem | None]:
+    """The root's ignore rules, and a problem if `.dropbearignore` cannot be read (no
+    rules then) or is not UTF-8 (the rules as far as they decode)."""
     try:
-        return IgnoreRules.parse(paths.ignore_file.read_text(encoding="utf-8"))
+        data = paths.ignore_file.read_bytes()
     except FileNotFoundError:
-        return IgnoreRules.empty()
-    except (OSError, UnicodeDecodeError):
-        return IgnoreRules.empty()
+        return IgnoreRules.empty(), None
+    except OSError as e:
+        return IgnoreRules.empty(), _ignore_problem(f"cannot be read: {e.strerror or e}")
+    rules, error = IgnoreRules.decode(data)
+    return rules, None if error is None else _ignore_problem(error)
+
+
+def _ignore_problem(why: str) -> Problem:
+    return Problem(
+        path=IGNORE_FILE,
+        kind="ignore_file",
+        message=f"{IGNORE_FILE} {why}; no new path syncs until it is fixed",
+    )
 
 
 @dataclass(frozen=True)
@@ -201,4 +219,5 @@ def plan_inputs(run: PassRun, loaded: Loaded, local: LocalScan, remote: RemoteSi
         counter=loaded.counter,
         now=run.now,
         only=run.opts.only,
+        tracked_only=local.ignore_unreadable,
     )

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from dropbeard.core.model import decode_manifest, decode_tombstones
-from tests.converge import Bucket, Device, devices
+from tests.converge import Bucket, Cli, Device, devices, local_bucket
+
+
+@pytest.fixture
+def remote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Bucket:
+    """The local-directory remote only: the S3 server plays no part in these rules."""
+    return local_bucket(tmp_path, Cli(capsys))
 
 
 def summary(d: Device, *flags: str, code: int = 0) -> dict[str, Any]:

@@ -10,11 +10,17 @@ from typing import Any
 
 import pytest
 
-from tests.converge import Bucket, Device, devices
+from tests.converge import Bucket, Cli, Device, devices, local_bucket
 
 NFD_DIR, NFD_FILE = "Cafe\u0301", "Ame\u0301lie.txt"
 NFC_DIR, NFC_FILE = "Caf\u00e9", "Am\u00e9lie.txt"
 NFC_PATH, NFD_PATH = f"{NFC_DIR}/{NFC_FILE}", f"{NFD_DIR}/{NFD_FILE}"
+
+
+@pytest.fixture
+def remote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Bucket:
+    """The local-directory remote only: the S3 server plays no part in these rules."""
+    return local_bucket(tmp_path, Cli(capsys))
 
 
 def summary(d: Device, *flags: str, code: int = 0) -> dict[str, Any]:

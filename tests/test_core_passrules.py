@@ -33,6 +33,7 @@ from dropbeard.core.passrules import (
     stat_rows,
     under_any,
     unknown_paths,
+    without_ignored,
 )
 from dropbeard.core.plan import Base, ConflictInfo, Plan, Remote
 from dropbeard.core.problems import Problem
@@ -186,6 +187,23 @@ def test_newly_ignored(rules: str, base: Base, on_disk: bool, untracked: bool) -
     )
 
 
+# -- without_ignored ----------------------------------------------------------------------
+
+
+def test_without_ignored_drops_the_other_devices_ignored_paths() -> None:
+    entries = [F("x.log", "1"), D("build"), F("build/out.o", "2"), F("logs", "3"), F("a", "4")]
+    remote = Remote("desktop", "20260522T180000Z", {e.path: e for e in entries})
+    tombstones = [("desktop", gone("y.log", {"desktop": 2})), ("server", gone("b", {"server": 1}))]
+    rules = IgnoreRules.parse("*.log\nbuild/\nlogs/\n")
+
+    (kept,), deletes = without_ignored([remote], tombstones, rules)
+
+    assert (kept.device_id, kept.manifest_id) == ("desktop", "20260522T180000Z")
+    assert sorted(kept.entries) == ["a", "logs"]  # `logs/` is a folder rule; this is a file
+    assert deletes == [("server", gone("b", {"server": 1}))]
+    assert without_ignored([remote], tombstones, IgnoreRules.empty()) == ([remote], tombstones)
+
+
 # -- PlanInputs ---------------------------------------------------------------------------
 
 
@@ -224,6 +242,55 @@ def test_plan_inputs_plan_leaves_unknown_paths_alone(
     plan = inputs(only).plan(unreadable)
     assert {r.path for r in plan.removals} == deleted
     assert {t.path for t in plan.tombstones} == deleted
+
+
+def test_with_unreadable_ignore_rules_only_tracked_paths_sync() -> None:
+    """SPEC 2: the pass publishes no new path, and takes none: it may be one the person
+    ignores. Tracked paths sync as usual, both ways."""
+    base = {
+        "edited.txt": Base(entry=F("edited.txt", "v1", {"laptop": 1})),
+        "theirs.txt": Base(entry=F("theirs.txt", "v1", {"laptop": 2})),
+    }
+    local = {
+        "edited.txt": F("edited.txt", "v2"),
+        "theirs.txt": F("theirs.txt", "v1"),
+        "new.txt": F("new.txt", "new"),
+    }
+    remote = Remote(
+        "desktop",
+        "20260522T180000Z",
+        {
+            "theirs.txt": F("theirs.txt", "v2", {"laptop": 2, "desktop": 1}),
+            "remote-new.txt": F("remote-new.txt", "rn", {"desktop": 2}),
+        },
+    )
+    tombstones = [("desktop", gone("gone-new.txt", {"desktop": 3}))]
+
+    def plan(tracked_only: bool) -> Plan:
+        return PlanInputs(
+            device_id="laptop",
+            mode="bidirectional",
+            base=base,
+            local=local,
+            remotes=[remote],
+            tombstones=tombstones,
+            counter=10,
+            now=NOW,
+            tracked_only=tracked_only,
+        ).plan(set())
+
+    broken, fine = plan(True), plan(False)
+    assert {e.path for e in broken.manifest} == {"edited.txt", "theirs.txt"}
+    assert [e.path for e in broken.uploads] == ["edited.txt"]
+    assert [d.path for d in broken.downloads] == ["theirs.txt"]
+    assert broken.deferred_tombstones == tombstones  # offered again once the rules read
+    assert {e.path for e in fine.manifest} == {
+        "edited.txt",
+        "theirs.txt",
+        "new.txt",
+        "remote-new.txt",
+    }
+    assert sorted(d.path for d in fine.downloads) == ["remote-new.txt", "theirs.txt"]
 
 
 # -- guard_deletes ------------------------------------------------------------------------
@@ -491,3 +558,10 @@ def test_problems_after(only: frozenset[str] | None, kept: list[str]) -> None:
     found = [problem("docs/c")]
     after = problems_after(earlier, found, only)
     assert [p.path for p in after] == [*kept, "docs/c"]
+
+
+def test_a_problem_found_again_by_a_pass_over_other_paths_is_recorded_once() -> None:
+    """Every pass reads the ignore file, whatever paths it scans."""
+    earlier = [problem(".dropbearignore"), problem("music/b")]
+    after = problems_after(earlier, [problem(".dropbearignore")], frozenset({"docs"}))
+    assert [p.path for p in after] == ["music/b", ".dropbearignore"]

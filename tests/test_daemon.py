@@ -444,8 +444,8 @@ async def test_a_pass_over_some_paths_keeps_the_other_paths_problems(tmp_path: P
     root = await anyio.to_thread.run_sync(
         lambda: init_root(tmp_path / "a", str(tmp_path / "remote"), root_id="r", device_id="a")
     )
-    (root / "Report.txt").write_text("1")
-    (root / "report.txt").write_text("2")  # a case collision: a problem, not synced
+    (root / "Caf\u00e9.txt").write_text("1")
+    (root / "Cafe\u0301.txt").write_text("2")  # one name spelled twice: a problem
     await anyio.to_thread.run_sync(lambda: cli("sync", str(root), "-q", check=False))
     (root / "other.txt").write_text("x")
     paths = RootPaths(root)
@@ -457,7 +457,7 @@ async def test_a_pass_over_some_paths_keeps_the_other_paths_problems(tmp_path: P
     finally:
         state.close()
         await store.aclose()
-    assert kinds == [("Report.txt", "case_collision"), ("report.txt", "case_collision")]
+    assert kinds == [("Caf\u00e9.txt", "name_collision")]
 
 
 def test_a_truncated_blob_left_by_a_killed_upload_is_replaced(tmp_path: Path) -> None:

@@ -77,6 +77,17 @@ def test_patterns_and_paths_compare_in_nfc() -> None:
     assert rules.matches("Caf\u00e9/menu.txt", False)
 
 
+def test_decoding_the_ignore_file_reports_bytes_that_are_not_utf8() -> None:
+    rules, error = IgnoreRules.decode("# café\n*.log\n".encode())
+    assert error is None and rules == IgnoreRules.parse("*.log\n")
+
+    # one Latin-1 byte in a comment: a problem, but the other rules still hold
+    rules, error = IgnoreRules.decode(b"*.tmp\n# caf\xe9\n*.log\n")
+    assert error == "line 2 is not valid UTF-8"
+    assert rules.matches("x.log", False) and rules.matches("a/b.tmp", False)
+    assert not rules.matches("x.txt", False)
+
+
 # --- against git itself ---------------------------------------------------------------
 
 NAMES = ["a", "b", "sub", "keep", "x.log", "f.txt", "tmp", "build", "dir", "7"]

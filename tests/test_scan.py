@@ -284,25 +284,37 @@ async def test_non_nfc_names_get_an_nfc_path_and_keep_their_disk_path(tmp_path: 
     assert set(only.items) == {"Caf\u00e9/Am\u00e9lie.txt"}
 
 
-async def test_names_that_collide_are_problems_and_left_out(tmp_path: Path) -> None:
-    write(tmp_path, "README.md")
-    write(tmp_path, "readme.md")
+async def test_two_spellings_of_one_name_are_problems_and_left_out(tmp_path: Path) -> None:
     write(tmp_path, "Caf\u00e9/x")  # NFC folder ...
-    write(tmp_path, "Cafe\u0301/y")  # ... and its NFD twin
+    write(tmp_path, "Cafe\u0301/y")  # ... and its NFD twin: one path, twice
     write(tmp_path, "fine.txt")
 
     result = await run(tmp_path)
 
     assert set(result.items) == {"fine.txt"}
-    assert kinds(result) == {
-        "README.md": "case_collision",
-        "readme.md": "case_collision",
-        "Caf\u00e9": "case_collision",
-    }
-    assert result.unreadable == {"README.md", "readme.md", "Caf\u00e9"}
+    assert kinds(result) == {"Caf\u00e9": "name_collision"}
+    assert "Unicode normalisation" in result.problems[0].message
+    assert result.unreadable == {"Caf\u00e9"}
     inside = await run(tmp_path, only=["Caf\u00e9/x", "fine.txt"])
     assert set(inside.items) == {"fine.txt"}
-    assert kinds(inside) == {"Caf\u00e9": "case_collision"}
+    assert kinds(inside) == {"Caf\u00e9": "name_collision"}
+
+
+async def test_names_that_differ_only_in_case_are_two_paths(tmp_path: Path) -> None:
+    write(tmp_path, "README.md", b"upper")
+    write(tmp_path, "readme.md", b"lower")
+    write(tmp_path, "\u00c9t\u00e9/x", b"upper")
+    write(tmp_path, "\u00e9t\u00e9/x", b"lower")
+
+    result = await run(tmp_path)
+
+    assert result.problems == []
+    assert {p: i.sha256 for p, i in result.items.items() if i.type == "file"} == {
+        "README.md": sha(b"upper"),
+        "readme.md": sha(b"lower"),
+        "\u00c9t\u00e9/x": sha(b"upper"),
+        "\u00e9t\u00e9/x": sha(b"lower"),
+    }
 
 
 async def test_invalid_utf8_names_are_problems(tmp_path: Path) -> None:

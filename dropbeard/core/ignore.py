@@ -14,6 +14,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+IGNORE_FILE = ".dropbearignore"
+"""The ignore file, at the top of a root (an ordinary, synced file)."""
+
 _CLASSES = {
     "alnum": "a-zA-Z0-9",
     "alpha": "a-zA-Z",
@@ -68,6 +71,19 @@ class IgnoreRules:
             if line.strip() and not line.startswith("#"):
                 lines.append(line)
         return cls(tuple(lines))
+
+    @classmethod
+    def decode(cls, data: bytes) -> tuple[IgnoreRules, str | None]:
+        """Rules from the bytes of a `.dropbearignore`, and why they cannot be trusted
+        (None if they can). Bytes that are not UTF-8 make the file a problem; the rules
+        are then read with those bytes replaced, so one bad byte in a comment does not
+        switch every other rule off."""
+        try:
+            return cls.parse(data.decode("utf-8")), None
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            rules = cls.parse(data.decode("utf-8", "replace"))
+            return rules, f"line {line} is not valid UTF-8"
 
     @classmethod
     def empty(cls) -> IgnoreRules:

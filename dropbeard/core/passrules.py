@@ -110,6 +110,28 @@ def newly_ignored(
     return [p for p, b in base.items() if p not in local and _ignored(ignore, p, b)]
 
 
+def without_ignored(
+    remotes: Sequence[Remote], tombstones: Sequence[tuple[str, Delete]], ignore: IgnoreRules
+) -> tuple[list[Remote], list[tuple[str, Delete]]]:
+    """The other devices' entries and tombstones for `reconcile`, without the paths an
+    ignore rule covers: ignored paths are local-only both ways, never downloaded, nor
+    replaced or deleted by a remote change (SPEC 2)."""
+    if ignore.is_empty:
+        return list(remotes), list(tombstones)
+    kept = [
+        Remote(
+            r.device_id,
+            r.manifest_id,
+            {p: e for p, e in r.entries.items() if not ignore.matches(p, e.type == "dir")},
+        )
+        for r in remotes
+    ]
+    deletes = [
+        (d, gone) for d, gone in tombstones if not ignore.matches(gone.path, gone.type == "dir")
+    ]
+    return kept, deletes
+
+
 def under_any(path: str, roots: Collection[str]) -> bool:
     """True if `path` is one of `roots` or lies below one of them ('/'-separated)."""
     if not roots:
@@ -139,7 +161,9 @@ def unknown_paths(
 class PlanInputs:
     """Everything `reconcile` needs for one pass but the unreadable paths, so the pass can
     plan again when more paths turn out unreadable (a file that changed while uploaded).
-    `base` is the base without the paths `newly_ignored` dropped."""
+    `base` is the base without the paths `newly_ignored` dropped. `tracked_only`: the
+    ignore rules could not be read, so a path not tracked yet may be one the person
+    ignores — it is left alone both ways, and the pass publishes no new path (SPEC 2)."""
 
     device_id: str
     mode: Mode
@@ -150,20 +174,34 @@ class PlanInputs:
     counter: int
     now: datetime
     only: frozenset[str] | None = None
+    tracked_only: bool = False
 
     def plan(self, unreadable: Collection[str]) -> Plan:
         """The plan of this pass when `unreadable` (and everything under it) is unknown."""
+        unknown = unknown_paths(unreadable, self.only)
         return reconcile(
             device_id=self.device_id,
             mode=self.mode,
             base=self.base,
             local=self.local,
-            unknown=unknown_paths(unreadable, self.only),
+            unknown=_or_untracked(unknown, self.base) if self.tracked_only else unknown,
             remotes=self.remotes,
             tombstones=self.tombstones,
             counter=self.counter,
             now=self.now,
         )
+
+
+def _or_untracked(
+    unknown: Callable[[str], bool], base: Mapping[str, Base]
+) -> Callable[[str], bool]:
+    """`unknown`, and also true for a path this device does not track (no base entry)."""
+
+    def unknown_or_untracked(path: str) -> bool:
+        agreed = base.get(path)
+        return agreed is None or agreed.entry is None or unknown(path)
+
+    return unknown_or_untracked
 
 
 # -- the guard ----------------------------------------------------------------------------
@@ -328,10 +366,12 @@ def problems_after(
 ) -> list[Problem]:
     """The problems to record after a pass that found `found`: a pass over the whole root
     (`only` None) replaces every earlier problem; one over some paths settles only the
-    problems at or under them."""
+    problems at or under them, and those it found again."""
     if only is None:
         return found
-    return [p for p in earlier if not under_any(p.path, only)] + found
+    again = {(p.path, p.kind) for p in found}
+    kept = [p for p in earlier if not under_any(p.path, only) and (p.path, p.kind) not in again]
+    return kept + found
 
 
 def _ignored(ignore: IgnoreRules, path: str, base: Base) -> bool:

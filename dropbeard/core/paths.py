@@ -1,8 +1,10 @@
-"""Which paths may appear in a manifest or tombstone, and their one normal form (pure)."""
+"""Which paths may appear in a manifest or tombstone, their one normal form, and which
+of them a case-insensitive filesystem cannot hold apart (pure)."""
 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
 from dropbeard.core.errors import quoted
 
@@ -57,3 +59,42 @@ def validate_path(path: str) -> str:
     if segments[0].casefold() == LOCAL_DIR:
         raise ValueError(f"path {quoted(path)} is dropbeard's own {LOCAL_DIR}/")
     return path
+
+
+def case_clashes(present: Iterable[str], arriving: Iterable[str]) -> dict[str, str]:
+    """The paths among `arriving` that a filesystem ignoring case cannot create, each
+    with the path it cannot be told apart from: its name, or a folder's name on its way,
+    differs only in case from a path `present` (staying on disk) or from another
+    arriving path (SPEC 4.3). What is present keeps its name; among arriving paths, the
+    first in sorted order does. Paths are NFC."""
+    wanted = sorted(set(arriving))
+    if not wanted:
+        return {}
+    folders = {_parent(_fold(p)) for path in wanted for p in _prefixes(path)}
+    holders: dict[str, str] = {}
+    for path in present:
+        folded = _fold(path)
+        if _parent(folded) in folders:
+            holders.setdefault(folded, path)
+    clashes: dict[str, str] = {}
+    for path in wanted:
+        for prefix in _prefixes(path):
+            holder = holders.setdefault(_fold(prefix), prefix)
+            if holder != prefix:
+                clashes[path] = holder
+                break
+    return clashes
+
+
+def _fold(path: str) -> str:
+    return path.lower() if path.isascii() else unicodedata.normalize("NFC", path.casefold())
+
+
+def _parent(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+def _prefixes(path: str) -> list[str]:
+    """`a`, `a/b`, `a/b/c` for `a/b/c`: the path and every folder on its way."""
+    parts = path.split("/")
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]

@@ -6,9 +6,9 @@ import msgspec
 
 
 class Problem(msgspec.Struct, frozen=True, kw_only=True):
-    """`kind` is a short stable word (`permission`, `invalid_name`, `case_collision`,
-    `changed_while_reading`, `missing_blob`, `type_clash`, `unsafe_path`, ...);
-    `message` is one human line."""
+    """`kind` is a short stable word (`permission`, `invalid_name`, `name_collision`,
+    `case_collision`, `changed_while_reading`, `missing_blob`, `type_clash`,
+    `unsafe_path`, ...); `message` is one human line."""
 
     path: str
     kind: str

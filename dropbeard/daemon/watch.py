@@ -17,10 +17,9 @@ from pathlib import Path
 import anyio
 from watchfiles._rust_notify import RustNotify  # documented as watchfiles' raw backend
 
-from dropbeard.core.ignore import IgnoreRules
+from dropbeard.core.ignore import IGNORE_FILE, IgnoreRules
 from dropbeard.sync.root import DOT
 
-IGNORE_FILE = ".dropbearignore"
 #: A batch this big is passed on as "rescan everything" rather than as a path list.
 MAX_PATHS = 10_000
 _GROUP_MS = 100  # watchfiles' own grouping; the daemon's Debouncer does the real batching
@@ -52,10 +51,11 @@ def relative_path(root: str, path: str) -> str | None:
 
 
 def read_ignore_rules(root: Path) -> IgnoreRules:
-    """The root's `.dropbearignore`; no rules when it is missing or unreadable."""
+    """The root's `.dropbearignore` as a pass reads it (as far as it decodes); no rules
+    when it is missing or unreadable."""
     try:
-        return IgnoreRules.parse((root / IGNORE_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
+        return IgnoreRules.decode((root / IGNORE_FILE).read_bytes())[0]
+    except OSError:
         return IgnoreRules.empty()
 
 

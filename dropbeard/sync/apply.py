@@ -29,6 +29,7 @@ from dropbeard.core.model import Entry
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem
 from dropbeard.store.base import Progress, Store
+from dropbeard.sync.disknames import DiskNames, case_problems
 from dropbeard.sync.ondisk import is_empty, is_special, problem_kind, same_as_scanned
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import LocalItem, ScanResult
@@ -75,18 +76,25 @@ async def apply_plan(
     progress: Progress | None = None,
 ) -> Applied:
     out = Applied()
-    writer = _FolderWriter(paths, store, keys, scanned, progress, out)
+    names = DiskNames(paths.root, scanned.items)
+    writer = _FolderWriter(paths, store, keys, scanned, names, progress, out)
     writes = [(d.path, d.path, d.entry, False) for d in plan.downloads if d.entry.type != "dir"]
     writes += [
         (c.path, c.copy_path, c.entry, True) for c in plan.conflict_copies if c.entry.type != "dir"
     ]
+    dirs = [d for d in plan.downloads if d.entry.type == "dir"]
+    if writes or dirs:  # a path this filesystem cannot hold apart is a problem, not a write
+        refused = await anyio.to_thread.run_sync(case_problems, plan, scanned.items, paths.tmp)
+        for problem in refused:
+            writer.fail(problem.path, problem.kind, problem.message)
+        writes = [w for w in writes if w[0] not in out.failed]
+        dirs = [d for d in dirs if d.path not in out.failed]
     if writes:  # before deletes: a deleted file's bytes may be what a rename needs
         await anyio.to_thread.run_sync(writer.sources.index, paths.root, scanned)
     for gone in plan.local_deletes:  # deepest first, as planned
         await anyio.to_thread.run_sync(writer.delete, gone.path, gone.expected)
-    for d in plan.downloads:  # directories first, parents before children
-        if d.entry.type == "dir":
-            await anyio.to_thread.run_sync(writer.guarded, d.path, writer.make_dir, d.path, d.entry)
+    for d in dirs:  # directories first, parents before children
+        await anyio.to_thread.run_sync(writer.guarded, d.path, writer.make_dir, d.path, d.entry)
     limiter = anyio.CapacityLimiter(max(1, concurrency))
 
     async def write(item: tuple[str, str, Entry, bool]) -> None:
@@ -101,16 +109,18 @@ async def apply_plan(
 @dataclass
 class _FolderWriter:
     """Writes one plan into the folder: local deletes, folders, symlinks and files, each
-    path only inside the root, never through a symlink, and only if it still is what the
-    scan saw (`scanned`). Files come from `sources` when their bytes are already on disk,
-    else from `store`. Each path's outcome goes to `out`: counts, stat rows, and a failed
-    path with its problem (it keeps its old base).
+    path only inside the root, never through a symlink, in the spelling the disk holds
+    (`names`), and only if it still is what the scan saw (`scanned`). Files come from
+    `sources` when their bytes are already on disk, else from `store`. Each path's
+    outcome goes to `out`: counts, stat rows, and a failed path with its problem (it
+    keeps its old base).
     """
 
     paths: RootPaths
     store: Store
     keys: RootKeys
     scanned: ScanResult
+    names: DiskNames
     progress: Progress | None
     out: Applied
     sources: LocalSources = field(default_factory=LocalSources)
@@ -131,11 +141,13 @@ class _FolderWriter:
             self.fail(path, problem_kind(exc), f"writing {path}: {exc.strerror or exc}")
 
     def target(self, rel: str) -> Path:
-        """The absolute path for `rel`, after checking every parent inside the root is a
-        real directory (created if missing); never through a symlink."""
+        """The absolute path for `rel`, in the spelling the disk holds, after checking
+        every parent inside the root is a real directory (created if missing); never
+        through a symlink."""
         parts = rel.split("/")
         if any(p in ("", ".", "..") for p in parts) or parts[0] == ".dropbear":
             raise UnsafePath(f"refusing {rel!r}: not a safe relative path")
+        parts = self.names.disk(rel).split("/")
         current = self.paths.root
         for part in parts[:-1]:
             current = current / part
@@ -330,7 +342,7 @@ class _FolderWriter:
             self.sources.release(entry.sha256)
             raise
         if row is not None:
-            self.sources.add(entry.sha256, self.paths.root / dest_rel)
+            self.sources.add(entry.sha256, self.paths.root / self.names.disk(dest_rel))
             if not is_copy:
                 self.out.stats[rel] = row
         self.sources.release(entry.sha256)

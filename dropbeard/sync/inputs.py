@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import anyio
 import msgspec
 
-from dropbeard.core.ignore import IgnoreRules
+from dropbeard.core.ignore import IGNORE_FILE, IgnoreRules
 from dropbeard.core.model import Delete, Entry, Registry
 from dropbeard.core.passrules import (
     PlanInputs,
@@ -20,8 +20,10 @@ from dropbeard.core.passrules import (
     newly_ignored,
     racy_after_ns,
     settled_devices,
+    without_ignored,
 )
 from dropbeard.core.plan import PULLS, Base, Plan, Remote
+from dropbeard.core.problems import Problem
 from dropbeard.sync.hashing import StatKey
 from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.publish import LastIds
@@ -107,7 +109,9 @@ class LocalScan:
     """The root as this pass found it. `entries` is the scan as reconcile's `local`;
     `bases` the base without `untracked`, the paths an ignore rule now covers (they stop
     being tracked: no delete, no tombstone); `cache` the stat cache the scan trusted, and
-    `racy_after_ns` the cut-off for trusting new rows (`core.passrules.stat_rows`)."""
+    `racy_after_ns` the cut-off for trusting new rows (`core.passrules.stat_rows`).
+    `ignore` holds the rules the scan used; `ignore_unreadable` is set when the ignore
+    file could not be read or decoded (a problem in `result`: no new path syncs)."""
 
     result: ScanResult
     entries: dict[str, Entry]
@@ -115,11 +119,13 @@ class LocalScan:
     untracked: list[str]
     cache: dict[str, StatRow]
     racy_after_ns: int
+    ignore: IgnoreRules
+    ignore_unreadable: bool
 
 
 async def scan_root(run: PassRun, loaded: Loaded) -> LocalScan:
     """Walk the root (or `opts.only`), re-hashing only files the stat cache cannot vouch for."""
-    ignore = await anyio.to_thread.run_sync(_read_ignore, run.paths)
+    ignore, trouble = await anyio.to_thread.run_sync(_read_ignore, run.paths)
     cache = loaded.cache
 
     def cached(path: str) -> tuple[StatKey, str] | None:
@@ -127,20 +133,36 @@ async def scan_root(run: PassRun, loaded: Loaded) -> LocalScan:
         return None if row is None else (StatKey(row[0], row[1], row[2], row[3]), row[4])
 
     result = await scan(run.paths.root, ignore=ignore, cache=cached, only=run.opts.only)
+    if trouble is not None:
+        result.problems.append(trouble)
     entries = local_entries(result.items)
     untracked = newly_ignored(loaded.bases, entries, ignore)
     dropped = set(untracked)
     bases = {p: b for p, b in loaded.bases.items() if p not in dropped}
-    return LocalScan(result, entries, bases, untracked, cache, racy_after_ns(run.now))
+    racy = racy_after_ns(run.now)
+    unreadable = trouble is not None
+    return LocalScan(result, entries, bases, untracked, cache, racy, ignore, unreadable)
 
 
-def _read_ignore(paths: RootPaths) -> IgnoreRules:
+def _read_ignore(paths: RootPaths) -> tuple[IgnoreRules, Problem | None]:
+    """The root's ignore rules, and a problem if `.dropbearignore` cannot be read (no
+    rules then) or is not UTF-8 (the rules as far as they decode)."""
     try:
-        return IgnoreRules.parse(paths.ignore_file.read_text(encoding="utf-8"))
+        data = paths.ignore_file.read_bytes()
     except FileNotFoundError:
-        return IgnoreRules.empty()
-    except (OSError, UnicodeDecodeError):
-        return IgnoreRules.empty()
+        return IgnoreRules.empty(), None
+    except OSError as e:
+        return IgnoreRules.empty(), _ignore_problem(f"cannot be read: {e.strerror or e}")
+    rules, error = IgnoreRules.decode(data)
+    return rules, None if error is None else _ignore_problem(error)
+
+
+def _ignore_problem(why: str) -> Problem:
+    return Problem(
+        path=IGNORE_FILE,
+        kind="ignore_file",
+        message=f"{IGNORE_FILE} {why}; no new path syncs until it is fixed",
+    )
 
 
 @dataclass(frozen=True)
@@ -184,15 +206,18 @@ async def read_other_devices(run: PassRun, loaded: Loaded) -> RemoteSide:
 
 
 def plan_inputs(run: PassRun, loaded: Loaded, local: LocalScan, remote: RemoteSide) -> PlanInputs:
-    """Reconcile's inputs for this pass (all but the unreadable paths)."""
+    """Reconcile's inputs for this pass (all but the unreadable paths); the other
+    devices' ignored paths left out, as this device's are by the scan."""
+    remotes, tombstones = without_ignored(remote.remotes, remote.tombstones, local.ignore)
     return PlanInputs(
         device_id=run.cfg.device_id,
         mode=run.cfg.mode,
         base=local.bases,
         local=local.entries,
-        remotes=remote.remotes,
-        tombstones=remote.tombstones,
+        remotes=remotes,
+        tombstones=tombstones,
         counter=loaded.counter,
         now=run.now,
         only=run.opts.only,
+        tracked_only=local.ignore_unreadable,
     )

@@ -11,6 +11,7 @@ import msgspec
 from dropbeard.core.conflictname import parse_conflict_name
 from dropbeard.core.errors import UsageError
 from dropbeard.core.plan import Base
+from dropbeard.sync.disknames import DiskNames
 from dropbeard.sync.state import State
 
 
@@ -23,10 +24,11 @@ def conflict_base(state: State, rel: str) -> Base:
 
 
 def settle(root: Path, rel: str, base: Base, keep: str) -> list[str]:
-    """Make the folder hold the kept version at `rel` and no conflict copy of it.
-    Returns what was done, for the person."""
+    """Make the folder hold the kept version at `rel` and no conflict copy of it, each
+    name in the spelling the disk holds. Returns what was done, for the person."""
     assert base.conflict is not None
-    copies = [c for c in base.conflict.copies if os.path.lexists(root / c)]
+    names = DiskNames(root, {})
+    copies = [c for c in base.conflict.copies if os.path.lexists(root / names.disk(c))]
     done: list[str] = []
     if keep != "local":
         chosen = [c for c in copies if (parse_conflict_name(c) or ("", "", ""))[1] == keep]
@@ -37,10 +39,10 @@ def settle(root: Path, rel: str, base: Base, keep: str) -> list[str]:
                 f"(copies from: {', '.join(devices) or 'none'}; or use --keep local)"
             )
         keeper = sorted(chosen)[-1]  # the newest copy from that device
-        os.replace(root / keeper, root / rel)
+        os.replace(root / names.disk(keeper), root / names.disk(rel))
         done.append(f"kept {keeper} as {rel}")
         copies.remove(keeper)
     for copy in copies:
-        os.unlink(root / copy)
+        os.unlink(root / names.disk(copy))
         done.append(f"removed {copy}")
     return done

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from dropbeard.core.config import RootConfig, parse_root_config
 from dropbeard.core.errors import DropbeardError, OfflineError, UsageError
+from dropbeard.core.ignore import IGNORE_FILE
 from dropbeard.sync.state import State, StateError
 
 DOT = ".dropbear"
@@ -56,7 +57,7 @@ class RootPaths:
 
     @property
     def ignore_file(self) -> Path:
-        return self.root / ".dropbearignore"
+        return self.root / IGNORE_FILE
 
 
 def find_root(start: Path) -> Path:

@@ -1,7 +1,7 @@
 """Walking a root for a scan: directories opened by fd below the root, never through a
 symlink; each listing vetted (`.dropbear` and ignored entries dropped, names NFC, invalid
-and case-colliding names set aside as problems); `only=` paths found through their
-parents' listings (IO: opens and lists directories, on the scan's walk thread).
+names and two spellings of one NFC name set aside as problems); `only=` paths found
+through their parents' listings (IO: opens and lists directories, on the scan's walk thread).
 """
 
 from __future__ import annotations
@@ -39,10 +39,6 @@ def _label(name: str) -> str:
     """A colliding on-disk name as shown in a problem: NFD twins would look identical."""
     nfc = name.isascii() or unicodedata.is_normalized("NFC", name)
     return _shown(name) + ("" if nfc else " (decomposed)")
-
-
-def _fold(name: str) -> str:
-    return name.lower() if name.isascii() else unicodedata.normalize("NFC", name.casefold())
 
 
 class _Absent(enum.Enum):
@@ -159,7 +155,8 @@ class Walk:
             self.problem(rel, "unreadable", f"cannot list folder {rel or '.'}: {e.strerror}")
 
     def vet(self, rel: str, fd: int, entries: list[os.DirEntry[str]]) -> Listing:
-        """Drop `.dropbear` and ignored entries; set aside invalid and colliding names."""
+        """Drop `.dropbear` and ignored entries; set aside invalid names and the spellings
+        of a name that occurs twice once in NFC."""
         prefix = rel + "/" if rel else ""
         if not rel:
             entries = [e for e in entries if e.name != LOCAL_DIR]
@@ -179,17 +176,18 @@ class Walk:
             for n in names:
                 if not is_utf8(n):
                     bad[_shown(n)] = ("invalid_name", f"name is not valid UTF-8: {_shown(n)!r}")
-        keys = [n.lower() for n in names] if plain else [_fold(n) for n in names]
-        if len(set(keys)) != len(keys):
-            counts = Counter(keys)
-            for n, k in zip(names, keys, strict=True):
-                if counts[k] > 1 and _shown(n) not in bad:
+        # Names that differ only in case are two paths (SPEC 4.3); two spellings of one
+        # NFC name (possible only when some name is not ASCII) are one path twice.
+        if not plain and len(set(names)) != len(names):
+            counts = Counter(names)
+            for n in names:
+                if counts[n] > 1 and _shown(n) not in bad:
                     same = sorted(
-                        _label(e.name) for e, j in zip(entries, keys, strict=True) if j == k
+                        _label(e.name) for e, m in zip(entries, names, strict=True) if m == n
                     )
                     bad[_shown(n)] = (
-                        "case_collision",
-                        f"names differ only in case: {', '.join(same)}",
+                        "name_collision",
+                        f"names differ only in Unicode normalisation: {', '.join(same)}",
                     )
         if bad:
             pairs = [(e, n) for e, n in zip(entries, names, strict=True) if _shown(n) not in bad]

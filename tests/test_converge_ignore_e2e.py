@@ -1,0 +1,171 @@
+"""Ignored paths are local-only both ways, end to end through the real CLI (SPEC 2): never
+uploaded or tombstoned, never downloaded, nor replaced or deleted by a remote change; and
+an ignore file that cannot be read or decoded is a problem, with no new path synced."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dropbeard.core.model import decode_manifest, decode_tombstones
+from tests.converge import Bucket, Cli, Device, devices, local_bucket
+
+
+@pytest.fixture
+def remote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Bucket:
+    """The local-directory remote only: the S3 server plays no part in these rules."""
+    return local_bucket(tmp_path, Cli(capsys))
+
+
+def summary(d: Device, *flags: str, code: int = 0) -> dict[str, Any]:
+    result: dict[str, Any] = d.sync(*flags, code=code).json
+    return result
+
+
+def published_by(remote: Bucket, device: str) -> list[set[str]]:
+    """The paths of every manifest `device` ever published, oldest first."""
+    keys = sorted(k for k in remote.objects() if f"/devices/{device}/manifests/" in k)
+    return [{e.path for e in decode_manifest(remote.get(k), k).entries} for k in keys]
+
+
+def tombstoned(remote: Bucket) -> set[str]:
+    """Every path any device ever published a tombstone for."""
+    return {
+        gone.path
+        for k in remote.objects()
+        if "/tombstones/" in k
+        for gone in decode_tombstones(remote.get(k), k).deletes
+    }
+
+
+def problems(d: Device) -> list[dict[str, str]]:
+    found: list[dict[str, str]] = d.cli("status", str(d.root), "--json", "--offline").json[
+        "problems"
+    ]
+    return found
+
+
+def has_blob(remote: Bucket, data: bytes) -> bool:
+    return remote.keys.blob(hashlib.sha256(data).hexdigest()) in remote.objects()
+
+
+# --- local-only both ways -----------------------------------------------------------------
+
+
+def test_ignored_paths_are_never_downloaded_replaced_or_deleted_by_remote_changes(
+    remote: Bucket, tmp_path: Path
+) -> None:
+    a, b = devices(remote, tmp_path, "a", "b")
+    a.write("keep.txt", "shared\n")
+    a.write("x.log", "a's log\n")
+    a.write("build/out.o", "a's object\n")
+    summary(a)
+    summary(b)
+    # b's rules are its own: the ignore file ignores itself, so a never learns them
+    b.write(".dropbearignore", ".dropbearignore\n*.log\nbuild/\n")
+    b.path("x.log").unlink()
+    b.path("build/out.o").unlink()
+    got = summary(b)
+    assert (got["downloaded"], got["tombstones"]) == (0, 0), got
+
+    a.write("x.log", "a's log, edited\n")
+    a.write("build/out.o", "a's object, rebuilt\n")
+    a.write("new.log", "a's new log\n")
+    summary(a)
+    got = summary(b)
+    assert got["downloaded"] == 0, got
+    assert sorted(b.tree()) == [".dropbearignore", "build", "keep.txt"]
+
+    b.write("x.log", "b's own log\n")  # never replaced by a's ...
+    summary(b)
+    a.write("x.log", "a's log, edited again\n")
+    summary(a)
+    summary(b)
+    assert b.read("x.log") == b"b's own log\n"
+    a.path("x.log").unlink()  # ... nor deleted by a's delete
+    summary(a)
+    summary(b)
+    assert b.read("x.log") == b"b's own log\n"
+
+    # a keeps its files; b never listed an ignored path, nor tombstoned one
+    assert sorted(a.tree()) == ["build", "build/out.o", "keep.txt", "new.log"]
+    assert all(
+        m <= {"keep.txt", "x.log", "build", "build/out.o"} for m in published_by(remote, "b")
+    )
+    assert published_by(remote, "b")[-1] == {"keep.txt"}
+    assert tombstoned(remote) == {"x.log"}  # a's own delete, nothing of b's
+    assert summary(b)["manifest"] is None and summary(a)["manifest"] is None
+
+
+def test_a_new_rule_stops_an_ignored_file_coming_back_and_the_manifest_flipping(
+    remote: Bucket, tmp_path: Path
+) -> None:
+    a, b = devices(remote, tmp_path, "a", "b")
+    a.write("keep.txt", "shared\n")
+    a.write("x.log", "a's log\n")
+    summary(a)
+    summary(b)
+
+    b.write(".dropbearignore", "*.log\n")  # the rule travels to a, like any file
+    b.path("x.log").unlink()
+    for d in (b, a, b, a, b, a):
+        got = summary(d)
+        assert got["downloaded"] == 0 or d is a, (d.id, got)
+        assert not b.path("x.log").exists()
+
+    assert a.read("x.log") == b"a's log\n"  # untracked on a, never deleted there
+    assert sorted(b.tree()) == [".dropbearignore", "keep.txt"]
+    b_manifests = published_by(remote, "b")
+    assert all("x.log" not in m for m in b_manifests[1:]), b_manifests
+    assert "x.log" not in published_by(remote, "a")[-1]
+    assert tombstoned(remote) == set()
+    assert summary(a)["manifest"] is None and summary(b)["manifest"] is None
+
+
+# --- an ignore file that cannot be read ---------------------------------------------------
+
+
+@pytest.mark.parametrize("broken", ["latin1-comment", "a-folder"])
+def test_an_unreadable_ignore_file_is_a_problem_and_no_new_path_syncs(
+    remote: Bucket, tmp_path: Path, broken: str
+) -> None:
+    a, b = devices(remote, tmp_path, "a", "b")
+    a.write("keep.txt", "shared\n")
+    summary(a)
+    summary(b)
+    b.write("from-b.txt", "new on b\n")
+    summary(b)
+
+    if broken == "latin1-comment":
+        a.write(".dropbearignore", b"# r\xe8gles de caf\xe9\n*.log\n")
+    else:
+        a.path(".dropbearignore").mkdir()
+    a.write("secret.log", "must never be uploaded\n")
+    a.write("new.txt", "new on a\n")
+    a.write("keep.txt", "shared, edited on a\n")
+    got = summary(a, code=4)
+
+    (problem,) = problems(a)
+    assert (problem["path"], problem["kind"]) == (".dropbearignore", "ignore_file")
+    assert got["downloaded"] == 0 and not a.path("from-b.txt").exists()
+    assert not has_blob(remote, b"must never be uploaded\n")
+    assert not has_blob(remote, b"new on a\n")
+    assert {"secret.log", "new.txt"}.isdisjoint(published_by(remote, "a")[-1])
+    assert has_blob(remote, b"shared, edited on a\n")  # a tracked path still syncs
+    summary(b)
+    assert b.read("keep.txt") == b"shared, edited on a\n"
+    assert sorted(b.tree()) == ["from-b.txt", "keep.txt"]  # the ignore file is new too
+
+    if broken == "a-folder":
+        a.path(".dropbearignore").rmdir()
+    a.write(".dropbearignore", "*.log\n")  # fixed: the new paths sync, the rules hold
+    summary(a)
+    assert problems(a) == []
+    assert a.read("from-b.txt") == b"new on b\n"
+    assert "new.txt" in published_by(remote, "a")[-1]
+    assert not has_blob(remote, b"must never be uploaded\n")
+    summary(b)
+    assert b.read("new.txt") == b"new on a\n" and not b.path("secret.log").exists()

@@ -84,7 +84,8 @@ def _init_parser(sub: _Commands[_Parser], common: _Parser) -> None:
 
 def _sync_parser(sub: _Commands[_Parser], common: _Parser) -> None:
     p = sub.add_parser("sync", parents=[common], help="run one sync pass")
-    p.add_argument("path", type=Path, nargs="?", default=Path("."))
+    p.add_argument("path", type=Path, nargs="?", default=None)
+    p.add_argument("-c", "--config", help="daemon config whose roots to sync when no PATH")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--dry-run", action="store_true", help="report what would happen; write nothing")
     p.add_argument(
@@ -212,7 +213,6 @@ async def _status(args: argparse.Namespace) -> int:
     )
     if code is not None:
         return code
-    args.path = args.path or Path(".")
     return await status_command(args)
 
 

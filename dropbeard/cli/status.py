@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from dropbeard.cli.roots import chosen_roots
 from dropbeard.cli.terminal import human_bytes
 from dropbeard.core.duration import format_duration
 from dropbeard.core.errors import ExitCode
@@ -48,7 +49,25 @@ async def status_from_daemon(
         print(msgspec.json.encode(out).decode())
     else:
         print(render_daemon_status(socket_path, reply["daemon"], roots))
-    return 0 if all(r["report"]["online"] for r in roots) else 3
+    return daemon_exit_code(roots)
+
+
+def daemon_exit_code(roots: list[dict[str, Any]]) -> ExitCode:
+    """1 if a root's last pass failed, else 3 if one is offline, else 4 if conflicts,
+    problems or a halted delete remain, else 0."""
+    if any((r.get("last_pass") or {}).get("outcome") == "error" for r in roots):
+        return ExitCode.FAILURE
+    reports = [msgspec.convert(r["report"], StatusReport) for r in roots]
+    return exit_code(reports)
+
+
+def exit_code(reports: list[StatusReport]) -> ExitCode:
+    """3 if a root is offline, else 4 if conflicts, problems or a halted delete remain."""
+    if not all(r.online for r in reports):
+        return ExitCode.OFFLINE
+    if any(r.needs_attention for r in reports):
+        return ExitCode.CONFLICTS
+    return ExitCode.OK
 
 
 def _real(find: Callable[[Any], Any], path: Any) -> str:
@@ -84,6 +103,8 @@ def render_daemon_status(
                 )
             elif last.get("error"):
                 what += f": {last['error']}"
+                if last.get("exit_code") is not None:
+                    what += f" (exit {last['exit_code']})"
             lines.append(f"  last pass: {last['ended_at']} ({last['reason']}) {what}")
         if root.get("next_pass_at"):
             lines.append(f"  next pass: {root['next_pass_at']} ({root['next_pass_reason']})")
@@ -101,13 +122,16 @@ def render_daemon_status(
 
 
 async def status_command(args: argparse.Namespace) -> int:
-    paths = RootPaths(find_root(args.path))
-    report = await gather(paths, offline=args.offline)
+    """Status read from the roots themselves: the one holding PATH, else the one holding
+    the current folder, else every configured root."""
+    chosen = await anyio.to_thread.run_sync(chosen_roots, args.path, args.config)
+    reports = [await gather(RootPaths(root), offline=args.offline) for root in chosen.roots]
     if args.json:
-        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+        out: Any = {"source": "config", "roots": reports} if chosen.configured else reports[0]
+        sys.stdout.write(msgspec.json.encode(out).decode() + "\n")
     else:
-        print(render(report))
-    return ExitCode.OK if report.online else ExitCode.OFFLINE
+        print("\n".join(render(report) for report in reports))
+    return exit_code(reports)
 
 
 def render(r: StatusReport) -> str:
@@ -120,14 +144,15 @@ def render(r: StatusReport) -> str:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(r.counts.items())) or "nothing tracked yet"
     lines.append(f"  paths: {counts}")
     lines.append(f"  last publish: {r.last_manifest or 'never'}")
+    if r.halted:
+        lines.append(f"  HALTED: {r.halted}")
     for c in r.conflicts:
         lines.append(f"  conflict: {c.path} (copies: {', '.join(c.copies) or 'none'})")
     for p in r.problems[:50]:
         lines.append(f"  problem: {p['path']}: {p['message']}")
     for line in r.drift:
         lines.append(f"  DRIFT: {line}")
-    if r.devices_error:
-        lines.append(f"  other devices: could not read the bucket ({r.devices_error})")
+
     for d in r.devices:
         caught = {
             True: "has seen our latest",
@@ -138,6 +163,10 @@ def render(r: StatusReport) -> str:
             f"  device {d.device_id}: manifest {d.manifest or '-'} "
             f"published {d.published_at or '?'}, {caught[d.seen_our_latest]}"
         )
-    if not r.devices and not r.devices_error:
+    if r.devices_error:
+        lines.append(f"  other devices: could not read the bucket ({r.devices_error})")
+    elif not r.devices_checked:
+        lines.append("  other devices: not checked (--offline)")
+    elif not r.devices:
         lines.append("  other devices: none")
     return "\n".join(lines)

@@ -8,18 +8,50 @@ import sys
 import anyio
 import msgspec
 
+from dropbeard.cli.roots import chosen_roots
 from dropbeard.cli.terminal import ProgressLine, human_bytes
-from dropbeard.core.errors import ExitCode, IntegrityError, UsageError, single_error
+from dropbeard.core.errors import (
+    DropbeardError,
+    ExitCode,
+    IntegrityError,
+    UsageError,
+    single_error,
+)
 from dropbeard.core.summary import Summary
 from dropbeard.store.factory import open_store
 from dropbeard.sync.engine import PassOptions, run_pass
-from dropbeard.sync.root import RootPaths, find_root, open_online, root_lock
+from dropbeard.sync.root import RootPaths, open_online, root_lock
 
 
 async def sync_command(args: argparse.Namespace) -> int:
+    """`dropbeard sync`: one pass over the root holding PATH (or the current folder), or
+    over every configured root in turn when neither is in one."""
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
-    paths = await anyio.to_thread.run_sync(lambda: RootPaths(find_root(args.path)))
+    chosen = await anyio.to_thread.run_sync(chosen_roots, args.path, args.config)
+    if not chosen.configured:
+        return await sync_root(RootPaths(chosen.roots[0]), args)
+    codes: list[int] = []
+    for root in chosen.roots:
+        try:
+            codes.append(await sync_root(RootPaths(root), args))
+        except DropbeardError as exc:  # one root failing does not stop the others
+            print(f"dropbeard: error: {root}: {exc}", file=sys.stderr)
+            codes.append(exc.exit_code)
+    return worst(codes)
+
+
+def worst(codes: list[int]) -> int:
+    """One exit code for several roots: the first failure, else 4 if conflicts or problems
+    remain anywhere, else 0."""
+    failures = [c for c in codes if c not in (ExitCode.OK, ExitCode.CONFLICTS)]
+    if failures:
+        return failures[0]
+    return ExitCode.CONFLICTS if ExitCode.CONFLICTS in codes else ExitCode.OK
+
+
+async def sync_root(paths: RootPaths, args: argparse.Namespace) -> int:
+    """One pass over one root, its outcome printed; the exit code."""
     cfg, state = await anyio.to_thread.run_sync(open_online, paths)
     try:
         store = open_store(cfg.remote, concurrency=args.concurrency)
@@ -109,6 +141,7 @@ async def run_sync_pass(paths: RootPaths, *, quiet: bool) -> int:
     """One ordinary `sync` of `paths` (used after `resolve` to publish the resolution)."""
     args = argparse.Namespace(
         path=paths.root,
+        config=None,
         json=False,
         dry_run=False,
         allow_mass_delete=False,

@@ -26,7 +26,9 @@ from dropbeard.daemon.rootpass import RootSync, StoreFactory
 from dropbeard.daemon.watch import RootWatcher
 from dropbeard.sync.root import Busy
 
-RootState = Literal["idle", "syncing", "paused", "offline", "backoff"]
+#: "failed": the last pass failed with an error that waiting alone does not cure (rejected
+#: credentials, a missing bucket, an integrity error); the next trigger tries again.
+RootState = Literal["idle", "syncing", "paused", "offline", "backoff", "failed"]
 BACKOFF_CAP_S = 300.0
 BUSY_RETRY_S = 2.0
 
@@ -261,13 +263,13 @@ class RootRunner:
                 self._retry(req, "backoff", delay, str(exc))
                 self.log.warning("tick_error", error=str(exc), transient=True, retry_in_s=delay)
             else:  # retried at the next trigger
-                self._condition, self._reason = "idle", str(exc)
+                self._condition, self._reason = "failed", str(exc)
                 self.log.error("tick_error", error=str(exc), exit_code=exc.exit_code)
-            record.update(outcome="error", error=str(exc))
+            record.update(outcome="error", error=str(exc), exit_code=int(exc.exit_code))
         except Exception as exc:
-            self._condition, self._reason = "idle", f"internal error: {exc}"
+            self._condition, self._reason = "failed", f"internal error: {exc}"
             self.log.exception("tick_error", error=f"internal error: {type(exc).__name__}: {exc}")
-            record.update(outcome="error", error=f"internal error: {exc}")
+            record.update(outcome="error", error=f"internal error: {exc}", exit_code=1)
         else:
             was_offline = self._condition == "offline"
             self._condition, self._reason, self._failures = "idle", None, 0

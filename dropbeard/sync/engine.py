@@ -63,7 +63,14 @@ async def run_pass(
     held = held_entries(plan.manifest, applied.failed, local.bases)
     publication = await publish_if_changed(run, loaded, plan, held, settled)
     outcome = PassOutcome(
-        local, applied, uploaded, publication, settled, opts.only, recovered.problems
+        local,
+        applied,
+        uploaded,
+        publication,
+        settled,
+        opts.only,
+        found=recovered.problems,
+        halted=guard.reported,
     )
     await anyio.to_thread.run_sync(commit_pass, state, outcome)
     _record(summary, outcome)

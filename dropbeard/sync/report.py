@@ -30,6 +30,10 @@ class DeviceStatus(msgspec.Struct):
 
 
 class StatusReport(msgspec.Struct, kw_only=True):
+    """One root's status. `halted` is the mass-delete halt of the last pass (with what to
+    run); `devices_checked` is False when the bucket was not asked (`--offline`), so an
+    empty `devices` then means "not checked", not "none"."""
+
     root: str
     online: bool
     reason: str | None = None
@@ -44,12 +48,20 @@ class StatusReport(msgspec.Struct, kw_only=True):
     devices: list[DeviceStatus] = []
     devices_error: str | None = None
     drift: list[str] = []
+    halted: str | None = None
+    devices_checked: bool = False
     source: str = "root"
+
+    @property
+    def needs_attention(self) -> bool:
+        """Conflicts, problems or a halted delete remain (exit 4)."""
+        return bool(self.conflicts or self.problems or self.halted)
 
 
 def _local_part(state: State, report: StatusReport) -> None:
     report.counts = state.statuses()
     report.last_manifest = state.get_meta("last_manifest")
+    report.halted = state.get_meta("halted")
     report.problems = [
         {"path": p.path, "kind": p.kind, "message": p.message} for p in state.problems()
     ]
@@ -78,6 +90,7 @@ async def gather(paths: RootPaths, *, offline: bool) -> StatusReport:
         state.close()
     if offline:
         return report
+    report.devices_checked = True
     store = open_store(cfg.remote)
     try:
         read = await read_remotes(

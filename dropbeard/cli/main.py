@@ -7,15 +7,20 @@ is shown only with --verbose.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 from dropbeard import __version__
+from dropbeard.cli.patience import PATIENCE
 from dropbeard.core.errors import DropbeardError, ExitCode, UsageError
 
 
@@ -31,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dropbeard",
         description="Keep one folder in sync across your devices through a bucket you own.",
     )
-    parser.add_argument("--version", action="version", version=f"dropbeard {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"dropbeard {__version__}")
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("-v", "--verbose", action="store_true", help="more detail on stderr")
     noise.add_argument("-q", "--quiet", action="store_true", help="only errors")
@@ -68,7 +73,16 @@ def _init_parser(sub: _Commands[_Parser], common: _Parser) -> None:
     p.add_argument("--region")
     p.add_argument("--profile", help="AWS profile for credentials")
     p.add_argument("--addressing-style", choices=("auto", "path", "virtual"), default="auto")
-    p.add_argument("--root-id", help="default: the folder name")
+    p.add_argument(
+        "--root-id",
+        help="the root to join or create (default: the one root the remote holds, else the "
+        "folder name)",
+    )
+    p.add_argument(
+        "--new-root",
+        action="store_true",
+        help="create a new root even though the remote already holds some",
+    )
     p.add_argument("--device-id", help="default: the host name")
     p.add_argument(
         "--mode",
@@ -146,22 +160,32 @@ def _duration(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = None
     try:
-        args = build_parser().parse_args(argv)
-        handler: Callable[[argparse.Namespace], Awaitable[int]] = _COMMANDS[args.command]
-        return _run(handler, args)
-    except DropbeardError as exc:
-        _error(str(exc), args)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("dropbeard: interrupted", file=sys.stderr)
-        return ExitCode.FORCED
-    except SystemExit as exc:  # --help / --version
-        return int(exc.code or 0)
-    except Exception as exc:
-        _error(f"internal error: {type(exc).__name__}: {exc}", args, force_trace=True)
-        return ExitCode.FAILURE
+        try:
+            args = build_parser().parse_args(argv)
+            handler: Callable[[argparse.Namespace], Awaitable[int]] = _COMMANDS[args.command]
+            # the daemon logs its own retries; every other command may wait on a server
+            waiting = PATIENCE.running(_say) if args.command != "daemon" else nullcontext()
+            with waiting:
+                code = _run(handler, args)
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+            return code
+        except DropbeardError as exc:
+            return _fail(exc.exit_code, str(exc), args, argv)
+        except KeyboardInterrupt:
+            print("dropbeard: interrupted", file=sys.stderr)
+            return ExitCode.FORCED
+        except SystemExit as exc:  # --help / --version
+            return int(exc.code or 0)
+        except BrokenPipeError:
+            raise
+        except Exception as exc:
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            return _fail(ExitCode.FAILURE, message, args, argv, internal=True)
+    except BrokenPipeError:
+        return _closed_pipe()
 
 
 def _run(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
@@ -176,13 +200,42 @@ def _run(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse
         return anyio.run(go)
 
 
-def _error(message: str, args: argparse.Namespace | None, *, force_trace: bool = False) -> None:
+def _say(line: str) -> None:
+    """A notice for the person, on stderr (never on stdout: it may be --json)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
+
+
+def _fail(
+    code: ExitCode,
+    message: str,
+    args: argparse.Namespace | None,
+    argv: list[str],
+    *,
+    internal: bool = False,
+) -> ExitCode:
+    """Report a failure: one line on stderr (a traceback only with --verbose) and, with
+    --json, a JSON object on stdout. Returns the exit code."""
     if args is not None and getattr(args, "verbose", False):
         traceback.print_exc()
-    elif force_trace:
+    elif internal:
         print("(run with --verbose for details)", file=sys.stderr)
     first = message.splitlines()[0] if message else "failed"
     print(f"dropbeard: error: {first}", file=sys.stderr)
+    wants_json = getattr(args, "json", False) if args is not None else "--json" in argv
+    if wants_json:
+        kind = "internal" if internal else code.name.lower()
+        print(json.dumps({"error": kind, "exit_code": int(code), "message": first}), flush=True)
+    return code
+
+
+def _closed_pipe() -> int:
+    """stdout was closed under us (`dropbeard status | head -1`): end quietly. Whatever is
+    still buffered goes nowhere, so the interpreter's last flush cannot fail loudly."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return ExitCode.CLOSED_PIPE
 
 
 async def _init(args: argparse.Namespace) -> int:

@@ -14,11 +14,15 @@ from typing import Any
 import anyio
 import msgspec
 
+from dropbeard.cli.patience import watched
 from dropbeard.cli.roots import chosen_roots
 from dropbeard.cli.terminal import human_bytes
+from dropbeard.core.config import RemoteConfig
 from dropbeard.core.duration import format_duration
 from dropbeard.core.errors import ExitCode
 from dropbeard.daemon.control import NoDaemon, ask
+from dropbeard.store.base import Store
+from dropbeard.store.factory import open_store
 from dropbeard.sync.report import StatusReport, gather
 from dropbeard.sync.root import RootPaths, find_root
 
@@ -125,13 +129,20 @@ async def status_command(args: argparse.Namespace) -> int:
     """Status read from the roots themselves: the one holding PATH, else the one holding
     the current folder, else every configured root."""
     chosen = await anyio.to_thread.run_sync(chosen_roots, args.path, args.config)
-    reports = [await gather(RootPaths(root), offline=args.offline) for root in chosen.roots]
+    reports = [
+        await gather(RootPaths(root), offline=args.offline, opener=_watched_store)
+        for root in chosen.roots
+    ]
     if args.json:
         out: Any = {"source": "config", "roots": reports} if chosen.configured else reports[0]
         sys.stdout.write(msgspec.json.encode(out).decode() + "\n")
     else:
         print("\n".join(render(report) for report in reports))
     return exit_code(reports)
+
+
+def _watched_store(remote: RemoteConfig) -> Store:
+    return watched(open_store(remote))
 
 
 def render(r: StatusReport) -> str:

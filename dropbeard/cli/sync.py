@@ -8,6 +8,7 @@ import sys
 import anyio
 import msgspec
 
+from dropbeard.cli.patience import watched
 from dropbeard.cli.roots import chosen_roots
 from dropbeard.cli.terminal import ProgressLine, human_bytes
 from dropbeard.core.errors import (
@@ -54,7 +55,7 @@ async def sync_root(paths: RootPaths, args: argparse.Namespace) -> int:
     """One pass over one root, its outcome printed; the exit code."""
     cfg, state = await anyio.to_thread.run_sync(open_online, paths)
     try:
-        store = open_store(cfg.remote, concurrency=args.concurrency)
+        store = watched(open_store(cfg.remote, concurrency=args.concurrency))
         progress = None if (args.quiet or args.json) else ProgressLine.for_stderr()
         try:
             with root_lock(paths):

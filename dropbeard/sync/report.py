@@ -4,12 +4,16 @@ reads; never writes)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import anyio
 import msgspec
 
+from dropbeard.core.config import RemoteConfig
 from dropbeard.core.errors import DropbeardError, OfflineError, single_error
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.plan import Base
+from dropbeard.store.base import Store
 from dropbeard.store.factory import open_store
 from dropbeard.sync.drift import find_drift
 from dropbeard.sync.remote import read_remotes
@@ -73,7 +77,14 @@ def _local_part(state: State, report: StatusReport) -> None:
         report.conflicts.append(ConflictView(path, copies))
 
 
-async def gather(paths: RootPaths, *, offline: bool) -> StatusReport:
+async def gather(
+    paths: RootPaths,
+    *,
+    offline: bool,
+    opener: Callable[[RemoteConfig], Store] = open_store,
+) -> StatusReport:
+    """The status of the root at `paths`; the bucket (opened with `opener`) is read unless
+    `offline`."""
     report = StatusReport(root=str(paths.root), online=False)
     try:
         cfg, state = await anyio.to_thread.run_sync(open_online, paths)
@@ -91,7 +102,7 @@ async def gather(paths: RootPaths, *, offline: bool) -> StatusReport:
     if offline:
         return report
     report.devices_checked = True
-    store = open_store(cfg.remote)
+    store = opener(cfg.remote)
     try:
         read = await read_remotes(
             store,

@@ -201,9 +201,12 @@ def _run(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse
 
 
 def _say(line: str) -> None:
-    """A notice for the person, on stderr (never on stdout: it may be --json)."""
+    """A notice for the person, on stderr (never on stdout: it may be --json), above the
+    progress line if one is drawn."""
+    from dropbeard.cli.terminal import say
+
     with contextlib.suppress(OSError, ValueError):
-        print(line, file=sys.stderr, flush=True)
+        say(line)
 
 
 def _fail(

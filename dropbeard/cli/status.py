@@ -116,13 +116,32 @@ def render_daemon_status(
             shown = ", ".join(root["pending_paths"][:5])
             more = "…" if root["pending_count"] > 5 else ""
             lines.append(f"  pending: {root['pending_count']} paths ({shown}{more})")
+        if root.get("progress"):
+            lines.append(f"  {progress_line(root['progress'])}")
         for t in root.get("transfers", []):
             total = "?" if t["bytes_total"] is None else human_bytes(t["bytes_total"])
             lines.append(
-                f"  {t['direction']}: {t['key']} {human_bytes(t['bytes_done'])}/{total} "
+                f"  {t['direction']}: {t['path']} {human_bytes(t['bytes_done'])}/{total} "
                 f"at {human_bytes(t['rate_bytes_per_s'])}/s"
             )
     return "\n".join(lines)
+
+
+def progress_line(p: dict[str, Any]) -> str:
+    """A running pass's stage as `uploading: 12/300 files, 155.0 MB/500.0 MB, 31%,
+    32.0 MB/s, ETA 10s, notes/todo.md`."""
+    files = f"{p['files_done']}" + ("" if p["files_total"] is None else f"/{p['files_total']}")
+    done = human_bytes(p["bytes_done"])
+    size = done if p["bytes_total"] is None else f"{done}/{human_bytes(p['bytes_total'])}"
+    parts = [f"{files} files", size]
+    if p["percent"] is not None:
+        parts.append(f"{p['percent']:.0f}%")
+    parts.append(f"{human_bytes(p['rate_bytes_per_s'])}/s")
+    if p["eta_s"] is not None:
+        parts.append(f"ETA {format_duration(round(p['eta_s']))}")
+    if p["current"]:
+        parts.append(p["current"])
+    return f"{p['stage']}: {', '.join(parts)}"
 
 
 async def status_command(args: argparse.Namespace) -> int:

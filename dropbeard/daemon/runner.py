@@ -335,6 +335,7 @@ class RootRunner:
             ),
             "pending_count": len(pending),
             "pending_paths": sorted(pending)[:100],
+            "progress": self._sync.progress(),
             "transfers": self._sync.in_flight(),
             "settings": msgspec.to_builtins(self.settings),
         }

@@ -93,6 +93,7 @@ def render_daemon_status(
         lines.append(render(msgspec.convert(root["report"], StatusReport)))
         state = root["state"] + (f" ({root['reason']})" if root.get("reason") else "")
         lines.append(f"  daemon state: {state}")
+        lines += [f"  WARNING: {warning}" for warning in root.get("warnings", [])]
         if root.get("running"):
             run = root["running"]
             lines.append(f"  syncing since {run['started_at']} ({run['reason']}, {run['scope']})")

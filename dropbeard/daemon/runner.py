@@ -22,6 +22,7 @@ from dropbeard.core.daemonconfig import RootSettings
 from dropbeard.core.debounce import Debouncer
 from dropbeard.core.errors import DropbeardError, OfflineError, Unavailable
 from dropbeard.core.timestamps import utc_iso
+from dropbeard.daemon.inotify import watch_shortage
 from dropbeard.daemon.rootpass import RootSync, StoreFactory
 from dropbeard.daemon.watch import RootWatcher
 from dropbeard.sync.root import Busy
@@ -81,6 +82,8 @@ class RootRunner:
         self.log = log.bind(root=settings.path)
         self.paused = False
         self.done = anyio.Event()
+        #: what the person should know and fix (shown by status)
+        self.warnings: list[str] = []
         self._on_change = on_change
         self._clock, self._wall = clock, wall
         self._debouncer = Debouncer(settings.debounce, settings.max_delay)
@@ -152,6 +155,7 @@ class RootRunner:
         self.request("start")
         try:
             async with anyio.create_task_group() as tg:
+                tg.start_soon(self._guarded, self._check_watch_limit)
                 tg.start_soon(self._guarded, self._watcher.run)
                 tg.start_soon(self._guarded, self._debounce_loop)
                 tg.start_soon(self._guarded, self._poll_loop)
@@ -173,6 +177,15 @@ class RootRunner:
             except Exception as exc:
                 self.log.error("internal_error", error=f"{type(exc).__name__}: {exc}")
                 await anyio.sleep(1)
+
+    async def _check_watch_limit(self) -> None:
+        """Say at start when the watcher cannot see every folder (inotify's limit): the
+        periodic full rescan still finds what it misses."""
+        shortage = await anyio.to_thread.run_sync(watch_shortage, self.root)
+        if shortage is not None:
+            self.warnings.append(shortage.message)
+            self.log.warning("inotify_limit", message=shortage.message, command=shortage.command)
+            self._changed()
 
     async def _engine_loop(self) -> None:
         while not self._stopping:
@@ -335,6 +348,7 @@ class RootRunner:
             ),
             "pending_count": len(pending),
             "pending_paths": sorted(pending)[:100],
+            "warnings": list(self.warnings),
             "progress": self._sync.progress(),
             "transfers": self._sync.in_flight(),
             "settings": msgspec.to_builtins(self.settings),

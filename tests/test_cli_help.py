@@ -137,3 +137,15 @@ def test_the_man_page_renders_without_warnings() -> None:
     )  # fmt: skip
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert "dropbeard init" in done.stdout
+
+
+def test_the_readme_lists_every_command_and_option() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    for name, parser in _commands().items():
+        assert f"`dropbeard {name} " in readme, name
+        for action in parser._actions:
+            if action.dest in ("help", "verbose", "quiet") or not action.option_strings:
+                continue
+            assert any(flag in readme for flag in action.option_strings), (name, action.dest)
+    assert "../shared/" not in readme and "docs/FORMAT.md" in readme
+    assert (Path(__file__).resolve().parent.parent / "docs" / "FORMAT.md").is_file()

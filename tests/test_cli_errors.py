@@ -4,6 +4,7 @@ with --json as a script expects."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.converge import Cli, Result
+from tests.converge import Bucket, Cli, Result, devices
 from tests.seaweed import Seaweed
 
 
@@ -198,3 +199,21 @@ def test_a_server_that_does_not_answer_is_reported_within_seconds(
     assert "does not answer" in line and "still retrying" in line, line
     assert black_hole in line
     assert waited < 15, f"told after {waited:.1f}s"
+
+
+@pytest.mark.parametrize("remote", ["local"], indirect=True)
+def test_sync_json_ending_in_an_integrity_error_is_one_object(
+    remote: Bucket, tmp_path: Path
+) -> None:
+    a, b = devices(remote, tmp_path, "a", "b")
+    a.write("x.txt", "the real bytes\n")
+    a.sync()
+    sha = hashlib.sha256(b"the real bytes\n").hexdigest()
+    (Path(remote.url) / "roots" / "r1" / "blobs" / sha[:2] / sha[2:4] / sha).write_bytes(b"rot")
+    got = remote.cli("sync", str(b.root), "--json")
+    assert got.code == 11
+    reported = json.loads(got.out)  # one object: the summary, and the failure
+    assert reported["error"] == "integrity" and reported["exit_code"] == 11
+    assert "x.txt" in reported["message"] and reported["problems"] == 1
+    assert len(got.err.strip().splitlines()) == 1
+    assert not b.path("x.txt").exists()

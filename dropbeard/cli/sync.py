@@ -16,7 +16,6 @@ from dropbeard.core.changes import PathChange
 from dropbeard.core.errors import (
     DropbeardError,
     ExitCode,
-    IntegrityError,
     UsageError,
     single_error,
 )
@@ -81,10 +80,15 @@ async def sync_root(paths: RootPaths, args: argparse.Namespace) -> int:
         open_conflicts = state.paths_with_status("conflict")
     finally:
         state.close()
+    integrity = next((p.message for p in problems if p.kind == "integrity"), None)
+    if args.dry_run:
+        integrity = None
     if args.json:
         out = msgspec.to_builtins(summary)
         if listed:
             out["changes"] = msgspec.to_builtins(changes)
+        if integrity is not None:  # one object on stdout: the summary and the failure
+            out.update(error="integrity", exit_code=int(ExitCode.INTEGRITY), message=integrity)
         sys.stdout.write(msgspec.json.encode(out).decode() + "\n")
     elif not args.quiet:
         print(summary.describe())
@@ -97,9 +101,9 @@ async def sync_root(paths: RootPaths, args: argparse.Namespace) -> int:
             print(f"  … and {len(problems) - 20} more problems (dropbeard status)")
         if open_conflicts:
             print(f"  {len(open_conflicts)} conflicts open (dropbeard status lists them)")
-    if any(p.kind == "integrity" for p in problems) and not args.dry_run:
-        first = next(p for p in problems if p.kind == "integrity")
-        raise IntegrityError(first.message)
+    if integrity is not None:
+        print(f"dropbeard: error: {integrity}", file=sys.stderr)
+        return ExitCode.INTEGRITY
     if summary.halted:
         print(f"dropbeard: halted: {summary.halted}", file=sys.stderr)
         return ExitCode.FAILURE

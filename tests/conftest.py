@@ -31,19 +31,19 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object
 
 
 def pytest_report_header() -> list[str]:
-    return [f"S3 leg: {'SKIPPED (DROPBEARD_SKIP_S3=1)' if _skip_s3() else 'SeaweedFS'}"]
+    return [f"S3 leg: {'SKIPPED (DROPBEAR_SKIP_S3=1)' if _skip_s3() else 'SeaweedFS'}"]
 
 
 def _skip_s3() -> bool:
-    return os.environ.get("DROPBEARD_SKIP_S3") == "1"
+    return os.environ.get("DROPBEAR_SKIP_S3") == "1"
 
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
     """A running SeaweedFS. If it cannot start, the tests that need it FAIL (the S3 leg
-    must run); set DROPBEARD_SKIP_S3=1 to skip them knowingly on a machine without it."""
+    must run); set DROPBEAR_SKIP_S3=1 to skip them knowingly on a machine without it."""
     if _skip_s3():
-        pytest.skip("DROPBEARD_SKIP_S3=1")
+        pytest.skip("DROPBEAR_SKIP_S3=1")
     server = Seaweed.start(tmp_path_factory.mktemp("seaweed"))
     try:
         anyio.run(server.wait_writable)

@@ -174,9 +174,12 @@ class Device:
         return got
 
     def status(self) -> dict[str, Any]:
+        """`status --json`; its exit code is 4 exactly when conflicts, problems or a halted
+        delete remain, else 0."""
         got = self.cli("status", str(self.root), "--json")
-        assert got.code == 0, got.err
         result: dict[str, Any] = got.json
+        attention = bool(result["conflicts"] or result["problems"] or result["halted"])
+        assert got.code == (4 if attention else 0), got.err
         return result
 
     def path(self, rel: str) -> Path:

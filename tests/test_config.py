@@ -100,7 +100,8 @@ def test_root_config_every_key() -> None:
         ),
         (
             'root_id = "a"\ndevice_id = "b"\n[remote]\nurl="s3://b12"\nendpoint_url="h:9000"',
-            "remote.endpoint_url: expected an http(s):// URL, got 'h:9000'",
+            "remote.endpoint_url: 'h:9000' has no scheme: add http:// or https:// "
+            "(e.g. http://h:9000)",
         ),
         (
             'root_id = "a"\ndevice_id = "b"\n[remote]\nurl="s3://b12"\naddressing_style="dns"',
@@ -226,7 +227,10 @@ def test_remote_urls(url: str, expected: RemoteURL) -> None:
         ("s3://bucket/a//b", "invalid prefix 'a//b'"),
         ("s3://bucket?x=1", "s3 url must not have a query"),
         ("gs://bucket", "unsupported remote url scheme 'gs://'"),
-        ("https://bucket.s3.amazonaws.com", "unsupported remote url scheme 'https://'"),
+        ("https://bucket.s3.amazonaws.com", "'https://' is a server's address, not a remote"),
+        ("s3:/bucket/x", "'s3:/bucket/x' is not a valid url: did you mean 's3://bucket/x'?"),
+        ("S3:bucket", "'S3:bucket' is not a valid url: did you mean 's3://bucket'?"),
+        ("file:/mnt/nas", "'file:/mnt/nas' is not a valid url: did you mean 'file:///mnt/nas'?"),
         ("relative/dir", "remote path 'relative/dir' is not absolute"),
         ("~/sync", "remote path '~/sync' is not absolute"),
         ("file://nas/share", "file url names host 'nas'"),

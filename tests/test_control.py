@@ -22,10 +22,15 @@ import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from dropbeard.core.config import RemoteConfig
+from dropbeard.core.errors import Unauthorized
 from dropbeard.daemon.control import ControlError, ask
-from dropbeard.daemon.service import Daemon
+from dropbeard.daemon.rootpass import StoreFactory
+from dropbeard.daemon.service import Daemon, default_store_factory
 from dropbeard.daemon.settings import DaemonOptions
-from tests.daemonproc import init_root, sha256_of, write_config
+from dropbeard.store.base import Store
+from tests.daemonproc import cli, init_root, sha256_of, write_config
+from tests.faults import FaultStore
 
 # Nothing but the watcher, sync-now and resume start passes here.
 QUIET = """\
@@ -55,9 +60,13 @@ async def root(tmp_path: Path) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def serving(config: Path, sock: Path) -> AsyncIterator[Daemon]:
+async def serving(
+    config: Path, sock: Path, store_factory: StoreFactory = default_store_factory
+) -> AsyncIterator[Daemon]:
     daemon = Daemon(
-        DaemonOptions(config_path=str(config), socket=str(sock)), log_stream=io.StringIO()
+        DaemonOptions(config_path=str(config), socket=str(sock)),
+        log_stream=io.StringIO(),
+        store_factory=store_factory,
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(partial(daemon.run, signals=False))
@@ -223,3 +232,37 @@ async def test_the_socket_folder_is_created_private(
     async with serving(write_config(tmp_path / "d.toml", [root], QUIET), sock):
         assert stat.S_IMODE(os.stat(sock.parent).st_mode) == 0o700
         assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+
+
+def _rejecting(remote: RemoteConfig, concurrency: int) -> Store:
+    """The root's store, except that the server rejects the credentials on every read."""
+    store = FaultStore(default_store_factory(remote, concurrency))
+    for op in ("get", "get_if_changed", "list_page", "head"):
+        store.fail(op, Unauthorized, times=1000)
+    return store
+
+
+@pytest.mark.anyio
+async def test_status_shows_a_failed_daemon_pass_with_its_exit_code_and_exits_1(
+    tmp_path: Path, root: Path, sock_dir: Path
+) -> None:
+    sock = sock_dir / "c"
+    config = write_config(tmp_path / "d.toml", [root], QUIET)
+    async with serving(config, sock, store_factory=_rejecting):
+        failed = await _until(sock, "the start pass", lambda r: r["last_pass"] is not None)
+        assert failed["state"] == "failed"
+        assert failed["last_pass"]["outcome"] == "error"
+        assert failed["last_pass"]["exit_code"] == 9
+
+        ran = await anyio.to_thread.run_sync(
+            partial(cli, "status", "--socket", str(sock), "--offline", check=False)
+        )
+        assert ran.returncode == 1, ran.stdout + ran.stderr
+        assert "daemon state: failed" in ran.stdout
+        assert "injected fault" in ran.stdout and "(exit 9)" in ran.stdout
+        ran = await anyio.to_thread.run_sync(
+            partial(cli, "status", "--socket", str(sock), "--json", "--offline", check=False)
+        )
+        assert ran.returncode == 1
+        (reported,) = json.loads(ran.stdout)["roots"]
+        assert reported["last_pass"]["exit_code"] == 9

@@ -373,13 +373,12 @@ def test_a_second_folder_cannot_take_an_active_device_id_unless_asked(
 
 @pytest.mark.parametrize(
     ("flag", "value"),
-    [
-        ("--device-id", "Laptop"),
-        ("--device-id", "-laptop"),
-        ("--device-id", ".hidden"),
-        ("--device-id", "my laptop"),
+    [  # typed ids are normalised first (`My Laptop` -> `my-laptop`): these have no valid id
+        ("--device-id", "---"),
+        ("--device-id", "..."),
+        ("--device-id", "ü"),
         ("--root-id", "x" * 65),
-        ("--root-id", "notes/work"),
+        ("--root-id", "/"),
         ("--root-id", ""),
     ],
 )

@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
-from dropbeard.daemon.transfers import TrackingStore
 from dropbeard.store.base import ListPage, ObjectInfo, PendingUpload, Progress, UploadJournal
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.retry import RetryingStore
+from dropbeard.store.silence import SilenceWatch
+from dropbeard.sync.meter import PassMeter
+from dropbeard.sync.metered import MeteredStore
 from tests.faults import FaultStore
 
 pytestmark = pytest.mark.anyio
@@ -120,7 +122,8 @@ WRAPPERS: dict[str, Callable[[Recorder], ForwardingStore]] = {
     "counting": CountingStore,
     "retrying": RetryingStore,
     "faults": FaultStore,
-    "tracking": TrackingStore,
+    "metered": lambda inner: MeteredStore(inner, PassMeter()),
+    "silence": SilenceWatch,
 }
 
 

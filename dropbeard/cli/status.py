@@ -14,10 +14,15 @@ from typing import Any
 import anyio
 import msgspec
 
+from dropbeard.cli.patience import watched
+from dropbeard.cli.roots import chosen_roots
 from dropbeard.cli.terminal import human_bytes
+from dropbeard.core.config import RemoteConfig
 from dropbeard.core.duration import format_duration
 from dropbeard.core.errors import ExitCode
 from dropbeard.daemon.control import NoDaemon, ask
+from dropbeard.store.base import Store
+from dropbeard.store.factory import open_store
 from dropbeard.sync.report import StatusReport, gather
 from dropbeard.sync.root import RootPaths, find_root
 
@@ -48,7 +53,25 @@ async def status_from_daemon(
         print(msgspec.json.encode(out).decode())
     else:
         print(render_daemon_status(socket_path, reply["daemon"], roots))
-    return 0 if all(r["report"]["online"] for r in roots) else 3
+    return daemon_exit_code(roots)
+
+
+def daemon_exit_code(roots: list[dict[str, Any]]) -> ExitCode:
+    """1 if a root's last pass failed, else 3 if one is offline, else 4 if conflicts,
+    problems or a halted delete remain, else 0."""
+    if any((r.get("last_pass") or {}).get("outcome") == "error" for r in roots):
+        return ExitCode.FAILURE
+    reports = [msgspec.convert(r["report"], StatusReport) for r in roots]
+    return exit_code(reports)
+
+
+def exit_code(reports: list[StatusReport]) -> ExitCode:
+    """3 if a root is offline, else 4 if conflicts, problems or a halted delete remain."""
+    if not all(r.online for r in reports):
+        return ExitCode.OFFLINE
+    if any(r.needs_attention for r in reports):
+        return ExitCode.CONFLICTS
+    return ExitCode.OK
 
 
 def _real(find: Callable[[Any], Any], path: Any) -> str:
@@ -70,6 +93,7 @@ def render_daemon_status(
         lines.append(render(msgspec.convert(root["report"], StatusReport)))
         state = root["state"] + (f" ({root['reason']})" if root.get("reason") else "")
         lines.append(f"  daemon state: {state}")
+        lines += [f"  WARNING: {warning}" for warning in root.get("warnings", [])]
         if root.get("running"):
             run = root["running"]
             lines.append(f"  syncing since {run['started_at']} ({run['reason']}, {run['scope']})")
@@ -84,6 +108,8 @@ def render_daemon_status(
                 )
             elif last.get("error"):
                 what += f": {last['error']}"
+                if last.get("exit_code") is not None:
+                    what += f" (exit {last['exit_code']})"
             lines.append(f"  last pass: {last['ended_at']} ({last['reason']}) {what}")
         if root.get("next_pass_at"):
             lines.append(f"  next pass: {root['next_pass_at']} ({root['next_pass_reason']})")
@@ -91,23 +117,52 @@ def render_daemon_status(
             shown = ", ".join(root["pending_paths"][:5])
             more = "…" if root["pending_count"] > 5 else ""
             lines.append(f"  pending: {root['pending_count']} paths ({shown}{more})")
+        if root.get("progress"):
+            lines.append(f"  {progress_line(root['progress'])}")
         for t in root.get("transfers", []):
             total = "?" if t["bytes_total"] is None else human_bytes(t["bytes_total"])
             lines.append(
-                f"  {t['direction']}: {t['key']} {human_bytes(t['bytes_done'])}/{total} "
+                f"  {t['direction']}: {t['path']} {human_bytes(t['bytes_done'])}/{total} "
                 f"at {human_bytes(t['rate_bytes_per_s'])}/s"
             )
     return "\n".join(lines)
 
 
+def progress_line(p: dict[str, Any]) -> str:
+    """A running pass's stage as `uploading: 12/300 files, 155.0 MB/500.0 MB, 31%,
+    32.0 MB/s, ETA 10s, notes/todo.md`."""
+    files = f"{p['files_done']}" + ("" if p["files_total"] is None else f"/{p['files_total']}")
+    done = human_bytes(p["bytes_done"])
+    size = done if p["bytes_total"] is None else f"{done}/{human_bytes(p['bytes_total'])}"
+    parts = [f"{files} files", size]
+    if p["percent"] is not None:
+        parts.append(f"{p['percent']:.0f}%")
+    parts.append(f"{human_bytes(p['rate_bytes_per_s'])}/s")
+    if p["eta_s"] is not None:
+        parts.append(f"ETA {format_duration(round(p['eta_s']))}")
+    if p["current"]:
+        parts.append(p["current"])
+    return f"{p['stage']}: {', '.join(parts)}"
+
+
 async def status_command(args: argparse.Namespace) -> int:
-    paths = RootPaths(find_root(args.path))
-    report = await gather(paths, offline=args.offline)
+    """Status read from the roots themselves: the one holding PATH, else the one holding
+    the current folder, else every configured root."""
+    chosen = await anyio.to_thread.run_sync(chosen_roots, args.path, args.config)
+    reports = [
+        await gather(RootPaths(root), offline=args.offline, opener=_watched_store)
+        for root in chosen.roots
+    ]
     if args.json:
-        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+        out: Any = {"source": "config", "roots": reports} if chosen.configured else reports[0]
+        sys.stdout.write(msgspec.json.encode(out).decode() + "\n")
     else:
-        print(render(report))
-    return ExitCode.OK if report.online else ExitCode.OFFLINE
+        print("\n".join(render(report) for report in reports))
+    return exit_code(reports)
+
+
+def _watched_store(remote: RemoteConfig) -> Store:
+    return watched(open_store(remote))
 
 
 def render(r: StatusReport) -> str:
@@ -120,14 +175,15 @@ def render(r: StatusReport) -> str:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(r.counts.items())) or "nothing tracked yet"
     lines.append(f"  paths: {counts}")
     lines.append(f"  last publish: {r.last_manifest or 'never'}")
+    if r.halted:
+        lines.append(f"  HALTED: {r.halted}")
     for c in r.conflicts:
         lines.append(f"  conflict: {c.path} (copies: {', '.join(c.copies) or 'none'})")
     for p in r.problems[:50]:
         lines.append(f"  problem: {p['path']}: {p['message']}")
     for line in r.drift:
         lines.append(f"  DRIFT: {line}")
-    if r.devices_error:
-        lines.append(f"  other devices: could not read the bucket ({r.devices_error})")
+
     for d in r.devices:
         caught = {
             True: "has seen our latest",
@@ -138,6 +194,10 @@ def render(r: StatusReport) -> str:
             f"  device {d.device_id}: manifest {d.manifest or '-'} "
             f"published {d.published_at or '?'}, {caught[d.seen_our_latest]}"
         )
-    if not r.devices and not r.devices_error:
+    if r.devices_error:
+        lines.append(f"  other devices: could not read the bucket ({r.devices_error})")
+    elif not r.devices_checked:
+        lines.append("  other devices: not checked (--offline)")
+    elif not r.devices:
         lines.append("  other devices: none")
     return "\n".join(lines)

@@ -3,67 +3,107 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 import anyio
 import msgspec
 
-from dropbeard.cli.terminal import ProgressLine, human_bytes
-from dropbeard.core.errors import ExitCode, IntegrityError, UsageError, single_error
-from dropbeard.core.summary import Summary
+from dropbeard.cli.patience import watched
+from dropbeard.cli.roots import chosen_roots
+from dropbeard.cli.terminal import ProgressDisplay, human_bytes
+from dropbeard.core.changes import PathChange
+from dropbeard.core.errors import (
+    DropbeardError,
+    ExitCode,
+    UsageError,
+    single_error,
+)
 from dropbeard.store.factory import open_store
 from dropbeard.sync.engine import PassOptions, run_pass
-from dropbeard.sync.root import RootPaths, find_root, open_online, root_lock
+from dropbeard.sync.root import RootPaths, open_online, root_lock
 
 
 async def sync_command(args: argparse.Namespace) -> int:
+    """`dropbeard sync`: one pass over the root holding PATH (or the current folder), or
+    over every configured root in turn when neither is in one."""
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
-    paths = await anyio.to_thread.run_sync(lambda: RootPaths(find_root(args.path)))
-    cfg, state = await anyio.to_thread.run_sync(open_online, paths)
-    try:
-        store = open_store(cfg.remote, concurrency=args.concurrency)
-        progress = None if (args.quiet or args.json) else ProgressLine.for_stderr()
+    chosen = await anyio.to_thread.run_sync(chosen_roots, args.path, args.config)
+    if not chosen.configured:
+        return await sync_root(RootPaths(chosen.roots[0]), args)
+    codes: list[int] = []
+    for root in chosen.roots:
         try:
-            with root_lock(paths):
-                summary = await run_pass(
-                    paths,
-                    cfg,
-                    state,
-                    store,
-                    PassOptions(
-                        dry_run=args.dry_run,
-                        allow_mass_delete=args.allow_mass_delete,
-                        concurrency=args.concurrency,
-                        progress=progress.add if progress else None,
-                    ),
-                )
+            codes.append(await sync_root(RootPaths(root), args))
+        except DropbeardError as exc:  # one root failing does not stop the others
+            print(f"dropbeard: error: {root}: {exc}", file=sys.stderr)
+            codes.append(exc.exit_code)
+    return worst(codes)
+
+
+def worst(codes: list[int]) -> int:
+    """One exit code for several roots: the first failure, else 4 if conflicts or problems
+    remain anywhere, else 0."""
+    failures = [c for c in codes if c not in (ExitCode.OK, ExitCode.CONFLICTS)]
+    if failures:
+        return failures[0]
+    return ExitCode.CONFLICTS if ExitCode.CONFLICTS in codes else ExitCode.OK
+
+
+async def sync_root(paths: RootPaths, args: argparse.Namespace) -> int:
+    """One pass over one root, its outcome printed; the exit code."""
+    cfg, state = await anyio.to_thread.run_sync(open_online, paths)
+    changes: list[PathChange] = []
+    listed = args.dry_run or args.verbose  # --dry-run lists the plan, -v what was done
+    try:
+        store = watched(open_store(cfg.remote, concurrency=args.concurrency))
+        display = None if (args.quiet or args.json) else ProgressDisplay.for_stderr()
+        opts = PassOptions(
+            dry_run=args.dry_run,
+            allow_mass_delete=args.allow_mass_delete,
+            concurrency=args.concurrency,
+            meter=None if display is None else display.meter,
+            on_change=changes.append if listed else None,
+        )
+        try:
+            with display or contextlib.nullcontext(), root_lock(paths):
+                summary = await run_pass(paths, cfg, state, store, opts)
         except BaseExceptionGroup as group:
             error = single_error(group)
             if error is None:
                 raise
             raise error from group
         finally:
-            if progress:
-                progress.close()
             await store.aclose()
         problems = state.problems()
         open_conflicts = state.paths_with_status("conflict")
     finally:
         state.close()
+    integrity = next((p.message for p in problems if p.kind == "integrity"), None)
+    if args.dry_run:
+        integrity = None
     if args.json:
-        sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
+        out = msgspec.to_builtins(summary)
+        if listed:
+            out["changes"] = msgspec.to_builtins(changes)
+        if integrity is not None:  # one object on stdout: the summary and the failure
+            out.update(error="integrity", exit_code=int(ExitCode.INTEGRITY), message=integrity)
+        sys.stdout.write(msgspec.json.encode(out).decode() + "\n")
     elif not args.quiet:
-        print(describe(summary))
+        print(summary.describe())
+        if listed:
+            for line in change_lines(changes, planned=args.dry_run):
+                print(line)
         for p in problems[:20]:
             print(f"  problem: {p.path}: {p.message}")
         if len(problems) > 20:
             print(f"  … and {len(problems) - 20} more problems (dropbeard status)")
         if open_conflicts:
             print(f"  {len(open_conflicts)} conflicts open (dropbeard status lists them)")
-    if any(p.kind == "integrity" for p in problems) and not args.dry_run:
-        first = next(p for p in problems if p.kind == "integrity")
-        raise IntegrityError(first.message)
+    if integrity is not None:
+        print(f"dropbeard: error: {integrity}", file=sys.stderr)
+        return ExitCode.INTEGRITY
     if summary.halted:
         print(f"dropbeard: halted: {summary.halted}", file=sys.stderr)
         return ExitCode.FAILURE
@@ -72,43 +112,31 @@ async def sync_command(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def describe(s: Summary) -> str:
-    verb = "would sync" if s.dry_run else "synced"
-    parts = [f"scanned {s.scanned}", f"hashed {s.hashed}"]
-    if s.dry_run:
-        parts += [
-            f"{s.planned_uploads} to upload",
-            f"{s.planned_downloads} to download",
-            f"{s.planned_local_deletes} to delete here",
-            f"{s.planned_tombstones} deletes to publish",
-        ]
-    else:
-        parts.append(f"uploaded {s.uploaded} ({human_bytes(s.uploaded_bytes)})")
-        if s.skipped_existing:
-            parts.append(f"{s.skipped_existing} already in the bucket")
-        if s.downloaded:
-            parts.append(f"downloaded {s.downloaded} ({human_bytes(s.downloaded_bytes)})")
-        if s.deleted_local:
-            parts.append(f"deleted {s.deleted_local} here")
-        if s.tombstones:
-            parts.append(f"published {s.tombstones} deletes")
-    if s.conflicts:
-        parts.append(f"{s.conflicts} conflicts")
-    if s.problems:
-        parts.append(f"{s.problems} problems")
-    tail = f"; published manifest {s.manifest}" if s.manifest else "; nothing to publish"
-    if s.dry_run:
-        tail = ""
-    return (
-        f"{verb} {s.root} ({s.root_id}/{s.device_id}): {', '.join(parts)}{tail} "
-        f"in {s.duration_s:.2f}s"
-    )
+_PLANNED = {"uploaded": "would upload", "downloaded": "would download", "deleted": "would delete"}
+
+
+def change_lines(changes: list[PathChange], *, planned: bool) -> list[str]:
+    """One line per changed path (problems are listed on their own)."""
+    lines = []
+    for c in changes:
+        if c.event == "problem":
+            continue
+        name = c.path + ("/" if c.type == "dir" else "")
+        what = _PLANNED.get(c.event, c.event) if planned else c.event
+        extra = f" ({human_bytes(c.bytes)})" if c.bytes else ""
+        if c.where:
+            extra += f" ({c.where})"
+        if c.detail:
+            extra += f" -> {c.detail}"
+        lines.append(f"  {what:<15} {name}{extra}")
+    return lines
 
 
 async def run_sync_pass(paths: RootPaths, *, quiet: bool) -> int:
     """One ordinary `sync` of `paths` (used after `resolve` to publish the resolution)."""
     args = argparse.Namespace(
         path=paths.root,
+        config=None,
         json=False,
         dry_run=False,
         allow_mass_delete=False,

@@ -1,46 +1,136 @@
-"""Terminal output helpers: a throttled one-line progress meter and byte formatting (IO:
-stderr)."""
+"""What a person sees on a terminal while a pass runs: one progress line per stage
+(done/total files and bytes, percent, rate, ETA, the current file), drawn with rich on
+stderr and only when stderr is a terminal; notices printed above it (IO: stderr)."""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Column
+
+from dropbeard.core.units import human_bytes
+from dropbeard.sync.meter import PassMeter, Stage, Transfer
+
+__all__ = ["ProgressDisplay", "human_bytes", "say"]
+
+#: A pass shorter than this shows no progress at all (no flicker for an idle sync).
+SHOW_AFTER_S = 0.4
+
+_current: ProgressDisplay | None = None
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+def say(line: str) -> None:
+    """A notice for the person on stderr, above the progress line if one is drawn."""
+    if _current is not None and _current.progress is not None:
+        _current.console.print(line, markup=False, highlight=False)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
-class ProgressLine:
-    """Bytes transferred and the rate, redrawn at most 4 times a second on a terminal."""
+class ProgressDisplay:
+    """A `MeterListener` drawing the meter's stages with rich.progress; use as a context
+    manager around the pass. `for_stderr()` is None when stderr is not a terminal: a
+    pipe or a log file never receives progress."""
 
-    def __init__(self, out: TextIO) -> None:
-        self._out = out
-        self._done = 0
-        self._began = time.monotonic()
-        self._drawn = 0.0
-        self._shown = False
+    def __init__(self, console: Console, *, clock: Any = time.monotonic) -> None:
+        self.console = console
+        self.meter = PassMeter(listener=self)
+        self.progress: Progress | None = None
+        self._clock = clock
+        self._began = clock()
+        self._task: TaskID | None = None
+        self._stage: Stage | None = None
 
     @classmethod
-    def for_stderr(cls) -> ProgressLine | None:
-        return cls(sys.stderr) if sys.stderr.isatty() else None
+    def for_stderr(cls) -> ProgressDisplay | None:
+        console = Console(stderr=True)
+        return cls(console) if console.is_terminal else None
 
-    def add(self, n: int) -> None:
-        self._done += n
-        now = time.monotonic()
-        if now - self._drawn >= 0.25 and now - self._began > 1.0:
-            self._drawn = now
-            rate = self._done / max(now - self._began, 1e-6)
-            self._out.write(f"\r  {human_bytes(self._done)} transferred, {human_bytes(rate)}/s   ")
-            self._out.flush()
-            self._shown = True
+    def __enter__(self) -> ProgressDisplay:
+        global _current
+        _current = self
+        return self
 
-    def close(self) -> None:
-        if self._shown:
-            self._out.write("\r" + " " * 60 + "\r")
-            self._out.flush()
+    def __exit__(self, *exc: object) -> None:
+        global _current
+        _current = None
+        if self.progress is not None:
+            self.progress.stop()
+
+    def _start(self) -> Progress:
+        fixed = Column(no_wrap=True)  # on a narrow terminal the file name is cut, nothing wraps
+        bar = [BarColumn(bar_width=12, table_column=fixed)] if self.console.width >= 100 else []
+        progress = Progress(
+            TextColumn("{task.description}", table_column=fixed),
+            *bar,
+            TaskProgressColumn(table_column=fixed),
+            DownloadColumn(table_column=fixed),
+            TextColumn("{task.fields[files]}", table_column=fixed),
+            TransferSpeedColumn(table_column=fixed),
+            TextColumn("ETA", table_column=fixed),
+            TimeRemainingColumn(table_column=fixed),
+            TextColumn(
+                "{task.fields[current]}",
+                table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1, min_width=8),
+            ),
+            console=self.console,
+            transient=True,
+            refresh_per_second=8,
+        )
+        progress.start()
+        self.progress = progress
+        return progress
+
+    # -- MeterListener ------------------------------------------------------------------
+
+    def changed(self, stage: Stage) -> None:
+        progress = self.progress
+        if progress is None:
+            if self._clock() - self._began < SHOW_AFTER_S:
+                return
+            progress = self._start()
+        files = f"{stage.files_done:,}" + (
+            f"/{stage.files_total:,} files" if stage.files_total is not None else " files"
+        )
+        current = stage.current or ""
+        if stage is self._stage and self._task is not None:
+            progress.update(
+                self._task,
+                total=stage.bytes_total,
+                completed=stage.bytes_done,
+                files=files,
+                current=current,
+            )
+            return
+        if self._task is not None:
+            progress.remove_task(self._task)
+        self._stage = stage
+        self._task = progress.add_task(
+            stage.name,
+            total=stage.bytes_total,
+            completed=stage.bytes_done,
+            files=files,
+            current=current,
+        )
+
+    def ended(self) -> None:
+        """Between stages: nothing to show."""
+        if self.progress is not None and self._task is not None:
+            self.progress.remove_task(self._task)
+        self._task = self._stage = None
+
+    def transfer_ended(self, transfer: Transfer, error: BaseException | None) -> None:
+        pass  # each path is reported once the pass has settled it

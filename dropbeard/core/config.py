@@ -72,6 +72,7 @@ def parse_remote_url(url: str) -> RemoteURL:
         raise ValueError(f"remote url is empty: {_URL_HELP}")
     scheme, sep, rest = url.partition("://")
     if not sep or not _SCHEME.fullmatch(scheme):
+        _refuse_mistyped_scheme(url)
         return _local_url(url)
     scheme = scheme.lower()
     if scheme == "s3":
@@ -82,7 +83,48 @@ def parse_remote_url(url: str) -> RemoteURL:
         if host not in ("", "localhost"):
             raise ValueError(f"file url names host {shown(host)}: use file:///absolute/path")
         return _local_url("/" + unquote(path))
+    if scheme in ("http", "https"):
+        raise ValueError(
+            f"{shown(scheme + '://')} is a server's address, not a remote: use "
+            "s3://BUCKET[/PREFIX] and give the server with --endpoint-url"
+        )
     raise ValueError(f"unsupported remote url scheme {shown(scheme + '://')}: {_URL_HELP}")
+
+
+def looks_like_url(text: str) -> bool:
+    """True if `text` starts like a URL of a scheme dropbeard knows (`s3:`, `file:`,
+    `http:`, `https:`), even mistyped (`s3:/bucket`): never a relative directory path."""
+    scheme, sep, _ = text.partition(":")
+    return bool(sep) and scheme.lower() in _KNOWN_SCHEMES
+
+
+_KNOWN_SCHEMES = ("s3", "file", "http", "https")
+
+
+def _refuse_mistyped_scheme(url: str) -> None:
+    """`s3:/bucket/x`, `s3:bucket` and the like: a typo for a URL, never a local path."""
+    if looks_like_url(url):
+        scheme, _, rest = url.partition(":")
+        scheme = scheme.lower()
+        slashes = "///" if scheme == "file" else "//"  # file URLs hold an absolute path
+        suggestion = f"{scheme}:{slashes}{rest.lstrip('/')}"
+        raise ValueError(f"{shown(url)} is not a valid url: did you mean {shown(suggestion)}?")
+
+
+def check_endpoint_url(value: str) -> str:
+    """`value` if it is an http(s) URL with a host (and no credentials), else ValueError
+    saying what to write."""
+    parts = urlsplit(value)
+    if "@" in parts.netloc:
+        raise ValueError("must not contain credentials")
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        if "://" not in value:
+            raise ValueError(
+                f"{shown(value)} has no scheme: add http:// or https:// "
+                f"(e.g. http://{value.lstrip('/')})"
+            )
+        raise ValueError(f"expected an http:// or https:// URL, got {shown(value)}")
+    return value
 
 
 def _refuse_credentials(netloc: str) -> None:
@@ -125,12 +167,10 @@ def _endpoint_url(table: ConfigTable) -> str | None:
     value = table.string("endpoint_url") or None
     if value is None:
         return None
-    parts = urlsplit(value)
-    if "@" in parts.netloc:
-        raise table.error("endpoint_url", "must not contain credentials")
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise table.error("endpoint_url", f"expected an http(s):// URL, got {shown(value)}")
-    return value
+    try:
+        return check_endpoint_url(value)
+    except ValueError as exc:
+        raise table.error("endpoint_url", str(exc)) from None
 
 
 # --- root.toml ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ class ExitCode(enum.IntEnum):
     INTEGRITY = 11
     LIST_FAILED = 12
     FORCED = 130  # daemon: second signal during shutdown
+    CLOSED_PIPE = 141  # stdout closed by its reader (128 + SIGPIPE, as a shell reports it)
 
 
 class DropbeardError(Exception):
@@ -100,6 +101,13 @@ class LocalFileError(StoreError):
     def __init__(self, message: str, key: str | None = None, errno: int | None = None) -> None:
         super().__init__(message, key)
         self.errno = errno
+
+
+class MissingBucket(StoreError):
+    """The bucket does not exist on the server asked: a configuration error (a mistyped
+    bucket or endpoint), never retried."""
+
+    exit_code = ExitCode.USAGE
 
 
 class ListFailed(StoreError):

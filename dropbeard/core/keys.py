@@ -19,11 +19,20 @@ from dropbeard.core.ids import validate_id, validate_sha256
 from dropbeard.core.timestamps import validate_manifest_id
 
 SEQ_DIGITS = 20
+ROOTS_PREFIX = "roots/"
+"""Where every root of a remote lives: list it with delimiter "/" to find the roots."""
 _HEAD = "head.json"
 _REGISTRY = "registry.json"
 _MANIFESTS = "manifests/"
 _TOMBSTONES = "tombstones/"
 _JSON = ".json"
+
+
+def root_id_of(prefix: str) -> str:
+    """The root id of a listed prefix `roots/<root_id>/`; ValueError for anything else."""
+    if not prefix.startswith(ROOTS_PREFIX) or not prefix.endswith("/"):
+        raise ValueError(f"{prefix!r} is not a root's folder")
+    return validate_id(prefix[len(ROOTS_PREFIX) : -1])
 
 
 class RootKeys:
@@ -33,7 +42,7 @@ class RootKeys:
 
     def __init__(self, root_id: str) -> None:
         self.root_id = validate_id(root_id)
-        self.prefix = f"roots/{root_id}/"
+        self.prefix = f"{ROOTS_PREFIX}{root_id}/"
         self.blobs_prefix = f"{self.prefix}blobs/"
         self.devices_prefix = f"{self.prefix}devices/"
         self.registry = f"{self.devices_prefix}{_REGISTRY}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from dropbeard.core.plan import Plan
+from dropbeard.core.units import human_bytes
 
 
 class Summary(msgspec.Struct, kw_only=True):
@@ -47,3 +48,40 @@ class Summary(msgspec.Struct, kw_only=True):
     def finish(self, began: float, now: float) -> None:
         """Record the pass's duration (monotonic seconds; core reads no clock)."""
         self.duration_s = round(now - began, 3)
+
+    def describe(self) -> str:
+        """The pass in one line, as `sync` prints it and the daemon logs it on a terminal."""
+        verb = "would sync" if self.dry_run else "synced"
+        parts = [f"scanned {self.scanned}", f"hashed {self.hashed}"]
+        if self.dry_run:
+            parts += [
+                f"{self.planned_uploads} to upload",
+                f"{self.planned_downloads} to download",
+                f"{self.planned_local_deletes} to delete here",
+                f"{self.planned_tombstones} deletes to publish",
+            ]
+        else:
+            parts += self._done()
+        if self.conflicts:
+            parts.append(f"{self.conflicts} conflicts")
+        if self.problems:
+            parts.append(f"{self.problems} problems")
+        tail = f"; published manifest {self.manifest}" if self.manifest else "; nothing to publish"
+        if self.dry_run:
+            tail = ""
+        return (
+            f"{verb} {self.root} ({self.root_id}/{self.device_id}): {', '.join(parts)}{tail} "
+            f"in {self.duration_s:.2f}s"
+        )
+
+    def _done(self) -> list[str]:
+        parts = [f"uploaded {self.uploaded} ({human_bytes(self.uploaded_bytes)})"]
+        if self.skipped_existing:
+            parts.append(f"{self.skipped_existing} already in the bucket")
+        if self.downloaded:
+            parts.append(f"downloaded {self.downloaded} ({human_bytes(self.downloaded_bytes)})")
+        if self.deleted_local:
+            parts.append(f"deleted {self.deleted_local} here")
+        if self.tombstones:
+            parts.append(f"published {self.tombstones} deletes")
+        return parts

@@ -1,7 +1,8 @@
 """The bucket-and-disk side of one daemon root (IO: root, state, store, engine): one locked
 pass at a time, the root's store kept across passes (rebuilt when root.toml's remote
-changes), the cheap head check between passes, and the log events for transfers and
-problems. `rootloop.RootRunner` decides *when*; this does the work.
+changes), the cheap head check between passes, the running pass's progress, and the log
+events for changed paths, transfers and problems. `rootloop.RootRunner` decides *when*;
+this does the work.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 
+from dropbeard.core.changes import PathChange
 from dropbeard.core.config import RemoteConfig, RootConfig
 from dropbeard.core.daemonconfig import RootSettings
 from dropbeard.core.errors import NotFound, PreconditionFailed, single_error
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.problems import Problem
 from dropbeard.core.summary import Summary
-from dropbeard.daemon.transfers import TrackingStore, Transfer
 from dropbeard.store.base import Store
 from dropbeard.sync.engine import PassOptions, run_pass
+from dropbeard.sync.meter import PassMeter, Stage, Transfer
 from dropbeard.sync.root import RootPaths, open_online, root_lock
 from dropbeard.sync.state import Peer
 
@@ -47,7 +50,8 @@ class RootSync:
         self._store_factory = store_factory
         self._clock = clock
         self._cfg: RootConfig | None = None
-        self._store: TrackingStore | None = None
+        self._store: Store | None = None
+        self._meter: PassMeter | None = None  # the running pass's
         self._heads: dict[str, str] = {}  # device -> head etag last seen
         self._seeded = False
         self._problems: set[tuple[str, str]] = set()
@@ -57,7 +61,12 @@ class RootSync:
         return self._store is not None
 
     def in_flight(self) -> list[dict[str, Any]]:
-        return [] if self._store is None else self._store.in_flight()
+        """The running pass's transfers, each named by its path."""
+        return [] if self._meter is None else self._meter.in_flight()
+
+    def progress(self) -> dict[str, Any] | None:
+        """The running pass's stage: done/total files and bytes, rate, ETA, current file."""
+        return None if self._meter is None else self._meter.view()
 
     async def aclose(self) -> None:
         if self._store is not None:
@@ -72,7 +81,13 @@ class RootSync:
             with contextlib.ExitStack() as lock:
                 await anyio.to_thread.run_sync(lock.enter_context, root_lock(self.paths))
                 on_start()
-                opts = PassOptions(concurrency=self.settings.concurrency, only=only)
+                self._meter = PassMeter(listener=self, clock=self._clock)
+                opts = PassOptions(
+                    concurrency=self.settings.concurrency,
+                    only=only,
+                    meter=self._meter,
+                    on_change=self._changed_path,
+                )
                 try:
                     summary = await run_pass(self.paths, cfg, state, store, opts)
                 except BaseExceptionGroup as group:  # a task group inside the pass failed
@@ -80,6 +95,8 @@ class RootSync:
                     if error is None:
                         raise
                     raise error from group
+                finally:
+                    self._meter = None
             problems = await anyio.to_thread.run_sync(state.problems)
             if not self._seeded:  # the head check starts from what the index processed
                 peers: dict[str, Peer] = await anyio.to_thread.run_sync(state.peers)
@@ -118,22 +135,36 @@ class RootSync:
                 changed.append(dev)
         return changed
 
-    async def _store_for(self, cfg: RootConfig) -> TrackingStore:
+    async def _store_for(self, cfg: RootConfig) -> Store:
         if self._store is not None and self._cfg is not None and self._cfg.remote == cfg.remote:
             self._cfg = cfg
             return self._store
         if self._store is not None:
             await self._store.aclose()
-        inner = self._store_factory(cfg.remote, self.settings.concurrency)
-        self._store = TrackingStore(inner, on_end=self._transfer_ended)
+        self._store = self._store_factory(cfg.remote, self.settings.concurrency)
         self._cfg = cfg
         self._heads, self._seeded = {}, False
         return self._store
 
-    def _transfer_ended(self, t: Transfer, error: BaseException | None) -> None:
+    # -- PassMeter's listener, and on_change --------------------------------------------
+
+    def changed(self, stage: Stage) -> None:
+        pass  # status reads the meter when asked
+
+    def ended(self) -> None:
+        pass
+
+    def _changed_path(self, change: PathChange) -> None:
+        """One event per changed path; problems are logged once they settle (below)."""
+        if change.event != "problem":
+            fields = msgspec.to_builtins(change)
+            del fields["event"]
+            self.log.info(change.event, **fields)
+
+    def transfer_ended(self, t: Transfer, error: BaseException | None) -> None:
         view = t.view(self._clock())
-        if error is None:
-            self.log.info("transfer", **view)
+        if error is None:  # the path's `uploaded`/`downloaded` event says it at info
+            self.log.debug("transfer", **view)
         elif isinstance(error, PreconditionFailed):  # the blob is there already: fine
             self.log.debug("transfer_skipped", reason="already in the bucket", **view)
         elif isinstance(error, Exception):

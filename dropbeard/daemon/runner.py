@@ -22,11 +22,14 @@ from dropbeard.core.daemonconfig import RootSettings
 from dropbeard.core.debounce import Debouncer
 from dropbeard.core.errors import DropbeardError, OfflineError, Unavailable
 from dropbeard.core.timestamps import utc_iso
+from dropbeard.daemon.inotify import watch_shortage
 from dropbeard.daemon.rootpass import RootSync, StoreFactory
 from dropbeard.daemon.watch import RootWatcher
 from dropbeard.sync.root import Busy
 
-RootState = Literal["idle", "syncing", "paused", "offline", "backoff"]
+#: "failed": the last pass failed with an error that waiting alone does not cure (rejected
+#: credentials, a missing bucket, an integrity error); the next trigger tries again.
+RootState = Literal["idle", "syncing", "paused", "offline", "backoff", "failed"]
 BACKOFF_CAP_S = 300.0
 BUSY_RETRY_S = 2.0
 
@@ -79,6 +82,8 @@ class RootRunner:
         self.log = log.bind(root=settings.path)
         self.paused = False
         self.done = anyio.Event()
+        #: what the person should know and fix (shown by status)
+        self.warnings: list[str] = []
         self._on_change = on_change
         self._clock, self._wall = clock, wall
         self._debouncer = Debouncer(settings.debounce, settings.max_delay)
@@ -150,6 +155,7 @@ class RootRunner:
         self.request("start")
         try:
             async with anyio.create_task_group() as tg:
+                tg.start_soon(self._guarded, self._check_watch_limit)
                 tg.start_soon(self._guarded, self._watcher.run)
                 tg.start_soon(self._guarded, self._debounce_loop)
                 tg.start_soon(self._guarded, self._poll_loop)
@@ -171,6 +177,15 @@ class RootRunner:
             except Exception as exc:
                 self.log.error("internal_error", error=f"{type(exc).__name__}: {exc}")
                 await anyio.sleep(1)
+
+    async def _check_watch_limit(self) -> None:
+        """Say at start when the watcher cannot see every folder (inotify's limit): the
+        periodic full rescan still finds what it misses."""
+        shortage = await anyio.to_thread.run_sync(watch_shortage, self.root)
+        if shortage is not None:
+            self.warnings.append(shortage.message)
+            self.log.warning("inotify_limit", message=shortage.message, command=shortage.command)
+            self._changed()
 
     async def _engine_loop(self) -> None:
         while not self._stopping:
@@ -261,13 +276,13 @@ class RootRunner:
                 self._retry(req, "backoff", delay, str(exc))
                 self.log.warning("tick_error", error=str(exc), transient=True, retry_in_s=delay)
             else:  # retried at the next trigger
-                self._condition, self._reason = "idle", str(exc)
+                self._condition, self._reason = "failed", str(exc)
                 self.log.error("tick_error", error=str(exc), exit_code=exc.exit_code)
-            record.update(outcome="error", error=str(exc))
+            record.update(outcome="error", error=str(exc), exit_code=int(exc.exit_code))
         except Exception as exc:
-            self._condition, self._reason = "idle", f"internal error: {exc}"
+            self._condition, self._reason = "failed", f"internal error: {exc}"
             self.log.exception("tick_error", error=f"internal error: {type(exc).__name__}: {exc}")
-            record.update(outcome="error", error=f"internal error: {exc}")
+            record.update(outcome="error", error=f"internal error: {exc}", exit_code=1)
         else:
             was_offline = self._condition == "offline"
             self._condition, self._reason, self._failures = "idle", None, 0
@@ -333,6 +348,8 @@ class RootRunner:
             ),
             "pending_count": len(pending),
             "pending_paths": sorted(pending)[:100],
+            "warnings": list(self.warnings),
+            "progress": self._sync.progress(),
             "transfers": self._sync.in_flight(),
             "settings": msgspec.to_builtins(self.settings),
         }

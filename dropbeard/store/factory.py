@@ -6,13 +6,18 @@ retried in exactly one place.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from dropbeard.core.config import RemoteConfig, parse_remote_url
-from dropbeard.core.errors import UsageError
+from dropbeard.core.errors import MissingBucket, UsageError
 from dropbeard.store.base import Store
+from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.store.retry import RetryingStore
+
+T = TypeVar("T")
 
 
 def open_store(remote: RemoteConfig, *, concurrency: int = 8, retry: bool = True) -> Store:
@@ -27,13 +32,35 @@ def open_store(remote: RemoteConfig, *, concurrency: int = 8, retry: bool = True
     else:
         from dropbeard.store.s3 import S3Store  # aiobotocore costs ~0.5 s to import
 
-        store = S3Store(
+        store = _BucketNamed(
+            S3Store(
+                url.bucket,
+                url.prefix,
+                endpoint_url=remote.endpoint_url,
+                region=remote.region,
+                profile=remote.profile,
+                addressing_style=remote.addressing_style,
+                concurrency=concurrency,
+            ),
             url.bucket,
-            url.prefix,
-            endpoint_url=remote.endpoint_url,
-            region=remote.region,
-            profile=remote.profile,
-            addressing_style=remote.addressing_style,
-            concurrency=concurrency,
+            remote.endpoint_url or f"AWS S3 ({remote.region or 'us-east-1'})",
         )
     return RetryingStore(store) if retry else store
+
+
+class _BucketNamed(ForwardingStore):
+    """Says which bucket is missing, and where it was looked for, with what to do."""
+
+    def __init__(self, inner: Store, bucket: str, server: str) -> None:
+        super().__init__(inner)
+        self._missing = f"bucket {bucket!r} does not exist at {server}"
+
+    async def _forward(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        except MissingBucket as exc:
+            raise MissingBucket(
+                f"{self._missing}: create it, or check the remote URL and --endpoint-url "
+                f"({exc.message.split(':')[0]})",
+                exc.key,
+            ) from None

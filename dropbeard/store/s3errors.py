@@ -27,6 +27,7 @@ from botocore.exceptions import (
 
 from dropbeard.core.errors import (
     ListFailed,
+    MissingBucket,
     NotFound,
     PreconditionFailed,
     StoreError,
@@ -100,7 +101,7 @@ def translate(
         if code in _NOT_FOUND or (status == 404 and code != "NoSuchBucket"):
             raise NotFound(where, key) from None
         if code == "NoSuchBucket":
-            raise StoreError(f"{doing} {key}: the bucket does not exist", key) from None
+            raise MissingBucket(f"{doing} {key}: the bucket does not exist", key) from None
         if code in _PRECONDITION or status in (409, 412):
             raise PreconditionFailed(where, key) from None
         if code in _AUTH or status in (401, 403):

@@ -24,7 +24,8 @@ class PassOutcome:
     """What one pass did, as its commit records it and its summary counts it: the scan
     (`local`), the folder changes (`applied`), the final plan and the blobs sent
     (`uploaded`), what was published (`publication`), and the other devices it settled
-    with (`settled`: None in a mode that does not pull). `only` is the pass's `only=`."""
+    with (`settled`: None in a mode that does not pull). `only` is the pass's `only=`;
+    `halted` the mass-delete halt it reported (`DeleteGuard.reported`), kept for `status`."""
 
     local: LocalScan
     applied: Applied
@@ -34,6 +35,7 @@ class PassOutcome:
     only: frozenset[str] | None
     #: the problems of the steps before the scan (this device's own head)
     found: list[Problem] = field(default_factory=list)
+    halted: str | None = None
 
     @property
     def plan(self) -> Plan:
@@ -75,6 +77,16 @@ def commit_pass(state: State, outcome: PassOutcome) -> None:
         if outcome.settled is not None:
             _record_settled(state, outcome.settled)
         state.replace_problems(problems)
+        _record_halt(state, outcome)
+
+
+def _record_halt(state: State, outcome: PassOutcome) -> None:
+    """Keep the pass's mass-delete halt for `status` until a pass sees the whole root
+    without one (a pass over some paths may not see the deletes that tripped it)."""
+    if outcome.halted is not None:
+        state.set_meta("halted", outcome.halted)
+    elif outcome.only is None:
+        state.delete_meta("halted")
 
 
 def _record_published(state: State, publication: Publication) -> None:

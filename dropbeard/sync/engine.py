@@ -10,9 +10,11 @@ that fails anywhere can simply be run again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import anyio
 
+from dropbeard.core.changes import PathChange, fetches, path_changes
 from dropbeard.core.config import RootConfig
 from dropbeard.core.passrules import DeleteGuard, guard_deletes, held_entries
 from dropbeard.core.plan import Plan
@@ -58,9 +60,11 @@ async def run_pass(
     plan = guard.applied_to(first)
     summary = _planned(run, local, guard, plan, recovered.problems)
     if opts.dry_run:
+        _tell(run, lambda: path_changes(plan, published=plan.publishes, problems=plan.problems))
         summary.finish(began, time.monotonic())
         return summary
 
+    _meter_downloads(run, plan, local)
     applied = await _apply(run, plan, local)
     uploaded = await upload_plan_blobs(run, inputs, guard, plan, local.result, remote.remotes)
     plan = uploaded.plan  # re-planned without the files that changed while uploaded
@@ -68,12 +72,50 @@ async def run_pass(
     held = held_entries(plan.manifest, applied.failed, local.bases)
     publication = await publish_if_changed(run, loaded, plan, held, settled)
     outcome = PassOutcome(
-        local, applied, uploaded, publication, settled, opts.only, recovered.problems
+        local,
+        applied,
+        uploaded,
+        publication,
+        settled,
+        opts.only,
+        found=recovered.problems,
+        halted=guard.reported,
     )
     await anyio.to_thread.run_sync(commit_pass, state, outcome)
     _record(summary, outcome)
+    _tell(run, lambda: _changes(outcome))
     summary.finish(began, time.monotonic())
     return summary
+
+
+def _changes(outcome: PassOutcome) -> list[PathChange]:
+    published = outcome.publication.published is not None
+    return path_changes(
+        outcome.plan,
+        failed=outcome.applied.failed,
+        published=published,
+        problems=outcome.problems,
+    )
+
+
+def _tell(run: PassRun, changes: Callable[[], list[PathChange]]) -> None:
+    """Hand each changed path to the caller's `on_change` (listed only if there is one),
+    and end the meter's stages."""
+    if run.opts.meter is not None:
+        run.opts.meter.end()
+    if run.opts.on_change is not None:
+        for change in changes():
+            run.opts.on_change(change)
+
+
+def _meter_downloads(run: PassRun, plan: Plan, local: LocalScan) -> None:
+    """Tell the meter what apply will fetch: each blob once, none whose bytes are on disk."""
+    meter = run.opts.meter
+    if meter is None:
+        return
+    wanted = fetches(plan, {i.sha256 for i in local.result.items.values() if i.sha256})
+    meter.name_blobs(wanted)
+    meter.begin("downloading", len(wanted), sum(size for _, _, size in wanted))
 
 
 async def _apply(run: PassRun, plan: Plan, local: LocalScan) -> Applied:
@@ -85,7 +127,6 @@ async def _apply(run: PassRun, plan: Plan, local: LocalScan) -> Applied:
         plan,
         local.result,
         concurrency=run.opts.concurrency,
-        progress=run.opts.progress,
     )
 
 

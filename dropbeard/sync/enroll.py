@@ -1,12 +1,15 @@
 """`dropbeard init`: make a folder a root and register this device in the bucket (IO).
 
+The root joined is the one the remote holds unless told otherwise (`sync.joining`).
 `.dropbear/` is prepared under a temporary name and renamed into place last, once the
 device is registered; the temporary folder stays behind only when the registration may
-have landed unseen, so that running the same `init` again completes it.
+have landed unseen, so that running the same `init` again completes it. A folder `init`
+created is removed again when it fails and nothing had to stay.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import socket
@@ -20,14 +23,16 @@ from dropbeard.core.config import (
     MODES,
     RemoteConfig,
     RootConfig,
+    check_endpoint_url,
     parse_remote_url,
     render_root_config,
 )
-from dropbeard.core.errors import NotFound, UsageError
+from dropbeard.core.errors import DropbeardError, NotFound, UsageError
 from dropbeard.core.ids import validate_id
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.timestamps import utc_iso
 from dropbeard.store.base import Store
+from dropbeard.sync.joining import Incoming, RootChoice, choose_root, incoming
 from dropbeard.sync.probe import ignored_conditions
 from dropbeard.sync.registry import register, update_registry
 from dropbeard.sync.root import DOT, RootPaths
@@ -42,40 +47,62 @@ class InitRequest:
     device_id: str | None = None
     mode: str = "bidirectional"
     take_over: bool = False
+    #: create a root even though the remote already holds some
+    new_root: bool = False
+
+
+def _normalised(text: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")
 
 
 def derive_id(text: str, what: str, flag: str) -> str:
     """A valid id from a folder or host name: lowercased, other characters become '-'."""
-    candidate = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")[:64]
+    candidate = _normalised(text)[:64]
     try:
         return validate_id(candidate)
     except ValueError:
         raise UsageError(f"cannot derive a {what} from {text!r}: pass {flag}") from None
 
 
+def typed_id(text: str, flag: str) -> str:
+    """An id the person typed, normalised as a derived one is (`Sync` -> `sync`, `My
+    Laptop` -> `my-laptop`) but never cut short; UsageError if nothing valid remains."""
+    candidate = _normalised(text)
+    try:
+        return validate_id(candidate)
+    except ValueError as exc:
+        shown = "" if candidate == text else f" (from {text!r})"
+        raise UsageError(f"{flag}: {exc}{shown}") from None
+
+
 def prepare(req: InitRequest) -> RootConfig:
-    """Validate the request and return the root.toml to write (no IO on the bucket)."""
+    """Validate the request and return the root.toml to write (no IO on the bucket). Its
+    root id is the one typed, else the folder's name, until `init_root` settles it
+    against the roots the remote holds."""
     if req.mode not in MODES:
         raise UsageError(f"--mode must be one of {', '.join(MODES)}")
     try:
-        parse_remote_url(req.remote.url)
+        url = parse_remote_url(req.remote.url)
     except ValueError as exc:
         raise UsageError(f"--remote: {exc}") from None
+    if req.remote.endpoint_url is not None:
+        if url.kind != "s3":
+            raise UsageError("--endpoint-url only applies to s3:// remotes")
+        try:
+            check_endpoint_url(req.remote.endpoint_url)
+        except ValueError as exc:
+            raise UsageError(f"--endpoint-url: {exc}") from None
     path = req.path.absolute()
-    # An id given explicitly, even an empty one, is validated as given, never replaced.
     root_id = (
-        req.root_id if req.root_id is not None else derive_id(path.name, "root id", "--root-id")
+        typed_id(req.root_id, "--root-id")
+        if req.root_id is not None
+        else derive_id(path.name, "root id", "--root-id")
     )
     device_id = (
-        req.device_id
+        typed_id(req.device_id, "--device-id")
         if req.device_id is not None
         else derive_id(socket.gethostname().split(".")[0], "device id", "--device-id")
     )
-    for value, flag in ((root_id, "--root-id"), (device_id, "--device-id")):
-        try:
-            validate_id(value)
-        except ValueError as exc:
-            raise UsageError(f"{flag}: {exc}") from None
     if (path / DOT / "root.toml").exists():
         raise UsageError(f"{path} is already a dropbeard root ({path / DOT / 'root.toml'})")
     return RootConfig(
@@ -88,21 +115,50 @@ def prepare(req: InitRequest) -> RootConfig:
 
 @dataclass(frozen=True, slots=True)
 class Enrolled:
-    """What `init_root` did: the root, and the conditional writes the server ignores
-    (`dropbeard.sync.probe`; empty when it honours them all)."""
+    """What `init_root` did: the root, its config, whether it joined a root the remote
+    held and (when it did) what the other devices will send (None if that could not be
+    read), and the conditional writes the server ignores (`dropbeard.sync.probe`; empty
+    when it honours them all)."""
 
     paths: RootPaths
+    cfg: RootConfig
+    choice: RootChoice
+    incoming: Incoming | None
     ignored: list[str]
 
 
 async def init_root(req: InitRequest, cfg: RootConfig, store: Store) -> Enrolled:
-    """Register the device, probe the server, then create `.dropbear/` atomically.
+    """Settle the root id (`sync.joining.choose_root`), register the device, probe the
+    server, then create `.dropbear/` atomically.
 
     Retry-safe: from the registry write on, a failure keeps the staging folder with the
     registration it attempted (`registration.json`), since the write may have landed
     unseen (a reply lost after the last retry). The same `init` run again finds it and
-    accepts the active record that registration made as its own."""
-    path = _root_folder(req)
+    accepts the active record that registration made as its own. Any other failure
+    leaves nothing behind, not even the folder if this call created it."""
+    choice = await choose_root(
+        store, cfg.root_id, typed=req.root_id is not None, new_root=req.new_root
+    )
+    cfg = msgspec.structs.replace(cfg, root_id=choice.root_id)
+    path, created = _root_folder(req)
+    try:
+        paths, ignored = await _register(req, cfg, store, path)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only if empty: never what a person (or a retry) needs
+        raise
+    received = None
+    if choice.joined:
+        with contextlib.suppress(DropbeardError):  # registered already: counting is a nicety
+            received = await incoming(store, cfg)
+    return Enrolled(paths, cfg, choice, received, ignored)
+
+
+async def _register(
+    req: InitRequest, cfg: RootConfig, store: Store, path: Path
+) -> tuple[RootPaths, list[str]]:
+    """The registration and `.dropbear/` of `init_root`; the server's ignored conditions."""
     paths = RootPaths(path)
     staging = path / f"{DOT}.init-tmp"
     earlier = _attempted(staging, cfg)
@@ -128,7 +184,7 @@ async def init_root(req: InitRequest, cfg: RootConfig, store: Store) -> Enrolled
     finally:
         if not keep:
             shutil.rmtree(staging, ignore_errors=True)
-    return Enrolled(paths, ignored)
+    return paths, ignored
 
 
 _ATTEMPT = "registration.json"
@@ -160,15 +216,17 @@ def _attempted(staging: Path, cfg: RootConfig) -> str | None:
     return attempt.registered_at
 
 
-def _root_folder(req: InitRequest) -> Path:
+def _root_folder(req: InitRequest) -> tuple[Path, bool]:
+    """The root folder, made if missing; True if this call made it."""
     path = req.path.absolute()
     if not path.exists():
         if not path.parent.is_dir():
             raise UsageError(f"cannot create {path}: {path.parent} does not exist")
         path.mkdir()
-    elif not path.is_dir():
+        return path, True
+    if not path.is_dir():
         raise UsageError(f"{path} is not a directory")
-    return path
+    return path, False
 
 
 async def _existing_head(store: Store, keys: RootKeys, device_id: str) -> str | None:

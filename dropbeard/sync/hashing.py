@@ -40,11 +40,15 @@ class Hasher:
         self._dir_fd = dir_fd
         self._hook = before_final_check
         self._buf = memoryview(bytearray(CHUNK))
+        #: for progress: the file being read, and every byte read so far
+        self.current: str | None = None
+        self.read_bytes = 0
 
     def sha256(self, path: str, disk: str | None, key: StatKey) -> str:
         """The SHA-256 of regular file `path` (named `disk` on disk if set), never read
         through a symlink. Changed if it is not the file `key` describes (replaced, or
         changed before or while it was read); OSError if it cannot be read."""
+        self.current = path
         try:
             fd = os.open(disk or path, _FILE_FLAGS, dir_fd=self._dir_fd)
         except OSError as e:
@@ -77,6 +81,7 @@ class Hasher:
             if n == 0:
                 break
             got += n
+            self.read_bytes += n
         if self._hook is not None:
             self._hook(path)
         if got != key.size or not _same(os.fstat(fd), key):

@@ -6,6 +6,7 @@ These steps write nothing but `.dropbear/tmp/` (emptied) and the remote-read cac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import anyio
@@ -25,11 +26,12 @@ from dropbeard.core.passrules import (
 from dropbeard.core.plan import PULLS, Base, Plan, Remote
 from dropbeard.core.problems import Problem
 from dropbeard.sync.hashing import StatKey
+from dropbeard.sync.meter import PassMeter
 from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.publish import LastIds
 from dropbeard.sync.remote import RemoteRead, read_remotes
 from dropbeard.sync.root import RootPaths, reset_tmp
-from dropbeard.sync.scan import ScanResult, scan
+from dropbeard.sync.scan import HashCounts, ScanResult, scan
 from dropbeard.sync.state import Peer, State
 
 _BASE_DECODER = msgspec.json.Decoder(Base)
@@ -132,7 +134,11 @@ async def scan_root(run: PassRun, loaded: Loaded) -> LocalScan:
         row = cache.get(path)
         return None if row is None else (StatKey(row[0], row[1], row[2], row[3]), row[4])
 
-    result = await scan(run.paths.root, ignore=ignore, cache=cached, only=run.opts.only)
+    meter = run.opts.meter
+    hashing = None if meter is None else _meter_hashing(meter)
+    result = await scan(
+        run.paths.root, ignore=ignore, cache=cached, only=run.opts.only, hashing=hashing
+    )
     if trouble is not None:
         result.problems.append(trouble)
     entries = local_entries(result.items)
@@ -142,6 +148,18 @@ async def scan_root(run: PassRun, loaded: Loaded) -> LocalScan:
     racy = racy_after_ns(run.now)
     unreadable = trouble is not None
     return LocalScan(result, entries, bases, untracked, cache, racy, ignore, unreadable)
+
+
+def _meter_hashing(meter: PassMeter) -> Callable[[HashCounts], None]:
+    def report(counts: HashCounts) -> None:
+        if counts.files or counts.files_total:  # nothing to hash: no stage to show
+            meter.hashing(
+                (counts.files, counts.files_total),
+                (counts.bytes, counts.bytes_total),
+                counts.current,
+            )
+
+    return report
 
 
 def _read_ignore(paths: RootPaths) -> tuple[IgnoreRules, Problem | None]:

@@ -7,9 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from dropbeard.core.changes import PathChange
 from dropbeard.core.config import RootConfig
 from dropbeard.core.keys import RootKeys
-from dropbeard.store.base import Progress, Store
+from dropbeard.store.base import Store
+from dropbeard.sync.meter import PassMeter
+from dropbeard.sync.metered import MeteredStore
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.state import State
 
@@ -19,7 +22,10 @@ class PassOptions:
     dry_run: bool = False
     allow_mass_delete: bool = False
     concurrency: int = 8
-    progress: Progress | None = None
+    #: told what the pass is doing (stages, totals, transfers by path), for a display
+    meter: PassMeter | None = None
+    #: called once per changed path after the pass committed (planned ones on a dry run)
+    on_change: Callable[[PathChange], None] | None = None
     #: rescan only these paths (daemon, after watcher events); None = the whole root
     only: frozenset[str] | None = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -43,4 +49,7 @@ class PassRun:
     def begin(
         cls, paths: RootPaths, cfg: RootConfig, state: State, store: Store, opts: PassOptions
     ) -> PassRun:
+        """The pass's setting; its store reports transfers to `opts.meter` if there is one."""
+        if opts.meter is not None:
+            store = MeteredStore(store, opts.meter)
         return cls(paths, cfg, RootKeys(cfg.root_id), state, store, opts, opts.now())

@@ -76,13 +76,13 @@ async def upload_plan_blobs(
     for _round in range(UPLOAD_ROUNDS):
         new = blobs_to_upload(plan.manifest, known, scanned.items)
         sources = [_source(run.paths, scanned, e) for e in new]
+        _meter_uploads(run, sources)
         up = await upload_blobs(
             run.store,
             run.keys,
             sources,
             concurrency=run.opts.concurrency,
             journal=journal,
-            progress=run.opts.progress,
         )
         uploaded, uploaded_bytes = uploaded + up.uploaded, uploaded_bytes + up.uploaded_bytes
         skipped += up.skipped_existing
@@ -92,6 +92,16 @@ async def upload_plan_blobs(
         problems.extend(_changed_while_reading(path) for path in up.changed.values())
         plan = guard.applied_to(inputs.plan(unreadable))
     return Uploaded(plan, problems, uploaded, uploaded_bytes, skipped)
+
+
+def _meter_uploads(run: PassRun, sources: list[BlobSource]) -> None:
+    """Tell the meter what this round uploads: each blob once, named by its path."""
+    meter = run.opts.meter
+    if meter is None:
+        return
+    unique = {s.sha256: s for s in sources}
+    meter.name_blobs((s.sha256, s.path, s.size) for s in unique.values())
+    meter.begin("uploading", len(unique), sum(s.size for s in unique.values()))
 
 
 def _source(paths: RootPaths, scanned: ScanResult, entry: Entry) -> BlobSource:

@@ -4,12 +4,16 @@ reads; never writes)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import anyio
 import msgspec
 
+from dropbeard.core.config import RemoteConfig
 from dropbeard.core.errors import DropbeardError, OfflineError, single_error
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.plan import Base
+from dropbeard.store.base import Store
 from dropbeard.store.factory import open_store
 from dropbeard.sync.drift import find_drift
 from dropbeard.sync.remote import read_remotes
@@ -30,6 +34,10 @@ class DeviceStatus(msgspec.Struct):
 
 
 class StatusReport(msgspec.Struct, kw_only=True):
+    """One root's status. `halted` is the mass-delete halt of the last pass (with what to
+    run); `devices_checked` is False when the bucket was not asked (`--offline`), so an
+    empty `devices` then means "not checked", not "none"."""
+
     root: str
     online: bool
     reason: str | None = None
@@ -44,12 +52,20 @@ class StatusReport(msgspec.Struct, kw_only=True):
     devices: list[DeviceStatus] = []
     devices_error: str | None = None
     drift: list[str] = []
+    halted: str | None = None
+    devices_checked: bool = False
     source: str = "root"
+
+    @property
+    def needs_attention(self) -> bool:
+        """Conflicts, problems or a halted delete remain (exit 4)."""
+        return bool(self.conflicts or self.problems or self.halted)
 
 
 def _local_part(state: State, report: StatusReport) -> None:
     report.counts = state.statuses()
     report.last_manifest = state.get_meta("last_manifest")
+    report.halted = state.get_meta("halted")
     report.problems = [
         {"path": p.path, "kind": p.kind, "message": p.message} for p in state.problems()
     ]
@@ -61,7 +77,14 @@ def _local_part(state: State, report: StatusReport) -> None:
         report.conflicts.append(ConflictView(path, copies))
 
 
-async def gather(paths: RootPaths, *, offline: bool) -> StatusReport:
+async def gather(
+    paths: RootPaths,
+    *,
+    offline: bool,
+    opener: Callable[[RemoteConfig], Store] = open_store,
+) -> StatusReport:
+    """The status of the root at `paths`; the bucket (opened with `opener`) is read unless
+    `offline`."""
     report = StatusReport(root=str(paths.root), online=False)
     try:
         cfg, state = await anyio.to_thread.run_sync(open_online, paths)
@@ -78,7 +101,8 @@ async def gather(paths: RootPaths, *, offline: bool) -> StatusReport:
         state.close()
     if offline:
         return report
-    store = open_store(cfg.remote)
+    report.devices_checked = True
+    store = opener(cfg.remote)
     try:
         read = await read_remotes(
             store,

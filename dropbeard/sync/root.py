@@ -63,11 +63,18 @@ class RootPaths:
 def find_root(start: Path) -> Path:
     """The root containing `start` (itself or the nearest parent holding `.dropbear/`);
     `start` itself when none does (it is then reported offline)."""
+    found = enclosing_root(start)
+    return start.absolute() if found is None else found
+
+
+def enclosing_root(start: Path) -> Path | None:
+    """The root containing `start` (itself or the nearest parent holding `.dropbear/`), or
+    None when `start` is inside no root."""
     start = start.absolute()
     for candidate in (start, *start.parents):
         if (candidate / DOT).is_dir():
             return candidate
-    return start
+    return None
 
 
 def load_identity(paths: RootPaths) -> RootConfig:

@@ -85,6 +85,7 @@ async def scan(
     only: Collection[str] | None = None,
     hash_workers: int = 2,
     progress: Callable[[int], None] | None = None,
+    hashing: Callable[[HashCounts], None] | None = None,
     _before_final_check: Callable[[str], None] | None = None,
 ) -> ScanResult:
     """Scan `root`: every file, directory and symlink not ignored, files hashed unless
@@ -96,7 +97,8 @@ async def scan(
     `unreadable`, no longer exists as a trackable entry (deleted, ignored, or its parent
     became a symlink). `cache(path)` is called on the walk thread once per regular file:
     keep it to a dict lookup (load the stat cache up front, not one sqlite query per
-    file). `progress(n)` is called in the event loop with the entries settled so far.
+    file). `progress(n)` is called in the event loop with the entries settled so far,
+    `hashing(counts)` with the hashing done so far (`HashCounts`).
     `_before_final_check(path)` is a test hook run after a file's bytes were read, before
     the final fstat. Raises OfflineError if `root` is missing, not a directory or cannot
     be opened: an unmounted root must never look like an empty one.
@@ -107,8 +109,8 @@ async def scan(
         run = _Scan(root_fd, ignore, cache, max(1, hash_workers), _before_final_check)
         async with anyio.create_task_group() as outer:
             outer.start_soon(_stop_on_cancel, run.stop)
-            if progress is not None:
-                outer.start_soon(_report_progress, run, progress)
+            if progress is not None or hashing is not None:
+                outer.start_soon(_report_progress, run, progress, hashing)
             async with anyio.create_task_group() as workers:
                 workers.start_soon(anyio.to_thread.run_sync, run.walk, targets)
                 for slot in range(run.workers):
@@ -116,6 +118,8 @@ async def scan(
             outer.cancel_scope.cancel()
         if progress is not None:
             progress(run.settled())
+        if hashing is not None:
+            hashing(run.hash_counts())
         result = run.result()
         result.root_empty = await anyio.to_thread.run_sync(_holds_nothing, root_fd)
         return result
@@ -158,10 +162,28 @@ async def _stop_on_cancel(stop: threading.Event) -> None:
         stop.set()
 
 
-async def _report_progress(run: _Scan, progress: Callable[[int], None]) -> None:
+async def _report_progress(
+    run: _Scan,
+    progress: Callable[[int], None] | None,
+    hashing: Callable[[HashCounts], None] | None,
+) -> None:
     while True:
         await anyio.sleep(_PROGRESS_EVERY_S)
-        progress(run.settled())
+        if progress is not None:
+            progress(run.settled())
+        if hashing is not None:
+            hashing(run.hash_counts())
+
+
+class HashCounts(msgspec.Struct, frozen=True):
+    """Hashing so far: files and bytes done, of totals known once the walk is over
+    (None before), and a file being read."""
+
+    files: int
+    files_total: int | None
+    bytes: int
+    bytes_total: int | None
+    current: str | None
 
 
 def _only_targets(only: Collection[str]) -> set[str] | None:
@@ -205,11 +227,25 @@ class _Scan(Walk):
         self.items: dict[str, LocalItem] = {}
         self.scanned = 0
         self.queued = 0
+        self.queued_bytes = 0
+        self.walked = False
         self.hashed = [(0, 0)] * workers
         self.done = [0] * workers
+        self.hashers: list[Hasher] = []
 
     def settled(self) -> int:
         return self.scanned - self.queued + sum(self.done)
+
+    def hash_counts(self) -> HashCounts:
+        walked = self.walked
+        current = next((h.current for h in self.hashers if h.current), None)
+        return HashCounts(
+            sum(self.done),
+            self.queued if walked else None,
+            sum(h.read_bytes for h in self.hashers),
+            self.queued_bytes if walked else None,
+            current,
+        )
 
     def result(self) -> ScanResult:
         return ScanResult(
@@ -228,6 +264,7 @@ class _Scan(Walk):
         try:
             super().walk(targets)
         finally:
+            self.walked = True
             for _ in range(self.workers):
                 self.jobs.put(None)
 
@@ -276,6 +313,7 @@ class _Scan(Walk):
                 else:
                     jobs.put((path, disk, _MODES[mode & 0o7777], key))
                     queued += 1
+                    self.queued_bytes += key.size
             elif kind == S_IFDIR:
                 items[path] = LocalItem(path, "dir", _MODES[mode & 0o7777], None, None, None, disk)
                 stack.append((path, disk))
@@ -313,12 +351,14 @@ class _Scan(Walk):
 
     def hash_worker(self, slot: int) -> None:
         hasher = Hasher(self.root_fd, self.hook)
+        self.hashers.append(hasher)
         files = nbytes = 0
         while (job := self.jobs.get()) is not None:
             if not self.stop.is_set() and self.hash_file(hasher, *job):
                 files += 1
                 nbytes += job[3].size
             self.done[slot] += 1
+            hasher.current = None
         self.hashed[slot] = (files, nbytes)
 
     def hash_file(

@@ -102,6 +102,9 @@ class State:
     def set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    def delete_meta(self, key: str) -> None:
+        self._db.execute("DELETE FROM meta WHERE key=?", (key,))
+
     def get_int(self, key: str, default: int = 0) -> int:
         value = self.get_meta(key)
         return default if value is None else int(value)

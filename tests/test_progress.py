@@ -1,0 +1,106 @@
+"""Progress on a terminal (issue 13, item 3): `dropbeard sync` run in a pseudo-terminal
+shows done/total files and bytes, the percentage, the rate, the ETA and the current file;
+run into a pipe, none of it appears anywhere."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+import pytest
+
+from tests.converge import Cli
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+SIZE = 128 * 1024 * 1024  # big enough that the pass lasts past the display's first draw
+
+
+@pytest.fixture
+def root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    root = tmp_path / "Sync"
+    made = Cli(capsys)("init", str(root), "--remote", str(tmp_path / "remote"), "-q")
+    assert made.code == 0, made.err
+    with open(root / "big.bin", "wb") as f:
+        f.truncate(SIZE)  # sparse: quick to make, read and copied like any file
+    for i in range(200):
+        (root / f"note{i:03}.txt").write_text(f"note {i}\n")
+    return root
+
+
+def _sync_in_terminal(root: Path, columns: int) -> tuple[str, str, int]:
+    """`dropbeard sync ROOT` with stderr on a pseudo-terminal `columns` wide and stdout a
+    pipe: what the terminal showed (escape sequences removed), stdout, the exit code."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}
+    env["TERM"] = "xterm-256color"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dropbeard", "sync", str(root)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=env,
+    )
+    os.close(slave)
+    shown = bytearray()
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's last writer is gone
+                break
+            if not data:
+                break
+            shown += data
+    finally:
+        os.close(master)
+    assert proc.stdout is not None
+    out = proc.stdout.read().decode()
+    code = proc.wait(timeout=120)
+    return ANSI.sub("", shown.decode(errors="replace")), out, code
+
+
+@pytest.mark.parametrize("columns", [200, 80])
+def test_sync_shows_totals_percent_rate_eta_and_file_on_a_terminal(
+    root: Path, columns: int
+) -> None:
+    shown, out, code = _sync_in_terminal(root, columns)
+    assert code == 0, shown
+    frames = re.split(r"[\r\n]", shown)
+    assert max(len(frame) for frame in frames) <= columns, shown  # nothing wraps
+    assert "uploading" in shown
+    assert re.search(r"\d+%", shown), shown
+    assert re.search(r"[\d.]+/134\.2 MB", shown), shown  # bytes done of the total
+    assert re.search(r"\d+/201 files", shown), shown  # files done of the total
+    assert re.search(r"[\d.]+ [kMG]?B/s", shown), shown  # the rate
+    assert re.search(r"ETA \d+:\d\d:\d\d", shown), shown
+    assert re.search(r"(big\.bin|note\d{3}\.txt)", shown), shown  # the current file
+    assert "ETA" not in out and "%" not in out  # stdout (a pipe) got the summary only
+    assert out.startswith("synced ")
+
+
+def test_sync_into_a_pipe_shows_no_progress(root: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    done = subprocess.run(
+        [sys.executable, "-m", "dropbeard", "sync", str(root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "ETA" not in done.stdout and "uploading" not in done.stdout

@@ -143,13 +143,13 @@ class WriteLog(ForwardingStore):
         kept = data if data is not None and len(data) < 65536 else None
         self.log.append(Written(op, key, sha, kept))
 
-    async def put(self, key: str, data: bytes) -> str:
-        etag = await super().put(key, data)
+    async def put(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        etag = await super().put(key, data, sha256=sha256)
         self._record("put", key, data)
         return etag
 
-    async def put_if_absent(self, key: str, data: bytes) -> str:
-        etag = await super().put_if_absent(key, data)
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        etag = await super().put_if_absent(key, data, sha256=sha256)
         self._record("put_if_absent", key, data)
         return etag
 

@@ -223,10 +223,10 @@ class _SlowUploads:
                 started.set()
                 return await super().put_file(key, path, **kwargs)
 
-            async def put_if_absent(self, key: str, data: bytes) -> str:
+            async def put_if_absent(self, key: str, data: bytes, **kwargs: Any) -> str:
                 if "/blobs/" in key:
                     started.set()
-                return await super().put_if_absent(key, data)
+                return await super().put_if_absent(key, data, **kwargs)
 
         store = Slow(open_store(remote, concurrency=concurrency))
         store.add_latency(self.seconds, "put_file")

@@ -906,11 +906,13 @@ class CrashingS3Store(S3Store):
         self.parts_done = 0
         self._enough = anyio.Event()
 
-    async def mp_put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+    async def mp_put_part(
+        self, key: str, upload_id: str, number: int, data: bytes, sha256: str | None = None
+    ) -> str:
         if number > self.survive:
             await self._enough.wait()
             raise SimulatedCrash(f"crash while sending part {number}")
-        etag = await super().mp_put_part(key, upload_id, number, data)
+        etag = await super().mp_put_part(key, upload_id, number, data, sha256)
         self.parts_done += 1
         if self.parts_done >= self.survive:
             self._enough.set()
@@ -924,8 +926,10 @@ class PartCountingS3Store(S3Store):
         super().__init__(*args, **kwargs)
         self.part_bytes = 0
 
-    async def mp_put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
-        etag = await super().mp_put_part(key, upload_id, number, data)
+    async def mp_put_part(
+        self, key: str, upload_id: str, number: int, data: bytes, sha256: str | None = None
+    ) -> str:
+        etag = await super().mp_put_part(key, upload_id, number, data, sha256)
         self.part_bytes += len(data)
         return etag
 
@@ -988,10 +992,10 @@ _HOLD_PARTS = """
 import sys, anyio
 from dropbeard.store.s3 import S3Store
 _send = S3Store.mp_put_part
-async def held(self, key, upload_id, number, data):
+async def held(self, key, upload_id, number, data, sha256=None):
     if number > 2:
         await anyio.sleep(3600)  # parts 3.. never leave: the process is killed meanwhile
-    return await _send(self, key, upload_id, number, data)
+    return await _send(self, key, upload_id, number, data, sha256)
 S3Store.mp_put_part = held
 from dropbeard.cli.main import main
 sys.exit(main(sys.argv[1:]))
@@ -1003,8 +1007,8 @@ from pathlib import Path
 from dropbeard.store.s3 import S3Store
 sent = [0]
 _send = S3Store.mp_put_part
-async def counted(self, key, upload_id, number, data):
-    etag = await _send(self, key, upload_id, number, data)
+async def counted(self, key, upload_id, number, data, sha256=None):
+    etag = await _send(self, key, upload_id, number, data, sha256)
     sent[0] += len(data)
     return etag
 S3Store.mp_put_part = counted

@@ -68,8 +68,8 @@ class Recorder:
         self.calls.append(("head", key))
         return INFO
 
-    async def put(self, key: str, data: bytes) -> str:
-        self.calls.append(("put", key, data))
+    async def put(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        self.calls.append(("put", key, data, sha256))
         return "etag-put"
 
     async def put_file(
@@ -85,8 +85,8 @@ class Recorder:
         _report(progress)
         return "etag-file"
 
-    async def put_if_absent(self, key: str, data: bytes) -> str:
-        self.calls.append(("put_if_absent", key, data))
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        self.calls.append(("put_if_absent", key, data, sha256))
         return "etag-absent"
 
     async def put_if_match(self, key: str, data: bytes, etag: str) -> str:
@@ -142,8 +142,8 @@ async def test_requests_pass_their_arguments_and_answers(wrapper: ForwardingStor
     assert await wrapper.get("a") == b"data"
     assert await wrapper.get_if_changed("a", "etag-1") == (b"data", "etag-2")
     assert await wrapper.head("blobs/k") == INFO
-    assert await wrapper.put("a", b"1") == "etag-put"
-    assert await wrapper.put_if_absent("x/blobs/b", b"2") == "etag-absent"
+    assert await wrapper.put("a", b"1", sha256="sha-1") == "etag-put"
+    assert await wrapper.put_if_absent("x/blobs/b", b"2", sha256="sha-2") == "etag-absent"
     assert await wrapper.put_if_match("registry.json", b"3", "etag-0") == "etag-match"
     await wrapper.delete("a")
     await wrapper.aclose()
@@ -151,8 +151,8 @@ async def test_requests_pass_their_arguments_and_answers(wrapper: ForwardingStor
         ("get", "a"),
         ("get_if_changed", "a", "etag-1"),
         ("head", "blobs/k"),
-        ("put", "a", b"1"),
-        ("put_if_absent", "x/blobs/b", b"2"),
+        ("put", "a", b"1", "sha-1"),
+        ("put_if_absent", "x/blobs/b", b"2", "sha-2"),
         ("put_if_match", "registry.json", b"3", "etag-0"),
         ("delete", "a"),
         ("aclose",),

@@ -45,7 +45,9 @@ class Server:
             return None
         return {n: (_etag(d), len(d)) for n, d in parts.items()}
 
-    async def mp_put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+    async def mp_put_part(
+        self, key: str, upload_id: str, number: int, data: bytes, sha256: str | None = None
+    ) -> str:
         self.uploads[upload_id][number] = data
         self.sent.append((upload_id, number))
         return _etag(data)

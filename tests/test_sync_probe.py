@@ -25,10 +25,10 @@ class Ignoring(ForwardingStore):
         super().__init__(inner)
         self.headers = headers
 
-    async def put_if_absent(self, key: str, data: bytes) -> str:
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
         if IF_NONE_MATCH in self.headers:
-            return await self.inner.put(key, data)
-        return await super().put_if_absent(key, data)
+            return await self.inner.put(key, data, sha256=sha256)
+        return await super().put_if_absent(key, data, sha256=sha256)
 
     async def put_if_match(self, key: str, data: bytes, etag: str) -> str:
         if IF_MATCH in self.headers:

@@ -76,16 +76,16 @@ class Recording(CountingStore):
         self.reserved: list[tuple[Reservation, int]] = []
         self.fail: Callable[[str], bool] = lambda _key: False
 
-    async def put(self, key: str, data: bytes) -> str:
+    async def put(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
         if self.fail(key):
             raise Unavailable(f"writing {key}: connection reset", key)
         self.written.append(key)
-        return await super().put(key, data)
+        return await super().put(key, data, sha256=sha256)
 
-    async def put_if_absent(self, key: str, data: bytes) -> str:
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
         if self.fail(key):
             raise Unavailable(f"creating {key}: connection reset", key)
-        etag = await super().put_if_absent(key, data)
+        etag = await super().put_if_absent(key, data, sha256=sha256)
         self.written.append(key)
         return etag
 

@@ -216,7 +216,7 @@ class Gauge(CountingStore):
         self.peak = 0
         self.full = anyio.Event()
 
-    async def put_if_absent(self, key: str, data: bytes) -> str:
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         if self.in_flight >= self.expect:

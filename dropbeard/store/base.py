@@ -108,9 +108,11 @@ class Store(Protocol):
         """Size, etag and modification time. NotFound if absent."""
         ...
 
-    async def put(self, key: str, data: bytes) -> str:
+    async def put(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
         """Create or replace the object; returns its new etag. Readers see the old object
-        or the new one, never a mix or a partial object."""
+        or the new one, never a mix or a partial object. `sha256`, when the caller knows
+        it, is the SHA-256 (hex) of `data`: a backend may hand it to the server instead of
+        hashing `data` again (a server that checks it refuses other bytes)."""
         ...
 
     async def put_file(
@@ -128,9 +130,10 @@ class Store(Protocol):
         IntegrityError and nothing is visible at `key` (the file changed while read)."""
         ...
 
-    async def put_if_absent(self, key: str, data: bytes) -> str:
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
         """Create the object only if the key does not exist (If-None-Match: *). Of N
-        concurrent calls on one key exactly one wins; the others get PreconditionFailed."""
+        concurrent calls on one key exactly one wins; the others get PreconditionFailed.
+        `sha256` as for `put`."""
         ...
 
     async def put_if_match(self, key: str, data: bytes, etag: str) -> str:

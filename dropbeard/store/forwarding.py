@@ -72,8 +72,8 @@ class ForwardingStore:
     async def head(self, key: str) -> ObjectInfo:
         return await self._forward("head", key, lambda: self.inner.head(key))
 
-    async def put(self, key: str, data: bytes) -> str:
-        return await self._forward("put", key, lambda: self.inner.put(key, data))
+    async def put(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        return await self._forward("put", key, lambda: self.inner.put(key, data, sha256=sha256))
 
     async def put_file(
         self,
@@ -93,9 +93,9 @@ class ForwardingStore:
             ),
         )
 
-    async def put_if_absent(self, key: str, data: bytes) -> str:
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
         return await self._forward(
-            "put_if_absent", key, lambda: self.inner.put_if_absent(key, data)
+            "put_if_absent", key, lambda: self.inner.put_if_absent(key, data, sha256=sha256)
         )
 
     async def put_if_match(self, key: str, data: bytes, etag: str) -> str:

@@ -127,10 +127,11 @@ class LocalStore:
 
     # -- writes -----------------------------------------------------------------------
 
-    async def put(self, key: str, data: bytes) -> str:
+    # `sha256` (see the protocol) is not needed: a file write hashes nothing.
+    async def put(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
         return await anyio.to_thread.run_sync(self._writer.write, key, data)
 
-    async def put_if_absent(self, key: str, data: bytes) -> str:
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
         # One worker-thread trip for the whole write: thread hops, not IO, dominated the
         # cost of many small blobs. Threads of this process exclude each other through the
         # same flock as other processes (each takes it on its own open file description).

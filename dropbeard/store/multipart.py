@@ -50,8 +50,10 @@ class MultipartApi(Protocol):
         """The parts the server holds; None if the upload is gone."""
         ...
 
-    async def mp_put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
-        """Upload part `number` (from 1); its etag."""
+    async def mp_put_part(
+        self, key: str, upload_id: str, number: int, data: bytes, sha256: str | None = None
+    ) -> str:
+        """Upload part `number` (from 1), whose SHA-256 is `sha256` if given; its etag."""
         ...
 
     async def mp_complete(self, key: str, upload_id: str, etags: Sequence[str]) -> str:
@@ -124,10 +126,10 @@ class _Upload:
         etags: list[str] = [""] * count
         limiter = anyio.Semaphore(PARTS_IN_FLIGHT)
 
-        async def send(number: int, data: bytes) -> None:
+        async def send(number: int, data: bytes, sha256: str) -> None:
             try:
                 etags[number - 1] = await self.api.mp_put_part(
-                    self.key, self.upload_id, number, data
+                    self.key, self.upload_id, number, data, sha256
                 )
                 self._report_progress(data)
             finally:
@@ -136,14 +138,14 @@ class _Upload:
         async with anyio.create_task_group() as tg:
             for number in range(1, count + 1):
                 await limiter.acquire()
-                data = await anyio.to_thread.run_sync(_read_part, f, part_size, whole)
+                data, sha256 = await anyio.to_thread.run_sync(_read_part, f, part_size, whole)
                 found = held.get(number)
                 if found and found[1] == len(data) and _same_md5(found[0], data):
                     etags[number - 1] = found[0]
                     limiter.release()
                     self._report_progress(data)
                     continue
-                tg.start_soon(send, number, data)
+                tg.start_soon(send, number, data, sha256)
         return etags
 
     def _report_progress(self, data: bytes) -> None:
@@ -202,10 +204,12 @@ async def _forget_upload(journal: UploadJournal | None, key: str) -> None:
         await journal.clear_upload(key)
 
 
-def _read_part(f: BinaryIO, size: int, whole: hashlib._Hash) -> bytes:
+def _read_part(f: BinaryIO, size: int, whole: hashlib._Hash) -> tuple[bytes, str]:
+    """The next part and its own SHA-256 (the request's payload hash, computed here in a
+    worker thread rather than by the S3 client on the event loop); hashed into `whole`."""
     data = f.read(size)
     whole.update(data)
-    return data
+    return data, hashlib.sha256(data).hexdigest()
 
 
 def _same_md5(etag: str, data: bytes) -> bool:

@@ -122,9 +122,12 @@ class RetryingStore(ForwardingStore):
 
         return await self._forward(op, key, attempt)
 
-    async def put_if_absent(self, key: str, data: bytes) -> str:
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
         return await self._write_conditionally(
-            "put_if_absent", key, data, lambda: self.inner.put_if_absent(key, data)
+            "put_if_absent",
+            key,
+            data,
+            lambda: self.inner.put_if_absent(key, data, sha256=sha256),
         )
 
     async def put_if_match(self, key: str, data: bytes, etag: str) -> str:

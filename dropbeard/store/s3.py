@@ -20,6 +20,7 @@ from dropbeard.store.base import ListPage, ObjectInfo, Progress, UploadJournal, 
 from dropbeard.store.multipart import MULTIPART_THRESHOLD, HeldParts, upload_multipart
 from dropbeard.store.s3client import Credentials, S3Connection
 from dropbeard.store.s3errors import translate
+from dropbeard.store.s3requests import PAYLOAD_SHA256
 
 #: Bytes read from a download's body at a time.
 CHUNK = 1024 * 1024
@@ -183,22 +184,27 @@ class S3Store:
 
     # -- writes ---------------------------------------------------------------------
 
-    async def put(self, key: str, data: bytes) -> str:
-        return await self._put_object(key, data, "writing")
+    async def put(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        return await self._put_object(key, data, "writing", sha256)
 
-    async def put_if_absent(self, key: str, data: bytes) -> str:
-        return await self._put_object(key, data, "creating", IfNoneMatch="*")
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        return await self._put_object(key, data, "creating", sha256, IfNoneMatch="*")
 
     async def put_if_match(self, key: str, data: bytes, etag: str) -> str:
         try:
-            return await self._put_object(key, data, "replacing", IfMatch=etag)
+            return await self._put_object(key, data, "replacing", None, IfMatch=etag)
         except NotFound as exc:
             raise PreconditionFailed(
                 f"replacing {key}: it no longer exists (expected etag {etag})", key
             ) from exc
 
-    async def _put_object(self, key: str, data: bytes, doing: str, **cond: str) -> str:
+    async def _put_object(
+        self, key: str, data: bytes, doing: str, sha256: str | None, **cond: str
+    ) -> str:
+        """PUT `data` at `key`; with `sha256` (its known hash) signed without hashing again."""
         client = await self._client()
+        if sha256 is not None:
+            cond[PAYLOAD_SHA256] = sha256
         with translate(doing, key):
             resp = await client.put_object(
                 Bucket=self.bucket, Key=self._s3_key(key), Body=data, **cond
@@ -216,9 +222,9 @@ class S3Store:
     ) -> str:
         size = (await anyio.Path(path).stat()).st_size
         if size <= MULTIPART_THRESHOLD:
-            data = await anyio.to_thread.run_sync(_read_whole, path)
-            _check_sha(key, data, expected_sha256)
-            etag = await self.put(key, data)
+            data, digest = await anyio.to_thread.run_sync(_read_whole, path)
+            _check_sha(key, digest, expected_sha256)
+            etag = await self.put(key, data, sha256=digest)
             if progress:
                 progress(len(data))
             return etag
@@ -266,8 +272,11 @@ class S3Store:
                 return parts
             kwargs["PartNumberMarker"] = resp["NextPartNumberMarker"]
 
-    async def mp_put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+    async def mp_put_part(
+        self, key: str, upload_id: str, number: int, data: bytes, sha256: str | None = None
+    ) -> str:
         client = await self._client()
+        known = {} if sha256 is None else {PAYLOAD_SHA256: sha256}
         with translate(f"uploading part {number} of", key):
             resp = await client.upload_part(
                 Bucket=self.bucket,
@@ -275,6 +284,7 @@ class S3Store:
                 UploadId=upload_id,
                 PartNumber=number,
                 Body=data,
+                **known,
             )
         return str(resp["ETag"])
 
@@ -318,20 +328,21 @@ def _write_chunk(out: Any, chunk: bytes, hasher: Any, key: str) -> None:
         hasher.update(chunk)
 
 
-def _read_whole(path: Path) -> bytes:
+def _read_whole(path: Path) -> tuple[bytes, str]:
+    """The file's bytes and their SHA-256 (hashed here, in a worker thread, not on the
+    event loop)."""
     with open(path, "rb") as f:
-        return f.read()
+        data = f.read()
+    return data, hashlib.sha256(data).hexdigest()
 
 
-def _check_sha(key: str, data: bytes, expected: str | None) -> None:
-    if expected is not None:
-        got = hashlib.sha256(data).hexdigest()
-        if got != expected:
-            raise IntegrityError(
-                f"uploading {key}: the file changed while it was read "
-                f"(expected SHA-256 {expected}, read {got})",
-                key,
-            )
+def _check_sha(key: str, got: str, expected: str | None) -> None:
+    if expected is not None and got != expected:
+        raise IntegrityError(
+            f"uploading {key}: the file changed while it was read "
+            f"(expected SHA-256 {expected}, read {got})",
+            key,
+        )
 
 
 __all__ = ["S3Store"]

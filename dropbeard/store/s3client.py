@@ -4,7 +4,8 @@ opened on first use and kept (IO: opens the connection pool; reads the environme
 Settings that work beyond AWS: request checksums only when an operation requires them,
 path-style addressing on request, no retries inside botocore (transient errors surface as
 `Unavailable` and `RetryingStore` retries them). The pool is sized to the store's
-concurrency.
+concurrency. Each request costs one round trip and no second hash of a known payload
+(`dropbeard.store.s3requests`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from botocore.config import Config
 from botocore.loaders import Loader, create_loader
 
 from dropbeard.store.s3errors import translate
+from dropbeard.store.s3requests import streamline
 
 _LOADER: Loader | None = None
 
@@ -113,7 +115,9 @@ class S3Connection:
             kwargs["aws_secret_access_key"] = self._credentials.secret_access_key
             kwargs["aws_session_token"] = self._credentials.session_token
         with translate("connecting to", self._description):
-            return await self._stack.enter_async_context(session.create_client("s3", **kwargs))
+            client = await self._stack.enter_async_context(session.create_client("s3", **kwargs))
+        streamline(client)
+        return client
 
     async def aclose(self) -> None:
         await self._stack.aclose()

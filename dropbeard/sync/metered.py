@@ -41,11 +41,13 @@ class MeteredStore(ForwardingStore):
         finally:
             self.meter.transfer_ended(transfer, error)
 
-    async def put_if_absent(self, key: str, data: bytes) -> str:
-        return await self._put_blob(key, data, lambda: self.inner.put_if_absent(key, data))
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        return await self._put_blob(
+            key, data, lambda: self.inner.put_if_absent(key, data, sha256=sha256)
+        )
 
-    async def put(self, key: str, data: bytes) -> str:
-        return await self._put_blob(key, data, lambda: self.inner.put(key, data))
+    async def put(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        return await self._put_blob(key, data, lambda: self.inner.put(key, data, sha256=sha256))
 
     async def _put_blob(self, key: str, data: bytes, call: Callable[[], Awaitable[str]]) -> str:
         if _BLOBS not in key:  # the registry, a head: not a transfer

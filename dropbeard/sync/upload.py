@@ -87,7 +87,7 @@ async def _upload_one(
     if src.size <= SMALL:
         data = await anyio.to_thread.run_sync(_read_verified, src)
         try:
-            await store.put_if_absent(key, data)
+            await store.put_if_absent(key, data, sha256=src.sha256)
         except PreconditionFailed:
             # Present, unless it is the truncated leftover of a write cut short (a server
             # may keep one when its client is killed mid-request): then it is replaced with
@@ -95,7 +95,7 @@ async def _upload_one(
             with contextlib.suppress(NotFound):
                 if (await store.head(key)).size == len(data):
                     return False
-            await store.put(key, data)
+            await store.put(key, data, sha256=src.sha256)
         if progress:
             progress(len(data))
         return True

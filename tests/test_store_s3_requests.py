@@ -1,0 +1,85 @@
+"""What dropbeard's S3 requests look like on the wire, seen by a recording proxy in front
+of the real SeaweedFS server (not a mock of the client): one round trip per PUT (no
+`Expect: 100-continue`), and a known payload hash signed instead of hashed again."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from dropbeard.store.s3 import S3Store
+from dropbeard.store.s3client import Credentials
+from tests.httpspy import HttpSpy, http_spy
+from tests.seaweed import Seaweed
+
+pytestmark = [pytest.mark.anyio, pytest.mark.s3]
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+async def spied(seaweed: Seaweed) -> AsyncIterator[tuple[S3Store, HttpSpy]]:
+    async with http_spy(seaweed.endpoint) as spy:
+        store = S3Store(
+            seaweed.bucket,
+            f"w-{uuid.uuid4().hex[:12]}",
+            endpoint_url=spy.endpoint,
+            addressing_style="path",
+            credentials=Credentials(seaweed.access_key, seaweed.secret_key),
+        )
+        try:
+            yield store, spy
+        finally:
+            await store.aclose()
+
+
+def _puts(spy: HttpSpy) -> list[dict[str, str]]:
+    return [r.headers for r in spy.requests if r.method == "PUT"]
+
+
+async def test_no_put_waits_for_100_continue(
+    spied: tuple[S3Store, HttpSpy], tmp_path: Path
+) -> None:
+    store, spy = spied
+    await store.put_if_absent("blobs/small", b"x" * 4096)
+    await store.put("manifest", b"{}")
+    medium = tmp_path / "medium"
+    medium.write_bytes(os.urandom(MiB))
+    await store.put_file("blobs/medium", medium)
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(17 * MiB))  # multipart: parts are PUTs too
+    await store.put_file("blobs/big", big)
+    puts = _puts(spy)
+    assert len(puts) >= 6  # 3 single PUTs and at least 3 parts crossed the proxy
+    assert [h for h in puts if "expect" in h] == []
+    assert await store.get("blobs/medium") == medium.read_bytes()
+
+
+async def test_a_known_payload_hash_is_signed_as_given(spied: tuple[S3Store, HttpSpy]) -> None:
+    store, spy = spied
+    data = os.urandom(10_000)
+    sha = hashlib.sha256(data).hexdigest()
+    await store.put_if_absent("blobs/known", data, sha256=sha)
+    assert _puts(spy)[-1]["x-amz-content-sha256"] == sha
+    assert await store.get("blobs/known") == data
+
+
+async def test_parts_are_signed_with_the_hash_computed_while_read(
+    spied: tuple[S3Store, HttpSpy], tmp_path: Path
+) -> None:
+    store, spy = spied
+    data = os.urandom(17 * MiB)
+    (tmp_path / "big").write_bytes(data)
+    await store.put_file("blobs/big", tmp_path / "big")
+    parts = _puts(spy)
+    part_size = 5 * MiB
+    expected = [
+        hashlib.sha256(data[i : i + part_size]).hexdigest() for i in range(0, len(data), part_size)
+    ]
+    assert sorted(h["x-amz-content-sha256"] for h in parts) == sorted(expected)
+    assert await store.get("blobs/big") == data

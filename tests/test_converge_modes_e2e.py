@@ -4,6 +4,7 @@ requests (SPEC principle 4: a handful of small reads, no writes)."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from dropbeard.store.factory import open_store
 from dropbeard.store.retry import RetryingStore
 from dropbeard.sync.engine import PassOptions, run_pass
 from dropbeard.sync.root import RootPaths, open_online, root_lock
-from tests.converge import Bucket, Device, devices
+from tests.converge import Bucket, Cli, Device, devices, local_bucket
 
 
 def summary(d: Device, code: int = 0) -> dict[str, Any]:
@@ -123,6 +124,50 @@ def test_archive_only_pulls_keeps_deleted_files_publishes_nothing(
     assert blob_key(remote, b"the archive's own note\n") not in objects
     summary(a)
     assert sorted(a.tree()) == ["y.txt", "z.txt"]
+
+
+# --- a backup seeded by hand (SPEC 3) -----------------------------------------------------
+
+
+@pytest.fixture
+def local_remote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Bucket:
+    return local_bucket(tmp_path, Cli(capsys))
+
+
+@pytest.mark.parametrize("mode", ["archive-only", "download-only"])
+def test_a_backup_seeded_with_a_copy_adopts_the_remote_versions_and_stays_quiet(
+    local_remote: Bucket, tmp_path: Path, mode: str
+) -> None:
+    (a,) = devices(local_remote, tmp_path, "a")
+    a.write("notes/todo.md", "buy milk\n")
+    a.write("photo.jpg", b"\xff\xd8 not really a jpeg")
+    a.write("bin/run.sh", "#!/bin/sh\necho hi\n")
+    a.path("bin/run.sh").chmod(0o755)
+    summary(a)
+    # The person copies the folder onto the backup drive by hand (same bytes and modes,
+    # new mtimes), then makes that folder a device.
+    shutil.copytree(
+        a.root,
+        tmp_path / "root-s",
+        ignore=shutil.ignore_patterns(".dropbear"),
+        copy_function=shutil.copy,
+    )
+    (s,) = devices(local_remote, tmp_path, "s", mode=mode)
+    assert s.tree() == a.tree()
+    got = summary(s)
+    assert (got["downloaded"], got["conflicts"], got["conflict_copies"]) == (0, 0, 0)
+    assert s.tree() == a.tree()
+
+    # every later edit made elsewhere arrives as an ordinary update, never a conflict
+    for n in range(2, 4):
+        a.write("notes/todo.md", f"buy milk, version {n}\n")
+        a.path("bin/run.sh").chmod(0o700 if n % 2 else 0o755)
+        a.write(f"new-{n}.txt", f"new on a, {n}\n")
+        summary(a)
+        got = summary(s)
+        assert got["conflicts"] == 0 and got["conflict_copies"] == 0, got
+        assert s.tree() == a.tree()
+    assert s.status()["conflicts"] == []
 
 
 # --- the cost of an idle pass ------------------------------------------------------------

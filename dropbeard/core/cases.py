@@ -110,7 +110,7 @@ def settle(
     ctx: PassContext, path: str, agreed: Base, content: Entry | None, others: Sequence[Candidate]
 ) -> Outcome:
     """A path not in conflict: the local candidate against everything else."""
-    mine = _local_candidate(ctx, path, agreed, content)
+    mine = _local_candidate(ctx, path, agreed, content, others)
     candidates = [mine] if mine else []
     candidates += others
     if agreed.deleted is not None:
@@ -119,9 +119,10 @@ def settle(
 
 
 def _local_candidate(
-    ctx: PassContext, path: str, agreed: Base, content: Entry | None
+    ctx: PassContext, path: str, agreed: Base, content: Entry | None, others: Sequence[Candidate]
 ) -> Candidate | None:
-    """Unchanged content keeps the base vector; a change, creation or deletion bumps it."""
+    """Unchanged content keeps the base vector; content another device already holds takes
+    its version (`_held_elsewhere`); any other change, creation or deletion bumps it."""
     me = ctx.device_id
     if content is None:
         if agreed.entry is None:
@@ -131,8 +132,31 @@ def _local_candidate(
     if agreed.entry is not None and same_content(content, agreed.entry):
         return Candidate(agreed.entry.version, me, agreed.entry)
     prior = agreed.entry or agreed.deleted
+    held = _held_elsewhere(content, prior.version if prior else None, others)
+    if held is not None:
+        return Candidate(held, me, _with_version(content, held))
     version = ctx.next_version(prior.version if prior else {})
     return Candidate(version, me, _with_version(content, version), fresh=True)
+
+
+def _held_elsewhere(
+    content: Entry, prior: Mapping[str, int] | None, others: Sequence[Candidate]
+) -> dict[str, int] | None:
+    """SPEC 3: the version of `content` to adopt when another device's current version
+    (one no other candidate dominates) holds the very same content and this device's
+    change only brings the path to it — the path is new here (a folder seeded by hand
+    before its first pass), or that version comes after the base (`prior`). Agreeing with
+    another device is not a change: it takes their vectors merged, with no fresh counter,
+    so a device that never publishes does not carry a counter of its own that would make
+    every later remote edit look concurrent. None otherwise: content matching only a
+    superseded version is a change like any other (a conflict, never overwritten)."""
+    current = [c for c in others if not any(dominates(o.version, c.version) for o in others)]
+    same = [c.version for c in current if c.entry is not None and same_content(c.entry, content)]
+    if not same:
+        return None
+    if prior is not None and not any(dominates(v, prior) for v in same):
+        return None
+    return merge(*same)
 
 
 def _decide(

@@ -15,7 +15,7 @@ import pytest
 
 from dropbeard.core.model import Entry, encode_manifest
 from dropbeard.sync.registry import register, update_registry
-from tests.converge import ROOT_ID, Bucket, Device, devices
+from tests.converge import ROOT_ID, Bucket, Cli, Device, devices, local_bucket
 
 
 def sha(data: bytes) -> str:
@@ -101,15 +101,76 @@ def test_manifest_not_matching_its_head_is_refused(remote: Bucket, tmp_path: Pat
         mtime_ns=1,
         sha256=remote.put_blob(planted),
     )
+    original = remote.get(key)
     remote.put(key, encode_manifest(msgspec.structs.replace(real, entries=[*real.entries, entry])))
-    before, before_dot = b.tree(), dot_snapshot(b)
+    before = b.tree()
 
-    got = b.sync(code=11)
+    got = b.sync(code=11)  # a is skipped; b's own pass goes on
     line = one_error_line(got.err)
     assert "'a'" in line and head["manifest"] in line
     assert b.tree() == before  # neither planted.txt nor real.txt
-    assert dot_snapshot(b) == before_dot
-    assert not remote.has_head("b")
+    assert {e.path for e in remote.manifest("b").entries} == {"mine.txt"}
+
+    remote.put(key, original)  # the bucket is repaired: a is read again
+    b.sync()
+    assert b.read("real.txt") == b"what a really holds\n"
+    assert not b.path("planted.txt").exists()
+
+
+# --- one bad device among good ones (SPEC 4.1) ---------------------------------------------
+
+
+@pytest.fixture
+def local_remote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Bucket:
+    return local_bucket(tmp_path, Cli(capsys))
+
+
+@pytest.mark.parametrize("damage", ["malformed", "wrong hash"])
+def test_one_bad_device_does_not_stop_the_others(
+    local_remote: Bucket, tmp_path: Path, damage: str
+) -> None:
+    remote = local_remote
+    a, b, c = devices(remote, tmp_path, "a", "b", "c")
+    a.write("from-a.txt", "a v1\n")
+    a.write("gone.txt", "deleted on a later\n")
+    a.sync()
+    b.write("from-b.txt", "b's file\n")
+    b.sync()
+    c.sync()
+    a.write("from-a.txt", "a v2\n")
+    a.write("new-a.txt", "new on a\n")
+    a.path("gone.txt").unlink()
+    a.sync()
+    b.write("from-b.txt", "b v2, never seen\n")
+    b.sync()
+    head = json.loads(remote.get(remote.keys.head("b")))
+    key = remote.keys.manifest("b", head["manifest"])
+    bad = b'{"format": 1, "entries": 7}' if damage == "malformed" else remote.get(key) + b" "
+    remote.put(key, bad)
+    if damage == "malformed":
+        head["manifest_sha256"] = sha(bad)  # a head vouching for it: it must still parse
+        remote.put(remote.keys.head("b"), json.dumps(head).encode())
+    c.write("new-c.txt", "c's own new file\n")
+
+    got = c.sync(code=11)  # b is skipped and named; everything else goes through
+    line = one_error_line(got.err)
+    assert "device 'b'" in line and key in line, line
+    assert c.read("from-a.txt") == b"a v2\n" and c.read("new-a.txt") == b"new on a\n"
+    assert not c.path("gone.txt").exists()
+    assert c.read("from-b.txt") == b"b's file\n"  # b's absence deletes nothing
+    assert "new-c.txt" in {e.path for e in remote.manifest("c").entries}
+    problems = remote.cli("status", str(c.root), "--json").json["problems"]
+    assert [(p["path"], p["kind"]) for p in problems] == [("devices/b/", "integrity")]
+
+    a.sync(code=11)
+    assert a.read("new-c.txt") == b"c's own new file\n"
+
+    b.write("from-b.txt", "b v3, republished\n")  # b's next publish repairs its head
+    repair = remote.cli("sync", str(b.root), "--json")  # (saying so, if it reads its own)
+    assert repair.code in (0, 11), repair.err
+    c.sync()
+    assert c.read("from-b.txt") == b"b v3, republished\n"
+    assert remote.cli("status", str(c.root), "--json").json["problems"] == []
 
 
 # --- hostile manifests from a device registered in the bucket ------------------------------
@@ -171,11 +232,13 @@ def test_hostile_paths_are_rejected_and_nothing_is_written(
     etc_x_existed = Path("/etc/x").exists()
     for n, bad in enumerate(["../x", "/etc/x", ".dropbear/root.toml"]):
         publish_raw(s3_remote, "evil", [file_entry(s3_remote, bad, b"[remote]\nurl = 'evil'\n")], n)
+        b.write(f"new-{n}.txt", f"b's new file {n}\n")
         before = b.tree()
-        got = b.sync(code=1)
+        got = b.sync(code=11)  # evil is skipped; b's own new file is published
         line = one_error_line(got.err)
         assert repr(bad) in line and "evil" in line, line
         assert b.tree() == before, bad
+        assert f"new-{n}.txt" in {e.path for e in s3_remote.manifest("b").entries}
         assert not (tmp_path / "x").exists(), bad
         assert b.read(".dropbear/root.toml") == toml, bad
         assert Path("/etc/x").exists() == etc_x_existed

@@ -36,7 +36,7 @@ from dropbeard.core.passrules import (
     without_ignored,
 )
 from dropbeard.core.plan import Base, ConflictInfo, Plan, Remote
-from dropbeard.core.problems import Problem
+from dropbeard.core.problems import Problem, device_problem
 
 NOW = datetime(2026, 5, 22, 18, 5, tzinfo=UTC)
 NOW_NS = 1_779_473_100_000_000_000  # NOW as nanoseconds since the epoch
@@ -565,3 +565,11 @@ def test_a_problem_found_again_by_a_pass_over_other_paths_is_recorded_once() -> 
     earlier = [problem(".dropbearignore"), problem("music/b")]
     after = problems_after(earlier, [problem(".dropbearignore")], frozenset({"docs"}))
     assert [p.path for p in after] == ["music/b", ".dropbearignore"]
+
+
+def test_a_pass_over_some_paths_settles_the_device_problems_too() -> None:
+    """It read every other device, so what it found about them replaces what was known."""
+    earlier = [device_problem("b", "b was unreadable"), problem("music/b")]
+    found = [device_problem("c", "c is unreadable now")]
+    after = problems_after(earlier, found, frozenset({"docs"}))
+    assert [p.path for p in after] == ["music/b", "devices/c/"]

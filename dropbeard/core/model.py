@@ -323,6 +323,8 @@ def _decode(data: bytes, key: str, cls: type[_T]) -> _T:
         if problem[1:2].islower():  # msgspec's "Expected …", but not "JSON is …"
             problem = problem[:1].lower() + problem[1:]
         raise FormatError(_one_line(f"invalid {kind} {key}: {problem}")) from None
+    except RecursionError:  # msgspec's answer to JSON nested deeper than it will go
+        raise FormatError(_one_line(f"invalid {kind} {key}: JSON nested too deeply")) from None
     return obj
 
 

@@ -18,7 +18,7 @@ import msgspec
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.model import Delete, Entry, Head, SeenMark
 from dropbeard.core.plan import Base, Mode, Plan, Remote
-from dropbeard.core.problems import Problem
+from dropbeard.core.problems import Problem, is_device_problem
 from dropbeard.core.reconcile import reconcile
 from dropbeard.core.safety import Halt, check_mass_delete, tracked_files, without_local_deletes
 
@@ -366,11 +366,18 @@ def problems_after(
 ) -> list[Problem]:
     """The problems to record after a pass that found `found`: a pass over the whole root
     (`only` None) replaces every earlier problem; one over some paths settles only the
-    problems at or under them, and those it found again."""
+    problems at or under them, those it found again, and those with other devices (it
+    read them all)."""
     if only is None:
         return found
     again = {(p.path, p.kind) for p in found}
-    kept = [p for p in earlier if not under_any(p.path, only) and (p.path, p.kind) not in again]
+    kept = [
+        p
+        for p in earlier
+        if not under_any(p.path, only)
+        and (p.path, p.kind) not in again
+        and not is_device_problem(p)
+    ]
     return kept + found
 
 

@@ -13,3 +13,19 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True):
     path: str
     kind: str
     message: str
+
+
+DEVICES = "devices/"
+
+
+def device_problem(device_id: str, message: str) -> Problem:
+    """A problem with another device as a whole (its objects in the bucket cannot be
+    trusted: exit 11 at the end of the pass, like a blob failing its hash). It is
+    recorded under `devices/<id>/`, the device's folder in the bucket, which no path of a
+    root can be (a path never ends with '/')."""
+    return Problem(path=f"{DEVICES}{device_id}/", kind="integrity", message=message)
+
+
+def is_device_problem(problem: Problem) -> bool:
+    """True for a `device_problem`: settled by every pass that reads the other devices."""
+    return problem.path.startswith(DEVICES) and problem.path.endswith("/")

@@ -48,6 +48,7 @@ class PassOutcome:
         return [
             *self.found,
             *self.local.result.problems,
+            *(self.settled.problems if self.settled is not None else []),
             *self.applied.problems,
             *self.uploaded.problems,
             *self.plan.problems,

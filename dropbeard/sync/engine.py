@@ -25,6 +25,7 @@ from dropbeard.sync.apply import Applied, apply_plan
 from dropbeard.sync.commit import PassOutcome, commit_pass
 from dropbeard.sync.inputs import (
     LocalScan,
+    RemoteSide,
     load_last_pass,
     plan_inputs,
     read_other_devices,
@@ -58,7 +59,7 @@ async def run_pass(
         allow=opts.allow_mass_delete,
     )
     plan = guard.applied_to(first)
-    summary = _planned(run, local, guard, plan, recovered.problems)
+    summary = _planned(run, local, remote, guard, plan, recovered.problems)
     if opts.dry_run:
         _tell(run, lambda: path_changes(plan, published=plan.publishes, problems=plan.problems))
         summary.finish(began, time.monotonic())
@@ -131,7 +132,12 @@ async def _apply(run: PassRun, plan: Plan, local: LocalScan) -> Applied:
 
 
 def _planned(
-    run: PassRun, local: LocalScan, guard: DeleteGuard, plan: Plan, found: list[Problem]
+    run: PassRun,
+    local: LocalScan,
+    remote: RemoteSide,
+    guard: DeleteGuard,
+    plan: Plan,
+    found: list[Problem],
 ) -> Summary:
     """The summary as far as the plan goes: all a dry run reports (`found`: the problems
     of the steps before the scan)."""
@@ -146,7 +152,7 @@ def _planned(
         hashed=scanned.hashed_files,
         hashed_bytes=scanned.hashed_bytes,
         halted=guard.reported,
-        problems=len(found) + len(scanned.problems) + len(plan.problems),
+        problems=len(found) + len(scanned.problems) + len(remote.problems) + len(plan.problems),
     )
     summary.count_plan(plan)
     return summary

@@ -187,11 +187,16 @@ def _ignore_problem(why: str) -> Problem:
 class RemoteSide:
     """The other devices as this pass read them: `read` is None in a mode that does not
     pull; `remotes` their latest manifests and `tombstones` their unprocessed deletes, as
-    reconcile takes them."""
+    reconcile takes them (a device whose objects could not be trusted is in neither)."""
 
     read: RemoteRead | None
     remotes: list[Remote]
     tombstones: list[tuple[str, Delete]]
+
+    @property
+    def problems(self) -> list[Problem]:
+        """The devices this pass skipped, each a problem naming it."""
+        return [] if self.read is None else self.read.problems
 
     def settled(self, plan: Plan, failed: set[str]) -> RemoteRead | None:
         """`read` without the devices whose marks must not advance

@@ -3,6 +3,8 @@ manifests fetched once and cached under `.dropbear/cache/`, tombstones after the
 processed seq (IO: store, local cache files).
 
 An unchanged bucket costs exactly one LIST plus one conditional GET per other device.
+A device whose objects cannot be trusted (malformed, failing their hash, missing) is
+skipped and reported (SPEC 4.1): the others are read as usual.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import anyio
 import msgspec
 
-from dropbeard.core.errors import IntegrityError, NotFound
+from dropbeard.core.errors import FormatError, IntegrityError, NotFound
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import (
     Delete,
@@ -27,6 +29,7 @@ from dropbeard.core.model import (
     decode_registry,
     decode_tombstones,
 )
+from dropbeard.core.problems import Problem, device_problem
 from dropbeard.store.base import Store
 from dropbeard.sync.state import Peer
 
@@ -43,12 +46,26 @@ class DeviceView:
     tombstones: list[tuple[int, Delete]] = field(default_factory=list)
 
 
+#: What makes one device unreadable: its own objects, not the store, are at fault.
+UNREADABLE = (FormatError, IntegrityError, NotFound)
+
+
 @dataclass
 class RemoteRead:
     devices: dict[str, DeviceView]
     registry: Registry
     registry_etag: str | None
     changed: bool  # any head differed from what we had processed
+    #: devices skipped because their objects could not be trusted -> why, in one line
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def problems(self) -> list[Problem]:
+        """One problem per skipped device, naming it."""
+        return [
+            device_problem(dev, f"skipped device {dev!r}: {why}; nothing from it was applied")
+            for dev, why in sorted(self.unreadable.items())
+        ]
 
 
 async def read_remotes(
@@ -79,22 +96,24 @@ async def read_remotes(
     if registry is None or reg_etag_now != registry_etag:
         registry, registry_etag = await _read_registry(store, keys)
     retired = {d for d, rec in registry.devices.items() if rec.status == "retired"}
-    devices: dict[str, DeviceView] = {}
-    changed = False
+    read = RemoteRead({}, registry, registry_etag, changed=False)
     async with anyio.create_task_group() as tg:
         for dev in sorted(set(listed) - retired):
 
             async def one(dev: str = dev) -> None:
-                nonlocal changed
-                view, was_changed = await _read_device(
-                    store, keys, dev, peers.get(dev), cache_dir if use_cache else None
-                )
+                try:
+                    view, was_changed = await _read_device(
+                        store, keys, dev, peers.get(dev), cache_dir if use_cache else None
+                    )
+                except UNREADABLE as exc:
+                    read.unreadable[dev] = str(exc)
+                    return
                 if view is not None:
-                    devices[dev] = view
-                changed = changed or was_changed
+                    read.devices[dev] = view
+                read.changed = read.changed or was_changed
 
             tg.start_soon(one)
-    return RemoteRead(devices, registry, registry_etag, changed)
+    return read
 
 
 async def _read_registry(store: Store, keys: RootKeys) -> tuple[Registry, str | None]:
@@ -148,12 +167,14 @@ async def read_manifest(
         cached = await anyio.to_thread.run_sync(_trusted_cache, cache_dir, dev, head)
         if cached is not None:
             return cached
-    data = await store.get(key)
+    try:
+        data = await store.get(key)
+    except NotFound:
+        raise IntegrityError(f"reading {key}: its head names it, but it is missing", key) from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != head.manifest_sha256:
         raise IntegrityError(
-            f"reading {key}: its SHA-256 {digest} does not match the head's "
-            f"{head.manifest_sha256}; nothing from device {dev!r} was applied",
+            f"reading {key}: its SHA-256 {digest} does not match the head's {head.manifest_sha256}",
             key,
         )
     manifest = await anyio.to_thread.run_sync(decode_manifest, data, key)

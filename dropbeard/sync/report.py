@@ -117,6 +117,8 @@ async def gather(
         report.drift = await find_drift(
             store, RootKeys(cfg.root_id), cfg.device_id, report.last_manifest
         )
+        # a device whose objects could not be trusted is listed, unknown (a problem names it)
+        report.devices += [DeviceStatus(dev, None, None, None) for dev in read.unreadable]
         for dev, view in sorted(read.devices.items()):
             mark = view.head.seen.get(cfg.device_id)
             report.devices.append(
@@ -137,4 +139,5 @@ async def gather(
         report.devices = [DeviceStatus(d, p.manifest_id, None, None) for d, p in peers.items()]
     finally:
         await store.aclose()
+    report.devices.sort(key=lambda d: d.device_id)
     return report

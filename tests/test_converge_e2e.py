@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.converge import CONFLICT_TS, Bucket, Device, devices
+from tests.converge import CONFLICT_TS, Bucket, Cli, Device, devices, local_bucket
 
 
 def summary(d: Device, *flags: str, code: int = 0) -> dict[str, Any]:
@@ -233,3 +233,29 @@ def test_hand_copied_different_file_is_a_conflict_not_an_overwrite(
     summary(a)
     assert a.read("todo.txt") == b"a's list\n"
     assert sorted(a.tree()) == ["todo.txt"]
+
+
+@pytest.fixture
+def local_remote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Bucket:
+    return local_bucket(tmp_path, Cli(capsys))
+
+
+# --- a delete of bytes this device never saw ---------------------------------------------
+
+
+def test_an_edit_then_a_delete_made_while_away_both_arrive(
+    local_remote: Bucket, tmp_path: Path
+) -> None:
+    a, b = devices(local_remote, tmp_path, "a", "b")
+    a.write("draft.txt", "first draft\n")
+    a.write("keep.txt", "stays\n")
+    summary(a)
+    summary(b)
+    a.write("draft.txt", "second draft, never seen by b\n")
+    summary(a)
+    a.path("draft.txt").unlink()  # the delete names the second draft's bytes
+    summary(a)
+
+    got = summary(b)  # b held the first draft, which a was seen holding: deleted
+    assert got["deleted_local"] == 1 and got["problems"] == 0
+    assert sorted(b.tree()) == ["keep.txt"]

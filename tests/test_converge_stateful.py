@@ -38,13 +38,17 @@ round changes nothing; at most 4 rounds):
    bytes; empty folders included) except conflict copies, the paths in conflict on
    some device (SPEC 4.4: while a conflict is open its device keeps its own version and
    leaves the path out of its manifest, so that path cannot agree yet), and the paths
-   some device's `.dropbearignore` ignores (local-only, SPEC 2).
+   some device's `.dropbearignore` ignores (local-only, SPEC 2), and the paths where a
+   device refused a delete naming other bytes than its file (SPEC 4.1: e.g. a conflict
+   resolved elsewhere by deleting, by a device this one never saw holding its version;
+   kept, and a problem).
 3. **Once the people settle every conflict** (delete the copies on each device with an
-   open conflict, then sync: SPEC 4.4 resolution) every device holds the same tree, with
-   no conflict copy, every pass exits 0, and one more pass on each device is idle: it
-   publishes nothing (`"manifest": null`) and changes nothing on disk. (Ignored paths
-   apart: only root-level files are ignored, because a folder another device deleted
-   cannot go here while it holds an ignored file, which stays a problem.)
+   open conflict, and follow each refused delete by hand, then sync: SPEC 4.4
+   resolution) every device holds the same tree, with no conflict copy, every pass exits
+   0, and one more pass on each device is idle: it publishes nothing (`"manifest": null`)
+   and changes nothing on disk. (Ignored paths apart: only root-level files are ignored,
+   because a folder another device deleted cannot go here while it holds an ignored
+   file, which stays a problem.)
 
 Each person's rule draws the device and path it acts on from what exists (the draws show
 in a failing case's steps) and runs only when there is something to act on, so no step is
@@ -340,6 +344,19 @@ class ThreeRealDevices(RuleBasedStateMachine):
             self.log.append(f"{device}: delete conflict copy {rel}")
         return len(copies)
 
+    def _refused(self, device: str) -> list[str]:
+        """The paths where `device` refused a delete naming other bytes than its file."""
+        problems = self._status(device)["problems"]
+        return [p["path"] for p in problems if p["kind"] == "refused_delete"]
+
+    def _follow_refused_deletes(self, device: str) -> None:
+        """The person reads the problem and deletes the file by hand, as was done elsewhere."""
+        for rel in self._refused(device):
+            if self._file(device, rel):
+                self.superseded.add(self._content(device, rel))
+                (self.roots[device] / rel).unlink()
+                self.log.append(f"{device}: follow the refused delete of {rel}")
+
     def _files(self, device: str) -> list[str]:
         return [rel for rel, item in tree(self.roots[device]).items() if item[0] == "file"]
 
@@ -442,9 +459,11 @@ class ThreeRealDevices(RuleBasedStateMachine):
         lost = self.published - self.superseded - held
         assert not lost, self._why(f"contents lost: {sorted(lost)}")
 
-        # 2. the same tree everywhere, but for conflict copies, paths in conflict and
-        # ignored paths
+        # 2. the same tree everywhere, but for conflict copies, paths in conflict (or
+        # holding a delete refused for naming other bytes: the person decides, SPEC 4.1)
+        # and ignored paths
         in_conflict = {c["path"] for d in DEVICES for c in self._status(d)["conflicts"]}
+        in_conflict |= {p for d in DEVICES for p in self._refused(d)}
         for d in DEVICES:
             in_conflict |= {o[0] for rel in tree(self.roots[d]) if (o := parse_conflict_name(rel))}
         skip = in_conflict | self._ignored()
@@ -455,15 +474,21 @@ class ThreeRealDevices(RuleBasedStateMachine):
                 f" {sorted(skip)}"
             )
 
-        # 3. the people settle every conflict; then all agree, exit 0, and stay idle
+        # 3. the people settle every conflict (and follow every refused delete); then all
+        # agree, exit 0, and stay idle
         for _ in range(MAX_ROUNDS):
             # (a copy of a path that became ignored is the person's to delete too)
             copies = self._with_copies()
-            open_on = [d for d in DEVICES if self._status(d)["conflicts"] or d in copies]
+            open_on = [
+                d
+                for d in DEVICES
+                if self._status(d)["conflicts"] or d in copies or self._refused(d)
+            ]
             if not open_on:
                 break
             for d in open_on:
                 self._delete_copies(d)
+                self._follow_refused_deletes(d)
                 self._sync(d)
             self._rounds()
         for d in DEVICES:

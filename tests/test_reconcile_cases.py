@@ -41,8 +41,10 @@ def L(path: str, target: str, v: dict[str, int] | None = None) -> Entry:
     return Entry(path=path, type="symlink", mode=0o777, version=v or {}, target=target)
 
 
-def gone(path: str, v: dict[str, int], kind: str = "file") -> Delete:
-    return Delete(path=path, type=kind, version=v)  # type: ignore[arg-type]
+def gone(path: str, v: dict[str, int], kind: str = "file", of: str | None = None) -> Delete:
+    """A delete of `path`; `of`: the content it names (a file's bytes)."""
+    sha = hashlib.sha256(of.encode()).hexdigest() if of is not None else None
+    return Delete(path=path, type=kind, version=v, sha256=sha)  # type: ignore[arg-type]
 
 
 def label(e: Entry) -> str:
@@ -92,6 +94,8 @@ def state(b: Base) -> tuple[str, dict[str, int]]:
     """What a base says about its path, for the table."""
     if b.conflict is not None:
         return ("conflict", b.conflict.version)
+    if b.refused is not None:
+        return ("refused", b.refused.version)
     if b.entry is not None:
         return (label(b.entry), b.entry.version)
     assert b.deleted is not None
@@ -222,10 +226,83 @@ CASES = [
         "remote_delete_applied",
         base=held(F("a", V1, {"laptop": 1})),
         local=[F("a", V1)],
-        tombstones=[("desktop", gone("a", {"laptop": 1, "desktop": 2}))],
+        tombstones=[("desktop", gone("a", {"laptop": 1, "desktop": 2}, of=V1))],
         deletes=["a"],
         manifest={},
         after={"a": ("deleted", {"laptop": 1, "desktop": 2})},
+    ),
+    Case(
+        "remote_delete_naming_other_bytes_is_refused",
+        base=held(F("a", V1, {"laptop": 1}), F("b", V1, {"laptop": 2})),
+        local=[F("a", V1), F("b", V1)],
+        tombstones=[
+            ("desktop", gone("a", {"laptop": 1, "desktop": 2}, of=V2)),
+            ("desktop", gone("b", {"laptop": 2, "desktop": 3})),
+        ],
+        problems=[("a", "refused_delete"), ("b", "refused_delete")],
+        manifest={"a": (V1, {"laptop": 1}), "b": (V1, {"laptop": 2})},
+        after={
+            "a": ("refused", {"laptop": 1, "desktop": 2}),
+            "b": ("refused", {"laptop": 2, "desktop": 3}),
+        },
+    ),
+    Case(
+        "remote_edit_then_delete_unseen_here_applied",  # desktop held these bytes before
+        base=held(F("a", V1, {"desktop": 1})),
+        local=[F("a", V1)],
+        remotes=[Remote("desktop", DESKTOP_AT, {}, {"a": F("a", V1, {"desktop": 1})})],
+        tombstones=[("desktop", gone("a", {"desktop": 3}, of=V2))],
+        deletes=["a"],
+        manifest={},
+        after={"a": ("deleted", {"desktop": 3})},
+    ),
+    Case(
+        "delete_by_a_device_never_seen_holding_these_bytes_refused",
+        base=held(F("a", V1, {"desktop": 1})),
+        local=[F("a", V1)],
+        remotes=[Remote("server", SERVER_AT, {}, {"a": F("a", V3, {"server": 1})})],
+        tombstones=[("server", gone("a", {"desktop": 1, "server": 2}, of=V2))],
+        problems=[("a", "refused_delete")],
+        manifest={"a": (V1, {"desktop": 1})},
+        after={"a": ("refused", {"desktop": 1, "server": 2})},
+    ),
+    Case(
+        "refused_delete_reported_until_the_file_changes",
+        base={
+            "a": Base(
+                entry=F("a", V1, {"laptop": 1}),
+                refused=gone("a", {"laptop": 1, "desktop": 2}, of=V2),
+            )
+        },
+        local=[F("a", V1)],
+        problems=[("a", "refused_delete")],
+        manifest={"a": (V1, {"laptop": 1})},
+        after={},
+    ),
+    Case(
+        "refused_delete_settled_by_an_edit",
+        base={
+            "a": Base(
+                entry=F("a", V1, {"laptop": 1}),
+                refused=gone("a", {"laptop": 1, "desktop": 2}, of=V2),
+            )
+        },
+        local=[F("a", V3)],
+        uploads=["a"],
+        manifest={"a": (V3, {"laptop": 11, "desktop": 2})},
+        after={"a": (V3, {"laptop": 11, "desktop": 2})},
+    ),
+    Case(
+        "refused_delete_settled_by_deleting_here",
+        base={
+            "a": Base(
+                entry=F("a", V1, {"laptop": 1}),
+                refused=gone("a", {"laptop": 1, "desktop": 2}, of=V2),
+            )
+        },
+        tombstoned={"a": {"laptop": 11, "desktop": 2}},
+        manifest={},
+        after={"a": ("deleted", {"laptop": 11, "desktop": 2})},
     ),
     Case(
         "absent_is_not_delete",
@@ -443,6 +520,15 @@ CASES = [
         after={"a.txt": (V4, {"laptop": 11, "desktop": 3})},
     ),
     Case(
+        "conflict_resolved_elsewhere_by_deleting_applied",  # the delete names the copy's bytes
+        base=CONFLICTED,
+        local=[F("a.txt", V2), F(COPY, V3)],
+        tombstones=[("desktop", gone("a.txt", {"laptop": 11, "desktop": 3}, of=V3))],
+        deletes=["a.txt"],
+        manifest={},
+        after={"a.txt": ("deleted", {"laptop": 11, "desktop": 3})},
+    ),
+    Case(
         "conflict_resolved_elsewhere_but_edited_here_gets_a_copy",
         base=CONFLICTED,
         local=[F("a.txt", "v5"), F(COPY, V3)],
@@ -498,12 +584,12 @@ CASES = [
         ),
         local=[D("d"), D("d/e"), F("d/e/f", V1), F("d/g", V2)],
         tombstones=[
-            ("desktop", gone(p, {"laptop": n, "desktop": 1}, k))
-            for p, n, k in [
-                ("d", 1, "dir"),
-                ("d/e", 2, "dir"),
-                ("d/e/f", 3, "file"),
-                ("d/g", 4, "file"),
+            ("desktop", gone(p, {"laptop": n, "desktop": 1}, k, of))
+            for p, n, k, of in [
+                ("d", 1, "dir", None),
+                ("d/e", 2, "dir", None),
+                ("d/e/f", 3, "file", V1),
+                ("d/g", 4, "file", V2),
             ]
         ],
         deletes=["d/e/f", "d/e", "d/g", "d"],
@@ -555,7 +641,7 @@ CASES = [
         mode="download-only",
         base=held(F("a", V1, {"desktop": 1}), F("b", V1, {"desktop": 2})),
         local=[F("a", V1)],
-        tombstones=[("desktop", gone("a", {"desktop": 3}))],
+        tombstones=[("desktop", gone("a", {"desktop": 3}, of=V1))],
         deletes=["a"],
         manifest={},
         after={"a": ("deleted", {"desktop": 3}), "b": ("deleted", {"desktop": 2, "laptop": 11})},

@@ -55,7 +55,7 @@ def test_a_folder_with_nothing_left_below_it_is_still_deleted() -> None:
         base=held(folder, old),
         local=[D("d"), F("d/x.txt", "v1")],
         tombstones=[
-            ("desktop", gone("d/x.txt", {"desktop": 3})),
+            ("desktop", gone("d/x.txt", {"desktop": 3}, of="v1")),
             ("desktop", gone("d", {"desktop": 4}, kind="dir")),
         ],
     )

@@ -81,7 +81,9 @@ def entries(draw: st.DrawFn, path: str) -> Entry:
 
 @st.composite
 def deletes(draw: st.DrawFn, path: str) -> Delete:
-    return Delete(path=path, type="file", version=draw(vectors))
+    """A delete naming the bytes of one of `contents`' files, or none (refused over a file)."""
+    sha256 = draw(st.sampled_from([None, "1" * 64, "2" * 64, "3" * 64]))
+    return Delete(path=path, type="file", version=draw(vectors), sha256=sha256)
 
 
 @st.composite

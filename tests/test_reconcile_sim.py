@@ -5,7 +5,8 @@ a counter, and publishes a manifest and tombstones into the bucket. People creat
 delete, rename and chmod files on any device, and devices sync in any order. At the end:
 no content anyone wrote was lost (it is at a path or in a conflict copy on some device,
 unless a person replaced or deleted it), and once the people resolve their conflicts by
-deleting the copies and everybody syncs, every device holds the same tree.
+deleting the copies (and follow each delete a device refused for naming other bytes than
+its file, SPEC 4.1) and everybody syncs, every device holds the same tree.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Device:
     manifest_id: str = ""
     tombstones: list[Delete] = field(default_factory=list)  # published, in order
     processed: dict[str, int] = field(default_factory=dict)  # tombstones seen per device
+    seen: dict[str, dict[str, Entry]] = field(default_factory=dict)  # manifests processed
 
     def tree(self) -> dict[str, Key]:
         return {p: key_of(e) for p, e in self.folder.items() if parse_conflict_name(p) is None}
@@ -89,16 +91,19 @@ class Bucket:
 
     def inputs(self, me: Device) -> tuple[list[Remote], list[tuple[str, Delete]]]:
         others = [d for d in self.devices.values() if d is not me]
-        remotes = [
-            Remote(d.device_id, d.manifest_id, {e.path: e for e in d.manifest})
-            for d in others
-            if d.manifest is not None
-        ]
         fresh = [
             (d.device_id, t)
             for d in others
             for t in d.tombstones[me.processed.get(d.device_id, 0) :]
         ]
+        remotes = []
+        for d in others:
+            if d.manifest is not None:
+                seen = me.seen.get(d.device_id, {})
+                mine = [t.path for dev, t in fresh if dev == d.device_id and t.path in seen]
+                held = {path: seen[path] for path in mine}
+                entries = {e.path: e for e in d.manifest}
+                remotes.append(Remote(d.device_id, d.manifest_id, entries, held))
         return remotes, fresh
 
     def plan(self, me: Device) -> Plan:
@@ -127,6 +132,7 @@ class Bucket:
         for other in self.devices.values():
             if other is not me:
                 me.processed[other.device_id] = len(other.tombstones)
+                me.seen[other.device_id] = {e.path: e for e in other.manifest or []}
         return plan
 
 
@@ -203,16 +209,19 @@ class ThreeDevices(RuleBasedStateMachine):
         devices = list(self.bucket.devices.values())
         self._rounds(devices, 3)
         self.nothing_lost()
-        # The people settle every conflict by deleting its copies, one device at a time.
+        # The people settle every conflict by deleting its copies, and follow every delete
+        # refused for naming other bytes by deleting the file, one device at a time.
         for _ in range(4):
             for dev in devices:
-                if any(b.conflict for b in dev.base.values()):
-                    for path in [p for p in dev.folder if parse_conflict_name(p)]:
+                refused = [p for p, b in dev.base.items() if b.refused and p in dev.folder]
+                if refused or any(b.conflict for b in dev.base.values()):
+                    for path in [p for p in dev.folder if parse_conflict_name(p)] + refused:
                         del dev.folder[path]
                     self.bucket.sync(dev)
                     self._rounds(devices, 2)
         for dev in devices:
             assert not any(b.conflict for b in dev.base.values()), dev.device_id
+            assert not any(b.refused for b in dev.base.values()), dev.device_id
         trees = {d.device_id: d.tree() for d in devices}
         first = trees[DEVICES[0]]
         assert all(t == first for t in trees.values()), trees

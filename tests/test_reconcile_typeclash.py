@@ -50,7 +50,7 @@ def test_one_sided_folder_to_file_deletes_its_content_then_downloads() -> None:
         base=held(D("x", {"desktop": 1}), F("x/a.txt", "a", {"desktop": 2})),
         local=[D("x"), F("x/a.txt", "a")],
         remotes=[remote("desktop", F("x", "now a file", {"desktop": 3}))],
-        tombstones=[("desktop", gone("x/a.txt", {"desktop": 4}))],
+        tombstones=[("desktop", gone("x/a.txt", {"desktop": 4}, of="a"))],
     )
     assert [d.path for d in plan.local_deletes] == ["x/a.txt"]
     assert {d.path: label(d.entry) for d in plan.downloads} == {"x": "now a file"}
@@ -78,7 +78,7 @@ def test_a_folder_holding_a_new_file_stays_and_the_incoming_file_is_a_copy() -> 
         base=held(D("x", {"desktop": 1}), F("x/a.txt", "a", {"desktop": 2})),
         local=[D("x"), F("x/a.txt", "a"), F("x/new.txt", "added here")],
         remotes=[remote("desktop", F("x", "now a file", {"desktop": 3}))],
-        tombstones=[("desktop", gone("x/a.txt", {"desktop": 4}))],
+        tombstones=[("desktop", gone("x/a.txt", {"desktop": 4}, of="a"))],
     )
     copy = f"x.conflict-desktop-{DESKTOP_AT}"
     assert [(c.copy_path, label(c.entry)) for c in plan.conflict_copies] == [(copy, "now a file")]
@@ -103,7 +103,7 @@ def test_a_folder_holding_an_edit_from_a_third_device_stays() -> None:
                 F("x/a.txt", "edited", {"desktop": 2, "server": 1}),
             ),
         ],
-        tombstones=[("desktop", gone("x/a.txt", {"desktop": 4}))],
+        tombstones=[("desktop", gone("x/a.txt", {"desktop": 4}, of="a"))],
     )
     assert [c.path for c in plan.conflicts] == ["x"]
     assert {d.path: label(d.entry) for d in plan.downloads} == {"x/a.txt": "edited"}

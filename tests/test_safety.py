@@ -106,7 +106,15 @@ def test_directories_are_not_counted_as_files() -> None:
 def test_remote_deletes_applied_here_do_not_count() -> None:
     base = tracked(100)
     tombstones = [
-        ("desktop", Delete(path=p, type="file", version={**b.entry.version, "desktop": 1}))
+        (
+            "desktop",
+            Delete(
+                path=p,
+                type="file",
+                version={**b.entry.version, "desktop": 1},
+                sha256=b.entry.sha256,
+            ),
+        )
         for p, b in base.items()
         if b.entry is not None and b.entry.type == "file"
     ]

@@ -291,6 +291,21 @@ async def test_tombstones_are_read_from_the_last_processed_seq_to_the_head(world
     ]
 
 
+async def test_deletes_come_with_what_their_device_held_there_before(world: World) -> None:
+    old, kept = file_entry("b", "x.txt", b"v1"), file_entry("b", "kept.txt", b"k")
+    await world.publish("b", [old, kept])
+    await world.read()
+    await world.publish("b", [file_entry("b", "x.txt", b"v2", 2), kept])  # unseen here
+    gone = Delete(path="x.txt", type="file", version={"b": 3}, sha256=sha(b"v2"))
+    await world.publish("b", [kept], [gone])
+
+    read = await world.read()
+
+    assert read.devices["b"].tombstones == [(1, gone)]
+    assert read.devices["b"].held_before == {"x.txt": old}  # what b was last seen holding
+    assert (await world.read()).devices["b"].held_before == {}  # nothing new deleted
+
+
 async def test_devices_without_a_head_and_foreign_folders_are_skipped(world: World) -> None:
     await world.publish("b", [file_entry("b", "b.txt", b"bee")])
     # A device that registered but never published, and things dropbeard never wrote.

@@ -36,13 +36,15 @@ from dropbeard.core.plan import (
     Removal,
 )
 from dropbeard.core.problems import Problem
+from dropbeard.core.refusals import names_local_bytes, refusal_problem
 from dropbeard.core.version import Order, bump, compare, dominates, merge
 
 
 @dataclass(frozen=True)
 class Candidate:
     """One version of a path: an entry (content) or a delete. `fresh` marks this device's
-    local change, bumped during this pass."""
+    local change, bumped during this pass. `held`, for another device's delete: what that
+    device was last seen holding at the path (`Remote.held_before`)."""
 
     version: dict[str, int]
     device_id: str
@@ -50,6 +52,7 @@ class Candidate:
     delete: Delete | None = None
     manifest_id: str | None = None
     fresh: bool = False
+    held: Entry | None = None
 
 
 @dataclass
@@ -113,8 +116,9 @@ def settle(
     mine = _local_candidate(ctx, path, agreed, content, others)
     candidates = [mine] if mine else []
     candidates += others
-    if agreed.deleted is not None:
-        candidates.append(Candidate(agreed.deleted.version, ctx.device_id, None, agreed.deleted))
+    for held in (agreed.deleted, agreed.refused):
+        if held is not None:
+            candidates.append(Candidate(held.version, ctx.device_id, None, held))
     return _decide(ctx, path, agreed, content, mine, candidates)
 
 
@@ -247,6 +251,11 @@ def _delete_wins(
         if ctx.mode not in DELETES_LOCALLY:
             kept = _with_version(mine.entry if mine and mine.entry else content, merged)
             return Outcome(base=Base(entry=kept))
+        deletes = [(c.delete, c.held) for c in top if c.delete is not None]
+        if not names_local_bytes(path, content, deletes, ctx.copies_on_disk):
+            # Kept, and remembered so the refusal is reported until the file changes.
+            refused = msgspec.structs.replace(agreed, refused=gone)
+            return Outcome(base=refused, problems=[refusal_problem(path, gone)])
         return Outcome(
             base=Base(deleted=gone), local_delete=LocalDelete(path=path, expected=content)
         )

@@ -7,7 +7,7 @@ and ordered: it never has to compare versions itself.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -51,22 +51,28 @@ class Base(msgspec.Struct, frozen=True, kw_only=True):
     `entry` is the content and version vector; None when the agreed state is "deleted",
     in which case `deleted` keeps the tombstone so a stale remote entry it dominates cannot
     resurrect the file. While `conflict` is set the path is left out of the manifest and
-    `entry` is the content the path held when the conflict began.
+    `entry` is the content the path held when the conflict began. `refused` is a delete
+    that dominates `entry` but names other bytes than the file (`core.refusals`): the file
+    is kept, and the delete is reported every pass until the file changes or goes.
     """
 
     entry: Entry | None = None
     deleted: Delete | None = None
     conflict: ConflictInfo | None = None
+    refused: Delete | None = None
 
 
 @dataclass(frozen=True)
 class Remote:
     """One other active device: its latest manifest's entries, and that manifest's id
-    (`YYYYMMDDTHHMMSSZ`, used to name conflict copies of its versions)."""
+    (`YYYYMMDDTHHMMSSZ`, used to name conflict copies of its versions). `held_before`:
+    for paths its unprocessed tombstones delete, what the manifest of it this device last
+    processed held there (what this device saw it hold before it deleted them)."""
 
     device_id: str
     manifest_id: str
     entries: Mapping[str, Entry]
+    held_before: Mapping[str, Entry] = field(default_factory=dict)
 
 
 class Download(msgspec.Struct, frozen=True, kw_only=True):

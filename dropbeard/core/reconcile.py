@@ -141,9 +141,12 @@ def _other_candidates(
                 others.setdefault(path, []).append(
                     Candidate(entry.version, remote.device_id, entry, None, remote.manifest_id)
                 )
+    held = {r.device_id: r.held_before for r in remotes}
     for source, gone in sorted(tombstones, key=_tombstone_key):
         if parse_conflict_name(gone.path) is None:
-            others.setdefault(gone.path, []).append(Candidate(gone.version, source, None, gone))
+            before = held.get(source, {}).get(gone.path)
+            candidate = Candidate(gone.version, source, None, gone, held=before)
+            others.setdefault(gone.path, []).append(candidate)
     return others
 
 
@@ -159,7 +162,7 @@ def _highest_counter(
     dominate (even if the device's own counter was lost)."""
     vectors: list[Mapping[str, int]] = []
     for agreed in base:
-        for held in (agreed.entry, agreed.deleted, agreed.conflict):
+        for held in (agreed.entry, agreed.deleted, agreed.conflict, agreed.refused):
             if held is not None:
                 vectors.append(held.version)
     for candidates in others:
@@ -184,14 +187,15 @@ def _decide_path(
 
 
 def _unchanged(old: Base, content: Entry | None) -> bool:
-    """The path is agreed (no conflict, not deleted) and its local content is that entry:
-    the full decision would keep everything as it is."""
+    """The path is agreed (no conflict, not deleted, no refused delete) and its local
+    content is that entry: the full decision would keep everything as it is."""
     entry = old.entry
     return (
         entry is not None
         and content is not None
         and old.conflict is None
         and old.deleted is None
+        and old.refused is None
         and same_content(content, entry)
     )
 

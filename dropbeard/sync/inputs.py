@@ -223,7 +223,8 @@ async def read_other_devices(run: PassRun, loaded: Loaded) -> RemoteSide:
     remotes: list[Remote] = []
     tombstones: list[tuple[str, Delete]] = []
     for dev, view in sorted(read.devices.items()):
-        remotes.append(Remote(dev, view.head.manifest, {e.path: e for e in view.manifest.entries}))
+        entries = {e.path: e for e in view.manifest.entries}
+        remotes.append(Remote(dev, view.head.manifest, entries, view.held_before))
         tombstones.extend((dev, d) for _, d in view.tombstones)
     return RemoteSide(read, remotes, tombstones)
 

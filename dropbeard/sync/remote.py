@@ -21,6 +21,7 @@ from dropbeard.core.errors import FormatError, IntegrityError, NotFound
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import (
     Delete,
+    Entry,
     Head,
     Manifest,
     Registry,
@@ -44,6 +45,8 @@ class DeviceView:
     manifest: Manifest
     #: tombstones with seq in (peer.tombstone_seq, head.tombstone_seq], oldest first
     tombstones: list[tuple[int, Delete]] = field(default_factory=list)
+    #: what its manifest processed last held at the paths of `tombstones` (`_held_before`)
+    held_before: dict[str, Entry] = field(default_factory=dict)
 
 
 #: What makes one device unreadable: its own objects, not the store, are at fault.
@@ -148,13 +151,38 @@ async def _read_device(
     head = decode_head(data, head_key)
     if head.device_id != dev:
         raise IntegrityError(f"reading {head_key}: it claims device {head.device_id!r}", head_key)
+    after = peer.tombstone_seq if peer else 0
+    tombstones: list[tuple[int, Delete]] = []
+    if head.tombstone_seq > after:
+        tombstones = await read_tombstones(store, keys, dev, after, head.tombstone_seq)
+    # before the new manifest replaces the one processed last in the cache
+    held = await _held_before(store, keys, dev, peer, tombstones, cache_dir)
     manifest = await read_manifest(store, keys, dev, head, cache_dir)
     await _write_cache(cache_dir, dev, "head", data)
-    view = DeviceView(dev, head, etag, manifest)
-    after = peer.tombstone_seq if peer else 0
-    if head.tombstone_seq > after:
-        view.tombstones = await read_tombstones(store, keys, dev, after, head.tombstone_seq)
-    return view, True
+    return DeviceView(dev, head, etag, manifest, tombstones, held), True
+
+
+async def _held_before(
+    store: Store,
+    keys: RootKeys,
+    dev: str,
+    peer: Peer | None,
+    tombstones: list[tuple[int, Delete]],
+    cache_dir: Path | None,
+) -> dict[str, Entry]:
+    """What the manifest of `dev` processed last held at the paths `tombstones` delete:
+    what this device saw it hold before it deleted them (`core.refusals`). Empty when
+    there are none, or that manifest is gone or damaged: no evidence, not an error."""
+    if not tombstones or peer is None or not peer.manifest_id or not peer.manifest_sha256:
+        return {}
+    try:
+        previous = await _verified_manifest(
+            store, keys, dev, peer.manifest_id, peer.manifest_sha256, cache_dir, keep=False
+        )
+    except UNREADABLE:
+        return {}
+    paths = {gone.path for _, gone in tombstones}
+    return {e.path: e for e in previous.entries if e.path in paths}
 
 
 async def read_manifest(
@@ -162,9 +190,26 @@ async def read_manifest(
 ) -> Manifest:
     """The manifest `head` of device `dev` names, verified against the head's SHA-256
     (IntegrityError) and fully checked (FormatError); cached under `cache_dir` if given."""
-    key = keys.manifest(dev, head.manifest)
+    return await _verified_manifest(
+        store, keys, dev, head.manifest, head.manifest_sha256, cache_dir, keep=True
+    )
+
+
+async def _verified_manifest(
+    store: Store,
+    keys: RootKeys,
+    dev: str,
+    manifest_id: str,
+    sha256: str,
+    cache_dir: Path | None,
+    *,
+    keep: bool,
+) -> Manifest:
+    """`dev`'s manifest `manifest_id`, checked against `sha256` (from the cache if it holds
+    those bytes); with `keep`, cached as the device's latest."""
+    key = keys.manifest(dev, manifest_id)
     if cache_dir is not None:
-        cached = await anyio.to_thread.run_sync(_trusted_cache, cache_dir, dev, head)
+        cached = await anyio.to_thread.run_sync(_trusted_cache, cache_dir, dev, manifest_id, sha256)
         if cached is not None:
             return cached
     try:
@@ -172,25 +217,24 @@ async def read_manifest(
     except NotFound:
         raise IntegrityError(f"reading {key}: its head names it, but it is missing", key) from None
     digest = hashlib.sha256(data).hexdigest()
-    if digest != head.manifest_sha256:
+    if digest != sha256:
         raise IntegrityError(
-            f"reading {key}: its SHA-256 {digest} does not match the head's {head.manifest_sha256}",
-            key,
+            f"reading {key}: its SHA-256 {digest} does not match the head's {sha256}", key
         )
     manifest = await anyio.to_thread.run_sync(decode_manifest, data, key)
     if manifest.device_id != dev:
         raise IntegrityError(f"reading {key}: it claims device {manifest.device_id!r}", key)
-    # Cached only once fully validated: a cache hit (same SHA-256) skips re-validation.
-    await _write_cache(cache_dir, dev, head.manifest, data)
+    if keep:  # cached only once fully validated: a cache hit (same SHA-256) skips that
+        await _write_cache(cache_dir, dev, manifest_id, data)
     return manifest
 
 
-def _trusted_cache(cache_dir: Path, dev: str, head: Head) -> Manifest | None:
+def _trusted_cache(cache_dir: Path, dev: str, manifest_id: str, sha256: str) -> Manifest | None:
     try:
-        data = (cache_dir / dev / f"{head.manifest}.json").read_bytes()
+        data = (cache_dir / dev / f"{manifest_id}.json").read_bytes()
     except OSError:
         return None
-    if hashlib.sha256(data).hexdigest() != head.manifest_sha256:
+    if hashlib.sha256(data).hexdigest() != sha256:
         return None
     try:
         return _MANIFEST_DECODER.decode(data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -176,9 +177,15 @@ def test_one_bad_device_does_not_stop_the_others(
 # --- hostile manifests from a device registered in the bucket ------------------------------
 
 
-def publish_raw(remote: Bucket, device: str, entries: list[dict[str, Any]], n: int) -> None:
-    """Publish `entries` as `device`'s manifest, bypassing every check a writer makes, with a
-    head whose manifest_sha256 is correct."""
+def publish_raw(
+    remote: Bucket,
+    device: str,
+    entries: list[dict[str, Any]],
+    n: int,
+    deletes: list[dict[str, Any]] | None = None,
+) -> None:
+    """Publish `entries` as `device`'s manifest (and `deletes` as its tombstone batch `n`),
+    bypassing every check a writer makes, with a head whose manifest_sha256 is correct."""
     manifest_id = f"20260101T0000{n:02d}Z"
     data = json.dumps(
         {
@@ -190,13 +197,18 @@ def publish_raw(remote: Bucket, device: str, entries: list[dict[str, Any]], n: i
         }
     ).encode()
     remote.put(remote.keys.manifest(device, manifest_id), data)
+    if deletes is not None:
+        batch = {"format": 1, "device_id": device, "seq": n, "created_at": "2026-01-01T00:00:00Z"}
+        remote.put(
+            remote.keys.tombstone(device, n), json.dumps({**batch, "deletes": deletes}).encode()
+        )
     head = {
         "format": 1,
         "device_id": device,
         "manifest": manifest_id,
         "manifest_sha256": sha(data),
         "published_at": "2026-01-01T00:00:00Z",
-        "tombstone_seq": 0,
+        "tombstone_seq": n if deletes is not None else 0,
         "seen": {},
     }
     remote.put(remote.keys.head(device), json.dumps(head).encode())
@@ -245,6 +257,51 @@ def test_hostile_paths_are_rejected_and_nothing_is_written(
     # evil retired from the bucket's point of view: b syncs normally again
     s3_remote.run(lambda s: s.delete(s3_remote.keys.head("evil")))
     b.sync()
+
+
+def test_modes_from_the_bucket_never_carry_setuid_setgid_or_sticky_bits(
+    local_remote: Bucket, tmp_path: Path
+) -> None:
+    (b,) = devices(local_remote, tmp_path, "b")
+    b.write("mine.txt", "b's own\n")
+    b.sync()
+    register_evil(local_remote)
+    tool = {**file_entry(local_remote, "tool", b"#!/bin/sh\necho owned\n"), "mode": 0o6755}
+    shared = {"path": "shared", "type": "dir", "mode": 0o1777, "version": {"evil": 1}}
+    publish_raw(local_remote, "evil", [tool, shared], 0)
+
+    b.sync()
+    assert stat.S_IMODE(b.path("tool").stat().st_mode) == 0o755
+    assert stat.S_IMODE(b.path("shared").stat().st_mode) == 0o777
+    modes = {e.path: e.mode for e in local_remote.manifest("b").entries}
+    assert modes == {"mine.txt": 0o644, "tool": 0o755, "shared": 0o777}
+    assert b.sync().json["manifest"] is None  # settled: nothing flips back and forth
+
+
+def test_a_delete_naming_other_bytes_is_refused(local_remote: Bucket, tmp_path: Path) -> None:
+    remote = local_remote
+    a, b = devices(remote, tmp_path, "a", "b")
+    a.write("notes.txt", "precious notes\n")
+    a.write("keep.txt", "keeps the root from looking emptied\n")
+    a.sync()
+    b.sync()
+    register_evil(remote)
+    mine = {"path": "notes.txt", "type": "file", "version": {"a": 99, "evil": 1}}
+    forged = [{**mine, "sha256": sha(b"other bytes")}]
+    publish_raw(remote, "evil", [], 1, deletes=forged)
+
+    for _ in range(2):  # refused, and still reported on the next pass
+        b.sync(code=4)
+        assert b.read("notes.txt") == b"precious notes\n"
+        problems = remote.cli("status", str(b.root), "--json", "--offline").json["problems"]
+        assert [(p["path"], p["kind"]) for p in problems] == [("notes.txt", "refused_delete")]
+    assert "notes.txt" in {e.path for e in remote.manifest("b").entries}
+
+    a.path("notes.txt").unlink()  # a real delete, of these bytes: it goes through
+    a.sync()
+    b.sync()
+    assert not b.path("notes.txt").exists()
+    assert b.status()["problems"] == []
 
 
 @pytest.mark.s3

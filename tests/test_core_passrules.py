@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
+from msgspec.structs import replace
 
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.model import Delete, Entry, Head
@@ -28,6 +29,7 @@ from dropbeard.core.passrules import (
     newly_ignored,
     problems_after,
     racy_after_ns,
+    remote_entries,
     seen_marks,
     settled_devices,
     stat_rows,
@@ -573,3 +575,12 @@ def test_a_pass_over_some_paths_settles_the_device_problems_too() -> None:
     found = [device_problem("c", "c is unreadable now")]
     after = problems_after(earlier, found, frozenset({"docs"}))
     assert [p.path for p in after] == ["music/b", "devices/c/"]
+
+
+def test_remote_entries_keep_only_permission_bits() -> None:
+    tool = replace(F("tool", "x", {"desktop": 1}), mode=0o6755)
+    shared = Entry(path="shared", type="dir", mode=0o1777, version={"desktop": 2})
+    plain = F("plain", "y", {"desktop": 3})
+    got = remote_entries([tool, shared, plain])
+    assert {p: e.mode for p, e in got.items()} == {"tool": 0o755, "shared": 0o777, "plain": 0o644}
+    assert got["plain"] is plain

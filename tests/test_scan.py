@@ -94,6 +94,17 @@ async def test_records_files_dirs_and_symlinks(tmp_path: Path) -> None:
     assert (result.scanned, result.hashed_files, result.hashed_bytes) == (4, 2, 5)
 
 
+async def test_only_permission_bits_are_recorded(tmp_path: Path) -> None:
+    write(tmp_path, "tool", b"#!/bin/sh\n")
+    (tmp_path / "tool").chmod(0o4755)
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared").chmod(0o3777)
+
+    result = await run(tmp_path)
+
+    assert (result.items["tool"].mode, result.items["shared"].mode) == (0o755, 0o777)
+
+
 async def test_symlinks_are_never_followed(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     write(outside, "secret.txt")

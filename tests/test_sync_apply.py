@@ -401,6 +401,22 @@ async def test_a_folder_and_a_symlink_are_created(world: World) -> None:
     assert world.store.counts == {}
 
 
+async def test_special_mode_bits_never_come_from_the_bucket(world: World) -> None:
+    data = b"#!/bin/sh\n"
+    await world.blob(data)
+    tool, shared = file_entry("tool", data, mode=0o6755), dir_entry("shared", 0o3777)
+    world.write("group/kept.txt", b"x")
+    (world.root / "group").chmod(0o2770)  # a folder's own setgid bit stays
+
+    await world.apply(
+        plan([Download(path=e.path, entry=e) for e in (tool, shared, dir_entry("group", 0o755))])
+    )
+
+    assert stat.S_IMODE(os.lstat(world.root / "tool").st_mode) == 0o755
+    assert stat.S_IMODE(os.lstat(world.root / "shared").st_mode) == 0o777
+    assert stat.S_IMODE(os.lstat(world.root / "group").st_mode) == 0o2755
+
+
 # --- type changes (file <-> folder <-> symlink) ---------------------------------------------
 
 

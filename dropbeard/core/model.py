@@ -21,6 +21,9 @@ from dropbeard.core.timestamps import validate_manifest_id, validate_timestamp
 
 FORMAT = 1
 
+PERMISSIONS = 0o777
+"""The mode bits that are synced (SPEC 1.1): owner, group, setuid, setgid and sticky never."""
+
 EntryType = Literal["file", "dir", "symlink"]
 DeviceStatus = Literal["active", "retired"]
 VersionVector = dict[str, int]

@@ -16,7 +16,7 @@ from typing import Literal, Protocol, TypeVar
 import msgspec
 
 from dropbeard.core.ignore import IgnoreRules
-from dropbeard.core.model import Delete, Entry, Head, SeenMark
+from dropbeard.core.model import PERMISSIONS, Delete, Entry, Head, SeenMark
 from dropbeard.core.plan import Base, Mode, Plan, Remote
 from dropbeard.core.problems import Problem, is_device_problem
 from dropbeard.core.reconcile import reconcile
@@ -100,6 +100,18 @@ def local_entries(items: Mapping[str, ScannedItem]) -> dict[str, Entry]:
         else:
             local[path] = Entry(path=path, type="dir", mode=item.mode, version={})
     return local
+
+
+def remote_entries(entries: Iterable[Entry]) -> dict[str, Entry]:
+    """Another device's manifest entries as `reconcile` takes them: by path, with only the
+    permission bits of each mode, whatever the bucket holds (SPEC 1.1: setuid, setgid and
+    sticky bits are never synced)."""
+    by_path: dict[str, Entry] = {}
+    for entry in entries:
+        if entry.mode & ~PERMISSIONS:
+            entry = msgspec.structs.replace(entry, mode=entry.mode & PERMISSIONS)
+        by_path[entry.path] = entry
+    return by_path
 
 
 def newly_ignored(

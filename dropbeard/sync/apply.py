@@ -25,7 +25,7 @@ import anyio
 
 from dropbeard.core.errors import IntegrityError, LocalFileError, NotFound
 from dropbeard.core.keys import RootKeys
-from dropbeard.core.model import Entry
+from dropbeard.core.model import PERMISSIONS, Entry
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem
 from dropbeard.store.base import Progress, Store
@@ -283,11 +283,13 @@ class _FolderWriter:
         if not self.clear_for_folder(rel, dest):
             return
         try:
-            os.mkdir(dest, entry.mode & 0o7777 or 0o755)
+            os.mkdir(dest, entry.mode & PERMISSIONS or 0o755)
         except FileExistsError:
             if not stat.S_ISDIR(os.lstat(dest).st_mode):
                 raise UnsafePath(f"refusing to replace {rel!r} with a folder") from None
-        os.chmod(dest, entry.mode & 0o7777)
+        # Only permission bits are synced; a folder keeps its own setgid and sticky bits.
+        kept = stat.S_IMODE(os.lstat(dest).st_mode) & ~PERMISSIONS
+        os.chmod(dest, kept | entry.mode & PERMISSIONS)
 
     def make_symlink(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
         if self.in_the_way(rel, dest_rel, entry, is_copy):
@@ -379,7 +381,7 @@ class _FolderWriter:
         if is_copy and os.path.lexists(dest):
             tmp.unlink(missing_ok=True)
             return None  # this conflict copy was already written
-        os.chmod(tmp, entry.mode & 0o7777)
+        os.chmod(tmp, entry.mode & PERMISSIONS)  # never setuid, setgid or sticky bits
         if entry.mtime_ns is not None:
             os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
         item = None if is_copy else self.scanned.items.get(rel)

@@ -20,6 +20,7 @@ from dropbeard.core.passrules import (
     local_entries,
     newly_ignored,
     racy_after_ns,
+    remote_entries,
     settled_devices,
     without_ignored,
 )
@@ -223,7 +224,7 @@ async def read_other_devices(run: PassRun, loaded: Loaded) -> RemoteSide:
     remotes: list[Remote] = []
     tombstones: list[tuple[str, Delete]] = []
     for dev, view in sorted(read.devices.items()):
-        entries = {e.path: e for e in view.manifest.entries}
+        entries = remote_entries(view.manifest.entries)
         remotes.append(Remote(dev, view.head.manifest, entries, view.held_before))
         tombstones.extend((dev, d) for _, d in view.tombstones)
     return RemoteSide(read, remotes, tombstones)

@@ -25,6 +25,7 @@ import msgspec
 
 from dropbeard.core.errors import OfflineError
 from dropbeard.core.ignore import IgnoreRules
+from dropbeard.core.model import PERMISSIONS
 from dropbeard.core.paths import LOCAL_DIR
 from dropbeard.core.problems import Problem
 from dropbeard.sync.hashing import Changed, Hasher, StatKey
@@ -33,7 +34,7 @@ from dropbeard.sync.walk import Listing, Walk, is_utf8
 _PROGRESS_EVERY_S = 0.25
 # Shared int objects for permission bits: 0o644 and friends are not small-int cached, and
 # a tracked file should not pay 28 bytes for its own copy.
-_MODES = tuple(range(0o10000))
+_MODES = tuple(range(PERMISSIONS + 1))
 
 ItemType = Literal["file", "dir", "symlink"]
 Cache = Callable[[str], "tuple[StatKey, str] | None"]
@@ -308,14 +309,15 @@ class _Scan(Walk):
                 hit = cache(path)
                 if hit is not None and hit[0] == key:
                     items[path] = LocalItem(
-                        path, "file", _MODES[mode & 0o7777], hit[0], hit[1], None, disk
+                        path, "file", _MODES[mode & PERMISSIONS], hit[0], hit[1], None, disk
                     )
                 else:
-                    jobs.put((path, disk, _MODES[mode & 0o7777], key))
+                    jobs.put((path, disk, _MODES[mode & PERMISSIONS], key))
                     queued += 1
                     self.queued_bytes += key.size
             elif kind == S_IFDIR:
-                items[path] = LocalItem(path, "dir", _MODES[mode & 0o7777], None, None, None, disk)
+                bits = _MODES[mode & PERMISSIONS]
+                items[path] = LocalItem(path, "dir", bits, None, None, None, disk)
                 stack.append((path, disk))
             elif kind == S_IFLNK:
                 if not self.record_symlink(path, disk, fd, entry.name, mode):
@@ -335,7 +337,7 @@ class _Scan(Walk):
             self.problem(path, "invalid_name", "symlink target is not valid UTF-8")
             return False
         self.items[path] = LocalItem(
-            path, "symlink", _MODES[mode & 0o7777], None, None, target, disk
+            path, "symlink", _MODES[mode & PERMISSIONS], None, None, target, disk
         )
         return True
 

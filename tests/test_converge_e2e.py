@@ -259,3 +259,37 @@ def test_an_edit_then_a_delete_made_while_away_both_arrive(
     got = summary(b)  # b held the first draft, which a was seen holding: deleted
     assert got["deleted_local"] == 1 and got["problems"] == 0
     assert sorted(b.tree()) == ["keep.txt"]
+
+
+# --- a dry run with conflicts ----------------------------------------------------------
+
+
+def test_dry_run_reports_the_conflict_copies_it_would_write_and_writes_nothing(
+    local_remote: Bucket, tmp_path: Path
+) -> None:
+    a, b = devices(local_remote, tmp_path, "a", "b")
+    a.write("notes.md", "base\n")
+    a.write("todo.txt", "base\n")
+    summary(a)
+    summary(b)
+    a.write("notes.md", "edited on a\n")
+    a.write("todo.txt", "edited on a\n")
+    a.write("new.txt", "new on a\n")
+    summary(a)
+    b.write("notes.md", "edited on b\n")
+    b.write("todo.txt", "edited on b\n")
+    tree, objects, state = b.tree(), local_remote.objects(), b.read(".dropbear/state.sqlite")
+
+    got = summary(b, "--dry-run", code=4)
+    assert (got["planned_conflict_copies"], got["conflicts"]) == (2, 2)
+    assert (got["planned_downloads"], got["conflict_copies"]) == (1, 0)
+    human = local_remote.cli("sync", str(b.root), "--dry-run")
+    assert human.code == 4
+    assert "1 to download" in human.out and "2 conflict copies to write" in human.out
+    assert b.tree() == tree and local_remote.objects() == objects
+    assert b.read(".dropbear/state.sqlite") == state
+
+    got = summary(b, code=4)  # the real pass writes what the dry run said
+    assert (got["conflict_copies"], got["conflicts"]) == (2, 2)
+    assert len([p for p in b.tree() if ".conflict-a-" in p]) == 2
+    assert b.read("new.txt") == b"new on a\n"

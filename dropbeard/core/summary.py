@@ -35,6 +35,7 @@ class Summary(msgspec.Struct, kw_only=True):
     planned_local_deletes: int = 0
     planned_uploads: int = 0
     planned_tombstones: int = 0
+    planned_conflict_copies: int = 0
     duration_s: float = 0.0
 
     def count_plan(self, plan: Plan) -> None:
@@ -42,7 +43,7 @@ class Summary(msgspec.Struct, kw_only=True):
         self.planned_local_deletes = len(plan.local_deletes)
         self.planned_uploads = len(plan.uploads)
         self.planned_tombstones = len(plan.tombstones)
-        self.conflict_copies = len(plan.conflict_copies)
+        self.planned_conflict_copies = len(plan.conflict_copies)
         self.conflicts = len(plan.conflicts)
 
     def finish(self, began: float, now: float) -> None:
@@ -60,6 +61,8 @@ class Summary(msgspec.Struct, kw_only=True):
                 f"{self.planned_local_deletes} to delete here",
                 f"{self.planned_tombstones} deletes to publish",
             ]
+            if self.planned_conflict_copies:
+                parts.append(f"{self.planned_conflict_copies} conflict copies to write")
         else:
             parts += self._done()
         if self.conflicts:
@@ -82,6 +85,8 @@ class Summary(msgspec.Struct, kw_only=True):
             parts.append(f"downloaded {self.downloaded} ({human_bytes(self.downloaded_bytes)})")
         if self.deleted_local:
             parts.append(f"deleted {self.deleted_local} here")
+        if self.conflict_copies:
+            parts.append(f"wrote {self.conflict_copies} conflict copies")
         if self.tombstones:
             parts.append(f"published {self.tombstones} deletes")
         return parts

@@ -163,6 +163,8 @@ def _record(summary: Summary, outcome: PassOutcome) -> None:
     applied, uploaded, publication = outcome.applied, outcome.uploaded, outcome.publication
     summary.downloaded, summary.downloaded_bytes = applied.downloaded, applied.downloaded_bytes
     summary.deleted_local = applied.deleted
+    written = [c for c in outcome.plan.conflict_copies if c.path not in applied.failed]
+    summary.conflict_copies = len(written)
     summary.uploaded, summary.uploaded_bytes = uploaded.uploaded, uploaded.uploaded_bytes
     summary.skipped_existing = uploaded.skipped_existing
     if publication.published is not None:

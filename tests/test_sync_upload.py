@@ -73,7 +73,7 @@ async def test_every_missing_blob_is_uploaded_under_its_sha256(world: World) -> 
     result = await world.upload(sources)
 
     assert await world.blobs() == {s.sha256: b"content %d" % i for i, s in enumerate(sources)}
-    assert (result.uploaded, result.skipped_existing, result.changed) == (3, 0, {})
+    assert (result.uploaded, result.skipped_existing, result.changed) == (3, 0, set())
     assert result.uploaded_bytes == sum(s.size for s in sources)
     assert world.store.counts == {"put_if_absent": 3}  # one request per small blob
     key = KEYS.blob(sources[0].sha256)
@@ -106,6 +106,21 @@ async def test_the_same_content_at_many_paths_is_uploaded_once(world: World) -> 
     assert list(await world.blobs()) == [sha(b"duplicated bytes")]
 
 
+async def test_a_changed_copy_gives_way_to_another_path_with_the_same_bytes(
+    world: World,
+) -> None:
+    same = b"one digest, three paths"
+    sources = [world.source(f"copy{i}.txt", same) for i in range(3)]
+    for i in range(2):  # the first two copies are edited after they were hashed
+        (world.root / f"copy{i}.txt").write_bytes(b"edited, not the bytes hashed")
+
+    result = await world.upload(sources)
+
+    assert result.changed == {"copy0.txt", "copy1.txt"}
+    assert await world.blobs() == {sha(same): same}  # uploaded from copy2.txt
+    assert (result.uploaded, result.skipped_existing) == (1, 0)
+
+
 async def test_a_file_changed_since_hashing_is_not_uploaded(world: World) -> None:
     stale = world.source("edited.txt", b"as hashed")
     (world.root / "edited.txt").write_bytes(b"as edited")  # same size, new bytes
@@ -115,7 +130,7 @@ async def test_a_file_changed_since_hashing_is_not_uploaded(world: World) -> Non
 
     # Nothing under the old digest (the bytes are not those) nor the new one (unverified).
     assert await world.blobs() == {fine.sha256: b"fine"}
-    assert result.changed == {stale.sha256: "edited.txt"}
+    assert result.changed == {"edited.txt"}
     assert result.uploaded == 1
 
 
@@ -125,7 +140,7 @@ async def test_a_file_that_vanished_since_hashing_is_reported_changed(world: Wor
 
     result = await world.upload([gone])
 
-    assert result.changed == {gone.sha256: "gone.txt"}
+    assert result.changed == {"gone.txt"}
     assert await world.blobs() == {}
     assert (result.uploaded, result.skipped_existing) == (0, 0)
 
@@ -138,7 +153,7 @@ async def test_a_large_file_changed_while_streamed_leaves_nothing(
 
     result = await world.upload([big])
 
-    assert result.changed == {big.sha256: "big.bin"}
+    assert result.changed == {"big.bin"}
     assert await world.blobs() == {}
     assert world.store.counts == {"head": 1, "put_file": 1}
 

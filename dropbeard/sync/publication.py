@@ -27,7 +27,7 @@ from dropbeard.sync.remote import RemoteRead
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import ScanResult
 from dropbeard.sync.state import Journal
-from dropbeard.sync.upload import BlobSource, upload_blobs
+from dropbeard.sync.upload import BlobSource, UploadResult, upload_blobs
 
 UPLOAD_ROUNDS = 3
 """Upload rounds at most; each after the first follows a re-plan (see `upload_plan_blobs`)."""
@@ -63,7 +63,9 @@ async def upload_plan_blobs(
     gets a `changed_while_reading` problem, and syncs next pass. The pass is then planned
     again (with the same delete verdict) rather than having its manifest patched, so that
     the path's base, tombstones and conflicts stay consistent; and the new plan's blobs are
-    uploaded in turn, for at most `UPLOAD_ROUNDS` rounds.
+    uploaded in turn, for at most `UPLOAD_ROUNDS` rounds. A digest is uploaded from any
+    path that still holds its bytes (`upload_blobs`), so a re-plan only takes out paths
+    whose blob could not be sent: the plan returned names no blob missing from the bucket.
     """
     if not plan.publishes:
         return Uploaded(plan)
@@ -72,9 +74,11 @@ async def upload_plan_blobs(
     journal = Journal(run.state, anyio.Lock())
     unreadable = set(scanned.unreadable)
     problems: list[Problem] = []
-    uploaded = uploaded_bytes = skipped = 0
+    sent = UploadResult()
     for _round in range(UPLOAD_ROUNDS):
         new = blobs_to_upload(plan.manifest, known, scanned.items)
+        if not new:
+            break
         sources = [_source(run.paths, scanned, e) for e in new]
         _meter_uploads(run, sources)
         up = await upload_blobs(
@@ -83,15 +87,28 @@ async def upload_plan_blobs(
             sources,
             concurrency=run.opts.concurrency,
             journal=journal,
+            on_done=lambda src: known.add(src.sha256),
         )
-        uploaded, uploaded_bytes = uploaded + up.uploaded, uploaded_bytes + up.uploaded_bytes
-        skipped += up.skipped_existing
-        if not up.changed:
-            break
-        unreadable.update(up.changed.values())
-        problems.extend(_changed_while_reading(path) for path in up.changed.values())
-        plan = guard.applied_to(inputs.plan(unreadable))
-    return Uploaded(plan, problems, uploaded, uploaded_bytes, skipped)
+        sent.uploaded += up.uploaded
+        sent.uploaded_bytes += up.uploaded_bytes
+        sent.skipped_existing += up.skipped_existing
+        if up.changed:
+            plan = _without(inputs, guard, unreadable, up.changed, problems)
+    return Uploaded(plan, problems, sent.uploaded, sent.uploaded_bytes, sent.skipped_existing)
+
+
+def _without(
+    inputs: PlanInputs,
+    guard: DeleteGuard,
+    unreadable: set[str],
+    changed: set[str],
+    problems: list[Problem],
+) -> Plan:
+    """The pass planned again with `changed` unreadable too (adding each to `unreadable`,
+    and to `problems` once)."""
+    problems.extend(_changed_while_reading(p) for p in sorted(changed - unreadable))
+    unreadable |= changed
+    return guard.applied_to(inputs.plan(unreadable))
 
 
 def _meter_uploads(run: PassRun, sources: list[BlobSource]) -> None:

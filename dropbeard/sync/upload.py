@@ -29,8 +29,8 @@ class UploadResult:
     uploaded: int = 0
     uploaded_bytes: int = 0
     skipped_existing: int = 0
-    #: sha256 -> the path whose bytes changed while read (the caller re-plans without it)
-    changed: dict[str, str] = field(default_factory=dict)
+    #: the paths whose bytes changed while read (the caller re-plans without them)
+    changed: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,27 +51,32 @@ async def upload_blobs(
     progress: Progress | None = None,
     on_done: Callable[[BlobSource], None] | None = None,
 ) -> UploadResult:
-    """Make sure every source's blob exists in the store. One upload per distinct digest."""
+    """Make sure every source's blob exists in the store. One upload per distinct digest,
+    from the first of its sources whose bytes still match it: a file that changed since it
+    was hashed is skipped (and reported in `changed`) for the next path holding the same
+    bytes, so one edited copy does not keep the others' blob out of the bucket."""
     result = UploadResult()
-    unique: dict[str, BlobSource] = {}
+    by_digest: dict[str, list[BlobSource]] = {}
     for src in sources:
-        unique.setdefault(src.sha256, src)
+        by_digest.setdefault(src.sha256, []).append(src)
 
-    async def one(src: BlobSource) -> None:
-        try:
-            sent = await _upload_one(store, keys, src, journal, progress)
-        except IntegrityError:
-            result.changed[src.sha256] = src.path
+    async def one(candidates: list[BlobSource]) -> None:
+        for src in candidates:
+            try:
+                sent = await _upload_one(store, keys, src, journal, progress)
+            except IntegrityError:
+                result.changed.add(src.path)
+                continue
+            if sent:
+                result.uploaded += 1
+                result.uploaded_bytes += src.size
+            else:
+                result.skipped_existing += 1
+            if on_done:
+                on_done(src)
             return
-        if sent:
-            result.uploaded += 1
-            result.uploaded_bytes += src.size
-        else:
-            result.skipped_existing += 1
-        if on_done:
-            on_done(src)
 
-    await for_each(unique.values(), one, concurrency)
+    await for_each(by_digest.values(), one, concurrency)
     return result
 
 

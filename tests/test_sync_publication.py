@@ -1,0 +1,87 @@
+"""The upload step of a pass (dropbeard.sync.publication) over a real root and a LocalStore
+remote: files that change while they are uploaded are left for the next pass, and what the
+pass publishes never names a blob the bucket does not hold."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+
+from dropbeard.cli.main import main
+from dropbeard.core.keys import RootKeys
+from dropbeard.core.model import decode_head, decode_manifest
+from dropbeard.core.summary import Summary
+from dropbeard.store.base import Store
+from dropbeard.store.forwarding import ForwardingStore
+from dropbeard.store.local import LocalStore
+from dropbeard.sync.engine import PassOptions, run_pass
+from dropbeard.sync.root import RootPaths, open_online
+
+T = TypeVar("T")
+KEYS = RootKeys("r1")
+
+
+class EditsAfterTheScan(ForwardingStore):
+    """Runs `edit` once, on the pass's first listing (reading the other devices, which
+    comes after the scan): the files it touches change after they were hashed."""
+
+    def __init__(self, inner: Store, edit: Callable[[], None]) -> None:
+        super().__init__(inner)
+        self.edit: Callable[[], None] | None = edit
+
+    async def _forward(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        if op == "list_page" and self.edit is not None:
+            self.edit, edit = None, self.edit
+            edit()
+        return await call()
+
+
+def one_pass(root: Path, store: Store) -> Summary:
+    async def go() -> Summary:
+        paths = RootPaths(root)
+        cfg, state = open_online(paths)
+        try:
+            return await run_pass(paths, cfg, state, store, PassOptions())
+        finally:
+            state.close()
+
+    return anyio.run(go)
+
+
+def published(remote: Path) -> dict[str, str | None]:
+    """The paths of the device's published manifest and their sha256."""
+
+    async def go() -> dict[str, str | None]:
+        store = LocalStore(remote)
+        head = decode_head(await store.get(KEYS.head("a")), "head")
+        key = KEYS.manifest("a", head.manifest)
+        return {e.path: e.sha256 for e in decode_manifest(await store.get(key), key).entries}
+
+    return anyio.run(go)
+
+
+def test_a_published_manifest_never_names_a_blob_missing_from_the_bucket(tmp_path: Path) -> None:
+    root, remote = tmp_path / "root", tmp_path / "remote"
+    remote.mkdir()
+    init = ["init", str(root), "--remote", str(remote), "--root-id", "r1", "--device-id", "a"]
+    assert main([*init, "-q"]) == 0
+    same = b"the same bytes at four paths\n"
+    for name in ("1.txt", "2.txt", "3.txt", "4.txt"):
+        (root / name).write_bytes(same)
+
+    def edit() -> None:  # three of the four change while the pass runs; 4.txt does not
+        for name in ("1.txt", "2.txt", "3.txt"):
+            (root / name).write_bytes(b"edited during the pass: " + name.encode())
+
+    summary = one_pass(root, EditsAfterTheScan(LocalStore(remote), edit))
+
+    digest = hashlib.sha256(same).hexdigest()
+    assert published(remote) == {"4.txt": digest}
+    assert (remote / KEYS.blob(digest)).read_bytes() == same
+    assert summary.problems == 3  # changed_while_reading, each synced next pass
+    one_pass(root, LocalStore(remote))
+    assert sorted(published(remote)) == ["1.txt", "2.txt", "3.txt", "4.txt"]

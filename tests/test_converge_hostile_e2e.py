@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,165 @@ def file_entry(remote: Bucket, path: str, data: bytes) -> dict[str, Any]:
         "sha256": remote.put_blob(data),
         "version": {"evil": 1},
     }
+
+
+MAX_INT = 2**63 - 1
+
+
+def nested(depth: int = 100_000) -> bytes:
+    """Valid JSON nested deeper than any decoder will follow."""
+    return b'{"format": 1, "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+def evil_file(remote: Bucket, path: str, **fields: Any) -> dict[str, Any]:
+    return {**file_entry(remote, path, b"evil bytes\n"), **fields}
+
+
+def evil_link(path: str, target: str) -> dict[str, Any]:
+    return {
+        "path": path,
+        "type": "symlink",
+        "mode": 0o777,
+        "version": {"evil": 1},
+        "target": target,
+    }
+
+
+def evil_manifest_bytes(remote: Bucket, data: bytes) -> None:
+    """A head vouching (by SHA-256) for `data` as evil's manifest."""
+    publish_raw(remote, "evil", [], 0)
+    head = json.loads(remote.get(remote.keys.head("evil")))
+    remote.put(remote.keys.manifest("evil", head["manifest"]), data)
+    head["manifest_sha256"] = sha(data)
+    remote.put(remote.keys.head("evil"), json.dumps(head).encode())
+
+
+def evil_head(remote: Bucket, **fields: Any) -> None:
+    publish_raw(remote, "evil", [], 0)
+    head = json.loads(remote.get(remote.keys.head("evil")))
+    remote.put(remote.keys.head("evil"), json.dumps({**head, **fields}).encode())
+
+
+def manifest_of(device: str) -> bytes:
+    fields = {
+        "format": 1,
+        "root_id": ROOT_ID,
+        "device_id": device,
+        "created_at": "2026-01-01T00:00:00Z",
+    }
+    return json.dumps({**fields, "entries": []}).encode()
+
+
+MINE = b"b's own\n"
+#: what a hostile device plants -> how b's pass must end (11: evil skipped, 4: problems)
+HOSTILE: dict[str, tuple[Callable[[Bucket], object], int]] = {
+    "path_dotdot": (lambda r: publish_raw(r, "evil", [evil_file(r, "../outside")], 0), 11),
+    "path_absolute": (lambda r: publish_raw(r, "evil", [evil_file(r, f"{r.url}/x")], 0), 11),
+    "path_state_dir": (lambda r: publish_raw(r, "evil", [evil_file(r, ".DropBear/x")], 0), 11),
+    "path_too_long": (lambda r: publish_raw(r, "evil", [evil_file(r, "x" * 300)], 0), 11),
+    "path_twice": (lambda r: publish_raw(r, "evil", [evil_file(r, "d"), evil_file(r, "d")], 0), 11),
+    "path_under_a_file": (
+        lambda r: publish_raw(r, "evil", [evil_file(r, "f"), evil_file(r, "f/x")], 0),
+        11,
+    ),
+    "path_through_its_link": (
+        lambda r: publish_raw(r, "evil", [evil_link("l", r.url), evil_file(r, "l/x")], 0),
+        11,
+    ),
+    "file_without_sha256": (
+        lambda r: publish_raw(r, "evil", [evil_file(r, "n.txt", sha256=None)], 0),
+        11,
+    ),
+    "mode_out_of_range": (
+        lambda r: publish_raw(r, "evil", [evil_file(r, "m.txt", mode=0o10000)], 0),
+        11,
+    ),
+    "manifest_nested": (lambda r: evil_manifest_bytes(r, nested()), 11),
+    "manifest_not_json": (lambda r: evil_manifest_bytes(r, b"\xff\xfe not json"), 11),
+    "manifest_of_another_device": (lambda r: evil_manifest_bytes(r, manifest_of("b")), 11),
+    "head_nested": (lambda r: r.put(r.keys.head("evil"), nested()), 11),
+    "head_naming_a_missing_manifest": (lambda r: evil_head(r, manifest="20250101T000000Z"), 11),
+    "head_seen_junk": (lambda r: evil_head(r, seen={"b": {"manifest": "zzz"}}), 11),
+    "tombstone_outside": (
+        lambda r: publish_raw(
+            r, "evil", [], 1, [{"path": "../outside", "type": "file", "version": {"evil": 1}}]
+        ),
+        11,
+    ),
+    "tombstones_nested": (
+        lambda r: (
+            publish_raw(r, "evil", [], 1, []),
+            r.put(r.keys.tombstone("evil", 1), nested()),
+        ),
+        11,
+    ),
+    "version_exhausting_my_counter": (
+        lambda r: publish_raw(r, "evil", [evil_file(r, "v.txt", version={"b": MAX_INT})], 0),
+        4,
+    ),
+    "delete_exhausting_my_counter": (
+        lambda r: publish_raw(
+            r,
+            "evil",
+            [],
+            1,
+            [{"path": "mine.txt", "type": "file", "version": {"b": MAX_INT}, "sha256": sha(MINE)}],
+        ),
+        4,
+    ),
+    "delete_naming_other_bytes": (
+        lambda r: publish_raw(
+            r,
+            "evil",
+            [],
+            1,
+            [
+                {
+                    "path": "mine.txt",
+                    "type": "file",
+                    "version": {"b": 9, "evil": 1},
+                    "sha256": "1" * 64,
+                }
+            ],
+        ),
+        4,
+    ),
+    "blob_missing": (
+        lambda r: publish_raw(r, "evil", [evil_file(r, "bm.txt", sha256="2" * 64)], 0),
+        4,
+    ),
+    "blob_not_its_bytes": (
+        lambda r: (
+            publish_raw(r, "evil", [evil_file(r, "bc.txt")], 0),
+            r.put(r.keys.blob(sha(b"evil bytes\n")), b"other bytes\n"),
+        ),
+        11,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_objects_never_stop_this_device_publishing_its_own(
+    local_remote: Bucket, tmp_path: Path, case: str
+) -> None:
+    plant, code = HOSTILE[case]
+    (b,) = devices(local_remote, tmp_path, "b")
+    b.write("mine.txt", MINE)
+    b.sync()
+    register_evil(local_remote)
+    plant(local_remote)
+    b.write("new.txt", "b's new file\n")
+
+    got = b.sync(code=code)
+    if code == 11:
+        line = one_error_line(got.err)
+        assert "evil" in line or "bc.txt" in line, line
+    else:
+        assert got.err == ""
+    assert b.read("mine.txt") == MINE
+    assert {"mine.txt", "new.txt"} <= {e.path for e in local_remote.manifest("b").entries}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["remote", "root-b"]
+    assert not Path(local_remote.url, "x").exists() and not b.path(".dropbear/x").exists()
 
 
 @pytest.mark.s3

@@ -393,6 +393,16 @@ CASES = [
         manifest={"d": ("dir@700", {"laptop": 11, "desktop": 1})},
     ),
     Case(
+        "claims_of_this_device_counter_beyond_any_it_made_are_ignored",
+        base=held(F("a", V1, {"laptop": 1}), F("b", V1, {"laptop": 2})),
+        local=[F("a", V2), F("b", V1)],
+        remotes=[remote("desktop", F("a", V3, {"laptop": 2**63 - 1, "desktop": 1}))],
+        tombstones=[("server", gone("b", {"laptop": 2**62 + 1}, of=V1))],
+        uploads=["a"],
+        problems=[("a", "impossible_version"), ("b", "impossible_version")],
+        manifest={"a": (V2, {"laptop": 11}), "b": (V1, {"laptop": 2})},
+    ),
+    Case(
         "fresh_version_beats_a_lost_counter",
         counter=0,
         base=held(F("a", V1, {"laptop": 5})),

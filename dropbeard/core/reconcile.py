@@ -39,6 +39,7 @@ from dropbeard.core.plan import (
     Remote,
     Removal,
 )
+from dropbeard.core.problems import Problem
 from dropbeard.core.typeclash import Decided, blocker, clash_problems, folders_kept
 
 __all__ = [
@@ -81,6 +82,7 @@ def reconcile(
     """
     tracked, copies_on_disk = _split_conflict_copies(local)
     others = _other_candidates(remotes, tombstones) if mode in PULLS else {}
+    impossible = _drop_impossible(device_id, counter, others)
     ctx = PassContext(
         device_id=device_id,
         mode=mode,
@@ -115,6 +117,7 @@ def reconcile(
     keep_needed_folders(
         plan, base, tracked, publishes=plan.publishes, next_version=ctx.next_version
     )
+    plan.problems += impossible
     _sort(plan)
     plan.counter = ctx.counter
     return plan
@@ -153,6 +156,33 @@ def _other_candidates(
 def _tombstone_key(item: tuple[str, Delete]) -> tuple[str, str, list[tuple[str, int]], str]:
     device, gone = item
     return (device, gone.path, sorted(gone.version.items()), gone.sha256 or "")
+
+
+MAX_COUNTER = 2**62
+"""No honest vector shows a device's counter above this (a change every nanosecond would
+take a century and a half to get here)."""
+
+
+def _drop_impossible(
+    device_id: str, counter: int, others: dict[str, list[Candidate]]
+) -> list[Problem]:
+    """Take out (in place) every candidate claiming more of this device's counter than it
+    can have made — above both `counter` and `MAX_COUNTER` —, one problem per path. Fresh
+    versions continue from the highest counter of this device any vector shows, so such a
+    claim would leave none to make (or dominate every edit made here)."""
+    limit = max(counter, MAX_COUNTER)
+    problems: list[Problem] = []
+    for path, candidates in others.items():
+        kept = [c for c in candidates if c.version.get(device_id, 0) <= limit]
+        if len(kept) < len(candidates):
+            bogus = sorted({c.device_id for c in candidates if c not in kept})
+            message = (
+                f"ignored {', '.join(bogus)}'s version: it claims more of {device_id}'s "
+                f"version counter than {device_id} can have made"
+            )
+            problems.append(Problem(path=path, kind="impossible_version", message=message))
+            candidates[:] = kept
+    return problems
 
 
 def _highest_counter(

@@ -392,6 +392,18 @@ def test_hostile_objects_never_stop_this_device_publishing_its_own(
     assert not Path(local_remote.url, "x").exists() and not b.path(".dropbear/x").exists()
 
 
+def test_a_registry_nested_too_deeply_is_one_clear_line(
+    local_remote: Bucket, tmp_path: Path
+) -> None:
+    (b,) = devices(local_remote, tmp_path, "b")
+    b.sync()
+    local_remote.put(local_remote.keys.registry, nested())
+
+    got = b.sync(code=1)  # the root's list of devices: nothing can be read without it
+    line = one_error_line(got.err)
+    assert line.endswith(f"invalid registry {local_remote.keys.registry}: JSON nested too deeply")
+
+
 @pytest.mark.s3
 def test_hostile_paths_are_rejected_and_nothing_is_written(
     s3_remote: Bucket, tmp_path: Path

@@ -50,6 +50,13 @@ round changes nothing; at most 4 rounds):
    because a folder another device deleted cannot go here while it holds an ignored
    file, which stays a problem.)
 
+Once in a run, a person may copy a device's folder onto a backup drive and make it a
+fourth device, `s`, in `archive-only` mode (SPEC 3, 4.2): it must take the remote versions
+of what it was seeded with, with no conflict, and after settling hold everything the
+others agree on (and what they deleted since: an archive keeps it), with no conflict
+open and an idle pass that changes nothing. It never publishes, so the three others
+cannot tell it exists: checks 1-3 are theirs alone.
+
 Each person's rule draws the device and path it acts on from what exists (the draws show
 in a failing case's steps) and runs only when there is something to act on, so no step is
 wasted. Check 1 was seen to fail within these settings against engines patched to keep
@@ -66,6 +73,7 @@ import contextlib
 import io
 import os
 import shutil
+import sqlite3
 import stat
 import tempfile
 import unicodedata
@@ -86,6 +94,7 @@ from tests.converge import tree as disk_tree
 pytestmark = pytest.mark.slow
 
 DEVICES = ["a", "b", "c"]
+ARCHIVE = "s"  # the archive-only device seeded by hand, once a run chooses to
 MENU = "Caf\u00e9/m\u00e9nu.txt"  # made on a Mac: Cafe\u0301/me\u0301nu.txt on disk
 FILES = ["a.txt", "d/b.txt", "d/e/c.txt", MENU]
 DIRS = ["d", "d/e", "f"]
@@ -132,6 +141,8 @@ class ThreeRealDevices(RuleBasedStateMachine):
         self.published: set[Content] = set()
         self.superseded: set[Content] = set()
         self.log: list[str] = []  # what happened, shown when a check fails
+        self.archive = self.tmp / f"root-{ARCHIVE}"
+        self.seeded = False
         for d in DEVICES:
             got = run_cli(
                 "init",
@@ -324,6 +335,63 @@ class ThreeRealDevices(RuleBasedStateMachine):
         self._delete_copies(data.draw(st.sampled_from(self._with_copies()), label="settle"))
         self.ok = True
 
+    @precondition(lambda self: not self.seeded)
+    @rule(data=st.data())
+    def seed_archive(self, data: st.DataObject) -> None:
+        """A person syncs a device, copies its folder onto a backup drive by hand (what it
+        holds in conflict or despite a delete left out: the others do not hold that), and
+        makes the copy an archive-only device. Its first pass finds every file it holds on
+        the others: it adopts their versions quietly, no conflict (SPEC 3)."""
+        self.ok = False
+        source = data.draw(st.sampled_from(DEVICES), label="seed from")
+        self._sync(source)
+        in_conflict = {c["path"] for c in self._status(source)["conflicts"]}
+        in_conflict |= set(self._refused(source))
+        root = self.roots[source]
+
+        def left_out(folder: str, names: list[str]) -> set[str]:
+            rel = os.path.relpath(folder, root)
+            left: set[str] = set()
+            for name in names:
+                path = os.path.normpath(os.path.join(rel, name))
+                mode = os.lstat(os.path.join(folder, name)).st_mode
+                # a FIFO or socket is never synced (and copying one would block)
+                tracked = stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)
+                unpublished = path in in_conflict or parse_conflict_name(path)
+                if path == ".dropbear" or unpublished or not tracked:
+                    left.add(name)
+            return left
+
+        shutil.copytree(root, self.archive, symlinks=True, ignore=left_out)
+        got = run_cli(
+            "init",
+            str(self.archive),
+            "--remote",
+            str(self.remote),
+            "--root-id",
+            ROOT_ID,
+            "--device-id",
+            ARCHIVE,
+            "--mode",
+            "archive-only",
+            "-q",
+        )
+        assert got.code == 0, got.err
+        self.seeded = True
+        self.log.append(f"{ARCHIVE}: seeded from {source}")
+        first = self._sync_archive()
+        assert (first["conflicts"], first["conflict_copies"]) == (0, 0), self._why(
+            f"{ARCHIVE}: the seeded archive's first pass found conflicts: {first}"
+        )
+        self.ok = True
+
+    @precondition(lambda self: self.seeded)
+    @rule()
+    def sync_archive(self) -> None:
+        self.ok = False
+        self._sync_archive()
+        self.ok = True
+
     @rule(order=st.lists(st.sampled_from(DEVICES), min_size=1, max_size=4))
     def sync(self, order: list[str]) -> None:
         self.ok = False
@@ -394,6 +462,38 @@ class ThreeRealDevices(RuleBasedStateMachine):
         assert now == ignored, self._why(f"{device}: the pass changed ignored paths: {now}")
         return summary
 
+    def _sync_archive(self) -> dict[str, Any]:
+        """One pass of the archive (it publishes nothing: no content of it is tracked)."""
+        got = run_cli("sync", str(self.archive), "--json")
+        summary: dict[str, Any] = got.json if got.out.strip() else {}
+        self.log.append(f"{ARCHIVE}: sync -> {got.code} {got.err.strip()}")
+        assert got.code in OK_CODES, self._why(f"{ARCHIVE}: sync exited {got.code}: {got.err}")
+        assert summary["manifest"] is None and summary["uploaded"] == 0
+        # Nothing changes on the archive but what it receives: it never makes a version of
+        # its own, which would make every later edit elsewhere concurrent with it (SPEC 3).
+        db = sqlite3.connect(
+            f"file:{self.archive / '.dropbear' / 'state.sqlite'}?mode=ro", uri=True
+        )
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'counter'").fetchone()
+        finally:
+            db.close()
+        assert row is None or row[0] == "0", self._why(f"{ARCHIVE}: made versions: {row}")
+        return summary
+
+    def _check_archive(self, agreed: dict[str, tuple[object, ...]]) -> None:
+        """After settling: the archive catches up in one pass and holds everything the
+        others agree on, with no conflict open; then it stays idle."""
+        self._sync_archive()
+        status = run_cli("status", str(self.archive), "--json", "--offline").json
+        assert not status["conflicts"], self._why(f"{ARCHIVE}: conflicts stay open: {status}")
+        held = tree(self.archive)
+        missing = {rel: item for rel, item in agreed.items() if held.get(rel) != item}
+        assert not missing, self._why(f"{ARCHIVE} lacks what the others agree on: {missing}")
+        got = run_cli("sync", str(self.archive), "--json")
+        assert got.code == 0, self._why(f"{ARCHIVE}: settled pass exited {got.code}: {got.out}")
+        assert tree(self.archive) == held, self._why(f"{ARCHIVE}: idle pass changed the tree")
+
     def _status(self, device: str) -> dict[str, Any]:
         got = run_cli("status", str(self.roots[device]), "--json", "--offline")
         result: dict[str, Any] = got.json
@@ -403,6 +503,8 @@ class ThreeRealDevices(RuleBasedStateMachine):
 
     def _why(self, message: str) -> str:
         trees = {d: sorted(tree(self.roots[d]).items()) for d in DEVICES}
+        if self.seeded:
+            trees[ARCHIVE] = sorted(tree(self.archive).items())
         lines = [message, "history:", *self.log[-80:], "trees:"]
         lines += [f"  {d}: {t}" for d, t in trees.items()]
         return "\n".join(lines)
@@ -508,6 +610,8 @@ class ThreeRealDevices(RuleBasedStateMachine):
             assert got.code == 0, self._why(f"{d}: settled pass exited {got.code}: {got.out}")
             assert got.json["manifest"] is None, self._why(f"{d}: idle pass published {got.out}")
             assert tree(self.roots[d]) == before, self._why(f"{d}: idle pass changed the tree")
+        if self.seeded:
+            self._check_archive(first)
 
 
 ThreeRealDevices.TestCase.settings = settings(

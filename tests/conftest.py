@@ -10,11 +10,18 @@ from pathlib import Path
 
 import anyio
 import pytest
+from hypothesis import settings
 
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
 from tests.s3servers import NoNpm, S3Server, start_moto, start_s3rver
 from tests.seaweed import Seaweed
+
+#: Property tests draw the same examples on every run (CI must not pass or fail by luck);
+#: `HYPOTHESIS_PROFILE=explore` draws new ones each run, to look for new failures.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 #: Every async test runs on both event loops dropbeard supports: the standard asyncio
 #: loop and uvloop (what the CLI and the daemon use where it is installed).

@@ -199,7 +199,7 @@ class Device:
 
 def tree(root: Path) -> dict[str, tuple[object, ...]]:
     """What a person sees in a root (never `.dropbear/`): per relative path its type,
-    permission bits, and bytes or symlink target."""
+    permission bits, and bytes or symlink target (special files: only their kind)."""
     found: dict[str, tuple[object, ...]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
@@ -214,8 +214,10 @@ def tree(root: Path) -> dict[str, tuple[object, ...]]:
                 found[rel] = ("symlink", os.readlink(full))
             elif stat.S_ISDIR(st.st_mode):
                 found[rel] = ("dir", mode)
-            else:
+            elif stat.S_ISREG(st.st_mode):
                 found[rel] = ("file", mode, Path(full).read_bytes())
+            else:  # a FIFO, socket or device: never read (a FIFO would block)
+                found[rel] = ("special", stat.S_IFMT(st.st_mode))
     return found
 
 

@@ -4,8 +4,10 @@ The stateful twin of tests/test_reconcile_sim.py, over the real engine: three ro
 temporary folder (`dropbeard init … --root-id r1 --device-id a|b|c`), one LocalStore remote,
 every pass a real `dropbeard sync --json` run in-process through `dropbeard.cli.main`.
 People create, edit, delete, rename and chmod files from a tiny universe of names (so
-concurrent changes of one path are frequent), make and remove empty folders, settle
-conflicts by deleting their copies, and devices sync in any order. One name of the
+concurrent changes of one path are frequent), make and remove empty folders, change what a
+path is (file <-> folder <-> symlink, a folder taking everything below it along), leave a
+FIFO where another device may publish a file, settle conflicts by deleting their copies,
+and devices sync in any order. One name of the
 universe is not ASCII: a person may create it spelled NFD on disk, as macOS does, and
 every later operation (theirs and dropbeard's) keeps the spelling the disk holds (SPEC
 2, 4 step 2); paths are compared in NFC. People also edit `.dropbearignore` (a synced
@@ -38,23 +40,28 @@ round changes nothing; at most 4 rounds):
    bytes; empty folders included) except conflict copies, the paths in conflict on
    some device (SPEC 4.4: while a conflict is open its device keeps its own version and
    leaves the path out of its manifest, so that path cannot agree yet), and the paths
-   some device's `.dropbearignore` ignores (local-only, SPEC 2), and the paths where a
+   some device's `.dropbearignore` ignores (local-only, SPEC 2), the paths where a
    device refused a delete naming other bytes than its file (SPEC 4.1: e.g. a conflict
    resolved elsewhere by deleting, by a device this one never saw holding its version;
-   kept, and a problem).
-3. **Once the people settle every conflict** (delete the copies on each device with an
-   open conflict, and follow each refused delete by hand, then sync: SPEC 4.4
-   resolution) every device holds the same tree, with no conflict copy, every pass exits
-   0, and one more pass on each device is idle: it publishes nothing (`"manifest": null`)
-   and changes nothing on disk. (Ignored paths apart: only root-level files are ignored,
-   because a folder another device deleted cannot go here while it holds an ignored
-   file, which stays a problem.)
+   kept, and a problem), the paths with a type clash or a special file in the way (SPEC
+   4.1, 4.3: problems until a person acts), everything below those, and the special
+   files themselves.
+3. **Once the people settle every conflict and problem** (delete the copies on each
+   device with an open conflict, and follow each refused delete by hand; where a type
+   clash left nothing to copy, remove the local file or symlink so the other devices'
+   folder can come; remove the FIFOs; then sync: SPEC 4.4 resolution) every device holds
+   the same tree, with no conflict copy, every pass exits 0, and one more pass on each
+   device is idle: it publishes nothing (`"manifest": null`) and changes nothing on disk.
+   (Ignored paths apart: only root-level files are ignored, because a folder another
+   device deleted cannot go here while it holds an ignored file, which stays a problem.)
 
 Once in a run, a person may copy a device's folder onto a backup drive and make it a
 fourth device, `s`, in `archive-only` mode (SPEC 3, 4.2): it must take the remote versions
 of what it was seeded with, with no conflict, and after settling hold everything the
 others agree on (and what they deleted since: an archive keeps it), with no conflict
-open and an idle pass that changes nothing. It never publishes, so the three others
+open and an idle pass that changes nothing; but where the others replaced a folder whose
+content the archive keeps, the archive keeps the folder and holds their file or symlink
+beside it as a conflict copy, the one conflict it may have. It never publishes, so the three others
 cannot tell it exists: checks 1-3 are theirs alone.
 
 Each person's rule draws the device and path it acts on from what exists (the draws show
@@ -98,6 +105,9 @@ ARCHIVE = "s"  # the archive-only device seeded by hand, once a run chooses to
 MENU = "Caf\u00e9/m\u00e9nu.txt"  # made on a Mac: Cafe\u0301/me\u0301nu.txt on disk
 FILES = ["a.txt", "d/b.txt", "d/e/c.txt", MENU]
 DIRS = ["d", "d/e", "f"]
+RETYPED = ["a.txt", "d", "f"]  # paths whose type people change
+KINDS = ["file", "folder", "symlink"]
+INSIDE = "inside.txt"  # the file a path turned folder holds
 MODES = [0o644, 0o600, 0o755]
 ANCHOR = "keep.txt"
 OK_CODES = (0, 4)  # 4: conflicts or problems remain
@@ -119,6 +129,19 @@ def nfc(path: str) -> str:
 def tree(root: Path) -> dict[str, tuple[object, ...]]:
     """What a person sees in a root, by NFC path (an NFD name on disk is the same path)."""
     return {nfc(rel): item for rel, item in disk_tree(root).items()}
+
+
+def kind(p: Path) -> str | None:
+    """What is at `p`: file, folder, symlink, special, or None."""
+    try:
+        mode = os.lstat(p).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return "file" if stat.S_ISREG(mode) else "special"
 
 
 def run_cli(*argv: str) -> Result:
@@ -193,11 +216,25 @@ class ThreeRealDevices(RuleBasedStateMachine):
     def _present(self) -> list[tuple[str, str]]:
         return [(d, r) for d in DEVICES for r in FILES if self._file(d, r)]
 
+    def _free(self, device: str, rel: str) -> bool:
+        """Nothing at `rel`, and every folder above it a real folder or missing (not a
+        file, symlink or FIFO a type change left there)."""
+        if os.path.lexists(self._at(device, rel)):
+            return False
+        parents = [p for p in Path(rel).parents if p != Path(".")]
+        return all(kind(self._at(device, p.as_posix())) in ("folder", None) for p in parents)
+
     def _absent(self) -> list[tuple[str, str]]:
-        return [(d, r) for d in DEVICES for r in FILES if not os.path.lexists(self._at(d, r))]
+        return [(d, r) for d in DEVICES for r in FILES if self._free(d, r)]
 
     def _dirs_absent(self) -> list[tuple[str, str]]:
-        return [(d, r) for d in DEVICES for r in DIRS if not os.path.lexists(self.roots[d] / r)]
+        return [(d, r) for d in DEVICES for r in DIRS if self._free(d, r)]
+
+    def _retypable(self) -> list[tuple[str, str]]:
+        return [(d, r) for d in DEVICES for r in RETYPED if kind(self._at(d, r)) in KINDS]
+
+    def _fifo_spots(self) -> list[tuple[str, str]]:
+        return [(d, r) for d in DEVICES for r in FILES + RETYPED if self._free(d, r)]
 
     def _dirs_empty(self) -> list[tuple[str, str]]:
         return [
@@ -208,7 +245,7 @@ class ThreeRealDevices(RuleBasedStateMachine):
         ]
 
     def _with_copies(self) -> list[str]:
-        return [d for d in DEVICES if any(parse_conflict_name(r) for r in self._files(d))]
+        return [d for d in DEVICES if self._copies(d)]
 
     @precondition(lambda self: self._absent())
     @rule(data=st.data(), content=CONTENTS)
@@ -287,7 +324,13 @@ class ThreeRealDevices(RuleBasedStateMachine):
         """Move a file to another name of the universe, replacing the file there if any."""
         self.ok = False
         device, src = data.draw(st.sampled_from(self._present()), label="rename")
-        dst = data.draw(st.sampled_from([r for r in FILES if r != src]), label="to")
+        targets = [
+            r for r in FILES if r != src and (self._file(device, r) or self._free(device, r))
+        ]
+        if not targets:  # every other name is below a file a type change left
+            self.ok = True
+            return
+        dst = data.draw(st.sampled_from(targets), label="to")
         self.superseded.add(self._content(device, src))
         if self._file(device, dst):
             self.superseded.add(self._content(device, dst))
@@ -325,6 +368,39 @@ class ThreeRealDevices(RuleBasedStateMachine):
         device, rel = data.draw(st.sampled_from(self._dirs_empty()), label="rmdir")
         (self.roots[device] / rel).rmdir()
         self.log.append(f"{device}: rmdir {rel}")
+        self.ok = True
+
+    @precondition(lambda self: self._retypable())
+    @rule(data=st.data(), to=st.sampled_from(KINDS))
+    def change_type(self, data: st.DataObject, to: str) -> None:
+        """A file, folder or symlink becomes another kind of item: a folder and everything
+        in it goes, a file's bytes go (both superseded: the person removed them here)."""
+        self.ok = False
+        device, rel = data.draw(st.sampled_from(self._retypable()), label="retype")
+        p = self._at(device, rel)
+        if kind(p) != to:
+            self._remove(device, rel)
+            if to == "file":
+                p.write_bytes(self._fresh(device, None))
+            elif to == "folder":
+                p.mkdir()
+                (p / INSIDE).write_bytes(self._fresh(device, None))
+            else:
+                os.symlink(ANCHOR, p)
+            self.log.append(f"{device}: {rel} becomes a {to}")
+        self.ok = True
+
+    @precondition(lambda self: self._fifo_spots())
+    @rule(data=st.data())
+    def fifo_appears(self, data: st.DataObject) -> None:
+        """A FIFO appears where another device may publish a file: never tracked, and in
+        the way of such a download (a problem until the person removes it)."""
+        self.ok = False
+        device, rel = data.draw(st.sampled_from(self._fifo_spots()), label="fifo")
+        p = self._at(device, rel)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(p)
+        self.log.append(f"{device}: a FIFO appears at {rel}")
         self.ok = True
 
     @precondition(lambda self: self._with_copies())
@@ -403,15 +479,62 @@ class ThreeRealDevices(RuleBasedStateMachine):
     # --- the machinery ---------------------------------------------------------------
 
     def _delete_copies(self, device: str) -> int:
-        copies = [rel for rel in self._files(device) if parse_conflict_name(rel)]
+        copies = self._copies(device)
         for rel in copies:
-            _, data, mode = self._content(device, rel)
             original = parse_conflict_name(rel)
             assert original is not None
-            self.superseded.add((original[0], data, mode))
+            if self._file(device, rel):
+                _, data, mode = self._content(device, rel)
+                self.superseded.add((original[0], data, mode))
             self._at(device, rel).unlink()
             self.log.append(f"{device}: delete conflict copy {rel}")
         return len(copies)
+
+    def _copies(self, device: str) -> list[str]:
+        """The conflict copies on `device`: files, or symlinks (a symlink's copy)."""
+        return [
+            rel
+            for rel, item in tree(self.roots[device]).items()
+            if item[0] in ("file", "symlink") and parse_conflict_name(rel)
+        ]
+
+    def _remove(self, device: str, rel: str) -> None:
+        """The person removes the item at `rel` (a folder with all it holds): every file
+        content they had there is superseded."""
+        for file in [f for f in self._files(device) if f == rel or f.startswith(rel + "/")]:
+            _, data, mode = self._content(device, file)
+            original = parse_conflict_name(file)
+            self.superseded.add((original[0] if original else file, data, mode))
+        p = self._at(device, rel)
+        if kind(p) == "folder":
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+        self.log.append(f"{device}: remove {rel}")
+
+    def _settle(self, device: str) -> None:
+        """The person settles what a device reports: deletes its conflict copies; follows
+        its refused deletes; where a type clash left nothing to copy (the others hold a
+        folder there), removes the local file or symlink so that folder can come; removes
+        the FIFOs in the way."""
+        status = self._status(device)
+        self._delete_copies(device)
+        self._follow_refused_deletes(device)
+        clashes = {p["path"] for p in status["problems"] if p["kind"] == "type_clash"}
+        clashes |= {c["path"] for c in status["conflicts"] if not c["copies"]}
+        for rel in sorted(clashes):
+            if kind(self._at(device, rel)) in ("file", "symlink"):
+                self._remove(device, rel)
+        for rel, item in tree(self.roots[device]).items():
+            if item[0] == "special":
+                self._at(device, rel).unlink()
+                self.log.append(f"{device}: remove the FIFO at {rel}")
+
+    def _unsettled(self, device: str) -> bool:
+        """Open conflicts, problems, or a FIFO on `device`."""
+        status = self._status(device)
+        specials = any(item[0] == "special" for item in tree(self.roots[device]).values())
+        return bool(status["conflicts"] or status["problems"] or specials)
 
     def _refused(self, device: str) -> list[str]:
         """The paths where `device` refused a delete naming other bytes than its file."""
@@ -484,11 +607,21 @@ class ThreeRealDevices(RuleBasedStateMachine):
 
     def _check_archive(self, agreed: dict[str, tuple[object, ...]]) -> None:
         """After settling: the archive catches up in one pass and holds everything the
-        others agree on, with no conflict open; then it stays idle."""
+        others agree on, with no conflict open; then it stays idle. Where the others
+        replaced a folder whose content the archive keeps (it applies no delete), the
+        folder stays and their item is a conflict copy beside it: the one conflict allowed,
+        and that copy counts as holding the item."""
         self._sync_archive()
         status = run_cli("status", str(self.archive), "--json", "--offline").json
-        assert not status["conflicts"], self._why(f"{ARCHIVE}: conflicts stay open: {status}")
         held = tree(self.archive)
+        kept = {
+            rel
+            for rel, item in agreed.items()
+            if item[0] != "dir" and held.get(rel, ("",))[0] == "dir"
+        }
+        beside = {(o[0], item) for rel, item in held.items() if (o := parse_conflict_name(rel))}
+        conflicts = {c["path"] for c in status["conflicts"]}
+        assert conflicts <= kept, self._why(f"{ARCHIVE}: conflicts stay open: {status}")
         # The archive never applies a delete, so it may still hold an ignore file the others
         # deleted: what its own rules ignore, it neither downloads nor is expected to hold.
         rules = IgnoreRules.empty()
@@ -497,11 +630,14 @@ class ThreeRealDevices(RuleBasedStateMachine):
         missing = {
             rel: item
             for rel, item in agreed.items()
-            if held.get(rel) != item and not rules.matches(rel, item[0] == "dir")
+            if held.get(rel) != item
+            and (rel not in kept or (rel, item) not in beside)
+            and not rules.matches(rel, item[0] == "dir")
         }
         assert not missing, self._why(f"{ARCHIVE} lacks what the others agree on: {missing}")
         got = run_cli("sync", str(self.archive), "--json")
-        assert got.code == 0, self._why(f"{ARCHIVE}: settled pass exited {got.code}: {got.out}")
+        settled = 4 if conflicts else 0
+        assert got.code == settled, self._why(f"{ARCHIVE}: settled pass exited {got.code}")
         assert tree(self.archive) == held, self._why(f"{ARCHIVE}: idle pass changed the tree")
 
     def _status(self, device: str) -> dict[str, Any]:
@@ -530,10 +666,12 @@ class ThreeRealDevices(RuleBasedStateMachine):
                 return
 
     def _agreed_tree(self, device: str, skip: set[str]) -> dict[str, tuple[object, ...]]:
+        """The tree but conflict copies and what is at or below the `skip` paths."""
         return {
             rel: item
             for rel, item in tree(self.roots[device]).items()
-            if parse_conflict_name(rel) is None and rel not in skip
+            if parse_conflict_name(rel) is None
+            and not any(rel == s or rel.startswith(s + "/") for s in skip)
         }
 
     def _rules(self, device: str) -> IgnoreRules:
@@ -571,41 +709,42 @@ class ThreeRealDevices(RuleBasedStateMachine):
         lost = self.published - self.superseded - held
         assert not lost, self._why(f"contents lost: {sorted(lost)}")
 
-        # 2. the same tree everywhere, but for conflict copies, paths in conflict (or
-        # holding a delete refused for naming other bytes: the person decides, SPEC 4.1)
-        # and ignored paths
-        in_conflict = {c["path"] for d in DEVICES for c in self._status(d)["conflicts"]}
-        in_conflict |= {p for d in DEVICES for p in self._refused(d)}
+        # 2. the same tree everywhere, but for conflict copies, paths in conflict, paths
+        # with a problem (a delete refused for naming other bytes, a type clash, a special
+        # file in the way: the person decides, SPEC 4.1, 4.3), special files and ignored
+        # paths
+        skip = self._ignored()
         for d in DEVICES:
-            in_conflict |= {o[0] for rel in tree(self.roots[d]) if (o := parse_conflict_name(rel))}
-        skip = in_conflict | self._ignored()
+            status = self._status(d)
+            skip |= {c["path"] for c in status["conflicts"]}
+            skip |= {p["path"] for p in status["problems"]}
+            for rel, item in tree(self.roots[d]).items():
+                if (o := parse_conflict_name(rel)) is not None:
+                    skip.add(o[0])
+                if item[0] == "special":
+                    skip.add(rel)
         first = self._agreed_tree(DEVICES[0], skip)
         for d in DEVICES[1:]:
             assert self._agreed_tree(d, skip) == first, self._why(
-                f"{d} disagrees with {DEVICES[0]} outside the conflicts and ignored paths"
-                f" {sorted(skip)}"
+                f"{d} disagrees with {DEVICES[0]} outside the conflicts, problems, special"
+                f" files and ignored paths {sorted(skip)}"
             )
 
-        # 3. the people settle every conflict (and follow every refused delete); then all
-        # agree, exit 0, and stay idle
+        # 3. the people settle every conflict and problem; then all agree, exit 0, and
+        # stay idle
         for _ in range(MAX_ROUNDS):
             # (a copy of a path that became ignored is the person's to delete too)
             copies = self._with_copies()
-            open_on = [
-                d
-                for d in DEVICES
-                if self._status(d)["conflicts"] or d in copies or self._refused(d)
-            ]
+            open_on = [d for d in DEVICES if self._unsettled(d) or d in copies]
             if not open_on:
                 break
             for d in open_on:
-                self._delete_copies(d)
-                self._follow_refused_deletes(d)
+                self._settle(d)
                 self._sync(d)
             self._rounds()
         for d in DEVICES:
             status = self._status(d)
-            assert not status["conflicts"], self._why(f"{d}: conflicts stay open: {status}")
+            assert not self._unsettled(d), self._why(f"{d}: left unsettled: {status}")
         ignored = self._ignored()
         first = self._agreed_tree(DEVICES[0], ignored)
         for d in DEVICES:

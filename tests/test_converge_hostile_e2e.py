@@ -541,3 +541,24 @@ def test_offline_root_is_left_untouched(remote: Bucket, tmp_path: Path, how: str
     assert a.read("new.txt") == b"would be uploaded\n"
     assert not a.path("y.txt").exists()
     assert a.tree() == b.tree()
+
+
+def test_a_stray_object_among_tombstones_is_skipped(local_remote: Bucket, tmp_path: Path) -> None:
+    """A file that is not a tombstone batch in a device's tombstones folder (a `.DS_Store`
+    a NAS gained, a note someone left) is not a batch: it is skipped like a foreign folder
+    under `devices/`, and the device's real deletes still arrive."""
+    remote = local_remote
+    a, b = devices(remote, tmp_path, "a", "b")
+    a.write("old.txt", "to be deleted\n")
+    a.write("keep.txt", "keeps the root from looking emptied\n")
+    a.sync()
+    b.sync()
+    for name in (".DS_Store", "00000000000000000001.json.bak", "notes.txt"):
+        remote.put(remote.keys.tombstones_prefix("a") + name, b"not a batch\n")
+    a.path("old.txt").unlink()
+    a.sync()
+
+    b.sync()
+    assert not b.path("old.txt").exists()
+    assert b.read("keep.txt") == b"keeps the root from looking emptied\n"
+    assert b.status()["problems"] == []

@@ -253,7 +253,10 @@ async def read_tombstones(
     start = keys.tombstone(dev, after) if after > 0 else None
     async for page in store.list(keys.tombstones_prefix(dev), start_after=start):
         for obj in page.objects:
-            seq = keys.seq_of(obj.key)
+            try:
+                seq = keys.seq_of(obj.key)
+            except ValueError:
+                continue  # not a batch (a stray file in the folder): skipped, not fatal
             if after < seq <= upto:
                 batch = decode_tombstones(await store.get(obj.key), obj.key)
                 found.extend((seq, d) for d in batch.deletes)

@@ -134,7 +134,7 @@ def local_remote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Bucket:
     return local_bucket(tmp_path, Cli(capsys))
 
 
-@pytest.mark.parametrize("mode", ["archive-only", "download-only"])
+@pytest.mark.parametrize("mode", ["archive-only", "download-only", "bidirectional"])
 def test_a_backup_seeded_with_a_copy_adopts_the_remote_versions_and_stays_quiet(
     local_remote: Bucket, tmp_path: Path, mode: str
 ) -> None:

@@ -163,14 +163,16 @@ def test_a_type_change_against_an_addition_below_is_a_conflict(
 # --- 2. a device that replaced a folder keeps syncing -------------------------------------
 
 
+@pytest.mark.parametrize("folder", ["d", "d/e"])  # the edited file right below `d`, or deeper
 @pytest.mark.parametrize("replacement", ["symlink", "file"])
 def test_a_device_that_replaced_a_folder_keeps_syncing(
-    remote: Bucket, tmp_path: Path, replacement: str
+    remote: Bucket, tmp_path: Path, replacement: str, folder: str
 ) -> None:
     a, b = devices(remote, tmp_path, "a", "b")
+    f, g = f"{folder}/f.txt", f"{folder}/g.txt"
     a.write("keep.txt", "k\n")
-    a.write("d/f.txt", "v1\n")
-    a.write("d/g.txt", "untouched\n")
+    a.write(f, "v1\n")
+    a.write(g, "untouched\n")
     summary(a)
     summary(b)
 
@@ -179,7 +181,7 @@ def test_a_device_that_replaced_a_folder_keeps_syncing(
         os.symlink("keep.txt", b.path("d"))
     else:
         b.write("d", "d is a file on b\n")
-    a.write("d/f.txt", "v2, edited on a\n")
+    a.write(f, "v2, edited on a\n")
     summary(a)
 
     b.write("new-on-b.txt", "unrelated, must still reach a\n")
@@ -193,16 +195,16 @@ def test_a_device_that_replaced_a_folder_keeps_syncing(
 
     summary(a, code=4)  # a keeps its folder and its edit; b's item arrives as a copy
     assert a.read("new-on-b.txt") == b"unrelated, must still reach a\n"
-    assert a.read("d/f.txt") == b"v2, edited on a\n"
+    assert a.read(f) == b"v2, edited on a\n"
     assert [c["path"] for c in a.status()["conflicts"]] == ["d"]
-    assert not a.path("d/g.txt").exists()  # b's delete of the untouched file went through
+    assert not a.path(g).exists()  # b's delete of the untouched file went through
 
     # a's person keeps the folder: b takes it back, with a's edit
     for copy in [p for p in a.tree() if p.startswith("d.conflict-")]:
         remove(a, copy)
     for d in (a, b, a):
         assert summary(d)["conflicts"] == 0, d.id
-    assert b.read("d/f.txt") == b"v2, edited on a\n"
+    assert b.read(f) == b"v2, edited on a\n"
     assert a.tree() == b.tree()
     idle(a, b)
 

@@ -3,7 +3,7 @@ survives (an edit beats a concurrent delete, SPEC 4.1) is kept as a folder (pure
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from dropbeard.core.model import Entry
 from dropbeard.core.plan import Base, Download, Plan
@@ -19,6 +19,7 @@ def keep_needed_folders(
     *,
     publishes: bool,
     next_version: Callable[[Mapping[str, int]], dict[str, int]],
+    held: Collection[str] = (),
 ) -> None:
     """Revise `plan` in place: every path it deletes that still has a surviving path
     below it stays as a folder, with a fresh version after its tombstone's so it dominates
@@ -27,11 +28,13 @@ def keep_needed_folders(
     but recorded (and published) as deleted, and devices take extra passes to agree. The
     deleted path need not have been a folder: a file or symlink deleted while another
     device grew a folder there (a type clash it kept as a conflict, so no entry of that
-    folder arrives) gives way to the folder."""
+    folder arrives) gives way to the folder. `held`: paths left out of this pass below a
+    file or symlink (a type clash): not on disk here and not published, so they keep no
+    folder above them."""
     doomed = {p for p, new in plan.base.items() if new.entry is None and new.deleted is not None}
     if not doomed:
         return
-    needed = doomed & _ancestors_of_survivors(plan, base)
+    needed = doomed & _ancestors_of_survivors(plan, base, held)
     if not needed:
         return
     for path in sorted(needed):
@@ -58,10 +61,13 @@ def keep_needed_folders(
     plan.downloads.sort(key=lambda d: d.path)
 
 
-def _ancestors_of_survivors(plan: Plan, base: Mapping[str, Base]) -> set[str]:
-    """Every folder above a path that exists after the plan (held, or in conflict)."""
+def _ancestors_of_survivors(
+    plan: Plan, base: Mapping[str, Base], held: Collection[str]
+) -> set[str]:
+    """Every folder above a path that exists after the plan (kept, or in conflict), but
+    not above one `held` below a file or symlink."""
     found: set[str] = set()
-    for path in plan.base.keys() | base.keys():
+    for path in (plan.base.keys() | base.keys()) - set(held):
         final = plan.base.get(path) or base.get(path)
         if final is None or (final.entry is None and final.conflict is None):
             continue

@@ -115,7 +115,7 @@ def reconcile(
     _keep_clashing_folders(ctx, plan, base, folders_kept(decided, tracked, paths), decided)
     plan.problems += clash_problems(held, decided, tracked)
     keep_needed_folders(
-        plan, base, tracked, publishes=plan.publishes, next_version=ctx.next_version
+        plan, base, tracked, publishes=plan.publishes, next_version=ctx.next_version, held=held
     )
     plan.problems += impossible
     _sort(plan)

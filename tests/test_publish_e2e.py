@@ -676,7 +676,11 @@ def test_an_unreachable_remote_exits_10_quickly(remote: Remote, tmp_path: Path, 
     elapsed = time.monotonic() - began
     assert elapsed < 30, f"an unreachable remote took {elapsed:.1f}s to report"
     assert proc.returncode == 10, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    # one error line; on a loaded machine the retries may outlast the "still retrying"
+    # notice's delay, and that notice may come first
+    lines = proc.stderr.strip().splitlines()
+    assert [line for line in lines if "error" in line] == lines[-1:], proc.stderr
+    assert all("still retrying" in line for line in lines[:-1]), proc.stderr
     assert state_dump(root) == state
     if remote.directory is not None:
         assert not remote.directory.exists()  # nothing written into the empty mountpoint

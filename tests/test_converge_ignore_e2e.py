@@ -5,6 +5,7 @@ an ignore file that cannot be read or decoded is a problem, with no new path syn
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,48 @@ def test_an_unreadable_ignore_file_is_a_problem_and_no_new_path_syncs(
     assert not has_blob(remote, b"must never be uploaded\n")
     summary(b)
     assert b.read("new.txt") == b"new on a\n" and not b.path("secret.log").exists()
+
+
+def test_a_folder_deleted_elsewhere_that_holds_ignored_files_here_settles(
+    remote: Bucket, tmp_path: Path
+) -> None:
+    """a deletes folder `build/`; b holds ignored files inside it. b deletes what was
+    synced and keeps the folder for its local-only files (SPEC 2); the devices then agree
+    at once: no pass republishes the folder, none re-creates it on a, no problem repeats.
+    A synced file put in it later brings the folder back everywhere, as any new file."""
+    a, b = devices(remote, tmp_path, "a", "b")
+    for d in (a, b):
+        d.write(".dropbearignore", "*.o\n")
+    a.write("keep.txt", "keeps the root from looking emptied\n")
+    a.write("build/notes.txt", "synced\n")
+    a.write("build/obj/readme.txt", "synced too\n")
+    a.sync()
+    b.sync()
+    b.write("build/main.o", "local-only object file\n")
+    b.write("build/obj/util.o", "another\n")
+    b.sync()
+    shutil.rmtree(a.path("build"))
+    a.sync()
+
+    first = summary(b)
+    assert first["deleted_local"] == 2 and first["problems"] == 0, first
+    assert not b.path("build/notes.txt").exists()
+    assert not b.path("build/obj/readme.txt").exists()
+    assert b.read("build/main.o") == b"local-only object file\n"
+    for _ in range(2):
+        again = summary(b)
+        assert (again["manifest"], again["problems"], again["planned_local_deletes"]) == (
+            None,
+            0,
+            0,
+        ), again
+        assert b.status()["problems"] == []
+        assert summary(a)["downloaded"] == 0
+        assert not a.path("build").exists()
+    assert b.read("build/obj/util.o") == b"another\n"
+
+    b.write("build/obj/new.txt", "a synced file in the kept folder\n")
+    b.sync()
+    a.sync()
+    assert a.read("build/obj/new.txt") == b"a synced file in the kept folder\n"
+    assert not a.path("build/main.o").exists()

@@ -24,6 +24,7 @@ from dropbeard.core.passrules import (
     blobs_to_upload,
     guard_deletes,
     held_entries,
+    leftovers,
     local_entries,
     needs_publish,
     newly_ignored,
@@ -584,3 +585,27 @@ def test_remote_entries_keep_only_permission_bits() -> None:
     got = remote_entries([tool, shared, plain])
     assert {p: e.mode for p, e in got.items()} == {"tool": 0o755, "shared": 0o777, "plain": 0o644}
     assert got["plain"] is plain
+
+
+def test_leftovers_are_deleted_folders_holding_only_what_is_not_synced() -> None:
+    def folder(p: str) -> Entry:
+        return Entry(path=p, type="dir", mode=0o755, version={})
+
+    gone = Base(deleted=Delete(path="x", type="dir", version={"a": 2}))
+    local = {p: folder(p) for p in ("build", "build/obj", "made-again", "grown", "kept")}
+    local["grown/new.txt"] = Entry(
+        path="grown/new.txt",
+        type="file",
+        mode=0o644,
+        version={},
+        size=1,
+        mtime_ns=1,
+        sha256="0" * 64,
+    )
+    base = {p: gone for p in ("build", "build/obj", "made-again", "grown")}
+    base["kept"] = Base(entry=folder("kept"))
+    nonempty = {"build", "build/obj", "grown", "kept"}
+    # made-again is empty (made again by hand); grown holds a synced file; kept is agreed
+    assert leftovers(local, base, nonempty.__contains__) == {"build", "build/obj"}
+    # an empty build/obj is content (made again), so build above it is too
+    assert leftovers(local, base, lambda p: p == "build") == set()

@@ -8,6 +8,7 @@ the clock: the pass's `now` is passed in.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,6 +101,34 @@ def local_entries(items: Mapping[str, ScannedItem]) -> dict[str, Entry]:
         else:
             local[path] = Entry(path=path, type="dir", mode=item.mode, version={})
     return local
+
+
+def leftovers(
+    local: Mapping[str, Entry], base: Mapping[str, Base], holds_something: Callable[[str], bool]
+) -> set[str]:
+    """Folders that stay on disk only for what this device does not sync: deleted (the
+    delete agreed: elsewhere, or here with ignored files left in it), holding no synced
+    path now, but not empty (`holds_something`: ignored or special files). They are not
+    local content: publishing them would bring back a folder everyone deleted. An empty
+    folder made again, or one that gains a synced path, is content as usual."""
+    found: set[str] = set()
+    candidates = [
+        p
+        for p, e in local.items()
+        if e.type == "dir"
+        and (b := base.get(p)) is not None
+        and b.entry is None
+        and b.deleted is not None
+    ]
+    if not candidates:
+        return found
+    ordered = sorted(local)
+    for folder in sorted(candidates, reverse=True):  # deepest first: a leftover may hold one
+        prefix = folder + "/"
+        below = ordered[bisect_left(ordered, prefix) : bisect_left(ordered, folder + "0")]
+        if all(p in found for p in below) and holds_something(folder):
+            found.add(folder)
+    return found
 
 
 def remote_entries(entries: Iterable[Entry]) -> dict[str, Entry]:

@@ -45,6 +45,8 @@ class Applied:
     copied_locally: int = 0
     deleted: int = 0
     failed: set[str] = field(default_factory=set)
+    #: folders deleted elsewhere that stay here for files this device does not sync
+    kept: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     #: stat-cache rows for files written this pass, so they are not re-hashed
     stats: dict[str, StatRow] = field(default_factory=dict)
@@ -198,11 +200,10 @@ class _FolderWriter:
             self.out.deleted += 1
         except OSError as exc:
             if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                self.fail(
-                    rel,
-                    "kept_directory",
-                    f"kept folder {rel}: it still holds untracked or ignored files",
-                )
+                # It still holds what this device does not sync (ignored or special files,
+                # or new ones since the scan): the delete is done for what was synced, and
+                # the folder stays for the rest, local-only (`core.passrules.leftovers`).
+                self.out.kept.append(rel)
             else:
                 self.fail(rel, problem_kind(exc), f"deleting {rel}: {exc.strerror or exc}")
 

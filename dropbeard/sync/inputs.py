@@ -6,8 +6,10 @@ These steps write nothing but `.dropbear/tmp/` (emptied) and the remote-read cac
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import anyio
 import msgspec
@@ -17,6 +19,7 @@ from dropbeard.core.model import Delete, Entry, Registry
 from dropbeard.core.passrules import (
     PlanInputs,
     StatRow,
+    leftovers,
     local_entries,
     newly_ignored,
     racy_after_ns,
@@ -143,12 +146,27 @@ async def scan_root(run: PassRun, loaded: Loaded) -> LocalScan:
     if trouble is not None:
         result.problems.append(trouble)
     entries = local_entries(result.items)
+    root = run.paths.root
+    kept = await anyio.to_thread.run_sync(
+        leftovers, entries, loaded.bases, lambda p: _holds_something(root / p)
+    )
+    for path in kept:
+        del entries[path]
     untracked = newly_ignored(loaded.bases, entries, ignore)
     dropped = set(untracked)
     bases = {p: b for p, b in loaded.bases.items() if p not in dropped}
     racy = racy_after_ns(run.now)
     unreadable = trouble is not None
     return LocalScan(result, entries, bases, untracked, cache, racy, ignore, unreadable)
+
+
+def _holds_something(folder: Path) -> bool:
+    """True if `folder` is not empty (what it holds was not scanned: ignored or special)."""
+    try:
+        with os.scandir(folder) as found:
+            return any(True for _ in found)
+    except OSError:
+        return False
 
 
 def _meter_hashing(meter: PassMeter) -> Callable[[HashCounts], None]:

@@ -215,3 +215,25 @@ def test_a_folder_deleted_elsewhere_that_holds_ignored_files_here_settles(
     a.sync()
     assert a.read("build/obj/new.txt") == b"a synced file in the kept folder\n"
     assert not a.path("build/main.o").exists()
+
+
+def test_what_a_downloaded_ignore_file_stops_ignoring_arrives_in_the_same_sync(
+    remote: Bucket, tmp_path: Path
+) -> None:
+    """a stops ignoring `notes.txt` and publishes it with the new `.dropbearignore`; b's
+    one `sync` writes the new rules and then, with them, the file (a pass reconciles with
+    the rules it began with, so the sync runs one more pass once the rules changed)."""
+    a, b = devices(remote, tmp_path, "a", "b")
+    a.write(".dropbearignore", "notes.txt\n")
+    a.write("keep.txt", "keeps the root from looking emptied\n")
+    a.write("notes.txt", "local-only on a, for now\n")
+    a.sync()
+    b.sync()
+    assert not b.path("notes.txt").exists()
+
+    a.write(".dropbearignore", "# nothing ignored\n")
+    a.sync()
+    got = summary(b)
+    assert got["downloaded"] == 2, got
+    assert b.read("notes.txt") == b"local-only on a, for now\n"
+    assert summary(b)["downloaded"] == 0

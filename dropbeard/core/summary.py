@@ -46,6 +46,29 @@ class Summary(msgspec.Struct, kw_only=True):
         self.planned_conflict_copies = len(plan.conflict_copies)
         self.conflicts = len(plan.conflicts)
 
+    def then(self, later: Summary) -> Summary:
+        """This pass and the one run right after it as one: what both did, added; what
+        is left to settle, as the later one found it."""
+        done = (
+            "hashed",
+            "hashed_bytes",
+            "uploaded",
+            "uploaded_bytes",
+            "skipped_existing",
+            "downloaded",
+            "downloaded_bytes",
+            "deleted_local",
+            "conflict_copies",
+            "tombstones",
+            "duration_s",
+        )
+        both = msgspec.structs.replace(
+            later, **{name: getattr(self, name) + getattr(later, name) for name in done}
+        )
+        both.duration_s = round(both.duration_s, 3)
+        both.manifest = later.manifest or self.manifest
+        return both
+
     def finish(self, began: float, now: float) -> None:
         """Record the pass's duration (monotonic seconds; core reads no clock)."""
         self.duration_s = round(now - began, 3)

@@ -16,6 +16,7 @@ import anyio
 
 from dropbeard.core.changes import PathChange, fetches, path_changes
 from dropbeard.core.config import RootConfig
+from dropbeard.core.ignore import IGNORE_FILE
 from dropbeard.core.passrules import DeleteGuard, guard_deletes, held_entries
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem
@@ -43,7 +44,22 @@ __all__ = ["PassOptions", "run_pass"]
 async def run_pass(
     paths: RootPaths, cfg: RootConfig, state: State, store: Store, opts: PassOptions
 ) -> Summary:
-    """One idempotent pass (SPEC 4). The caller holds the root lock and checked identity."""
+    """One idempotent pass (SPEC 4). The caller holds the root lock and checked identity.
+
+    A pass that wrote a new `.dropbearignore` from another device reconciled with the old
+    rules, so it runs once more with the new ones: what they stop ignoring arrives now,
+    not at some later pass (a daemon might not run one until something else changes)."""
+    summary, rules_changed = await _one_pass(paths, cfg, state, store, opts)
+    if rules_changed:
+        again, _ = await _one_pass(paths, cfg, state, store, opts)
+        summary = summary.then(again)
+    return summary
+
+
+async def _one_pass(
+    paths: RootPaths, cfg: RootConfig, state: State, store: Store, opts: PassOptions
+) -> tuple[Summary, bool]:
+    """The pass, and whether it wrote a new ignore file."""
     began = time.monotonic()
     run = PassRun.begin(paths, cfg, state, store, opts)
     recovered = await recover_own_head(run, await load_last_pass(run))
@@ -63,7 +79,7 @@ async def run_pass(
     if opts.dry_run:
         _tell(run, lambda: path_changes(plan, published=plan.publishes, problems=plan.problems))
         summary.finish(began, time.monotonic())
-        return summary
+        return summary, False
 
     _meter_downloads(run, plan, local)
     applied = await _apply(run, plan, local)
@@ -86,7 +102,10 @@ async def run_pass(
     _record(summary, outcome)
     _tell(run, lambda: _changes(outcome))
     summary.finish(began, time.monotonic())
-    return summary
+    wrote_rules = any(
+        d.path == IGNORE_FILE and d.path not in applied.failed for d in plan.downloads
+    )
+    return summary, wrote_rules
 
 
 def _changes(outcome: PassOutcome) -> list[PathChange]:

@@ -544,9 +544,9 @@ class ThreeRealDevices(RuleBasedStateMachine):
     def _follow_refused_deletes(self, device: str) -> None:
         """The person reads the problem and deletes the file by hand, as was done elsewhere."""
         for rel in self._refused(device):
-            if self._file(device, rel):
+            if on_disk := self._file(device, rel):  # spelled in NFD on disk, maybe
                 self.superseded.add(self._content(device, rel))
-                (self.roots[device] / rel).unlink()
+                on_disk.unlink()
                 self.log.append(f"{device}: follow the refused delete of {rel}")
 
     def _files(self, device: str) -> list[str]:

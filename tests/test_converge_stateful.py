@@ -674,6 +674,17 @@ class ThreeRealDevices(RuleBasedStateMachine):
             and not any(rel == s or rel.startswith(s + "/") for s in skip)
         }
 
+    def _leftovers(self, device: str, unsynced: set[str]) -> set[str]:
+        """Folders on `device` that hold something, all of it `unsynced` (special files,
+        ignored paths): a folder deleted elsewhere stays for them, local-only."""
+        items = tree(self.roots[device])
+        found: set[str] = set()
+        for rel in sorted((r for r, i in items.items() if i[0] == "dir"), reverse=True):
+            below = [r for r in items if r.startswith(rel + "/")]
+            if below and all(r in unsynced or r in found for r in below):
+                found.add(rel)
+        return found
+
     def _rules(self, device: str) -> IgnoreRules:
         if self._file(device, IGNORE_FILE) is None:
             return IgnoreRules.empty()
@@ -723,6 +734,7 @@ class ThreeRealDevices(RuleBasedStateMachine):
                     skip.add(o[0])
                 if item[0] == "special":
                     skip.add(rel)
+            skip |= self._leftovers(d, skip)
         first = self._agreed_tree(DEVICES[0], skip)
         for d in DEVICES[1:]:
             assert self._agreed_tree(d, skip) == first, self._why(
@@ -746,6 +758,8 @@ class ThreeRealDevices(RuleBasedStateMachine):
             status = self._status(d)
             assert not self._unsettled(d), self._why(f"{d}: left unsettled: {status}")
         ignored = self._ignored()
+        for d in DEVICES:
+            ignored |= self._leftovers(d, ignored)
         first = self._agreed_tree(DEVICES[0], ignored)
         for d in DEVICES:
             now = tree(self.roots[d])

@@ -1,0 +1,324 @@
+"""What one change costs with the bucket format dropbeard writes today: the figures of
+issue 10's table (format 1 baseline, then format 2), measured through the CLI only.
+Prints numbers; asserts nothing.
+
+  .venv/bin/python bench/bench_format.py [--files 20000] [--remote DIR] [--keep]
+
+The tree: tiny unique files, ~100 per folder, three levels deep (`deep/aN/bN/cN/`), plus
+one flat folder (`flat/`, 50,000 files at 100,000) and one top-level folder holding 1,000
+sub-folders of one file each (`wide/`); both scale down in proportion below 100,000 files.
+Two devices (`a` holds the tree, `b` starts empty) share a local-directory remote. Every
+`dropbeard` command is its own process; its CPU (user + system) and peak RSS come from
+`os.wait4`. The bucket is only ever looked at as a directory (objects written, bytes
+gained), so the script measures any format. The bytes a pull reads from the bucket are
+counted by running a second, identical pull under `strace` (reads of files under the
+remote directory); its CPU is taken from the untraced one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+FULL_SCALE = 100_000  # the tree's shape at and above this many files
+
+
+@dataclass
+class Run:
+    """One finished child process."""
+
+    wall: float
+    cpu: float
+    rss_kib: int
+    out: str
+
+
+@dataclass
+class Shape:
+    files: int
+    flat: int
+    wide: int
+
+    @classmethod
+    def of(cls, files: int) -> Shape:
+        scale = min(1.0, files / FULL_SCALE)
+        flat, wide = round(50_000 * scale), round(1_000 * scale)
+        return cls(files, flat, min(wide, files - flat))
+
+    @property
+    def deep(self) -> int:
+        return self.files - self.flat - self.wide
+
+    def deep_path(self, i: int) -> str:
+        leaf = i // 100
+        return f"deep/a{leaf // 100:03d}/b{leaf // 10 % 10}/c{leaf % 10}/f{i:07d}.txt"
+
+    def paths(self) -> list[str]:
+        found = [self.deep_path(i) for i in range(self.deep)]
+        found += [f"flat/f{i:06d}.txt" for i in range(self.flat)]
+        return found + [f"wide/s{i:04d}/f.txt" for i in range(self.wide)]
+
+
+def build(root: Path, shape: Shape) -> None:
+    made: set[Path] = set()
+    for n, rel in enumerate(shape.paths()):
+        path = root / rel
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
+        path.write_bytes(b"%08d tiny file\n" % n * 4)
+
+
+def spawn(argv: list[str], env: dict[str, str]) -> Run:
+    """Run argv to its end; its own CPU and peak RSS (not its children's)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        began = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - began
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        text, problem = out.read().decode(), err.read().decode(errors="replace")
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[2:])} exited {proc.returncode}: {problem.strip()}")
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(wall, cpu, usage.ru_maxrss, text)
+
+
+class Bench:
+    def __init__(self, work: Path, remote: Path) -> None:
+        self.work, self.remote = work, remote
+        # PYTHONDONTWRITEBYTECODE would make every command compile dropbeard again
+        skip = ("AWS_", "DROPBEAR_", "PYTHONDONTWRITEBYTECODE")
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
+        self.env["XDG_CONFIG_HOME"] = str(work / "config")
+        self.env["XDG_RUNTIME_DIR"] = str(work)
+
+    def cli(self, *args: str) -> Run:
+        return spawn([sys.executable, "-m", "dropbeard", *args], self.env)
+
+    def sync(self, root: Path) -> tuple[Run, dict[str, object]]:
+        run = self.cli("sync", str(root), "--json")
+        return run, json.loads(run.out)
+
+    def bucket(self) -> dict[str, tuple[int, int, int]]:
+        """Every object: relative key -> (size, inode, mtime_ns)."""
+        found = {}
+        for dirpath, _, names in os.walk(self.remote):
+            for name in names:
+                st = os.stat(os.path.join(dirpath, name))
+                key = os.path.relpath(os.path.join(dirpath, name), self.remote)
+                found[key] = (st.st_size, st.st_ino, st.st_mtime_ns)
+        return found
+
+
+def written(before: dict[str, tuple[int, int, int]], after: dict[str, tuple[int, int, int]]):
+    """(objects created or rewritten, their bytes, bytes the bucket gained)."""
+    changed = [k for k, v in after.items() if before.get(k) != v]
+    gained = sum(v[0] for v in after.values()) - sum(v[0] for v in before.values())
+    return len(changed), sum(after[k][0] for k in changed), gained
+
+
+def settle(bench: Bench, a: Path, b: Path) -> int:
+    """Sync both devices until a round writes nothing to the bucket; the rounds it took."""
+    for rounds in range(1, 6):
+        before = bench.bucket()
+        bench.sync(a)
+        bench.sync(b)
+        if bench.bucket() == before:
+            return rounds
+    raise SystemExit("the two devices did not settle in 5 rounds")
+
+
+def mib(kib: int) -> str:
+    return f"{kib / 1024:.0f} MiB"
+
+
+def size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def first_syncs(bench: Bench, a: Path, b: Path) -> dict[str, str]:
+    run, s = bench.sync(a)
+    total = sum(v[0] for v in bench.bucket().values())
+    print(
+        f"first sync a: {run.wall:.1f} s wall, {run.cpu:.1f} s CPU, peak RSS {mib(run.rss_kib)};"
+        f" uploaded {s['uploaded']}; bucket {size(total)}"
+    )
+    pull, s = bench.sync(b)
+    print(
+        f"first sync b (bootstrap): {pull.wall:.1f} s wall, {pull.cpu:.1f} s CPU, "
+        f"peak RSS {mib(pull.rss_kib)}; downloaded {s['downloaded']}"
+    )
+    print(f"settled in {settle(bench, a, b)} round(s) of a + b")
+    return {"first sync: CPU / peak RSS": f"{run.cpu:.1f} s / {mib(run.rss_kib)}"}
+
+
+def idle(bench: Bench, a: Path) -> dict[str, str]:
+    runs = [bench.sync(a)[0] for _ in range(3)]
+    find = [spawn(["find", str(a), "-printf", "%s %T@ %i %p\\n"], {**bench.env}) for _ in range(3)]
+    cpu, wall = statistics.median(r.cpu for r in runs), statistics.median(r.wall for r in runs)
+    fcpu, fwall = statistics.median(r.cpu for r in find), statistics.median(r.wall for r in find)
+    print(
+        f"idle sync a (median of 3): {wall:.2f} s wall, {cpu:.2f} s CPU, peak RSS "
+        f"{mib(runs[0].rss_kib)}; find -printf: {fwall:.2f} s wall, {fcpu:.2f} s CPU; "
+        f"sync/find {wall / fwall:.1f}x wall, {cpu / max(fcpu, 0.01):.1f}x CPU"
+    )
+    return {"idle sync CPU (x find wall)": f"{cpu:.2f} s ({cpu / fwall:.1f}x)"}
+
+
+#: strace -y lines: pid, syscall, its fd arguments annotated with their paths, the result
+SYSCALL = re.compile(r"^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+)")
+FD_PATH = re.compile(r"\d+<([^>]*)>")
+#: where each reading syscall names the file it reads: the index of that fd argument
+SOURCE_FD = {"read": 0, "pread64": 0, "readv": 0, "preadv": 0, "copy_file_range": 0, "sendfile": 1}
+
+
+def bucket_reads(bench: Bench, root: Path) -> tuple[int, int] | None:
+    """One `sync` of root under strace: (bytes it read from bucket files, files it opened
+    there); None without strace."""
+    if not shutil.which("strace"):
+        return None
+    trace = bench.work / "strace.txt"
+    calls = ",".join(SOURCE_FD)
+    argv = ["strace", "-f", "-qq", "-y", "-e", f"trace={calls}", "-o", str(trace)]
+    spawn([*argv, sys.executable, "-m", "dropbeard", "sync", str(root), "-q"], bench.env)
+    total, files, prefix = 0, set(), f"{bench.remote.resolve()}/"
+    for line in trace.read_text(errors="replace").splitlines():
+        m = SYSCALL.match(line)
+        if not m or int(m[3]) <= 0:
+            continue
+        paths = FD_PATH.findall(m[2])
+        source = SOURCE_FD[m[1]]
+        if len(paths) > source and paths[source].startswith(prefix):
+            total += int(m[3])
+            files.add(paths[source])
+    return total, len(files)
+
+
+def edit(bench: Bench, a: Path, b: Path, rel: str, label: str) -> dict[str, str]:
+    """Edit one file on a, publish it, pull it on b: what each pass costs. Then once more,
+    with b's pull traced to count what it reads from the bucket."""
+    costs = []
+    for traced in (False, True):
+        (a / rel).write_bytes((a / rel).read_bytes() + b"edited\n")
+        before = bench.bucket()
+        push, s = bench.sync(a)
+        assert s["uploaded"] == 1, s
+        costs.append(written(before, bench.bucket()))
+        before = bench.bucket()
+        pull = bucket_reads(bench, b) if traced else bench.sync(b)[0]
+        costs.append(written(before, bench.bucket()))
+        assert (b / rel).read_bytes() == (a / rel).read_bytes(), rel
+        if not traced:
+            assert isinstance(pull, Run)
+            push_cpu, pull_cpu = push.cpu, pull.cpu
+    objects, wrote, gained = costs[0]
+    b_objects, b_wrote, _ = costs[1]
+    read = "n/a (no strace)" if pull is None else f"{size(pull[0])} in {pull[1]} objects"
+    print(
+        f"edit {label} ({rel}): a's pass {push_cpu:.2f} s CPU, wrote {objects} objects "
+        f"({size(wrote)}), the bucket gained {size(gained)}; b's pull {pull_cpu:.2f} s CPU, "
+        f"read {read} from the bucket, wrote {b_objects} objects ({size(b_wrote)})"
+    )
+    return {
+        f"edit {label}: bucket gains / objects written": f"{size(gained)} / {objects}",
+        f"edit {label}: that pass's CPU": f"{push_cpu:.2f} s",
+        f"edit {label}: b pulling it: CPU / bytes read": f"{pull_cpu:.2f} s / {read}",
+    }
+
+
+def daemon_rss(bench: Bench, a: Path) -> dict[str, str]:
+    """The daemon's RSS once its first pass over the settled root has ended."""
+    conf, log_path = bench.work / "daemon.toml", bench.work / "daemon.log"
+    conf.write_text(f'log_format = "json"\npoll_interval = "30s"\n\n[[roots]]\npath = "{a}"\n')
+    argv = [sys.executable, "-m", "dropbeard", "daemon", "-c", str(conf)]
+    argv += ["--socket", str(bench.work / "d.sock")]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=bench.env
+        )
+    try:
+        deadline = time.monotonic() + 1800
+        while b'"tick_end"' not in log_path.read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"daemon: no first pass: {log_path.read_text()[-2000:]}")
+            time.sleep(0.5)
+        time.sleep(3)
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        rss = int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1])
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)  # only the daemon this script started
+        proc.wait(60)
+    print(f"daemon idle after its first pass: RSS {mib(rss)}")
+    return {"idle daemon RSS": mib(rss)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, default=20_000, help="tracked files (20000)")
+    parser.add_argument("--remote", type=Path, help="the remote directory (default: temporary)")
+    parser.add_argument("--keep", action="store_true", help="keep the trees and the remote")
+    args = parser.parse_args()
+    shape = Shape.of(args.files)
+    work = Path(tempfile.mkdtemp(prefix="dropbeard-format-"))
+    remote = args.remote or work / "remote"
+    if remote.exists() and any(remote.iterdir()):
+        raise SystemExit(f"--remote {remote} is not empty")
+    try:
+        a, b = work / "a", work / "b"
+        began = time.perf_counter()
+        build(a, shape)
+        b.mkdir()
+        print(
+            f"tree: {shape.files} files ({shape.deep} in deep/ ~100 per folder, "
+            f"{shape.flat} in flat/, {shape.wide} sub-folders in wide/), built in "
+            f"{time.perf_counter() - began:.0f} s; remote {remote}"
+        )
+        bench = Bench(work, remote)
+        for root, device in ((a, "a"), (b, "b")):
+            bench.cli(
+                "init",
+                str(root),
+                "--remote",
+                str(remote),
+                "--root-id",
+                "bench",
+                "--device-id",
+                device,
+                "-q",
+            )
+        row = first_syncs(bench, a, b)
+        row |= idle(bench, a)
+        row |= edit(bench, a, b, shape.deep_path(shape.deep // 2), "3 deep")
+        if shape.flat:
+            row |= edit(bench, a, b, f"flat/f{shape.flat // 2:06d}.txt", "in flat/")
+        row |= daemon_rss(bench, a)
+        print(f"\n| tracked files | {' | '.join(row)} |")
+        print(f"| --- |{' --- |' * len(row)}")
+        print(f"| {shape.files:,} | {' | '.join(row.values())} |")
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -30,6 +30,7 @@ KEY = re.compile(r"[0-9a-f]{64}")
 SNAPSHOT = re.compile(r"\d{8}T\d{6}Z")
 MAX_PAGE_LEVELS = 8  # index levels above a directory's pages
 MAX_DEPTH = 256  # folders inside folders
+MAX_JSON = 8 << 20  # bytes of one head, snapshot or tree node
 
 
 class Refused(Exception):
@@ -40,9 +41,12 @@ class LocalSource:
     def __init__(self, directory: str, root_id: str) -> None:
         self.base = Path(directory) / "roots" / root_id
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, most: int, where: str) -> bytes:
+        """The object's bytes, refused unread if it holds more than `most`."""
         try:
-            return (self.base / key).read_bytes()
+            with open(self.base / key, "rb") as f:
+                need(os.fstat(f.fileno()).st_size <= most, where, f"{key} is too large")
+                return f.read()
         except FileNotFoundError:
             raise Refused(f"{key}: missing from the bucket") from None
 
@@ -58,11 +62,16 @@ class S3Source:
         style = {"addressing_style": "path"} if endpoint_url else {}
         self.s3 = boto3.client("s3", endpoint_url=endpoint_url, config=Config(s3=style))
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, most: int, where: str) -> bytes:
         try:
-            return self.s3.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
+            found = self.s3.get_object(Bucket=self.bucket, Key=self.prefix + key)
         except self.s3.exceptions.NoSuchKey:
             raise Refused(f"{key}: missing from the bucket") from None
+        try:
+            need(found["ContentLength"] <= most, where, f"{key} is too large")
+            return found["Body"].read()
+        finally:
+            found["Body"].close()
 
 
 def sharded(kind: str, sha: str) -> str:
@@ -91,7 +100,7 @@ def parse(where: str, data: bytes) -> dict:
 
 def read_node(source: LocalSource | S3Source, key: str, where: str) -> dict:
     need(isinstance(key, str) and KEY.fullmatch(key) is not None, where, "bad tree key")
-    data = source.get(sharded("trees", key))
+    data = source.get(sharded("trees", key), MAX_JSON, where)
     need(hashlib.sha256(data).hexdigest() == key, where, f"tree {key} does not match its key")
     node = parse(f"{where} (tree {key})", data)
     need(("entries" in node) != ("pages" in node), where, "a node holds entries or pages")
@@ -167,7 +176,7 @@ def write_file(source, path: Path, rel: str, e: dict) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             for sha, size in pieces:
-                data = source.get(sharded("blobs", sha))
+                data = source.get(sharded("blobs", sha), size, rel)
                 need(hashlib.sha256(data).hexdigest() == sha, rel, f"blob {sha} corrupted")
                 need(len(data) == size, rel, f"blob {sha} has the wrong size")
                 whole.update(data)
@@ -224,7 +233,7 @@ def main() -> int:
             source = LocalSource(args.source, args.root_id)
         device = f"devices/{args.device_id}"
         key = f"{device}/snapshots/{args.snapshot}.json" if args.snapshot else f"{device}/head.json"
-        head = parse(key, source.get(key))
+        head = parse(key, source.get(key, MAX_JSON, key))
         need(head.get("device_id") == args.device_id, key, "names another device")
         need(head.get("tree") is not None, key, "this device publishes no tree")
         count = rebuild(source, head["tree"], args.dest)

@@ -236,14 +236,19 @@ def refused(remote: Remote, tmp_path: Path) -> tuple[str, Path]:
     return lines[0], dest
 
 
-def test_a_corrupted_blob_is_refused_and_its_file_not_left(where: Remote, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("other", "says"), [(b"buy beer\n", "corrupted"), (b"buy milk\n" * 9000, "is too large")]
+)
+def test_a_corrupted_blob_is_refused_and_its_file_not_left(
+    other: bytes, says: str, where: Remote, tmp_path: Path
+) -> None:
     Writer(where.put).publish(SMALL)
     sha = hashlib.sha256(b"buy milk\n").hexdigest()
-    where.put(f"roots/r1/{sharded('blobs', sha)}", b"buy beer\n")
+    where.put(f"roots/r1/{sharded('blobs', sha)}", other)
 
     line, dest = refused(where, tmp_path)
 
-    assert f"blob {sha} corrupted" in line and "notes/todo.md" in line
+    assert line.startswith("read_bucket: notes/todo.md: ") and sha in line and says in line
     assert not (dest / "notes/todo.md").exists()
 
 

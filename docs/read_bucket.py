@@ -120,7 +120,8 @@ def listing(source: LocalSource | S3Source, key: str, where: str, level: int = 0
     for page in pages:
         need(isinstance(page, dict) and isinstance(page.get("first"), str), where, "bad page")
         found = listing(source, page.get("tree"), where, level + 1)
-        need(len(found) > 0 and found[0].get("name") == page["first"], where, "bad page first")
+        ok = len(found) > 0 and isinstance(found[0], dict) and found[0].get("name") == page["first"]
+        need(ok, where, f"page {page.get('tree')} does not start at its first")
         entries += found
     return entries
 

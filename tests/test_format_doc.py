@@ -1,8 +1,11 @@
-"""docs/FORMAT.md is true to the bucket: its script, run as printed, rebuilds a synced
-folder from a local-directory remote without dropbeard."""
+"""docs/FORMAT.md is true to the bucket: its format-1 script, run as printed, rebuilds a
+synced folder from a local-directory remote without dropbeard; its format-2 paging code
+agrees with an independent writer; the README links it and the reader."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -11,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.converge import Bucket, devices, tree
+from tests.format2 import Writer, sharded
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "FORMAT.md"
 
@@ -35,3 +39,33 @@ def test_the_documented_script_rebuilds_the_folder(remote: Bucket, tmp_path: Pat
     )
     assert done.returncode == 0, done.stderr
     assert tree(out) == a.tree()
+
+
+def test_the_documented_page_cut_agrees_with_an_independent_writer() -> None:
+    """FORMAT.md's paging code (section 3.2), run as printed, gives a paged directory the
+    same key as tests/format2.py, for a directory large enough for index levels."""
+    (code,) = re.findall(r"```\n(def directory\(entries\):.*?)```", DOC.read_text(), re.S)
+    writer = Writer(lambda key, data: None)
+    scope: dict[str, object] = {"hashlib": hashlib, "put": writer.node}
+    exec(code, scope)
+    names = sorted((f"n{i:06d}" for i in range(40_000)), key=str.encode)
+    entries = [{"name": n, "type": "symlink", "target": "t", "mode": 511} for n in names]
+    documented = scope["directory"](entries)  # type: ignore[operator]
+    assert documented == writer.listing(entries)
+    top = json.loads(writer.written[f"roots/r1/{sharded('trees', documented)}"])
+    assert "pages" in json.loads(
+        writer.written[f"roots/r1/{sharded('trees', top['pages'][0]['tree'])}"]
+    )
+
+
+def test_the_readme_links_the_format_and_the_reader_inside_the_repository() -> None:
+    repo = DOC.parent.parent
+    for page in (repo / "README.md", DOC):
+        links = re.findall(r"\]\(([^)#]+)[^)]*\)", page.read_text(encoding="utf-8"))
+        for link in links:
+            if "://" in link:
+                continue
+            target = (page.parent / link).resolve()
+            assert target.is_relative_to(repo) and target.exists(), (page.name, link)
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    assert "](docs/FORMAT.md)" in readme and "](docs/read_bucket.py)" in readme

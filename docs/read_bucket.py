@@ -74,6 +74,9 @@ class S3Source:
             found["Body"].close()
 
 
+Source = LocalSource | S3Source
+
+
 def sharded(kind: str, sha: str) -> str:
     return f"{kind}/{sha[:2]}/{sha[2:4]}/{sha}"
 
@@ -98,7 +101,7 @@ def parse(where: str, data: bytes) -> dict:
     return obj
 
 
-def read_node(source: LocalSource | S3Source, key: str, where: str) -> dict:
+def read_node(source: Source, key: str, where: str) -> dict:
     need(isinstance(key, str) and KEY.fullmatch(key) is not None, where, "bad tree key")
     data = source.get(sharded("trees", key), MAX_JSON, where)
     need(hashlib.sha256(data).hexdigest() == key, where, f"tree {key} does not match its key")
@@ -107,7 +110,7 @@ def read_node(source: LocalSource | S3Source, key: str, where: str) -> dict:
     return node
 
 
-def listing(source: LocalSource | S3Source, key: str, where: str, level: int = 0) -> list:
+def listing(source: Source, key: str, where: str, level: int = 0) -> list:
     """A directory's entries, its pages (and index levels) read in order."""
     node = read_node(source, key, where)
     if "entries" in node:
@@ -154,7 +157,7 @@ def check_entry(e: object, where: str, top: bool) -> None:
         need(kind == "dir", where, f"{name!r}: unknown type {kind!r}")
 
 
-def collect(source, key: str, rel: tuple[str, ...], out: list) -> None:
+def collect(source: Source, key: str, rel: tuple[str, ...], out: list) -> None:
     """Every (relative path, entry) under the directory whose node is `key`, checked."""
     where = "/".join(rel) or "the root folder"
     need(len(rel) <= MAX_DEPTH, where, "folders nested too deeply")
@@ -170,7 +173,7 @@ def collect(source, key: str, rel: tuple[str, ...], out: list) -> None:
             collect(source, e.get("tree"), path, out)
 
 
-def write_file(source, path: Path, rel: str, e: dict) -> None:
+def write_file(source: Source, path: Path, rel: str, e: dict) -> None:
     pieces = e.get("chunks") or [[e["sha256"], e["size"]]]
     whole = hashlib.sha256()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -191,7 +194,7 @@ def write_file(source, path: Path, rel: str, e: dict) -> None:
         os.utime(path, ns=(e["mtime_ns"], e["mtime_ns"]), follow_symlinks=False)
 
 
-def rebuild(source, tree: str, dest: Path) -> int:
+def rebuild(source: Source, tree: str, dest: Path) -> int:
     """Check the whole tree first, then write it under dest; the number of entries."""
     found: list = []
     collect(source, tree, (), found)

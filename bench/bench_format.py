@@ -10,9 +10,9 @@ sub-folders of one file each (`wide/`); both scale down in proportion below 100,
 Two devices (`a` holds the tree, `b` starts empty) share a local-directory remote. Every
 `dropbeard` command is its own process; its CPU (user + system) and peak RSS come from
 `os.wait4`. The bucket is only ever looked at as a directory (objects written, bytes
-gained), so the script measures any format. The bytes a pull reads from the bucket are
-counted by running a second, identical pull under `strace` (reads of files under the
-remote directory); its CPU is taken from the untraced one.
+gained), so the script measures any format. What each pass of an edit reads from the
+bucket (bytes, objects, folders opened) is counted by a second, identical round under
+`strace` (skipped where strace is missing); CPU comes from the untraced round.
 """
 
 from __future__ import annotations
@@ -183,64 +183,85 @@ def idle(bench: Bench, a: Path) -> dict[str, str]:
     return {"idle sync CPU (x find wall)": f"{cpu:.2f} s ({cpu / fwall:.1f}x)"}
 
 
-#: strace -y lines: pid, syscall, its fd arguments annotated with their paths, the result
+#: strace -y lines: pid, syscall, its arguments (fds annotated with their paths), result
 SYSCALL = re.compile(r"^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+)")
 FD_PATH = re.compile(r"\d+<([^>]*)>")
 #: where each reading syscall names the file it reads: the index of that fd argument
 SOURCE_FD = {"read": 0, "pread64": 0, "readv": 0, "preadv": 0, "copy_file_range": 0, "sendfile": 1}
 
 
-def bucket_reads(bench: Bench, root: Path) -> tuple[int, int] | None:
-    """One `sync` of root under strace: (bytes it read from bucket files, files it opened
-    there); None without strace."""
+@dataclass
+class Traffic:
+    """What one pass read from a local-directory bucket (seen through strace)."""
+
+    bytes_read: int = 0
+    objects_read: int = 0  # distinct files read
+    listings: int = 0  # directories opened (to list them, or to sync a write)
+
+    def __str__(self) -> str:
+        read = f"{size(self.bytes_read)} in {self.objects_read} objects"
+        return f"{read}, {self.listings} folders opened"
+
+
+def traced_sync(bench: Bench, root: Path) -> tuple[dict[str, object], Traffic | None]:
+    """One `sync --json` of root, under strace when there is one."""
     if not shutil.which("strace"):
-        return None
-    trace = bench.work / "strace.txt"
-    calls = ",".join(SOURCE_FD)
+        return bench.sync(root)[1], None
+    trace, calls = bench.work / "strace.txt", ",".join([*SOURCE_FD, "openat"])
     argv = ["strace", "-f", "-qq", "-y", "-e", f"trace={calls}", "-o", str(trace)]
-    spawn([*argv, sys.executable, "-m", "dropbeard", "sync", str(root), "-q"], bench.env)
-    total, files, prefix = 0, set(), f"{bench.remote.resolve()}/"
+    run = spawn([*argv, sys.executable, "-m", "dropbeard", "sync", str(root), "--json"], bench.env)
+    traffic, read, prefix = Traffic(), set(), f"{bench.remote.resolve()}/"
     for line in trace.read_text(errors="replace").splitlines():
         m = SYSCALL.match(line)
-        if not m or int(m[3]) <= 0:
+        if not m or int(m[3]) < 0:
             continue
-        paths = FD_PATH.findall(m[2])
-        source = SOURCE_FD[m[1]]
-        if len(paths) > source and paths[source].startswith(prefix):
-            total += int(m[3])
-            files.add(paths[source])
-    return total, len(files)
+        paths = FD_PATH.findall(m[2] if m[1] != "openat" else line[m.end(2) :])
+        if m[1] == "openat":
+            listing = "O_DIRECTORY" in m[2] and paths and paths[0].startswith(prefix)
+            traffic.listings += bool(listing)
+        elif len(paths) > SOURCE_FD[m[1]] and paths[SOURCE_FD[m[1]]].startswith(prefix):
+            traffic.bytes_read += int(m[3])
+            read.add(paths[SOURCE_FD[m[1]]])
+    traffic.objects_read = len(read)
+    return json.loads(run.out), traffic
+
+
+def edit_once(bench: Bench, a: Path, b: Path, rel: str, traced: bool) -> dict[str, object]:
+    """Edit rel on a, sync a, sync b; what each pass cost."""
+    (a / rel).write_bytes((a / rel).read_bytes() + b"edited\n")
+    found: dict[str, object] = {}
+    for device, root in (("a", a), ("b", b)):
+        before = bench.bucket()
+        if traced:
+            summary, found[f"{device}_traffic"] = traced_sync(bench, root)
+        else:
+            found[f"{device}_run"], summary = bench.sync(root)
+        found[f"{device}_wrote"] = written(before, bench.bucket())
+        assert summary["uploaded" if device == "a" else "downloaded"] == 1, summary
+    assert (b / rel).read_bytes() == (a / rel).read_bytes(), rel
+    return found
 
 
 def edit(bench: Bench, a: Path, b: Path, rel: str, label: str) -> dict[str, str]:
-    """Edit one file on a, publish it, pull it on b: what each pass costs. Then once more,
-    with b's pull traced to count what it reads from the bucket."""
-    costs = []
-    for traced in (False, True):
-        (a / rel).write_bytes((a / rel).read_bytes() + b"edited\n")
-        before = bench.bucket()
-        push, s = bench.sync(a)
-        assert s["uploaded"] == 1, s
-        costs.append(written(before, bench.bucket()))
-        before = bench.bucket()
-        pull = bucket_reads(bench, b) if traced else bench.sync(b)[0]
-        costs.append(written(before, bench.bucket()))
-        assert (b / rel).read_bytes() == (a / rel).read_bytes(), rel
-        if not traced:
-            assert isinstance(pull, Run)
-            push_cpu, pull_cpu = push.cpu, pull.cpu
-    objects, wrote, gained = costs[0]
-    b_objects, b_wrote, _ = costs[1]
-    read = "n/a (no strace)" if pull is None else f"{size(pull[0])} in {pull[1]} objects"
+    """One edit on a, pulled by b: CPU from a plain round, what each pass read from the
+    bucket from a second round under strace."""
+    plain, traced = edit_once(bench, a, b, rel, False), edit_once(bench, a, b, rel, True)
+    objects, wrote, gained = plain["a_wrote"]  # type: ignore[misc]
+    b_objects, b_wrote, _ = plain["b_wrote"]  # type: ignore[misc]
+    push, pull = plain["a_run"], plain["b_run"]
+    assert isinstance(push, Run) and isinstance(pull, Run)
+    a_read = traced["a_traffic"] or "n/a (no strace)"
+    b_read = traced["b_traffic"] or "n/a (no strace)"
     print(
-        f"edit {label} ({rel}): a's pass {push_cpu:.2f} s CPU, wrote {objects} objects "
-        f"({size(wrote)}), the bucket gained {size(gained)}; b's pull {pull_cpu:.2f} s CPU, "
-        f"read {read} from the bucket, wrote {b_objects} objects ({size(b_wrote)})"
+        f"edit {label} ({rel}):\n  a publishes it: {push.cpu:.2f} s CPU, wrote {objects} "
+        f"objects ({size(wrote)}), the bucket gained {size(gained)}; read {a_read}\n"
+        f"  b pulls it: {pull.cpu:.2f} s CPU, read {b_read}; wrote {b_objects} objects "
+        f"({size(b_wrote)})"
     )
     return {
         f"edit {label}: bucket gains / objects written": f"{size(gained)} / {objects}",
-        f"edit {label}: that pass's CPU": f"{push_cpu:.2f} s",
-        f"edit {label}: b pulling it: CPU / bytes read": f"{pull_cpu:.2f} s / {read}",
+        f"edit {label}: that pass's CPU": f"{push.cpu:.2f} s",
+        f"edit {label}: b pulling it: CPU / read": f"{pull.cpu:.2f} s / {b_read}",
     }
 
 

@@ -97,6 +97,10 @@ def spawn(argv: list[str], env: dict[str, str]) -> Run:
     return Run(wall, cpu, usage.ru_maxrss, text)
 
 
+#: a bucket directory: every object's key -> (size, inode, mtime_ns)
+Listing = dict[str, tuple[int, int, int]]
+
+
 class Bench:
     def __init__(self, work: Path, remote: Path) -> None:
         self.work, self.remote = work, remote
@@ -113,7 +117,7 @@ class Bench:
         run = self.cli("sync", str(root), "--json")
         return run, json.loads(run.out)
 
-    def bucket(self) -> dict[str, tuple[int, int, int]]:
+    def bucket(self) -> Listing:
         """Every object: relative key -> (size, inode, mtime_ns)."""
         found = {}
         for dirpath, _, names in os.walk(self.remote):
@@ -124,7 +128,7 @@ class Bench:
         return found
 
 
-def written(before: dict[str, tuple[int, int, int]], after: dict[str, tuple[int, int, int]]):
+def written(before: Listing, after: Listing) -> tuple[int, int, int]:
     """(objects created or rewritten, their bytes, bytes the bucket gained)."""
     changed = [k for k, v in after.items() if before.get(k) != v]
     gained = sum(v[0] for v in after.values()) - sum(v[0] for v in before.values())

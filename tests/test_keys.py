@@ -30,6 +30,12 @@ def test_layout_matches_the_spec() -> None:
     )
 
 
+def test_tree_keys_are_sharded_like_blobs_and_parse_back() -> None:
+    assert keys.trees_prefix == "roots/notes/trees/"
+    assert keys.tree(EMPTY) == f"roots/notes/trees/e3/b0/{EMPTY}"
+    assert keys.tree_sha256_of(keys.tree(EMPTY)) == EMPTY
+
+
 def test_tombstone_keys_sort_in_seq_order() -> None:
     seqs = [0, 1, 9, 10, 99, 100, 12345, 10**19]
     assert sorted(keys.tombstone("d", s) for s in seqs) == [keys.tombstone("d", s) for s in seqs]
@@ -63,6 +69,8 @@ def test_parsers_invert_the_builders() -> None:
         pytest.param(lambda a: keys.blob(a), EMPTY.upper(), id="blob-uppercase"),
         pytest.param(lambda a: keys.blob(a), EMPTY[:63], id="blob-short"),
         pytest.param(lambda a: keys.blob(a), "../" + EMPTY[3:], id="blob-traversal"),
+        pytest.param(lambda a: keys.tree(a), EMPTY.upper(), id="tree-uppercase"),
+        pytest.param(lambda a: keys.tree(a), EMPTY + "0", id="tree-long"),
         pytest.param(lambda a: keys.head(a), "a/b", id="device-slash"),
         pytest.param(lambda a: keys.head(a), "-dev", id="device-leading-hyphen"),
         pytest.param(lambda a: keys.manifest("d", a), "x", id="manifest-id"),
@@ -120,6 +128,10 @@ def test_builders_refuse_invalid_parts(build: object, arg: str) -> None:
         pytest.param("sha256_of", f"roots/notes/blobs/e3/b1/{EMPTY}", id="blob-wrong-shard"),
         pytest.param("sha256_of", f"roots/notes/blobs/{EMPTY}", id="blob-unsharded"),
         pytest.param("sha256_of", "roots/notes/blobs/e3/b0/e3b0", id="blob-short"),
+        pytest.param("sha256_of", f"roots/notes/trees/e3/b0/{EMPTY}", id="blob-is-a-tree"),
+        pytest.param("tree_sha256_of", f"roots/notes/trees/e3/b1/{EMPTY}", id="tree-wrong-shard"),
+        pytest.param("tree_sha256_of", f"roots/notes/blobs/e3/b0/{EMPTY}", id="tree-is-a-blob"),
+        pytest.param("tree_sha256_of", f"roots/other/trees/e3/b0/{EMPTY}", id="tree-other-root"),
     ],
 )
 def test_parsers_refuse_keys_outside_the_layout(parse: str, key: str) -> None:

@@ -2,6 +2,7 @@
 
 ```
 roots/<root_id>/blobs/<h0h1>/<h2h3>/<sha256>
+roots/<root_id>/trees/<h0h1>/<h2h3>/<sha256>           (format 2: one tree node)
 roots/<root_id>/devices/registry.json
 roots/<root_id>/devices/<device_id>/head.json
 roots/<root_id>/devices/<device_id>/manifests/<YYYYMMDDTHHMMSSZ>.json
@@ -38,12 +39,20 @@ def root_id_of(prefix: str) -> str:
 class RootKeys:
     """Keys of the root `root_id`. Prefixes end in `/`, ready for listing."""
 
-    __slots__ = ("blobs_prefix", "devices_prefix", "prefix", "registry", "root_id")
+    __slots__ = (
+        "blobs_prefix",
+        "devices_prefix",
+        "prefix",
+        "registry",
+        "root_id",
+        "trees_prefix",
+    )
 
     def __init__(self, root_id: str) -> None:
         self.root_id = validate_id(root_id)
         self.prefix = f"{ROOTS_PREFIX}{root_id}/"
         self.blobs_prefix = f"{self.prefix}blobs/"
+        self.trees_prefix = f"{self.prefix}trees/"
         self.devices_prefix = f"{self.prefix}devices/"
         self.registry = f"{self.devices_prefix}{_REGISTRY}"
 
@@ -56,6 +65,11 @@ class RootKeys:
         """The key of the blob with lowercase hex digest `sha256`, sharded `ab/cd/abcd…`."""
         validate_sha256(sha256)
         return f"{self.blobs_prefix}{sha256[0:2]}/{sha256[2:4]}/{sha256}"
+
+    def tree(self, sha256: str) -> str:
+        """The key of the tree node with lowercase hex digest `sha256`, sharded like blobs."""
+        validate_sha256(sha256)
+        return f"{self.trees_prefix}{sha256[0:2]}/{sha256[2:4]}/{sha256}"
 
     def device_prefix(self, device_id: str) -> str:
         return f"{self.devices_prefix}{validate_id(device_id)}/"
@@ -119,14 +133,21 @@ class RootKeys:
 
     def sha256_of(self, key: str) -> str:
         """The digest of a blob key (for listings in `verify` and `gc`)."""
-        rest = self._under(key, self.blobs_prefix)
+        return self._sharded(key, self.blobs_prefix, "blob")
+
+    def tree_sha256_of(self, key: str) -> str:
+        """The digest of a tree node's key (for listings in `verify` and `gc`)."""
+        return self._sharded(key, self.trees_prefix, "tree")
+
+    def _sharded(self, key: str, prefix: str, kind: str) -> str:
+        rest = self._under(key, prefix)
         digest = rest[6:]
         try:
             if rest != f"{digest[0:2]}/{digest[2:4]}/{digest}":
                 raise ValueError
             return validate_sha256(digest)
         except ValueError:
-            raise ValueError(f"key {key!r} is not a blob key") from None
+            raise ValueError(f"key {key!r} is not a {kind} key") from None
 
     def _under(self, key: str, prefix: str) -> str:
         if not key.startswith(prefix):

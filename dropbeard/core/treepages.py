@@ -203,6 +203,18 @@ class NeedPages:
     keys: list[str]
 
 
+def _page_index(firsts: Sequence[str], name: str) -> int:
+    """Which leaf page holds `name`, or would (names before the first go to the first)."""
+    return max(0, bisect.bisect_right(firsts, name) - 1)
+
+
+def pages_holding(shape: PagedShape, names: Iterable[str]) -> list[str]:
+    """The keys of the leaf pages of `shape` that hold `names` (or would), in order."""
+    refs = shape.leaf_pages()
+    firsts = [p.first for p in refs]
+    return [refs[i].tree for i in sorted({_page_index(firsts, name) for name in names})]
+
+
 def rebuild_directory(
     shape: PagedShape,
     changes: Mapping[str, TreeEntry | None],
@@ -218,7 +230,7 @@ def rebuild_directory(
     firsts = [p.first for p in refs]
     touched: dict[int, dict[str, TreeEntry | None]] = {}
     for name, entry in changes.items():
-        touched.setdefault(max(0, bisect.bisect_right(firsts, name) - 1), {})[name] = entry
+        touched.setdefault(_page_index(firsts, name), {})[name] = entry
     missing = [refs[i].tree for i in sorted(touched) if refs[i].tree not in loaded]
     if missing:
         return NeedPages(missing)

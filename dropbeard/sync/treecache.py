@@ -1,0 +1,169 @@
+"""The local cache of tree nodes, `.dropbear/trees/` (SPEC 2): one file per node, named
+by its key, bounded in bytes by evicting the least recently used (IO: local files;
+blocking, so callers run it in worker threads).
+
+Nodes are immutable, so a cached node is never stale. Files are written atomically
+(a temporary file renamed into place), and every hit is hashed again against its name
+before it is returned: a node is tens of KiB, so that costs a small part of decoding it,
+and a file damaged on disk (a crash before the data reached it, a bad sector) is
+dropped and read from the bucket again instead of being trusted.
+
+A file's mtime records when the node was last seen in the bucket (written there, or
+read from it), which is what a writer asks before skipping an upload (SPEC 8.2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+DEFAULT_BUDGET = 64 * 1024 * 1024
+_NAME = re.compile(r"[0-9a-f]{64}")
+_TEMP_PREFIX = ".tmp-"
+
+
+class NodeCache:
+    """Tree nodes on disk under `directory`, at most `budget` bytes of them. Every
+    method blocks; all are safe to call from several threads at once."""
+
+    def __init__(
+        self,
+        directory: Path,
+        budget: int = DEFAULT_BUDGET,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.directory = directory
+        self.budget = budget
+        self._clock = clock
+        self._lock = threading.Lock()
+        #: key -> (size, when last seen in the bucket), least recently used first
+        self._index: OrderedDict[str, tuple[int, float]] | None = None
+        self._bytes = 0
+        self._temp_names = itertools.count()
+
+    @property
+    def size(self) -> int:
+        """Bytes held now."""
+        self._ensure_index()
+        return self._bytes
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self._ensure_index()
+
+    def read(self, digest: str) -> bytes | None:
+        """The node's bytes if cached and intact, else None (a damaged file is removed)."""
+        index = self._ensure_index()
+        if digest not in index:
+            return None
+        try:
+            data = (self.directory / digest).read_bytes()
+        except OSError:
+            data = None
+        if data is None or hashlib.sha256(data).hexdigest() != digest:
+            self._drop(digest)
+            return None
+        with self._lock:
+            if digest in index:
+                index.move_to_end(digest)
+        return data
+
+    def write(self, digest: str, data: bytes) -> None:
+        """Keep `data`, the verified bytes of node `digest`, just written to or read from
+        the bucket; then evict the least recently used nodes beyond the budget."""
+        index = self._ensure_index()
+        now = self._clock()
+        path = self.directory / digest
+        if digest in index:
+            with contextlib.suppress(OSError):
+                os.utime(path, (now, now))
+            with self._lock:
+                if digest in index:
+                    index[digest] = (index[digest][0], now)
+                    index.move_to_end(digest)
+            return
+        temp = self.directory / f"{_TEMP_PREFIX}{digest}-{os.getpid()}-{next(self._temp_names)}"
+        try:
+            temp.write_bytes(data)
+            os.utime(temp, (now, now))
+            os.replace(temp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            return  # a cache that cannot be written is only slower
+        with self._lock:
+            if digest not in index:
+                self._bytes += len(data)
+            index[digest] = (len(data), now)
+            index.move_to_end(digest)
+            victims = self._evict(keep=digest)
+        for victim in victims:
+            with contextlib.suppress(OSError):
+                (self.directory / victim).unlink()
+
+    def seen_at(self, digest: str) -> float | None:
+        """When node `digest` was last written to or read from the bucket, if cached."""
+        entry = self._ensure_index().get(digest)
+        return None if entry is None else entry[1]
+
+    def _evict(self, keep: str) -> list[str]:
+        """Remove from the index the least recently used keys beyond the budget (lock
+        held); the caller deletes their files."""
+        assert self._index is not None
+        victims = []
+        while self._bytes > self.budget and len(self._index) > 1:
+            digest, (size, _) = next(iter(self._index.items()))
+            if digest == keep:
+                self._index.move_to_end(digest)
+                continue
+            del self._index[digest]
+            self._bytes -= size
+            victims.append(digest)
+        return victims
+
+    def _drop(self, digest: str) -> None:
+        with self._lock:
+            assert self._index is not None
+            entry = self._index.pop(digest, None)
+            if entry is not None:
+                self._bytes -= entry[0]
+        with contextlib.suppress(OSError):
+            (self.directory / digest).unlink()
+
+    def _ensure_index(self) -> OrderedDict[str, tuple[int, float]]:
+        """The index, read from the directory on first use (oldest first); leftover
+        temporary files of an interrupted write are removed."""
+        if self._index is not None:
+            return self._index
+        with self._lock:
+            if self._index is None:
+                self._index = self._scan()
+                self._bytes = sum(size for size, _ in self._index.values())
+            victims = self._evict(keep="")
+        for victim in victims:
+            with contextlib.suppress(OSError):
+                (self.directory / victim).unlink()
+        return self._index
+
+    def _scan(self) -> OrderedDict[str, tuple[int, float]]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        found: list[tuple[float, str, int]] = []
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                if entry.name.startswith(_TEMP_PREFIX):
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+                elif _NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(OSError):
+                        st = entry.stat(follow_symlinks=False)
+                        found.append((st.st_mtime, entry.name, st.st_size))
+        found.sort()
+        return OrderedDict((name, (size, mtime)) for mtime, name, size in found)

@@ -1,0 +1,232 @@
+"""Reading and writing the tree nodes of one root (IO: store, `.dropbear/trees/`).
+
+`TreeStore.node` returns a verified node: from a small in-memory cache of decoded nodes,
+from the node cache on disk, or from the bucket (checked against its key before anything
+else, then cached). `TreeStore.write` uploads nodes create-only and concurrently,
+skipping those known to be in the bucket; a node another device already wrote is
+success. The walks, diffs and updates over whole trees are in `sync.treeread` and
+`sync.treewrite`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import anyio
+
+from dropbeard.core.errors import NotFound, PreconditionFailed
+from dropbeard.core.keys import RootKeys
+from dropbeard.core.tree import Node, decode_node
+from dropbeard.store.base import Store
+from dropbeard.sync.treecache import NodeCache
+from dropbeard.sync.workers import for_each
+
+#: Nodes larger than this are hashed and decoded in a worker thread (dropbeard writes
+#: nodes of a few tens of KiB; only a hostile bucket holds larger ones).
+THREAD_DECODE_BYTES = 256 * 1024
+#: Decoded nodes kept in memory, in bytes of their JSON (a walk reads each node once;
+#: this lets a prefetch get ahead of it, and an update find its lookups again).
+MEMORY_BUDGET = 16 * 1024 * 1024
+#: A node seen in the bucket less than this long ago is not uploaded again: half the
+#: default grace period (SPEC 8.2), for which gc spares anything a retained tree reaches.
+PRESENT_FOR = 12 * 3600.0
+
+
+@contextlib.contextmanager
+def first_error() -> Iterator[None]:
+    """Raise the first error of a failed task group as itself, so that callers can catch
+    FormatError or NotFound: anyio wraps them, with the cancellations they caused."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves: list[BaseException] = []
+        pending: list[BaseException] = [group]
+        while pending:
+            exc = pending.pop(0)
+            if isinstance(exc, BaseExceptionGroup):
+                pending[:0] = exc.exceptions
+            else:
+                leaves.append(exc)
+        if leaves and all(isinstance(e, Exception) for e in leaves):
+            raise leaves[0] from None
+        raise
+
+
+@dataclass
+class TreeStats:
+    """What a TreeStore did, for tests and benchmarks."""
+
+    fetched: int = 0  # nodes read from the bucket
+    fetched_bytes: int = 0
+    cache_hits: int = 0  # nodes read from the disk cache
+    memory_hits: int = 0
+    written: int = 0  # nodes uploaded
+    written_bytes: int = 0
+    skipped: int = 0  # nodes not uploaded: known to be in the bucket
+    existed: int = 0  # uploads that found the node there already (refreshed)
+
+
+class _Loading:
+    """A node being loaded by one task, awaited by any other that asks for it."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.node: Node | None = None
+        self.error: BaseException | None = None
+
+
+class TreeStore:
+    """The tree nodes of one root in `store`, through `cache` (None: no disk cache).
+    At most `concurrency` requests at a time. Safe for concurrent use by many tasks."""
+
+    def __init__(
+        self,
+        store: Store,
+        keys: RootKeys,
+        cache: NodeCache | None = None,
+        *,
+        concurrency: int = 16,
+        memory_budget: int = MEMORY_BUDGET,
+        present_for: float = PRESENT_FOR,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.keys = keys
+        self.cache = cache
+        self.concurrency = concurrency
+        self.stats = TreeStats()
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._memory: OrderedDict[str, tuple[Node, int]] = OrderedDict()
+        self._memory_bytes = 0
+        self._memory_budget = memory_budget
+        self._present_for = present_for
+        self._clock = clock
+        self._loading: dict[str, _Loading] = {}
+        #: nodes written to or read from the bucket, when no disk cache records that
+        self._seen: set[str] = set()
+
+    def key(self, digest: str) -> str:
+        """The bucket key of node `digest`, as messages name it."""
+        return self.keys.tree(digest)
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def node(self, digest: str) -> Node:
+        """Node `digest`, verified. NotFound if the bucket does not hold it; IntegrityError
+        or FormatError (naming its key) if what it holds is not that node."""
+        cached = self._memory.get(digest)
+        if cached is not None:
+            self._memory.move_to_end(digest)
+            self.stats.memory_hits += 1
+            return cached[0]
+        loading = self._loading.get(digest)
+        if loading is not None:
+            await loading.done.wait()
+            if loading.error is not None:
+                raise loading.error
+            assert loading.node is not None
+            return loading.node
+        loading = self._loading[digest] = _Loading()
+        try:
+            loading.node = await self._load(digest)
+            return loading.node
+        except BaseException as exc:
+            loading.error = exc
+            raise
+        finally:
+            del self._loading[digest]
+            loading.done.set()
+
+    async def prefetch(self, digests: Iterable[str]) -> None:
+        """Load these nodes concurrently into memory, ahead of a walk that needs them."""
+        wanted = list(dict.fromkeys(d for d in digests if d not in self._memory))
+        if len(wanted) > 1:
+            with first_error():
+                await for_each(wanted, self._prefetch_one, self.concurrency)
+
+    async def _prefetch_one(self, digest: str) -> None:
+        await self.node(digest)
+
+    async def _load(self, digest: str) -> Node:
+        key = self.keys.tree(digest)
+        data = None
+        if self.cache is not None:
+            data = await anyio.to_thread.run_sync(self.cache.read, digest)
+        from_bucket = data is None
+        if data is not None:
+            self.stats.cache_hits += 1
+        else:
+            async with self._limiter:
+                try:
+                    data = await self.store.get(key)
+                except NotFound:
+                    raise NotFound(f"reading tree {key}: it is missing", key) from None
+            self.stats.fetched += 1
+            self.stats.fetched_bytes += len(data)
+            if self.cache is None:
+                self._seen.add(digest)
+        if len(data) > THREAD_DECODE_BYTES:
+            node = await anyio.to_thread.run_sync(decode_node, data, digest, key)
+        else:
+            node = decode_node(data, digest, key)
+        if self.cache is not None and from_bucket:
+            await anyio.to_thread.run_sync(self.cache.write, digest, data)
+        self._remember(digest, node, len(data))
+        return node
+
+    def _remember(self, digest: str, node: Node, size: int) -> None:
+        if size > self._memory_budget:
+            return
+        self._memory[digest] = (node, size)
+        self._memory_bytes += size
+        while self._memory_bytes > self._memory_budget:
+            _, (_, dropped) = self._memory.popitem(last=False)
+            self._memory_bytes -= dropped
+
+    # --- writing -----------------------------------------------------------------------
+
+    def known_present(self, digest: str) -> bool:
+        """True if node `digest` was seen in the bucket recently enough not to upload it
+        again: written by this TreeStore, or written or read within `present_for`."""
+        if digest in self._seen:
+            return True
+        if self.cache is None:
+            return False
+        seen = self.cache.seen_at(digest)
+        return seen is not None and self._clock() - seen < self._present_for
+
+    async def write(self, nodes: Iterable[tuple[str, bytes]]) -> None:
+        """Make sure every node (digest, canonical bytes) is in the bucket."""
+        todo: dict[str, bytes] = {}
+        for digest, data in nodes:
+            if digest in todo:
+                continue
+            if self.known_present(digest):
+                self.stats.skipped += 1
+            else:
+                todo[digest] = data
+        with first_error():
+            await for_each(todo.items(), self._put, self.concurrency)
+
+    async def _put(self, item: tuple[str, bytes]) -> None:
+        digest, data = item
+        key = self.keys.tree(digest)
+        async with self._limiter:
+            try:
+                await self.store.put_if_absent(key, data, sha256=digest)
+            except PreconditionFailed:
+                # Another device wrote the same listing. Write it again: same bytes, and a
+                # new LastModified so gc spares it (SPEC 8.2); it also replaces the
+                # truncated leftover a write cut short may leave on some servers.
+                self.stats.existed += 1
+                await self.store.put(key, data, sha256=digest)
+        self.stats.written += 1
+        self.stats.written_bytes += len(data)
+        if self.cache is not None:
+            await anyio.to_thread.run_sync(self.cache.write, digest, data)
+        else:
+            self._seen.add(digest)

@@ -1,0 +1,305 @@
+"""Writing trees: `update` applies changed paths to a tree rewriting only the nodes on
+their way, `build` makes a tree from every path of a folder with memory bounded by its
+depth (IO: through `sync.trees.TreeStore`).
+
+Both produce the canonical tree of their listing (`core.treepages`), so a device that
+updates and one that builds the same listing from scratch write the same keys. Every
+node is uploaded before the root key is returned: a head may name it at once.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import AsyncIterable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+import msgspec
+
+from dropbeard.core.errors import FormatError
+from dropbeard.core.paths import validate_path
+from dropbeard.core.tree import Node, TreeEntry
+from dropbeard.core.treepages import (
+    DirectoryBuild,
+    DirectoryBuilder,
+    IndexNode,
+    PagedShape,
+    apply_changes,
+    build_directory,
+    pages_holding,
+    rebuild_directory,
+)
+from dropbeard.sync.treeread import MAX_PAGE_LEVELS, folder_entries
+from dropbeard.sync.trees import TreeStore, first_error
+
+NodeBytes = tuple[str, bytes]
+#: Paths handed to a worker thread at a time by `build` (encoding and hashing are CPU).
+BUILD_BATCH = 2000
+
+
+@dataclass
+class _Changes:
+    """The changes inside one folder: to its children, and further down."""
+
+    here: dict[str, TreeEntry | None] = field(default_factory=dict)
+    below: dict[str, _Changes] = field(default_factory=dict)
+
+    def adds_anything(self) -> bool:
+        return any(e is not None for e in self.here.values()) or any(
+            c.adds_anything() for c in self.below.values()
+        )
+
+
+def _grouped(changes: Mapping[str, TreeEntry | None]) -> _Changes:
+    top = _Changes()
+    for path, entry in changes.items():
+        validate_path(path)
+        *folders, name = path.split("/")
+        if entry is not None and entry.name != name:
+            raise ValueError(f"the entry for {path!r} is named {entry.name!r}")
+        at = top
+        for folder in folders:
+            at = at.below.setdefault(folder, _Changes())
+        at.here[name] = entry
+    return top
+
+
+async def update(
+    trees: TreeStore, old_root: str | None, changes: Mapping[str, TreeEntry | None]
+) -> str:
+    """The root key of tree `old_root` (None: empty) with `changes` applied: path -> new
+    entry, or None to delete it (a folder with everything in it). A folder's `tree` is
+    filled in here; a folder that is new (or was not one) starts empty, its children
+    arriving as paths in `changes`. Only nodes on changed paths are rebuilt, and only
+    those not already in the bucket are uploaded. ValueError if a change needs a folder
+    the tree does not have."""
+    written: list[NodeBytes] = []
+    grouped = _grouped(changes)
+    root = await _update_folder(trees, "", old_root, grouped, written)
+    await trees.write(written)
+    return root
+
+
+async def _update_folder(
+    trees: TreeStore, path: str, key: str | None, changes: _Changes, out: list[NodeBytes]
+) -> str:
+    touched = changes.here.keys() | changes.below.keys()
+    shape, entries, loaded = await _open_folder(trees, key, min(touched, default=""))
+    if shape is not None:
+        old = await _entries_named(trees, shape, touched, loaded)
+    else:
+        old = {e.name: e for e in entries if e.name in touched}
+    result: dict[str, TreeEntry | None] = {}
+    for name in sorted(touched):
+        child = f"{path}/{name}" if path else name
+        new = await _new_entry(trees, child, old.get(name), changes, name, out)
+        if new != old.get(name):
+            result[name] = new
+    if not result and key is not None:
+        return key
+    if shape is None:
+        built = build_directory(apply_changes(entries, result))
+    else:
+        built = await _rebuild(trees, shape, result, loaded)
+    out += built.nodes
+    return built.key
+
+
+async def _new_entry(
+    trees: TreeStore,
+    path: str,
+    old: TreeEntry | None,
+    changes: _Changes,
+    name: str,
+    out: list[NodeBytes],
+) -> TreeEntry | None:
+    """What the folder holds at `name` after the changes at and below it."""
+    inside = changes.below.get(name)
+    if name in changes.here:
+        new = changes.here[name]
+        if new is None or new.type != "dir":
+            if inside is not None and inside.adds_anything():
+                raise ValueError(f"{path!r} is not a folder, yet changes add paths in it")
+            return new
+        before = old.tree if old is not None and old.type == "dir" else None
+        key = await _update_folder(trees, path, before, inside or _Changes(), out)
+        return msgspec.structs.replace(new, tree=key)
+    assert inside is not None
+    if old is None or old.type != "dir" or old.tree is None:
+        if inside.adds_anything():
+            raise ValueError(f"{path!r} is not a folder in the tree, yet changes add paths in it")
+        return old
+    key = await _update_folder(trees, path, old.tree, inside, out)
+    return msgspec.structs.replace(old, tree=key)
+
+
+async def _open_folder(
+    trees: TreeStore, key: str | None, probe: str
+) -> tuple[PagedShape | None, list[TreeEntry], dict[str, list[TreeEntry]]]:
+    """A folder as `update` needs it: its index levels if it is paged (and the leaf page
+    holding the name `probe`, read on the way down to learn how deep the index goes),
+    else its entries (all of them, if it is not paged as dropbeard pages)."""
+    if key is None:
+        return None, [], {}
+    top = await trees.node(key)
+    if top.pages is None:
+        return None, list(top.entries or []), {}
+    levels = [[IndexNode(key, top.pages)]]
+    loaded: dict[str, list[TreeEntry]] = {}
+    while True:
+        pages = [p for node in levels[0] for p in node.pages]
+        below = [p.tree for p in pages]
+        on_the_way = below[max(0, bisect.bisect_right(pages, probe, key=lambda p: p.first) - 1)]
+        node = await trees.node(on_the_way)
+        if node.pages is None:
+            loaded[on_the_way] = list(node.entries or [])
+            return PagedShape(levels), [], loaded
+        if len(levels) >= MAX_PAGE_LEVELS:
+            raise FormatError(f"invalid tree {trees.key(key)}: too many levels of pages")
+        await trees.prefetch(below)
+        nodes: list[Node] = [await trees.node(k) for k in below]
+        if any(n.pages is None for n in nodes):  # not as dropbeard cuts: take it whole
+            return None, [e async for e in folder_entries(trees, key)], {}
+        levels.insert(0, [IndexNode(k, n.pages or []) for k, n in zip(below, nodes, strict=True)])
+
+
+async def _entries_named(
+    trees: TreeStore,
+    shape: PagedShape,
+    names: Iterable[str],
+    loaded: dict[str, list[TreeEntry]],
+) -> dict[str, TreeEntry]:
+    """The entries of a paged folder at `names`, reading the pages that hold them."""
+    wanted = set(names)
+    await _load(trees, [k for k in pages_holding(shape, wanted) if k not in loaded], loaded)
+    found: dict[str, TreeEntry] = {}
+    for entries in loaded.values():
+        for entry in entries:
+            if entry.name in wanted:
+                found[entry.name] = entry
+    return found
+
+
+async def _rebuild(
+    trees: TreeStore,
+    shape: PagedShape,
+    changes: Mapping[str, TreeEntry | None],
+    loaded: dict[str, list[TreeEntry]],
+) -> DirectoryBuild:
+    while True:
+        result = rebuild_directory(shape, changes, loaded)
+        if isinstance(result, DirectoryBuild):
+            return result
+        await _load(trees, result.keys, loaded)
+
+
+async def _load(trees: TreeStore, keys: list[str], loaded: dict[str, list[TreeEntry]]) -> None:
+    await trees.prefetch(keys)
+    for key in keys:
+        node = await trees.node(key)
+        if node.entries is None:
+            raise FormatError(f"invalid tree {trees.key(key)}: a page where entries were due")
+        loaded[key] = node.entries
+
+
+# --- building from scratch -------------------------------------------------------------
+
+
+@dataclass
+class _Open:
+    path: str
+    entry: TreeEntry | None
+    builder: DirectoryBuilder = field(default_factory=DirectoryBuilder)
+
+
+class _Builder:
+    """The folders open while paths arrive in tree order: one per level of depth."""
+
+    def __init__(self) -> None:
+        self.stack = [_Open("", None)]
+
+    def feed(self, items: list[tuple[str, TreeEntry]]) -> list[NodeBytes]:
+        """Add these paths; the nodes completed (ValueError if out of tree order)."""
+        done: list[NodeBytes] = []
+        for path, entry in items:
+            parent, _, name = path.rpartition("/")
+            if entry.name != name:
+                raise ValueError(f"the entry for {path!r} is named {entry.name!r}")
+            while self.stack[-1].path != parent:
+                if len(self.stack) == 1:
+                    raise ValueError(f"{path!r} is not in tree order, or its folder is missing")
+                done += self._close()
+            if entry.type == "dir":
+                validate_path(path)
+                self.stack.append(_Open(path, entry))
+            else:
+                done += self.stack[-1].builder.add(entry)
+        return done
+
+    def _close(self) -> list[NodeBytes]:
+        folder = self.stack.pop()
+        built = folder.builder.finish()
+        assert folder.entry is not None
+        entry = msgspec.structs.replace(folder.entry, tree=built.key)
+        return built.nodes + self.stack[-1].builder.add(entry)
+
+    def finish(self) -> tuple[str, list[NodeBytes]]:
+        done: list[NodeBytes] = []
+        while len(self.stack) > 1:
+            done += self._close()
+        built = self.stack[0].builder.finish()
+        return built.key, done + built.nodes
+
+
+async def build(
+    trees: TreeStore,
+    items: Iterable[tuple[str, TreeEntry]] | AsyncIterable[tuple[str, TreeEntry]],
+) -> str:
+    """The root key of the tree holding exactly `items`, (path, entry) in tree order
+    (`core.treediff.tree_order`), folders before what they hold. Memory holds one open
+    folder per level (a page and a list of pages each), not every path; nodes are
+    uploaded while the build goes on. ValueError for paths out of order."""
+    builder = _Builder()
+    send, receive = anyio.create_memory_object_stream[NodeBytes](max_buffer_size=256)
+    receivers = [receive.clone() for _ in range(trees.concurrency)]
+    receive.close()
+
+    async def upload(mine: anyio.abc.ObjectReceiveStream[NodeBytes]) -> None:
+        async with mine:
+            async for node in mine:
+                await trees.write([node])
+
+    async def produce() -> str:
+        async with send:
+            batch: list[tuple[str, TreeEntry]] = []
+            async for item in _each(items):
+                batch.append(item)
+                if len(batch) == BUILD_BATCH:
+                    for node in await anyio.to_thread.run_sync(builder.feed, batch):
+                        await send.send(node)
+                    batch = []
+            for node in await anyio.to_thread.run_sync(builder.feed, batch):
+                await send.send(node)
+            root, rest = await anyio.to_thread.run_sync(builder.finish)
+            for node in rest:
+                await send.send(node)
+        return root
+
+    with first_error():
+        async with anyio.create_task_group() as tg:
+            for mine in receivers:
+                tg.start_soon(upload, mine)
+            root = await produce()
+    return root
+
+
+async def _each(
+    items: Iterable[tuple[str, TreeEntry]] | AsyncIterable[tuple[str, TreeEntry]],
+) -> AsyncIterable[tuple[str, TreeEntry]]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item

@@ -1,0 +1,169 @@
+"""Reading and writing single nodes: verified against their key, cached on disk under
+`.dropbear/trees/` within a byte budget, uploaded create-only and only when not known to
+be in the bucket already."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dropbeard.core.errors import FormatError, IntegrityError, NotFound
+from dropbeard.core.tree import entries_node, node_key
+from dropbeard.store.counting import CountingStore
+from dropbeard.sync.treecache import NodeCache
+from dropbeard.sync.trees import TreeStore
+from tests.treegen import file_entry
+from tests.treeio import KEYS, bucket, put_node
+
+__all__ = ["bucket"]
+pytestmark = pytest.mark.anyio
+
+
+def node_bytes(tag: str, count: int = 1) -> tuple[str, bytes]:
+    data = entries_node([file_entry(f"{tag}{i}", tag) for i in range(count)])
+    return node_key(data), data
+
+
+async def test_a_node_is_read_verified_and_then_from_the_cache(
+    bucket: CountingStore, tmp_path: Path
+) -> None:
+    digest, data = node_bytes("a")
+    await bucket.put(KEYS.tree(digest), data)
+    trees = TreeStore(bucket, KEYS, NodeCache(tmp_path / "trees"))
+    node = await trees.node(digest)
+    assert node.entries is not None and node.entries[0].name == "a0"
+    bucket.reset()
+    later = TreeStore(bucket, KEYS, NodeCache(tmp_path / "trees"))  # the next pass
+    assert await later.node(digest) == node
+    assert bucket.counts["get"] == 0 and later.stats.cache_hits == 1
+
+
+async def test_a_node_whose_bytes_do_not_match_its_key_is_an_integrity_error(
+    bucket: CountingStore, tmp_path: Path
+) -> None:
+    digest, _ = node_bytes("a")
+    _, other = node_bytes("b")
+    await bucket.put(KEYS.tree(digest), other)
+    trees = TreeStore(bucket, KEYS, NodeCache(tmp_path / "trees"))
+    with pytest.raises(IntegrityError, match=f"reading tree {KEYS.tree(digest)}: "):
+        await trees.node(digest)
+    assert not (tmp_path / "trees" / digest).exists()  # never cached
+
+
+async def test_a_missing_node_is_not_found_naming_its_key(bucket: CountingStore) -> None:
+    digest, _ = node_bytes("a")
+    with pytest.raises(NotFound, match=f"reading tree {KEYS.tree(digest)}: it is missing"):
+        await TreeStore(bucket, KEYS).node(digest)
+
+
+async def test_a_hostile_node_is_refused_with_its_key(bucket: CountingStore) -> None:
+    digest = await put_node(bucket, {"format": 2, "entries": [{"name": "../x"}]})
+    with pytest.raises(FormatError, match=f"^invalid tree {KEYS.tree(digest)}: "):
+        await TreeStore(bucket, KEYS).node(digest)
+
+
+async def test_a_damaged_cache_file_is_dropped_and_read_from_the_bucket_again(
+    bucket: CountingStore, tmp_path: Path
+) -> None:
+    digest, data = node_bytes("a")
+    await bucket.put(KEYS.tree(digest), data)
+    cache = tmp_path / "trees"
+    await TreeStore(bucket, KEYS, NodeCache(cache)).node(digest)
+    (cache / digest).write_bytes(data[:-3])  # torn by a crash
+    bucket.reset()
+    trees = TreeStore(bucket, KEYS, NodeCache(cache))
+    assert (await trees.node(digest)).entries is not None
+    assert bucket.counts["get"] == 1
+    assert (cache / digest).read_bytes() == data
+
+
+async def test_many_readers_of_one_node_share_one_request(bucket: CountingStore) -> None:
+    digest, data = node_bytes("a")
+    await bucket.put(KEYS.tree(digest), data)
+    bucket.reset()
+    trees = TreeStore(bucket, KEYS)
+    await trees.prefetch([digest] * 20 + [digest])
+    await trees.node(digest)
+    assert bucket.counts["get"] == 1
+
+
+def test_the_cache_evicts_the_least_recently_used_past_its_budget(tmp_path: Path) -> None:
+    nodes = [node_bytes(tag, 20) for tag in "abcde"]
+    size = len(nodes[0][1])
+    clock = iter(range(100, 200)).__next__
+    cache = NodeCache(tmp_path, budget=int(size * 3.5), clock=lambda: float(clock()))
+    for digest, data in nodes[:3]:
+        cache.write(digest, data)
+    assert cache.read(nodes[0][0]) == nodes[0][1]  # a is now the most recent
+    cache.write(*nodes[3])
+    assert nodes[1][0] not in cache and nodes[0][0] in cache
+    cache.write(*nodes[4])
+    assert [d for d, _ in nodes if d in cache] == [nodes[0][0], nodes[3][0], nodes[4][0]]
+    assert sorted(os.listdir(tmp_path)) == sorted(d for d, _ in nodes if d in cache)
+    assert cache.size <= cache.budget
+    reopened = NodeCache(tmp_path, budget=size * 2)  # a smaller budget: the oldest go
+    assert reopened.size <= size * 2 and nodes[4][0] in reopened
+
+
+def test_the_cache_clears_leftovers_and_ignores_strangers(tmp_path: Path) -> None:
+    digest, data = node_bytes("a")
+    (tmp_path / f".tmp-{digest}-1-0").write_bytes(data[:5])  # a write cut short
+    (tmp_path / "README").write_text("not a node")
+    (tmp_path / digest).write_bytes(data)
+    cache = NodeCache(tmp_path)
+    assert cache.read(digest) == data
+    assert not (tmp_path / f".tmp-{digest}-1-0").exists()
+    assert cache.read("0" * 64) is None
+    assert (tmp_path / "README").exists()
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+async def test_nodes_are_written_create_only_once_each(
+    bucket: CountingStore, tmp_path: Path
+) -> None:
+    nodes = [node_bytes(tag) for tag in "abc"]
+    trees = TreeStore(bucket, KEYS, NodeCache(tmp_path / "trees"))
+    await trees.write(nodes + nodes[:1])
+    assert bucket.counts["put_if_absent"] == 3 and bucket.counts["put"] == 0
+    for digest, data in nodes:
+        assert await bucket.get(KEYS.tree(digest)) == data
+    bucket.reset()
+    await trees.write(nodes)
+    later = TreeStore(bucket, KEYS, NodeCache(tmp_path / "trees"))
+    await later.write(nodes)
+    assert bucket.writes == 0 and later.stats.skipped == 3
+
+
+async def test_a_node_already_in_the_bucket_is_written_again_not_an_error(
+    bucket: CountingStore,
+) -> None:
+    digest, data = node_bytes("a")
+    await bucket.put(KEYS.tree(digest), data)
+    bucket.reset()
+    trees = TreeStore(bucket, KEYS)
+    await trees.write([(digest, data)])
+    assert trees.stats.existed == 1
+    assert bucket.counts["put"] == 1  # a fresh LastModified for gc (SPEC 8.2)
+    assert await bucket.get(KEYS.tree(digest)) == data
+
+
+async def test_a_node_seen_long_ago_is_uploaded_again(
+    bucket: CountingStore, tmp_path: Path
+) -> None:
+    digest, data = node_bytes("a")
+    now = [1000.0]
+    cache = NodeCache(tmp_path / "trees", clock=lambda: now[0])
+    await TreeStore(bucket, KEYS, cache, clock=lambda: now[0]).write([(digest, data)])
+    now[0] += 11 * 3600
+    soon = TreeStore(bucket, KEYS, cache, clock=lambda: now[0])
+    await soon.write([(digest, data)])
+    assert soon.stats.skipped == 1
+    now[0] += 2 * 3600  # past half the grace period: gc may have taken it since
+    bucket.reset()
+    late = TreeStore(bucket, KEYS, cache, clock=lambda: now[0])
+    await late.write([(digest, data)])
+    assert late.stats.skipped == 0 and bucket.counts["put_if_absent"] == 1

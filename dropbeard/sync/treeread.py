@@ -146,13 +146,22 @@ async def _expand_aligned(old: _Listing, new: _Listing, a: _Ref, b: _Ref) -> Non
         await new.expand()
 
 
-async def _diff_folder(
+@dataclass(slots=True)
+class _Folder:
+    """A folder being diffed: its path, its node on each side, the nodes above it."""
+
+    path: str
+    keys: tuple[str | None, str | None]
+    above: tuple[frozenset[str], frozenset[str]]
+    differences: AsyncIterator[Difference]
+
+
+def _open_folder(
     trees: TreeStore,
     path: str,
     keys: tuple[str | None, str | None],
     above: tuple[frozenset[str], frozenset[str]],
-) -> AsyncIterator[Difference]:
-    old_key, new_key = keys
+) -> _Folder:
     depth = path.count("/") + 1 if path else 0
     for key, seen in zip(keys, above, strict=True):
         if key is not None and key in seen:
@@ -161,19 +170,10 @@ async def _diff_folder(
             raise FormatError(
                 f"invalid tree {trees.key(key)}: folders nested deeper than {MAX_DEPTH}"
             )
-    one_sided = old_key is None or new_key is None
-    old = _Listing(trees, old_key, ahead=one_sided)
-    new = _Listing(trees, new_key, ahead=one_sided)
-    async for name, a, b in _differences(old, new):
-        child = f"{path}/{name}" if path else name
-        _check_path(trees, child, keys)
-        if a is None or b is None or not same_entry(a, b):
-            yield child, a, b
-        sub = (a.tree if a else None, b.tree if b else None)
-        if sub[0] != sub[1]:
-            inner = (above[0] | {old_key or ""}, above[1] | {new_key or ""})
-            async for difference in _diff_folder(trees, child, sub, inner):
-                yield difference
+    one_sided = keys[0] is None or keys[1] is None
+    old = _Listing(trees, keys[0], ahead=one_sided)
+    new = _Listing(trees, keys[1], ahead=one_sided)
+    return _Folder(path, keys, above, _differences(old, new))
 
 
 def _check_path(trees: TreeStore, path: str, keys: tuple[str | None, str | None]) -> None:
@@ -197,8 +197,25 @@ async def diff(
     if old_root == new_root:
         return
     empty: frozenset[str] = frozenset()
-    async for difference in _diff_folder(trees, "", (old_root, new_root), (empty, empty)):
-        yield difference
+    # One frame per open folder, not one generator per level: a path deep in the tree
+    # costs the same to hand out as one at the top.
+    stack = [_open_folder(trees, "", (old_root, new_root), (empty, empty))]
+    while stack:
+        folder = stack[-1]
+        try:
+            name, a, b = await anext(folder.differences)
+        except StopAsyncIteration:
+            stack.pop()
+            continue
+        path = f"{folder.path}/{name}" if folder.path else name
+        _check_path(trees, path, folder.keys)
+        if a is None or b is None or not same_entry(a, b):
+            yield path, a, b
+        sub = (a.tree if a else None, b.tree if b else None)
+        if sub[0] != sub[1]:
+            (old_key, new_key), (old_above, new_above) = folder.keys, folder.above
+            above = (old_above | {old_key or ""}, new_above | {new_key or ""})
+            stack.append(_open_folder(trees, path, sub, above))
 
 
 async def folder_entries(trees: TreeStore, key: str) -> AsyncIterator[TreeEntry]:

@@ -146,7 +146,7 @@ class TreeStore:
         wanted = list(dict.fromkeys(d for d in digests if d not in self._memory))
         if len(wanted) > 1:
             with first_error():
-                await for_each(wanted, self._prefetch_one, self.concurrency)
+                await for_each(wanted, self._prefetch_one, min(len(wanted), self.concurrency))
 
     async def _prefetch_one(self, digest: str) -> None:
         await self.node(digest)
@@ -209,8 +209,11 @@ class TreeStore:
                 self.stats.skipped += 1
             else:
                 todo[digest] = data
-        with first_error():
-            await for_each(todo.items(), self._put, self.concurrency)
+        if len(todo) == 1:
+            await self._put(next(iter(todo.items())))
+        elif todo:
+            with first_error():
+                await for_each(todo.items(), self._put, min(len(todo), self.concurrency))
 
     async def _put(self, item: tuple[str, bytes]) -> None:
         digest, data = item

@@ -5,7 +5,8 @@ nodes out while paths arrive."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
@@ -217,3 +218,32 @@ async def test_build_refuses_paths_out_of_tree_order(bucket: CountingStore) -> N
     with pytest.raises(ValueError, match="named"):
         await build(trees, [("y", file_entry("x"))])
     assert await build(trees, []) == await update(trees, None, {})
+
+
+def generated(folders: int, flat: int) -> Iterator[tuple[str, TreeEntry]]:
+    """A tree made on the fly, in tree order: `folders` folders of 100 files, and one
+    folder of `flat` files."""
+    for f in range(folders):
+        yield f"f{f:04}", dir_entry(f"f{f:04}")
+        for i in range(100):
+            yield f"f{f:04}/n{i:03}", file_entry(f"n{i:03}", f"{f}/{i}")
+    yield "flat", dir_entry("flat")
+    for i in range(flat):
+        yield f"flat/n{i:05}", file_entry(f"n{i:05}", str(i))
+
+
+@pytest.mark.slow
+async def test_build_holds_a_folder_at_a_time_not_every_path(tmp_path: Path) -> None:
+    trees, _ = local_trees(tmp_path)
+    tracemalloc.start()
+    try:
+        every_path = list(generated(250, 25_000))
+        holding_all = tracemalloc.get_traced_memory()[0]
+        del every_path
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        await build(trees, generated(250, 25_000))
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak < holding_all / 3, (peak, holding_all)

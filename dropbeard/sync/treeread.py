@@ -29,6 +29,9 @@ MAX_DEPTH = 256
 #: Levels of index nodes in one folder: 8 levels of 256 pages hold more entries than
 #: any store can list; canonical trees need 3 for a folder of 10 million entries.
 MAX_PAGE_LEVELS = 8
+#: A walk loads at most this many of a node's pages and folders at once, ahead of
+#: reaching them (a few MiB: `TreeStore` keeps 16 MiB of decoded nodes).
+PREFETCH = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +81,8 @@ class _Listing:
             raise FormatError(f"invalid tree {key}: a page that runs past the next page")
         self.items.extendleft(reversed(children))
         if self.ahead:
-            await self.trees.prefetch(
-                c.key if isinstance(c, _Ref) else c.tree or ""
-                for c in children
-                if isinstance(c, _Ref) or c.tree is not None
-            )
+            below = [c.key if isinstance(c, _Ref) else c.tree for c in children]
+            await self.trees.prefetch([k for k in below if k is not None][:PREFETCH])
 
     def _children(self, ref: _Ref, node: Node) -> list[_Item]:
         if node.entries is not None:

@@ -261,7 +261,7 @@ async def build(
     folder per level (a page and a list of pages each), not every path; nodes are
     uploaded while the build goes on. ValueError for paths out of order."""
     builder = _Builder()
-    send, receive = anyio.create_memory_object_stream[NodeBytes](max_buffer_size=256)
+    send, receive = anyio.create_memory_object_stream[NodeBytes](max_buffer_size=64)
     receivers = [receive.clone() for _ in range(trees.concurrency)]
     receive.close()
 

@@ -20,7 +20,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -97,9 +97,10 @@ def cpu() -> tuple[float, float]:
     return usage.ru_utime, usage.ru_stime
 
 
-async def measured(label: str, fn: Callable[[], Awaitable[T]]) -> T:
+async def measured(label: str, work: Awaitable[T]) -> T:
+    """`work` awaited (a coroutine does nothing before), timed and printed."""
     wall, (user, system) = time.perf_counter(), cpu()
-    result = await fn()
+    result = await work
     wall = time.perf_counter() - wall
     user, system = cpu()[0] - user, cpu()[1] - system
     print(f"{label:<34} wall {wall:7.3f} s  cpu {user:6.3f} s user + {system:6.3f} s system")
@@ -119,17 +120,17 @@ async def main(total: int, where: Path) -> None:
     writer = TreeStore(store, KEYS, NodeCache(where / "writer-cache"))
     counted = sum(1 for _ in paths(total))
     print(f"{counted} paths; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    root = await measured("build", lambda: build(writer, paths(total)))
+    root = await measured("build", build(writer, paths(total)))
     objects = [o async for page in store.list(KEYS.trees_prefix) for o in page.objects]
     size = sum(o.size for o in objects)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{'':<34} {len(objects)} nodes, {size / 2**20:.1f} MiB; peak RSS so far {rss:.0f} MiB")
 
     reader = TreeStore(store, KEYS, NodeCache(where / "reader-cache", budget=2**30))
-    count = await measured("walk (other device, cold)", lambda: _count(walk(reader, root)))
+    count = await measured("walk (other device, cold)", _count(walk(reader, root)))
     print(f"{'':<34} {count} paths, {reader.stats.fetched} nodes fetched")
     warm = TreeStore(store, KEYS, NodeCache(where / "reader-cache", budget=2**30))
-    await measured("walk (warm disk cache)", lambda: _count(walk(warm, root)))
+    await measured("walk (warm disk cache)", _count(walk(warm, root)))
 
     for label, path in (
         ("edit 3 folders deep", "docs/d0000/e5/f5/file050.txt"),
@@ -139,22 +140,20 @@ async def main(total: int, where: Path) -> None:
         name = path.rpartition("/")[2]
         store.reset()
         editor = TreeStore(store, KEYS, NodeCache(where / "writer-cache"))
-        new = await measured(
-            f"{label}: update", lambda: update(editor, root, {path: entry(name, path, 2)})
-        )
+        new = await measured(f"{label}: update", update(editor, root, {path: entry(name, path, 2)}))
         report_writes(editor, store)
         store.reset()
         other = TreeStore(store, KEYS, NodeCache(where / "reader-cache", budget=2**30))
-        found = await measured(f"{label}: diff", lambda: _count(diff(other, root, new)))
+        found = await measured(f"{label}: diff", _count(diff(other, root, new)))
         print(
             f"{'':<34} {found} difference(s), {other.stats.fetched} nodes /"
             f" {other.stats.fetched_bytes / 1024:.1f} KiB fetched, {store.counts['get']} GETs"
         )
 
 
-async def _count(items: object) -> int:
+async def _count(items: AsyncIterator[object]) -> int:
     n = 0
-    async for _ in items:  # type: ignore[attr-defined]
+    async for _ in items:
         n += 1
     return n
 

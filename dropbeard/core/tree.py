@@ -6,10 +6,10 @@ pages it is cut into (`pages`, see `core.treepages`). Its key is the SHA-256 of 
 canonical bytes: UTF-8 JSON without whitespace, fields in the order SPEC shows (the order
 of the Struct fields below; version vectors sorted by device id), entries sorted by the
 UTF-8 bytes of `name`. Decoding checks the bytes against the key first, then everything
-else, as strictly as `core.model` checks format 1: value ranges and digests in msgspec's
-C decoder (cheap at a million entries), names, order and per-type fields here. A failure
-is one line naming the node's key: `IntegrityError` when the bytes do not match the key,
-`FormatError` for anything else.
+else, as strictly as `core.model` checks format 1: number ranges in msgspec's C decoder
+(cheap at a million entries); names, their order, digests, device ids and the fields
+each type needs here. A failure is one line naming the node's key: `IntegrityError` when
+the bytes do not match the key, `FormatError` for anything else.
 """
 
 from __future__ import annotations
@@ -245,11 +245,17 @@ def check_node(node: Node, *, values: bool = True) -> None:
         _check_pages(node.pages)
 
 
+def reserved_in_root(name: str) -> bool:
+    """True if `name` may not appear in a root node: dropbeard's own `.dropbear`
+    (compared as `core.paths` does: ignoring case)."""
+    return name.casefold() == LOCAL_DIR
+
+
 def check_root(node: Node, key: str) -> None:
-    """FormatError if the root node `node` (read from `key`) names dropbeard's own
-    `.dropbear` (compared as `core.paths` does: ignoring case)."""
+    """FormatError if the root node (or a page of it) `node`, read from `key`, lists a
+    name `reserved_in_root`."""
     for entry in node.entries or ():
-        if entry.name.casefold() == LOCAL_DIR:
+        if reserved_in_root(entry.name):
             raise FormatError(f"invalid tree {key}: the root lists {entry.name!r}")
 
 

@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from dropbeard.core.errors import FormatError, quoted
-from dropbeard.core.paths import LOCAL_DIR, MAX_PATH_BYTES
-from dropbeard.core.tree import Node, TreeEntry
+from dropbeard.core.paths import MAX_PATH_BYTES
+from dropbeard.core.tree import Node, TreeEntry, reserved_in_root
 from dropbeard.core.treediff import Difference, same_entry
 from dropbeard.sync.trees import TreeStore
 
@@ -177,7 +177,7 @@ def _open_folder(
 
 
 def _check_path(trees: TreeStore, path: str, keys: tuple[str | None, str | None]) -> None:
-    if "/" not in path and path.casefold() == LOCAL_DIR:
+    if "/" not in path and reserved_in_root(path):
         key = trees.key(keys[1] or keys[0] or "")
         raise FormatError(f"invalid tree {key}: the root lists {path!r}")
     if len(path.encode("utf-8")) > MAX_PATH_BYTES:

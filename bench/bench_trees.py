@@ -110,8 +110,9 @@ async def measured(label: str, work: Awaitable[T]) -> T:
 def report_writes(trees: TreeStore, store: CountingStore) -> None:
     s = trees.stats
     print(
-        f"{'':<34} {s.written} nodes / {s.written_bytes / 1024:.1f} KiB written,"
-        f" {store.counts['get']} GETs, {s.cache_hits} cache hits, {store.writes} writes"
+        f"{'':<34} {s.written} nodes / {s.written_bytes / 1024:.1f} KiB written"
+        f" (largest {s.largest_written / 1024:.1f} KiB), {store.counts['get']} GETs,"
+        f" {s.cache_hits} cache hits, {store.writes} writes"
     )
 
 
@@ -124,7 +125,9 @@ async def main(total: int, where: Path) -> None:
     objects = [o async for page in store.list(KEYS.trees_prefix) for o in page.objects]
     size = sum(o.size for o in objects)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{'':<34} {len(objects)} nodes, {size / 2**20:.1f} MiB; peak RSS so far {rss:.0f} MiB")
+    largest = max(o.size for o in objects) / 1024
+    print(f"{'':<34} {len(objects)} nodes, {size / 2**20:.1f} MiB, largest {largest:.1f} KiB;")
+    print(f"{'':<34} peak RSS so far {rss:.0f} MiB")
 
     reader = TreeStore(store, KEYS, NodeCache(where / "reader-cache", budget=2**30))
     count = await measured("walk (other device, cold)", _count(walk(reader, root)))

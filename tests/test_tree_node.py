@@ -124,6 +124,7 @@ def test_names_sort_by_utf8_bytes() -> None:
         pytest.param([dir_entry("d")], id="dir-without-tree"),
         pytest.param([msgspec.structs.replace(file_entry("a"), version={"Bad": 1})], id="device"),
         pytest.param([msgspec.structs.replace(file_entry("a"), mtime_ns=2**63)], id="mtime"),
+        pytest.param([msgspec.structs.replace(file_entry("a"), mode=0o1777)], id="sticky"),
     ],
 )
 def test_a_writer_refuses_a_node_readers_would_refuse(entries: list[TreeEntry]) -> None:
@@ -193,7 +194,7 @@ HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
     "size-negative": (_node(_file(size=-1)), "size"),
     "size-huge": (_node(_file(size=2**63)), "size"),
     "mtime-huge": (_node(_file(mtime_ns=2**64)), "mtime_ns"),
-    "mode-huge": (_node(_file(mode=0o10000)), "mode"),
+    "mode-setuid": (_node(_file(mode=0o4755)), "mode"),
     "version-empty": (_node(_file(version={})), "version"),
     "version-device": (_node(_file(version={"Laptop": 1})), "device 'Laptop' is not a valid id"),
     "version-zero": (_node(_file(version={"pc": 0})), "version"),

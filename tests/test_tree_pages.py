@@ -5,7 +5,9 @@ build from scratch."""
 from __future__ import annotations
 
 import hashlib
+import json
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -219,3 +221,64 @@ def test_an_edit_in_a_directory_with_index_pages_rewrites_one_node_per_level() -
         assert len(read) == 1
         assert len(result.nodes) == 3  # leaf page, index page, top
         assert result.key == build_directory(apply_changes(entries, {name: edit})).key
+
+
+# --- an independent writer -------------------------------------------------------------
+
+
+def _reference_directory(entries: list[dict[str, object]], nodes: dict[str, bytes]) -> str:
+    """SPEC 1.1's paging written plainly with the standard library's json module (as
+    docs/FORMAT.md shows it), to check dropbeard's writer against."""
+
+    def put(node: dict[str, object]) -> str:
+        data = json.dumps(node, ensure_ascii=False, separators=(",", ":")).encode()
+        nodes[hashlib.sha256(data).hexdigest()] = data
+        return hashlib.sha256(data).hexdigest()
+
+    def cut_plainly(items: list[dict[str, object]], field: str) -> list[list[dict[str, object]]]:
+        groups: list[list[dict[str, object]]] = [[]]
+        for item in items:
+            groups[-1].append(item)
+            word = int.from_bytes(hashlib.sha256(str(item[field]).encode()).digest()[:2], "big")
+            if word < 512 or len(groups[-1]) == 512:
+                groups.append([])
+        return [g for g in groups if g]
+
+    entries = sorted(entries, key=lambda e: str(e["name"]).encode())
+    if len(entries) <= 256:
+        return put({"format": 2, "entries": entries})
+    level = [
+        {"first": p[0]["name"], "tree": put({"format": 2, "entries": p})}
+        for p in cut_plainly(entries, "name")
+    ]
+    while len(level) > 256:
+        level = [
+            {"first": g[0]["first"], "tree": put({"format": 2, "pages": g})}
+            for g in cut_plainly(level, "first")
+        ]
+    return put({"format": 2, "pages": level})
+
+
+def _plain(entry: TreeEntry) -> dict[str, object]:
+    fields = json.loads(msgspec.json.encode(entry))  # the same fields, in SPEC's order
+    fields["version"] = dict(sorted(fields["version"].items()))
+    return dict(fields)
+
+
+@pytest.mark.parametrize("count", [0, 5, 256, 257, 3000, 40_000])
+def test_an_independent_writer_makes_the_same_nodes(count: int) -> None:
+    entries = [
+        TreeEntry(
+            name=f"n{i}\u00e9" if i % 7 else f"n{i}",
+            type="symlink",
+            target=f"t\n{i}\x01",
+            mode=0o777,
+            version={"pc": i + 1, "laptop": 2},
+        )
+        for i in range(count)
+    ]
+    reference: dict[str, bytes] = {}
+    key = _reference_directory([_plain(e) for e in entries], reference)
+    built = build_directory(entries)
+    assert built.key == key
+    assert stored(built) == reference

@@ -82,7 +82,7 @@ def two_maps(draw: st.DrawFn) -> tuple[Paths, Paths]:
         if path not in after and (not parent or getattr(after.get(parent), "type", "") == "dir"):
             after[path] = entry
     for name in draw(st.lists(names, max_size=3)):
-        if "big" in after and f"big/{name}" not in after:
+        if getattr(after.get("big"), "type", "") == "dir" and f"big/{name}" not in after:
             after[f"big/{name}"] = file_entry(name, "new")
     return before, after
 

@@ -43,7 +43,7 @@ Counter = Annotated[int, Meta(ge=1, le=MAX_INT)]
 Size = Annotated[int, Meta(ge=0, le=MAX_INT)]
 ChunkSize = Annotated[int, Meta(ge=1, le=MAX_INT)]
 TimeNs = Annotated[int, Meta(ge=-MAX_INT - 1, le=MAX_INT)]
-Mode = Annotated[int, Meta(ge=0, le=0o7777)]  # core.model reads only `& 0o777` of it
+Mode = Annotated[int, Meta(ge=0, le=0o777)]  # permission bits only (SPEC 1.1)
 Version = Annotated[dict[str, Counter], Meta(min_length=1)]
 
 
@@ -173,8 +173,8 @@ def _check_ids(e: TreeEntry) -> None:
 
 def _check_ranges(e: TreeEntry) -> None:
     """What msgspec checks when decoding (the `Meta` annotations above), for a writer."""
-    if not 0 <= e.mode <= 0o7777:
-        raise ValueError(f"mode {e.mode} is outside 0..0o7777")
+    if not 0 <= e.mode <= 0o777:
+        raise ValueError(f"mode {oct(e.mode)} is outside 0..0o777")
     if not e.version:
         raise ValueError("version is empty")
     for counter in e.version.values():

@@ -66,6 +66,7 @@ class TreeStats:
     memory_hits: int = 0
     written: int = 0  # nodes uploaded
     written_bytes: int = 0
+    largest_written: int = 0
     skipped: int = 0  # nodes not uploaded: known to be in the bucket
     existed: int = 0  # uploads that found the node there already (refreshed)
 
@@ -229,6 +230,7 @@ class TreeStore:
                 await self.store.put(key, data, sha256=digest)
         self.stats.written += 1
         self.stats.written_bytes += len(data)
+        self.stats.largest_written = max(self.stats.largest_written, len(data))
         if self.cache is not None:
             await anyio.to_thread.run_sync(self.cache.write, digest, data)
         else:

@@ -123,6 +123,8 @@ async def _new_entry(
                 raise ValueError(f"{path!r} is not a folder, yet changes add paths in it")
             return new
         before = old.tree if old is not None and old.type == "dir" else None
+        if inside is None and before is not None:
+            return msgspec.structs.replace(new, tree=before)  # what it holds is unchanged
         key = await _update_folder(trees, path, before, inside or _Changes(), out)
         return msgspec.structs.replace(new, tree=key)
     assert inside is not None

@@ -4,6 +4,7 @@ nodes out while paths arrive."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
@@ -29,6 +30,7 @@ from tests.treeio import (
     fresh,
     in_tree_order,
     local_trees,
+    put_node,
     read_map,
     run,
 )
@@ -247,3 +249,39 @@ async def test_build_holds_a_folder_at_a_time_not_every_path(tmp_path: Path) -> 
     finally:
         tracemalloc.stop()
     assert peak < holding_all / 3, (peak, holding_all)
+
+
+async def test_trees_another_writer_paged_differently_are_read_and_updated_canonically(
+    bucket: CountingStore,
+) -> None:
+    files = {f"n{i:04}": file_entry(f"n{i:04}", str(i)) for i in range(1500)}
+    plain = [json.loads(msgspec.json.encode(e)) for e in files.values()]
+    unpaged = await put_node(bucket, {"format": 2, "entries": plain})  # ~300 KiB, one node
+    halves = [
+        await put_node(bucket, {"format": 2, "entries": plain[:700]}),
+        await put_node(
+            bucket,
+            {
+                "format": 2,
+                "pages": [
+                    {
+                        "first": "n0700",
+                        "tree": (await put_node(bucket, {"format": 2, "entries": plain[700:]})),
+                    }
+                ],
+            },
+        ),
+    ]
+    uneven = await put_node(  # one page a leaf, the other an index: depth not uniform
+        bucket,
+        {
+            "format": 2,
+            "pages": [{"first": "n0000", "tree": halves[0]}, {"first": "n0700", "tree": halves[1]}],
+        },
+    )
+    added = file_entry("n0500x", "new")
+    expected = await build_map(TreeStore(bucket, KEYS), files | {"n0500x": added})
+    for top in (unpaged, uneven):
+        trees = TreeStore(bucket, KEYS)
+        assert await read_map(trees, top) == sorted(files.items())
+        assert await update(trees, top, {"n0500x": added}) == expected

@@ -38,6 +38,11 @@ NodeBytes = tuple[str, bytes]
 BUILD_BATCH = 2000
 
 
+class _Uneven(Exception):
+    """A paged folder whose pages are not all as deep: not as dropbeard pages (another
+    writer's). `update` then reads it whole and writes it as dropbeard does."""
+
+
 @dataclass
 class _Changes:
     """The changes inside one folder: to its children, and further down."""
@@ -85,11 +90,9 @@ async def _update_folder(
     trees: TreeStore, path: str, key: str | None, changes: _Changes, out: list[NodeBytes]
 ) -> str:
     touched = changes.here.keys() | changes.below.keys()
-    shape, entries, loaded = await _open_folder(trees, key, min(touched, default=""))
-    if shape is not None:
-        old = await _entries_named(trees, shape, touched, loaded)
-    else:
-        old = {e.name: e for e in entries if e.name in touched}
+    folder = _OldFolder(trees, key)
+    await folder.open(probe=min(touched, default=""))
+    old = await folder.named(touched)
     result: dict[str, TreeEntry | None] = {}
     for name in sorted(touched):
         child = f"{path}/{name}" if path else name
@@ -98,12 +101,55 @@ async def _update_folder(
             result[name] = new
     if not result and key is not None:
         return key
-    if shape is None:
-        built = build_directory(apply_changes(entries, result))
-    else:
-        built = await _rebuild(trees, shape, result, loaded)
+    built = await folder.rebuilt(result)
     out += built.nodes
     return built.key
+
+
+class _OldFolder:
+    """A folder as the bucket holds it (`key`; None: a new folder), read only as far as
+    an update needs: the index of a paged folder and the pages the changes touch."""
+
+    def __init__(self, trees: TreeStore, key: str | None) -> None:
+        self.trees = trees
+        self.key = key
+        self.shape: PagedShape | None = None
+        self.entries: list[TreeEntry] = []  # all of them, when not paged
+        self.loaded: dict[str, list[TreeEntry]] = {}  # the leaf pages read
+
+    async def open(self, probe: str) -> None:
+        if self.key is not None:
+            try:
+                self.shape, self.entries, self.loaded = await _open_folder(
+                    self.trees, self.key, probe
+                )
+            except _Uneven:
+                await self._whole()
+
+    async def named(self, names: Iterable[str]) -> dict[str, TreeEntry]:
+        """Its entries at `names` (those it has)."""
+        wanted = set(names)
+        if self.shape is not None:
+            try:
+                return await _entries_named(self.trees, self.shape, wanted, self.loaded)
+            except _Uneven:
+                await self._whole()
+        return {e.name: e for e in self.entries if e.name in wanted}
+
+    async def rebuilt(self, changes: Mapping[str, TreeEntry | None]) -> DirectoryBuild:
+        """Its nodes with `changes` applied, reusing every page they leave alone."""
+        if self.shape is not None:
+            try:
+                return await _rebuild(self.trees, self.shape, changes, self.loaded)
+            except _Uneven:
+                await self._whole()
+        return build_directory(apply_changes(self.entries, changes))
+
+    async def _whole(self) -> None:
+        """Read every entry: it is paged, but not as dropbeard pages (another writer's)."""
+        assert self.key is not None
+        self.shape = None
+        self.entries = [e async for e in folder_entries(self.trees, self.key)]
 
 
 async def _new_entry(
@@ -137,13 +183,11 @@ async def _new_entry(
 
 
 async def _open_folder(
-    trees: TreeStore, key: str | None, probe: str
+    trees: TreeStore, key: str, probe: str
 ) -> tuple[PagedShape | None, list[TreeEntry], dict[str, list[TreeEntry]]]:
     """A folder as `update` needs it: its index levels if it is paged (and the leaf page
     holding the name `probe`, read on the way down to learn how deep the index goes),
-    else its entries (all of them, if it is not paged as dropbeard pages)."""
-    if key is None:
-        return None, [], {}
+    else its entries. _Uneven if it is not paged as dropbeard pages."""
     top = await trees.node(key)
     if top.pages is None:
         return None, list(top.entries or []), {}
@@ -161,19 +205,18 @@ async def _open_folder(
             raise FormatError(f"invalid tree {trees.key(key)}: too many levels of pages")
         await trees.prefetch(below)
         nodes: list[Node] = [await trees.node(k) for k in below]
-        if any(n.pages is None for n in nodes):  # not as dropbeard cuts: take it whole
-            return None, [e async for e in folder_entries(trees, key)], {}
+        if any(n.pages is None for n in nodes):
+            raise _Uneven
         levels.insert(0, [IndexNode(k, n.pages or []) for k, n in zip(below, nodes, strict=True)])
 
 
 async def _entries_named(
     trees: TreeStore,
     shape: PagedShape,
-    names: Iterable[str],
+    wanted: set[str],
     loaded: dict[str, list[TreeEntry]],
 ) -> dict[str, TreeEntry]:
-    """The entries of a paged folder at `names`, reading the pages that hold them."""
-    wanted = set(names)
+    """The entries of a paged folder at `wanted` names, reading the pages that hold them."""
     await _load(trees, [k for k in pages_holding(shape, wanted) if k not in loaded], loaded)
     found: dict[str, TreeEntry] = {}
     for entries in loaded.values():
@@ -201,7 +244,7 @@ async def _load(trees: TreeStore, keys: list[str], loaded: dict[str, list[TreeEn
     for key in keys:
         node = await trees.node(key)
         if node.entries is None:
-            raise FormatError(f"invalid tree {trees.key(key)}: a page where entries were due")
+            raise _Uneven
         loaded[key] = node.entries
 
 

@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 from dropbeard.core.tree import TreeEntry
 from dropbeard.core.treediff import tree_order
 from dropbeard.store.counting import CountingStore
-from dropbeard.sync.treeread import diff, lookup
+from dropbeard.sync.treeread import diff, lookup, walk
 from dropbeard.sync.trees import TreeStore
+from dropbeard.sync.treewrite import build
+from tests.format2 import File, Folder, Link, Writer
 from tests.treegen import dir_entry, file_entry, link_entry, names, path_maps
 from tests.treeio import (
     KEYS,
@@ -187,3 +189,20 @@ async def test_a_folder_removed_or_turned_into_a_file_lists_everything_it_held(
     found = [(p, a is not None, b is not None) async for p, a, b in diff(fresh(trees), old, new)]
     gone = [p for p in in_tree_order(before) if p[0].startswith("a0/")]
     assert found == [("a0", True, True)] + [(p, True, False) for p, _ in gone]
+
+
+async def test_a_tree_from_the_independent_writer_reads_back_and_builds_to_the_same_key(
+    bucket: CountingStore,
+) -> None:
+    written: dict[str, bytes] = {}
+    big = Folder({f"p{i}.jpg": File(b"%d" % i) for i in range(700)})
+    docs = Folder({"a.md": File(b"a"), "link": Link("../a.md"), "\u00e9t\u00e9": Folder()})
+    writer = Writer(put=written.__setitem__, root_id=KEYS.root_id)
+    root = writer.directory(Folder({"docs": docs, "big": big, "empty": Folder()}))
+    for key, data in written.items():
+        await bucket.put(key, data)
+    trees = TreeStore(bucket, KEYS)
+    read = [(path, entry) async for path, entry in walk(trees, root)]
+    assert [p for p, _ in read][:4] == ["big", "big/p0.jpg", "big/p1.jpg", "big/p10.jpg"]
+    assert len(read) == 1 + 700 + 1 + 3 + 1  # big and its files, docs and its 3, empty
+    assert await build(TreeStore(bucket, KEYS), [(p, bare(e)) for p, e in read]) == root

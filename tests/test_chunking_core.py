@@ -12,8 +12,8 @@ from dropbeard.core.chunking import (
     CHUNKED_ABOVE,
     MAX_CHUNK,
     MIN_CHUNK,
-    MiB,
     Chunk,
+    MiB,
     chunk_offsets,
     is_chunked,
     validate_chunks,
@@ -25,11 +25,12 @@ def sha(text: str) -> str:
 
 
 def test_the_parameters_are_spec_1_6s() -> None:
-    assert (MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) == (1 * MiB, 4 * MiB, 16 * MiB)
+    sizes = {"min": MIN_CHUNK, "avg": AVG_CHUNK, "max": MAX_CHUNK}
+    assert sizes == {"min": 1 * MiB, "avg": 4 * MiB, "max": 16 * MiB}
 
 
 def test_a_file_over_16_mib_is_chunked_and_one_of_16_mib_or_less_is_one_blob() -> None:
-    assert CHUNKED_ABOVE == 16 * MiB
+    assert is_chunked(CHUNKED_ABOVE + 1) and not is_chunked(CHUNKED_ABOVE)
     assert not is_chunked(0)
     assert not is_chunked(16 * MiB)
     assert is_chunked(16 * MiB + 1)

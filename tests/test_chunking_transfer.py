@@ -23,6 +23,7 @@ from dropbeard.sync.chunkdownload import Assembled, ChunkSource, download_chunks
 from dropbeard.sync.chunking import Chunker, FileDigest, stat_key
 from dropbeard.sync.chunkupload import ChunkUpload, upload_chunks
 from tests.chunkfiles import MiB, noise, overwrite, repeated, sha
+from tests.faults import FaultStore
 
 pytestmark = pytest.mark.anyio
 
@@ -146,7 +147,8 @@ async def test_a_round_trip_rebuilds_the_file_byte_for_byte(
 
     assert (sent.uploaded, sent.present, sent.changed) == (len(big.chunks), 0, False)
     assert sent.uploaded_bytes == len(big.data)
-    assert counting.counts == {"put_if_absent": len(big.chunks)}  # one PUT per chunk
+    n = len(big.chunks)
+    assert counting.counts == {"head": n, "put_if_absent": n}  # one PUT per chunk
     assert await blob_keys(bucket) == {KEYS.blob(c.sha256) for c in big.chunks}
     for c in big.chunks[:2]:
         assert sha(await bucket.get(KEYS.blob(c.sha256))) == c.sha256
@@ -173,8 +175,21 @@ async def test_chunks_already_in_the_bucket_cost_one_request_and_no_bytes(
     again = await up(counting, file, big)
 
     assert (again.uploaded, again.present, again.uploaded_bytes) == (0, len(big.chunks), 0)
-    assert counting.counts["put_if_absent"] == len(big.chunks)
-    assert counting.counts["put"] == 0
+    assert counting.counts == {"head": len(big.chunks)}
+
+
+async def test_a_chunk_another_writer_creates_meanwhile_is_present(
+    big: Big, tmp_path: Path
+) -> None:
+    """HEAD saw nothing, then the create-only PUT lost the race: present, not an error."""
+    store = FaultStore(local_store(tmp_path / "bucket"))
+    await up(store.inner, big.file, big)
+    store.fail("head", NotFound, times=1)
+
+    sent = await up(store, big.file, big, limiter=anyio.CapacityLimiter(1))
+
+    assert (sent.uploaded, sent.present) == (0, len(big.chunks))
+    assert store.calls["put_if_absent"] == 1 and store.calls["put"] == 0
 
 
 async def test_chunks_known_present_are_skipped_without_a_request(big: Big, tmp_path: Path) -> None:
@@ -184,7 +199,7 @@ async def test_chunks_known_present_are_skipped_without_a_request(big: Big, tmp_
     sent = await up(store, big.file, big, known_present=known.__contains__)
 
     assert (sent.uploaded, sent.skipped_known) == (1, len(big.chunks) - 1)
-    assert store.counts == {"put_if_absent": 1}
+    assert store.counts == {"head": 1, "put_if_absent": 1}
 
 
 async def test_a_chunk_repeated_in_the_file_is_uploaded_once(tmp_path: Path) -> None:

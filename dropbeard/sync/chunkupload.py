@@ -3,14 +3,15 @@ read from its slice of the file and verified against its key first (IO: local fi
 worker threads, store writes).
 
 There is no multipart state: a chunk is in the bucket or it is not, so an upload cut
-short resumes by uploading the chunks still missing. A slice whose bytes no longer hash
-to its chunk (the file changed after it was digested) is never uploaded: the upload
-stops and reports `changed`, and the caller digests the file again next pass.
+short resumes by uploading the chunks still missing. A chunk not known present is asked
+for with HEAD first (a losing create-only PUT would have sent it whole). A slice whose
+bytes no longer hash to its chunk (the file changed after it was digested) is never
+uploaded: the upload stops and reports `changed`, and the caller digests the file again
+next pass.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
@@ -40,7 +41,7 @@ class ChunkUpload:
     #: chunks sent, and their bytes
     uploaded: int = 0
     uploaded_bytes: int = 0
-    #: chunks the bucket already held (a create-only PUT found them)
+    #: chunks the bucket already held (one HEAD each, nothing read or sent)
     present: int = 0
     #: chunks the caller knew present: no request made
     skipped_known: int = 0
@@ -109,17 +110,20 @@ class _Sender:
         sha, offset, size = job
         if self.result.changed:
             return  # the file moved on: nothing more from this digest
+        key = self.keys.blob(sha)
         async with self.limiter:
-            data = await anyio.to_thread.run_sync(partial(self.read, offset, size, sha))
-            if data is None:
-                self.result.changed = True
-                return
-            key = self.keys.blob(sha)
-            if await _put_chunk(self.store, key, data, sha):
-                self.result.uploaded += 1
-                self.result.uploaded_bytes += size
-            else:
+            if await _holds(self.store, key, size):
                 self.result.present += 1
+            else:
+                data = await anyio.to_thread.run_sync(partial(self.read, offset, size, sha))
+                if data is None:
+                    self.result.changed = True
+                    return
+                if await _put_chunk(self.store, key, data, sha):
+                    self.result.uploaded += 1
+                    self.result.uploaded_bytes += size
+                else:
+                    self.result.present += 1
         if self.progress:
             self.progress(size)
 
@@ -134,18 +138,25 @@ class _Sender:
         return data
 
 
+async def _holds(store: Store, key: str, size: int) -> bool:
+    """True if the store has the chunk. Asked before sending it: a create-only PUT that
+    loses has already sent the whole chunk. An object of another size under the key is
+    the truncated leftover of a write cut short (a server may keep one when its client
+    is killed mid-request): it is replaced, else no device could ever read this file."""
+    try:
+        return (await store.head(key)).size == size
+    except NotFound:
+        return False
+
+
 async def _put_chunk(store: Store, key: str, data: bytes, sha: str) -> bool:
-    """Create the chunk's blob; True if bytes were sent, False if it was there."""
+    """Create the chunk's blob (or replace a truncated leftover) with bytes verified
+    against its key; True if sent, False if another writer created it meanwhile."""
     try:
         await store.put_if_absent(key, data, sha256=sha)
         return True
     except PreconditionFailed:
-        pass
-    # Present, unless it is the truncated leftover of a write cut short (a server may
-    # keep one when its client is killed mid-request): then it is replaced with bytes
-    # just verified against the key, else no device could ever read this file.
-    with contextlib.suppress(NotFound):
-        if (await store.head(key)).size == len(data):
+        if await _holds(store, key, len(data)):
             return False
     await store.put(key, data, sha256=sha)
     return True

@@ -1,6 +1,7 @@
 """Benchmark of content-defined chunking against plain SHA-256 (a script, not a test).
 
     .venv/bin/python bench/bench_chunking.py [--size-mib 1024] [--dir PATH] [--runs 3]
+    .venv/bin/python bench/bench_chunking.py --edit [--size-mib 1024] [--dir PATH]
 
 Makes two files of the given size (kept in `--dir` for later runs): random bytes, and
 one 3 MiB random block repeated. Each is read into memory once, then on one core:
@@ -9,7 +10,12 @@ with `pyfastcdc` (the dependency) and, when installed, `fastcdc` (PyPI) for comp
 whether the two libraries cut at the same places; then dropbeard's one-read digest of
 the file (whole-file hash + cut + chunk hashes) on one thread and with its helper
 threads. Throughput is given in CPU time (what one core can do, whatever else the
-machine runs) and in wall time (what a person waits). Prints numbers; never asserts.
+machine runs) and in wall time (what a person waits).
+
+`--edit` instead uploads the random file's chunks to a local-directory remote, writes 4 KiB
+in its middle, and times what the edit costs: the digest, the upload (chunks and bytes
+sent), and another device's download that reuses its old copy (chunks and bytes fetched).
+Prints numbers; never asserts.
 """
 
 from __future__ import annotations
@@ -141,6 +147,85 @@ def digest(name: str, path: Path, runs: int, sha_cpu: float) -> None:
         line(f"whole + cut + chunks, {label}", size, wall, cpu, sha_cpu)
 
 
+def edit_mode(folder: Path, size: int) -> None:
+    import anyio
+
+    from dropbeard.core.keys import RootKeys
+    from dropbeard.store.counting import CountingStore
+    from dropbeard.store.local import LocalStore
+    from dropbeard.sync.chunkdownload import ChunkSource, download_chunks
+    from dropbeard.sync.chunkupload import upload_chunks
+
+    keys, work = RootKeys("bench"), folder / "edit"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "bucket").mkdir(parents=True)
+    (work / "tmp").mkdir()
+    old, new = work / "old.bin", work / "new.bin"
+    shutil.copyfile(make_files(folder, size)["random"], old)
+    shutil.copyfile(old, new)
+    with open(new, "r+b") as f:
+        f.seek(size // 2)
+        f.write(os.urandom(4096))
+    chunker = Chunker()
+    old_d = chunker.digest_file(old)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    new_d = chunker.digest_file(new)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    assert old_d.chunks and new_d.chunks
+    print(f"4 KiB edit in {size >> 20} MiB: {len(new_d.chunks)} chunks")
+    line("digest of the edited file", size, wall, cpu)
+    store = CountingStore(LocalStore(work / "bucket"))
+    limiter = anyio.CapacityLimiter(8)
+    old_chunks, new_chunks = old_d.chunks, new_d.chunks
+
+    async def upload(path: Path, chunks: Any, known: Any = None) -> Any:
+        return await upload_chunks(
+            store, keys, path, size, chunks, limiter=limiter, known_present=known
+        )
+
+    anyio.run(upload, old, old_chunks)
+    published = {c.sha256 for c in old_chunks}.__contains__
+    for label, known in (("knowing the old chunks", published), ("asking for each", None)):
+        store.reset()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        sent = anyio.run(upload, new, new_chunks, known)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        print(
+            f"  upload {label}: {sent.uploaded} chunks sent "
+            f"({sent.uploaded_bytes / MiB:.1f} MiB), {sent.present} found there, "
+            f"{sent.skipped_known} known; requests {dict(store.counts)}; "
+            f"wall {wall:.2f} s, cpu {cpu:.2f} s"
+        )
+    places: dict[str, ChunkSource] = {}
+    at = 0
+    for c in old_chunks:
+        places.setdefault(c.sha256, ChunkSource(old, at, c.size))
+        at += c.size
+    store.reset()
+
+    async def download() -> Any:
+        return await download_chunks(
+            store,
+            keys,
+            new_d.sha256,
+            size,
+            new_chunks,
+            tmp_dir=work / "tmp",
+            find=places.get,
+            limiter=limiter,
+        )
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    got = anyio.run(download)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    print(
+        f"  download: {got.fetched} chunks fetched ({got.fetched_bytes / MiB:.1f} MiB), "
+        f"{got.reused} reused ({got.reused_bytes / MiB:.0f} MiB), {dict(store.counts)}; "
+        f"wall {wall:.2f} s, cpu {cpu:.2f} s"
+    )
+    shutil.rmtree(work)
+
+
 def plain_file_sha(path: Path) -> None:
     with open(path, "rb") as f:
         hashlib.file_digest(f, "sha256")
@@ -151,6 +236,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--dir", type=Path, help="where the files are kept; default a temp dir")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--edit", action="store_true", help="time a 4 KiB edit's transfers")
     args = parser.parse_args()
     folder = args.dir or Path(tempfile.mkdtemp(prefix="dropbeard-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -160,6 +246,9 @@ def main() -> None:
         f"{AVG_CHUNK >> 20}/{MAX_CHUNK >> 20} MiB"
     )
     try:
+        if args.edit:
+            edit_mode(folder, args.size_mib * MiB)
+            return
         files = make_files(folder, args.size_mib * MiB)
         for name, path in files.items():
             in_memory(name, path, args.runs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from dropbeard.core.chunking import Chunk
 from dropbeard.core.errors import IntegrityError, NotFound
 from dropbeard.core.keys import RootKeys
-from dropbeard.store.base import Store
+from dropbeard.store.base import ObjectInfo, Store
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.local import LocalStore
@@ -402,3 +403,37 @@ async def test_a_chunk_repeated_in_the_file_is_fetched_once(tmp_path: Path, tmp_
     assert store.counts == {"get_file": len(set(b.chunks))}
     assert got.file.read_bytes() == b.data
     assert got.fetched_bytes + got.reused_bytes == len(b.data)
+
+
+class FetchGauge(ForwardingStore):
+    """Counts the chunk fetches in flight at once."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.in_flight = self.peak = 0
+
+    async def get_file(self, key: str, dest: Path, **kwargs: Any) -> ObjectInfo:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await anyio.sleep(0.02)
+            return await super().get_file(key, dest, **kwargs)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.mark.parametrize("tokens", [1, 3])
+async def test_no_more_chunks_are_fetched_at_once_than_the_limiter_allows(
+    big: Big, tmp_path: Path, tmp_dir: Path, tokens: int
+) -> None:
+    store = local_store(tmp_path / "bucket")
+    await up(store, big.file, big)
+    gauge = FetchGauge(store)
+    seen: list[int] = []
+
+    got = await down(
+        gauge, big, tmp_dir, limiter=anyio.CapacityLimiter(tokens), progress=seen.append
+    )
+
+    assert gauge.peak == tokens
+    assert sum(seen) == len(big.data) == got.fetched_bytes

@@ -4,7 +4,8 @@ with, which files are chunked, and checking a chunk list against its file (pure)
 Every device must cut the same way, or equal bytes stop making equal chunks (nothing
 breaks, but nothing deduplicates either): FastCDC, 2020 variant, as implemented by
 fastcdc-rs 4.x and by `pyfastcdc` (pinned in pyproject.toml), with the parameters below
-and that library's default gear table (seed 0) and normalization level 1.
+and that library's default gear table (seed 0) and normalization level 1. (PyPI's
+`fastcdc` is another variant, fastcdc-rs's `ronomon`: it cuts elsewhere.)
 """
 
 from __future__ import annotations

@@ -240,6 +240,38 @@ async def test_a_file_edited_after_its_digest_uploads_no_wrong_bytes(
         assert sha(await bucket.get(key)) == KEYS.sha256_of(key)
 
 
+class EditsOnFirstPut(ForwardingStore):
+    """Overwrites the end of `file` while the first chunk is being sent."""
+
+    def __init__(self, inner: Store, file: Path) -> None:
+        super().__init__(inner)
+        self.file = file
+        self.edited = False
+
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        if not self.edited:
+            self.edited = True
+            size = await anyio.to_thread.run_sync(lambda: self.file.stat().st_size)
+            await anyio.to_thread.run_sync(write_at, self.file, size - 100, b"edited meanwhile")
+        return await super().put_if_absent(key, data, sha256=sha256)
+
+
+async def test_a_file_edited_during_its_upload_is_changed_and_its_new_bytes_stay_out(
+    big: Big, tmp_path: Path
+) -> None:
+    file = place(tmp_path, "f", big.data)
+    store = EditsOnFirstPut(local_store(tmp_path / "bucket"), file)
+
+    sent = await up(
+        store, file, big, limiter=anyio.CapacityLimiter(1), expected=stat_key(file.stat())
+    )
+
+    assert store.edited and sent.changed
+    assert KEYS.blob(big.chunks[-1].sha256) not in await blob_keys(store)
+    for key in await blob_keys(store):
+        assert sha(await store.get(key)) == KEYS.sha256_of(key)
+
+
 async def test_a_file_touched_after_its_digest_is_changed_though_its_bytes_match(
     big: Big, tmp_path: Path
 ) -> None:

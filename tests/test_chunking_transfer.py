@@ -325,10 +325,14 @@ async def test_no_more_chunks_are_in_flight_than_the_limiter_allows(
     assert gauge.peak == tokens
 
 
-async def test_progress_counts_every_chunk_byte(big: Big, tmp_path: Path) -> None:
+async def test_progress_counts_the_bytes_sent(big: Big, tmp_path: Path) -> None:
+    store = local_store(tmp_path / "b")
     seen: list[int] = []
-    await up(local_store(tmp_path / "b"), big.file, big, progress=seen.append)
+    await up(store, big.file, big, progress=seen.append)
     assert sum(seen) == len(big.data)
+    seen.clear()
+    await up(store, big.file, big, progress=seen.append)  # all there: nothing sent
+    assert seen == []
 
 
 # --- download -------------------------------------------------------------------------
@@ -345,7 +349,11 @@ async def test_a_4_kib_edit_in_100_mib_fetches_only_the_changed_chunk(
     await up(bucket, new.file, new, known_present={c.sha256 for c in old.chunks}.__contains__)
     bucket.reset()
 
-    got = await down(bucket, new, tmp_dir, find=finder(old.file, old.chunks).get)
+    seen: list[int] = []
+
+    got = await down(
+        bucket, new, tmp_dir, find=finder(old.file, old.chunks).get, progress=seen.append
+    )
 
     changed = set(new.chunks) - set(old.chunks)
     assert len(changed) == 1
@@ -353,6 +361,7 @@ async def test_a_4_kib_edit_in_100_mib_fetches_only_the_changed_chunk(
     assert got.fetched == 1 and got.fetched_bytes == next(iter(changed)).size
     assert got.reused == len(new.chunks) - 1
     assert got.fetched_bytes + got.reused_bytes == len(new.data)
+    assert sum(seen) == got.fetched_bytes  # progress counts what came over the network
     assert got.file.read_bytes() == new.data
 
 

@@ -70,11 +70,13 @@ async def download_chunks(
     progress: Progress | None = None,
 ) -> Assembled:
     """Assemble the file `sha256` of `size` bytes, cut into `chunks`, as a new file in
-    `tmp_dir`. At most `limiter`'s tokens chunks are in flight (each held in memory, up to
-    MAX_CHUNK). IntegrityError for an invalid chunk list, a chunk holding other bytes
-    than its key, or a whole file that does not hash to `sha256`; NotFound for a missing
-    chunk; LocalFileError if the temporary file cannot be written. Any error leaves
-    nothing behind in `tmp_dir`."""
+    `tmp_dir`, taking every chunk `find` locates locally and still verifies from there.
+
+    At most `limiter`'s tokens chunks are in flight (each held in memory, up to
+    MAX_CHUNK); `progress` is told the bytes downloaded as they arrive. IntegrityError
+    for an invalid chunk list, a chunk holding other bytes than its key, or a whole
+    file that does not hash to `sha256`; NotFound for a missing chunk; LocalFileError if
+    the temporary file cannot be written. Any error leaves nothing in `tmp_dir`."""
     try:
         chunks = validate_chunks(chunks, size)
     except ValueError as e:
@@ -125,14 +127,12 @@ class _Writer:
                     await anyio.to_thread.run_sync(_write_at, self.fd, data, offsets)
                     self.out.reused += 1
                     self.out.reused_bytes += size * len(offsets)
-                    self._progress(size * len(offsets))
                     return
             data = await self._fetch(sha, size)
             await anyio.to_thread.run_sync(_write_at, self.fd, data, offsets)
         self.out.fetched += 1
         self.out.fetched_bytes += size
         self.out.reused_bytes += size * (len(offsets) - 1)
-        self._progress(size * len(offsets))
 
     async def _fetch(self, sha: str, size: int) -> bytes:
         """The chunk's bytes from the store, verified: streamed to a file of its own while
@@ -141,7 +141,9 @@ class _Writer:
         part = self.tmp_dir / f"chunk-{uuid.uuid4().hex}.part"
         try:
             try:
-                info = await self.store.get_file(key, part, expected_sha256=sha)
+                info = await self.store.get_file(
+                    key, part, expected_sha256=sha, progress=self.progress
+                )
             except IntegrityError:
                 raise IntegrityError(
                     f"chunk {key} holds other bytes than its name says", key
@@ -156,10 +158,6 @@ class _Writer:
         finally:  # also when a sibling's failure cancels this fetch
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: part.unlink(missing_ok=True))
-
-    def _progress(self, n: int) -> None:
-        if self.progress:
-            self.progress(n)
 
 
 def _create(dest: Path, size: int) -> int:

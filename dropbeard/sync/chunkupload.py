@@ -68,7 +68,9 @@ async def upload_chunks(
     limiter between files, so memory stays under tokens x MAX_CHUNK). `expected`, when
     given, is the file's stat when it was digested: a file whose stat differs before or
     after the upload is `changed`. `known_present(sha256)` True skips a chunk without a
-    request. OSError reading the file (other than its disappearance) is LocalFileError.
+    request. `progress` is told the bytes of each chunk sent. OSError reading the file
+    (other than its disappearance) is LocalFileError; a chunk list that does not fit
+    `size` is ValueError (a bug: lists come from `Chunker`).
     """
     chunks = validate_chunks(chunks, size)
     result = ChunkUpload()
@@ -122,10 +124,10 @@ class _Sender:
                 if await _put_chunk(self.store, key, data, sha):
                     self.result.uploaded += 1
                     self.result.uploaded_bytes += size
+                    if self.progress:
+                        self.progress(size)
                 else:
                     self.result.present += 1
-        if self.progress:
-            self.progress(size)
 
     def read(self, offset: int, size: int, sha: str) -> bytes | None:
         """The slice's bytes if they still hash to `sha`, else None."""

@@ -52,6 +52,11 @@ def test_a_valid_list_comes_back_as_a_tuple() -> None:
     assert validate_chunks(chunks, MAX_CHUNK + 3) == tuple(chunks)
 
 
+def test_a_chunk_may_repeat_in_a_file() -> None:
+    chunks = [Chunk(sha("a"), MAX_CHUNK), Chunk(sha("b"), 3), Chunk(sha("a"), MAX_CHUNK)]
+    assert validate_chunks(chunks, 2 * MAX_CHUNK + 3) == tuple(chunks)
+
+
 def test_chunks_cut_differently_are_still_valid() -> None:
     """SPEC 1.6: boundaries only matter for deduplication; sizes under MIN_CHUNK pass."""
     chunks = [Chunk(sha(str(i)), 1 if i % 2 else MAX_CHUNK - 1) for i in range(4)]
@@ -92,6 +97,12 @@ def test_chunks_cut_differently_are_still_valid() -> None:
             MAX_CHUNK + 1,
             "chunk 1 has -1 bytes",
             id="negative_chunk",
+        ),
+        pytest.param(
+            [Chunk(sha("a"), MAX_CHUNK), Chunk(sha("a"), 5), Chunk(sha("b"), 1)],
+            MAX_CHUNK + 6,
+            "chunk 1 repeats",
+            id="same_digest_two_sizes",
         ),
         pytest.param(
             [Chunk(sha("a").upper(), MAX_CHUNK), Chunk(sha("b"), 1)],

@@ -51,7 +51,8 @@ def validate_chunks(chunks: Iterable[Chunk], size: int) -> tuple[Chunk, ...]:
     ValueError saying what is wrong.
 
     Valid: the file is large enough to be chunked, every digest is lowercase hex SHA-256,
-    every chunk holds 1 to MAX_CHUNK bytes, and the sizes add up to `size`. Boundaries are
+    every chunk holds 1 to MAX_CHUNK bytes (a digest repeated, the same number each
+    time), and the sizes add up to `size`. Boundaries are
     not checked against FastCDC: a writer that cut differently still wrote a readable
     file (SPEC 1.6). MAX_CHUNK is enforced because readers hold a chunk in memory.
     """
@@ -59,6 +60,7 @@ def validate_chunks(chunks: Iterable[Chunk], size: int) -> tuple[Chunk, ...]:
     if not is_chunked(size):
         raise ValueError(f"a file of {size} bytes is one blob, not {len(out)} chunks")
     total = 0
+    sizes: dict[str, int] = {}
     for i, chunk in enumerate(out):
         try:
             validate_sha256(chunk.sha256)
@@ -66,6 +68,8 @@ def validate_chunks(chunks: Iterable[Chunk], size: int) -> tuple[Chunk, ...]:
             raise ValueError(f"chunk {i}: {e}") from None
         if not 0 < chunk.size <= MAX_CHUNK:
             raise ValueError(f"chunk {i} has {chunk.size} bytes (1 to {MAX_CHUNK} allowed)")
+        if sizes.setdefault(chunk.sha256, chunk.size) != chunk.size:
+            raise ValueError(f"chunk {i} repeats an earlier chunk's digest with another size")
         total += chunk.size
     if total != size:
         raise ValueError(f"chunks add up to {total} bytes, the file has {size}")

@@ -57,6 +57,12 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Big:
 
 
 @pytest.fixture(scope="module")
+def twice(tmp_path_factory: pytest.TempPathFactory) -> Big:
+    """A file whose 6 MiB block repeats: some chunks occur more than once."""
+    return make_big(tmp_path_factory.mktemp("twice"), repeated("twice", 6 * MiB, 30 * MiB))
+
+
+@pytest.fixture(scope="module")
 def edited_100(tmp_path_factory: pytest.TempPathFactory) -> tuple[Big, Big]:
     """A 100 MiB file and the same with 4 KiB overwritten in the middle."""
     data = noise("hundred", 100 * MiB)
@@ -167,9 +173,9 @@ async def test_a_round_trip_rebuilds_the_file_byte_for_byte(
 
 
 async def test_chunks_already_in_the_bucket_cost_one_request_and_no_bytes(
-    bucket: Store, big: Big, tmp_path: Path
+    big: Big, tmp_path: Path
 ) -> None:
-    file = big.file
+    bucket, file = local_store(tmp_path / "bucket"), big.file
     await up(bucket, file, big)
     counting = CountingStore(bucket)
 
@@ -203,8 +209,8 @@ async def test_chunks_known_present_are_skipped_without_a_request(big: Big, tmp_
     assert store.counts == {"head": 1, "put_if_absent": 1}
 
 
-async def test_a_chunk_repeated_in_the_file_is_uploaded_once(tmp_path: Path) -> None:
-    b = make_big(tmp_path / "src", repeated("twice", 6 * MiB, 30 * MiB))
+async def test_a_chunk_repeated_in_the_file_is_uploaded_once(tmp_path: Path, twice: Big) -> None:
+    b = twice
     assert len(set(b.chunks)) < len(b.chunks)
     store = CountingStore(local_store(tmp_path / "bucket"))
 
@@ -224,11 +230,11 @@ async def test_a_truncated_leftover_under_a_chunk_key_is_replaced(big: Big, tmp_
 
 
 async def test_a_file_edited_after_its_digest_uploads_no_wrong_bytes(
-    bucket: Store, big: Big, tmp_path: Path
+    big: Big, tmp_path: Path
 ) -> None:
     """The edited chunk's slice no longer hashes to its key: it is not sent, the upload
     stops, and every object in the bucket holds the bytes its key names."""
-    file = place(tmp_path, "f", big.data)
+    bucket, file = local_store(tmp_path / "bucket"), place(tmp_path, "f", big.data)
     edited_at = len(big.data) // 2
     write_at(file, edited_at, b"an edit after the digest")
 
@@ -433,8 +439,10 @@ async def test_a_chunk_list_that_does_not_add_up_is_refused_before_any_request(
     assert store.counts == {} and leftovers(tmp_dir) == []
 
 
-async def test_a_chunk_repeated_in_the_file_is_fetched_once(tmp_path: Path, tmp_dir: Path) -> None:
-    b = make_big(tmp_path / "src", repeated("twice", 6 * MiB, 30 * MiB))
+async def test_a_chunk_repeated_in_the_file_is_fetched_once(
+    tmp_path: Path, tmp_dir: Path, twice: Big
+) -> None:
+    b = twice
     store = CountingStore(local_store(tmp_path / "bucket"))
     await up(store, b.file, b)
     store.reset()

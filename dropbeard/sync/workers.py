@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TypeVar
 
 import anyio
+
+from dropbeard.core.errors import single_error
 
 T = TypeVar("T")
 
@@ -23,3 +26,24 @@ async def for_each(items: Iterable[T], fn: Callable[[T], Awaitable[None]], limit
     async with anyio.create_task_group() as tg:
         for _ in range(max(1, limit)):
             tg.start_soon(worker)
+
+
+@contextlib.contextmanager
+def unwrapped() -> Iterator[None]:
+    """Re-raise a task group's failure as the plain DropbeardError it holds (the first,
+    when siblings failed too), so a caller can catch NotFound or IntegrityError for one
+    item; a failure that is not a DropbeardError stays the group it is (a bug)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        error = single_error(group)
+        if error is None:
+            raise
+        raise error from None
+
+
+def tasks_for(limiter: anyio.CapacityLimiter, jobs: int) -> int:
+    """How many worker tasks to start for `jobs` items whose work holds a token of
+    `limiter`: no more than the items, nor than the limiter could ever let run."""
+    tokens = limiter.total_tokens
+    return max(1, min(jobs, jobs if tokens == float("inf") else int(tokens)))

@@ -1,0 +1,218 @@
+"""Downloading a large file from its chunks into a temporary file, reusing every chunk a
+local file already holds (IO: local files in worker threads, store reads).
+
+Each chunk is verified before it is written: one copied from a local file is re-hashed
+(the file may have changed since it was indexed), one fetched is hashed by the store as
+it streams (a mismatch is an integrity error naming the chunk). After reassembly the
+whole file's SHA-256 is checked. Any failure removes the temporary file: nothing lands.
+The caller renames the result into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import anyio
+
+from dropbeard.core.chunking import Chunk, chunk_offsets, validate_chunks
+from dropbeard.core.errors import IntegrityError, LocalFileError, NotFound
+from dropbeard.core.keys import RootKeys
+from dropbeard.store.base import Progress, Store
+from dropbeard.sync.workers import for_each, tasks_for, unwrapped
+
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_READ_BLOCK = 1 << 20
+
+
+class ChunkSource(NamedTuple):
+    """Where a local file holds a chunk's bytes (as far as the caller knows)."""
+
+    path: Path
+    offset: int
+    size: int
+
+
+#: `find(chunk_sha256)`: a local place believed to hold that chunk, or None. Called on
+#: the event loop, so it must be a quick lookup (in a dict the caller built).
+FindChunk = Callable[[str], ChunkSource | None]
+
+
+@dataclass
+class Assembled:
+    """A reassembled, verified file in the caller's tmp dir, and where its bytes came from:
+    `fetched` distinct chunks downloaded, `reused` distinct chunks copied from local
+    files; `reused_bytes` is everything written that was not downloaded (a chunk
+    repeated inside the file is fetched once)."""
+
+    file: Path
+    fetched: int = 0
+    fetched_bytes: int = 0
+    reused: int = 0
+    reused_bytes: int = 0
+
+
+async def download_chunks(
+    store: Store,
+    keys: RootKeys,
+    sha256: str,
+    size: int,
+    chunks: Sequence[Chunk],
+    *,
+    tmp_dir: Path,
+    find: FindChunk,
+    limiter: anyio.CapacityLimiter,
+    progress: Progress | None = None,
+) -> Assembled:
+    """Assemble the file `sha256` of `size` bytes, cut into `chunks`, as a new file in
+    `tmp_dir`, taking every chunk `find` locates locally and still verifies from there.
+
+    At most `limiter`'s tokens chunks are in flight (each held in memory, up to
+    MAX_CHUNK); `progress` is told the bytes downloaded as they arrive. IntegrityError
+    for an invalid chunk list, a chunk holding other bytes than its key, or a whole
+    file that does not hash to `sha256`; NotFound for a missing chunk; LocalFileError if
+    the temporary file cannot be written. Any error leaves nothing in `tmp_dir`."""
+    try:
+        chunks = validate_chunks(chunks, size)
+    except ValueError as e:
+        raise IntegrityError(f"file {sha256}: invalid chunk list: {e}") from None
+    places: dict[str, list[int]] = {}
+    for chunk, offset in zip(chunks, chunk_offsets(chunks), strict=True):
+        places.setdefault(chunk.sha256, []).append(offset)
+    sizes = {c.sha256: c.size for c in chunks}
+    dest = tmp_dir / f"chunks-{uuid.uuid4().hex}.part"
+    fd = await anyio.to_thread.run_sync(_create, dest, size)
+    out = Assembled(dest)
+    writer = _Writer(store, keys, tmp_dir, fd, find, limiter, progress, out)
+    try:
+        jobs = [(sha, sizes[sha], offsets) for sha, offsets in places.items()]
+        with unwrapped():
+            await for_each(jobs, writer.fill, tasks_for(limiter, len(jobs)))
+        got = await anyio.to_thread.run_sync(_sha256_of, fd, size)
+        if got != sha256:
+            raise IntegrityError(f"file {sha256}: its chunks reassemble to {got} instead")
+    except BaseException:
+        os.close(fd)
+        dest.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return out
+
+
+@dataclass
+class _Writer:
+    """Fills the temporary file `fd`, one distinct chunk at a time."""
+
+    store: Store
+    keys: RootKeys
+    tmp_dir: Path
+    fd: int
+    find: FindChunk
+    limiter: anyio.CapacityLimiter
+    progress: Progress | None
+    out: Assembled
+
+    async def fill(self, job: tuple[str, int, list[int]]) -> None:
+        sha, size, offsets = job
+        async with self.limiter:
+            source = self.find(sha)
+            if source is not None and source.size == size:
+                data = await anyio.to_thread.run_sync(_read_local, source, sha)
+                if data is not None:
+                    await anyio.to_thread.run_sync(_write_at, self.fd, data, offsets)
+                    self.out.reused += 1
+                    self.out.reused_bytes += size * len(offsets)
+                    return
+            data = await self._fetch(sha, size)
+            await anyio.to_thread.run_sync(_write_at, self.fd, data, offsets)
+        self.out.fetched += 1
+        self.out.fetched_bytes += size
+        self.out.reused_bytes += size * (len(offsets) - 1)
+
+    async def _fetch(self, sha: str, size: int) -> bytes:
+        """The chunk's bytes from the store, verified: streamed to a file of its own while
+        the store hashes them, so a hostile object of any size never sits in memory."""
+        key = self.keys.blob(sha)
+        part = self.tmp_dir / f"chunk-{uuid.uuid4().hex}.part"
+        try:
+            try:
+                info = await self.store.get_file(
+                    key, part, expected_sha256=sha, progress=self.progress
+                )
+            except IntegrityError:
+                raise IntegrityError(
+                    f"chunk {key} holds other bytes than its name says", key
+                ) from None
+            except NotFound:
+                raise NotFound(f"chunk {key} is missing from the bucket", key) from None
+            if info.size != size:
+                raise IntegrityError(
+                    f"chunk {key} has {info.size} bytes, its file's chunk list says {size}", key
+                )
+            return await anyio.to_thread.run_sync(part.read_bytes)
+        finally:  # also when a sibling's failure cancels this fetch
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(lambda: part.unlink(missing_ok=True))
+
+
+def _create(dest: Path, size: int) -> int:
+    """A new file of `size` bytes (a hole, filled by the writes) open for reading and
+    writing."""
+    try:
+        fd = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise LocalFileError(f"creating {dest}: {e.strerror or e}", errno=e.errno) from e
+    try:
+        os.ftruncate(fd, size)
+    except OSError as e:
+        os.close(fd)
+        dest.unlink(missing_ok=True)
+        raise LocalFileError(f"creating {dest}: {e.strerror or e}", errno=e.errno) from e
+    return fd
+
+
+def _read_local(source: ChunkSource, sha: str) -> bytes | None:
+    """The chunk's bytes from a local file if they are still there, else None (the file
+    changed or went since it was indexed: the chunk is fetched instead)."""
+    try:
+        fd = os.open(source.path, _READ_FLAGS)
+    except OSError:
+        return None
+    try:
+        data = os.pread(fd, source.size, source.offset)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(data) != source.size or hashlib.sha256(data).hexdigest() != sha:
+        return None
+    return data
+
+
+def _write_at(fd: int, data: bytes, offsets: list[int]) -> None:
+    view = memoryview(data)
+    try:
+        for offset in offsets:
+            done = 0
+            while done < len(view):
+                done += os.pwrite(fd, view[done:], offset + done)
+    except OSError as e:
+        raise LocalFileError(f"writing a download: {e.strerror or e}", errno=e.errno) from e
+
+
+def _sha256_of(fd: int, size: int) -> str:
+    """SHA-256 of the first `size` bytes of `fd`, read back from disk."""
+    h = hashlib.sha256()
+    at = 0
+    while at < size:
+        block = os.pread(fd, min(_READ_BLOCK, size - at), at)
+        if not block:
+            break
+        h.update(block)
+        at += len(block)
+    return h.hexdigest()

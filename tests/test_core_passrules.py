@@ -23,7 +23,7 @@ from dropbeard.core.passrules import (
     blobs_in_bucket,
     blobs_to_upload,
     guard_deletes,
-    held_entries,
+    held_listing,
     leftovers,
     local_entries,
     needs_publish,
@@ -283,11 +283,11 @@ def test_with_unreadable_ignore_rules_only_tracked_paths_sync() -> None:
         ).plan(set())
 
     broken, fine = plan(True), plan(False)
-    assert {e.path for e in broken.manifest} == {"edited.txt", "theirs.txt"}
+    assert {e.path for e in broken.listed()} == {"edited.txt", "theirs.txt"}
     assert [e.path for e in broken.uploads] == ["edited.txt"]
     assert [d.path for d in broken.downloads] == ["theirs.txt"]
     assert broken.deferred_tombstones == tombstones  # offered again once the rules read
-    assert {e.path for e in fine.manifest} == {
+    assert {e.path for e in fine.listed()} == {
         "edited.txt",
         "theirs.txt",
         "new.txt",
@@ -337,7 +337,7 @@ def test_guard_deletes(
     assert (guarded is plan) is deletes_kept
     if not deletes_kept:
         assert guarded.removals == [] and guarded.tombstones == []
-        assert {e.path for e in guarded.manifest} == set(base)
+        assert {e.path for e in guarded.listed()} == set(base)
 
 
 # -- blobs --------------------------------------------------------------------------------
@@ -361,7 +361,7 @@ def test_blobs_to_upload(entry: Entry, known: set[str], scanned: set[str], uploa
     assert blobs_to_upload([entry], known, scanned) == ([entry] if uploaded else [])
 
 
-# -- held_entries -------------------------------------------------------------------------
+# -- held_listing ---------------------------------------------------------------------------
 
 
 OLD_A = F("a", "old", {"desktop": 1})
@@ -387,8 +387,17 @@ B = F("b", "b", {"laptop": 1})
         pytest.param({"a": Base(entry=OLD_A)}, {"b"}, [NEW_A], id="failed_path_without_a_base"),
     ],
 )
-def test_held_entries(base: dict[str, Base], failed: set[str], held: list[Entry]) -> None:
-    assert held_entries([NEW_A, B], failed, base) == held
+def test_held_listing(base: dict[str, Base], failed: set[str], held: list[Entry]) -> None:
+    plan = Plan(publishes=True, listing={"a": NEW_A, "b": B})
+    assert held_listing(plan, failed, base).listed() == held
+
+
+def test_held_listing_keeps_a_path_whose_delete_failed() -> None:
+    """The local delete of `a` failed: `a` keeps its base, so it stays listed (the plan
+    would have left it out), and the next pass sees it as it was."""
+    plan = Plan(publishes=True, listing={"a": None, "b": B})
+    assert held_listing(plan, {"a"}, {"a": Base(entry=OLD_A)}).listed() == [OLD_A, B]
+    assert plan.listed() == [B]
 
 
 # -- needs_publish ------------------------------------------------------------------------

@@ -741,7 +741,7 @@ def test_case(case: Case) -> None:
     assert [c.path for c in plan.conflicts] == case.conflicts
     assert [(p.path, p.kind) for p in plan.problems] == case.problems
     if case.manifest is not None:
-        assert {e.path: (label(e), e.version) for e in plan.manifest} == case.manifest
+        assert {e.path: (label(e), e.version) for e in plan.listed()} == case.manifest
     if case.after is not None:
         assert {p: state(b) for p, b in plan.base.items()} == case.after
 

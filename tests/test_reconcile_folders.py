@@ -27,7 +27,7 @@ def test_folder_delete_loses_to_an_edit_below_it() -> None:
         ],
     )
     assert plan.local_deletes == []  # neither the file nor its folder goes
-    kept = {e.path: e for e in plan.manifest}
+    kept = {e.path: e for e in plan.listed()}
     assert label(kept["d/x.txt"]) == "edited here"
     assert kept["d"].type == "dir"
     assert dominates(kept["d"].version, {"desktop": 4})  # republished over the tombstone
@@ -46,7 +46,7 @@ def test_local_folder_delete_loses_to_a_remote_edit_below_it() -> None:
     assert label(downloads["d/x.txt"]) == "edited there"
     assert downloads["d"].type == "dir"  # the folder comes back, recorded as such
     assert "d" not in {t.path for t in plan.tombstones}
-    assert {e.path for e in plan.manifest} >= {"d", "d/x.txt"}
+    assert {e.path for e in plan.listed()} >= {"d", "d/x.txt"}
 
 
 def test_a_folder_with_nothing_left_below_it_is_still_deleted() -> None:

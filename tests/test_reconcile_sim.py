@@ -124,9 +124,9 @@ class Bucket:
         plan = self.plan(me)
         apply_plan(me.folder, me.base, plan)
         me.counter = plan.counter
-        if plan.publishes and (plan.manifest != me.manifest or plan.tombstones):
+        if plan.publishes and (plan.listed() != me.manifest or plan.tombstones):
             self.clock += 1
-            me.manifest = plan.manifest
+            me.manifest = plan.listed()
             me.manifest_id = (EPOCH + timedelta(seconds=self.clock)).strftime("%Y%m%dT%H%M%SZ")
             me.tombstones += plan.tombstones
         for other in self.devices.values():

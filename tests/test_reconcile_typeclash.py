@@ -20,7 +20,7 @@ from tests.test_reconcile_cases import DESKTOP_AT, NOW, D, F, L, gone, held, lab
 def valid(plan: Plan) -> bool:
     """The plan's manifest is one other devices accept (a tree: nothing below a file)."""
     entries = [
-        msgspec.structs.replace(e, mtime_ns=0) if e.type == "file" else e for e in plan.manifest
+        msgspec.structs.replace(e, mtime_ns=0) if e.type == "file" else e for e in plan.listed()
     ]
     at = "2026-05-22T18:05:00Z"
     encode_manifest(Manifest(root_id="r1", device_id="laptop", created_at=at, entries=entries))
@@ -28,7 +28,7 @@ def valid(plan: Plan) -> bool:
 
 
 def published(plan: Plan) -> dict[str, str]:
-    return {e.path: label(e) for e in plan.manifest}
+    return {e.path: label(e) for e in plan.listed()}
 
 
 # --- one-sided type changes win like any edit ----------------------------------------------
@@ -143,7 +143,7 @@ def test_held_paths_stay_held_and_the_next_pass_is_idle() -> None:
     assert second.base == {} and second.downloads == [] and second.tombstones == []
     assert second.counter == first.counter
     assert [(p.path, p.kind) for p in second.problems] == [("d", "type_clash")]
-    assert second.manifest == first.manifest
+    assert second.listed() == first.listed()
 
 
 def test_a_remote_folder_below_a_local_file_is_held() -> None:

@@ -137,10 +137,10 @@ def test_halted_plan_still_syncs_additions_and_edits() -> None:
     safe = without_local_deletes(plan)
     assert safe.tombstones == []
     assert check_mass_delete(safe, tracked_files(base.values()), root_empty=False) is None
-    published = {e.path for e in safe.manifest}
+    published = {e.path for e in safe.listed()}
     assert {p for p in base} <= published  # the vanished files stay published
     assert {"new.txt", "from-desktop"} <= published
-    assert [e.path for e in safe.manifest] == sorted(published)
+    assert [e.path for e in safe.listed()] == sorted(published)
     assert [u.path for u in safe.uploads] == ["docs/f000", "new.txt"]
     assert [d.path for d in safe.downloads] == ["from-desktop"]
     assert set(safe.base) == {"docs/f000", "new.txt", "from-desktop"}  # deletes not agreed
@@ -156,7 +156,7 @@ def test_halted_plan_still_syncs_additions_and_edits() -> None:
 def test_download_only_emptied_root_halts_though_it_publishes_nothing() -> None:
     base = tracked(5)
     plan = plan_for(base, {}, mode="download-only")
-    assert plan.tombstones == [] and plan.manifest == []
+    assert plan.tombstones == [] and plan.listed() == []
     assert check_mass_delete(plan, 5, root_empty=True) is not None
     safe = without_local_deletes(plan)
     assert safe.base == {}  # so the files are still tracked (and re-downloadable) next pass

@@ -48,7 +48,7 @@ def keep_needed_folders(
         kept = Entry(path=path, type="dir", mode=mode, version=version)
         plan.base[path] = Base(entry=kept)
         if publishes:
-            plan.manifest.append(kept)
+            plan.listing[path] = kept
         here = local.get(path)
         if here is None or here.type != "dir":  # a file or symlink here is deleted first
             plan.downloads.append(Download(path=path, entry=kept))
@@ -57,7 +57,6 @@ def keep_needed_folders(
     ]
     plan.tombstones = [t for t in plan.tombstones if t.path not in needed]
     plan.removals = [r for r in plan.removals if r.path not in needed]
-    plan.manifest.sort(key=lambda e: e.path)
     plan.downloads.sort(key=lambda d: d.path)
 
 

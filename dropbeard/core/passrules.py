@@ -18,7 +18,7 @@ import msgspec
 
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.model import PERMISSIONS, Delete, Entry, Head, SeenMark
-from dropbeard.core.plan import Base, Mode, Plan, Remote
+from dropbeard.core.plan import Base, Mode, Plan, Remote, publishable
 from dropbeard.core.problems import Problem, is_device_problem
 from dropbeard.core.reconcile import reconcile
 from dropbeard.core.safety import Halt, check_mass_delete, tracked_files, without_local_deletes
@@ -298,30 +298,24 @@ def blobs_in_bucket(published: Iterable[str], remotes: Iterable[Remote]) -> set[
 
 
 def blobs_to_upload(
-    manifest: Iterable[Entry], known: Container[str], scanned: Container[str]
+    listing: Iterable[Entry | None], known: Container[str], scanned: Container[str]
 ) -> list[Entry]:
-    """The manifest's files whose blob is not known to be in the bucket and whose bytes
+    """The listed files whose blob is not known to be in the bucket and whose bytes
     this pass scanned on disk, whatever the reason they are new to the bucket."""
-    return [e for e in manifest if e.sha256 and e.sha256 not in known and e.path in scanned]
+    return [e for e in listing if e and e.sha256 and e.sha256 not in known and e.path in scanned]
 
 
-def held_entries(
-    entries: list[Entry], failed: Container[str], base: Mapping[str, Base]
-) -> list[Entry]:
-    """The manifest of what this device really holds: a path whose download failed keeps
-    its old base, so it publishes that base's entry (or nothing), not the version it could
-    not write (which may not even fit the local tree: `link/x` under a local symlink)."""
-    if not failed:
-        return entries
-    held = []
-    for entry in entries:
-        if entry.path in failed:
-            old = base.get(entry.path)
-            if old is None or old.entry is None or old.conflict is not None:
-                continue
-            entry = old.entry
-        held.append(entry)
-    return held
+def held_listing(plan: Plan, failed: Collection[str], base: Mapping[str, Base]) -> Plan:
+    """`plan` with the listing of what this device really holds: a path whose download,
+    copy or delete failed keeps its old base, so it is listed as that base says (its
+    entry, or nothing), not as the version it could not write (which may not even fit
+    the local tree: `link/x` under a local symlink)."""
+    if not failed or not plan.publishes:
+        return plan
+    listing = dict(plan.listing)
+    for path in failed:
+        listing[path] = publishable(base.get(path))
+    return msgspec.structs.replace(plan, listing=listing)
 
 
 def needs_publish(

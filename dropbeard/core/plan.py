@@ -62,6 +62,14 @@ class Base(msgspec.Struct, frozen=True, kw_only=True):
     refused: Delete | None = None
 
 
+def publishable(base: Base | None) -> Entry | None:
+    """What this device's published listing holds for a path whose base is `base`: its
+    entry when agreed (not deleted, not in conflict), else nothing."""
+    if base is None or base.entry is None or base.conflict is not None:
+        return None
+    return base.entry
+
+
 @dataclass(frozen=True)
 class Remote:
     """One other active device: its latest manifest's entries, and that manifest's id
@@ -126,12 +134,18 @@ class Plan(msgspec.Struct, kw_only=True):
 
     Apply `local_deletes` (deepest first: children before their directory), `downloads`
     (sorted by path: parents before children) and `conflict_copies`; upload the blobs of
-    `uploads`; publish `tombstones` then `manifest` (publishing modes only: `publishes`);
-    then commit `base` (only changed paths) and `counter`. A path whose download, copy or
-    delete failed must keep its old base so the next pass retries it. `deferred_tombstones`
-    were offered for paths whose local state was unknown: offer them again next pass.
-    `removals` lists the local deletes behind `tombstones` and deleted bases (for the
-    mass-delete guard in `dropbeard.core.safety`).
+    `uploads`; publish `tombstones` then the listing (publishing modes only: `publishes`);
+    then commit `base` (only changed paths) and `counter`.
+
+    `listing` is what this device's published listing gains, loses or updates: path ->
+    its entry, or None to leave the path out. The listing to publish is the last
+    published one with these changes applied (`listed`); when `complete` (a full
+    reconcile, which names every path it lists) it is `listing` alone.
+
+    A path whose download, copy or delete failed must keep its old base so the next pass
+    retries it. `deferred_tombstones` were offered for paths whose local state was
+    unknown: offer them again next pass. `removals` lists the local deletes behind
+    `tombstones` and deleted bases (for the mass-delete guard in `dropbeard.core.safety`).
     """
 
     publishes: bool
@@ -139,7 +153,8 @@ class Plan(msgspec.Struct, kw_only=True):
     conflict_copies: list[ConflictCopy] = []
     local_deletes: list[LocalDelete] = []
     uploads: list[Entry] = []
-    manifest: list[Entry] = []
+    listing: dict[str, Entry | None] = {}
+    complete: bool = False
     tombstones: list[Delete] = []
     base: dict[str, Base] = {}
     conflicts: list[Conflict] = []
@@ -147,3 +162,14 @@ class Plan(msgspec.Struct, kw_only=True):
     removals: list[Removal] = []
     deferred_tombstones: list[tuple[str, Delete]] = []
     counter: int = 0
+
+    def listed(self, previous: Mapping[str, Entry] | None = None) -> list[Entry]:
+        """The listing to publish, sorted by path: `previous` (the last published one, by
+        path) with `listing` applied; `listing` alone when the plan is `complete`."""
+        merged = {} if self.complete or previous is None else dict(previous)
+        for path, entry in self.listing.items():
+            if entry is None:
+                merged.pop(path, None)
+            else:
+                merged[path] = entry
+        return [merged[p] for p in sorted(merged)]

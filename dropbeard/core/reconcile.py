@@ -38,6 +38,7 @@ from dropbeard.core.plan import (
     Plan,
     Remote,
     Removal,
+    publishable,
 )
 from dropbeard.core.problems import Problem
 from dropbeard.core.typeclash import Decided, blocker, clash_problems, folders_kept
@@ -90,7 +91,7 @@ def reconcile(
         copies_on_disk=copies_on_disk,
         counter=max(counter, _highest_counter(device_id, base.values(), others.values())),
     )
-    plan = Plan(publishes=mode in PUBLISHES)
+    plan = Plan(publishes=mode in PUBLISHES, complete=True)
     paths = sorted(base.keys() | tracked.keys() | others.keys())
     decided: dict[str, Decided] = {}
     held: dict[str, str] = {}  # arrivals that cannot be placed -> the file above them
@@ -100,7 +101,7 @@ def reconcile(
         if old is not None and not theirs and _unchanged(old, content):
             # The common case, kept cheap: agreed, untouched here, nothing new elsewhere.
             if plan.publishes:
-                plan.manifest.append(old.entry)  # type: ignore[arg-type]  # _unchanged checked
+                plan.listing[path] = old.entry
             continue
         counter = ctx.counter
         outcome = _decide_path(ctx, path, old or Base(), content, theirs, unknown(path))
@@ -237,8 +238,8 @@ def _collect(plan: Plan, path: str, old: Base | None, outcome: Outcome) -> None:
     new = outcome.base
     if new != (old or Base()):
         plan.base[path] = new
-    if plan.publishes and new.entry is not None and new.conflict is None:
-        plan.manifest.append(new.entry)
+    if plan.publishes:
+        plan.listing[path] = publishable(new)
     if outcome.download is not None:
         plan.downloads.append(outcome.download)
     if outcome.local_delete is not None:
@@ -268,7 +269,8 @@ def _keep_clashing_folders(
         return
     revised = set(folders)
     plan.base = {p: b for p, b in plan.base.items() if p not in revised}
-    plan.manifest = [e for e in plan.manifest if e.path not in revised]
+    for path in folders:
+        plan.listing.pop(path, None)
     plan.downloads = [d for d in plan.downloads if d.path not in revised]
     for path in folders:
         replaced = decided[path].outcome.replaced

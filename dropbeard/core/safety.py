@@ -68,20 +68,19 @@ def check_mass_delete(plan: Plan, tracked_count: int, *, root_empty: bool) -> Ha
 def without_local_deletes(plan: Plan) -> Plan:
     """`plan` minus its local deletes: no tombstones for them, their base unchanged (so
     they count as tracked and missing again next pass) and their entries kept in the
-    manifest. A folder this device replaced with a file or symlink is one of them (its
+    published listing. A folder this device replaced with a file or symlink is one of them (its
     replacement deletes what was below it): its folder entry stays published. Downloads,
     remote deletes, other uploads and edits are untouched."""
     removed = {r.path: r for r in plan.removals}
     if not removed:
         return plan
-    manifest = [e for e in plan.manifest if e.path not in removed]
+    listing = dict(plan.listing)
     if plan.publishes:
-        manifest += [r.published for r in removed.values() if r.published is not None]
-    manifest.sort(key=lambda e: e.path)
+        listing.update((r.path, r.published) for r in removed.values())
     return msgspec.structs.replace(
         plan,
         tombstones=[t for t in plan.tombstones if t.path not in removed],
-        manifest=manifest,
+        listing=listing,
         uploads=[e for e in plan.uploads if e.path not in removed],
         base={p: b for p, b in plan.base.items() if p not in removed},
         removals=[],

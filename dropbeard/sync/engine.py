@@ -17,7 +17,7 @@ import anyio
 from dropbeard.core.changes import PathChange, fetches, path_changes
 from dropbeard.core.config import RootConfig
 from dropbeard.core.ignore import IGNORE_FILE
-from dropbeard.core.passrules import DeleteGuard, guard_deletes, held_entries
+from dropbeard.core.passrules import DeleteGuard, guard_deletes, held_listing
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem
 from dropbeard.core.summary import Summary
@@ -86,8 +86,8 @@ async def _one_pass(
     uploaded = await upload_plan_blobs(run, inputs, guard, plan, local.result, remote.remotes)
     plan = uploaded.plan  # re-planned without the files that changed while uploaded
     settled = remote.settled(plan, applied.failed)
-    held = held_entries(plan.manifest, applied.failed, local.bases)
-    publication = await publish_if_changed(run, loaded, plan, held, settled)
+    held = held_listing(plan, applied.failed, local.bases)
+    publication = await publish_if_changed(run, loaded, plan, held.listed(), settled)
     outcome = PassOutcome(
         local,
         applied,

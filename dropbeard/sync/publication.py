@@ -76,7 +76,7 @@ async def upload_plan_blobs(
     problems: list[Problem] = []
     sent = UploadResult()
     for _round in range(UPLOAD_ROUNDS):
-        new = blobs_to_upload(plan.manifest, known, scanned.items)
+        new = blobs_to_upload(plan.listing.values(), known, scanned.items)
         if not new:
             break
         sources = [_source(run.paths, scanned, e) for e in new]

@@ -14,8 +14,12 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
+from dropbeard.core.folders import bases_below_in
+from dropbeard.core.fullcheck import plan_differences
 from dropbeard.core.model import Delete, Entry
+from dropbeard.core.plan import PUBLISHES, publishable
 from dropbeard.core.reconcile import Base, ConflictInfo, Mode, Plan, Remote, reconcile
+from dropbeard.core.scope import local_changes, with_folders
 
 ME = "laptop"
 NOW = datetime(2026, 5, 22, 18, 5, tzinfo=UTC)
@@ -77,17 +81,51 @@ def run(
     unknown: frozenset[str] = frozenset(),
     counter: int = 10,
 ) -> Plan:
-    return reconcile(
-        device_id=ME,
-        mode=mode,
-        base=base or {},
-        local={e.path: e for e in local or []},
-        unknown=lambda p: p in unknown,
-        remotes=remotes or [],
-        tombstones=tombstones or [],
-        counter=counter,
-        now=NOW,
-    )
+    """The full reconcile of the case, checked against the incremental one (`changed`)."""
+    base, remotes, tombstones = base or {}, remotes or [], tombstones or []
+    folder = {e.path: e for e in local or []}
+
+    def plan(paths: set[str] | None, counter: int) -> Plan:
+        return reconcile(
+            device_id=ME,
+            mode=mode,
+            base=base if paths is None else {p: base[p] for p in with_folders(paths) if p in base},
+            local=folder,
+            unknown=lambda p: p in unknown,
+            remotes=remotes,
+            tombstones=tombstones,
+            counter=counter,
+            now=NOW,
+            paths=paths,
+            base_below=bases_below_in(base),
+        )
+
+    full = plan(None, counter)
+    previous = {p: e for p, b in base.items() if (e := publishable(b)) is not None}
+    if mode not in PUBLISHES:
+        previous = {}
+    # The engine's counter is never below a counter of this device in its bases (each
+    # was allocated from it, or lifted it): some cases set one above, which only a full
+    # reconcile (reading every base) notices.
+    held = [b.entry.version.get(ME, 0) for b in base.values() if b.entry is not None]
+    incremental = plan(changed(base, folder, remotes, tombstones), max([counter, *held]))
+    assert plan_differences(full, incremental, previous) == []
+    return full
+
+
+def changed(
+    base: dict[str, Base],
+    local: dict[str, Entry],
+    remotes: list[Remote],
+    tombstones: list[tuple[str, Delete]],
+) -> set[str]:
+    """The paths an incremental pass would reconcile in this state, had the device
+    processed, in its last pass, every remote entry its base agrees with exactly: local
+    changes, every other remote entry, the tombstones."""
+    paths = local_changes(base.items(), local, local)
+    for r in remotes:
+        paths |= {p for p, e in r.entries.items() if p not in base or base[p].entry != e}
+    return paths | {gone.path for _, gone in tombstones}
 
 
 def state(b: Base) -> tuple[str, dict[str, int]]:

@@ -14,8 +14,11 @@ from hypothesis import given, settings
 
 from dropbeard.core.conflictname import parse_conflict_name
 from dropbeard.core.conflicts import same_content
+from dropbeard.core.folders import bases_below_in
+from dropbeard.core.fullcheck import plan_differences
 from dropbeard.core.model import Delete, Entry
 from dropbeard.core.reconcile import Base, Mode, Plan, Remote, reconcile
+from dropbeard.core.scope import local_changes, with_folders
 from dropbeard.core.version import Order, compare, merge
 from tests.test_reconcile_sim import apply_plan, content_of, key_of
 
@@ -41,17 +44,24 @@ class State:
     tombstones: list[tuple[str, Delete]]
     counter: int = COUNTER
 
-    def plan(self) -> Plan:
+    def plan(self, paths: set[str] | None = None) -> Plan:
+        """The full reconcile, or one of `paths` (`base` then holds only theirs and their
+        folders', the rest is asked for by folder)."""
+        base = self.base
+        if paths is not None:
+            base = {p: b for p, b in self.base.items() if p in with_folders(paths)}
         return reconcile(
             device_id=ME,
             mode=self.mode,
-            base=self.base,
+            base=base,
             local=self.local,
             unknown=lambda p: p in self.unknown,
             remotes=self.remotes,
             tombstones=self.tombstones,
             counter=self.counter,
             now=NOW,
+            paths=paths,
+            base_below=bases_below_in(self.base),
         )
 
     def applied(self, plan: Plan) -> State:
@@ -130,6 +140,34 @@ def test_a_second_pass_is_idle(s: State, reoffer: bool) -> None:
     assert not (second.tombstones or second.uploads or second.conflicts or second.base)
     assert second.listed() == first.listed()
     assert second.counter == first.counter
+
+
+@settings(max_examples=150, deadline=None)
+@given(states(), st.sets(st.sampled_from(PATHS)), st.data())
+def test_a_pass_over_what_changed_plans_what_a_full_reconcile_plans(
+    s: State, edited: set[str], data: st.DataObject
+) -> None:
+    """After a first pass, people change some paths here, and the tombstones the first
+    pass deferred are offered again: reconciling the local changes, those tombstones
+    and the paths the first pass left unsettled plans exactly what reconciling every
+    path plans (other devices' entries were all processed by the first pass)."""
+    first = s.plan()
+    after = s.applied(first)
+    local = dict(after.local)
+    for path in edited:
+        if data.draw(st.booleans()):
+            local[path] = data.draw(contents(path))
+        else:
+            local.pop(path, None)
+    unknown = frozenset(data.draw(st.sets(st.sampled_from(PATHS), max_size=1)))
+    second = dataclasses.replace(
+        after, local=local, unknown=unknown, tombstones=first.deferred_tombstones
+    )
+    changed = local_changes(second.base.items(), local, local) | first.unsettled
+    changed |= {gone.path for _, gone in second.tombstones}
+    full = second.plan()
+    previous = {e.path: e for e in first.listed()}
+    assert plan_differences(full, second.plan(changed), previous) == []
 
 
 @settings(max_examples=60, deadline=None)

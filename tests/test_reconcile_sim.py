@@ -6,7 +6,9 @@ delete, rename and chmod files on any device, and devices sync in any order. At 
 no content anyone wrote was lost (it is at a path or in a conflict copy on some device,
 unless a person replaced or deleted it), and once the people resolve their conflicts by
 deleting the copies (and follow each delete a device refused for naming other bytes than
-its file, SPEC 4.1) and everybody syncs, every device holds the same tree.
+its file, SPEC 4.1) and everybody syncs, every device holds the same tree. Every pass
+reconciles only what changed for the device since its last pass, and must plan exactly
+what a full reconcile of every path plans (`core.fullcheck`).
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from dropbeard.core.conflictname import parse_conflict_name
 from dropbeard.core.conflicts import same_content
+from dropbeard.core.folders import bases_below_in
+from dropbeard.core.fullcheck import plan_differences
 from dropbeard.core.model import Delete, Entry
 from dropbeard.core.reconcile import Base, Mode, Plan, Remote, reconcile
+from dropbeard.core.scope import listing_changes, local_changes, with_folders
 
 EPOCH = datetime(2026, 5, 22, 18, 0, tzinfo=UTC)
 Key = tuple[str, str, int]  # (type, sha256 or target, mode): a content, whatever its path
@@ -77,6 +82,7 @@ class Device:
     tombstones: list[Delete] = field(default_factory=list)  # published, in order
     processed: dict[str, int] = field(default_factory=dict)  # tombstones seen per device
     seen: dict[str, dict[str, Entry]] = field(default_factory=dict)  # manifests processed
+    unsettled: set[str] = field(default_factory=set)  # what the last pass left open
 
     def tree(self) -> dict[str, Key]:
         return {p: key_of(e) for p, e in self.folder.items() if parse_conflict_name(p) is None}
@@ -106,24 +112,47 @@ class Bucket:
                 remotes.append(Remote(d.device_id, d.manifest_id, entries, held))
         return remotes, fresh
 
-    def plan(self, me: Device) -> Plan:
+    def plan(self, me: Device, paths: set[str] | None = None) -> Plan:
+        """`me`'s plan: a full reconcile, or one of `paths` only (`base` then holds only
+        theirs and their folders', as the engine loads them)."""
         remotes, fresh = self.inputs(me)
+        base = me.base
+        if paths is not None:
+            base = {p: b for p, b in me.base.items() if p in with_folders(paths)}
         return reconcile(
             device_id=me.device_id,
             mode=me.mode,
-            base=me.base,
+            base=base,
             local=me.folder,
             unknown=lambda _: False,
             remotes=remotes,
             tombstones=fresh,
             counter=me.counter,
             now=EPOCH + timedelta(seconds=self.clock),
+            paths=paths,
+            base_below=bases_below_in(me.base),
         )
+
+    def changed(self, me: Device) -> set[str]:
+        """What changed for `me` since its last pass, as the engine finds it: its local
+        changes, the entries other devices changed since `me` last read them, their new
+        tombstones, and what its last pass left open."""
+        changed = local_changes(me.base.items(), me.folder, me.folder)
+        for other in self.devices.values():
+            if other is not me and other.manifest is not None:
+                now = {e.path: e for e in other.manifest}
+                changed |= listing_changes(me.seen.get(other.device_id, {}), now)
+        _, fresh = self.inputs(me)
+        return changed | {gone.path for _, gone in fresh} | me.unsettled
 
     def sync(self, me: Device) -> Plan:
         plan = self.plan(me)
+        incremental = self.plan(me, self.changed(me))
+        previous = {e.path: e for e in me.manifest or []}
+        assert plan_differences(plan, incremental, previous) == []
         apply_plan(me.folder, me.base, plan)
         me.counter = plan.counter
+        me.unsettled = incremental.unsettled
         if plan.publishes and (plan.listed() != me.manifest or plan.tombstones):
             self.clock += 1
             me.manifest = plan.listed()

@@ -146,6 +146,8 @@ class Plan(msgspec.Struct, kw_only=True):
     retries it. `deferred_tombstones` were offered for paths whose local state was
     unknown: offer them again next pass. `removals` lists the local deletes behind
     `tombstones` and deleted bases (for the mass-delete guard in `dropbeard.core.safety`).
+    `unsettled` are the paths the plan leaves open (a conflict, a refused delete, a
+    problem, an arrival it could not place or see): the next pass decides them again.
     """
 
     publishes: bool
@@ -161,6 +163,7 @@ class Plan(msgspec.Struct, kw_only=True):
     problems: list[Problem] = []
     removals: list[Removal] = []
     deferred_tombstones: list[tuple[str, Delete]] = []
+    unsettled: set[str] = set()
     counter: int = 0
 
     def listed(self, previous: Mapping[str, Entry] | None = None) -> list[Entry]:

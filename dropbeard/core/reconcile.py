@@ -9,7 +9,7 @@ which case applies and what it decides is `dropbeard.core.cases`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
 from dropbeard.core.cases import (
@@ -23,7 +23,7 @@ from dropbeard.core.cases import (
 )
 from dropbeard.core.conflictname import parse_conflict_name
 from dropbeard.core.conflicts import same_content
-from dropbeard.core.folders import keep_needed_folders
+from dropbeard.core.folders import BasesBelow, bases_below_in, keep_needed_folders
 from dropbeard.core.model import Delete, Entry
 from dropbeard.core.plan import (
     PUBLISHES,
@@ -69,6 +69,8 @@ def reconcile(
     tombstones: Sequence[tuple[str, Delete]],
     counter: int,
     now: datetime,
+    paths: Collection[str] | None = None,
+    base_below: BasesBelow | None = None,
 ) -> Plan:
     """Decide one sync pass for device `device_id`.
 
@@ -80,9 +82,19 @@ def reconcile(
     `counter`: this device's last used version counter; the plan's `counter` is the new
     one. Remotes and tombstones are ignored in modes that do not pull; the result does not
     depend on their order.
+
+    `paths` None is a full reconcile: every path `base`, `local`, `remotes` and
+    `tombstones` name, and the plan's listing is `complete`. Otherwise only `paths` (and
+    the tombstones' paths) are decided — a pass's changed paths (`dropbeard.core.scope`) —
+    and everything else is looked up by path: `base` needs the bases of `paths` and of
+    their folders, `local` their content, their folders' and the conflict copies of them;
+    `remotes` are asked only for `paths`; `base_below(folder)` gives the bases below a
+    folder (the folder rules need them). The plan is then what the full reconcile would
+    plan for the same state, its listing the changes to the last published one.
     """
     tracked, copies_on_disk = _split_conflict_copies(local)
-    others = _other_candidates(remotes, tombstones) if mode in PULLS else {}
+    wanted = None if paths is None else set(paths) | {gone.path for _, gone in tombstones}
+    others = _other_candidates(remotes, tombstones, wanted) if mode in PULLS else {}
     impossible = _drop_impossible(device_id, counter, others)
     ctx = PassContext(
         device_id=device_id,
@@ -91,10 +103,42 @@ def reconcile(
         copies_on_disk=copies_on_disk,
         counter=max(counter, _highest_counter(device_id, base.values(), others.values())),
     )
-    plan = Plan(publishes=mode in PUBLISHES, complete=True)
-    paths = sorted(base.keys() | tracked.keys() | others.keys())
+    plan = Plan(publishes=mode in PUBLISHES, complete=wanted is None)
+    if wanted is None:
+        wanted = base.keys() | tracked.keys() | others.keys()
+    decided, held = _decide_all(ctx, plan, sorted(wanted), base, tracked, others, unknown)
+    kept = folders_kept(decided, tracked, lambda: sorted(wanted | tracked.keys()))
+    _keep_clashing_folders(ctx, plan, base, kept, decided)
+    plan.problems += clash_problems(held, decided, tracked)
+    keep_needed_folders(
+        plan,
+        base,
+        tracked,
+        base_below or bases_below_in(base),
+        publishes=plan.publishes,
+        next_version=ctx.next_version,
+        held=held,
+    )
+    plan.problems += impossible
+    plan.unsettled = _unsettled(plan, base, decided, held)
+    _sort(plan)
+    plan.counter = ctx.counter
+    return plan
+
+
+def _decide_all(
+    ctx: PassContext,
+    plan: Plan,
+    paths: list[str],
+    base: Mapping[str, Base],
+    tracked: Mapping[str, Entry],
+    others: Mapping[str, list[Candidate]],
+    unknown: Callable[[str], bool],
+) -> tuple[dict[str, Decided], dict[str, str]]:
+    """Decide `paths` (sorted: folders before what is below them) into `plan`: the paths
+    decided, and the arrivals held below a file or symlink (-> that file or symlink)."""
     decided: dict[str, Decided] = {}
-    held: dict[str, str] = {}  # arrivals that cannot be placed -> the file above them
+    held: dict[str, str] = {}
     for path in paths:
         old, content = base.get(path), tracked.get(path)
         theirs = others.get(path, ())
@@ -104,24 +148,34 @@ def reconcile(
                 plan.listing[path] = old.entry
             continue
         counter = ctx.counter
-        outcome = _decide_path(ctx, path, old or Base(), content, theirs, unknown(path))
+        is_unknown = unknown(path)
+        outcome = _decide_path(ctx, path, old or Base(), content, theirs, is_unknown)
         if content is None and outcome.base.entry is not None:
             above = blocker(path, decided, tracked)
-            if above is not None:  # below a file or symlink: left as it was
+            if above is not None:  # below a file or symlink: left as it was, unlisted
                 held[path] = above
                 ctx.counter = counter  # and no fresh version spent on it
+                if plan.publishes:
+                    plan.listing[path] = None
                 continue
-        decided[path] = Decided(content, outcome)
+        decided[path] = Decided(content, outcome, unknown=is_unknown and bool(theirs))
         _collect(plan, path, old, outcome)
-    _keep_clashing_folders(ctx, plan, base, folders_kept(decided, tracked, paths), decided)
-    plan.problems += clash_problems(held, decided, tracked)
-    keep_needed_folders(
-        plan, base, tracked, publishes=plan.publishes, next_version=ctx.next_version, held=held
-    )
-    plan.problems += impossible
-    _sort(plan)
-    plan.counter = ctx.counter
-    return plan
+    return decided, held
+
+
+def _unsettled(
+    plan: Plan, base: Mapping[str, Base], decided: Mapping[str, Decided], held: Mapping[str, str]
+) -> set[str]:
+    """The paths this plan leaves open, which the next pass must decide again even if
+    nothing about them changes: in conflict, a delete refused, a problem, held below a
+    file or symlink, or unknown here while other devices have something for them."""
+    open_paths = set(held) | {p.path for p in plan.problems}
+    open_paths |= {p for p, d in decided.items() if d.unknown}
+    for path in decided:
+        final = plan.base.get(path) or base.get(path)
+        if final is not None and (final.conflict is not None or final.refused is not None):
+            open_paths.add(path)
+    return open_paths
 
 
 def _split_conflict_copies(local: Mapping[str, Entry]) -> tuple[dict[str, Entry], dict[str, Entry]]:
@@ -134,13 +188,16 @@ def _split_conflict_copies(local: Mapping[str, Entry]) -> tuple[dict[str, Entry]
 
 
 def _other_candidates(
-    remotes: Sequence[Remote], tombstones: Sequence[tuple[str, Delete]]
+    remotes: Sequence[Remote],
+    tombstones: Sequence[tuple[str, Delete]],
+    paths: Collection[str] | None,
 ) -> dict[str, list[Candidate]]:
-    """Per path, the other devices' entries and the unprocessed tombstones (conflict copies
-    left out), in an order that does not depend on the order given."""
+    """Per path (of `paths`, or every path when None), the other devices' entries and the
+    unprocessed tombstones (conflict copies left out), in an order that does not depend on
+    the order given."""
     others: dict[str, list[Candidate]] = {}
     for remote in sorted(remotes, key=lambda r: r.device_id):
-        for path, entry in sorted(remote.entries.items()):
+        for path, entry in _entries(remote.entries, paths):
             if parse_conflict_name(path) is None:
                 others.setdefault(path, []).append(
                     Candidate(entry.version, remote.device_id, entry, None, remote.manifest_id)
@@ -152,6 +209,16 @@ def _other_candidates(
             candidate = Candidate(gone.version, source, None, gone, held=before)
             others.setdefault(gone.path, []).append(candidate)
     return others
+
+
+def _entries(
+    entries: Mapping[str, Entry], paths: Collection[str] | None
+) -> Iterable[tuple[str, Entry]]:
+    """The entries of `paths` (every entry when None), sorted by path."""
+    if paths is None:
+        return sorted(entries.items())
+    found = ((p, entries.get(p)) for p in sorted(paths))
+    return [(p, e) for p, e in found if e is not None]
 
 
 def _tombstone_key(item: tuple[str, Delete]) -> tuple[str, str, list[tuple[str, int]], str]:

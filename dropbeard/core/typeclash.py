@@ -17,7 +17,7 @@ type clashes). Reconcile asks two things here, after each path's own case:
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dropbeard.core.cases import Outcome
@@ -31,10 +31,12 @@ SHOWN = 3
 @dataclass(frozen=True)
 class Decided:
     """One path decided this pass (not the cheap unchanged case): its local content and
-    the outcome of its case."""
+    the outcome of its case; `unknown` when its local state was unknown while other
+    devices had something for it (left as it was, to be decided again next pass)."""
 
     content: Entry | None
     outcome: Outcome
+    unknown: bool = False
 
 
 def replaces_folder(d: Decided) -> bool:
@@ -66,16 +68,19 @@ def blocker(path: str, decided: Mapping[str, Decided], local: Mapping[str, Entry
 
 
 def folders_kept(
-    decided: Mapping[str, Decided], local: Mapping[str, Entry], paths: Sequence[str]
+    decided: Mapping[str, Decided],
+    local: Mapping[str, Entry],
+    paths: Callable[[], Sequence[str]],
 ) -> list[str]:
     """The local folders a file or symlink was to replace, below which something
-    survives: they stay. `paths` is every path reconciled, sorted; one not in `decided`
-    is unchanged, or was held below a file or symlink (then not on disk here)."""
-    kept = []
-    for path, d in decided.items():
-        if replaces_folder(d) and _anything_survives_below(path, decided, local, paths):
-            kept.append(path)
-    return sorted(kept)
+    survives: they stay. `paths()` gives every path reconciled and every local one, sorted
+    (asked only when some folder is to be replaced); one not in `decided` is unchanged, or
+    was held below a file or symlink (then not on disk here)."""
+    replaced = [path for path, d in decided.items() if replaces_folder(d)]
+    if not replaced:
+        return []
+    scope = paths()
+    return sorted(p for p in replaced if _anything_survives_below(p, decided, local, scope))
 
 
 def clash_problems(

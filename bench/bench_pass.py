@@ -139,7 +139,7 @@ async def main(args: argparse.Namespace) -> None:
         edited = "t00/d0001/f000100.txt"
         (a_root / edited).write_bytes(b"edited\n")
         show("A daemon pass: watcher saw one edit", *await one_pass(a, remote, frozenset({edited})))
-        show("B daemon pass: A's head changed", *await one_pass(b, remote))
+        show("B daemon pass: A's head changed", *await one_pass(b, remote, frozenset()))
         assert (b_root / edited).read_bytes() == b"edited\n", "B did not take the edit"
         show("A idle full pass", *await one_pass(a, remote))
         print(f"{args.files} files")

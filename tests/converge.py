@@ -165,7 +165,7 @@ class Device:
         return self
 
     def sync(self, *flags: str, code: int = 0) -> Result:
-        got = self.cli("sync", str(self.root), "--json", *flags)
+        got = self.cli("sync", str(self.root), "--json", "--check-full", *flags)
         if got.code != code:
             why = self.cli("status", str(self.root), "--offline").out
             raise AssertionError(

@@ -571,7 +571,7 @@ class ThreeRealDevices(RuleBasedStateMachine):
         for rel in self._files(device):
             if parse_conflict_name(rel) is None:
                 self.published.add(self._content(device, rel))
-        got = run_cli("sync", str(self.roots[device]), "--json")
+        got = run_cli("sync", str(self.roots[device]), "--json", "--check-full")
         summary: dict[str, Any] = got.json if got.out.strip() else {}
         self.log.append(
             f"{device}: sync -> {got.code} "
@@ -596,7 +596,7 @@ class ThreeRealDevices(RuleBasedStateMachine):
 
     def _sync_archive(self) -> dict[str, Any]:
         """One pass of the archive (it publishes nothing: no content of it is tracked)."""
-        got = run_cli("sync", str(self.archive), "--json")
+        got = run_cli("sync", str(self.archive), "--json", "--check-full")
         summary: dict[str, Any] = got.json if got.out.strip() else {}
         self.log.append(f"{ARCHIVE}: sync -> {got.code} {got.err.strip()}")
         assert got.code in OK_CODES, self._why(f"{ARCHIVE}: sync exited {got.code}: {got.err}")
@@ -643,7 +643,7 @@ class ThreeRealDevices(RuleBasedStateMachine):
             and not rules.matches(rel, item[0] == "dir")
         }
         assert not missing, self._why(f"{ARCHIVE} lacks what the others agree on: {missing}")
-        got = run_cli("sync", str(self.archive), "--json")
+        got = run_cli("sync", str(self.archive), "--json", "--check-full")
         settled = 4 if conflicts else 0
         assert got.code == settled, self._why(f"{ARCHIVE}: settled pass exited {got.code}")
         assert tree(self.archive) == held, self._why(f"{ARCHIVE}: idle pass changed the tree")
@@ -777,7 +777,7 @@ class ThreeRealDevices(RuleBasedStateMachine):
             )
         for d in DEVICES:
             before = tree(self.roots[d])
-            got = run_cli("sync", str(self.roots[d]), "--json")
+            got = run_cli("sync", str(self.roots[d]), "--json", "--check-full")
             assert got.code == 0, self._why(f"{d}: settled pass exited {got.code}: {got.out}")
             assert got.json["manifest"] is None, self._why(f"{d}: idle pass published {got.out}")
             assert tree(self.roots[d]) == before, self._why(f"{d}: idle pass changed the tree")

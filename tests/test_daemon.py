@@ -346,9 +346,10 @@ async def test_a_second_signal_cancels_and_exits_130_within_a_second(
 
 
 @pytest.mark.anyio
-async def test_a_pass_over_some_paths_keeps_remote_deletes_for_later(tmp_path: Path) -> None:
-    """A daemon pass with `only=` sees a tombstone for a path outside `only`: it must be
-    offered again, not marked processed and lost (the delete would never reach us)."""
+async def test_a_pass_over_some_paths_applies_what_other_devices_changed(tmp_path: Path) -> None:
+    """A daemon pass with `only=` sees a tombstone (and an edit) for paths outside `only`:
+    it scans those paths too and applies them now (once marked processed, they would
+    never be offered again)."""
     remote = str(tmp_path / "remote")
     a = await anyio.to_thread.run_sync(
         lambda: init_root(tmp_path / "a", remote, root_id="r", device_id="a")
@@ -361,6 +362,7 @@ async def test_a_pass_over_some_paths_keeps_remote_deletes_for_later(tmp_path: P
     await anyio.to_thread.run_sync(lambda: cli("sync", str(a), "-q"))
     await anyio.to_thread.run_sync(lambda: cli("sync", str(b), "-q"))
     (a / "f").unlink()
+    (a / "g").write_text("g, edited")
     await anyio.to_thread.run_sync(lambda: cli("sync", str(a), "-q"))
 
     (b / "new").write_text("x")
@@ -372,9 +374,10 @@ async def test_a_pass_over_some_paths_keeps_remote_deletes_for_later(tmp_path: P
     finally:
         state.close()
         await store.aclose()
-    assert (b / "f").exists()  # outside this pass: untouched for now
-    await anyio.to_thread.run_sync(lambda: cli("sync", str(b), "-q"))
-    assert not (b / "f").exists()  # the next pass applies the delete
+    assert not (b / "f").exists() and (b / "g").read_text() == "g, edited"
+    assert (b / "h").read_text() == "h"
+    await anyio.to_thread.run_sync(lambda: cli("sync", str(a), "-q"))
+    assert (a / "new").read_text() == "x"  # and what it was asked to scan went out
 
 
 # --- SeaweedFS: SIGKILL mid-transfer, restart, nothing lost ---------------------------------

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +44,7 @@ from dropbeard.core.model import (
 )
 from dropbeard.core.summary import Summary
 from dropbeard.core.version import dominates
-from dropbeard.store.base import ListPage, ObjectInfo, Store
+from dropbeard.store.base import ObjectInfo, Store
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.factory import open_store
 from dropbeard.store.local import LocalStore
@@ -52,6 +52,7 @@ from dropbeard.store.multipart import MIN_PART_SIZE
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
 from dropbeard.sync.engine import PassOptions, run_pass
+from dropbeard.sync.meter import PassMeter, Stage, StageName
 from dropbeard.sync.root import RootPaths, open_online, root_lock
 from tests.conftest import make_s3_store
 from tests.faults import FaultStore
@@ -1082,8 +1083,8 @@ def test_sync_killed_mid_upload_resumes_on_the_next_run(s3_remote: Remote, tmp_p
 
 class EditingStore(FaultStore):
     """A FaultStore that runs `edit` when the first `head` (a large file's upload checks
-    its blob) or the first listing (a pulling pass reads devices/) begins: after the scan
-    hashed the files, before their bytes are read for the upload."""
+    its blob) begins: after the scan hashed the files, before their bytes are read for
+    the upload."""
 
     def __init__(self, inner: Store, on: str, edit: Callable[[str], object]) -> None:
         super().__init__(inner)
@@ -1098,15 +1099,24 @@ class EditingStore(FaultStore):
         self._maybe_edit("head", key)
         return await super().head(key)
 
-    def list(
-        self, prefix: str, *, start_after: str | None = None, delimiter: str | None = None
-    ) -> AsyncIterator[ListPage]:
-        self._maybe_edit("list", prefix)
-        return super().list(prefix, start_after=start_after, delimiter=delimiter)
+
+class EditingMeter(PassMeter):
+    """A pass meter that runs `edit` when the upload stage begins: after the scan hashed
+    the files, before their bytes are read for the upload."""
+
+    def __init__(self, edit: Callable[[str], object]) -> None:
+        super().__init__()
+        self._edit, self.edited_at = edit, ""
+
+    def begin(self, name: StageName, files: int | None, nbytes: int | None) -> Stage | None:
+        if name == "uploading" and not self.edited_at:
+            self.edited_at = name
+            self._edit(name)
+        return super().begin(name, files, nbytes)
 
 
 @pytest.mark.parametrize(
-    ("size", "on"), [(9 * MiB, "head"), (1000, "list")], ids=["large-file", "small-file"]
+    ("size", "on"), [(9 * MiB, "head"), (1000, "uploading")], ids=["large-file", "small-file"]
 )
 def test_a_file_modified_during_upload_is_not_published_with_a_wrong_hash(
     remote: Remote, tmp_path: Path, size: int, on: str
@@ -1119,13 +1129,18 @@ def test_a_file_modified_during_upload_is_not_published_with_a_wrong_hash(
     write(root, "other.txt", "other")
     stores: list[EditingStore] = []
 
+    def edit(_at: str) -> None:
+        big.write_bytes(edited)
+
     def wrap(store: Store) -> Store:
-        stores.append(EditingStore(store, on, lambda _key: big.write_bytes(edited)))
+        stores.append(EditingStore(store, on, edit))
         return stores[0]
 
-    summary = arun(lambda: pass_in_process(root, wrap))
-    expected_at = KEYS.blob(sha(scanned)) if on == "head" else KEYS.devices_prefix
-    assert stores[0].edited_at == expected_at and big.read_bytes() == edited
+    meter = EditingMeter(edit) if on == "uploading" else None
+    summary = arun(lambda: pass_in_process(root, wrap, meter=meter))
+    edited_at = meter.edited_at if meter is not None else stores[0].edited_at
+    assert edited_at == (KEYS.blob(sha(scanned)) if on == "head" else on)
+    assert big.read_bytes() == edited
     assert summary.problems == 1
     objects = remote.objects()
     published = entries(objects)

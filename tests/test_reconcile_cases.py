@@ -122,7 +122,7 @@ def changed(
     """The paths an incremental pass would reconcile in this state, had the device
     processed, in its last pass, every remote entry its base agrees with exactly: local
     changes, every other remote entry, the tombstones."""
-    paths = local_changes(base.items(), local, local)
+    paths = set(local_changes(sorted(base.items()), local))
     for r in remotes:
         paths |= {p for p, e in r.entries.items() if p not in base or base[p].entry != e}
     return paths | {gone.path for _, gone in tombstones}

@@ -137,7 +137,7 @@ class Bucket:
         """What changed for `me` since its last pass, as the engine finds it: its local
         changes, the entries other devices changed since `me` last read them, their new
         tombstones, and what its last pass left open."""
-        changed = local_changes(me.base.items(), me.folder, me.folder)
+        changed = set(local_changes(sorted(me.base.items()), me.folder))
         for other in self.devices.values():
             if other is not me and other.manifest is not None:
                 now = {e.path: e for e in other.manifest}

@@ -5,9 +5,8 @@ pass publishes never names a blob the bucket does not hold."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import anyio
 
@@ -16,36 +15,35 @@ from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import decode_head, decode_manifest
 from dropbeard.core.summary import Summary
 from dropbeard.store.base import Store
-from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.sync.engine import PassOptions, run_pass
+from dropbeard.sync.meter import PassMeter, Stage, StageName
 from dropbeard.sync.root import RootPaths, open_online
 
-T = TypeVar("T")
 KEYS = RootKeys("r1")
 
 
-class EditsAfterTheScan(ForwardingStore):
-    """Runs `edit` once, on the pass's first listing (reading the other devices, which
-    comes after the scan): the files it touches change after they were hashed."""
+class EditsAfterTheScan(PassMeter):
+    """Runs `edit` once, when the pass begins its upload stage (after the scan): the files
+    it touches change after they were hashed."""
 
-    def __init__(self, inner: Store, edit: Callable[[], None]) -> None:
-        super().__init__(inner)
+    def __init__(self, edit: Callable[[], None]) -> None:
+        super().__init__()
         self.edit: Callable[[], None] | None = edit
 
-    async def _forward(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
-        if op == "list_page" and self.edit is not None:
+    def begin(self, name: StageName, files: int | None, nbytes: int | None) -> Stage | None:
+        if name == "uploading" and self.edit is not None:
             self.edit, edit = None, self.edit
             edit()
-        return await call()
+        return super().begin(name, files, nbytes)
 
 
-def one_pass(root: Path, store: Store) -> Summary:
+def one_pass(root: Path, store: Store, meter: PassMeter | None = None) -> Summary:
     async def go() -> Summary:
         paths = RootPaths(root)
         cfg, state = open_online(paths)
         try:
-            return await run_pass(paths, cfg, state, store, PassOptions())
+            return await run_pass(paths, cfg, state, store, PassOptions(meter=meter))
         finally:
             state.close()
 
@@ -77,7 +75,7 @@ def test_a_published_manifest_never_names_a_blob_missing_from_the_bucket(tmp_pat
         for name in ("1.txt", "2.txt", "3.txt"):
             (root / name).write_bytes(b"edited during the pass: " + name.encode())
 
-    summary = one_pass(root, EditsAfterTheScan(LocalStore(remote), edit))
+    summary = one_pass(root, LocalStore(remote), EditsAfterTheScan(edit))
 
     digest = hashlib.sha256(same).hexdigest()
     assert published(remote) == {"4.txt": digest}

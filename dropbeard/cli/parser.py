@@ -212,6 +212,17 @@ def _sync_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--concurrency", type=int, default=8, metavar="N", help="transfers at once (default 8)"
     )
+    p.add_argument(
+        "--full-reconcile",
+        action="store_true",
+        help="reconcile every tracked path, not only those that changed (slower; a repair)",
+    )
+    p.add_argument(
+        "--check-full",
+        action="store_true",
+        help="also plan a full reconcile and stop, changing nothing, if the plans differ "
+        "(a check for bugs, used by the tests)",
+    )
 
 
 def _resolve_arguments(p: argparse.ArgumentParser) -> None:

@@ -65,6 +65,8 @@ async def sync_root(paths: RootPaths, args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             meter=None if display is None else display.meter,
             on_change=changes.append if listed else None,
+            full_reconcile=args.full_reconcile,
+            check_full=args.check_full,
         )
         try:
             with display or contextlib.nullcontext(), root_lock(paths):
@@ -141,6 +143,8 @@ async def run_sync_pass(paths: RootPaths, *, quiet: bool) -> int:
         dry_run=False,
         allow_mass_delete=False,
         concurrency=8,
+        full_reconcile=False,
+        check_full=False,
         quiet=quiet,
         verbose=False,
     )

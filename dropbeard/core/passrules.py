@@ -16,12 +16,13 @@ from typing import Literal, Protocol, TypeVar
 
 import msgspec
 
+from dropbeard.core.folders import BasesBelow
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.model import PERMISSIONS, Delete, Entry, Head, SeenMark
 from dropbeard.core.plan import Base, Mode, Plan, Remote, publishable
 from dropbeard.core.problems import Problem, is_device_problem
 from dropbeard.core.reconcile import reconcile
-from dropbeard.core.safety import Halt, check_mass_delete, tracked_files, without_local_deletes
+from dropbeard.core.safety import Halt, check_mass_delete, without_local_deletes
 
 RACY_WINDOW_NS = 2_000_000_000
 """A file changed this close to the scan is not trusted to the stat cache: timestamps are
@@ -204,7 +205,8 @@ class PlanInputs:
     plan again when more paths turn out unreadable (a file that changed while uploaded).
     `base` is the base without the paths `newly_ignored` dropped. `tracked_only`: the
     ignore rules could not be read, so a path not tracked yet may be one the person
-    ignores — it is left alone both ways, and the pass publishes no new path (SPEC 2)."""
+    ignores — it is left alone both ways, and the pass publishes no new path (SPEC 2).
+    `paths` and `base_below` as `reconcile` takes them (None: a full reconcile)."""
 
     device_id: str
     mode: Mode
@@ -216,6 +218,8 @@ class PlanInputs:
     now: datetime
     only: frozenset[str] | None = None
     tracked_only: bool = False
+    paths: frozenset[str] | None = None
+    base_below: BasesBelow | None = None
 
     def plan(self, unreadable: Collection[str]) -> Plan:
         """The plan of this pass when `unreadable` (and everything under it) is unknown."""
@@ -230,6 +234,8 @@ class PlanInputs:
             tombstones=self.tombstones,
             counter=self.counter,
             now=self.now,
+            paths=self.paths,
+            base_below=self.base_below,
         )
 
 
@@ -276,12 +282,11 @@ class DeleteGuard(msgspec.Struct, frozen=True, kw_only=True):
         return without_local_deletes(plan) if self.holds_deletes else plan
 
 
-def guard_deletes(
-    plan: Plan, base: Iterable[Base], *, root_empty: bool, allow: bool
-) -> DeleteGuard:
-    """The guard's verdict on `plan`, whose pass started from `base` and whose walk found
-    the root empty or not (`root_empty`)."""
-    halt = check_mass_delete(plan, tracked_files(base), root_empty=root_empty)
+def guard_deletes(plan: Plan, tracked: int, *, root_empty: bool, allow: bool) -> DeleteGuard:
+    """The guard's verdict on `plan`, whose pass started with `tracked` files tracked
+    (`core.safety.tracked_files`; any count when `counts_tracked` says it does not
+    matter) and whose walk found the root empty or not (`root_empty`)."""
+    halt = check_mass_delete(plan, tracked, root_empty=root_empty)
     return DeleteGuard(halt=halt, allowed=allow)
 
 
@@ -316,6 +321,12 @@ def held_listing(plan: Plan, failed: Collection[str], base: Mapping[str, Base]) 
     for path in failed:
         listing[path] = publishable(base.get(path))
     return msgspec.structs.replace(plan, listing=listing)
+
+
+def listing_unchanged(plan: Plan, base: Mapping[str, Base]) -> bool:
+    """True if the plan's listing changes nothing in what the agreed `base` (the bases of
+    its paths before the pass) publishes: each path listed as its base had it."""
+    return all(publishable(base.get(p)) == entry for p, entry in plan.listing.items())
 
 
 def needs_publish(

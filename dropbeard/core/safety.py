@@ -37,6 +37,14 @@ def tracked_files(base: Iterable[Base]) -> int:
     return sum(1 for b in base if b.entry is not None and b.entry.type != "dir")
 
 
+def counts_tracked(plan: Plan, *, root_empty: bool) -> bool:
+    """True if `check_mass_delete`'s verdict on `plan` depends on how many files are
+    tracked (counting them reads every base): the root is empty, or the plan deletes more
+    than `MAX_DELETES` files here. Otherwise any count gives the same verdict."""
+    deletes = _file_deletes(plan)
+    return deletes > 0 and (root_empty or deletes > MAX_DELETES)
+
+
 def check_mass_delete(plan: Plan, tracked_count: int, *, root_empty: bool) -> Halt | None:
     """A Halt if `plan`'s local deletes must not go ahead, else None.
 
@@ -44,7 +52,7 @@ def check_mass_delete(plan: Plan, tracked_count: int, *, root_empty: bool) -> Ha
     walk found nothing at all in the root. Only deletes found locally count (files and
     symlinks of `plan.removals`), not remote deletes applied here.
     """
-    deletes = sum(1 for r in plan.removals if _is_file(r.previous))
+    deletes = _file_deletes(plan)
     if deletes == 0:
         return None
     hint = "run `dropbeard sync --allow-mass-delete` if this is intended"
@@ -85,6 +93,10 @@ def without_local_deletes(plan: Plan) -> Plan:
         base={p: b for p, b in plan.base.items() if p not in removed},
         removals=[],
     )
+
+
+def _file_deletes(plan: Plan) -> int:
+    return sum(1 for r in plan.removals if _is_file(r.previous))
 
 
 def _is_file(previous: Base) -> bool:

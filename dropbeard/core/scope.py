@@ -6,7 +6,9 @@ pass left it, so reconcile looks it up by path instead of visiting it (SPEC 4, p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+
+import msgspec
 
 from dropbeard.core.conflictname import parse_conflict_name
 from dropbeard.core.conflicts import same_content
@@ -29,22 +31,32 @@ def changed_here(base: Base | None, content: Entry | None) -> bool:
 
 
 def local_changes(
-    bases: Iterable[tuple[str, Base]], local: Mapping[str, Entry], seen: Iterable[str]
-) -> set[str]:
-    """The paths changed here: those of `bases` (every base of the paths a scan covered,
-    in any order) that `changed_here` says changed against `local` (what the scan found),
-    and the paths of `seen` (what the scan found, conflict copies left out) that have no
-    base at all."""
-    changed: set[str] = set()
-    based: set[str] = set()
+    bases: Iterable[tuple[str, Base]], local: Mapping[str, Entry]
+) -> dict[str, Base | None]:
+    """The paths changed here, each with its base (None: it has none): of `bases` (every
+    base of the paths a scan covered, sorted by path), those `changed_here` says changed
+    against `local` (what the scan found), and the paths of `local` with no base
+    (conflict copies left out). One merge of two sorted sequences: nothing else is held."""
+    changed: dict[str, Base | None] = {}
+    found = iter(sorted(local))
+    here = next(found, None)
     for path, base in bases:
-        based.add(path)
+        while here is not None and here < path:
+            _new_here(changed, here)
+            here = next(found, None)
+        if here == path:
+            here = next(found, None)
         if changed_here(base, local.get(path)):
-            changed.add(path)
-    for path in seen:
-        if path not in based and parse_conflict_name(path) is None:
-            changed.add(path)
+            changed[path] = base
+    while here is not None:
+        _new_here(changed, here)
+        here = next(found, None)
     return changed
+
+
+def _new_here(changed: dict[str, Base | None], path: str) -> None:
+    if parse_conflict_name(path) is None:
+        changed[path] = None
 
 
 def listing_changes(old: Mapping[str, Entry], new: Mapping[str, Entry]) -> set[str]:
@@ -64,4 +76,18 @@ def with_folders(paths: Iterable[str]) -> set[str]:
         while parent and parent not in found:
             found.add(parent)
             parent = parent.rpartition("/")[0]
+    return found
+
+
+def assumed_local(
+    folders: Iterable[str], base: Mapping[str, Base], scanned: Callable[[str], bool]
+) -> dict[str, Entry]:
+    """What the folders of the reconciled paths hold here when a pass over some paths did
+    not scan them (`scanned(path)` False): their agreed content, as nothing reported a
+    change to them (the folder rules ask whether a folder is still one)."""
+    found: dict[str, Entry] = {}
+    for path in folders:
+        agreed = base.get(path)
+        if not scanned(path) and agreed is not None and agreed.entry is not None:
+            found[path] = msgspec.structs.replace(agreed.entry, version={})
     return found

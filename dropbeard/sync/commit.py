@@ -9,7 +9,7 @@ import msgspec
 
 from dropbeard.core.passrules import base_status, problems_after, stat_rows
 from dropbeard.core.plan import Plan
-from dropbeard.core.problems import Problem
+from dropbeard.core.problems import Problem, is_device_problem
 from dropbeard.sync.apply import Applied
 from dropbeard.sync.inputs import LocalScan
 from dropbeard.sync.publication import Publication, Uploaded
@@ -24,8 +24,10 @@ class PassOutcome:
     """What one pass did, as its commit records it and its summary counts it: the scan
     (`local`), the folder changes (`applied`), the final plan and the blobs sent
     (`uploaded`), what was published (`publication`), and the other devices it settled
-    with (`settled`: None in a mode that does not pull). `only` is the pass's `only=`;
-    `halted` the mass-delete halt it reported (`DeleteGuard.reported`), kept for `status`."""
+    with (`settled`: None in a mode that does not pull). `only` is what the pass scanned
+    (None: the whole root); `halted` the mass-delete halt it reported
+    (`DeleteGuard.reported`), kept for `status`; `untracked` the tracked paths an ignore
+    rule now covers, which stop being tracked; `ignore_digest` the rules it ran with."""
 
     local: LocalScan
     applied: Applied
@@ -36,6 +38,17 @@ class PassOutcome:
     #: the problems of the steps before the scan (this device's own head)
     found: list[Problem] = field(default_factory=list)
     halted: str | None = None
+    untracked: list[str] = field(default_factory=list)
+    ignore_digest: str | None = None
+
+    @property
+    def pending(self) -> set[str]:
+        """The paths the next pass reconciles whatever changes: those the plan left open,
+        those whose download, copy or delete failed (they kept their old base), and
+        those with a problem (not another device's)."""
+        pending = self.plan.unsettled | self.applied.failed
+        pending.update(p.path for p in self.problems if not is_device_problem(p))
+        return pending
 
     @property
     def plan(self) -> Plan:
@@ -71,8 +84,11 @@ def commit_pass(state: State, outcome: PassOutcome) -> None:
         problems = problems_after(state.problems(), problems, outcome.only)
     with state.transaction():
         state.put_bases(bases)
-        state.put_bases((p, None, "clean") for p in local.untracked)
+        state.put_bases((p, None, "clean") for p in outcome.untracked)
         state.put_stats(stats)
+        state.replace_pending(outcome.pending)
+        if outcome.ignore_digest is not None:
+            state.set_meta("ignore_digest", outcome.ignore_digest)
         state.set_meta("counter", str(plan.counter))
         _record_published(state, outcome.publication)
         if outcome.settled is not None:

@@ -20,19 +20,25 @@ from dropbeard.core.ignore import IGNORE_FILE
 from dropbeard.core.passrules import DeleteGuard, guard_deletes, held_listing
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem
+from dropbeard.core.safety import counts_tracked
 from dropbeard.core.summary import Summary
 from dropbeard.store.base import Store
 from dropbeard.sync.apply import Applied, apply_plan
+from dropbeard.sync.bases import Bases
 from dropbeard.sync.commit import PassOutcome, commit_pass
+from dropbeard.sync.fullpass import PassIn, check_against_full
 from dropbeard.sync.inputs import (
     LocalScan,
     RemoteSide,
+    holds_something,
     load_last_pass,
     plan_inputs,
+    read_ignore,
     read_other_devices,
     scan_root,
 )
 from dropbeard.sync.passrun import PassOptions, PassRun
+from dropbeard.sync.passscope import choose_scope, find_changes
 from dropbeard.sync.publication import publish_if_changed, upload_plan_blobs
 from dropbeard.sync.recovery import recover_own_head
 from dropbeard.sync.root import RootPaths
@@ -62,20 +68,14 @@ async def _one_pass(
     """The pass, and whether it wrote a new ignore file."""
     began = time.monotonic()
     run = PassRun.begin(paths, cfg, state, store, opts)
-    recovered = await recover_own_head(run, await load_last_pass(run))
-    loaded = recovered.loaded
-    local = await scan_root(run, loaded)
-    remote = await read_other_devices(run, loaded)
-    inputs = plan_inputs(run, loaded, local, remote)
-    first = inputs.plan(local.result.unreadable)
-    guard = guard_deletes(
-        first,
-        local.bases.values(),
-        root_empty=local.result.root_empty,
-        allow=opts.allow_mass_delete,
-    )
+    pass_in = await _gather(run)
+    loaded, local, remote, inputs = pass_in.loaded, pass_in.local, pass_in.remote, pass_in.inputs
+    first = await anyio.to_thread.run_sync(inputs.plan, local.result.unreadable)
+    if opts.check_full and local.targets is None and pass_in.changes.paths is not None:
+        await check_against_full(run, pass_in, first)
+    guard = await _guard(run, first, pass_in.bases, local)
     plan = guard.applied_to(first)
-    summary = _planned(run, local, remote, guard, plan, recovered.problems)
+    summary = _planned(run, local, remote, guard, plan, pass_in.found)
     if opts.dry_run:
         _tell(run, lambda: path_changes(plan, published=plan.publishes, problems=plan.problems))
         summary.finish(began, time.monotonic())
@@ -86,17 +86,21 @@ async def _one_pass(
     uploaded = await upload_plan_blobs(run, inputs, guard, plan, local.result, remote.remotes)
     plan = uploaded.plan  # re-planned without the files that changed while uploaded
     settled = remote.settled(plan, applied.failed)
-    held = held_listing(plan, applied.failed, local.bases)
-    publication = await publish_if_changed(run, loaded, plan, held.listed(), settled)
+    held = held_listing(plan, applied.failed, pass_in.changes.base)
+    publication = await publish_if_changed(
+        run, loaded, held, settled, pass_in.bases, pass_in.changes.base
+    )
     outcome = PassOutcome(
         local,
         applied,
         uploaded,
         publication,
         settled,
-        opts.only,
-        found=recovered.problems,
+        local.targets,
+        found=pass_in.found,
         halted=guard.reported,
+        untracked=pass_in.changes.untracked,
+        ignore_digest=pass_in.ignore.digest,
     )
     await anyio.to_thread.run_sync(commit_pass, state, outcome)
     _record(summary, outcome)
@@ -106,6 +110,48 @@ async def _one_pass(
         d.path == IGNORE_FILE and d.path not in applied.failed for d in plan.downloads
     )
     return summary, wrote_rules
+
+
+async def _gather(run: PassRun) -> PassIn:
+    """The pass's inputs: this device's own head, the other devices, what to scan (the
+    whole root, or the paths asked for and those that changed elsewhere or were left
+    open), the scan, and the paths to reconcile with their bases."""
+    recovered = await recover_own_head(run, await load_last_pass(run))
+    loaded = recovered.loaded
+    ignore = await read_ignore(run)
+    remote = await read_other_devices(run, loaded)
+    scope = choose_scope(
+        forced=run.opts.full_reconcile,
+        pending=loaded.pending,
+        ignore_changed=ignore.digest != loaded.ignore_digest,
+        only=run.opts.only,
+        elsewhere=remote.changed,
+    )
+    local = await scan_root(run, scope, ignore)
+    bases = Bases(run.state, loaded.taken)
+    pending, rules, root = loaded.pending or set(), ignore.rules, run.paths.root
+    changes = await anyio.to_thread.run_sync(
+        find_changes,
+        bases,
+        scope,
+        local.entries,
+        remote.changed,
+        pending,
+        rules,
+        lambda path: holds_something(root / path),
+    )
+    inputs = plan_inputs(run, loaded, local, remote, changes, ignore, bases)
+    return PassIn(loaded, ignore, remote, local, bases, changes, inputs, recovered.problems)
+
+
+async def _guard(run: PassRun, plan: Plan, bases: Bases, local: LocalScan) -> DeleteGuard:
+    """The mass-delete verdict on the pass's first plan; the tracked files are counted
+    only when the verdict depends on them (a big delete, or an emptied root)."""
+    root_empty = local.result.root_empty
+    tracked = 0
+    if counts_tracked(plan, root_empty=root_empty):
+        tracked = await anyio.to_thread.run_sync(bases.tracked_files)
+    return guard_deletes(plan, tracked, root_empty=root_empty, allow=run.opts.allow_mass_delete)
 
 
 def _changes(outcome: PassOutcome) -> list[PathChange]:

@@ -6,9 +6,10 @@ These steps write nothing but `.dropbear/tmp/` (emptied) and the remote-read cac
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
@@ -19,9 +20,7 @@ from dropbeard.core.model import Delete, Entry, Registry
 from dropbeard.core.passrules import (
     PlanInputs,
     StatRow,
-    leftovers,
     local_entries,
-    newly_ignored,
     racy_after_ns,
     remote_entries,
     settled_devices,
@@ -29,31 +28,33 @@ from dropbeard.core.passrules import (
 )
 from dropbeard.core.plan import PULLS, Base, Plan, Remote
 from dropbeard.core.problems import Problem
+from dropbeard.sync.bases import Bases
 from dropbeard.sync.hashing import StatKey
 from dropbeard.sync.meter import PassMeter
 from dropbeard.sync.passrun import PassRun
+from dropbeard.sync.passscope import Changes, Scope
 from dropbeard.sync.publish import LastIds
 from dropbeard.sync.remote import RemoteRead, read_remotes
 from dropbeard.sync.root import RootPaths, reset_tmp
 from dropbeard.sync.scan import HashCounts, ScanResult, scan
 from dropbeard.sync.state import Peer, State
 
-_BASE_DECODER = msgspec.json.Decoder(Base)
-
 
 @dataclass(frozen=True)
 class Loaded:
     """What the pass reads from state.sqlite up front (in one worker-thread call), as
-    `dropbeard.sync.recovery` corrects it when this device's head is ahead.
+    `dropbeard.sync.recovery` corrects it when this device's head is ahead. No base and no
+    stat-cache row: the pass reads those by path, for what it scans and reconciles.
 
     `counter` is the highest version counter used or reserved; `tombstone_seq`,
     `last_manifest` and `last_sha256` what this device's head named at the last commit
     (`head_etag` its etag); `seq_floor` and `manifest_floor` the highest seq and manifest
     id ever reserved, which no publish uses again. `adopted_head` is the etag of the head
-    an earlier holder of this device id had left when this root was initialised."""
+    an earlier holder of this device id had left when this root was initialised.
+    `pending` are the paths the last pass left open (None: unknown, so this pass
+    reconciles every path), `ignore_digest` the ignore rules it ran with, and `taken` the
+    bases recovery took back and state.sqlite does not hold (a dry run's)."""
 
-    cache: dict[str, StatRow]
-    bases: dict[str, Base]
     counter: int
     tombstone_seq: int
     last_manifest: str | None
@@ -66,6 +67,9 @@ class Loaded:
     seq_floor: int = 0
     manifest_floor: str | None = None
     adopted_head: str | None = None
+    pending: set[str] | None = None
+    ignore_digest: str | None = None
+    taken: dict[str, Base] = field(default_factory=dict)
 
     @property
     def last_ids(self) -> LastIds:
@@ -83,8 +87,6 @@ def _load(state: State) -> Loaded:
     last_manifest = state.get_meta("last_manifest")
     reserved_manifest = state.get_meta("reserved_manifest")
     return Loaded(
-        cache=state.stat_cache(),
-        bases={p: _BASE_DECODER.decode(b) for p, b in state.bases().items()},
         counter=max(state.get_int("counter"), state.get_int("reserved_counter")),
         tombstone_seq=state.get_int("tombstone_seq"),
         last_manifest=last_manifest,
@@ -97,6 +99,8 @@ def _load(state: State) -> Loaded:
         seq_floor=state.get_int("reserved_seq"),
         manifest_floor=max(last_manifest or "", reserved_manifest or "") or None,
         adopted_head=state.get_meta("adopted_head_etag"),
+        pending=state.pending(),
+        ignore_digest=state.get_meta("ignore_digest"),
     )
 
 
@@ -111,28 +115,47 @@ def _cached_registry(state: State) -> Registry | None:
 
 
 @dataclass(frozen=True)
+class Ignore:
+    """The root's ignore rules as read this pass: `unreadable` when the ignore file could
+    not be read or decoded (`problem` says so: no new path syncs), `digest` what tells
+    them apart from the last pass's."""
+
+    rules: IgnoreRules
+    problem: Problem | None
+    digest: str
+
+    @property
+    def unreadable(self) -> bool:
+        return self.problem is not None
+
+
+async def read_ignore(run: PassRun) -> Ignore:
+    """Read `.dropbearignore` (in a worker thread)."""
+    return await anyio.to_thread.run_sync(_read_ignore, run.paths)
+
+
+@dataclass(frozen=True)
 class LocalScan:
-    """The root as this pass found it. `entries` is the scan as reconcile's `local`;
-    `bases` the base without `untracked`, the paths an ignore rule now covers (they stop
-    being tracked: no delete, no tombstone); `cache` the stat cache the scan trusted, and
-    `racy_after_ns` the cut-off for trusting new rows (`core.passrules.stat_rows`).
-    `ignore` holds the rules the scan used; `ignore_unreadable` is set when the ignore
-    file could not be read or decoded (a problem in `result`: no new path syncs)."""
+    """The root as this pass found it, within its scope. `entries` is the scan as
+    reconcile's `local`; `cache` the stat-cache rows the scan trusted (of the paths it
+    covered), and `racy_after_ns` the cut-off for trusting new rows
+    (`core.passrules.stat_rows`); `targets` the paths it covered (None: the whole root)."""
 
     result: ScanResult
     entries: dict[str, Entry]
-    bases: dict[str, Base]
-    untracked: list[str]
     cache: dict[str, StatRow]
     racy_after_ns: int
-    ignore: IgnoreRules
-    ignore_unreadable: bool
+    targets: frozenset[str] | None
 
 
-async def scan_root(run: PassRun, loaded: Loaded) -> LocalScan:
-    """Walk the root (or `opts.only`), re-hashing only files the stat cache cannot vouch for."""
-    ignore, trouble = await anyio.to_thread.run_sync(_read_ignore, run.paths)
-    cache = loaded.cache
+async def scan_root(run: PassRun, scope: Scope, ignore: Ignore) -> LocalScan:
+    """Walk the root (or the scope's targets), re-hashing only files the stat cache cannot
+    vouch for."""
+    targets = scope.targets
+    if targets is None:
+        cache = await anyio.to_thread.run_sync(run.state.stat_cache)
+    else:
+        cache = await anyio.to_thread.run_sync(run.state.stat_cache_below, targets)
 
     def cached(path: str) -> tuple[StatKey, str] | None:
         row = cache.get(path)
@@ -141,26 +164,15 @@ async def scan_root(run: PassRun, loaded: Loaded) -> LocalScan:
     meter = run.opts.meter
     hashing = None if meter is None else _meter_hashing(meter)
     result = await scan(
-        run.paths.root, ignore=ignore, cache=cached, only=run.opts.only, hashing=hashing
+        run.paths.root, ignore=ignore.rules, cache=cached, only=targets, hashing=hashing
     )
-    if trouble is not None:
-        result.problems.append(trouble)
+    if ignore.problem is not None:
+        result.problems.append(ignore.problem)
     entries = local_entries(result.items)
-    root = run.paths.root
-    kept = await anyio.to_thread.run_sync(
-        leftovers, entries, loaded.bases, lambda p: _holds_something(root / p)
-    )
-    for path in kept:
-        del entries[path]
-    untracked = newly_ignored(loaded.bases, entries, ignore)
-    dropped = set(untracked)
-    bases = {p: b for p, b in loaded.bases.items() if p not in dropped}
-    racy = racy_after_ns(run.now)
-    unreadable = trouble is not None
-    return LocalScan(result, entries, bases, untracked, cache, racy, ignore, unreadable)
+    return LocalScan(result, entries, cache, racy_after_ns(run.now), targets)
 
 
-def _holds_something(folder: Path) -> bool:
+def holds_something(folder: Path) -> bool:
     """True if `folder` is not empty (what it holds was not scanned: ignored or special)."""
     try:
         with os.scandir(folder) as found:
@@ -181,17 +193,19 @@ def _meter_hashing(meter: PassMeter) -> Callable[[HashCounts], None]:
     return report
 
 
-def _read_ignore(paths: RootPaths) -> tuple[IgnoreRules, Problem | None]:
+def _read_ignore(paths: RootPaths) -> Ignore:
     """The root's ignore rules, and a problem if `.dropbearignore` cannot be read (no
     rules then) or is not UTF-8 (the rules as far as they decode)."""
     try:
         data = paths.ignore_file.read_bytes()
     except FileNotFoundError:
-        return IgnoreRules.empty(), None
+        return Ignore(IgnoreRules.empty(), None, "none")
     except OSError as e:
-        return IgnoreRules.empty(), _ignore_problem(f"cannot be read: {e.strerror or e}")
+        problem = _ignore_problem(f"cannot be read: {e.strerror or e}")
+        return Ignore(IgnoreRules.empty(), problem, "unreadable")
     rules, error = IgnoreRules.decode(data)
-    return rules, None if error is None else _ignore_problem(error)
+    digest = hashlib.sha256(data).hexdigest()
+    return Ignore(rules, None if error is None else _ignore_problem(error), digest)
 
 
 def _ignore_problem(why: str) -> Problem:
@@ -206,11 +220,14 @@ def _ignore_problem(why: str) -> Problem:
 class RemoteSide:
     """The other devices as this pass read them: `read` is None in a mode that does not
     pull; `remotes` their latest manifests and `tombstones` their unprocessed deletes, as
-    reconcile takes them (a device whose objects could not be trusted is in neither)."""
+    reconcile takes them (a device whose objects could not be trusted is in neither);
+    `changed` the paths they changed since this device last processed them, their
+    tombstones' included."""
 
     read: RemoteRead | None
     remotes: list[Remote]
     tombstones: list[tuple[str, Delete]]
+    changed: set[str] = field(default_factory=set)
 
     @property
     def problems(self) -> list[Problem]:
@@ -241,26 +258,41 @@ async def read_other_devices(run: PassRun, loaded: Loaded) -> RemoteSide:
     )
     remotes: list[Remote] = []
     tombstones: list[tuple[str, Delete]] = []
+    changed: set[str] = set()
     for dev, view in sorted(read.devices.items()):
         entries = remote_entries(view.manifest.entries)
         remotes.append(Remote(dev, view.head.manifest, entries, view.held_before))
         tombstones.extend((dev, d) for _, d in view.tombstones)
-    return RemoteSide(read, remotes, tombstones)
+        changed |= view.changed_paths()
+    changed.update(gone.path for _, gone in tombstones)
+    return RemoteSide(read, remotes, tombstones, changed)
 
 
-def plan_inputs(run: PassRun, loaded: Loaded, local: LocalScan, remote: RemoteSide) -> PlanInputs:
-    """Reconcile's inputs for this pass (all but the unreadable paths); the other
-    devices' ignored paths left out, as this device's are by the scan."""
-    remotes, tombstones = without_ignored(remote.remotes, remote.tombstones, local.ignore)
+def plan_inputs(
+    run: PassRun,
+    loaded: Loaded,
+    local: LocalScan,
+    remote: RemoteSide,
+    changes: Changes,
+    ignore: Ignore,
+    bases: Bases,
+) -> PlanInputs:
+    """Reconcile's inputs for this pass (all but the unreadable paths): the changed paths
+    (every path for a full reconcile) and their bases, the other devices' ignored paths
+    left out, as this device's are by the scan."""
+    remotes, tombstones = without_ignored(remote.remotes, remote.tombstones, ignore.rules)
+    full = changes.paths is None
     return PlanInputs(
         device_id=run.cfg.device_id,
         mode=run.cfg.mode,
-        base=local.bases,
-        local=local.entries,
+        base=changes.base,
+        local=changes.local(local.entries),
         remotes=remotes,
         tombstones=tombstones,
         counter=loaded.counter,
         now=run.now,
-        only=run.opts.only,
-        tracked_only=local.ignore_unreadable,
+        only=local.targets,
+        tracked_only=ignore.unreadable,
+        paths=changes.paths,
+        base_below=None if full else bases.below,
     )

@@ -28,6 +28,11 @@ class PassOptions:
     on_change: Callable[[PathChange], None] | None = None
     #: rescan only these paths (daemon, after watcher events); None = the whole root
     only: frozenset[str] | None = None
+    #: reconcile every path, not only those that changed (`dropbeard.sync.passscope`)
+    full_reconcile: bool = False
+    #: a safety net for tests and debugging: on a pass over the whole root, plan a full
+    #: reconcile too and fail the pass (before it changes anything) if the plans differ
+    check_full: bool = False
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 

@@ -4,7 +4,7 @@ files, `.dropbear/published.sha256`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -15,11 +15,13 @@ from dropbeard.core.passrules import (
     PlanInputs,
     blobs_in_bucket,
     blobs_to_upload,
+    listing_unchanged,
     needs_publish,
     seen_marks,
 )
-from dropbeard.core.plan import Plan, Remote
+from dropbeard.core.plan import Base, Plan, Remote
 from dropbeard.core.problems import Problem
+from dropbeard.sync.bases import Bases
 from dropbeard.sync.inputs import Loaded
 from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.publish import Published, Reservation, entries_digest, publish
@@ -93,22 +95,22 @@ async def upload_plan_blobs(
         sent.uploaded_bytes += up.uploaded_bytes
         sent.skipped_existing += up.skipped_existing
         if up.changed:
-            plan = _without(inputs, guard, unreadable, up.changed, problems)
+            plan = await _without(inputs, guard, unreadable, up.changed, problems)
     return Uploaded(plan, problems, sent.uploaded, sent.uploaded_bytes, sent.skipped_existing)
 
 
-def _without(
+async def _without(
     inputs: PlanInputs,
     guard: DeleteGuard,
     unreadable: set[str],
     changed: set[str],
     problems: list[Problem],
 ) -> Plan:
-    """The pass planned again with `changed` unreadable too (adding each to `unreadable`,
-    and to `problems` once)."""
+    """The pass planned again (in a worker thread: it may read bases) with `changed`
+    unreadable too (adding each to `unreadable`, and to `problems` once)."""
     problems.extend(_changed_while_reading(p) for p in sorted(changed - unreadable))
     unreadable |= changed
-    return guard.applied_to(inputs.plan(unreadable))
+    return guard.applied_to(await anyio.to_thread.run_sync(inputs.plan, frozenset(unreadable)))
 
 
 def _meter_uploads(run: PassRun, sources: list[BlobSource]) -> None:
@@ -147,13 +149,28 @@ class Publication:
 
 
 async def publish_if_changed(
-    run: PassRun, loaded: Loaded, plan: Plan, held: list[Entry], settled: RemoteRead | None
+    run: PassRun,
+    loaded: Loaded,
+    plan: Plan,
+    settled: RemoteRead | None,
+    bases: Bases,
+    base: Mapping[str, Base],
 ) -> Publication:
-    """Publish `held` (the manifest of what this device really holds) and the plan's
+    """Publish the listing of what this device really holds (`plan`'s, with every path
+    that failed as its base says: `core.passrules.held_listing`) and the plan's
     tombstones, with seen-marks for the settled devices, if anything changed
-    (`core.passrules.needs_publish`); then remember the blobs it references."""
+    (`core.passrules.needs_publish`); then remember the blobs it references.
+
+    Format 1 publishes the whole listing: the last published one (what the agreed
+    `bases` publish) with the plan's changes applied. When those change nothing (`base`:
+    the bases of the plan's paths before the pass), the last listing is not even read."""
     if not plan.publishes:
         return Publication(None, loaded.last_digest)
+    unchanged = not (plan.tombstones or plan.complete) and listing_unchanged(plan, base)
+    if unchanged and loaded.last_digest is not None and loaded.last_manifest is not None:
+        return Publication(None, loaded.last_digest)
+    previous = None if plan.complete else await anyio.to_thread.run_sync(bases.listing)
+    held = plan.listed(previous)
     digest = entries_digest(held)
     if not needs_publish(plan, digest, loaded.last_digest, loaded.last_manifest):
         return Publication(None, loaded.last_digest)

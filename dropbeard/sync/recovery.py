@@ -28,6 +28,7 @@ from dropbeard.core.passrules import base_status
 from dropbeard.core.plan import Base
 from dropbeard.core.problems import Problem
 from dropbeard.core.recovery import highest_own_counter, recovered_bases
+from dropbeard.sync.bases import Bases
 from dropbeard.sync.inputs import Loaded
 from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.publication import remember_published_shas
@@ -92,11 +93,15 @@ async def _take_back(run: PassRun, loaded: Loaded, head: Head, etag: str) -> Rec
     )
     bases: dict[str, Base] = {}
     if loaded.last_manifest is not None or etag != loaded.adopted_head:  # this folder's
-        applied = await _applied_deletes(run, loaded, head)
-        bases = recovered_bases(loaded.bases, manifest.entries, [*applied, *mine])
+        deleted = [*await _applied_deletes(run, loaded, head), *mine]
+        named = {e.path for e in manifest.entries} | {gone.path for gone in deleted}
+        current = await anyio.to_thread.run_sync(Bases(run.state, loaded.taken).of, named)
+        bases = recovered_bases(current, manifest.entries, deleted)
         taken = replace(
             taken,
-            bases={**loaded.bases, **bases},
+            taken={**loaded.taken, **bases},
+            # every path is reconciled again once any was taken back
+            pending=None if bases else loaded.pending,
             last_manifest=head.manifest,
             last_sha256=head.manifest_sha256,
             last_digest=entries_digest(manifest.entries),
@@ -136,6 +141,8 @@ def _record(state: State, taken: Loaded, bases: dict[str, Base]) -> None:
     """Record what was taken back, as a commit would have (in a worker thread)."""
     with state.transaction():
         state.put_bases((p, _BASE_ENCODER.encode(b), base_status(b)) for p, b in bases.items())
+        if bases:
+            state.replace_pending(None)
         state.set_meta("counter", str(taken.counter))
         state.set_meta("tombstone_seq", str(taken.tombstone_seq))
         for key, value in (

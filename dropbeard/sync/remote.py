@@ -31,6 +31,7 @@ from dropbeard.core.model import (
     decode_tombstones,
 )
 from dropbeard.core.problems import Problem, device_problem
+from dropbeard.core.scope import listing_changes
 from dropbeard.store.base import Store
 from dropbeard.sync.state import Peer
 
@@ -47,6 +48,15 @@ class DeviceView:
     tombstones: list[tuple[int, Delete]] = field(default_factory=list)
     #: what its manifest processed last held at the paths of `tombstones` (`_held_before`)
     held_before: dict[str, Entry] = field(default_factory=dict)
+    #: the paths whose entry changed since the manifest of it processed last (None: every
+    #: path of `manifest`, when none was processed or it cannot be read any more)
+    changed: set[str] | None = field(default_factory=set)
+
+    def changed_paths(self) -> set[str]:
+        """The paths this device changed since this one last processed it."""
+        if self.changed is None:
+            return {e.path for e in self.manifest.entries}
+        return self.changed
 
 
 #: What makes one device unreadable: its own objects, not the store, are at fault.
@@ -156,33 +166,43 @@ async def _read_device(
     if head.tombstone_seq > after:
         tombstones = await read_tombstones(store, keys, dev, after, head.tombstone_seq)
     # before the new manifest replaces the one processed last in the cache
-    held = await _held_before(store, keys, dev, peer, tombstones, cache_dir)
+    same = peer is not None and (peer.manifest_id, peer.manifest_sha256) == (
+        head.manifest,
+        head.manifest_sha256,
+    )
+    previous = None if same else await _processed(store, keys, dev, peer, cache_dir)
     manifest = await read_manifest(store, keys, dev, head, cache_dir)
+    if same:  # a head rewritten for its seen-marks, or a lost cache: the same listing
+        previous = {e.path: e for e in manifest.entries}
     await _write_cache(cache_dir, dev, "head", data)
-    return DeviceView(dev, head, etag, manifest, tombstones, held), True
+    view = DeviceView(dev, head, etag, manifest, tombstones)
+    if previous is not None:
+        held = {p: previous[p] for p in {gone.path for _, gone in tombstones} if p in previous}
+        view.held_before = held
+        now = {e.path: e for e in manifest.entries}
+        view.changed = await anyio.to_thread.run_sync(listing_changes, previous, now)
+    else:
+        view.changed = None
+    return view, True
 
 
-async def _held_before(
-    store: Store,
-    keys: RootKeys,
-    dev: str,
-    peer: Peer | None,
-    tombstones: list[tuple[int, Delete]],
-    cache_dir: Path | None,
-) -> dict[str, Entry]:
-    """What the manifest of `dev` processed last held at the paths `tombstones` delete:
-    what this device saw it hold before it deleted them (`core.refusals`). Empty when
-    there are none, or that manifest is gone or damaged: no evidence, not an error."""
-    if not tombstones or peer is None or not peer.manifest_id or not peer.manifest_sha256:
-        return {}
+async def _processed(
+    store: Store, keys: RootKeys, dev: str, peer: Peer | None, cache_dir: Path | None
+) -> dict[str, Entry] | None:
+    """The entries, by path, of the manifest of `dev` this device processed last: what
+    its new manifest is compared with, and what it was seen holding before the paths its
+    new tombstones delete (`core.refusals`). None when there is none, or it is gone or
+    damaged: no evidence, not an error (every path of the new one then counts as
+    changed)."""
+    if peer is None or not peer.manifest_id or not peer.manifest_sha256:
+        return None
     try:
         previous = await _verified_manifest(
             store, keys, dev, peer.manifest_id, peer.manifest_sha256, cache_dir, keep=False
         )
     except UNREADABLE:
-        return {}
-    paths = {gone.path for _, gone in tombstones}
-    return {e.path: e for e in previous.entries if e.path in paths}
+        return None
+    return {e.path: e for e in previous.entries}
 
 
 async def read_manifest(

@@ -93,13 +93,13 @@ async def scan(
     their StatKey equals the cached one.
 
     `only`: relative paths (NFC or on-disk spelling) to rescan instead of the whole root,
-    with the subtrees of the directories among them. The result then covers only those
-    paths: a given path absent from `items`, and not at or under anything in
-    `unreadable`, no longer exists as a trackable entry (deleted, ignored, or its parent
-    became a symlink). `cache(path)` is called on the walk thread once per regular file:
-    keep it to a dict lookup (load the stat cache up front, not one sqlite query per
-    file). `progress(n)` is called in the event loop with the entries settled so far,
-    `hashing(counts)` with the hashing done so far (`HashCounts`).
+    with the subtrees of the directories among them and the conflict copies beside them.
+    The result then covers only those paths: a given path absent from `items`, and not
+    at or under anything in `unreadable`, no longer exists as a trackable entry (deleted,
+    ignored, or its parent became a symlink). `cache(path)` is called on the walk thread
+    once per regular file: keep it to a dict lookup (load the stat cache up front, not
+    one sqlite query per file). `progress(n)` is called in the event loop with the
+    entries settled so far, `hashing(counts)` with the hashing done so far (`HashCounts`).
     `_before_final_check(path)` is a test hook run after a file's bytes were read, before
     the final fstat. Raises OfflineError if `root` is missing, not a directory or cannot
     be opened: an unmounted root must never look like an empty one.

@@ -42,7 +42,11 @@ CREATE TABLE IF NOT EXISTS uploads (
 CREATE TABLE IF NOT EXISTS problems (
     path TEXT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL, PRIMARY KEY (path, kind)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending (path TEXT PRIMARY KEY) WITHOUT ROWID;
 """
+
+#: Paths per `IN (...)` query (SQLite allows 999 parameters in older builds).
+_BATCH = 500
 
 StatRow = tuple[int, int, int, int, str]  # size, mtime_ns, inode, ctime_ns, sha256
 
@@ -131,9 +135,53 @@ class State:
         return {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
     def bases(self) -> dict[str, bytes]:
-        """path -> encoded base record (the engine decodes it)."""
-        rows = self._db.execute("SELECT path, base FROM files WHERE base IS NOT NULL")
-        return {r[0]: bytes(r[1]) for r in rows}
+        """path -> encoded base record (the engine decodes it), for every path: O(files),
+        for what must see them all (`status`, a full reconcile)."""
+        return dict(self.each_base())
+
+    def each_base(self) -> Iterator[tuple[str, bytes]]:
+        """Every (path, encoded base), one row at a time, in path order."""
+        rows = "SELECT path, base FROM files WHERE base IS NOT NULL ORDER BY path"
+        for path, base in self._db.execute(rows):
+            yield path, bytes(base)
+
+    def bases_of(self, paths: Iterable[str]) -> dict[str, bytes]:
+        """path -> encoded base of those of `paths` that have one (by primary key)."""
+        wanted = list(paths)
+        found: dict[str, bytes] = {}
+        for i in range(0, len(wanted), _BATCH):
+            chunk = wanted[i : i + _BATCH]
+            rows = self._db.execute(
+                "SELECT path, base FROM files WHERE base IS NOT NULL AND path IN "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            found.update((r[0], bytes(r[1])) for r in rows)
+        return found
+
+    def bases_below(self, folder: str) -> list[tuple[str, bytes]]:
+        """(path, encoded base) of every path below `folder` ('' for the root), in path
+        order: one range scan of the primary key."""
+        if not folder:
+            return list(self.each_base())
+        rows = self._db.execute(
+            "SELECT path, base FROM files WHERE path > ? AND path < ? AND base IS NOT NULL "
+            "ORDER BY path",
+            _below(folder),
+        )
+        return [(r[0], bytes(r[1])) for r in rows]
+
+    def stat_cache_below(self, paths: Iterable[str]) -> dict[str, StatRow]:
+        """The stat-cache rows of `paths` and of everything below them."""
+        found: dict[str, StatRow] = {}
+        query = (
+            "SELECT path, size, mtime_ns, inode, ctime_ns, sha256 FROM files "
+            "WHERE sha256 IS NOT NULL AND (path = ? OR (path > ? AND path < ?))"
+        )
+        for path in paths:
+            rows = self._db.execute(query, (path, *_below(path)))
+            found.update((r[0], (r[1], r[2], r[3], r[4], r[5])) for r in rows)
+        return found
 
     def statuses(self) -> dict[str, int]:
         rows = self._db.execute("SELECT status, count(*) FROM files GROUP BY status")
@@ -194,6 +242,26 @@ class State:
             ),
         )
 
+    # -- pending --------------------------------------------------------------------
+
+    def pending(self) -> set[str] | None:
+        """The paths the last pass left open, which the next pass reconciles whatever
+        changed; None if no pass recorded them (a new or older index, or state taken back
+        from the bucket): then the next pass reconciles every path."""
+        if self.get_meta("pending_kept") is None:
+            return None
+        return {str(r[0]) for r in self._db.execute("SELECT path FROM pending")}
+
+    def replace_pending(self, paths: Iterable[str] | None) -> None:
+        """Record the paths left open (None: forget them, so the next pass reconciles
+        every path)."""
+        self._db.execute("DELETE FROM pending")
+        if paths is None:
+            self.delete_meta("pending_kept")
+            return
+        self._db.executemany("INSERT OR IGNORE INTO pending VALUES (?)", ((p,) for p in paths))
+        self.set_meta("pending_kept", "1")
+
     # -- problems -------------------------------------------------------------------
 
     def problems(self) -> list[Problem]:
@@ -233,6 +301,12 @@ class State:
     def pending_uploads(self) -> Iterator[PendingUpload]:
         for key, upload_id, part_size in self._db.execute("SELECT * FROM uploads"):
             yield PendingUpload(str(key), str(upload_id), int(part_size))
+
+
+def _below(folder: str) -> tuple[str, str]:
+    """The bounds (exclusive) of the paths below the folder `folder` (not the root):
+    '/' sorts just before '0', in UTF-8 bytes as in code points."""
+    return folder + "/", folder + "0"
 
 
 class _Transaction:

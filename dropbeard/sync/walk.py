@@ -14,6 +14,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 
+from dropbeard.core.conflictname import MARKER, parse_conflict_name
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.paths import LOCAL_DIR
 from dropbeard.core.problems import Problem
@@ -39,6 +40,14 @@ def _label(name: str) -> str:
     """A colliding on-disk name as shown in a problem: NFD twins would look identical."""
     nfc = name.isascii() or unicodedata.is_normalized("NFC", name)
     return _shown(name) + ("" if nfc else " (decomposed)")
+
+
+def _copy_of_any(name: str, wanted: set[str]) -> bool:
+    """True if `name` is a conflict copy of one of the names `wanted` (same folder)."""
+    if MARKER not in name:
+        return False
+    parsed = parse_conflict_name(name)
+    return parsed is not None and parsed[0] in wanted
 
 
 class _Absent(enum.Enum):
@@ -196,7 +205,9 @@ class Walk:
 
     def walk_targets(self, targets: set[str]) -> None:
         """Record each target from its parent's listing (so names are vetted as in a full
-        walk); directories among them go on the stack for their subtrees."""
+        walk), and the conflict copies of it beside it (whether they are still there says
+        whether its conflict is over); directories among them go on the stack for their
+        subtrees."""
         by_parent: dict[str, set[str]] = {}
         for path in targets:
             parent, _, name = path.rpartition("/")
@@ -218,7 +229,7 @@ class Walk:
                 pairs = [
                     (e, n)
                     for e, n in zip(listing.entries, listing.names, strict=True)
-                    if n in wanted
+                    if n in wanted or _copy_of_any(n, wanted)
                 ]
                 self.record(prefix, disk, listing, [e for e, _ in pairs], [n for _, n in pairs])
             finally:

@@ -27,6 +27,7 @@ from dropbeard.sync.inputs import (
 )
 from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.passscope import Changes, Scope, find_changes
+from dropbeard.sync.publication import previous_listing
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,9 @@ async def check_against_full(run: PassRun, pass_in: PassIn, plan: Plan) -> None:
             pass_in.bases,
         )
         full = inputs.plan(pass_in.local.result.unreadable)
-        previous = pass_in.bases.listing() if plan.publishes else {}
+        previous = {}
+        if plan.publishes:
+            previous = previous_listing(run.paths, pass_in.loaded, pass_in.bases)
         found = plan_differences(full, plan, previous)
         if every.untracked:
             found.append(f"untracked: {', '.join(every.untracked[:5])} not seen as ignored")

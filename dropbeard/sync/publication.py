@@ -4,12 +4,14 @@ files, `.dropbear/published.sha256`)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
+import msgspec
 
-from dropbeard.core.model import Entry
+from dropbeard.core.model import Entry, Manifest
 from dropbeard.core.passrules import (
     DeleteGuard,
     PlanInputs,
@@ -30,6 +32,11 @@ from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import ScanResult
 from dropbeard.sync.state import Journal
 from dropbeard.sync.upload import BlobSource, UploadResult, upload_blobs
+
+PUBLISHED = "published.json"
+"""This device's last published manifest, kept in `.dropbear/` (`previous_listing`)."""
+
+_MANIFEST = msgspec.json.Decoder(Manifest)
 
 UPLOAD_ROUNDS = 3
 """Upload rounds at most; each after the first follows a re-plan (see `upload_plan_blobs`)."""
@@ -169,7 +176,9 @@ async def publish_if_changed(
     unchanged = not (plan.tombstones or plan.complete) and listing_unchanged(plan, base)
     if unchanged and loaded.last_digest is not None and loaded.last_manifest is not None:
         return Publication(None, loaded.last_digest)
-    previous = None if plan.complete else await anyio.to_thread.run_sync(bases.listing)
+    previous = None
+    if not plan.complete:
+        previous = await anyio.to_thread.run_sync(previous_listing, run.paths, loaded, bases)
     held = plan.listed(previous)
     digest = entries_digest(held)
     if not needs_publish(plan, digest, loaded.last_digest, loaded.last_manifest):
@@ -194,8 +203,25 @@ async def publish_if_changed(
         counter=plan.counter,
         reserve=reserve,
     )
-    await anyio.to_thread.run_sync(remember_published_shas, run.paths, held)
+    await anyio.to_thread.run_sync(remember_published, run.paths, published.manifest, held)
     return Publication(published, digest, len(plan.tombstones))
+
+
+def previous_listing(paths: RootPaths, loaded: Loaded, bases: Bases) -> dict[str, Entry]:
+    """The listing this device published last, by path: the manifest it keeps of it
+    (`.dropbear/published.json`) if that is the one its state names, else what its agreed
+    bases publish (the same listing: every path a pass leaves open it lists itself).
+    Format 1 rewrites the whole listing, so this is O(files); format 2 updates a tree."""
+    try:
+        data = (paths.dot / PUBLISHED).read_bytes()
+    except OSError:
+        data = b""
+    if data and hashlib.sha256(data).hexdigest() == loaded.last_sha256:
+        try:
+            return {e.path: e for e in _MANIFEST.decode(data).entries}
+        except msgspec.DecodeError:
+            pass
+    return bases.listing()
 
 
 def _published_shas(paths: RootPaths) -> set[str]:
@@ -203,6 +229,14 @@ def _published_shas(paths: RootPaths) -> set[str]:
         return set((paths.dot / "published.sha256").read_text().split())
     except (OSError, UnicodeDecodeError):
         return set()
+
+
+def remember_published(paths: RootPaths, manifest: bytes, entries: Sequence[Entry]) -> None:
+    """Keep the manifest just published (`previous_listing`) and its blobs."""
+    tmp = paths.dot / f"{PUBLISHED}.tmp"
+    tmp.write_bytes(manifest)
+    tmp.replace(paths.dot / PUBLISHED)
+    remember_published_shas(paths, entries)
 
 
 def remember_published_shas(paths: RootPaths, entries: Sequence[Entry]) -> None:

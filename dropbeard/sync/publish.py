@@ -43,10 +43,14 @@ _Id = TypeVar("_Id", int, str)
 
 @dataclass(frozen=True, slots=True)
 class Published:
+    """What a publish wrote: its manifest's id, SHA-256 and bytes (`manifest`), the
+    tombstone seq its head names, and the head's etag."""
+
     manifest_id: str
     manifest_sha256: str
     tombstone_seq: int
     head_etag: str
+    manifest: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +156,7 @@ async def publish(
         seen=seen,
     )
     etag = await store.put(keys.head(device_id), encode(head))
-    return Published(manifest_id, digest, ids.tombstone_seq, etag)
+    return Published(manifest_id, digest, ids.tombstone_seq, etag, data)
 
 
 async def _create_at_first_free(

@@ -231,8 +231,8 @@ class RootRunner:
                 failing = True
                 continue
             failing = False
-            if changed:
-                self.request("remote:" + ",".join(changed))
+            if changed:  # a pass over what changed there: no local path to rescan
+                self.request("remote:" + ",".join(changed), full=False)
 
     # -- watcher callbacks (event loop) ------------------------------------------------
 

@@ -1,0 +1,67 @@
+"""When one root's runner asks for a pass, and over what (dropbeard.daemon.runner): a head
+that moved elsewhere asks for a pass over what changed there, not a rescan of the root;
+a full rescan asked for meanwhile stays one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from dropbeard.core.daemonconfig import RootSettings
+from dropbeard.daemon.runner import RootRunner
+from dropbeard.store.local import LocalStore
+
+pytestmark = pytest.mark.anyio
+
+
+class QuietLog:
+    """A structlog-like logger that drops everything."""
+
+    def bind(self, **_fields: Any) -> QuietLog:
+        return self
+
+    def __getattr__(self, _name: str) -> Any:
+        return lambda *_args, **_fields: None
+
+
+def runner(tmp_path: Path, moved: list[str]) -> RootRunner:
+    """A runner whose head check reports `moved` once, polled every 10 ms."""
+    settings = RootSettings(
+        path=str(tmp_path), poll_interval=0.01, interval=3600, debounce=1, max_delay=10,
+        concurrency=1,
+    )  # fmt: skip
+    made = RootRunner(settings, store_factory=lambda *_: LocalStore(tmp_path), log=QuietLog())
+    sync = made._sync  # the bucket side: its store is open, its heads moved once
+    sync._store = LocalStore(tmp_path)
+
+    async def heads_changed() -> list[str]:
+        found, moved[:] = list(moved), []
+        return found
+
+    sync.heads_changed = heads_changed  # type: ignore[method-assign]
+    return made
+
+
+async def poll_briefly(made: RootRunner) -> None:
+    with anyio.move_on_after(0.2):
+        await made._poll_loop()
+
+
+async def test_a_moved_head_asks_for_a_pass_over_what_changed(tmp_path: Path) -> None:
+    made = runner(tmp_path, ["b"])
+    await poll_briefly(made)
+    pending = made.snapshot()
+    assert pending["next_pass_reason"] == "remote:b"
+    assert pending["pending_full"] is False and pending["pending_count"] == 0
+
+
+async def test_a_full_rescan_asked_for_stays_one(tmp_path: Path) -> None:
+    made = runner(tmp_path, ["b"])
+    made.request("interval")
+    await poll_briefly(made)
+    pending = made.snapshot()
+    assert pending["next_pass_reason"] == "interval,remote:b"
+    assert pending["pending_full"] is True

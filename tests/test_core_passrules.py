@@ -25,6 +25,7 @@ from dropbeard.core.passrules import (
     guard_deletes,
     held_listing,
     leftovers,
+    listing_unchanged,
     local_entries,
     needs_publish,
     newly_ignored,
@@ -398,6 +399,30 @@ def test_held_listing_keeps_a_path_whose_delete_failed() -> None:
     plan = Plan(publishes=True, listing={"a": None, "b": B})
     assert held_listing(plan, {"a"}, {"a": Base(entry=OLD_A)}).listed() == [OLD_A, B]
     assert plan.listed() == [B]
+
+
+# -- listing_unchanged ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("listing", "unchanged"),
+    [
+        pytest.param({}, True, id="nothing_listed"),
+        pytest.param({"a": OLD_A}, True, id="listed_as_agreed"),
+        pytest.param({"a": NEW_A}, False, id="a_new_version"),
+        pytest.param({"a": None}, False, id="left_out"),
+        pytest.param({"b": B}, False, id="a_new_path"),
+        pytest.param({"b": None}, True, id="an_unknown_path_left_out"),
+        pytest.param({"c": None}, True, id="a_path_in_conflict_left_out"),
+    ],
+)
+def test_listing_unchanged(listing: dict[str, Entry | None], unchanged: bool) -> None:
+    """Whether the plan's listing changes what the agreed bases publish: if not, an idle
+    pass does not even read the last published listing."""
+    conflicted = Base(entry=B, conflict=ConflictInfo(version={"laptop": 1}))
+    base = {"a": Base(entry=OLD_A), "c": conflicted}
+    plan = Plan(publishes=True, listing=listing)
+    assert listing_unchanged(plan, base) is unchanged
 
 
 # -- needs_publish ------------------------------------------------------------------------

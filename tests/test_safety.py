@@ -9,7 +9,13 @@ import pytest
 
 from dropbeard.core.model import Delete, Entry
 from dropbeard.core.reconcile import Base, Mode, Plan, Remote, reconcile
-from dropbeard.core.safety import Halt, check_mass_delete, tracked_files, without_local_deletes
+from dropbeard.core.safety import (
+    Halt,
+    check_mass_delete,
+    counts_tracked,
+    tracked_files,
+    without_local_deletes,
+)
 
 NOW = datetime(2026, 5, 22, 18, 5, tzinfo=UTC)
 
@@ -86,6 +92,33 @@ def test_mass_delete_thresholds(files: int, kept: int, empty: bool, halts: bool)
     if halt is not None:
         assert halt.deletes == files - kept and halt.tracked == files
         assert "--allow-mass-delete" in halt.reason and "\n" not in halt.reason
+
+
+@pytest.mark.parametrize(
+    ("files", "kept", "empty"),
+    [
+        pytest.param(100, 50, False, id="50_of_100"),
+        pytest.param(100, 49, False, id="51_of_100"),
+        pytest.param(80, 10, False, id="70_of_80"),
+        pytest.param(40, 5, False, id="35_of_40"),
+        pytest.param(3, 0, True, id="emptied_root"),
+        pytest.param(3, 0, False, id="every_file_gone_from_a_root_holding_something"),
+        pytest.param(3, 3, True, id="nothing_deleted"),
+    ],
+)
+def test_the_tracked_files_are_counted_only_when_the_verdict_needs_them(
+    files: int, kept: int, empty: bool
+) -> None:
+    """Counting reads every base: a pass does it only for a big delete or an empty root.
+    When it does not, any count gives the same verdict as the true one."""
+    base = tracked(files)
+    plan = plan_for(base, local_of(base, keep=kept))
+    needed = counts_tracked(plan, root_empty=empty)
+    assert needed == ((files - kept > 50 or empty) and files > kept)
+    if not needed:
+        verdict = check_mass_delete(plan, tracked_files(base.values()), root_empty=empty)
+        for count in (0, 1, 10**6):
+            assert check_mass_delete(plan, count, root_empty=empty) == verdict
 
 
 def test_directories_are_not_counted_as_files() -> None:

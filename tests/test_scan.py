@@ -261,6 +261,18 @@ async def test_only_scans_just_the_given_paths(tmp_path: Path) -> None:
     assert result.complete and not result.unreadable
 
 
+async def test_only_sees_the_conflict_copies_beside_its_paths(tmp_path: Path) -> None:
+    """Whether a conflict is over is whether its copies are still there: a pass over the
+    conflicted path sees them (and no other copy, nor other neighbours)."""
+    copy = "d/a.conflict-desktop-20260522T180500Z.txt"
+    for rel in ["d/a.txt", copy, "d/b.conflict-desktop-20260522T180500Z.txt", "d/c.txt"]:
+        write(tmp_path, rel)
+
+    result = await run(tmp_path, only=["d/a.txt"])
+
+    assert set(result.items) == {"d/a.txt", copy}
+
+
 async def test_only_skips_symlinked_parents_and_ignored_dirs(tmp_path: Path) -> None:
     write(tmp_path, "outside/secret")
     root = tmp_path / "root"

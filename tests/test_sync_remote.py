@@ -214,6 +214,29 @@ async def test_a_new_publish_costs_one_manifest_download(world: World) -> None:
     ]
 
 
+async def test_a_moved_head_says_which_paths_changed_since_the_one_processed(
+    world: World,
+) -> None:
+    """What a pass reconciles of another device: the paths whose entry its new manifest
+    changed against the one this device processed last (read from the cache: no extra
+    request), and every path when it never processed one."""
+    kept, edited = file_entry("b", "kept.txt", b"k"), file_entry("b", "edited.txt", b"1")
+    gone = file_entry("b", "gone.txt", b"g")
+    await world.publish("b", [kept, edited, gone])
+    first = await world.read()
+    assert first.devices["b"].changed is None
+    assert first.devices["b"].changed_paths() == {"kept.txt", "edited.txt", "gone.txt"}
+    added = file_entry("b", "added.txt", b"a")
+    await world.publish("b", [kept, file_entry("b", "edited.txt", b"2", counter=2), added])
+
+    read = await world.read()
+
+    assert read.devices["b"].changed == {"edited.txt", "gone.txt", "added.txt"}
+    assert world.store.counts == {"list_page": 1, "get_if_changed": 1, "get": 1}
+    again = await world.read()
+    assert again.devices["b"].changed == set()  # unchanged head: nothing to reconcile
+
+
 async def test_the_registry_is_read_again_only_when_it_changed(world: World) -> None:
     await world.register(b="active", c="active")
     await world.publish("b", [file_entry("b", "b.txt", b"bee")])

@@ -295,3 +295,38 @@ def test_reserved_ids_only_ever_grow_and_survive_reopening(state: State) -> None
     assert state.get_int("reserved_seq") == 5
     assert state.get_meta("reserved_manifest") == "20260522T180501Z"
     state.close()
+
+
+# -- reading by path (what a pass over what changed reads) ------------------------------
+
+FOLDER_AND_NEIGHBOURS = ["c", "d", "d.txt", "d/x", "d/y/z", "d0", "dd", "d\u00e9"]
+
+
+def test_bases_are_read_by_path_and_below_a_folder(state: State) -> None:
+    """A pass reads the bases of its paths by key and those below a folder by one range:
+    exactly the folder's subtree, not its namesakes (`d.txt`, `d0`, `dd`, `dé`)."""
+    state.put_bases((p, base_bytes(CLEAN), "clean") for p in FOLDER_AND_NEIGHBOURS)
+    assert set(state.bases_of(["d", "d/x", "nothing"])) == {"d", "d/x"}
+    assert set(state.bases_of(f"p{i}" for i in range(1200))) == set()  # batched queries
+    assert [p for p, _ in state.bases_below("d")] == ["d/x", "d/y/z"]
+    assert [p for p, _ in state.bases_below("d/y")] == ["d/y/z"]
+    assert [p for p, _ in state.bases_below("")] == sorted(FOLDER_AND_NEIGHBOURS)
+    assert [p for p, _ in state.each_base()] == sorted(FOLDER_AND_NEIGHBOURS)
+
+
+def test_stat_rows_are_read_for_some_paths_and_below_them(state: State) -> None:
+    row: StatRow = (5, 1, 2, 3, SHA_A)
+    state.put_stats((p, row) for p in FOLDER_AND_NEIGHBOURS)
+    assert set(state.stat_cache_below(["d", "c"])) == {"c", "d", "d/x", "d/y/z"}
+
+
+def test_what_a_pass_left_open_is_unknown_until_one_records_it(state: State) -> None:
+    """Pending paths: None (reconcile every path) for a new index, or once forgotten."""
+    assert state.pending() is None
+    state.replace_pending(["a.txt", "d/b.txt"])
+    state = reopen(state)
+    assert state.pending() == {"a.txt", "d/b.txt"}
+    state.replace_pending([])
+    assert state.pending() == set()
+    state.replace_pending(None)
+    assert state.pending() is None

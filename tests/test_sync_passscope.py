@@ -21,12 +21,13 @@ ELSEWHERE = {"b/edited.txt", "b/deleted.txt"}
         pytest.param(False, {"open"}, False, None, Scope(False, None), id="a_whole_root_rescan"),
         pytest.param(
             False,
-            {"open.txt", "devices/c/"},  # a problem naming another device: not a path
+            {"open.txt", "../../escape"},
             False,
-            {"x", "../escape", "/abs"},
-            Scope(False, frozenset({"x", "open.txt", *ELSEWHERE})),
+            {"x", "./y/", "Cafe\u0301", "../escape", "/abs"},
+            Scope(False, frozenset({"x", "y", "Caf\u00e9", "open.txt", *ELSEWHERE})),
             id="some_paths",
         ),
+        pytest.param(False, set(), False, {"x", ""}, Scope(False, None), id="the_root_itself"),
     ],
 )
 def test_choose_scope(

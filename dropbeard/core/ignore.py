@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+
+from dropbeard.core.model import Entry
 
 IGNORE_FILE = ".dropbearignore"
 """The ignore file, at the top of a root (an ordinary, synced file)."""
@@ -278,3 +281,27 @@ def _bracket_regex(glob: str, i: int) -> tuple[str, int]:
     if negated:
         return f"[^/{body}]", i
     return (f"(?!/)[{body}]" if body else "(?!)"), i
+
+
+class Unignored(Mapping[str, Entry]):
+    """Another device's entries without those an ignore rule covers, each tested when
+    asked for: a pass that looks up a few paths does not test every entry."""
+
+    def __init__(self, entries: Mapping[str, Entry], ignore: IgnoreRules) -> None:
+        self._entries = entries
+        self._ignore = ignore
+
+    def _ignored(self, path: str, entry: Entry) -> bool:
+        return self._ignore.matches(path, entry.type == "dir")
+
+    def __getitem__(self, path: str) -> Entry:
+        entry = self._entries[path]
+        if self._ignored(path, entry):
+            raise KeyError(path)
+        return entry
+
+    def __iter__(self) -> Iterator[str]:
+        return (p for p, e in self._entries.items() if not self._ignored(p, e))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

@@ -17,7 +17,7 @@ from typing import Literal, Protocol, TypeVar
 import msgspec
 
 from dropbeard.core.folders import BasesBelow
-from dropbeard.core.ignore import IgnoreRules
+from dropbeard.core.ignore import IgnoreRules, Unignored
 from dropbeard.core.model import PERMISSIONS, Delete, Entry, Head, SeenMark
 from dropbeard.core.plan import Base, Mode, Plan, Remote, publishable
 from dropbeard.core.problems import Problem, is_device_problem
@@ -161,11 +161,7 @@ def without_ignored(
     if ignore.is_empty:
         return list(remotes), list(tombstones)
     kept = [
-        Remote(
-            r.device_id,
-            r.manifest_id,
-            {p: e for p, e in r.entries.items() if not ignore.matches(p, e.type == "dir")},
-        )
+        Remote(r.device_id, r.manifest_id, Unignored(r.entries, ignore), r.held_before)
         for r in remotes
     ]
     deletes = [

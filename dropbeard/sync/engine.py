@@ -1,7 +1,8 @@
-"""One sync pass for one root, as a pipeline of named steps (SPEC 4): own head -> scan ->
-read remotes -> reconcile -> guard -> apply -> upload -> publish -> commit (IO: composes
-the steps of `recovery`, `inputs`, `apply`, `publication` and `commit`; the decisions are
-in `core`).
+"""One sync pass for one root, as a pipeline of named steps (SPEC 4): own head -> read
+remotes -> scan -> reconcile what changed -> guard -> apply -> upload -> publish -> commit
+(IO: composes the steps of `recovery`, `inputs`, `passscope`, `apply`, `publication` and
+`commit`; the decisions are in `core`). The other devices are read before the scan so that
+a pass over some paths also scans the paths they changed (`dropbeard.sync.passscope`).
 
 Local state is committed only after the bucket writes it describes succeeded, so a pass
 that fails anywhere can simply be run again.

@@ -12,13 +12,13 @@ release were skipped both ways until now), or on request (`--full-reconcile`).
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.model import Entry
 from dropbeard.core.passrules import leftovers, newly_ignored, under_any
-from dropbeard.core.paths import validate_path
 from dropbeard.core.plan import Base
 from dropbeard.core.scope import assumed_local, local_changes, with_folders
 from dropbeard.sync.bases import Bases
@@ -51,18 +51,20 @@ def choose_scope(
     for; `ignore_changed`: the ignore rules differ from the last pass's."""
     if forced or pending is None or ignore_changed:
         return Scope(True, None)
-    if only is None:
+    asked = [_target(p) for p in only] if only is not None else None
+    if asked is None or "" in asked:  # the root itself: rescan it whole
         return Scope(False, None)
-    targets = {p for p in (*only, *elsewhere, *pending) if _scannable(p)}
+    targets = {t for t in (*asked, *map(_target, (*elsewhere, *pending))) if t}
     return Scope(False, frozenset(targets))
 
 
-def _scannable(path: str) -> bool:
-    try:
-        validate_path(path)
-    except ValueError:
-        return False
-    return True
+def _target(path: str) -> str | None:
+    """`path` as a scan target: NFC, no empty or `.` segment ("" for the root itself);
+    None if it cannot be one (absolute, or climbing out with `..`)."""
+    parts = [p for p in unicodedata.normalize("NFC", path).split("/") if p not in ("", ".")]
+    if path.startswith("/") or ".." in parts:
+        return None
+    return "/".join(parts)
 
 
 @dataclass(frozen=True)

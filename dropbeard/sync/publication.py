@@ -76,8 +76,8 @@ async def upload_plan_blobs(
     path that still holds its bytes (`upload_blobs`), so a re-plan only takes out paths
     whose blob could not be sent: the plan returned names no blob missing from the bucket.
     """
-    if not plan.publishes:
-        return Uploaded(plan)
+    if not plan.publishes or not blobs_to_upload(plan.listing.values(), (), scanned.items):
+        return Uploaded(plan)  # no file to offer: the blobs known need not even be read
     published = await anyio.to_thread.run_sync(_published_shas, run.paths)
     known = blobs_in_bucket(published, remotes)
     journal = Journal(run.state, anyio.Lock())
@@ -176,11 +176,13 @@ async def publish_if_changed(
     unchanged = not (plan.tombstones or plan.complete) and listing_unchanged(plan, base)
     if unchanged and loaded.last_digest is not None and loaded.last_manifest is not None:
         return Publication(None, loaded.last_digest)
-    previous = None
-    if not plan.complete:
-        previous = await anyio.to_thread.run_sync(previous_listing, run.paths, loaded, bases)
-    held = plan.listed(previous)
-    digest = entries_digest(held)
+
+    def listed() -> tuple[list[Entry], str]:
+        previous = None if plan.complete else previous_listing(run.paths, loaded, bases)
+        entries = plan.listed(previous)
+        return entries, entries_digest(entries)
+
+    held, digest = await anyio.to_thread.run_sync(listed)
     if not needs_publish(plan, digest, loaded.last_digest, loaded.last_manifest):
         return Publication(None, loaded.last_digest)
     heads = {} if settled is None else {d: v.head for d, v in settled.devices.items()}

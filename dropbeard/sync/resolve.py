@@ -16,7 +16,7 @@ from dropbeard.sync.state import State
 
 
 def conflict_base(state: State, rel: str) -> Base:
-    data = state.bases().get(rel)
+    data = state.bases_of([rel]).get(rel)
     base = None if data is None else msgspec.json.decode(data, type=Base)
     if base is None or base.conflict is None:
         raise UsageError(f"{rel} is not in conflict (dropbeard status lists conflicts)")

@@ -22,7 +22,6 @@ from dropbeard.core.passrules import (
     base_status,
     blobs_in_bucket,
     blobs_to_upload,
-    guard_deletes,
     held_listing,
     leftovers,
     listing_unchanged,
@@ -41,6 +40,7 @@ from dropbeard.core.passrules import (
 )
 from dropbeard.core.plan import Base, ConflictInfo, Plan, Remote
 from dropbeard.core.problems import Problem, device_problem
+from dropbeard.core.safety import guard_deletes
 
 NOW = datetime(2026, 5, 22, 18, 5, tzinfo=UTC)
 NOW_NS = 1_779_473_100_000_000_000  # NOW as nanoseconds since the epoch

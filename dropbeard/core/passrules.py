@@ -1,6 +1,7 @@
-"""The decisions of one sync pass around `reconcile` (SPEC 4, 6) (pure): the local tree a
-scan describes, which paths the pass cannot see, the mass-delete verdict, the manifest this
-device really holds, which devices' marks may advance, and which stat-cache rows to trust.
+"""The decisions of one sync pass around `reconcile` (SPEC 4) (pure): the local tree a
+scan describes, which paths the pass cannot see, the listing this device really holds,
+which devices' marks may advance, and which stat-cache rows to trust (the mass-delete
+verdict is `dropbeard.core.safety`'s).
 
 `dropbeard.sync.engine` does the IO around them. Nothing here reads a disk, the bucket or
 the clock: the pass's `now` is passed in.
@@ -22,7 +23,6 @@ from dropbeard.core.model import PERMISSIONS, Delete, Entry, Head, SeenMark
 from dropbeard.core.plan import Base, Mode, Plan, Remote, publishable
 from dropbeard.core.problems import Problem, is_device_problem
 from dropbeard.core.reconcile import reconcile
-from dropbeard.core.safety import Halt, check_mass_delete, without_local_deletes
 
 RACY_WINDOW_NS = 2_000_000_000
 """A file changed this close to the scan is not trusted to the stat cache: timestamps are
@@ -245,45 +245,6 @@ def _or_untracked(
         return agreed is None or agreed.entry is None or unknown(path)
 
     return unknown_or_untracked
-
-
-# -- the guard ----------------------------------------------------------------------------
-
-
-class DeleteGuard(msgspec.Struct, frozen=True, kw_only=True):
-    """The mass-delete verdict of one pass (SPEC 6), decided once on its first plan.
-
-    `halt` says why the guard tripped (None: it did not); `allowed` is
-    `--allow-mass-delete`. The same verdict is applied to every re-plan of the pass: a
-    re-plan only makes more paths unknown, and an unknown path is never deleted, so it has
-    no more deletes than the plan the verdict was decided on.
-    """
-
-    halt: Halt | None = None
-    allowed: bool = False
-
-    @property
-    def holds_deletes(self) -> bool:
-        """True if the plan's local deletes must be taken out."""
-        return self.halt is not None and not self.allowed
-
-    @property
-    def reported(self) -> str | None:
-        """The halt to report (`status`, exit 1): None if the guard did not trip or the
-        person allowed the deletes."""
-        return self.halt.reason if self.halt is not None and not self.allowed else None
-
-    def applied_to(self, plan: Plan) -> Plan:
-        """`plan`, without its local deletes if they are held."""
-        return without_local_deletes(plan) if self.holds_deletes else plan
-
-
-def guard_deletes(plan: Plan, tracked: int, *, root_empty: bool, allow: bool) -> DeleteGuard:
-    """The guard's verdict on `plan`, whose pass started with `tracked` files tracked
-    (`core.safety.tracked_files`; any count when `counts_tracked` says it does not
-    matter) and whose walk found the root empty or not (`root_empty`)."""
-    halt = check_mass_delete(plan, tracked, root_empty=root_empty)
-    return DeleteGuard(halt=halt, allowed=allow)
 
 
 # -- upload and publish -------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The mass-delete guard on a Plan (SPEC 6), and the plan with its destructive part removed (pure).
+"""The mass-delete guard on a Plan (SPEC 6): its verdict for one pass, and the plan with
+its destructive part removed (pure).
 
 A pass whose local deletes exceed both 50 files and 50 % of the tracked files, or whose
 walk found the root empty (no file, folder or link at all) while files are tracked, halts
@@ -93,6 +94,42 @@ def without_local_deletes(plan: Plan) -> Plan:
         base={p: b for p, b in plan.base.items() if p not in removed},
         removals=[],
     )
+
+
+class DeleteGuard(msgspec.Struct, frozen=True, kw_only=True):
+    """The mass-delete verdict of one pass (SPEC 6), decided once on its first plan.
+
+    `halt` says why the guard tripped (None: it did not); `allowed` is
+    `--allow-mass-delete`. The same verdict is applied to every re-plan of the pass: a
+    re-plan only makes more paths unknown, and an unknown path is never deleted, so it has
+    no more deletes than the plan the verdict was decided on.
+    """
+
+    halt: Halt | None = None
+    allowed: bool = False
+
+    @property
+    def holds_deletes(self) -> bool:
+        """True if the plan's local deletes must be taken out."""
+        return self.halt is not None and not self.allowed
+
+    @property
+    def reported(self) -> str | None:
+        """The halt to report (`status`, exit 1): None if the guard did not trip or the
+        person allowed the deletes."""
+        return self.halt.reason if self.halt is not None and not self.allowed else None
+
+    def applied_to(self, plan: Plan) -> Plan:
+        """`plan`, without its local deletes if they are held."""
+        return without_local_deletes(plan) if self.holds_deletes else plan
+
+
+def guard_deletes(plan: Plan, tracked: int, *, root_empty: bool, allow: bool) -> DeleteGuard:
+    """The guard's verdict on `plan`, whose pass started with `tracked` files tracked
+    (`core.safety.tracked_files`; any count when `counts_tracked` says it does not
+    matter) and whose walk found the root empty or not (`root_empty`)."""
+    halt = check_mass_delete(plan, tracked, root_empty=root_empty)
+    return DeleteGuard(halt=halt, allowed=allow)
 
 
 def _file_deletes(plan: Plan) -> int:

@@ -18,10 +18,10 @@ import anyio
 from dropbeard.core.changes import PathChange, fetches, path_changes
 from dropbeard.core.config import RootConfig
 from dropbeard.core.ignore import IGNORE_FILE
-from dropbeard.core.passrules import DeleteGuard, guard_deletes, held_listing
+from dropbeard.core.passrules import held_listing
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem
-from dropbeard.core.safety import counts_tracked
+from dropbeard.core.safety import DeleteGuard, counts_tracked, guard_deletes
 from dropbeard.core.summary import Summary
 from dropbeard.store.base import Store
 from dropbeard.sync.apply import Applied, apply_plan

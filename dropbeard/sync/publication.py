@@ -13,7 +13,6 @@ import msgspec
 
 from dropbeard.core.model import Entry, Manifest
 from dropbeard.core.passrules import (
-    DeleteGuard,
     PlanInputs,
     blobs_in_bucket,
     blobs_to_upload,
@@ -23,6 +22,7 @@ from dropbeard.core.passrules import (
 )
 from dropbeard.core.plan import Base, Plan, Remote
 from dropbeard.core.problems import Problem
+from dropbeard.core.safety import DeleteGuard
 from dropbeard.sync.bases import Bases
 from dropbeard.sync.inputs import Loaded
 from dropbeard.sync.passrun import PassRun

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -234,6 +234,17 @@ class RemoteSide:
         """The devices this pass skipped, each a problem naming it."""
         return [] if self.read is None else self.read.problems
 
+    def entries_for(self, paths: Collection[str] | None) -> list[Remote]:
+        """The other devices' entries of `paths` (every entry when None): what reconcile
+        looks up. Format 1 holds each device's whole manifest already and picks them out;
+        format 2 looks each path up in the device's tree instead."""
+        if paths is None:
+            return self.remotes
+        return [
+            Remote(r.device_id, r.manifest_id, _picked(r.entries, paths), r.held_before)
+            for r in self.remotes
+        ]
+
     def settled(self, plan: Plan, failed: set[str]) -> RemoteRead | None:
         """`read` without the devices whose marks must not advance
         (`core.passrules.settled_devices`): what the pass records as processed."""
@@ -241,6 +252,10 @@ class RemoteSide:
             return None
         devices = settled_devices(self.read.devices, plan, failed, self.tombstones)
         return replace(self.read, devices=devices)
+
+
+def _picked(entries: Mapping[str, Entry], paths: Collection[str]) -> dict[str, Entry]:
+    return {p: e for p in paths if (e := entries.get(p)) is not None}
 
 
 async def read_other_devices(run: PassRun, loaded: Loaded) -> RemoteSide:
@@ -280,7 +295,8 @@ def plan_inputs(
     """Reconcile's inputs for this pass (all but the unreadable paths): the changed paths
     (every path for a full reconcile) and their bases, the other devices' ignored paths
     left out, as this device's are by the scan."""
-    remotes, tombstones = without_ignored(remote.remotes, remote.tombstones, ignore.rules)
+    looked_up = remote.entries_for(changes.paths)
+    remotes, tombstones = without_ignored(looked_up, remote.tombstones, ignore.rules)
     full = changes.paths is None
     return PlanInputs(
         device_id=run.cfg.device_id,

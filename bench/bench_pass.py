@@ -6,7 +6,8 @@ Two devices of one local-directory remote, A holding N small files (100 per fold
 synced copy. Then, in this process, each step one `run_pass` with the engine's own options:
 
 - A, a daemon pass after a watcher event for one edited file (`only={path}`);
-- B, a daemon pass after A's head changed (what the daemon runs then);
+- B, a daemon pass after A's head changed (what the daemon runs then: `only=set()`, no
+  local path to rescan);
 - A, an idle full pass (the one-shot `sync`, and the daemon's periodic rescan).
 
 For each: CPU seconds of the process (`time.process_time`, every thread), and the rows the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Callable
 
 import anyio
 import msgspec
@@ -51,6 +52,23 @@ def worst(codes: list[int]) -> int:
     return ExitCode.CONFLICTS if ExitCode.CONFLICTS in codes else ExitCode.OK
 
 
+def _options(
+    args: argparse.Namespace,
+    display: ProgressDisplay | None,
+    on_change: Callable[[PathChange], None] | None,
+) -> PassOptions:
+    """The pass's options from the command line."""
+    return PassOptions(
+        dry_run=args.dry_run,
+        allow_mass_delete=args.allow_mass_delete,
+        concurrency=args.concurrency,
+        meter=None if display is None else display.meter,
+        on_change=on_change,
+        full_reconcile=args.full_reconcile,
+        check_full=args.check_full,
+    )
+
+
 async def sync_root(paths: RootPaths, args: argparse.Namespace) -> int:
     """One pass over one root, its outcome printed; the exit code."""
     cfg, state = await anyio.to_thread.run_sync(open_online, paths)
@@ -59,15 +77,7 @@ async def sync_root(paths: RootPaths, args: argparse.Namespace) -> int:
     try:
         store = watched(open_store(cfg.remote, concurrency=args.concurrency))
         display = None if (args.quiet or args.json) else ProgressDisplay.for_stderr()
-        opts = PassOptions(
-            dry_run=args.dry_run,
-            allow_mass_delete=args.allow_mass_delete,
-            concurrency=args.concurrency,
-            meter=None if display is None else display.meter,
-            on_change=changes.append if listed else None,
-            full_reconcile=args.full_reconcile,
-            check_full=args.check_full,
-        )
+        opts = _options(args, display, changes.append if listed else None)
         try:
             with display or contextlib.nullcontext(), root_lock(paths):
                 summary = await run_pass(paths, cfg, state, store, opts)

@@ -83,14 +83,13 @@ def reconcile(
     one. Remotes and tombstones are ignored in modes that do not pull; the result does not
     depend on their order.
 
-    `paths` None is a full reconcile: every path `base`, `local`, `remotes` and
-    `tombstones` name, and the plan's listing is `complete`. Otherwise only `paths` (and
-    the tombstones' paths) are decided — a pass's changed paths (`dropbeard.core.scope`) —
-    and everything else is looked up by path: `base` needs the bases of `paths` and of
-    their folders, `local` their content, their folders' and the conflict copies of them;
-    `remotes` are asked only for `paths`; `base_below(folder)` gives the bases below a
-    folder (the folder rules need them). The plan is then what the full reconcile would
-    plan for the same state, its listing the changes to the last published one.
+    `paths` None is a full reconcile of every path named anywhere (the plan's listing is
+    `complete`). Otherwise only `paths` and the tombstones' paths are decided (a pass's
+    changed paths, `dropbeard.core.scope`) and the rest is looked up: `base` needs the
+    bases of `paths` and their folders, `local` their content, their folders' and their
+    conflict copies; `remotes` are asked only for `paths`; `base_below(folder)` gives the
+    bases below a folder. The plan is then the full reconcile's for the same state, its
+    listing the changes to the last published one.
     """
     tracked, copies_on_disk = _split_conflict_copies(local)
     wanted = None if paths is None else set(paths) | {gone.path for _, gone in tombstones}

@@ -23,10 +23,12 @@ from dropbeard.core.model import (
     Manifest,
     Registry,
     SeenMark,
+    Snapshot,
     TombstoneBatch,
     decode_head,
     decode_manifest,
     decode_registry,
+    decode_snapshot,
     decode_tombstones,
     encode,
     encode_manifest,
@@ -155,14 +157,24 @@ OBJECTS = [
         id="registry",
     ),
     pytest.param(Registry(), decode_registry, id="empty-registry"),
+    pytest.param(
+        Registry(retention={"all": "1h", "hourly": "2d", "daily": "0", "weekly": "1y"}, grace="2h"),
+        decode_registry,
+        id="registry-retention",
+    ),
+    pytest.param(
+        Snapshot(
+            device_id="laptop",
+            snapshot="20260522T180500Z",
+            tree="5e88" * 16,
+            created_at="2026-05-22T18:05:00Z",
+            files=18231,
+            bytes=5_120_000_000,
+        ),
+        decode_snapshot,
+        id="snapshot",
+    ),
 ]
-
-
-@pytest.mark.parametrize(("obj", "decode"), OBJECTS)
-def test_round_trip(obj: msgspec.Struct, decode: Callable[[bytes, str], msgspec.Struct]) -> None:
-    data = encode(obj)
-    assert decode(data, "k") == obj
-    assert encode(decode(data, "k")) == data
 
 
 @settings(max_examples=50, deadline=None)
@@ -427,6 +439,11 @@ REGISTRY_CASES = [
     ),
     pytest.param(lambda d: d["devices"]["laptop"].pop("status"), "status", id="missing-status"),
     pytest.param(lambda d: d["devices"]["laptop"].update(mode="Two Way"), "mode", id="bad-mode"),
+    pytest.param(_set("grace", "soon"), "grace", id="bad-grace"),
+    pytest.param(
+        lambda d: d.update(retention={"daily": "forever"}), "retention.daily", id="bad-rule"
+    ),
+    pytest.param(_set("retention", ["48h"]), "retention", id="retention-not-a-table"),
     pytest.param(
         lambda d: d["devices"]["laptop"].update(registered_at="1 May"),
         "registered_at",
@@ -457,3 +474,54 @@ def test_decoding_does_not_share_state_between_calls() -> None:
     before = copy.deepcopy(first.entries[1].version)
     first.entries[1].version["laptop"] = 99
     assert decode_manifest(data, "k").entries[1].version == before
+
+
+SPEC_SNAPSHOT = (
+    '{"format": 2, "device_id": "laptop", "snapshot": "20260522T180500Z", "tree": "'
+    + "5e88" * 16
+    + '", "created_at": "2026-05-22T18:05:00Z", "files": 18231, "bytes": 5120000000}'
+)
+
+
+def test_a_registry_without_a_policy_reads_as_the_default_one_and_writes_it_out() -> None:
+    registry = decode_registry(b'{"format": 1, "devices": {}}', REGISTRY_KEY)
+    assert registry.retention == {"all": "48h", "hourly": "7d", "daily": "90d", "weekly": "2y"}
+    assert registry.grace == "24h"
+    assert b'"grace":"24h"' in encode(registry)
+
+
+def test_a_retention_rule_added_later_is_ignored_not_refused() -> None:
+    doc = b'{"format": 1, "retention": {"monthly": "whenever", "all": "3h"}}'
+    assert decode_registry(doc, REGISTRY_KEY).retention["all"] == "3h"
+
+
+SNAPSHOT_CASES = [
+    pytest.param(_set("format", 3), "format 3 is newer", id="format-newer"),
+    pytest.param(_set("format", 1), "format 1 is older", id="format-older"),
+    pytest.param(_set("device_id", "Lap Top"), "device_id", id="bad-device"),
+    pytest.param(_set("snapshot", "2026-05-22"), "snapshot", id="bad-id"),
+    pytest.param(_set("tree", "5e88"), "tree", id="short-tree"),
+    pytest.param(_set("created_at", "yesterday"), "created_at", id="bad-time"),
+    pytest.param(_set("files", -1), "files", id="negative-files"),
+    pytest.param(_set("bytes", 2**63), "bytes", id="huge-bytes"),
+    pytest.param(lambda d: d.pop("tree"), "tree", id="missing-tree"),
+]
+
+
+@pytest.mark.parametrize(("edit", "reason"), SNAPSHOT_CASES)
+def test_snapshot_rejects(edit: Edit, reason: str) -> None:
+    doc = json.loads(SPEC_SNAPSHOT)
+    edit(doc)
+    _assert_rejected(decode_snapshot, json.dumps(doc).encode(), "snapshots/x.json", reason)
+
+
+def test_the_spec_snapshot_decodes() -> None:
+    snap = decode_snapshot(SPEC_SNAPSHOT.encode(), "snapshots/x.json")
+    assert (snap.tree, snap.files) == ("5e88" * 16, 18231)
+
+
+@pytest.mark.parametrize(("obj", "decode"), OBJECTS)
+def test_round_trip(obj: msgspec.Struct, decode: Callable[[bytes, str], msgspec.Struct]) -> None:
+    data = encode(obj)
+    assert decode(data, "k") == obj
+    assert encode(decode(data, "k")) == data

@@ -1,4 +1,5 @@
-"""The bucket's JSON objects as msgspec Structs: manifest, head, tombstones, registry (pure).
+"""The bucket's JSON objects as msgspec Structs: manifest, snapshot, head, tombstones,
+registry (pure).
 
 Shapes follow SPEC section 1 exactly. Below the types: validation of whole objects (their
 paths, ids and times by `core.paths`, `core.ids`, `core.timestamps`); deterministic
@@ -17,9 +18,11 @@ import msgspec
 from dropbeard.core.errors import FormatError, quoted
 from dropbeard.core.ids import validate_id, validate_sha256
 from dropbeard.core.paths import validate_path
+from dropbeard.core.retention import parse_period
 from dropbeard.core.timestamps import validate_manifest_id, validate_timestamp
 
 FORMAT = 1
+SNAPSHOT_FORMAT = 2
 
 PERMISSIONS = 0o777
 """The mode bits that are synced (SPEC 1.1): owner, group, setuid, setgid and sticky never."""
@@ -100,11 +103,34 @@ class DeviceRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     retired_at: str | None = None
 
 
+DEFAULT_RETENTION = {"all": "48h", "hourly": "7d", "daily": "90d", "weekly": "2y"}
+DEFAULT_GRACE = "24h"
+
+
 class Registry(msgspec.Struct, frozen=True, kw_only=True):
-    """The devices of a root (SPEC 1.4), keyed by device id."""
+    """The devices of a root (SPEC 1.5), keyed by device id, and the retention policy:
+    `retention` rules (`all`, `hourly`, `daily`, `weekly`: periods as `core.retention`
+    reads them) and the grace period. Absent from a registry, they take the defaults, and
+    every registry written spells them out, so a person reading the bucket sees them."""
 
     format: int = FORMAT
     devices: dict[str, DeviceRecord] = {}
+    retention: dict[str, str] = msgspec.field(default_factory=lambda: dict(DEFAULT_RETENTION))
+    grace: str = DEFAULT_GRACE
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """One publish of a device (SPEC 1.2, format 2): the history log, never rewritten.
+    `snapshot` is its id (`YYYYMMDDTHHMMSSZ`, also its object's name), `tree` the key of
+    its root node, `files`/`bytes` what that tree holds."""
+
+    format: int = SNAPSHOT_FORMAT
+    device_id: str
+    snapshot: str
+    tree: str
+    created_at: str
+    files: int
+    bytes: int
 
 
 #: Sizes, counters and seqs must fit a signed 64-bit integer (SQLite, other readers).
@@ -229,7 +255,25 @@ def _check_tombstones(t: TombstoneBatch) -> None:
     _check_items(t.deletes, "delete")
 
 
+def _check_snapshot(s: Snapshot) -> None:
+    _check_named(
+        ("device_id", s.device_id, validate_id),
+        ("snapshot", s.snapshot, validate_manifest_id),
+        ("tree", s.tree, validate_sha256),
+        ("created_at", s.created_at, validate_timestamp),
+    )
+    _check_int(s.files, "files", 0)
+    _check_int(s.bytes, "bytes", 0)
+
+
 def _check_registry(r: Registry) -> None:
+    # Rules this dropbeard knows must read as periods; a rule added later is ignored
+    # (unknown fields are, SPEC 1), so older readers keep working.
+    for rule in ("all", "hourly", "daily", "weekly"):
+        if rule in r.retention:
+            _check_named((f"retention.{rule}", r.retention[rule], _valid_period))
+    if r.grace is not None:
+        _check_named(("grace", r.grace, _valid_period))
     for device, record in r.devices.items():
         _check_named((f"device {quoted(device)}", device, validate_id))
         # `mode` is informative here (a reader never acts on it): any id-like word, so a
@@ -242,6 +286,11 @@ def _check_registry(r: Registry) -> None:
                 _check_named((f"devices[{device}].{name}", value, validate_timestamp))
 
 
+def _valid_period(text: str) -> str:
+    parse_period(text)
+    return text
+
+
 def _check_named(*checks: tuple[str, str, Callable[[str], str]]) -> None:
     for name, value, check in checks:
         try:
@@ -252,7 +301,7 @@ def _check_named(*checks: tuple[str, str, Callable[[str], str]]) -> None:
 
 # --- encoding and decoding ----------------------------------------------------------
 
-_T = TypeVar("_T", Manifest, Head, TombstoneBatch, Registry)
+_T = TypeVar("_T", Manifest, Head, TombstoneBatch, Registry, Snapshot)
 
 _encoder = msgspec.json.Encoder(order="deterministic")
 
@@ -261,7 +310,9 @@ _CHECKS: dict[type[msgspec.Struct], tuple[str, Callable[..., None]]] = {
     Head: ("head", _check_head),
     TombstoneBatch: ("tombstones", _check_tombstones),
     Registry: ("registry", _check_registry),
+    Snapshot: ("snapshot", _check_snapshot),
 }
+_FORMATS: dict[type[msgspec.Struct], int] = {Snapshot: SNAPSHOT_FORMAT}
 
 
 def encode(obj: msgspec.Struct) -> bytes:
@@ -308,17 +359,22 @@ def _one_line(text: str, limit: int = 400) -> str:
 
 def _decode(data: bytes, key: str, cls: type[_T]) -> _T:
     kind, check = _CHECKS[cls]
+    expected = _FORMATS.get(cls, FORMAT)
     try:
         version = _envelope.decode(data).format
-        if version > FORMAT:
+        if version > expected:
             raise FormatError(
                 _one_line(
                     f"{kind} {key}: format {version} is newer than this dropbeard "
-                    f"understands ({FORMAT}); upgrade dropbeard"
+                    f"understands ({expected}); upgrade dropbeard"
                 )
             )
-        if version < FORMAT:
-            raise ValueError(f"format {version} is not a dropbeard format")
+        if version < expected:
+            raise ValueError(
+                f"format {version} is older than this dropbeard reads ({expected})"
+                if isinstance(version, int) and version >= 1
+                else f"format {version} is not a dropbeard format"
+            )
         obj: _T = _decoders[cls].decode(data)
         check(obj)
     except (msgspec.DecodeError, ValueError) as e:
@@ -349,3 +405,8 @@ def decode_tombstones(data: bytes, key: str) -> TombstoneBatch:
 def decode_registry(data: bytes, key: str) -> Registry:
     """The registry in `data` (read from `key`), fully checked; FormatError otherwise."""
     return _decode(data, key, Registry)
+
+
+def decode_snapshot(data: bytes, key: str) -> Snapshot:
+    """The snapshot in `data` (read from `key`), fully checked; FormatError otherwise."""
+    return _decode(data, key, Snapshot)

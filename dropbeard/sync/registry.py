@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import msgspec
+
 from dropbeard.core.errors import DropbeardError, NotFound, PreconditionFailed, UsageError
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import DeviceRecord, Registry, decode_registry, encode
@@ -68,7 +70,7 @@ def register(
             )
         devices = dict(registry.devices)
         devices[device_id] = DeviceRecord(status="active", mode=mode, registered_at=now)
-        return Registry(devices=devices)
+        return msgspec.structs.replace(registry, devices=devices)
 
     return change
 
@@ -85,6 +87,6 @@ def retire(device_id: str, now: str) -> Callable[[Registry], Registry]:
             registered_at=existing.registered_at,
             retired_at=now,
         )
-        return Registry(devices=devices)
+        return msgspec.structs.replace(registry, devices=devices)
 
     return change

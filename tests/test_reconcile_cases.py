@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
+from dropbeard.core.chunking import Chunk
 from dropbeard.core.folders import bases_below_in
 from dropbeard.core.fullcheck import plan_differences
 from dropbeard.core.model import Delete, Entry
@@ -809,3 +810,42 @@ def test_base_survives_a_round_trip_through_the_state_file() -> None:
     stored = plan.base["a.txt"]
     assert stored.conflict is not None and stored.conflict.since == NOW
     assert msgspec.json.decode(msgspec.json.encode(stored), type=Base) == stored
+
+
+def chunked(entry: Entry, *pieces: int) -> Entry:
+    """`entry` stored in chunks of these sizes (its size made their sum: SPEC 1.6)."""
+    chunks = [Chunk(hashlib.sha256(b"%d" % i).hexdigest(), n) for i, n in enumerate(pieces)]
+    return msgspec.structs.replace(entry, size=sum(pieces), chunks=chunks)
+
+
+BIG = (9 << 20, 10 << 20)  # a 19 MiB file: chunked (over 16 MiB)
+
+
+@pytest.mark.parametrize(
+    ("base", "local"),
+    [
+        pytest.param({}, F("big.iso", V1), id="seeded-with-the-same-bytes"),
+        pytest.param(
+            held(F("big.iso", V1, {"desktop": 5, "laptop": 3})), F("big.iso", V1), id="agreed"
+        ),
+    ],
+)
+def test_a_chunk_list_passes_through_when_the_bytes_are_the_same(
+    base: dict[str, Base], local: Entry
+) -> None:
+    """This device does not cut files into chunks itself: another device's chunk list for
+    the same bytes (the same version, or one it adopts) is what its own tree lists (SPEC
+    1.6), not a change."""
+    theirs = chunked(F("big.iso", V1, {"desktop": 5, "laptop": 3}), *BIG)
+    plan = run(base=base, local=[local], remotes=[remote("desktop", theirs)])
+    assert plan.downloads == [] and plan.conflicts == []
+    (listed,) = plan.listed()
+    assert listed.chunks == theirs.chunks
+    assert plan.base["big.iso"].entry == listed
+
+
+def test_a_chunk_list_arrives_with_the_download_of_a_chunked_file() -> None:
+    theirs = chunked(F("big.iso", V2, {"desktop": 5}), *BIG)
+    plan = run(remotes=[remote("desktop", theirs)])
+    (download,) = plan.downloads
+    assert download.entry.chunks == theirs.chunks

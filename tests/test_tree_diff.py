@@ -7,6 +7,7 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dropbeard.core.chunking import Chunk
 from dropbeard.core.model import Entry
 from dropbeard.core.tree import TreeEntry
 from dropbeard.core.treediff import diff_entries, same_entry, to_entry, to_tree_entry, tree_order
@@ -63,3 +64,20 @@ def test_format_1_entries_convert_to_tree_entries_and_back() -> None:
         assert converted.name == entry.path.rpartition("/")[2]
         assert converted.tree == key
         assert to_entry(entry.path, converted) == entry
+
+
+def test_a_chunk_list_survives_the_way_into_a_tree_entry_and_back() -> None:
+    chunks = [Chunk(sha("1"), 10 << 20), Chunk(sha("2"), 7 << 20)]
+    entry = Entry(
+        path="films/big.iso",
+        type="file",
+        mode=0o644,
+        version={"pc": 2},
+        size=17 << 20,
+        mtime_ns=5,
+        sha256=sha("big"),
+        chunks=chunks,
+    )
+    as_node = to_tree_entry(entry)
+    assert as_node.name == "big.iso" and as_node.chunks == chunks
+    assert to_entry("films/big.iso", as_node) == entry

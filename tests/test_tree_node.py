@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dropbeard.core import tree as tree_module
+from dropbeard.core.chunking import MAX_CHUNK, Chunk
 from dropbeard.core.errors import FormatError, IntegrityError
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.tree import (
@@ -28,6 +29,7 @@ from dropbeard.core.tree import (
 )
 from tests.treegen import dir_entry, file_entry, leaf_entries, link_entry, names, sha
 
+MIB16 = MAX_CHUNK  # 16 MiB: larger files are chunked, and no chunk is larger
 SHA_A = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 KEYS = RootKeys("notes")
 
@@ -78,15 +80,18 @@ def test_chunks_are_pairs_in_the_entry_after_sha256() -> None:
     big = TreeEntry(
         name="big",
         type="file",
-        size=5,
+        size=MIB16 + 3,
         mode=0o644,
         mtime_ns=0,
         sha256=SHA_A,
-        chunks=[(sha("1"), 2), (sha("2"), 3)],
+        chunks=[Chunk(sha("1"), MIB16), Chunk(sha("2"), 3)],
         version={"pc": 1},
     )
     text = entries_node([big]).decode()
-    assert f'"sha256":"{SHA_A}","chunks":[["{sha("1")}",2],["{sha("2")}",3]],"version"' in text
+    pairs = f'[["{sha("1")}",{MIB16}],["{sha("2")}",3]]'
+    assert f'"sha256":"{SHA_A}","chunks":{pairs},"version"' in text
+    data = text.encode()
+    assert decode_node(data, node_key(data), "k").entries == [big]
 
 
 @given(st.lists(names, unique=True, max_size=12), st.randoms())
@@ -190,7 +195,7 @@ HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
         "sha256 '9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08' is not a",
     ),
     "tree-short": (_node(_dir(tree="abc")), "tree 'abc' is not a lowercase hex SHA-256"),
-    "chunk-sha": (_node(_file(size=1, chunks=[["x", 1]])), "chunk 0 'x' is not a lowercase"),
+    "chunk-sha": (_node(_file(size=MIB16 + 1, chunks=[["x", MIB16 + 1]])), "chunk 0: 'x' is not"),
     "size-negative": (_node(_file(size=-1)), "size"),
     "size-huge": (_node(_file(size=2**63)), "size"),
     "mtime-huge": (_node(_file(mtime_ns=2**64)), "mtime_ns"),
@@ -199,8 +204,17 @@ HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
     "version-device": (_node(_file(version={"Laptop": 1})), "device 'Laptop' is not a valid id"),
     "version-zero": (_node(_file(version={"pc": 0})), "version"),
     "version-float": (_node(_file(version={"pc": 1.5})), "version"),
-    "chunks-sum": (_node(_file(size=5, chunks=[[SHA_A, 2], [SHA_A, 2]])), "add up to 4"),
-    "chunks-zero": (_node(_file(size=0, chunks=[[SHA_A, 0]])), "chunks"),
+    "chunks-sum": (
+        _node(_file(size=MIB16 + 5, chunks=[[SHA_A, MIB16], [SHA_A, MIB16]])),
+        f"add up to {2 * MIB16} bytes",
+    ),
+    "chunks-zero": (_node(_file(size=MIB16 + 1, chunks=[[SHA_A, 0]])), "chunk 0 has 0 bytes"),
+    "chunk-too-big": (_node(_file(size=MIB16 + 1, chunks=[[SHA_A, MIB16 + 1]])), "1 to"),
+    "chunks-small-file": (_node(_file(size=5, chunks=[[SHA_A, 5]])), "one blob, not 1 chunks"),
+    "chunks-repeat": (
+        _node(_file(size=MIB16 + 5, chunks=[[SHA_A, MIB16], [SHA_A, 5]])),
+        "repeats an earlier chunk's digest",
+    ),
     "chunks-empty": (_node(_file(size=0, chunks=[])), "chunks is empty"),
     "chunks-on-dir": (_node(_dir(chunks=[[SHA_A, 1]])), "a dir has no chunks"),
     "both": (_node(_file(), pages=[{"first": "a", "tree": SHA_A}]), "either entries or pages"),

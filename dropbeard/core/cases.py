@@ -201,7 +201,7 @@ def _entry_wins(
     vector merges every maximal one so it dominates them all."""
     chosen = mine if _holds(group, mine) else group[0]
     assert chosen is not None and chosen.entry is not None
-    winner = _with_version(chosen.entry, merged)
+    winner = _with_version(_with_chunks(chosen.entry, group), merged)
     outcome = Outcome(base=Base(entry=winner))
     if content is None or not same_content(content, winner):
         outcome.download = Download(path=path, entry=winner)
@@ -381,6 +381,19 @@ def _holds(candidates: list[Candidate], mine: Candidate | None) -> bool:
 def _lowest(groups: list[list[Candidate]]) -> list[Candidate]:
     """The group holding the lowest device id (groups are sorted that way)."""
     return groups[0]
+
+
+def _with_chunks(entry: Entry, group: Sequence[Candidate]) -> Entry:
+    """`entry`, with the chunk list (SPEC 1.6) another holder of the same bytes in `group`
+    published, when it has none of its own (a local file as scanned): the chunks pass
+    through from the other devices' trees into this device's, unchanged."""
+    if entry.type != "file" or entry.chunks is not None:
+        return entry
+    for other in group:
+        held = other.entry
+        if held is not None and held.chunks is not None and held.sha256 == entry.sha256:
+            return msgspec.structs.replace(entry, chunks=held.chunks)
+    return entry
 
 
 def _with_version(entry: Entry, version: dict[str, int]) -> Entry:

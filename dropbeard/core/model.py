@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from dropbeard.core.chunking import Chunk, validate_chunks
 from dropbeard.core.errors import FormatError, quoted
 from dropbeard.core.ids import validate_id, validate_sha256
 from dropbeard.core.paths import validate_path
@@ -33,8 +34,9 @@ VersionVector = dict[str, int]
 
 
 class Entry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One tracked path as a device holds it. Files carry size/mtime_ns/sha256, symlinks
-    carry target, directories neither."""
+    """One tracked path as a device holds it. Files carry size/mtime_ns/sha256 (and
+    `chunks` when stored in chunks, SPEC 1.6), symlinks carry target, directories
+    neither."""
 
     path: str
     type: EntryType
@@ -44,6 +46,7 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     mtime_ns: int | None = None
     sha256: str | None = None
     target: str | None = None
+    chunks: list[Chunk] | None = None
 
 
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
@@ -157,7 +160,7 @@ def _check_version(version: VersionVector, what: str) -> None:
 
 
 def _check_fields(item: Entry | Delete, allowed: set[str]) -> None:
-    for name in ("size", "mtime_ns", "sha256", "target"):
+    for name in ("size", "mtime_ns", "sha256", "target", "chunks"):
         if name not in allowed and getattr(item, name, None) is not None:
             raise ValueError(f"a {item.type} has no {name}")
 
@@ -166,7 +169,7 @@ def _check_entry(entry: Entry) -> None:
     _check_int(entry.mode, "mode", 0, 0o7777)
     _check_version(entry.version, "version")
     if entry.type == "file":
-        _check_fields(entry, {"size", "mtime_ns", "sha256"})
+        _check_fields(entry, {"size", "mtime_ns", "sha256", "chunks"})
         if entry.size is None:
             raise ValueError("a file needs a size")
         if entry.mtime_ns is None:
@@ -176,6 +179,8 @@ def _check_entry(entry: Entry) -> None:
         _check_int(entry.size, "size", 0)
         _check_int(entry.mtime_ns, "mtime_ns", -MAX_INT - 1)
         validate_sha256(entry.sha256)
+        if entry.chunks is not None:
+            validate_chunks(entry.chunks, entry.size)
     elif entry.type == "symlink":
         _check_fields(entry, {"target"})
         if not entry.target:

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from dropbeard.core.chunking import Chunk, validate_chunks
 from dropbeard.core.errors import FormatError, IntegrityError, quoted
 from dropbeard.core.ids import validate_id
 from dropbeard.core.model import MAX_INT, EntryType
@@ -41,7 +42,6 @@ MAX_NODE_ITEMS = 100_000
 #: tripled the cost of decoding.
 Counter = Annotated[int, Meta(ge=1, le=MAX_INT)]
 Size = Annotated[int, Meta(ge=0, le=MAX_INT)]
-ChunkSize = Annotated[int, Meta(ge=1, le=MAX_INT)]
 TimeNs = Annotated[int, Meta(ge=-MAX_INT - 1, le=MAX_INT)]
 Mode = Annotated[int, Meta(ge=0, le=0o777)]  # permission bits only (SPEC 1.1)
 Version = Annotated[dict[str, Counter], Meta(min_length=1)]
@@ -58,7 +58,7 @@ class TreeEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     mode: Mode
     mtime_ns: TimeNs | None = None
     sha256: str | None = None
-    chunks: list[tuple[str, ChunkSize]] | None = None
+    chunks: list[Chunk] | None = None
     version: Version
     tree: str | None = None
 
@@ -124,9 +124,7 @@ def _check_file(e: TreeEntry) -> None:
     if e.chunks is not None:
         if not e.chunks:
             raise ValueError("chunks is empty")
-        total = sum(size for _, size in e.chunks)
-        if total != e.size:
-            raise ValueError(f"chunks add up to {total} bytes, not its size {e.size}")
+        validate_chunks(e.chunks, e.size)  # digests, sizes, their sum (SPEC 1.6)
 
 
 def _check_other(e: TreeEntry) -> None:
@@ -166,9 +164,6 @@ def _check_ids(e: TreeEntry) -> None:
     for field, digest in (("sha256", e.sha256), ("tree", e.tree)):
         if digest is not None and not _is_sha256(digest):
             raise ValueError(f"{field} {quoted(digest)} is not a lowercase hex SHA-256")
-    for i, (digest, _) in enumerate(e.chunks or ()):
-        if not _is_sha256(digest):
-            raise ValueError(f"chunk {i} {quoted(digest)} is not a lowercase hex SHA-256")
 
 
 def _check_ranges(e: TreeEntry) -> None:
@@ -184,8 +179,6 @@ def _check_ranges(e: TreeEntry) -> None:
         raise ValueError(f"size {e.size} is outside 0..{MAX_INT}")
     if e.mtime_ns is not None and not -MAX_INT - 1 <= e.mtime_ns <= MAX_INT:
         raise ValueError(f"mtime_ns {e.mtime_ns} is outside the 64-bit range")
-    if e.chunks and not all(1 <= size <= MAX_INT for _, size in e.chunks):
-        raise ValueError(f"a chunk's size is outside 1..{MAX_INT}")
 
 
 def _check_entries(entries: Sequence[TreeEntry], values: bool) -> None:

@@ -66,14 +66,15 @@ def to_tree_entry(entry: Entry, tree: str | None = None) -> TreeEntry:
         mode=entry.mode,
         mtime_ns=entry.mtime_ns,
         sha256=entry.sha256,
+        chunks=entry.chunks,
         version=entry.version,
         tree=tree if entry.type == "dir" else None,
     )
 
 
 def to_entry(path: str, entry: TreeEntry) -> Entry:
-    """The path-keyed entry for the tree entry found at `path`. Leaves out `tree` and
-    `chunks`: a caller that needs a file's chunks keeps the tree entry."""
+    """The path-keyed entry for the tree entry found at `path` (all but a folder's `tree`:
+    what it holds are entries of their own)."""
     return Entry(
         path=path,
         type=entry.type,
@@ -83,4 +84,5 @@ def to_entry(path: str, entry: TreeEntry) -> Entry:
         mtime_ns=entry.mtime_ns,
         sha256=entry.sha256,
         target=entry.target,
+        chunks=entry.chunks,
     )

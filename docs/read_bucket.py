@@ -31,6 +31,8 @@ SNAPSHOT = re.compile(r"\d{8}T\d{6}Z")
 MAX_PAGE_LEVELS = 8  # index levels above a directory's pages
 MAX_DEPTH = 256  # folders inside folders
 MAX_JSON = 8 << 20  # bytes of one head, snapshot or tree node
+MAX_ENTRIES = 50_000_000  # paths in one tree (--max-entries): a node may be reused
+# under many names, so a few crafted nodes could otherwise name more paths than any disk
 
 
 class Refused(Exception):
@@ -157,12 +159,16 @@ def check_entry(e: object, where: str, top: bool) -> None:
         need(kind == "dir", where, f"{name!r}: unknown type {kind!r}")
 
 
-def collect(source: Source, key: str, rel: tuple[str, ...], out: list) -> None:
-    """Every (relative path, entry) under the directory whose node is `key`, checked."""
+def collect(
+    source: Source, key: str, rel: tuple[str, ...], out: list, most: int = MAX_ENTRIES
+) -> None:
+    """Every (relative path, entry) under the directory whose node is `key`, checked;
+    refused past `most` paths in all."""
     where = "/".join(rel) or "the root folder"
     need(len(rel) <= MAX_DEPTH, where, "folders nested too deeply")
     last = b""
     for e in listing(source, key, where):
+        need(len(out) < most, where, f"the tree names more than {most} paths (--max-entries)")
         check_entry(e, where, top=not rel)
         name = e["name"].encode()
         need(name > last, where, f"entries not sorted or repeated at {e['name']!r}")
@@ -170,7 +176,7 @@ def collect(source: Source, key: str, rel: tuple[str, ...], out: list) -> None:
         path = (*rel, e["name"])
         out.append((path, e))
         if e["type"] == "dir":
-            collect(source, e.get("tree"), path, out)
+            collect(source, e.get("tree"), path, out, most)
 
 
 def write_file(source: Source, path: Path, rel: str, e: dict) -> None:
@@ -194,10 +200,10 @@ def write_file(source: Source, path: Path, rel: str, e: dict) -> None:
         os.utime(path, ns=(e["mtime_ns"], e["mtime_ns"]), follow_symlinks=False)
 
 
-def rebuild(source: Source, tree: str, dest: Path) -> int:
+def rebuild(source: Source, tree: str, dest: Path, most: int = MAX_ENTRIES) -> int:
     """Check the whole tree first, then write it under dest; the number of entries."""
     found: list = []
-    collect(source, tree, (), found)
+    collect(source, tree, (), found, most)
     dest.mkdir(parents=True, exist_ok=True)
     dirs = []
     for rel, e in found:
@@ -222,6 +228,9 @@ def main() -> int:
     p.add_argument("dest", type=Path)
     p.add_argument("--endpoint-url", help="the S3 server, when it is not AWS")
     p.add_argument("--snapshot", help="a snapshot id (YYYYMMDDTHHMMSSZ) instead of the head")
+    p.add_argument(
+        "--max-entries", type=int, default=MAX_ENTRIES, help="refuse a tree naming more paths"
+    )
     args = p.parse_args()
     try:
         for what, value, pattern in (
@@ -240,7 +249,7 @@ def main() -> int:
         head = parse(key, source.get(key, MAX_JSON, key))
         need(head.get("device_id") == args.device_id, key, "names another device")
         need(head.get("tree") is not None, key, "this device publishes no tree")
-        count = rebuild(source, head["tree"], args.dest)
+        count = rebuild(source, head["tree"], args.dest, args.max_entries)
     except Refused as exc:
         print(f"read_bucket: {exc}", file=sys.stderr)
         return 1

@@ -222,12 +222,12 @@ SMALL = Folder(
 )
 
 
-def refused(remote: Remote, tmp_path: Path) -> tuple[str, Path]:
+def refused(remote: Remote, tmp_path: Path, *extra: str) -> tuple[str, Path]:
     """Run the reader into tmp_path/out/dest; (its one line on stderr, dest)."""
     out = tmp_path / "out"
     out.mkdir()
     dest = out / "dest"
-    done = read_bucket(remote, dest)
+    done = read_bucket(remote, dest, *extra)
     assert done.returncode == 1, (done.stdout, done.stderr)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("read_bucket: "), done.stderr
@@ -313,6 +313,28 @@ def test_a_hostile_name_deep_inside_is_refused_too(tmp_path: Path) -> None:
     line, dest = refused(remote, tmp_path)
 
     assert line == "read_bucket: a/b: refusing the name '../../x'"
+    assert not dest.exists() or os.listdir(dest) == []
+
+
+def test_a_tree_that_names_more_paths_than_allowed_is_refused(tmp_path: Path) -> None:
+    """Nodes are content-addressed, so one node may be named under many names: forty
+    levels of two names for the same folder are a few hundred bytes naming 2**40 files."""
+    remote = local_remote(tmp_path / "remote")
+    writer = Writer(remote.put)
+    key = writer.node({"format": 2, "entries": [writer.entry("f.txt", File(b"x"))]})
+    for _ in range(40):
+        twins = [
+            {"name": n, "type": "dir", "mode": 0o755, "version": {"laptop": 1}, "tree": key}
+            for n in ("a", "b")
+        ]
+        key = writer.node({"format": 2, "entries": twins})
+    writer.publish(Folder({}))  # the registry, a snapshot and a head; then point it at `key`
+    head = json.loads(remote.get("roots/r1/devices/laptop/head.json"))
+    remote.put("roots/r1/devices/laptop/head.json", json.dumps({**head, "tree": key}).encode())
+
+    line, dest = refused(remote, tmp_path, "--max-entries", "1000")
+
+    assert line.endswith("the tree names more than 1000 paths (--max-entries)")
     assert not dest.exists() or os.listdir(dest) == []
 
 

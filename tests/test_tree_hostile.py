@@ -204,3 +204,15 @@ async def test_pages_that_lead_back_to_their_index(tmp_path: Path) -> None:
     trees = Unhashed(LocalStore(tmp_path), {top: index(("a", page)), page: index(("a", top))})
     with pytest.raises(FormatError, match=f"invalid tree {KEYS.tree(page)}: a cycle"):
         [x async for x in walk(trees, top)]
+
+
+@pytest.mark.parametrize("read", READERS)
+async def test_a_few_nodes_naming_more_paths_than_the_bound(
+    bucket: CountingStore, read: Reader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forty levels of two names for the same folder: 2**40 paths from 41 nodes."""
+    monkeypatch.setattr("dropbeard.sync.treeread.MAX_PATHS", 1000)
+    key = await put_node(bucket, listing(FILE))
+    for _ in range(40):
+        key = await put_node(bucket, listing(folder("a", key), folder("b", key)))
+    await refused(bucket, key, read, FormatError, key, "more than 1000 paths")

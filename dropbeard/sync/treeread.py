@@ -6,7 +6,8 @@ Whatever a hostile bucket holds, a tree is refused with one `FormatError` line n
 the node at fault when it is not a tree dropbeard could have written: a cycle (a node on
 its own path), folders nested more than `MAX_DEPTH` deep or a path over 4096 bytes, more
 than `MAX_PAGE_LEVELS` levels of pages in one folder, pages whose entries are out of
-order or do not start with their `first`, or `.dropbear` in the root. Bytes that do not
+order or do not start with their `first`, `.dropbear` in the root, or more than
+`MAX_PATHS` paths (a few nodes reused under many names). Bytes that do not
 match their key are an `IntegrityError`, a missing node `NotFound` (from `TreeStore`).
 """
 
@@ -32,6 +33,10 @@ MAX_PAGE_LEVELS = 8
 #: A walk loads at most this many of a node's pages and folders at once, ahead of
 #: reaching them (a few MiB: `TreeStore` keeps 16 MiB of decoded nodes).
 PREFETCH = 128
+#: Paths one diff (or walk) hands out at most. Nodes are content-addressed, so one node
+#: may be named under many names: forty levels of two names for the same folder are a
+#: few hundred bytes naming 2**40 paths. No folder anyone syncs comes near this.
+MAX_PATHS = 50_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,9 +198,10 @@ async def diff(
     """(path, old entry or None, new entry or None) for every path whose entry differs
     between two trees (either may be None: empty), in tree order; a folder whose own
     entry is unchanged is not reported when only what it holds changed. Reads only
-    nodes on changed paths."""
+    nodes on changed paths. More than `MAX_PATHS` paths: FormatError naming the root."""
     if old_root == new_root:
         return
+    seen = 0
     empty: frozenset[str] = frozenset()
     # One frame per open folder, not one generator per level: a path deep in the tree
     # costs the same to hand out as one at the top.
@@ -209,6 +215,12 @@ async def diff(
             continue
         path = f"{folder.path}/{name}" if folder.path else name
         _check_path(trees, path, folder.keys)
+        seen += 1
+        if seen > MAX_PATHS:
+            raise FormatError(
+                f"invalid tree {trees.key(new_root or old_root or '')}: "
+                f"it names more than {MAX_PATHS} paths"
+            )
         if a is None or b is None or not same_entry(a, b):
             yield path, a, b
         sub = (a.tree if a else None, b.tree if b else None)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from dropbeard.core.changes import PathChange
 from dropbeard.core.config import RootConfig
+from dropbeard.core.daemonconfig import DEFAULT_CONCURRENCY
 from dropbeard.core.keys import RootKeys
 from dropbeard.store.base import Store
 from dropbeard.sync.meter import PassMeter
@@ -21,7 +22,7 @@ from dropbeard.sync.state import State
 class PassOptions:
     dry_run: bool = False
     allow_mass_delete: bool = False
-    concurrency: int = 8
+    concurrency: int = DEFAULT_CONCURRENCY
     #: told what the pass is doing (stages, totals, transfers by path), for a display
     meter: PassMeter | None = None
     #: called once per changed path after the pass committed (planned ones on a dry run)

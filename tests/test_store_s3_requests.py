@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import botocore.utils
 import pytest
 
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
+from dropbeard.store.s3requests import parse_timestamp
 from tests.httpspy import HttpSpy, http_spy
 from tests.seaweed import Seaweed
 
@@ -57,6 +60,7 @@ async def test_no_put_waits_for_100_continue(
     puts = _puts(spy)
     assert len(puts) >= 6  # 3 single PUTs and at least 3 parts crossed the proxy
     assert [h for h in puts if "expect" in h] == []
+    assert [h for h in puts if "amz-sdk-invocation-id" in h] == []  # no uuid per request
     assert await store.get("blobs/medium") == medium.read_bytes()
 
 
@@ -83,3 +87,41 @@ async def test_parts_are_signed_with_the_hash_computed_while_read(
     ]
     assert sorted(h["x-amz-content-sha256"] for h in parts) == sorted(expected)
     assert await store.get("blobs/big") == data
+
+
+async def test_response_timestamps_are_parsed_by_their_fixed_formats(
+    spied: tuple[S3Store, HttpSpy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _spy = spied
+    await store.put("a", b"x")
+
+    def general_parser(*_args: object) -> None:
+        raise AssertionError("dateutil's general parser was used")
+
+    monkeypatch.setattr(botocore.utils, "_parse_timestamp_with_tzinfo", general_parser)
+    before = time.time()
+    info = await store.head("a")  # Last-Modified: an HTTP date
+    (page,) = [p async for p in store.list("a")]  # LastModified: ISO 8601
+    assert abs(info.last_modified - before) < 60
+    assert page.objects[0].last_modified == pytest.approx(info.last_modified, abs=1)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Wed, 02 Dec 2026 02:40:16 GMT",
+        "Thu, 29 Feb 2024 23:59:59 GMT",
+        "2026-12-02T02:40:16.123Z",
+        "2026-12-02T02:40:16Z",
+        "2026-12-02T02:40:16.1234567Z",
+        "2026-12-02T02:40:16+00:00",  # not a form S3 sends: botocore's parser
+        "1700000000",
+    ],
+)
+def test_timestamps_parse_as_botocore_parses_them(value: str) -> None:
+    assert parse_timestamp(value) == botocore.utils.parse_timestamp(value)
+
+
+def test_an_impossible_date_is_refused_as_botocore_refuses_it() -> None:
+    with pytest.raises(ValueError, match="day is out of range"):
+        parse_timestamp("Fri, 29 Feb 2030 00:00:00 GMT")

@@ -21,7 +21,7 @@ from botocore.config import Config
 from botocore.loaders import Loader, create_loader
 
 from dropbeard.store.s3errors import translate
-from dropbeard.store.s3requests import streamline
+from dropbeard.store.s3requests import streamline, tune_parsers
 
 _LOADER: Loader | None = None
 
@@ -103,6 +103,7 @@ class S3Connection:
     async def _open(self) -> Any:
         session: AioSession = get_session()
         session.register_component("data_loader", _shared_loader())
+        tune_parsers(session)
         if self._profile:
             session.set_config_variable("profile", self._profile)
         kwargs: dict[str, Any] = {

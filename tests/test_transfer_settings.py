@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import io
+import time
 from functools import partial
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from dropbeard.core.daemonconfig import DEFAULT_CONCURRENCY
 from dropbeard.core.errors import UsageError
 from dropbeard.daemon.service import Daemon
 from dropbeard.daemon.settings import DaemonOptions, load_settings
+from tests.converge import Cli
 
 MiB = 1024 * 1024
 
@@ -110,3 +112,25 @@ async def test_the_daemon_s_stores_share_one_limit_that_a_reload_changes(
             assert daemon.bandwidth.rate is None
         finally:
             daemon.shutdown()
+
+
+def test_sync_bwlimit_holds_back_a_whole_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli = Cli(capsys)
+    root, remote = tmp_path / "root", tmp_path / "remote"
+    root.mkdir()
+    for i in range(3):
+        (root / f"f{i}.bin").write_bytes(bytes([i]) * (256 * 1024))
+    assert (
+        cli("init", str(root), "--remote", str(remote), "--root-id", "r", "--device-id", "a").code
+        == 0
+    )
+    began = time.monotonic()
+    result = cli("-q", "sync", str(root), "--bwlimit", "512K")
+    elapsed = time.monotonic() - began
+    assert result.code == 0, result.err
+    # 768 KiB of blobs (plus a small manifest) at 512 KiB/s: the first piece goes at once,
+    # the other 512 KiB take a second.
+    assert elapsed >= 0.95
+    assert sorted(p.name for p in root.iterdir()) == [".dropbear", "f0.bin", "f1.bin", "f2.bin"]

@@ -10,10 +10,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import botocore.utils
 import pytest
 
+from dropbeard.store import s3
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
 from dropbeard.store.s3requests import parse_timestamp
@@ -125,3 +127,23 @@ def test_timestamps_parse_as_botocore_parses_them(value: str) -> None:
 def test_an_impossible_date_is_refused_as_botocore_refuses_it() -> None:
     with pytest.raises(ValueError, match="day is out of range"):
         parse_timestamp("Fri, 29 Feb 2030 00:00:00 GMT")
+
+
+async def test_a_download_is_written_a_whole_chunk_at_a_time(
+    spied: tuple[S3Store, HttpSpy], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _spy = spied
+    data = os.urandom(5 * MiB + 123)
+    await store.put("big", data)
+    writes: list[int] = []
+    write_chunk = s3._write_chunk
+
+    def counted(out: Any, chunk: bytes, hasher: Any, key: str) -> None:
+        writes.append(len(chunk))
+        write_chunk(out, chunk, hasher, key)
+
+    monkeypatch.setattr(s3, "_write_chunk", counted)
+    await store.get_file("big", tmp_path / "big", expected_sha256=hashlib.sha256(data).hexdigest())
+    assert (tmp_path / "big").read_bytes() == data
+    # One worker-thread trip per CHUNK, not one per network read.
+    assert writes == [s3.CHUNK] * 5 + [123]

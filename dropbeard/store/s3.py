@@ -136,7 +136,7 @@ class S3Store:
             out = await anyio.to_thread.run_sync(_open_local, dest, key)
             try:
                 async with resp["Body"] as body:
-                    while chunk := await body.read(CHUNK):
+                    while chunk := await _read_up_to(body, CHUNK):
                         await spend(self._bandwidth, len(chunk))
                         await anyio.to_thread.run_sync(_write_chunk, out, chunk, hasher, key)
                         if progress:
@@ -315,6 +315,21 @@ class S3Store:
             await client.abort_multipart_upload(
                 Bucket=self.bucket, Key=self._s3_key(key), UploadId=upload_id
             )
+
+
+async def _read_up_to(body: Any, size: int) -> bytes:
+    """The next `size` bytes of a response body, fewer only at its end. A body's `read(n)`
+    hands out what the connection has buffered, often a small part of `n`; gathering a
+    whole CHUNK keeps a download to one worker-thread trip (write and hash) per CHUNK."""
+    pieces: list[bytes] = []
+    got = 0
+    while got < size:
+        piece: bytes = await body.read(size - got)
+        if not piece:
+            break
+        pieces.append(piece)
+        got += len(piece)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _open_local(dest: Path, key: str) -> Any:

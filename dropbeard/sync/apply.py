@@ -29,7 +29,9 @@ from dropbeard.core.model import PERMISSIONS, Entry
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem
 from dropbeard.store.base import Progress, Store
+from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.disknames import DiskNames, case_problems
+from dropbeard.sync.fetch import download
 from dropbeard.sync.ondisk import is_empty, is_special, problem_kind, same_as_scanned
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import LocalItem, ScanResult
@@ -74,12 +76,12 @@ async def apply_plan(
     plan: Plan,
     scanned: ScanResult,
     *,
-    concurrency: int,
+    budget: TransferBudget,
     progress: Progress | None = None,
 ) -> Applied:
     out = Applied()
     names = DiskNames(paths.root, scanned.items)
-    writer = _FolderWriter(paths, store, keys, scanned, names, progress, out)
+    writer = _FolderWriter(paths, store, keys, scanned, names, progress, budget, out)
     writes = [(d.path, d.path, d.entry, False) for d in plan.downloads if d.entry.type != "dir"]
     writes += [
         (c.path, c.copy_path, c.entry, True) for c in plan.conflict_copies if c.entry.type != "dir"
@@ -97,12 +99,12 @@ async def apply_plan(
         await anyio.to_thread.run_sync(writer.delete, gone.path, gone.expected)
     for d in dirs:  # directories first, parents before children
         await anyio.to_thread.run_sync(writer.guarded, d.path, writer.make_dir, d.path, d.entry)
-    limiter = anyio.CapacityLimiter(max(1, concurrency))
 
     async def write(item: tuple[str, str, Entry, bool]) -> None:
-        await writer.write(limiter, *item)
+        await writer.write(*item)
 
-    await for_each(writes, write, concurrency)
+    # More workers than request slots: some do local file work while others download.
+    await for_each(writes, write, 2 * budget.requests)
     if writer.sources.parked:
         await anyio.to_thread.run_sync(remove_all, writer.sources.parked)
     return out
@@ -124,6 +126,7 @@ class _FolderWriter:
     scanned: ScanResult
     names: DiskNames
     progress: Progress | None
+    budget: TransferBudget
     out: Applied
     sources: LocalSources = field(default_factory=LocalSources)
 
@@ -308,38 +311,33 @@ class _FolderWriter:
 
     # -- files ----------------------------------------------------------------------
 
-    async def write(
-        self, limiter: anyio.CapacityLimiter, rel: str, dest_rel: str, entry: Entry, is_copy: bool
-    ) -> None:
-        async with limiter:
-            if entry.type == "symlink":
-                await anyio.to_thread.run_sync(
-                    self.guarded, rel, self.make_symlink, rel, dest_rel, entry, is_copy
-                )
-                return
-            try:
-                await self.write_file(rel, dest_rel, entry, is_copy)
-            except IntegrityError as exc:
-                self.fail(rel, "integrity", f"{dest_rel}: {exc}")
-            except NotFound:
-                self.fail(
-                    rel, "missing_blob", f"{rel}: blob {entry.sha256} is missing from the bucket"
-                )
-            except _Refused as exc:
-                self.fail(rel, exc.kind, str(exc))
-            except OSError as exc:
-                self.fail(rel, problem_kind(exc), f"writing {dest_rel}: {exc.strerror or exc}")
-            except LocalFileError as exc:  # our disk, not the store: a problem for this path
-                self.fail(rel, problem_kind(exc), f"writing {dest_rel}: {exc}")
+    async def write(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
+        if entry.type == "symlink":
+            await anyio.to_thread.run_sync(
+                self.guarded, rel, self.make_symlink, rel, dest_rel, entry, is_copy
+            )
+            return
+        try:
+            await self.write_file(rel, dest_rel, entry, is_copy)
+        except IntegrityError as exc:
+            self.fail(rel, "integrity", f"{dest_rel}: {exc}")
+        except NotFound:
+            self.fail(rel, "missing_blob", f"{rel}: blob {entry.sha256} is missing from the bucket")
+        except _Refused as exc:
+            self.fail(rel, exc.kind, str(exc))
+        except OSError as exc:
+            self.fail(rel, problem_kind(exc), f"writing {dest_rel}: {exc.strerror or exc}")
+        except LocalFileError as exc:  # our disk, not the store: a problem for this path
+            self.fail(rel, problem_kind(exc), f"writing {dest_rel}: {exc}")
 
     async def write_file(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
         assert entry.sha256 is not None
         if await anyio.to_thread.run_sync(self.in_the_way, rel, dest_rel, entry, is_copy):
             return
         tmp = self.paths.tmp / uuid.uuid4().hex
+        place = partial(self.install, rel, dest_rel, tmp, entry, is_copy)
         try:
-            await self.fill(tmp, entry)
-            row = await anyio.to_thread.run_sync(self.install, rel, dest_rel, tmp, entry, is_copy)
+            row = await self.fill(tmp, entry, place)
         except BaseException:
             await anyio.to_thread.run_sync(partial(tmp.unlink, missing_ok=True))
             self.sources.release(entry.sha256)
@@ -350,26 +348,30 @@ class _FolderWriter:
                 self.out.stats[rel] = row
         self.sources.release(entry.sha256)
 
-    async def fill(self, tmp: Path, entry: Entry) -> None:
-        """Write the verified bytes of `entry`'s blob to `tmp`: copied from a local file
-        that holds them, else fetched from the bucket. A local source whose bytes changed
-        since they were registered (overwritten this pass, or edited) is dropped and the
-        next one tried, down to the bucket. The caller releases the blob."""
+    async def fill(
+        self, tmp: Path, entry: Entry, place: Callable[[], StatRow | None]
+    ) -> StatRow | None:
+        """Write the verified bytes of `entry`'s blob to `tmp` and `place` them: copied
+        from a local file that holds them, else fetched from the bucket (in the transfer
+        budget; `sync.fetch`), each in one worker-thread trip with the placing. A local
+        source whose bytes changed since they were registered (overwritten this pass, or
+        edited) is dropped and the next one tried, down to the bucket. The caller releases
+        the blob."""
         sha = entry.sha256
         assert sha is not None
         while (source := await self.sources.claim(sha)) is not None:
-            try:
-                await anyio.to_thread.run_sync(copy_verified, source, tmp, sha)
-            except (IntegrityError, OSError):
+            copied, row = await anyio.to_thread.run_sync(_copy_and_place, source, tmp, sha, place)
+            if not copied:
                 self.sources.drop(sha, source)
                 continue
             self.out.copied_locally += 1
-            return
-        await self.store.get_file(
-            self.keys.blob(sha), tmp, expected_sha256=sha, progress=self.progress
-        )
+            return row
+        size = entry.size or 0
+        key = self.keys.blob(sha)
+        row = await download(self.store, self.budget, key, sha, size, tmp, place, self.progress)
         self.out.downloaded += 1
-        self.out.downloaded_bytes += entry.size or 0
+        self.out.downloaded_bytes += size
+        return row
 
     def install(
         self, rel: str, dest_rel: str, tmp: Path, entry: Entry, is_copy: bool
@@ -391,6 +393,18 @@ class _FolderWriter:
         self.put_in_place(rel, tmp, dest, entry)
         st = os.lstat(dest)
         return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, entry.sha256 or "")
+
+
+def _copy_and_place(
+    source: Path, tmp: Path, sha: str, place: Callable[[], StatRow | None]
+) -> tuple[bool, StatRow | None]:
+    """(False, None) if `source` no longer holds blob `sha`; else (True, what `place`
+    returned) once it is copied to `tmp` and placed."""
+    try:
+        copy_verified(source, tmp, sha)
+    except (IntegrityError, OSError):
+        return False, None
+    return True, place()
 
 
 def _special_message(rel: str) -> str:

@@ -12,6 +12,7 @@ from dropbeard.core.config import RootConfig
 from dropbeard.core.daemonconfig import DEFAULT_CONCURRENCY
 from dropbeard.core.keys import RootKeys
 from dropbeard.store.base import Store
+from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.meter import PassMeter
 from dropbeard.sync.metered import MeteredStore
 from dropbeard.sync.root import RootPaths
@@ -40,8 +41,9 @@ class PassOptions:
 @dataclass(frozen=True)
 class PassRun:
     """One pass of one root: where it is (`paths`, `cfg`, `keys`), what it reads and
-    writes (`state`, `store`), how (`opts`), and the one `now` every step uses (read from
-    `opts.now` once, when the pass begins)."""
+    writes (`state`, `store`), how (`opts`), the one `now` every step uses (read from
+    `opts.now` once, when the pass begins), and the one budget of requests and bytes in
+    flight its downloads and uploads share (`opts.concurrency` requests)."""
 
     paths: RootPaths
     cfg: RootConfig
@@ -50,6 +52,7 @@ class PassRun:
     store: Store
     opts: PassOptions
     now: datetime
+    budget: TransferBudget
 
     @classmethod
     def begin(
@@ -58,4 +61,6 @@ class PassRun:
         """The pass's setting; its store reports transfers to `opts.meter` if there is one."""
         if opts.meter is not None:
             store = MeteredStore(store, opts.meter)
-        return cls(paths, cfg, RootKeys(cfg.root_id), state, store, opts, opts.now())
+        budget = TransferBudget(max(1, opts.concurrency))
+        keys = RootKeys(cfg.root_id)
+        return cls(paths, cfg, keys, state, store, opts, opts.now(), budget)

@@ -4,6 +4,11 @@ A blob is keyed by its SHA-256 and written only if absent. Small files cost one 
 each (a create-only PUT; "already exists" is success); large files are checked with HEAD
 and only then streamed up in multipart parts. Bytes are verified against the promised
 digest while read, so a file that changes under us never lands under the wrong key.
+
+All uploads share one `TransferBudget`: a small file holds its bytes from before it is
+read until its PUT ends, and a request slot only during the PUT; a large one holds what
+its parts in flight need. Largest first, so the long transfers start early and small
+files fill the slots around them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import anyio
 from dropbeard.core.errors import IntegrityError, NotFound, PreconditionFailed
 from dropbeard.core.keys import RootKeys
 from dropbeard.store.base import Progress, Store, UploadJournal
+from dropbeard.store.multipart import PARTS_IN_FLIGHT, part_size_for
+from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.workers import for_each
 
 #: Up to this size a blob is read whole and sent with one create-only PUT.
@@ -46,7 +53,7 @@ async def upload_blobs(
     keys: RootKeys,
     sources: Iterable[BlobSource],
     *,
-    concurrency: int,
+    budget: TransferBudget,
     journal: UploadJournal | None = None,
     progress: Progress | None = None,
     on_done: Callable[[BlobSource], None] | None = None,
@@ -54,7 +61,8 @@ async def upload_blobs(
     """Make sure every source's blob exists in the store. One upload per distinct digest,
     from the first of its sources whose bytes still match it: a file that changed since it
     was hashed is skipped (and reported in `changed`) for the next path holding the same
-    bytes, so one edited copy does not keep the others' blob out of the bucket."""
+    bytes, so one edited copy does not keep the others' blob out of the bucket. Within
+    `budget`."""
     result = UploadResult()
     by_digest: dict[str, list[BlobSource]] = {}
     for src in sources:
@@ -63,7 +71,7 @@ async def upload_blobs(
     async def one(candidates: list[BlobSource]) -> None:
         for src in candidates:
             try:
-                sent = await _upload_one(store, keys, src, journal, progress)
+                sent = await _upload_one(store, keys, src, budget, journal, progress)
             except IntegrityError:
                 result.changed.add(src.path)
                 continue
@@ -76,7 +84,9 @@ async def upload_blobs(
                 on_done(src)
             return
 
-    await for_each(by_digest.values(), one, concurrency)
+    largest_first = sorted(by_digest.values(), key=lambda c: c[0].size, reverse=True)
+    # More workers than request slots: some read files while the others' requests fly.
+    await for_each(largest_first, one, 2 * budget.requests)
     return result
 
 
@@ -84,35 +94,46 @@ async def _upload_one(
     store: Store,
     keys: RootKeys,
     src: BlobSource,
+    budget: TransferBudget,
     journal: UploadJournal | None,
     progress: Progress | None,
 ) -> bool:
     """True if bytes were sent, False if the blob was already there."""
     key = keys.blob(src.sha256)
     if src.size <= SMALL:
-        data = await anyio.to_thread.run_sync(_read_verified, src)
-        try:
-            await store.put_if_absent(key, data, sha256=src.sha256)
-        except PreconditionFailed:
-            # Present, unless it is the truncated leftover of a write cut short (a server
-            # may keep one when its client is killed mid-request): then it is replaced with
-            # bytes just verified against the key's SHA-256, else no device ever gets them.
-            with contextlib.suppress(NotFound):
-                if (await store.head(key)).size == len(data):
-                    return False
-            await store.put(key, data, sha256=src.sha256)
-        if progress:
+        async with budget.holding(src.size):
+            data = await anyio.to_thread.run_sync(_read_verified, src)
+            async with budget.request():
+                sent = await _put_small(store, key, data, src.sha256)
+        if sent and progress:
             progress(len(data))
-        return True
+        return sent
+    async with budget.request():
+        try:
+            if (await store.head(key)).size == src.size:
+                return False
+        except NotFound:
+            pass
+    parts = PARTS_IN_FLIGHT * part_size_for(src.size)
+    async with budget.holding(parts), budget.request(PARTS_IN_FLIGHT):
+        await store.put_file(
+            key, src.file, expected_sha256=src.sha256, journal=journal, progress=progress
+        )
+    return True
+
+
+async def _put_small(store: Store, key: str, data: bytes, sha256: str) -> bool:
+    """Create blob `key` from `data` (verified against `sha256`); False if it was there."""
     try:
-        info = await store.head(key)
-        if info.size == src.size:
-            return False
-    except NotFound:
-        pass
-    await store.put_file(
-        key, src.file, expected_sha256=src.sha256, journal=journal, progress=progress
-    )
+        await store.put_if_absent(key, data, sha256=sha256)
+    except PreconditionFailed:
+        # Present, unless it is the truncated leftover of a write cut short (a server
+        # may keep one when its client is killed mid-request): then it is replaced with
+        # bytes just verified against the key's SHA-256, else no device ever gets them.
+        with contextlib.suppress(NotFound):
+            if (await store.head(key)).size == len(data):
+                return False
+        await store.put(key, data, sha256=sha256)
     return True
 
 

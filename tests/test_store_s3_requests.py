@@ -4,7 +4,9 @@ of the real SeaweedFS server (not a mock of the client): one round trip per PUT 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import time
 import uuid
@@ -12,13 +14,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import botocore.loaders
+import botocore.useragent
 import botocore.utils
 import pytest
 
-from dropbeard.store import s3
+from dropbeard.core.errors import DropbeardError
+from dropbeard.store import s3, s3requests
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
-from dropbeard.store.s3requests import parse_timestamp
+from dropbeard.store.s3requests import PER_REQUEST_PARAMETERS, parse_timestamp
 from tests.httpspy import HttpSpy, http_spy
 from tests.seaweed import Seaweed
 
@@ -147,3 +152,79 @@ async def test_a_download_is_written_a_whole_chunk_at_a_time(
     assert (tmp_path / "big").read_bytes() == data
     # One worker-thread trip per CHUNK, not one per network read.
     assert writes == [s3.CHUNK] * 5 + [123]
+
+
+async def test_the_user_agent_is_built_once_per_client(
+    spied: tuple[S3Store, HttpSpy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, spy = spied
+    await store.put("a", b"x")  # opens the client, which builds its User-Agent
+
+    def rebuilt(*_args: object) -> str:
+        raise AssertionError("the User-Agent was built again")
+
+    monkeypatch.setattr(botocore.useragent.UserAgentString, "to_string", rebuilt)
+    await store.put("b", b"y")
+    assert await store.get("b") == b"y"
+    agents = {r.headers["user-agent"] for r in spy.requests}
+    assert len(agents) == 1
+    assert "botocore/" in agents.pop()
+
+
+async def test_each_operation_on_the_bucket_resolves_its_endpoint_once(
+    spied: tuple[S3Store, HttpSpy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _spy = spied
+    client = await store._client()
+    resolved: list[str] = []
+    resolve = client._ruleset_resolver._get_provider_params
+
+    async def counted(operation_model: Any, *args: Any) -> Any:
+        resolved.append(operation_model.name)
+        return await resolve(operation_model, *args)
+
+    monkeypatch.setattr(client._ruleset_resolver, "_get_provider_params", counted)
+    for i in range(5):
+        await store.put(f"k{i}", b"x")
+        await store.get(f"k{i}")
+    assert sorted(resolved) == ["GetObject", "PutObject"]
+
+
+async def test_a_region_learned_for_the_bucket_is_signed_for(
+    spied: tuple[S3Store, HttpSpy],
+) -> None:
+    """botocore's region redirector changes an endpoint setting ("builtin") for a bucket
+    it learned lives elsewhere; a remembered endpoint must not hide that change."""
+    store, spy = spied
+    client = await store._client()
+    await store.put("a", b"x")
+    learned: dict[str, str] = {}
+
+    def redirect_from_cache(builtins: dict[str, Any], **_: Any) -> None:
+        if learned:
+            builtins["AWS::Region"] = learned["region"]
+
+    client.meta.events.register("before-endpoint-resolution.s3", redirect_from_cache)
+    learned["region"] = "eu-central-1"
+    with contextlib.suppress(DropbeardError):  # SeaweedFS refuses the foreign region
+        await store.put("b", b"y")
+    scopes = [r.headers["authorization"].split("/")[2] for r in spy.requests]
+    assert scopes[0] == "us-east-1"
+    assert scopes[-1] == "eu-central-1"
+
+
+def test_botocores_s3_endpoint_rules_ignore_what_changes_per_request() -> None:
+    """The endpoint is remembered per operation and bucket (s3requests._endpoints_once),
+    which holds only while the rules never read a per-request parameter."""
+    loader = botocore.loaders.create_loader()
+    rules = json.dumps(loader.load_service_model("s3", "endpoint-rule-set-1"))
+    for name in PER_REQUEST_PARAMETERS:
+        assert f'"ref": "{name}"' not in rules
+    assert '"ref": "Bucket"' in rules  # the check would see a reference
+
+
+def test_response_headers_are_found_in_any_case() -> None:
+    headers = s3requests._Headers({"etag": '"1"', "last-modified": "x"})
+    assert "ETag" in headers and headers["ETag"] == '"1"' and headers.get("Last-Modified") == "x"
+    assert "Content-Length" not in headers and headers.get("Content-Length", 7) == 7
+    assert 3 not in headers

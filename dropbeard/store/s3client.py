@@ -79,6 +79,7 @@ class S3Connection:
         self._profile = profile
         self._credentials = credentials or credentials_from_env()
         self._config = Config(
+            parameter_validation=False,  # dropbeard builds every request itself
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
             s3={"addressing_style": addressing_style},

@@ -1,5 +1,5 @@
 """How dropbeard's S3 client makes each request cheaper than botocore's defaults (IO-free:
-event handlers and a signer, installed on one client by `streamline`).
+event handlers, a signer and caches, installed on one client by `streamline`).
 
 - **One round trip per request.** botocore adds `Expect: 100-continue` to every upload
   and then waits a round trip for the server's `100 Continue` before sending the body;
@@ -11,8 +11,13 @@ event handlers and a signer, installed on one client by `streamline`).
   parameters before validation and signed as the payload hash instead of hashing the
   body again on the event loop. A server that checks the hash (AWS does; SeaweedFS 4
   does not) refuses a body damaged on the way.
-- **The User-Agent built once per request**, not a second time just before sending, and
-  no per-request invocation id (a uuid4 and two headers only AWS's own retry metrics use).
+- **Signed for less** (`dropbeard.store.s3signer`): the same signature, without
+  botocore's second pass over the headers or a new signing key per request.
+- **What does not change between requests is built once**: the User-Agent string (botocore
+  rebuilds it, character by character, twice per request), and the endpoint of each
+  operation on each bucket (botocore resolves its endpoint rules again per request; they
+  depend on the bucket and the client's settings, never on the object key). No
+  per-request invocation id (a uuid4 and two headers only AWS's own retry metrics use).
 - **Timestamps parsed by their fixed formats** (`parse_timestamp`): botocore hands every
   `Last-Modified` header and listing date to dateutil's general parser, which costs
   ~0.15 ms each, more than the rest of parsing a GET's response.
@@ -21,54 +26,58 @@ event handlers and a signer, installed on one client by `streamline`).
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore import auth as botocore_auth
 from botocore.handlers import add_expect_header, add_retry_headers
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
+from dropbeard.store.s3signer import KNOWN_PAYLOAD, SIGNER_NAME
+
 #: Request parameter (popped before validation) carrying the body's known SHA-256 (hex).
 PAYLOAD_SHA256 = "DropbeardPayloadSha256"
-_CONTEXT_KEY = "dropbeard_payload_sha256"
-_SIGNER = "dropbeard-s3v4"
 #: Operations whose body may come with a known hash.
 _WITH_BODY = ("PutObject", "UploadPart")
-
-
-class KnownPayloadS3SigV4Auth(botocore_auth.S3SigV4Auth):  # type: ignore[misc]
-    """botocore's S3 SigV4 signer, taking the payload hash from the request context."""
-
-    def payload(self, request: Any) -> str:
-        known = request.context.get(_CONTEXT_KEY)
-        if isinstance(known, str):
-            return known
-        return str(super().payload(request))
-
-
-botocore_auth.AUTH_TYPE_MAPS.setdefault(_SIGNER, KnownPayloadS3SigV4Auth)
+#: Endpoint rule parameters that may differ per request; the rules must not read them.
+PER_REQUEST_PARAMETERS = ("Key", "Prefix", "CopySource")
 
 
 def _take_known_hash(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
     """before-parameter-build: move PAYLOAD_SHA256 from the parameters to the context."""
     known = params.pop(PAYLOAD_SHA256, None)
     if known is not None:
-        context[_CONTEXT_KEY] = known
+        context[KNOWN_PAYLOAD] = known
 
 
-def _choose_known_payload_signer(
-    context: dict[str, Any], signing_name: str, **_: Any
-) -> str | None:
-    """choose-signer: plain S3 SigV4 with the known payload hash, for a request that has
-    one and would otherwise be signed with a hashed payload; else botocore decides."""
-    if (
-        _CONTEXT_KEY in context
-        and signing_name == "s3"
-        and context.get("auth_type") == "v4"
-        and not context.get("unsigned_payload")
-    ):
-        return _SIGNER
+def _choose_lean_signer(context: dict[str, Any], signing_name: str, **_: Any) -> str | None:
+    """choose-signer: dropbeard's S3 SigV4 signer for every request botocore would sign
+    with plain S3 SigV4 (not S3 Express, SigV4a or an unsigned request)."""
+    if signing_name == "s3" and context.get("auth_type") == "v4":
+        return SIGNER_NAME
     return None
+
+
+class _Headers(dict[str, str]):
+    """Response headers by lower-cased name, looked up in any case: what botocore's
+    parser needs, without its case-insensitive mapping's cost per lookup (a GET's
+    response is checked for each of the ~40 headers its model lists)."""
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict.get(self, name.lower(), default)
+
+
+def _plain_headers(response_dict: dict[str, Any], **_: Any) -> None:
+    """before-parse: hand the parser the response headers as `_Headers`."""
+    response_dict["headers"] = _Headers(
+        (str(name).lower(), value) for name, value in response_dict["headers"].items()
+    )
 
 
 _MONTHS = {"Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "May": 5, "Jun": 6}
@@ -111,14 +120,48 @@ def tune_parsers(session: Any) -> None:
 
 
 def streamline(client: Any) -> None:
-    """Install the above on `client` (its own event emitter: other clients keep botocore's
-    defaults)."""
+    """Install the above on `client` (its own event emitter and resolver: other clients
+    keep botocore's defaults)."""
     events = client.meta.events
     events.unregister("before-call.s3", add_expect_header)
     events.unregister("request-created", add_retry_headers)
     user_agent = getattr(client, "_user_agent_creator", None)
     if user_agent is not None:
         events.unregister("request-created.s3", user_agent.rebuild_and_replace_user_agent_handler)
+        fixed = str(user_agent.to_string())
+        user_agent.to_string = lambda: fixed
     for operation in _WITH_BODY:
         events.register(f"before-parameter-build.s3.{operation}", _take_known_hash)
-        events.register(f"choose-signer.s3.{operation}", _choose_known_payload_signer)
+    events.register_first("choose-signer.s3", _choose_lean_signer)
+    events.register("before-parse.s3", _plain_headers)
+    resolver = getattr(client, "_ruleset_resolver", None)
+    if resolver is not None:
+        resolver.construct_endpoint = _endpoints_once(resolver)
+
+
+def _endpoints_once(resolver: Any) -> Callable[..., Awaitable[Any]]:
+    """`resolver.construct_endpoint`, remembered per operation, bucket and the settings
+    botocore's handlers choose for the call (its endpoint "builtins": region, path style,
+    a bucket's region learned from a redirect...). Nothing else feeds the endpoint rules:
+    PER_REQUEST_PARAMETERS are declared but never read by them (a test checks botocore's
+    S3 rules)."""
+    construct = resolver.construct_endpoint
+    known: dict[tuple[Any, ...], Any] = {}
+
+    async def construct_endpoint(operation_model: Any, call_args: Any, request_context: Any) -> Any:
+        args = call_args or {}
+        builtins = await resolver._get_customized_builtins(
+            operation_model, args, request_context if request_context is not None else {}
+        )
+        key = (operation_model.name, args.get("Bucket"), *sorted(builtins.items()))
+        try:
+            found = known.get(key)
+        except TypeError:  # a setting that cannot be a key: resolved every time
+            return await construct(operation_model, call_args, request_context)
+        if found is None:
+            found = await construct(operation_model, call_args, request_context)
+            if len(known) < 256:
+                known[key] = found
+        return found
+
+    return construct_endpoint

@@ -102,3 +102,22 @@ async def test_a_cancelled_waiter_lets_those_behind_it_in() -> None:
     with anyio.fail_after(1):  # everything was given back
         async with budget.holding(10):
             pass
+
+
+async def test_memory_is_taken_without_waiting_only_when_free_and_nobody_waits() -> None:
+    budget = TransferBudget(4, memory=100)
+    assert budget.try_take_memory(60) == 60
+    assert budget.try_take_memory(50) is None  # only 40 free
+    waiter_got: list[int] = []
+
+    async def waiter() -> None:
+        waiter_got.append(await budget.take_memory(80))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        await anyio.sleep(0.01)
+        assert budget.try_take_memory(10) is None  # free, but the waiter is first
+        budget.give_memory(60)
+    assert waiter_got == [80]
+    assert budget.try_take_memory(500) is None  # capped at the budget's 100; 20 are free
+    assert budget.try_take_memory(20) == 20

@@ -286,3 +286,55 @@ async def test_the_bytes_held_in_memory_stay_within_the_budget(world: World) -> 
 
     assert result.uploaded == 12
     assert gauge.peak == 3000  # three files at once: the memory bound, not the 8 requests
+
+
+async def test_small_files_are_read_a_batch_per_worker_thread_trip(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sources = [world.source(f"f{i}", b"small file %d" % i) for i in range(100)]
+    batches: list[int] = []
+    read_batch = upload._read_batch
+
+    def counted(batch: list[tuple[list[BlobSource], int]]) -> list[object]:
+        batches.append(len(batch))
+        return read_batch(batch)  # type: ignore[return-value]
+
+    monkeypatch.setattr(upload, "_read_batch", counted)
+    result = await world.upload(sources, budget=TransferBudget(4))
+
+    assert result.uploaded == 100 and len(await world.blobs()) == 100
+    assert batches == [32, 32, 32, 4]  # 4 trips to a worker thread, not 100
+
+
+async def test_a_batch_takes_only_the_memory_that_is_free(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sources = [world.source(f"f{i}", bytes([i]) * 1000) for i in range(10)]
+    batches: list[int] = []
+    read_batch = upload._read_batch
+
+    def counted(batch: list[tuple[list[BlobSource], int]]) -> list[object]:
+        batches.append(len(batch))
+        return read_batch(batch)  # type: ignore[return-value]
+
+    monkeypatch.setattr(upload, "_read_batch", counted)
+    result = await world.upload(sources, budget=TransferBudget(8, memory=3000))
+
+    assert result.uploaded == 10
+    assert max(batches) <= 3 and sum(batches) == 10
+
+
+async def test_an_unreadable_file_fails_the_upload_instead_of_passing_for_a_changed_one(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sources = [world.source("ok", b"fine"), world.source("locked", b"locked")]
+
+    def refuse(src: BlobSource) -> bytes:
+        if src.path == "locked":
+            raise PermissionError(13, "Permission denied")
+        return src.file.read_bytes()
+
+    monkeypatch.setattr(upload, "_read_verified", refuse)
+    with pytest.raises(BaseExceptionGroup) as failed:
+        await world.upload(sources)
+    assert failed.value.subgroup(PermissionError) is not None

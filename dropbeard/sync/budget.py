@@ -49,12 +49,27 @@ class TransferBudget:
     async def holding(self, nbytes: int) -> AsyncIterator[None]:
         """Hold `nbytes` of memory (capped at the budget, so any size gets its turn) for
         the block. Waiters are served in order: a large file is not starved by small ones."""
-        nbytes = min(max(nbytes, 0), self.memory)
-        await self._bytes.acquire(nbytes)
+        taken = await self.take_memory(nbytes)
         try:
             yield
         finally:
-            self._bytes.release(nbytes)
+            self.give_memory(taken)
+
+    async def take_memory(self, nbytes: int) -> int:
+        """Take `nbytes` of memory (capped as by `holding`), waiting in order; returns what
+        was taken, for `give_memory` once those bytes are written."""
+        nbytes = min(max(nbytes, 0), self.memory)
+        await self._bytes.acquire(nbytes)
+        return nbytes
+
+    def try_take_memory(self, nbytes: int) -> int | None:
+        """`take_memory` if it need not wait (and nobody waits before it), else None."""
+        nbytes = min(max(nbytes, 0), self.memory)
+        return nbytes if self._bytes.try_acquire(nbytes) else None
+
+    def give_memory(self, nbytes: int) -> None:
+        """Give back what `take_memory` or `try_take_memory` returned."""
+        self._bytes.release(nbytes)
 
 
 class _Weighted:
@@ -64,9 +79,14 @@ class _Weighted:
         self._free = total
         self._waiting: deque[tuple[int, anyio.Event]] = deque()
 
-    async def acquire(self, n: int) -> None:
+    def try_acquire(self, n: int) -> bool:
         if not self._waiting and n <= self._free:
             self._free -= n
+            return True
+        return False
+
+    async def acquire(self, n: int) -> None:
+        if self.try_acquire(n):
             return
         entry = (n, anyio.Event())
         self._waiting.append(entry)

@@ -19,6 +19,7 @@ from dropbeard.core.model import Entry
 from dropbeard.core.plan import ConflictCopy, Download, LocalDelete, Plan
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.local import LocalStore
+from dropbeard.sync import trips as trips_module
 from dropbeard.sync.apply import Applied, apply_plan
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.fetch import WHOLE_DOWNLOAD
@@ -726,3 +727,31 @@ async def test_a_large_blob_streams_to_disk_instead_of_memory(world: World) -> N
     assert world.store.counts == {"get_file": 1}
     assert applied.downloaded_bytes == len(data) and not applied.problems
     assert world.tmp_files() == []
+
+
+async def test_small_downloads_share_worker_thread_trips(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    datas = [b"file number %d" % i for i in range(60)]
+    for data in datas:
+        await world.blob(data)
+    trips: list[int] = []
+    run_all = trips_module._run_all
+
+    def counted(jobs: list[object]) -> None:
+        trips.append(len(jobs))
+        run_all(jobs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trips_module, "_run_all", counted)
+    applied = await world.apply(
+        plan(
+            [Download(path=f"d/f{i}", entry=file_entry(f"d/f{i}", d)) for i, d in enumerate(datas)]
+        ),
+        concurrency=16,
+    )
+
+    assert applied.downloaded == 60 and not applied.problems
+    assert all(world.read(f"d/f{i}") == d for i, d in enumerate(datas))
+    # Two jobs per file (is the path free? then write, verify and place), far fewer trips.
+    assert sum(trips) == 120
+    assert len(trips) <= 60

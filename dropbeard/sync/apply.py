@@ -31,13 +31,17 @@ from dropbeard.core.problems import Problem
 from dropbeard.store.base import Progress, Store
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.disknames import DiskNames, case_problems
-from dropbeard.sync.fetch import download
+from dropbeard.sync.fetch import Fetcher
 from dropbeard.sync.ondisk import is_empty, is_special, problem_kind, same_as_scanned
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import LocalItem, ScanResult
-from dropbeard.sync.sources import LocalSources, copy_verified, remove_all
+from dropbeard.sync.sources import LocalSources, remove_all
 from dropbeard.sync.state import StatRow
+from dropbeard.sync.trips import ThreadTrips
 from dropbeard.sync.workers import for_each
+
+#: Local deletes and new directories done per worker-thread trip.
+STEPS_PER_TRIP = 256
 
 
 @dataclass
@@ -81,7 +85,9 @@ async def apply_plan(
 ) -> Applied:
     out = Applied()
     names = DiskNames(paths.root, scanned.items)
-    writer = _FolderWriter(paths, store, keys, scanned, names, progress, budget, out)
+    sources = LocalSources()
+    fetcher = Fetcher(store, keys, budget, sources, progress)
+    writer = _FolderWriter(paths, scanned, names, out, fetcher, sources)
     writes = [(d.path, d.path, d.entry, False) for d in plan.downloads if d.entry.type != "dir"]
     writes += [
         (c.path, c.copy_path, c.entry, True) for c in plan.conflict_copies if c.entry.type != "dir"
@@ -94,19 +100,24 @@ async def apply_plan(
         writes = [w for w in writes if w[0] not in out.failed]
         dirs = [d for d in dirs if d.path not in out.failed]
     if writes:  # before deletes: a deleted file's bytes may be what a rename needs
-        await anyio.to_thread.run_sync(writer.sources.index, paths.root, scanned)
-    for gone in plan.local_deletes:  # deepest first, as planned
-        await anyio.to_thread.run_sync(writer.delete, gone.path, gone.expected)
-    for d in dirs:  # directories first, parents before children
-        await anyio.to_thread.run_sync(writer.guarded, d.path, writer.make_dir, d.path, d.entry)
+        await anyio.to_thread.run_sync(sources.index, paths.root, scanned)
+    # In order, a worker-thread trip per batch: deletes deepest first, as planned, then
+    # directories, parents before children.
+    steps: list[Callable[[], None]]
+    steps = [partial(writer.delete, gone.path, gone.expected) for gone in plan.local_deletes]
+    steps += [partial(writer.guarded, d.path, writer.make_dir, d.path, d.entry) for d in dirs]
+    for i in range(0, len(steps), STEPS_PER_TRIP):
+        await anyio.to_thread.run_sync(_each, steps[i : i + STEPS_PER_TRIP])
 
     async def write(item: tuple[str, str, Entry, bool]) -> None:
         await writer.write(*item)
 
     # More workers than request slots: some do local file work while others download.
     await for_each(writes, write, 2 * budget.requests)
-    if writer.sources.parked:
-        await anyio.to_thread.run_sync(remove_all, writer.sources.parked)
+    if sources.parked:
+        await anyio.to_thread.run_sync(remove_all, sources.parked)
+    out.copied_locally, out.downloaded = fetcher.copied, fetcher.downloaded
+    out.downloaded_bytes = fetcher.downloaded_bytes
     return out
 
 
@@ -115,20 +126,23 @@ class _FolderWriter:
     """Writes one plan into the folder: local deletes, folders, symlinks and files, each
     path only inside the root, never through a symlink, in the spelling the disk holds
     (`names`), and only if it still is what the scan saw (`scanned`). Files come from
-    `sources` when their bytes are already on disk, else from `store`. Each path's
+    `sources` when their bytes are already on disk, else from the bucket. Each path's
     outcome goes to `out`: counts, stat rows, and a failed path with its problem (it
     keeps its old base).
     """
 
     paths: RootPaths
-    store: Store
-    keys: RootKeys
     scanned: ScanResult
     names: DiskNames
-    progress: Progress | None
-    budget: TransferBudget
     out: Applied
-    sources: LocalSources = field(default_factory=LocalSources)
+    #: gets each file's verified bytes into tmp/, from `sources` or the bucket
+    fetcher: Fetcher
+    sources: LocalSources
+
+    @property
+    def trips(self) -> ThreadTrips:
+        """The worker-thread trips that the writes' file work shares."""
+        return self.fetcher.trips
 
     # -- helpers --------------------------------------------------------------------
 
@@ -313,8 +327,8 @@ class _FolderWriter:
 
     async def write(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
         if entry.type == "symlink":
-            await anyio.to_thread.run_sync(
-                self.guarded, rel, self.make_symlink, rel, dest_rel, entry, is_copy
+            await self.trips.run(
+                partial(self.guarded, rel, self.make_symlink, rel, dest_rel, entry, is_copy)
             )
             return
         try:
@@ -332,14 +346,14 @@ class _FolderWriter:
 
     async def write_file(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
         assert entry.sha256 is not None
-        if await anyio.to_thread.run_sync(self.in_the_way, rel, dest_rel, entry, is_copy):
+        if await self.trips.run(partial(self.in_the_way, rel, dest_rel, entry, is_copy)):
             return
         tmp = self.paths.tmp / uuid.uuid4().hex
         place = partial(self.install, rel, dest_rel, tmp, entry, is_copy)
         try:
-            row = await self.fill(tmp, entry, place)
+            row = await self.fetcher.fill(tmp, entry.sha256, entry.size or 0, place)
         except BaseException:
-            await anyio.to_thread.run_sync(partial(tmp.unlink, missing_ok=True))
+            await self.trips.run(partial(tmp.unlink, missing_ok=True))
             self.sources.release(entry.sha256)
             raise
         if row is not None:
@@ -347,31 +361,6 @@ class _FolderWriter:
             if not is_copy:
                 self.out.stats[rel] = row
         self.sources.release(entry.sha256)
-
-    async def fill(
-        self, tmp: Path, entry: Entry, place: Callable[[], StatRow | None]
-    ) -> StatRow | None:
-        """Write the verified bytes of `entry`'s blob to `tmp` and `place` them: copied
-        from a local file that holds them, else fetched from the bucket (in the transfer
-        budget; `sync.fetch`), each in one worker-thread trip with the placing. A local
-        source whose bytes changed since they were registered (overwritten this pass, or
-        edited) is dropped and the next one tried, down to the bucket. The caller releases
-        the blob."""
-        sha = entry.sha256
-        assert sha is not None
-        while (source := await self.sources.claim(sha)) is not None:
-            copied, row = await anyio.to_thread.run_sync(_copy_and_place, source, tmp, sha, place)
-            if not copied:
-                self.sources.drop(sha, source)
-                continue
-            self.out.copied_locally += 1
-            return row
-        size = entry.size or 0
-        key = self.keys.blob(sha)
-        row = await download(self.store, self.budget, key, sha, size, tmp, place, self.progress)
-        self.out.downloaded += 1
-        self.out.downloaded_bytes += size
-        return row
 
     def install(
         self, rel: str, dest_rel: str, tmp: Path, entry: Entry, is_copy: bool
@@ -395,16 +384,9 @@ class _FolderWriter:
         return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, entry.sha256 or "")
 
 
-def _copy_and_place(
-    source: Path, tmp: Path, sha: str, place: Callable[[], StatRow | None]
-) -> tuple[bool, StatRow | None]:
-    """(False, None) if `source` no longer holds blob `sha`; else (True, what `place`
-    returned) once it is copied to `tmp` and placed."""
-    try:
-        copy_verified(source, tmp, sha)
-    except (IntegrityError, OSError):
-        return False, None
-    return True, place()
+def _each(steps: list[Callable[[], None]]) -> None:
+    for step in steps:
+        step()
 
 
 def _special_message(rel: str) -> str:

@@ -1,0 +1,90 @@
+"""Blocking jobs sharing worker-thread trips (dropbeard.sync.trips): each caller gets its
+own result or exception, and jobs queued while a trip is under way leave together."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import anyio
+import pytest
+
+from dropbeard.sync import trips as module
+from dropbeard.sync.trips import ThreadTrips
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_each_caller_gets_its_own_result_or_exception() -> None:
+    trips = ThreadTrips()
+    results: dict[int, object] = {}
+
+    def job(i: int) -> int:
+        if i % 3 == 0:
+            raise ValueError(f"job {i}")
+        return i * i
+
+    async def call(i: int) -> None:
+        try:
+            results[i] = await trips.run(lambda: job(i))
+        except ValueError as exc:
+            results[i] = str(exc)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(30):
+            tg.start_soon(call, i)
+    assert results == {i: f"job {i}" if i % 3 == 0 else i * i for i in range(30)}
+
+
+async def test_jobs_run_in_worker_threads_never_on_the_event_loop() -> None:
+    loop_thread = threading.get_ident()
+    trips = ThreadTrips()
+    assert await trips.run(threading.get_ident) != loop_thread
+
+
+async def test_jobs_queued_during_a_trip_leave_together() -> None:
+    trips = ThreadTrips(trips=1, jobs=100)
+
+    def slow() -> None:
+        time.sleep(0.05)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(trips.run, slow)
+    # the first job leaves alone; the 49 queued behind it share the next trip
+    assert trips.made == 2
+
+
+async def test_a_trip_carries_at_most_its_jobs() -> None:
+    trips = ThreadTrips(trips=1, jobs=10)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(41):
+            tg.start_soon(trips.run, lambda: None)
+    assert trips.made == 1 + 4  # one alone, then the 40 queued behind it in trips of 10
+
+
+@pytest.mark.parametrize("bad", [{"trips": 0}, {"jobs": 0}])
+def test_a_trip_needs_room(bad: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        ThreadTrips(**bad)
+
+
+async def test_no_trip_leaves_empty_while_another_carries_the_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sizes: list[int] = []
+    run_all = module._run_all
+
+    def counted(jobs: list[object]) -> None:
+        sizes.append(len(jobs))
+        run_all(jobs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module, "_run_all", counted)
+    trips = ThreadTrips(trips=2, jobs=8)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(40):
+            tg.start_soon(trips.run, lambda: time.sleep(0.01))
+    assert sum(sizes) == 40
+    assert min(sizes) >= 1

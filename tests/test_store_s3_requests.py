@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import botocore.awsrequest
 import botocore.loaders
 import botocore.useragent
 import botocore.utils
@@ -223,8 +224,24 @@ def test_botocores_s3_endpoint_rules_ignore_what_changes_per_request() -> None:
     assert '"ref": "Bucket"' in rules  # the check would see a reference
 
 
-def test_response_headers_are_found_in_any_case() -> None:
-    headers = s3requests._Headers({"etag": '"1"', "last-modified": "x"})
-    assert "ETag" in headers and headers["ETag"] == '"1"' and headers.get("Last-Modified") == "x"
-    assert "Content-Length" not in headers and headers.get("Content-Length", 7) == 7
-    assert 3 not in headers
+async def test_response_headers_are_named_as_the_parser_looks_them_up(
+    spied: tuple[S3Store, HttpSpy],
+) -> None:
+    store, _spy = spied
+    client = await store._client()
+    model = client.meta.service_model.operation_model("GetObject")
+    response: dict[str, Any] = {
+        "headers": botocore.awsrequest.HeadersDict(
+            {"etag": '"1"', "last-modified": "x", "x-amz-request-id": "r", "X-Other": "o"}
+        )
+    }
+    s3requests._plain_headers(response, model)
+    assert response["headers"] == {
+        "ETag": '"1"',
+        "Last-Modified": "x",
+        "x-amz-request-id": "r",  # looked up in lower case, for the response metadata
+        "x-other": "o",
+    }
+    await store.put("k", b"12345")
+    info = await store.head("k")
+    assert info.size == 5 and info.etag and info.last_modified > 0

@@ -58,26 +58,35 @@ def _choose_lean_signer(context: dict[str, Any], signing_name: str, **_: Any) ->
     return None
 
 
-class _Headers(dict[str, str]):
-    """Response headers by lower-cased name, looked up in any case: what botocore's
-    parser needs, without its case-insensitive mapping's cost per lookup (a GET's
+_SPELLINGS: dict[str, dict[str, str]] = {}
+
+
+def _spellings(operation_model: Any) -> dict[str, str]:
+    """Lower-cased name -> the model's spelling of each header the operation's response
+    is parsed for (`ETag`, `Last-Modified`, `x-amz-version-id`...)."""
+    names = _SPELLINGS.get(operation_model.name)
+    if names is None:
+        names = {}
+        shape = operation_model.output_shape
+        for member_name, member in (shape.members if shape is not None else {}).items():
+            if member.serialization.get("location") == "header":
+                spelled = member.serialization.get("name", member_name)
+                names[spelled.lower()] = spelled
+        _SPELLINGS[operation_model.name] = names
+    return names
+
+
+def _plain_headers(response_dict: dict[str, Any], operation_model: Any, **_: Any) -> None:
+    """before-parse: the response headers as a plain dict, each named as the parser will
+    look it up (the operation model's spelling, else lower case) instead of botocore's
+    case-insensitive mapping, whose every lookup costs more than a dict's (a GET's
     response is checked for each of the ~40 headers its model lists)."""
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and dict.__contains__(self, name.lower())
-
-    def __getitem__(self, name: str) -> str:
-        return dict.__getitem__(self, name.lower())
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return dict.get(self, name.lower(), default)
-
-
-def _plain_headers(response_dict: dict[str, Any], **_: Any) -> None:
-    """before-parse: hand the parser the response headers as `_Headers`."""
-    response_dict["headers"] = _Headers(
-        (str(name).lower(), value) for name, value in response_dict["headers"].items()
-    )
+    spelled = _spellings(operation_model)
+    plain = {}
+    for name, value in response_dict["headers"].items():
+        lower = str(name).lower()
+        plain[spelled.get(lower, lower)] = value
+    response_dict["headers"] = plain
 
 
 _MONTHS = {"Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "May": 5, "Jun": 6}

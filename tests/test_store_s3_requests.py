@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiobotocore.hooks
 import botocore.awsrequest
 import botocore.loaders
 import botocore.useragent
@@ -245,3 +246,39 @@ async def test_response_headers_are_named_as_the_parser_looks_them_up(
     await store.put("k", b"12345")
     info = await store.head("k")
     assert info.size == 5 and info.etag and info.last_modified > 0
+
+
+async def test_events_reach_every_handler_as_aiobotocore_dispatches_them(
+    spied: tuple[S3Store, HttpSpy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _spy = spied
+    events = (await store._client()).meta.events
+
+    async def wrapped(obj: Any) -> Any:
+        raise AssertionError("each handler's answer wrapped in a coroutine of its own")
+
+    monkeypatch.setattr(aiobotocore.hooks, "resolve_awaitable", wrapped)
+    await store.put("k", b"x")  # a whole request through the dispatcher
+    calls: list[str] = []
+
+    def plain(**kwargs: Any) -> None:
+        calls.append(f"plain {kwargs['event_name']}")
+
+    async def awaited(**kwargs: Any) -> str:
+        calls.append("awaited")
+        return "answer"
+
+    def later(**_: Any) -> str:
+        calls.append("later")
+        return "never asked"
+
+    events.register("dropbeard-test.s3", plain)
+    events.register("dropbeard-test.s3.Op", awaited)
+    events.register("dropbeard-test", later)  # registered after the first emit's cache
+
+    responses = await events.emit("dropbeard-test.s3.Op", x=1)
+    assert [r for _h, r in responses] == ["answer", None, "never asked"]
+    assert calls == ["awaited", "plain dropbeard-test.s3.Op", "later"]
+    calls.clear()
+    handler, answer = await events.emit_until_response("dropbeard-test.s3.Op")
+    assert (handler, answer, calls) == (awaited, "answer", ["awaited"])

@@ -236,13 +236,18 @@ async def test_response_headers_are_named_as_the_parser_looks_them_up(
             {"etag": '"1"', "last-modified": "x", "x-amz-request-id": "r", "X-Other": "o"}
         )
     }
+    plain = {"ETag": '"1"', "LAST-modified": "x", "x-amz-request-id": "r", "X-Other": "o"}
     s3requests._plain_headers(response, model)
-    assert response["headers"] == {
+    expected = {
         "ETag": '"1"',
         "Last-Modified": "x",
         "x-amz-request-id": "r",  # looked up in lower case, for the response metadata
         "x-other": "o",
     }
+    assert response["headers"] == expected
+    response = {"headers": plain}  # any other mapping of headers
+    s3requests._plain_headers(response, model)
+    assert response["headers"] == expected
     await store.put("k", b"12345")
     info = await store.head("k")
     assert info.size == 5 and info.etag and info.last_modified > 0

@@ -76,6 +76,21 @@ CASES = {
         body=BODY,
         headers={"X-Amz-Meta-Note": "  two   spaces  ", "If-Match": '"etag"', "Expect": "x"},
     ),
+    "an empty unsigned payload": _request(
+        "PUT",
+        "https://s3.example.com/b/k",
+        headers={"Content-MD5": "x"},
+        context={"has_streaming_input": True},
+    ),
+    "an empty body with a checksum": _request(
+        "PUT",
+        "https://s3.example.com/b/k",
+        headers={"x-amz-checksum-crc32": "AAAAAA=="},
+        context={
+            "has_streaming_input": True,
+            "checksum": {"request_algorithm": {"in": "header", "name": "x-amz-checksum-crc32"}},
+        },
+    ),
     "an unsigned payload": _request(
         "PUT",
         "https://s3.example.com/b/k",

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,10 +86,21 @@ def _plain_headers(response_dict: dict[str, Any], operation_model: Any, **_: Any
     response is checked for each of the ~40 headers its model lists)."""
     spelled = _spellings(operation_model)
     plain = {}
-    for name, value in response_dict["headers"].items():
-        lower = str(name).lower()
+    for lower, value in _lowered(response_dict["headers"]):
         plain[spelled.get(lower, lower)] = value
     response_dict["headers"] = plain
+
+
+def _lowered(headers: Any) -> Iterator[tuple[str, Any]]:
+    """(lower-cased name, value) of each header: read from botocore's `HeadersDict`
+    storage when it is the one known (its own iteration costs two lookups a header),
+    else through the mapping."""
+    stored = getattr(headers, "_dict", None)
+    if isinstance(stored, dict) and all(
+        isinstance(getattr(k, "_lower", None), str) for k in stored
+    ):
+        return ((k._lower, v) for k, v in stored.items())
+    return ((str(name).lower(), value) for name, value in headers.items())
 
 
 _MONTHS = {"Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "May": 5, "Jun": 6}

@@ -38,6 +38,8 @@ class LeanS3SigV4Auth(botocore_auth.S3SigV4Auth):  # type: ignore[misc]
         known = request.context.get(KNOWN_PAYLOAD)
         if isinstance(known, str):
             return known
+        if _plainly_empty(request):  # a GET, HEAD or DELETE: what botocore decides, sooner
+            return str(botocore_auth.EMPTY_SHA256_HASH)
         return str(super().payload(request))
 
     def add_auth(self, request: Any) -> None:
@@ -75,6 +77,16 @@ class LeanS3SigV4Auth(botocore_auth.S3SigV4Auth):  # type: ignore[misc]
             f"AWS4-HMAC-SHA256 Credential={self.credentials.access_key}/{scope}, "
             f"SignedHeaders={signed}, Signature={signature}"
         )
+
+
+def _plainly_empty(request: Any) -> bool:
+    """True if botocore would sign this request's payload as the empty string's hash: no
+    body, and nothing that makes S3 requests unsigned or streamed (a checksum, an
+    explicit payload signing setting)."""
+    if request.body or request.context.get("checksum") or "Content-MD5" in request.headers:
+        return False
+    s3_settings = getattr(request.context.get("client_config"), "s3", None) or {}
+    return s3_settings.get("payload_signing_enabled") is None
 
 
 def _headers_to_sign(request: Any, url: SplitResult) -> dict[str, str]:

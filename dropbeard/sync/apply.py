@@ -139,6 +139,9 @@ class _FolderWriter:
     fetcher: Fetcher
     sources: LocalSources
 
+    def __post_init__(self) -> None:
+        self.tmp_dir = self.paths.tmp  # a path built once, not per file
+
     @property
     def trips(self) -> ThreadTrips:
         """The worker-thread trips that the writes' file work shares."""
@@ -348,7 +351,7 @@ class _FolderWriter:
         assert entry.sha256 is not None
         if await self.trips.run(partial(self.in_the_way, rel, dest_rel, entry, is_copy)):
             return
-        tmp = self.paths.tmp / uuid.uuid4().hex
+        tmp = self.tmp_dir / uuid.uuid4().hex
         place = partial(self.install, rel, dest_rel, tmp, entry, is_copy)
         try:
             row = await self.fetcher.fill(tmp, entry.sha256, entry.size or 0, place)

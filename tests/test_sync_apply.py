@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -755,3 +756,26 @@ async def test_small_downloads_share_worker_thread_trips(
     # Two jobs per file (is the path free? then write, verify and place), far fewer trips.
     assert sum(trips) == 120
     assert len(trips) <= 60
+
+
+async def test_temporary_names_cost_no_random_draw_per_file(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    datas = [b"temp %d" % i for i in range(20)]
+    for data in datas:
+        await world.blob(data)
+    draws: list[int] = []
+    uuid4 = uuid.uuid4
+
+    def counted() -> uuid.UUID:
+        draws.append(1)
+        return uuid4()
+
+    monkeypatch.setattr(uuid, "uuid4", counted)
+    applied = await world.apply(
+        plan([Download(path=f"f{i}", entry=file_entry(f"f{i}", d)) for i, d in enumerate(datas)])
+    )
+    assert applied.downloaded == 20 and world.tmp_files() == []
+    # once for the names, once for the probe of case-sensitivity (disknames): not one per
+    # file, a getrandom() syscall on the event loop each
+    assert len(draws) == 2

@@ -13,6 +13,7 @@ problem. A path that fails keeps its old base.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import stat
 import uuid
@@ -37,7 +38,7 @@ from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import LocalItem, ScanResult
 from dropbeard.sync.sources import LocalSources, remove_all
 from dropbeard.sync.state import StatRow
-from dropbeard.sync.trips import ThreadTrips
+from dropbeard.sync.trips import run_in_order
 from dropbeard.sync.workers import for_each
 
 #: Local deletes and new directories done per worker-thread trip.
@@ -107,7 +108,7 @@ async def apply_plan(
     steps = [partial(writer.delete, gone.path, gone.expected) for gone in plan.local_deletes]
     steps += [partial(writer.guarded, d.path, writer.make_dir, d.path, d.entry) for d in dirs]
     for i in range(0, len(steps), STEPS_PER_TRIP):
-        await anyio.to_thread.run_sync(_each, steps[i : i + STEPS_PER_TRIP])
+        await anyio.to_thread.run_sync(run_in_order, steps[i : i + STEPS_PER_TRIP])
 
     async def write(item: tuple[str, str, Entry, bool]) -> None:
         await writer.write(*item)
@@ -141,11 +142,13 @@ class _FolderWriter:
 
     def __post_init__(self) -> None:
         self.tmp_dir = self.paths.tmp  # a path built once, not per file
+        self._tmp_prefix = uuid.uuid4().hex[:16]
+        self._tmp_count = itertools.count()
 
-    @property
-    def trips(self) -> ThreadTrips:
-        """The worker-thread trips that the writes' file work shares."""
-        return self.fetcher.trips
+    def tmp_path(self, kind: str = "") -> Path:
+        """A new name in tmp/ (emptied when a pass starts): unique within this apply by a
+        counter, and against any other by a random prefix drawn once, not per file."""
+        return self.tmp_dir / f"{kind}{self._tmp_prefix}-{next(self._tmp_count)}"
 
     # -- helpers --------------------------------------------------------------------
 
@@ -291,7 +294,7 @@ class _FolderWriter:
         """Remove the file or symlink `item` at `dest`; a file whose bytes a write of
         this plan may need is parked in tmp/ as their local source instead."""
         if item.sha256 is not None and self.sources.is_source(item.sha256, dest):
-            parked = self.paths.tmp / uuid.uuid4().hex
+            parked = self.tmp_path()
             os.replace(dest, parked)
             self.sources.park(item.sha256, parked)
         else:
@@ -316,7 +319,7 @@ class _FolderWriter:
         if self.in_the_way(rel, dest_rel, entry, is_copy):
             return
         dest = self.target(dest_rel)
-        tmp = self.paths.tmp / f"link-{uuid.uuid4().hex}"  # never a temporary in the folder
+        tmp = self.tmp_path("link-")  # never a temporary in the folder
         os.symlink(entry.target or "", tmp)
         try:
             if not is_copy and not self.unchanged_since_scan(rel, dest):
@@ -330,7 +333,7 @@ class _FolderWriter:
 
     async def write(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
         if entry.type == "symlink":
-            await self.trips.run(
+            await self.fetcher.trips.run(
                 partial(self.guarded, rel, self.make_symlink, rel, dest_rel, entry, is_copy)
             )
             return
@@ -349,14 +352,14 @@ class _FolderWriter:
 
     async def write_file(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
         assert entry.sha256 is not None
-        if await self.trips.run(partial(self.in_the_way, rel, dest_rel, entry, is_copy)):
+        if await self.fetcher.trips.run(partial(self.in_the_way, rel, dest_rel, entry, is_copy)):
             return
-        tmp = self.tmp_dir / uuid.uuid4().hex
+        tmp = self.tmp_path()
         place = partial(self.install, rel, dest_rel, tmp, entry, is_copy)
         try:
             row = await self.fetcher.fill(tmp, entry.sha256, entry.size or 0, place)
         except BaseException:
-            await self.trips.run(partial(tmp.unlink, missing_ok=True))
+            await self.fetcher.trips.run(partial(tmp.unlink, missing_ok=True))
             self.sources.release(entry.sha256)
             raise
         if row is not None:
@@ -385,11 +388,6 @@ class _FolderWriter:
         self.put_in_place(rel, tmp, dest, entry)
         st = os.lstat(dest)
         return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, entry.sha256 or "")
-
-
-def _each(steps: list[Callable[[], None]]) -> None:
-    for step in steps:
-        step()
 
 
 def _special_message(rel: str) -> str:

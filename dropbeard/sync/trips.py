@@ -82,3 +82,9 @@ class ThreadTrips:
 def _run_all(jobs: list[_Job[Any]]) -> None:
     for job in jobs:
         job.run()
+
+
+def run_in_order(steps: list[Callable[[], None]]) -> None:
+    """Each of `steps`, in order (one worker-thread trip for a batch of them)."""
+    for step in steps:
+        step()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import anyio
 import pytest
@@ -88,3 +89,39 @@ async def test_no_trip_leaves_empty_while_another_carries_the_job(
             tg.start_soon(trips.run, lambda: time.sleep(0.01))
     assert sum(sizes) == 40
     assert min(sizes) >= 1
+
+
+async def test_a_trip_that_never_leaves_leaves_its_jobs_to_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A driver cancelled before its trip ran (say, waiting for a free thread) must not
+    strand the other callers' jobs it took: they still get their results."""
+    run_sync = module.anyio.to_thread.run_sync
+    calls: list[int] = []
+
+    async def second_trip_fails(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("no thread today")
+        return await run_sync(fn, *args, **kwargs)
+
+    monkeypatch.setattr(module.anyio.to_thread, "run_sync", second_trip_fails)
+    trips = ThreadTrips(trips=1)
+    results: dict[int, object] = {}
+
+    async def call(i: int) -> None:
+        try:
+            results[i] = await trips.run(lambda: time.sleep(0.05) if i == 0 else i)
+        except RuntimeError as exc:
+            results[i] = str(exc)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for i in range(5):
+                tg.start_soon(call, i)
+    # job 0 leaves alone; 1-4 queue behind it and one of them drives the trip that fails
+    failed = [i for i, r in results.items() if r == "no thread today"]
+    assert len(failed) == 1
+    assert results == {0: None} | {i: i for i in range(1, 5) if i not in failed} | {
+        failed[0]: "no thread today"
+    }

@@ -72,7 +72,11 @@ class ThreadTrips:
             self.made += 1
             try:
                 await anyio.to_thread.run_sync(_run_all, batch)
-            finally:
+            finally:  # a trip that never left (cancelled on the way) leaves its jobs queued
+                unrun = [queued for queued in batch if not queued.done]
+                for queued in unrun:
+                    queued.taken = False
+                self._queue[:0] = unrun
                 self._under_way -= 1
                 ended, self._trip_ended = self._trip_ended, anyio.Event()
                 ended.set()

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.awsrequest import HeadersDict
 from botocore.handlers import add_expect_header, add_retry_headers
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
@@ -96,10 +97,8 @@ def _lowered(headers: Any) -> Iterator[tuple[str, Any]]:
     storage when it is the one known (its own iteration costs two lookups a header),
     else through the mapping."""
     stored = getattr(headers, "_dict", None)
-    if isinstance(stored, dict) and all(
-        isinstance(getattr(k, "_lower", None), str) for k in stored
-    ):
-        return ((k._lower, v) for k, v in stored.items())
+    if isinstance(headers, HeadersDict) and isinstance(stored, dict):  # keys: _HeaderKey
+        return ((key._lower, value) for key, value in stored.items())
     return ((str(name).lower(), value) for name, value in headers.items())
 
 

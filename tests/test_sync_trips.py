@@ -125,3 +125,14 @@ async def test_a_trip_that_never_leaves_leaves_its_jobs_to_the_next(
     assert results == {0: None} | {i: i for i in range(1, 5) if i not in failed} | {
         failed[0]: "no thread today"
     }
+
+
+async def test_a_trip_wakes_only_its_own_callers_and_the_next_driver() -> None:
+    """50 callers, one job a trip: each trip's end wakes its caller and the one who drives
+    next, not all 49 still waiting (a task switch per waiter per trip)."""
+    trips = ThreadTrips(trips=1, jobs=1)
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(trips.run, lambda: time.sleep(0.001))
+    assert trips.made == 50
+    assert trips.woken <= 2 * 50

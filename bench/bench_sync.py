@@ -1,6 +1,6 @@
 """Sync benchmarks against a real SeaweedFS on loopback. Prints numbers; asserts nothing.
 
-  .venv/bin/python bench/bench_sync.py [--files 20000] [--size 2048] [--concurrency 8]
+  .venv/bin/python bench/bench_sync.py [--files 20000] [--size 2048] [--concurrency 16]
 
 Measures, each next to its limit measured in the same run:
 - publishing N new small files (files/s, requests per file, client CPU per request) vs a
@@ -26,6 +26,7 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dropbeard.core.config import RemoteConfig, RootConfig
+from dropbeard.core.daemonconfig import DEFAULT_CONCURRENCY
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.retry import RetryingStore
 from dropbeard.store.s3 import S3Store
@@ -200,5 +201,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=20000)
     parser.add_argument("--size", type=int, default=2048)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     anyio.run(main, parser.parse_args())

@@ -2,7 +2,7 @@
 second device bootstrapping it (MB/s), each next to a plain concurrent transfer of the same
 bytes with the same client library in the same run. Prints numbers; asserts nothing.
 
-  .venv/bin/python bench/bench_transfer.py [--mib 1024] [--concurrency 8]
+  .venv/bin/python bench/bench_transfer.py [--mib 1024] [--concurrency 16]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_sync import Bench
+from dropbeard.core.daemonconfig import DEFAULT_CONCURRENCY
 from tests.seaweed import Seaweed
 
 MiB = 1024 * 1024
@@ -120,5 +121,5 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--mib", type=int, default=1024)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     anyio.run(main, parser.parse_args())

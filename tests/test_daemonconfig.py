@@ -49,7 +49,8 @@ def test_empty_daemon_config_is_all_defaults() -> None:
         interval=300.0,
         debounce=1.0,
         max_delay=10.0,
-        concurrency=8,
+        concurrency=16,
+        bandwidth_limit=None,
         socket="",
         roots=(),
     )
@@ -65,6 +66,7 @@ def test_every_daemon_key() -> None:
         debounce = "250ms"
         max_delay = 20
         concurrency = 64
+        bandwidth_limit = "10M"
         socket = "~/run/db.sock"
 
         [[roots]]
@@ -87,6 +89,7 @@ def test_every_daemon_key() -> None:
         debounce=0.25,
         max_delay=20.0,
         concurrency=64,
+        bandwidth_limit=10 * 1024 * 1024,
         socket="/home/u/run/db.sock",
         roots=(
             RootEntry(path="/srv/a"),
@@ -175,6 +178,10 @@ def test_bad_durations(text: str, expected: str) -> None:
         ("concurrency = 2.5", "concurrency: expected a whole number 1-256, got 2.5 (a number)"),
         ('concurrency = "8"', "concurrency: expected a whole number 1-256, got '8' (a string)"),
         ("concurrency = true", "concurrency: expected a whole number 1-256, got true (a boolean)"),
+        ('bandwidth_limit = "fast"', "bandwidth_limit: invalid bandwidth limit 'fast'"),
+        ('bandwidth_limit = "100B"', "bandwidth_limit: invalid bandwidth limit '100B'"),
+        ("bandwidth_limit = true", "bandwidth_limit: expected a rate like '10M', got true"),
+        ('[[roots]]\npath="/a"\nbandwidth_limit="1M"', "unknown key 'bandwidth_limit' in"),
         ("log_level = 3", "log_level: expected a string, got 3 (a number)"),
         (
             'log_level = "verbose"',

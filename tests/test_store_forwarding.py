@@ -140,6 +140,7 @@ def recorded(store: ForwardingStore) -> list[tuple[Any, ...]]:
 async def test_requests_pass_their_arguments_and_answers(wrapper: ForwardingStore) -> None:
     assert wrapper.description == "recorder"
     assert await wrapper.get("a") == b"data"
+    assert await wrapper.get("x/blobs/c") == b"data"
     assert await wrapper.get_if_changed("a", "etag-1") == (b"data", "etag-2")
     assert await wrapper.head("blobs/k") == INFO
     assert await wrapper.put("a", b"1", sha256="sha-1") == "etag-put"
@@ -149,6 +150,7 @@ async def test_requests_pass_their_arguments_and_answers(wrapper: ForwardingStor
     await wrapper.aclose()
     assert recorded(wrapper) == [
         ("get", "a"),
+        ("get", "x/blobs/c"),
         ("get_if_changed", "a", "etag-1"),
         ("head", "blobs/k"),
         ("put", "a", b"1", "sha-1"),
@@ -185,3 +187,14 @@ async def test_listing_passes_its_options_and_every_page(wrapper: ForwardingStor
     pages = [page async for page in wrapper.list("p", start_after="a", delimiter="/")]
     assert pages == PAGES
     assert recorded(wrapper) == [("list", "p", "a", "/")]
+
+
+async def test_the_meter_sees_the_get_of_a_blob_as_a_download() -> None:
+    meter = PassMeter()
+    store = MeteredStore(Recorder(), meter)
+    stage = meter.begin("downloading", 1, 4)
+    await store.get("devices/laptop/head.json")  # not a transfer
+    assert stage is not None and (stage.files_done, stage.bytes_done) == (0, 0)
+    await store.get("x/blobs/c")
+    assert (stage.files_done, stage.bytes_done) == (1, 4)
+    assert meter.in_flight() == []

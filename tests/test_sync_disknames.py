@@ -17,6 +17,7 @@ from dropbeard.core.model import Entry
 from dropbeard.core.plan import ConflictCopy, Download, LocalDelete, Plan
 from dropbeard.store.local import LocalStore
 from dropbeard.sync.apply import Applied, apply_plan
+from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.disknames import DiskNames, folds_case
 from dropbeard.sync.root import RootPaths, reset_tmp
 from dropbeard.sync.scan import ScanResult, scan
@@ -100,7 +101,9 @@ async def apply(root: Path, plan: Plan, blobs: Sequence[bytes] = ()) -> Applied:
     store = LocalStore(root.parent / "remote")
     for data in blobs:
         await store.put(KEYS.blob(sha(data)), data)
-    return await apply_plan(RootPaths(root), store, KEYS, plan, await scanned(root), concurrency=2)
+    return await apply_plan(
+        RootPaths(root), store, KEYS, plan, await scanned(root), budget=TransferBudget(2)
+    )
 
 
 def listing(root: Path, rel: str = "") -> list[str]:

@@ -16,6 +16,7 @@ from dropbeard.store.base import ListPage
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.sync import upload
+from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.upload import BlobSource, UploadResult, upload_blobs
 
 pytestmark = pytest.mark.anyio
@@ -41,7 +42,7 @@ class World:
 
     async def upload(self, sources: list[BlobSource], **kwargs: object) -> UploadResult:
         self.store.reset()
-        kwargs.setdefault("concurrency", 4)
+        kwargs.setdefault("budget", TransferBudget(4))
         return await upload_blobs(self.store, KEYS, sources, **kwargs)  # type: ignore[arg-type]
 
     async def blobs(self) -> dict[str, bytes]:
@@ -252,8 +253,88 @@ async def test_no_more_than_concurrency_uploads_are_in_flight(
     sources = [world.source(f"f{i}", b"file %d" % i) for i in range(12)]
     gauge = Gauge(world.store.inner, expect=concurrency)  # type: ignore[arg-type]
 
-    result = await upload_blobs(gauge, KEYS, sources, concurrency=concurrency)
+    result = await upload_blobs(gauge, KEYS, sources, budget=TransferBudget(concurrency))
 
     assert gauge.peak == concurrency
     assert result.uploaded == 12 and gauge.counts["put_if_absent"] == 12
     assert len(await world.blobs()) == 12
+
+
+class MemoryGauge(CountingStore):
+    """The bytes of small-blob PUTs in flight at once, at their peak."""
+
+    def __init__(self, inner: LocalStore) -> None:
+        super().__init__(inner)
+        self.in_flight = 0
+        self.peak = 0
+
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        self.in_flight += len(data)
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await anyio.sleep(0.01)
+            return await super().put_if_absent(key, data, sha256=sha256)
+        finally:
+            self.in_flight -= len(data)
+
+
+async def test_the_bytes_held_in_memory_stay_within_the_budget(world: World) -> None:
+    sources = [world.source(f"f{i}", bytes([i]) * 1000) for i in range(12)]
+    gauge = MemoryGauge(world.store.inner)  # type: ignore[arg-type]
+
+    result = await upload_blobs(gauge, KEYS, sources, budget=TransferBudget(8, memory=3000))
+
+    assert result.uploaded == 12
+    assert gauge.peak == 3000  # three files at once: the memory bound, not the 8 requests
+
+
+async def test_small_files_are_read_a_batch_per_worker_thread_trip(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sources = [world.source(f"f{i}", b"small file %d" % i) for i in range(100)]
+    batches: list[int] = []
+    read_batch = upload._read_batch
+
+    def counted(batch: list[tuple[list[BlobSource], int]]) -> list[object]:
+        batches.append(len(batch))
+        return read_batch(batch)  # type: ignore[return-value]
+
+    monkeypatch.setattr(upload, "_read_batch", counted)
+    result = await world.upload(sources, budget=TransferBudget(4))
+
+    assert result.uploaded == 100 and len(await world.blobs()) == 100
+    assert batches == [32, 32, 32, 4]  # 4 trips to a worker thread, not 100
+
+
+async def test_a_batch_takes_only_the_memory_that_is_free(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sources = [world.source(f"f{i}", bytes([i]) * 1000) for i in range(10)]
+    batches: list[int] = []
+    read_batch = upload._read_batch
+
+    def counted(batch: list[tuple[list[BlobSource], int]]) -> list[object]:
+        batches.append(len(batch))
+        return read_batch(batch)  # type: ignore[return-value]
+
+    monkeypatch.setattr(upload, "_read_batch", counted)
+    result = await world.upload(sources, budget=TransferBudget(8, memory=3000))
+
+    assert result.uploaded == 10
+    assert max(batches) <= 3 and sum(batches) == 10
+
+
+async def test_an_unreadable_file_fails_the_upload_instead_of_passing_for_a_changed_one(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sources = [world.source("ok", b"fine"), world.source("locked", b"locked")]
+
+    def refuse(src: BlobSource) -> bytes:
+        if src.path == "locked":
+            raise PermissionError(13, "Permission denied")
+        return src.file.read_bytes()
+
+    monkeypatch.setattr(upload, "_read_verified", refuse)
+    with pytest.raises(BaseExceptionGroup) as failed:
+        await world.upload(sources)
+    assert failed.value.subgroup(PermissionError) is not None

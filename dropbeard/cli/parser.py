@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from dropbeard import __version__
+from dropbeard.core.bandwidth import parse_bandwidth
 from dropbeard.core.config import ADDRESSING_STYLES, MODES
+from dropbeard.core.daemonconfig import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from dropbeard.core.errors import UsageError
 
 DESCRIPTION = "Keep one folder in sync across your devices through a bucket you own."
@@ -209,9 +211,7 @@ def _sync_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let this pass publish the deletes the safety guard halted",
     )
-    p.add_argument(
-        "--concurrency", type=int, default=8, metavar="N", help="transfers at once (default 8)"
-    )
+    _transfer_options(p, concurrency_default=DEFAULT_CONCURRENCY)
     p.add_argument(
         "--full-reconcile",
         action="store_true",
@@ -266,6 +266,45 @@ def _daemon_arguments(p: argparse.ArgumentParser) -> None:
         metavar="D",
         help="full rescan every D, e.g. 5m (overrides the config)",
     )
+    _transfer_options(p, concurrency_default=None)
+
+
+def _transfer_options(p: argparse.ArgumentParser, *, concurrency_default: int | None) -> None:
+    """`--concurrency` and `--bwlimit`; without a default, they override the config's."""
+    shown = "the config's" if concurrency_default is None else str(concurrency_default)
+    p.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=concurrency_default,
+        metavar="N",
+        help=f"requests in flight at once, 1-{MAX_CONCURRENCY} (default {shown})",
+    )
+    p.add_argument(
+        "--bwlimit",
+        type=_bandwidth,
+        default=None,
+        metavar="RATE",
+        help="limit all transfers of this process together to RATE bytes/s, e.g. 512K or "
+        "10M (a bare number is KiB/s, as in rclone); 'off' for no limit",
+    )
+
+
+def _concurrency(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"must be 1-{MAX_CONCURRENCY}, got {value}")
+    return value
+
+
+def _bandwidth(text: str) -> int:
+    """Bytes per second; 0 for `off` (so that it can override a config's limit)."""
+    try:
+        return parse_bandwidth(text) or 0
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _completion_arguments(p: argparse.ArgumentParser) -> None:

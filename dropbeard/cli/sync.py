@@ -14,12 +14,14 @@ from dropbeard.cli.patience import watched
 from dropbeard.cli.roots import chosen_roots
 from dropbeard.cli.terminal import ProgressDisplay, human_bytes
 from dropbeard.core.changes import PathChange
+from dropbeard.core.daemonconfig import DEFAULT_CONCURRENCY
 from dropbeard.core.errors import (
     DropbeardError,
     ExitCode,
     UsageError,
     single_error,
 )
+from dropbeard.store.bandwidth import Bandwidth
 from dropbeard.store.factory import open_store
 from dropbeard.sync.engine import PassOptions, run_pass
 from dropbeard.sync.root import RootPaths, open_online, root_lock
@@ -75,7 +77,8 @@ async def sync_root(paths: RootPaths, args: argparse.Namespace) -> int:
     changes: list[PathChange] = []
     listed = args.dry_run or args.verbose  # --dry-run lists the plan, -v what was done
     try:
-        store = watched(open_store(cfg.remote, concurrency=args.concurrency))
+        bandwidth = Bandwidth(args.bwlimit or None)
+        store = watched(open_store(cfg.remote, concurrency=args.concurrency, bandwidth=bandwidth))
         display = None if (args.quiet or args.json) else ProgressDisplay.for_stderr()
         opts = _options(args, display, changes.append if listed else None)
         try:
@@ -152,7 +155,8 @@ async def run_sync_pass(paths: RootPaths, *, quiet: bool) -> int:
         json=False,
         dry_run=False,
         allow_mass_delete=False,
-        concurrency=8,
+        concurrency=DEFAULT_CONCURRENCY,
+        bwlimit=None,
         full_reconcile=False,
         check_full=False,
         quiet=quiet,

@@ -8,6 +8,7 @@ import tomllib
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from dropbeard.core.bandwidth import parse_bandwidth
 from dropbeard.core.duration import parse_duration
 from dropbeard.core.errors import UsageError
 
@@ -86,6 +87,18 @@ class ConfigTable:
         if seconds == 0 and not zero_ok:
             raise self.error(key, "must be more than 0s")
         return seconds
+
+    def bandwidth(self, key: str) -> int | None:
+        """Bytes per second (`dropbeard.core.bandwidth`); None if absent or `off`."""
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.error(key, f"expected a rate like '10M', got {described(value)}")
+        try:
+            return parse_bandwidth(value)
+        except ValueError as exc:
+            raise self.error(key, str(exc)) from None
 
     def count(self, key: str, low: int, high: int) -> int | None:
         value = self.data.get(key)

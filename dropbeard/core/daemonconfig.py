@@ -18,6 +18,9 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
 LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 MAX_CONCURRENCY = 256
+#: Requests in flight by default (`--concurrency`, `concurrency`): many small files keep
+#: this many busy; large ones are held back by the bytes they need in memory.
+DEFAULT_CONCURRENCY = 16
 
 
 class RootEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,13 +54,15 @@ class DaemonConfig(msgspec.Struct, frozen=True, kw_only=True):
     interval: float = 300.0
     debounce: float = 1.0
     max_delay: float = 10.0
-    concurrency: int = 8
+    concurrency: int = DEFAULT_CONCURRENCY
+    #: bytes per second for every transfer of the daemon together; None: no limit
+    bandwidth_limit: int | None = None
     socket: str = ""
     roots: tuple[RootEntry, ...] = ()
 
 
 _SETTINGS_KEYS = ("poll_interval", "interval", "debounce", "max_delay", "concurrency")
-_DAEMON_KEYS = ("log_format", "log_level", *_SETTINGS_KEYS, "socket", "roots")
+_DAEMON_KEYS = ("log_format", "log_level", *_SETTINGS_KEYS, "bandwidth_limit", "socket", "roots")
 _ROOT_ENTRY_KEYS = ("path", *_SETTINGS_KEYS)
 
 
@@ -71,6 +76,7 @@ def parse_daemon_config(text: str, source: str, *, home: str) -> DaemonConfig:
         DaemonConfig(),
         log_format=top.choice("log_format", LOG_FORMATS, "auto"),
         log_level=top.choice("log_level", LOG_LEVELS, "info"),
+        bandwidth_limit=top.bandwidth("bandwidth_limit"),
         socket=socket,
         roots=_root_entries(top, home),
         **_settings(top),

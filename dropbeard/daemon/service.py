@@ -30,6 +30,7 @@ from dropbeard.daemon.notify import sd_notify
 from dropbeard.daemon.rootpass import StoreFactory
 from dropbeard.daemon.runner import RootRunner
 from dropbeard.daemon.settings import DaemonOptions, load_settings
+from dropbeard.store.bandwidth import Bandwidth
 from dropbeard.store.base import Store
 from dropbeard.store.factory import open_store
 from dropbeard.sync.report import StatusReport, gather
@@ -40,18 +41,21 @@ FORCED_EXIT_S = 0.5  # after a second signal, the process is gone within a secon
 STATUS_TIMEOUT_S = 8.0
 
 
-def default_store_factory(remote: RemoteConfig, concurrency: int) -> Store:
-    return open_store(remote, concurrency=concurrency)
+def default_store_factory(
+    remote: RemoteConfig, concurrency: int, bandwidth: Bandwidth | None = None
+) -> Store:
+    return open_store(remote, concurrency=concurrency, bandwidth=bandwidth)
 
 
 class Daemon:
-    """Runs every root until a signal; `handle` answers the control socket."""
+    """Runs every root until a signal; `handle` answers the control socket. Every store
+    it opens shares one `bandwidth` (the config's `bandwidth_limit`, for the whole daemon)."""
 
     def __init__(
         self,
         opts: DaemonOptions,
         *,
-        store_factory: StoreFactory = default_store_factory,
+        store_factory: StoreFactory | None = None,
         log_stream: TextIO | None = None,
     ) -> None:
         self.opts = opts
@@ -59,9 +63,10 @@ class Daemon:
         self.everyone: set[RootRunner] = set()  # runners not finished yet, current or not
         self.exit_code = 0
         self.ready = anyio.Event()
-        self._store_factory = store_factory
+        self._store_factory = store_factory or self._open_store
         self._log_stream = log_stream
         self._settings = load_settings(opts)
+        self.bandwidth = Bandwidth(self._settings.config.bandwidth_limit)
         self._stop = anyio.Event()
         self._stopping = False
         self._started = (time.time(), time.monotonic())
@@ -187,6 +192,9 @@ class Daemon:
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = 40 + 2 * len(self.runners)
 
+    def _open_store(self, remote: RemoteConfig, concurrency: int) -> Store:
+        return default_store_factory(remote, concurrency, self.bandwidth)
+
     async def reload(self) -> None:
         if self._stopping:
             self.log.info("reload_ignored", reason="shutting down")
@@ -197,6 +205,7 @@ class Daemon:
             self.log.error("reload_failed", error=str(exc), kept="the previous config")
             return
         old, self._settings = self._settings, new
+        self.bandwidth.set_rate(new.config.bandwidth_limit)
         self._configure_logging()
         wanted = {s.path: s for s in new.roots}
         added, removed, changed = [], [], []
@@ -315,6 +324,8 @@ async def daemon_command(args: Any) -> int:
         roots=list(args.roots),
         socket=args.socket,
         interval=args.interval,
+        concurrency=args.concurrency,
+        bandwidth_limit=args.bwlimit,
         verbose=bool(getattr(args, "verbose", False)),
     )
     return await Daemon(opts).run(signals=True, hard_exit=True)

@@ -1,5 +1,6 @@
 """Where the daemon's settings come from (IO: reads the config file): `-c CONFIG` or the
-per-user default, overridden by the command line (roots, `--socket`, `--interval`)."""
+per-user default, overridden by the command line (roots, `--socket`, `--interval`,
+`--concurrency`, `--bwlimit`)."""
 
 from __future__ import annotations
 
@@ -48,12 +49,15 @@ def load_config(path: str | None) -> tuple[DaemonConfig | None, str]:
 
 @dataclass
 class DaemonOptions:
-    """The command line: `-c`, positional roots, `--socket`, `--interval`, `--verbose`."""
+    """The command line: `-c`, positional roots, `--socket`, `--interval`, `--concurrency`,
+    `--bwlimit` (0: no limit, whatever the config says), `--verbose`. None: not given."""
 
     config_path: str | None = None
     roots: list[str] = field(default_factory=list)
     socket: str | None = None
     interval: float | None = None
+    concurrency: int | None = None
+    bandwidth_limit: int | None = None
     verbose: bool = False
 
 
@@ -84,6 +88,11 @@ def load_settings(opts: DaemonOptions) -> DaemonSettings:
     if opts.interval is not None:
         entries = tuple(msgspec.structs.replace(e, interval=None) for e in cfg.roots)
         cfg = msgspec.structs.replace(cfg, interval=opts.interval, roots=entries)
+    if opts.concurrency is not None:
+        entries = tuple(msgspec.structs.replace(e, concurrency=None) for e in cfg.roots)
+        cfg = msgspec.structs.replace(cfg, concurrency=opts.concurrency, roots=entries)
+    if opts.bandwidth_limit is not None:
+        cfg = msgspec.structs.replace(cfg, bandwidth_limit=opts.bandwidth_limit or None)
     if not cfg.roots:
         raise UsageError(f"config {where}: no [[roots]] to sync; add one or name ROOT")
     socket = opts.socket or cfg.socket

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from dropbeard.core.config import RemoteConfig, parse_remote_url
 from dropbeard.core.errors import MissingBucket, UsageError
+from dropbeard.store.bandwidth import Bandwidth
 from dropbeard.store.base import Store
 from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.local import LocalStore
@@ -20,15 +21,22 @@ from dropbeard.store.retry import RetryingStore
 T = TypeVar("T")
 
 
-def open_store(remote: RemoteConfig, *, concurrency: int = 8, retry: bool = True) -> Store:
-    """The store `remote` names; no request is made until it is used."""
+def open_store(
+    remote: RemoteConfig,
+    *,
+    concurrency: int = 16,
+    retry: bool = True,
+    bandwidth: Bandwidth | None = None,
+) -> Store:
+    """The store `remote` names; no request is made until it is used. Stores of one
+    process share one `bandwidth` (its limit holds for all of them together)."""
     try:
         url = parse_remote_url(remote.url)
     except ValueError as exc:
         raise UsageError(f"remote: {exc}") from None
     store: Store
     if url.kind == "local":
-        store = LocalStore(Path(url.path))
+        store = LocalStore(Path(url.path), bandwidth=bandwidth)
     else:
         from dropbeard.store.s3 import S3Store  # aiobotocore costs ~0.5 s to import
 
@@ -41,6 +49,7 @@ def open_store(remote: RemoteConfig, *, concurrency: int = 8, retry: bool = True
                 profile=remote.profile,
                 addressing_style=remote.addressing_style,
                 concurrency=concurrency,
+                bandwidth=bandwidth,
             ),
             url.bucket,
             remote.endpoint_url or f"AWS S3 ({remote.region or 'us-east-1'})",

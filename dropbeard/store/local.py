@@ -22,6 +22,7 @@ from pathlib import Path
 import anyio
 
 from dropbeard.core.errors import IntegrityError, ListFailed
+from dropbeard.store.bandwidth import Bandwidth, spend
 from dropbeard.store.base import ListPage, ObjectInfo, Progress, UploadJournal
 from dropbeard.store.localcopy import HashingCopy, close_all, local_file_errors, open_local
 from dropbeard.store.localroot import LocalRoot, etag_of, object_info
@@ -32,10 +33,14 @@ PAGE_SIZE = 1000
 
 
 class LocalStore:
-    """Objects as files under `root`. See `dropbeard.store.base.Store` for the contract."""
+    """Objects as files under `root`. See `dropbeard.store.base.Store` for the contract.
+    Object bytes read and written count against `bandwidth` (a NAS mount is a network)."""
 
-    def __init__(self, root: Path, *, page_size: int = PAGE_SIZE) -> None:
+    def __init__(
+        self, root: Path, *, page_size: int = PAGE_SIZE, bandwidth: Bandwidth | None = None
+    ) -> None:
         self.root = Path(root)
+        self._bandwidth = bandwidth
         self.description = str(self.root)
         self._page_size = page_size
         self._root_dir = LocalRoot(self.root)
@@ -68,10 +73,13 @@ class LocalStore:
     async def get(self, key: str) -> bytes:
         found = await anyio.to_thread.run_sync(self._read_if_changed, key, None)
         assert found is not None
+        await spend(self._bandwidth, len(found[0]))
         return found[0]
 
     async def get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | None:
-        return await anyio.to_thread.run_sync(self._read_if_changed, key, etag)
+        found = await anyio.to_thread.run_sync(self._read_if_changed, key, etag)
+        await spend(self._bandwidth, 0 if found is None else len(found[0]))
+        return found
 
     def _stat(self, key: str) -> ObjectInfo:
         path = self._root_dir.path_of(key)
@@ -112,6 +120,7 @@ class LocalStore:
             store_side = self._root_dir.store_errors("downloading", key)
             copy = HashingCopy(src, out, hasher, store_side, local_file_errors(dest, key))
             while n := await anyio.to_thread.run_sync(copy.step):
+                await spend(self._bandwidth, n)
                 if progress is not None:
                     progress(n)
         finally:
@@ -129,15 +138,18 @@ class LocalStore:
 
     # `sha256` (see the protocol) is not needed: a file write hashes nothing.
     async def put(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        await spend(self._bandwidth, len(data))
         return await anyio.to_thread.run_sync(self._writer.write, key, data)
 
     async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
         # One worker-thread trip for the whole write: thread hops, not IO, dominated the
         # cost of many small blobs. Threads of this process exclude each other through the
         # same flock as other processes (each takes it on its own open file description).
+        await spend(self._bandwidth, len(data))
         return await anyio.to_thread.run_sync(self._writer.write_if, key, data, "absent", "")
 
     async def put_if_match(self, key: str, data: bytes, etag: str) -> str:
+        await spend(self._bandwidth, len(data))
         return await anyio.to_thread.run_sync(self._writer.write_if, key, data, "match", etag)
 
     async def put_file(
@@ -157,6 +169,7 @@ class LocalStore:
             store_side = self._root_dir.store_errors("writing", key)
             copy = HashingCopy(src, tmp.file, hasher, local_file_errors(path, key), store_side)
             while n := await anyio.to_thread.run_sync(copy.step):
+                await spend(self._bandwidth, n)
                 if progress is not None:
                     progress(n)
             if expected_sha256 is not None and hasher.hexdigest() != expected_sha256:

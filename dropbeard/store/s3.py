@@ -2,7 +2,8 @@
 
 Every request goes through the store's one client (`dropbeard.store.s3client`); files
 above MULTIPART_THRESHOLD go up in parts (`dropbeard.store.multipart`), through the
-multipart requests this store offers.
+multipart requests this store offers. Object bytes sent and received count against the
+store's `Bandwidth`, when it has one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import anyio
 
 from dropbeard.core.errors import IntegrityError, LocalFileError, NotFound, PreconditionFailed
+from dropbeard.store.bandwidth import Bandwidth, spend
 from dropbeard.store.base import ListPage, ObjectInfo, Progress, UploadJournal, validate_key
 from dropbeard.store.multipart import MULTIPART_THRESHOLD, HeldParts, upload_multipart
 from dropbeard.store.s3client import Credentials, S3Connection
@@ -39,11 +41,13 @@ class S3Store:
         profile: str | None = None,
         addressing_style: str = "auto",
         credentials: Credentials | None = None,
-        concurrency: int = 8,
+        concurrency: int = 16,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
+        bandwidth: Bandwidth | None = None,
     ) -> None:
         self.bucket = bucket
+        self._bandwidth = bandwidth
         self.prefix = prefix.strip("/")
         self.description = f"s3://{bucket}/{self.prefix}".rstrip("/")
         if endpoint_url:
@@ -96,6 +100,7 @@ class S3Store:
             resp = await client.get_object(Bucket=self.bucket, Key=self._s3_key(key))
             async with resp["Body"] as body:
                 data: bytes = await body.read()
+        await spend(self._bandwidth, len(data))
         return data
 
     async def get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | None:
@@ -109,6 +114,7 @@ class S3Store:
                 data: bytes = await body.read()
         if outcome.not_modified:
             return None
+        await spend(self._bandwidth, len(data))
         new_etag = str(resp.get("ETag", ""))
         if etag and new_etag == etag:  # servers that ignore If-None-Match on GET
             return None
@@ -130,7 +136,8 @@ class S3Store:
             out = await anyio.to_thread.run_sync(_open_local, dest, key)
             try:
                 async with resp["Body"] as body:
-                    while chunk := await body.read(CHUNK):
+                    while chunk := await _read_up_to(body, CHUNK):
+                        await spend(self._bandwidth, len(chunk))
                         await anyio.to_thread.run_sync(_write_chunk, out, chunk, hasher, key)
                         if progress:
                             progress(len(chunk))
@@ -205,6 +212,7 @@ class S3Store:
         client = await self._client()
         if sha256 is not None:
             cond[PAYLOAD_SHA256] = sha256
+        await spend(self._bandwidth, len(data))
         with translate(doing, key):
             resp = await client.put_object(
                 Bucket=self.bucket, Key=self._s3_key(key), Body=data, **cond
@@ -277,6 +285,7 @@ class S3Store:
     ) -> str:
         client = await self._client()
         known = {} if sha256 is None else {PAYLOAD_SHA256: sha256}
+        await spend(self._bandwidth, len(data))
         with translate(f"uploading part {number} of", key):
             resp = await client.upload_part(
                 Bucket=self.bucket,
@@ -306,6 +315,21 @@ class S3Store:
             await client.abort_multipart_upload(
                 Bucket=self.bucket, Key=self._s3_key(key), UploadId=upload_id
             )
+
+
+async def _read_up_to(body: Any, size: int) -> bytes:
+    """The next `size` bytes of a response body, fewer only at its end. A body's `read(n)`
+    hands out what the connection has buffered, often a small part of `n`; gathering a
+    whole CHUNK keeps a download to one worker-thread trip (write and hash) per CHUNK."""
+    pieces: list[bytes] = []
+    got = 0
+    while got < size:
+        piece: bytes = await body.read(size - got)
+        if not piece:
+            break
+        pieces.append(piece)
+        got += len(piece)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _open_local(dest: Path, key: str) -> Any:

@@ -21,7 +21,7 @@ from botocore.config import Config
 from botocore.loaders import Loader, create_loader
 
 from dropbeard.store.s3errors import translate
-from dropbeard.store.s3requests import streamline
+from dropbeard.store.s3requests import streamline, tune_parsers
 
 _LOADER: Loader | None = None
 
@@ -79,6 +79,7 @@ class S3Connection:
         self._profile = profile
         self._credentials = credentials or credentials_from_env()
         self._config = Config(
+            parameter_validation=False,  # dropbeard builds every request itself
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
             s3={"addressing_style": addressing_style},
@@ -103,6 +104,7 @@ class S3Connection:
     async def _open(self) -> Any:
         session: AioSession = get_session()
         session.register_component("data_loader", _shared_loader())
+        tune_parsers(session)
         if self._profile:
             session.set_config_variable("profile", self._profile)
         kwargs: dict[str, Any] = {

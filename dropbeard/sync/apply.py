@@ -13,6 +13,7 @@ problem. A path that fails keeps its old base.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import stat
 import uuid
@@ -29,13 +30,19 @@ from dropbeard.core.model import PERMISSIONS, Entry
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem
 from dropbeard.store.base import Progress, Store
+from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.disknames import DiskNames, case_problems
+from dropbeard.sync.fetch import Fetcher
 from dropbeard.sync.ondisk import is_empty, is_special, problem_kind, same_as_scanned
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import LocalItem, ScanResult
-from dropbeard.sync.sources import LocalSources, copy_verified, remove_all
+from dropbeard.sync.sources import LocalSources, remove_all
 from dropbeard.sync.state import StatRow
+from dropbeard.sync.trips import run_in_order
 from dropbeard.sync.workers import for_each
+
+#: Local deletes and new directories done per worker-thread trip.
+STEPS_PER_TRIP = 256
 
 
 @dataclass
@@ -74,12 +81,14 @@ async def apply_plan(
     plan: Plan,
     scanned: ScanResult,
     *,
-    concurrency: int,
+    budget: TransferBudget,
     progress: Progress | None = None,
 ) -> Applied:
     out = Applied()
     names = DiskNames(paths.root, scanned.items)
-    writer = _FolderWriter(paths, store, keys, scanned, names, progress, out)
+    sources = LocalSources()
+    fetcher = Fetcher(store, keys, budget, sources, progress)
+    writer = _FolderWriter(paths, scanned, names, out, fetcher, sources)
     writes = [(d.path, d.path, d.entry, False) for d in plan.downloads if d.entry.type != "dir"]
     writes += [
         (c.path, c.copy_path, c.entry, True) for c in plan.conflict_copies if c.entry.type != "dir"
@@ -92,19 +101,24 @@ async def apply_plan(
         writes = [w for w in writes if w[0] not in out.failed]
         dirs = [d for d in dirs if d.path not in out.failed]
     if writes:  # before deletes: a deleted file's bytes may be what a rename needs
-        await anyio.to_thread.run_sync(writer.sources.index, paths.root, scanned)
-    for gone in plan.local_deletes:  # deepest first, as planned
-        await anyio.to_thread.run_sync(writer.delete, gone.path, gone.expected)
-    for d in dirs:  # directories first, parents before children
-        await anyio.to_thread.run_sync(writer.guarded, d.path, writer.make_dir, d.path, d.entry)
-    limiter = anyio.CapacityLimiter(max(1, concurrency))
+        await anyio.to_thread.run_sync(sources.index, paths.root, scanned)
+    # In order, a worker-thread trip per batch: deletes deepest first, as planned, then
+    # directories, parents before children.
+    steps: list[Callable[[], None]]
+    steps = [partial(writer.delete, gone.path, gone.expected) for gone in plan.local_deletes]
+    steps += [partial(writer.guarded, d.path, writer.make_dir, d.path, d.entry) for d in dirs]
+    for i in range(0, len(steps), STEPS_PER_TRIP):
+        await anyio.to_thread.run_sync(run_in_order, steps[i : i + STEPS_PER_TRIP])
 
     async def write(item: tuple[str, str, Entry, bool]) -> None:
-        await writer.write(limiter, *item)
+        await writer.write(*item)
 
-    await for_each(writes, write, concurrency)
-    if writer.sources.parked:
-        await anyio.to_thread.run_sync(remove_all, writer.sources.parked)
+    # More workers than request slots: some do local file work while others download.
+    await for_each(writes, write, 2 * budget.requests)
+    if sources.parked:
+        await anyio.to_thread.run_sync(remove_all, sources.parked)
+    out.copied_locally, out.downloaded = fetcher.copied, fetcher.downloaded
+    out.downloaded_bytes = fetcher.downloaded_bytes
     return out
 
 
@@ -113,19 +127,28 @@ class _FolderWriter:
     """Writes one plan into the folder: local deletes, folders, symlinks and files, each
     path only inside the root, never through a symlink, in the spelling the disk holds
     (`names`), and only if it still is what the scan saw (`scanned`). Files come from
-    `sources` when their bytes are already on disk, else from `store`. Each path's
+    `sources` when their bytes are already on disk, else from the bucket. Each path's
     outcome goes to `out`: counts, stat rows, and a failed path with its problem (it
     keeps its old base).
     """
 
     paths: RootPaths
-    store: Store
-    keys: RootKeys
     scanned: ScanResult
     names: DiskNames
-    progress: Progress | None
     out: Applied
-    sources: LocalSources = field(default_factory=LocalSources)
+    #: gets each file's verified bytes into tmp/, from `sources` or the bucket
+    fetcher: Fetcher
+    sources: LocalSources
+
+    def __post_init__(self) -> None:
+        self.tmp_dir = self.paths.tmp  # a path built once, not per file
+        self._tmp_prefix = uuid.uuid4().hex[:16]
+        self._tmp_count = itertools.count()
+
+    def tmp_path(self, kind: str = "") -> Path:
+        """A new name in tmp/ (emptied when a pass starts): unique within this apply by a
+        counter, and against any other by a random prefix drawn once, not per file."""
+        return self.tmp_dir / f"{kind}{self._tmp_prefix}-{next(self._tmp_count)}"
 
     # -- helpers --------------------------------------------------------------------
 
@@ -271,7 +294,7 @@ class _FolderWriter:
         """Remove the file or symlink `item` at `dest`; a file whose bytes a write of
         this plan may need is parked in tmp/ as their local source instead."""
         if item.sha256 is not None and self.sources.is_source(item.sha256, dest):
-            parked = self.paths.tmp / uuid.uuid4().hex
+            parked = self.tmp_path()
             os.replace(dest, parked)
             self.sources.park(item.sha256, parked)
         else:
@@ -296,7 +319,7 @@ class _FolderWriter:
         if self.in_the_way(rel, dest_rel, entry, is_copy):
             return
         dest = self.target(dest_rel)
-        tmp = self.paths.tmp / f"link-{uuid.uuid4().hex}"  # never a temporary in the folder
+        tmp = self.tmp_path("link-")  # never a temporary in the folder
         os.symlink(entry.target or "", tmp)
         try:
             if not is_copy and not self.unchanged_since_scan(rel, dest):
@@ -308,40 +331,35 @@ class _FolderWriter:
 
     # -- files ----------------------------------------------------------------------
 
-    async def write(
-        self, limiter: anyio.CapacityLimiter, rel: str, dest_rel: str, entry: Entry, is_copy: bool
-    ) -> None:
-        async with limiter:
-            if entry.type == "symlink":
-                await anyio.to_thread.run_sync(
-                    self.guarded, rel, self.make_symlink, rel, dest_rel, entry, is_copy
-                )
-                return
-            try:
-                await self.write_file(rel, dest_rel, entry, is_copy)
-            except IntegrityError as exc:
-                self.fail(rel, "integrity", f"{dest_rel}: {exc}")
-            except NotFound:
-                self.fail(
-                    rel, "missing_blob", f"{rel}: blob {entry.sha256} is missing from the bucket"
-                )
-            except _Refused as exc:
-                self.fail(rel, exc.kind, str(exc))
-            except OSError as exc:
-                self.fail(rel, problem_kind(exc), f"writing {dest_rel}: {exc.strerror or exc}")
-            except LocalFileError as exc:  # our disk, not the store: a problem for this path
-                self.fail(rel, problem_kind(exc), f"writing {dest_rel}: {exc}")
+    async def write(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
+        if entry.type == "symlink":
+            await self.fetcher.trips.run(
+                partial(self.guarded, rel, self.make_symlink, rel, dest_rel, entry, is_copy)
+            )
+            return
+        try:
+            await self.write_file(rel, dest_rel, entry, is_copy)
+        except IntegrityError as exc:
+            self.fail(rel, "integrity", f"{dest_rel}: {exc}")
+        except NotFound:
+            self.fail(rel, "missing_blob", f"{rel}: blob {entry.sha256} is missing from the bucket")
+        except _Refused as exc:
+            self.fail(rel, exc.kind, str(exc))
+        except OSError as exc:
+            self.fail(rel, problem_kind(exc), f"writing {dest_rel}: {exc.strerror or exc}")
+        except LocalFileError as exc:  # our disk, not the store: a problem for this path
+            self.fail(rel, problem_kind(exc), f"writing {dest_rel}: {exc}")
 
     async def write_file(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
         assert entry.sha256 is not None
-        if await anyio.to_thread.run_sync(self.in_the_way, rel, dest_rel, entry, is_copy):
+        if await self.fetcher.trips.run(partial(self.in_the_way, rel, dest_rel, entry, is_copy)):
             return
-        tmp = self.paths.tmp / uuid.uuid4().hex
+        tmp = self.tmp_path()
+        place = partial(self.install, rel, dest_rel, tmp, entry, is_copy)
         try:
-            await self.fill(tmp, entry)
-            row = await anyio.to_thread.run_sync(self.install, rel, dest_rel, tmp, entry, is_copy)
+            row = await self.fetcher.fill(tmp, entry.sha256, entry.size or 0, place)
         except BaseException:
-            await anyio.to_thread.run_sync(partial(tmp.unlink, missing_ok=True))
+            await self.fetcher.trips.run(partial(tmp.unlink, missing_ok=True))
             self.sources.release(entry.sha256)
             raise
         if row is not None:
@@ -349,27 +367,6 @@ class _FolderWriter:
             if not is_copy:
                 self.out.stats[rel] = row
         self.sources.release(entry.sha256)
-
-    async def fill(self, tmp: Path, entry: Entry) -> None:
-        """Write the verified bytes of `entry`'s blob to `tmp`: copied from a local file
-        that holds them, else fetched from the bucket. A local source whose bytes changed
-        since they were registered (overwritten this pass, or edited) is dropped and the
-        next one tried, down to the bucket. The caller releases the blob."""
-        sha = entry.sha256
-        assert sha is not None
-        while (source := await self.sources.claim(sha)) is not None:
-            try:
-                await anyio.to_thread.run_sync(copy_verified, source, tmp, sha)
-            except (IntegrityError, OSError):
-                self.sources.drop(sha, source)
-                continue
-            self.out.copied_locally += 1
-            return
-        await self.store.get_file(
-            self.keys.blob(sha), tmp, expected_sha256=sha, progress=self.progress
-        )
-        self.out.downloaded += 1
-        self.out.downloaded_bytes += entry.size or 0
 
     def install(
         self, rel: str, dest_rel: str, tmp: Path, entry: Entry, is_copy: bool

@@ -193,7 +193,7 @@ async def _apply(run: PassRun, plan: Plan, local: LocalScan) -> Applied:
         run.keys,
         plan,
         local.result,
-        concurrency=run.opts.concurrency,
+        budget=run.budget,
     )
 
 

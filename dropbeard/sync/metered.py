@@ -1,6 +1,7 @@
 """MeteredStore: a `Store` wrapper that reports every blob transfer of a pass to its
-`PassMeter` (IO only through `inner`): downloads (`get_file`) and uploads (`put_file`,
-and `put_if_absent`/`put` of a blob: small files go up in one request)."""
+`PassMeter` (IO only through `inner`): downloads (`get_file`, and `get` of a blob: small
+files come down in one request) and uploads (`put_file`, and `put_if_absent`/`put` of a
+blob: small files go up in one request)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,22 @@ class MeteredStore(ForwardingStore):
         except BaseException as exc:
             error = exc
             raise
+        finally:
+            self.meter.transfer_ended(transfer, error)
+
+    async def get(self, key: str) -> bytes:
+        if _BLOBS not in key:  # a manifest, a head: not a transfer
+            return await self.inner.get(key)
+        transfer = self.meter.transfer_started(key, "download", None)
+        error: BaseException | None = None
+        try:
+            data = await self.inner.get(key)
+        except BaseException as exc:
+            error = exc
+            raise
+        else:
+            self.meter.transfer_moved(transfer, len(data))
+            return data
         finally:
             self.meter.transfer_ended(transfer, error)
 

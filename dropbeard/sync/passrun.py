@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 
 from dropbeard.core.changes import PathChange
 from dropbeard.core.config import RootConfig
+from dropbeard.core.daemonconfig import DEFAULT_CONCURRENCY
 from dropbeard.core.keys import RootKeys
 from dropbeard.store.base import Store
+from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.meter import PassMeter
 from dropbeard.sync.metered import MeteredStore
 from dropbeard.sync.root import RootPaths
@@ -21,7 +23,7 @@ from dropbeard.sync.state import State
 class PassOptions:
     dry_run: bool = False
     allow_mass_delete: bool = False
-    concurrency: int = 8
+    concurrency: int = DEFAULT_CONCURRENCY
     #: told what the pass is doing (stages, totals, transfers by path), for a display
     meter: PassMeter | None = None
     #: called once per changed path after the pass committed (planned ones on a dry run)
@@ -39,8 +41,9 @@ class PassOptions:
 @dataclass(frozen=True)
 class PassRun:
     """One pass of one root: where it is (`paths`, `cfg`, `keys`), what it reads and
-    writes (`state`, `store`), how (`opts`), and the one `now` every step uses (read from
-    `opts.now` once, when the pass begins)."""
+    writes (`state`, `store`), how (`opts`), the one `now` every step uses (read from
+    `opts.now` once, when the pass begins), and the one budget of requests and bytes in
+    flight its downloads and uploads share (`opts.concurrency` requests)."""
 
     paths: RootPaths
     cfg: RootConfig
@@ -49,6 +52,7 @@ class PassRun:
     store: Store
     opts: PassOptions
     now: datetime
+    budget: TransferBudget
 
     @classmethod
     def begin(
@@ -57,4 +61,6 @@ class PassRun:
         """The pass's setting; its store reports transfers to `opts.meter` if there is one."""
         if opts.meter is not None:
             store = MeteredStore(store, opts.meter)
-        return cls(paths, cfg, RootKeys(cfg.root_id), state, store, opts, opts.now())
+        budget = TransferBudget(max(1, opts.concurrency))
+        keys = RootKeys(cfg.root_id)
+        return cls(paths, cfg, keys, state, store, opts, opts.now(), budget)

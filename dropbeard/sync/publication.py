@@ -94,7 +94,7 @@ async def upload_plan_blobs(
             run.store,
             run.keys,
             sources,
-            concurrency=run.opts.concurrency,
+            budget=run.budget,
             journal=journal,
             on_done=lambda src: known.add(src.sha256),
         )

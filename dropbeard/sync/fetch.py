@@ -1,0 +1,118 @@
+"""Getting a blob's verified bytes into a temp file and placing it: copied from a local
+file that holds them, else downloaded (IO: store reads, local files; the caller says
+where the file goes).
+
+A small blob is read whole into memory (held in the transfer budget) and then verified,
+written and placed in one job of a shared worker-thread trip (`sync.trips`); a large one
+streams to disk. A request slot is held only while the network is busy, never during
+that local file work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TypeVar, cast
+
+from dropbeard.core.errors import IntegrityError
+from dropbeard.core.keys import RootKeys
+from dropbeard.store.base import Progress, Store
+from dropbeard.sync.budget import TransferBudget
+from dropbeard.sync.sources import LocalSources, copy_verified
+from dropbeard.sync.trips import ThreadTrips
+
+T = TypeVar("T")
+
+
+@dataclass
+class Fetcher:
+    """Fills temp files with blobs for one apply: from `sources` (a local file holding the
+    bytes; no blob fetched twice), else from the bucket within `budget`; the file work
+    in `trips`. Counts what came from where."""
+
+    store: Store
+    keys: RootKeys
+    budget: TransferBudget
+    sources: LocalSources
+    progress: Progress | None
+    trips: ThreadTrips = field(default_factory=ThreadTrips)
+    copied: int = 0
+    downloaded: int = 0
+    downloaded_bytes: int = 0
+
+    async def fill(self, tmp: Path, sha: str, size: int, place: Callable[[], T]) -> T:
+        """Write the verified bytes of blob `sha` (`size` bytes) to `tmp` and `place` them,
+        in one job with the placing. A local source whose bytes changed since they were
+        registered (overwritten this pass, or edited) is dropped and the next one tried,
+        down to the bucket. The caller releases the blob in `sources`."""
+        while (source := await self.sources.claim(sha)) is not None:
+            copied, placed = await self.trips.run(partial(_copy_and_place, source, tmp, sha, place))
+            if copied:
+                self.copied += 1
+                return cast(T, placed)
+            self.sources.drop(sha, source)
+        key = self.keys.blob(sha)
+        placed = await download(
+            self.store, self.budget, self.trips, key, (sha, size), tmp, place, self.progress
+        )
+        self.downloaded += 1
+        self.downloaded_bytes += size
+        return placed
+
+
+#: Blobs up to this size are downloaded into memory and written in one worker-thread
+#: trip; larger ones stream to disk.
+WHOLE_DOWNLOAD = 4 * 1024 * 1024
+
+
+async def download(
+    store: Store,
+    budget: TransferBudget,
+    trips: ThreadTrips,
+    key: str,
+    blob: tuple[str, int],
+    tmp: Path,
+    place: Callable[[], T],
+    progress: Progress | None,
+) -> T:
+    """Fetch blob `key` (`blob`: its SHA-256 and size) into `tmp`, then `place()` it, the
+    local file work in `trips`. IntegrityError (and nothing placed) if the bytes are not
+    those."""
+    sha, size = blob
+    if size > WHOLE_DOWNLOAD:
+        async with budget.request():
+            await store.get_file(key, tmp, expected_sha256=sha, progress=progress)
+        return await trips.run(place)
+    async with budget.holding(size):
+        async with budget.request():
+            data = await store.get(key)
+        if progress:
+            progress(len(data))
+        return await trips.run(partial(_write_verified, data, key, sha, tmp, place))
+
+
+def _copy_and_place(
+    source: Path, tmp: Path, sha: str, place: Callable[[], T]
+) -> tuple[bool, T | None]:
+    """(False, None) if `source` no longer holds blob `sha`; else (True, what `place`
+    returned) once it is copied to `tmp` and placed."""
+    try:
+        copy_verified(source, tmp, sha)
+    except (IntegrityError, OSError):
+        return False, None
+    return True, place()
+
+
+def _write_verified(data: bytes, key: str, sha: str, dest: Path, place: Callable[[], T]) -> T:
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha:
+        raise IntegrityError(
+            f"downloading {key}: content does not match its SHA-256 (expected {sha}, got {got})",
+            key,
+        )
+    with open(dest, "wb") as out:
+        out.write(data)
+    return place()

@@ -1,0 +1,114 @@
+"""Blocking jobs carried to worker threads in shared trips: whatever jobs are queued when a
+trip leaves go together, so many small jobs (a stat, a file written and renamed) cost a
+few trips between threads instead of one each (IO: runs the jobs in worker threads).
+
+Each trip wakes a thread and hands the GIL back and forth; for a small downloaded file
+that costs more than the file work itself, and on a busy machine far more. Jobs queue
+while a trip is under way and leave on the next one, so a trip carries as many jobs as
+arrived during the last one: one job when the folder is quiet, dozens when a thousand
+downloads land at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import anyio
+
+T = TypeVar("T")
+
+
+class _Job(Generic[T]):
+    __slots__ = ("done", "error", "fn", "taken", "value", "wake")
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self.fn = fn
+        self.taken = False  # on a trip under way
+        self.done = False
+        self.value: T | None = None
+        self.error: BaseException | None = None
+        self.wake: anyio.Event | None = None  # what its caller waits on, if it waits
+
+    def run(self) -> None:
+        try:
+            self.value = self.fn()
+        except Exception as exc:  # handed to the job's caller, on its own task
+            self.error = exc
+        self.done = True
+
+    def result(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
+
+
+class ThreadTrips:
+    """Runs `fn()` calls in worker threads, at most `trips` trips at a time and `jobs`
+    jobs per trip; `run` returns each call's result (or raises its exception) to its own
+    caller, as `anyio.to_thread.run_sync` would.
+
+    A caller whose job cannot leave yet waits on its own event: a trip's end wakes the
+    callers of the jobs it carried, and the caller of the first job still queued, who
+    drives the next trip (waking every waiter at each trip's end would cost a task switch
+    per waiter per trip, the more the slower the network)."""
+
+    def __init__(self, *, trips: int = 2, jobs: int = 64) -> None:
+        if trips < 1 or jobs < 1:
+            raise ValueError("ThreadTrips needs at least one trip of one job")
+        self._trips = trips
+        self._jobs = jobs
+        self._queue: list[_Job[Any]] = []
+        self._under_way = 0
+        #: trips made, and callers woken, so far (for tests and benchmarks)
+        self.made = 0
+        self.woken = 0
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        job = _Job(fn)
+        self._queue.append(job)
+        while not job.done:
+            if not job.taken and self._under_way < self._trips:
+                await self._trip()
+            else:
+                job.wake = anyio.Event()
+                await job.wake.wait()
+                self.woken += 1
+        return job.result()
+
+    async def _trip(self) -> None:
+        """Carry the first queued jobs to a worker thread and back."""
+        batch, self._queue = self._queue[: self._jobs], self._queue[self._jobs :]
+        for queued in batch:
+            queued.taken = True
+        self._under_way += 1
+        self.made += 1
+        try:
+            await anyio.to_thread.run_sync(_run_all, batch)
+        finally:  # a trip that never left (cancelled on the way) leaves its jobs queued
+            unrun = [queued for queued in batch if not queued.done]
+            for queued in unrun:
+                queued.taken = False
+            self._queue[:0] = unrun
+            self._under_way -= 1
+            for carried in batch:
+                _wake(carried)
+            if self._queue:
+                _wake(self._queue[0])
+
+
+def _wake(job: _Job[Any]) -> None:
+    if job.wake is not None:
+        job.wake.set()
+        job.wake = None
+
+
+def _run_all(jobs: list[_Job[Any]]) -> None:
+    for job in jobs:
+        job.run()
+
+
+def run_in_order(steps: list[Callable[[], None]]) -> None:
+    """Each of `steps`, in order (one worker-thread trip for a batch of them)."""
+    for step in steps:
+        step()

@@ -1,0 +1,138 @@
+"""Blocking jobs sharing worker-thread trips (dropbeard.sync.trips): each caller gets its
+own result or exception, and jobs queued while a trip is under way leave together."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+from dropbeard.sync import trips as module
+from dropbeard.sync.trips import ThreadTrips
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_each_caller_gets_its_own_result_or_exception() -> None:
+    trips = ThreadTrips()
+    results: dict[int, object] = {}
+
+    def job(i: int) -> int:
+        if i % 3 == 0:
+            raise ValueError(f"job {i}")
+        return i * i
+
+    async def call(i: int) -> None:
+        try:
+            results[i] = await trips.run(lambda: job(i))
+        except ValueError as exc:
+            results[i] = str(exc)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(30):
+            tg.start_soon(call, i)
+    assert results == {i: f"job {i}" if i % 3 == 0 else i * i for i in range(30)}
+
+
+async def test_jobs_run_in_worker_threads_never_on_the_event_loop() -> None:
+    loop_thread = threading.get_ident()
+    trips = ThreadTrips()
+    assert await trips.run(threading.get_ident) != loop_thread
+
+
+async def test_jobs_queued_during_a_trip_leave_together() -> None:
+    trips = ThreadTrips(trips=1, jobs=100)
+
+    def slow() -> None:
+        time.sleep(0.05)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(trips.run, slow)
+    # the first job leaves alone; the 49 queued behind it share the next trip
+    assert trips.made == 2
+
+
+async def test_a_trip_carries_at_most_its_jobs() -> None:
+    trips = ThreadTrips(trips=1, jobs=10)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(41):
+            tg.start_soon(trips.run, lambda: None)
+    assert trips.made == 1 + 4  # one alone, then the 40 queued behind it in trips of 10
+
+
+@pytest.mark.parametrize("bad", [{"trips": 0}, {"jobs": 0}])
+def test_a_trip_needs_room(bad: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        ThreadTrips(**bad)
+
+
+async def test_no_trip_leaves_empty_while_another_carries_the_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sizes: list[int] = []
+    run_all = module._run_all
+
+    def counted(jobs: list[object]) -> None:
+        sizes.append(len(jobs))
+        run_all(jobs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module, "_run_all", counted)
+    trips = ThreadTrips(trips=2, jobs=8)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(40):
+            tg.start_soon(trips.run, lambda: time.sleep(0.01))
+    assert sum(sizes) == 40
+    assert min(sizes) >= 1
+
+
+async def test_a_trip_that_never_leaves_leaves_its_jobs_to_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A driver cancelled before its trip ran (say, waiting for a free thread) must not
+    strand the other callers' jobs it took: they still get their results."""
+    run_sync = module.anyio.to_thread.run_sync
+    calls: list[int] = []
+
+    async def second_trip_fails(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("no thread today")
+        return await run_sync(fn, *args, **kwargs)
+
+    monkeypatch.setattr(module.anyio.to_thread, "run_sync", second_trip_fails)
+    trips = ThreadTrips(trips=1)
+    results: dict[int, object] = {}
+
+    async def call(i: int) -> None:
+        try:
+            results[i] = await trips.run(lambda: time.sleep(0.05) if i == 0 else i)
+        except RuntimeError as exc:
+            results[i] = str(exc)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for i in range(5):
+                tg.start_soon(call, i)
+    # job 0 leaves alone; 1-4 queue behind it and one of them drives the trip that fails
+    failed = [i for i, r in results.items() if r == "no thread today"]
+    assert len(failed) == 1
+    assert results == {0: None} | {i: i for i in range(1, 5) if i not in failed} | {
+        failed[0]: "no thread today"
+    }
+
+
+async def test_a_trip_wakes_only_its_own_callers_and_the_next_driver() -> None:
+    """50 callers, one job a trip: each trip's end wakes its caller and the one who drives
+    next, not all 49 still waiting (a task switch per waiter per trip)."""
+    trips = ThreadTrips(trips=1, jobs=1)
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(trips.run, lambda: time.sleep(0.001))
+    assert trips.made == 50
+    assert trips.woken <= 2 * 50

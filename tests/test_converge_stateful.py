@@ -415,7 +415,8 @@ class ThreeRealDevices(RuleBasedStateMachine):
     @rule(data=st.data())
     def seed_archive(self, data: st.DataObject) -> None:
         """A person syncs a device, copies its folder onto a backup drive by hand (what it
-        holds in conflict or despite a delete left out: the others do not hold that), and
+        holds in conflict, despite a delete or ignored left out: the others do not hold
+        that, and a file only the archive holds is its own change, with its own version), and
         makes the copy an archive-only device. Its first pass finds every file it holds on
         the others: it adopts their versions quietly, no conflict (SPEC 3)."""
         self.ok = False
@@ -424,6 +425,7 @@ class ThreeRealDevices(RuleBasedStateMachine):
         in_conflict = {c["path"] for c in self._status(source)["conflicts"]}
         in_conflict |= set(self._refused(source))
         root = self.roots[source]
+        rules = self._rules(source)
 
         def left_out(folder: str, names: list[str]) -> set[str]:
             rel = os.path.relpath(folder, root)
@@ -435,6 +437,7 @@ class ThreeRealDevices(RuleBasedStateMachine):
                 # a FIFO or socket is never synced (and copying one would block)
                 tracked = stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)
                 unpublished = path in in_conflict or parse_conflict_name(path)
+                unpublished = unpublished or rules.matches(path, stat.S_ISDIR(mode))
                 if path == ".dropbear" or unpublished or not tracked:
                     left.add(name)
             return left

@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import sqlite3
@@ -415,8 +416,9 @@ class ThreeRealDevices(RuleBasedStateMachine):
     @rule(data=st.data())
     def seed_archive(self, data: st.DataObject) -> None:
         """A person syncs a device, copies its folder onto a backup drive by hand (what it
-        holds in conflict, despite a delete or ignored left out: the others do not hold
-        that, and a file only the archive holds is its own change, with its own version), and
+        holds in conflict, despite a delete, ignored or kept local-only left out: the others
+        do not hold that, and what only the archive holds is its own change, with its own
+        version), and
         makes the copy an archive-only device. Its first pass finds every file it holds on
         the others: it adopts their versions quietly, no conflict (SPEC 3)."""
         self.ok = False
@@ -426,6 +428,12 @@ class ThreeRealDevices(RuleBasedStateMachine):
         in_conflict |= set(self._refused(source))
         root = self.roots[source]
         rules = self._rules(source)
+        db = sqlite3.connect(f"file:{root / '.dropbear' / 'state.sqlite'}?mode=ro", uri=True)
+        try:  # what the source published; a leftover folder it keeps local-only is not
+            rows = db.execute("SELECT path, base FROM files WHERE base IS NOT NULL").fetchall()
+            synced = {path for path, base in rows if json.loads(base).get("entry")}
+        finally:
+            db.close()
 
         def left_out(folder: str, names: list[str]) -> set[str]:
             rel = os.path.relpath(folder, root)
@@ -438,6 +446,7 @@ class ThreeRealDevices(RuleBasedStateMachine):
                 tracked = stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)
                 unpublished = path in in_conflict or parse_conflict_name(path)
                 unpublished = unpublished or rules.matches(path, stat.S_ISDIR(mode))
+                unpublished = unpublished or path not in synced
                 if path == ".dropbear" or unpublished or not tracked:
                     left.add(name)
             return left
@@ -611,9 +620,11 @@ class ThreeRealDevices(RuleBasedStateMachine):
         )
         try:
             row = db.execute("SELECT value FROM meta WHERE key = 'counter'").fetchone()
+            rows = db.execute("SELECT path, base FROM files WHERE base IS NOT NULL").fetchall()
         finally:
             db.close()
-        assert row is None or row[0] == "0", self._why(f"{ARCHIVE}: made versions: {row}")
+        own = [p for p, base in rows if f'"{ARCHIVE}"'.encode() in bytes(base)]
+        assert row is None or row[0] == "0", self._why(f"{ARCHIVE}: made versions of {own}")
         return summary
 
     def _check_archive(self, agreed: dict[str, tuple[object, ...]]) -> None:

@@ -146,3 +146,17 @@ def test_the_probe_key_is_in_the_device_folder_and_refuses_non_hex_tokens() -> N
     for token in ("", "AB", "x1", "../x", "0" * 33):
         with pytest.raises(ValueError):
             keys.probe("laptop", token)
+
+
+def test_snapshot_keys_follow_the_spec_and_parse_back() -> None:
+    key = keys.snapshot("laptop", "20260522T180500Z")
+    assert key == "roots/notes/devices/laptop/snapshots/20260522T180500Z.json"
+    assert keys.snapshots_prefix("laptop") == "roots/notes/devices/laptop/snapshots/"
+    assert keys.snapshot_id_of(key) == "20260522T180500Z"
+    for bad in (
+        "roots/notes/devices/laptop/snapshots/latest.json",
+        "roots/notes/devices/laptop/manifests/20260522T180500Z.json",
+        "roots/notes/devices/laptop/snapshots/20260522T180500Z.json/x",
+    ):
+        with pytest.raises(ValueError):
+            keys.snapshot_id_of(bad)

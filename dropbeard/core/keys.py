@@ -6,6 +6,7 @@ roots/<root_id>/trees/<h0h1>/<h2h3>/<sha256>           (format 2: one tree node)
 roots/<root_id>/devices/registry.json
 roots/<root_id>/devices/<device_id>/head.json
 roots/<root_id>/devices/<device_id>/manifests/<YYYYMMDDTHHMMSSZ>.json
+roots/<root_id>/devices/<device_id>/snapshots/<YYYYMMDDTHHMMSSZ>.json  (format 2)
 roots/<root_id>/devices/<device_id>/tombstones/<seq, 20 digits>.json
 roots/<root_id>/devices/<device_id>/probe-<hex>.tmp     (only while `init` runs)
 ```
@@ -25,6 +26,7 @@ ROOTS_PREFIX = "roots/"
 _HEAD = "head.json"
 _REGISTRY = "registry.json"
 _MANIFESTS = "manifests/"
+_SNAPSHOTS = "snapshots/"
 _TOMBSTONES = "tombstones/"
 _JSON = ".json"
 
@@ -84,6 +86,14 @@ class RootKeys:
         validate_manifest_id(manifest_id)
         return f"{self.manifests_prefix(device_id)}{manifest_id}{_JSON}"
 
+    def snapshots_prefix(self, device_id: str) -> str:
+        return self.device_prefix(device_id) + _SNAPSHOTS
+
+    def snapshot(self, device_id: str, snapshot_id: str) -> str:
+        """The key of a format-2 snapshot (SPEC 1.2), named by its id."""
+        validate_manifest_id(snapshot_id)
+        return f"{self.snapshots_prefix(device_id)}{snapshot_id}{_JSON}"
+
     def probe(self, device_id: str, token: str) -> str:
         """A scratch object `init` writes and deletes in the device's own folder, to learn
         which conditional writes the server honours. `token`: 1-32 lowercase hex digits."""
@@ -123,6 +133,14 @@ class RootKeys:
             return validate_manifest_id(name)
         except ValueError:
             raise ValueError(f"key {key!r} is not a manifest key") from None
+
+    def snapshot_id_of(self, key: str) -> str:
+        """The snapshot id of a snapshot key."""
+        name = self._device_file(key, _SNAPSHOTS)
+        try:
+            return validate_manifest_id(name)
+        except ValueError:
+            raise ValueError(f"key {key!r} is not a snapshot key") from None
 
     def seq_of(self, key: str) -> int:
         """The seq of a tombstone key."""

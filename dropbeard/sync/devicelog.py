@@ -1,0 +1,150 @@
+"""What every device's folder holds: its snapshots and tombstone batches, from one listing
+of `devices/`, and the snapshot objects themselves, cached on disk (IO: store listing and
+reads, local cache files).
+
+Snapshot objects are written once and never rewritten (SPEC 1.2), so a cached one is
+never stale; the listing alone says which still exist. A snapshot that does not decode,
+or names another device or id than its key, is one line naming its key in `failed`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+
+from dropbeard.core.errors import FormatError, NotFound
+from dropbeard.core.keys import RootKeys
+from dropbeard.core.model import Snapshot, decode_snapshot
+from dropbeard.core.sweep import Listed
+from dropbeard.core.timestamps import parse_manifest_id
+from dropbeard.store.base import ObjectInfo, Store
+from dropbeard.sync.workers import for_each
+
+CONCURRENCY = 16
+
+
+@dataclass
+class DeviceFolder:
+    """The objects of one device's folder, by kind."""
+
+    snapshots: dict[str, Listed] = field(default_factory=dict)  # by snapshot id
+    tombstones: dict[int, Listed] = field(default_factory=dict)  # by seq
+    other: list[Listed] = field(default_factory=list)  # the head, anything else
+
+    @property
+    def objects(self) -> list[Listed]:
+        return [*self.snapshots.values(), *self.tombstones.values(), *self.other]
+
+
+def as_listed(info: ObjectInfo) -> Listed:
+    """A listed object as `core.sweep` takes it (LastModified as an aware UTC time)."""
+    return Listed(info.key, info.size, datetime.fromtimestamp(info.last_modified, UTC))
+
+
+async def list_devices(store: Store, keys: RootKeys) -> dict[str, DeviceFolder]:
+    """Every device folder under `devices/` and what it holds (one listing)."""
+    folders: dict[str, DeviceFolder] = {}
+    async for page in store.list(keys.devices_prefix):
+        for info in page.objects:
+            try:
+                device = keys.device_of(info.key)
+            except ValueError:
+                continue  # not in a device's folder: not ours to judge
+            if device is None:
+                continue  # registry.json
+            folder = folders.setdefault(device, DeviceFolder())
+            _file(keys, folder, as_listed(info))
+    return dict(sorted(folders.items()))
+
+
+def _file(keys: RootKeys, folder: DeviceFolder, obj: Listed) -> None:
+    with contextlib.suppress(ValueError):
+        folder.snapshots[keys.snapshot_id_of(obj.key)] = obj
+        return
+    with contextlib.suppress(ValueError):
+        folder.tombstones[keys.seq_of(obj.key)] = obj
+        return
+    folder.other.append(obj)
+
+
+class SnapshotReader:
+    """Reads snapshot objects through a cache directory (None: no cache)."""
+
+    def __init__(self, store: Store, keys: RootKeys, cache_dir: Path | None = None) -> None:
+        self.store = store
+        self.keys = keys
+        self.cache_dir = cache_dir
+        self.fetched = 0
+        self.failed: dict[str, str] = {}  # key -> why it could not be used
+
+    async def read(self, device: str, snapshot_id: str) -> Snapshot | None:
+        """The snapshot, or None when it is gone or invalid (then `failed` says why)."""
+        key = self.keys.snapshot(device, snapshot_id)
+        cached = await anyio.to_thread.run_sync(self._cached, device, snapshot_id)
+        data = cached
+        if data is None:
+            try:
+                data = await self.store.get(key)
+            except NotFound:
+                return None
+            self.fetched += 1
+        try:
+            snap = decode_snapshot(data, key)
+            if snap.device_id != device or snap.snapshot != snapshot_id:
+                raise FormatError(
+                    f"invalid snapshot {key}: it names {snap.device_id} {snap.snapshot}"
+                )
+        except FormatError as exc:
+            self.failed[key] = str(exc)
+            return None
+        if cached is None:
+            await anyio.to_thread.run_sync(self._keep, device, snapshot_id, data)
+        return snap
+
+    async def read_all(self, wanted: dict[str, list[str]]) -> dict[str, dict[str, Snapshot]]:
+        """Device -> snapshot id -> snapshot, for every id asked that can be read."""
+        out: dict[str, dict[str, Snapshot]] = {d: {} for d in wanted}
+
+        async def one(item: tuple[str, str]) -> None:
+            snap = await self.read(*item)
+            if snap is not None:
+                out[item[0]][item[1]] = snap
+
+        jobs = [(d, s) for d, ids in wanted.items() for s in ids]
+        await for_each(jobs, one, CONCURRENCY)
+        return {d: dict(sorted(snaps.items())) for d, snaps in out.items()}
+
+    def _path(self, device: str, snapshot_id: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        return self.cache_dir / device / f"{snapshot_id}.json"
+
+    def _cached(self, device: str, snapshot_id: str) -> bytes | None:
+        path = self._path(device, snapshot_id)
+        if path is None:
+            return None
+        try:
+            return path.read_bytes()
+        except OSError:
+            return None
+
+    def _keep(self, device: str, snapshot_id: str, data: bytes) -> None:
+        path = self._path(device, snapshot_id)
+        if path is None:
+            return
+        with contextlib.suppress(OSError):  # a cache: failing to fill it costs a read later
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+            temp.write_bytes(data)
+            os.replace(temp, path)
+
+
+def snapshot_time(snapshot_id: str) -> str:
+    """A snapshot id as people read a time: `2026-05-22 18:05:00Z`."""
+    t = parse_manifest_id(snapshot_id)
+    return t.strftime("%Y-%m-%d %H:%M:%SZ")

@@ -7,23 +7,28 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.timestamps import parse_manifest_id, utc_iso
+from dropbeard.store.base import Store
 from dropbeard.store.counting import CountingStore
+from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.sync.registry import register, retire, update_registry
 from dropbeard.sync.trees import TreeStore
 from tests.format2 import File, Folder, Link, Writer, canonical, sha256
 
-__all__ = ["File", "Folder", "Link", "World", "world"]
+__all__ = ["File", "Folder", "Link", "World", "local_world", "world"]
 
 KEYS = RootKeys("r1")
+T = TypeVar("T")
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
@@ -56,6 +61,13 @@ class StableWriter(Writer):
         if self._naming not in self.versions:
             self.versions[self._naming] = super().version()
         return self.versions[self._naming]
+
+
+@pytest.fixture
+def local_world(tmp_path: Path) -> World:
+    """A fresh local-directory bucket (tests that age objects by their file times)."""
+    (tmp_path / "bucket").mkdir()
+    return World(CountingStore(LocalStore(tmp_path / "bucket")), tmp_path)
 
 
 def at(snapshot: str) -> str:
@@ -172,3 +184,36 @@ def when(text: str) -> datetime:
 
 def dumps(obj: object) -> bytes:
     return json.dumps(obj).encode()
+
+
+async def set_policy(world: World, grace: str = "1h", **rules: str) -> None:
+    """Write the retention policy into the registry (rules absent keep none: `0`)."""
+    import msgspec
+
+    from dropbeard.core.model import Registry
+
+    def change(registry: Registry) -> Registry:
+        fields = {r: rules.get(r, "0") for r in ("all", "hourly", "daily", "weekly")}
+        return msgspec.structs.replace(registry, retention=fields, grace=grace)
+
+    await update_registry(world.store, KEYS, change)
+
+
+class Hooked(ForwardingStore):
+    """Runs a test's coroutine once, just before the first request `op` on a key (or
+    listing prefix) starting with `prefix`: something another device does at that
+    moment."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.hooks: list[tuple[str, str, Callable[[], Awaitable[None]]]] = []
+
+    def before(self, op: str, prefix: str, fn: Callable[[], Awaitable[None]]) -> None:
+        self.hooks.append((op, prefix, fn))
+
+    async def _forward(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        for hook in list(self.hooks):
+            if hook[0] == op and key.startswith(hook[1]):
+                self.hooks.remove(hook)
+                await hook[2]()
+        return await call()

@@ -182,30 +182,41 @@ async def device_ids(store: Store, keys: RootKeys) -> list[str]:
     return sorted(found)
 
 
-async def read_head(store: Store, keys: RootKeys, device: str) -> DeviceHead | None:
+async def read_head(
+    store: Store, keys: RootKeys, device: str, previous: DeviceHead | None = None
+) -> DeviceHead | None:
     """`device`'s head, or None when it has none; FormatError when it is not a head of
-    that device."""
+    that device. With `previous`, a head whose etag has not moved costs a 304."""
     key = keys.head(device)
     try:
-        got = await store.get_if_changed(key, None)
+        got = await store.get_if_changed(key, previous.etag if previous else None)
     except NotFound:
         return None
-    assert got is not None
+    if got is None:
+        assert previous is not None
+        return previous
     head = _decode_head(got[0], key, got[1])
     if head.device_id != device:
         raise FormatError(f"invalid head {key}: it names device {head.device_id!r}")
     return head
 
 
-async def read_heads(store: Store, keys: RootKeys, devices: list[str] | None = None) -> Heads:
-    """The head of every device (of `devices`, when given), read concurrently."""
+async def read_heads(
+    store: Store,
+    keys: RootKeys,
+    devices: list[str] | None = None,
+    previous: Heads | None = None,
+) -> Heads:
+    """The head of every device (of `devices`, when given), read concurrently; heads in
+    `previous` are asked again only if they changed."""
     if devices is None:
         devices = await device_ids(store, keys)
     out = Heads()
+    known = previous.heads if previous is not None else {}
 
     async def one(device: str) -> None:
         try:
-            head = await read_head(store, keys, device)
+            head = await read_head(store, keys, device, known.get(device))
         except FormatError as exc:
             out.failed[device] = str(exc)
             return

@@ -35,7 +35,10 @@ def _commands() -> dict[str, argparse.ArgumentParser]:
 
 def test_every_command_and_argument_is_explained() -> None:
     commands = _commands()
-    assert set(commands) == {"init", "sync", "status", "resolve", "daemon", "completion"}
+    assert set(commands) == {
+        "init", "sync", "status", "resolve", "daemon", "completion",
+        "ls", "versions", "restore", "verify", "gc", "retention", "devices",
+    }  # fmt: skip
     for name, parser in [("dropbeard", build_parser()), *commands.items()]:
         assert parser.description, name
         assert "\n" not in parser.description.strip(), name  # one line
@@ -45,7 +48,13 @@ def test_every_command_and_argument_is_explained() -> None:
             assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
 
 
-@pytest.mark.parametrize("command", ["init", "sync", "status", "resolve", "daemon", "completion"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "init", "sync", "status", "resolve", "daemon", "completion",
+        "ls", "versions", "restore", "verify", "gc", "retention", "devices",
+    ],
+)  # fmt: skip
 def test_each_help_ends_with_examples_and_exit_codes(cli: Cli, command: str) -> None:
     got = cli(command, "--help")
     assert got.code == 0

@@ -138,6 +138,48 @@ async def _status(args: argparse.Namespace) -> int:
     return await status_command(args)
 
 
+async def _ls(args: argparse.Namespace) -> int:
+    from dropbeard.cli.history import ls_command
+
+    return await ls_command(args)
+
+
+async def _versions(args: argparse.Namespace) -> int:
+    from dropbeard.cli.history import versions_command
+
+    return await versions_command(args)
+
+
+async def _restore(args: argparse.Namespace) -> int:
+    from dropbeard.cli.history import restore_command
+
+    return await restore_command(args)
+
+
+async def _verify(args: argparse.Namespace) -> int:
+    from dropbeard.cli.maintenance import verify_command
+
+    return await verify_command(args)
+
+
+async def _gc(args: argparse.Namespace) -> int:
+    from dropbeard.cli.maintenance import gc_command
+
+    return await gc_command(args)
+
+
+async def _retention(args: argparse.Namespace) -> int:
+    from dropbeard.cli.maintenance import retention_command
+
+    return await retention_command(args)
+
+
+async def _devices(args: argparse.Namespace) -> int:
+    from dropbeard.cli.devices import devices_command
+
+    return await devices_command(args)
+
+
 async def _completion(args: argparse.Namespace) -> int:
     print(completion.script(args.shell), end="")
     return 0
@@ -154,6 +196,13 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "sync": _sync,
     "status": _status,
     "resolve": _resolve,
+    "ls": _ls,
+    "versions": _versions,
+    "restore": _restore,
+    "verify": _verify,
+    "gc": _gc,
+    "retention": _retention,
+    "devices": _devices,
     "daemon": _daemon,
     "completion": _completion,
 }

@@ -10,6 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from dropbeard import __version__
+from dropbeard.cli.bucketargs import (
+    devices_arguments,
+    gc_arguments,
+    ls_arguments,
+    restore_arguments,
+    retention_arguments,
+    verify_arguments,
+    versions_arguments,
+)
 from dropbeard.core.bandwidth import parse_bandwidth
 from dropbeard.core.config import ADDRESSING_STYLES, MODES
 from dropbeard.core.daemonconfig import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
@@ -69,6 +78,58 @@ COMMANDS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
         (
             ("dropbeard resolve ~/Sync/notes.md --keep local", "keep this device's version"),
             ("dropbeard resolve ~/Sync/notes.md --keep desktop", "keep desktop's copy"),
+        ),
+    ),
+    "ls": (
+        "list what a device's snapshot holds, now or at a past time",
+        (
+            ("dropbeard ls ~/Sync/docs", "this device's latest snapshot of docs"),
+            ("dropbeard ls ~/Sync --device desktop --at 3d", "desktop's root three days ago"),
+        ),
+    ),
+    "versions": (
+        "list every retained version of a file or folder, on every device",
+        (
+            ("dropbeard versions ~/Sync/notes.md", "when it changed, on which device, deletes"),
+            ("dropbeard versions ~/Sync/notes.md --json", "the same as JSON"),
+        ),
+    ),
+    "restore": (
+        "bring back a file or folder from history, into the root or another folder",
+        (
+            ("dropbeard restore ~/Sync/notes.md", "its newest version unlike the file now"),
+            ("dropbeard restore ~/Sync/docs --at 2h", "the folder as it was two hours ago"),
+            ("dropbeard restore ~/Sync/notes.md --version 9f86d081", "one version, by sha256"),
+            ("dropbeard restore ~/Sync/docs --at 3d --to /tmp/old", "into another folder"),
+        ),
+    ),
+    "verify": (
+        "check that everything the heads reference is in the bucket, and intact",
+        (
+            ("dropbeard verify", "every current head, from one listing"),
+            ("dropbeard verify --all --full", "every snapshot, every byte re-hashed"),
+            ("dropbeard verify --sample 5", "re-hash a random 5% of the blobs"),
+        ),
+    ),
+    "gc": (
+        "apply the retention policy and delete what nothing retained needs",
+        (
+            ("dropbeard gc --dry-run", "what would go, and what it would free"),
+            ("dropbeard gc -v", "delete it, naming every object"),
+        ),
+    ),
+    "retention": (
+        "show or change how long history is kept, and gc's grace period",
+        (
+            ("dropbeard retention", "show the policy"),
+            ("dropbeard retention --all 7d --daily 1y", "keep more"),
+        ),
+    ),
+    "devices": (
+        "list the devices of a root, or retire one",
+        (
+            ("dropbeard devices", "mode, last snapshot, files, caught up or not"),
+            ("dropbeard devices retire old-phone", "stop waiting for a device that is gone"),
         ),
     ),
     "daemon": (
@@ -338,6 +399,13 @@ _ARGUMENTS = {
     "sync": _sync_arguments,
     "status": _status_arguments,
     "resolve": _resolve_arguments,
+    "ls": ls_arguments,
+    "versions": versions_arguments,
+    "restore": restore_arguments,
+    "verify": verify_arguments,
+    "gc": gc_arguments,
+    "retention": retention_arguments,
+    "devices": devices_arguments,
     "daemon": _daemon_arguments,
     "completion": _completion_arguments,
 }

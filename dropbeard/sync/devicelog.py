@@ -1,19 +1,22 @@
 """What every device's folder holds: its snapshots and tombstone batches, from one listing
-of `devices/`, and the snapshot objects themselves, cached on disk (IO: store listing and
-reads, local cache files).
+of `devices/`, and those objects themselves, cached on disk (IO: store listing and reads,
+local cache files).
 
-Snapshot objects are written once and never rewritten (SPEC 1.2), so a cached one is
-never stale; the listing alone says which still exist. A snapshot that does not decode,
-or names another device or id than its key, is one line naming its key in `failed`.
+Snapshots and tombstone batches are written once and never rewritten (SPEC 1.2), so a
+cached one is never stale; the listing alone says which still exist. One that does not
+decode, or names another device, id or seq than its key, is one line naming its key in
+`failed`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 
@@ -23,9 +26,11 @@ from dropbeard.core.model import Snapshot, decode_snapshot
 from dropbeard.core.sweep import Listed
 from dropbeard.core.timestamps import parse_manifest_id
 from dropbeard.store.base import ObjectInfo, Store
+from dropbeard.sync.heads import Batch, decode_batch
 from dropbeard.sync.workers import for_each
 
 CONCURRENCY = 16
+T = TypeVar("T")
 
 
 @dataclass
@@ -73,7 +78,8 @@ def _file(keys: RootKeys, folder: DeviceFolder, obj: Listed) -> None:
 
 
 class SnapshotReader:
-    """Reads snapshot objects through a cache directory (None: no cache)."""
+    """Reads snapshot objects and tombstone batches, both written once and never
+    rewritten, through a cache directory (None: no cache) laid out as `devices/` is."""
 
     def __init__(self, store: Store, keys: RootKeys, cache_dir: Path | None = None) -> None:
         self.store = store
@@ -85,26 +91,22 @@ class SnapshotReader:
     async def read(self, device: str, snapshot_id: str) -> Snapshot | None:
         """The snapshot, or None when it is gone or invalid (then `failed` says why)."""
         key = self.keys.snapshot(device, snapshot_id)
-        cached = await anyio.to_thread.run_sync(self._cached, device, snapshot_id)
-        data = cached
-        if data is None:
-            try:
-                data = await self.store.get(key)
-            except NotFound:
-                return None
-            self.fetched += 1
-        try:
-            snap = decode_snapshot(data, key)
-            if snap.device_id != device or snap.snapshot != snapshot_id:
-                raise FormatError(
-                    f"invalid snapshot {key}: it names {snap.device_id} {snap.snapshot}"
-                )
-        except FormatError as exc:
-            self.failed[key] = str(exc)
+        snap = await self._read(key, decode_snapshot)
+        if snap is not None and (snap.device_id, snap.snapshot) != (device, snapshot_id):
+            self.failed[key] = f"invalid snapshot {key}: it names {snap.device_id} {snap.snapshot}"
             return None
-        if cached is None:
-            await anyio.to_thread.run_sync(self._keep, device, snapshot_id, data)
         return snap
+
+    async def read_batch(self, device: str, seq: int) -> Batch | None:
+        """Tombstone batch `seq` of `device`, or None when gone or invalid (see `failed`)."""
+        key = self.keys.tombstone(device, seq)
+        batch = await self._read(key, decode_batch)
+        if batch is not None and (batch.device_id, batch.seq) != (device, seq):
+            self.failed[key] = (
+                f"invalid tombstones {key}: it names {batch.device_id} seq {batch.seq}"
+            )
+            return None
+        return batch
 
     async def read_all(self, wanted: dict[str, list[str]]) -> dict[str, dict[str, Snapshot]]:
         """Device -> snapshot id -> snapshot, for every id asked that can be read."""
@@ -119,13 +121,43 @@ class SnapshotReader:
         await for_each(jobs, one, CONCURRENCY)
         return {d: dict(sorted(snaps.items())) for d, snaps in out.items()}
 
-    def _path(self, device: str, snapshot_id: str) -> Path | None:
-        if self.cache_dir is None:
-            return None
-        return self.cache_dir / device / f"{snapshot_id}.json"
+    async def read_batches(self, wanted: dict[str, list[int]]) -> list[Batch]:
+        """Every batch asked that can be read, by device and seq."""
+        out: list[Batch] = []
 
-    def _cached(self, device: str, snapshot_id: str) -> bytes | None:
-        path = self._path(device, snapshot_id)
+        async def one(item: tuple[str, int]) -> None:
+            batch = await self.read_batch(*item)
+            if batch is not None:
+                out.append(batch)
+
+        await for_each([(d, q) for d, seqs in wanted.items() for q in seqs], one, CONCURRENCY)
+        return sorted(out, key=lambda b: (b.device_id, b.seq))
+
+    async def _read(self, key: str, decode: Callable[[bytes, str], T]) -> T | None:
+        cached = await anyio.to_thread.run_sync(self._cached, key)
+        data = cached
+        if data is None:
+            try:
+                data = await self.store.get(key)
+            except NotFound:
+                return None
+            self.fetched += 1
+        try:
+            obj = decode(data, key)
+        except FormatError as exc:
+            self.failed[key] = str(exc)
+            return None
+        if cached is None:
+            await anyio.to_thread.run_sync(self._keep, key, data)
+        return obj
+
+    def _path(self, key: str) -> Path | None:
+        if self.cache_dir is None or not key.startswith(self.keys.devices_prefix):
+            return None
+        return self.cache_dir / key[len(self.keys.devices_prefix) :]
+
+    def _cached(self, key: str) -> bytes | None:
+        path = self._path(key)
         if path is None:
             return None
         try:
@@ -133,8 +165,8 @@ class SnapshotReader:
         except OSError:
             return None
 
-    def _keep(self, device: str, snapshot_id: str, data: bytes) -> None:
-        path = self._path(device, snapshot_id)
+    def _keep(self, key: str, data: bytes) -> None:
+        path = self._path(key)
         if path is None:
             return
         with contextlib.suppress(OSError):  # a cache: failing to fill it costs a read later

@@ -136,6 +136,14 @@ async def collect_garbage(
     await _sweep(
         store, keys, marker, heads, found[0].delete, found[1].delete, now, report, recheck_every
     )
+    for deleted in (
+        report.snapshots,
+        report.tombstones,
+        report.retired,
+        report.trees,
+        report.blobs,
+    ):
+        deleted.sort(key=lambda o: o.key)  # in the order asked, not the order answered
     return report
 
 

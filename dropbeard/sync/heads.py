@@ -4,7 +4,7 @@ them (IO: store reads). The one seam between those commands and the head's encod
 A head (SPEC 1.3) is read as a `DeviceHead`: its snapshot id and root tree (both None for
 a device that does not publish), its tombstone seq and its `seen` marks. Until
 `core.model` decodes format-2 heads and tombstone batches itself, the two small Structs
-below do; switching to the model's is a change to `_decode_head` and `_decode_batch`
+below do; switching to the model's is a change to `_decode_head` and `decode_batch`
 only. A head or batch that does not decode is one line naming its key, for that device
 only: it never stops the others being read.
 """
@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
-import anyio
 import msgspec
 
 from dropbeard.core.errors import FormatError, NotFound
@@ -159,7 +158,8 @@ class Batch:
     deletes: list[Delete]
 
 
-def _decode_batch(data: bytes, key: str) -> Batch:
+def decode_batch(data: bytes, key: str) -> Batch:
+    """The tombstone batch in `data` (read from `key`), checked; FormatError otherwise."""
     b = _decode(data, key, "tombstones", _Batch, _check_batch)
     return Batch(b.device_id, b.seq, b.created_at, b.deletes)
 
@@ -226,13 +226,3 @@ async def read_heads(
     await for_each(devices, one, CONCURRENCY)
     out.heads = dict(sorted(out.heads.items()))
     return out
-
-
-async def read_batch(store: Store, keys: RootKeys, device: str, seq: int) -> Batch:
-    """Tombstone batch `seq` of `device`; NotFound, or FormatError naming its key."""
-    key = keys.tombstone(device, seq)
-    data = await store.get(key)
-    batch = await anyio.to_thread.run_sync(_decode_batch, data, key)
-    if batch.device_id != device or batch.seq != seq:
-        raise FormatError(f"invalid tombstones {key}: it names {batch.device_id} seq {batch.seq}")
-    return batch

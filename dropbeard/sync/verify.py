@@ -36,6 +36,8 @@ class VerifyReport:
     not be decoded (each one line naming its key)."""
 
     roots: int = 0
+    heads: int = 0
+    snapshots: int = 0
     nodes: int = 0
     blobs: int = 0
     rehashed: int = 0
@@ -67,6 +69,7 @@ async def verify_bucket(
     heads = await read_heads(store, keys, devices)
     report.unreadable += heads.failed.values()
     roots = [(f"{d} head", tree) for d, tree in heads.roots().items()]
+    report.heads = len(roots)
     if all_snapshots:
         reader = snapshots or SnapshotReader(store, keys)
         folders = await list_devices(store, keys)
@@ -76,6 +79,7 @@ async def verify_bucket(
         for device, snaps in (await reader.read_all(wanted)).items():
             roots += [(f"{device} {s.snapshot}", s.tree) for s in snaps.values()]
         report.unreadable += reader.failed.values()
+        report.snapshots = len(roots) - report.heads
     contents = await list_contents(store, keys)
     report.strays = contents.strays
     marker = Marker(trees, listing=contents.listing, blob_places=share > 0)

@@ -244,3 +244,16 @@ def test_restore_reassembles_a_file_stored_in_chunks(scene: Scene) -> None:
     got = scene("restore", str(scene.root / "big.bin"))
     assert got.code == 0, got.err
     assert scene.laptop.read("big.bin") == big
+
+
+def test_verify_repair_uploads_again_from_this_device_s_disk(scene: Scene) -> None:
+    scene.laptop.write("notes.txt", b"on disk here")
+    scene.publish("laptop", Folder({"notes.txt": File(b"on disk here")}), ago(hours=1))
+    run(lambda: scene.world.store.inner.delete(blob_key(b"on disk here")))
+    assert scene("verify", "--root", str(scene.root)).code == 11
+    got = scene("verify", "--root", str(scene.root), "--repair")
+    assert got.code == 0, got.out + got.err
+    assert f"REPAIRED {blob_key(b'on disk here')}" in got.out
+    assert scene("verify", "--root", str(scene.root), "--full").code == 0
+    both = scene("verify", "--root", str(scene.root), "--repair", "--all")
+    assert both.code == 2

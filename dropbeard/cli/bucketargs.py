@@ -76,6 +76,12 @@ def verify_arguments(p: argparse.ArgumentParser) -> None:
     depth.add_argument(
         "--sample", type=float, metavar="PCT", help="re-hash a random PCT%% of the blobs"
     )
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="check this device's head and upload again, from this device's disk, what it "
+        "references that is missing (what the daemon does daily)",
+    )
 
 
 def gc_arguments(p: argparse.ArgumentParser) -> None:

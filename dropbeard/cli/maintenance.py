@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import Any
 
+import anyio
 import msgspec
 
 from dropbeard.cli.rootbucket import open_root_bucket
@@ -21,6 +22,8 @@ from dropbeard.core.retention import MIN_SAFE_GRACE, Policy, format_period, pars
 from dropbeard.core.sweep import Listed
 from dropbeard.sync.gc import GcReport, collect_garbage, policy_of
 from dropbeard.sync.registry import read_registry, update_registry
+from dropbeard.sync.repair import repair_own_head
+from dropbeard.sync.treecache import NodeCache
 from dropbeard.sync.verify import VerifyReport, verify_bucket
 
 RULES = ("all", "hourly", "daily", "weekly")
@@ -41,6 +44,12 @@ def _emit_json(obj: Any) -> None:
 
 
 async def verify_command(args: argparse.Namespace) -> int:
+    if args.repair:
+        if args.all or args.full or args.sample is not None:
+            raise UsageError(
+                "verify --repair checks this device's head only: no --all, --full or --sample"
+            )
+        return await _repair(args)
     share = 1.0 if args.full else (args.sample or 0.0) / 100
     if not 0 <= share <= 1:
         raise UsageError("--sample takes a percentage from 0 to 100")
@@ -57,6 +66,30 @@ async def verify_command(args: argparse.Namespace) -> int:
         _emit_json(_verify_json(report))
     else:
         _print_verify(report, args.quiet)
+    return ExitCode.OK if report.ok else ExitCode.INTEGRITY
+
+
+async def _repair(args: argparse.Namespace) -> int:
+    async with open_root_bucket(args.root) as rb:
+        written = rb.paths.dot / "trees"  # the nodes this device's passes wrote
+        cache = NodeCache(written) if await anyio.Path(written).is_dir() else None
+        report = await repair_own_head(
+            rb.store, rb.keys, rb.device_id, rb.paths.root, rb.trees(), cache
+        )
+    if args.json:
+        out = _verify_json(report.verify)
+        out.update(ok=report.ok, reuploaded=report.reuploaded, unrepaired=report.unrepaired)
+        _emit_json(out)
+    else:
+        for key in report.reuploaded:
+            print(f"REPAIRED {key} (uploaded again from this device)")
+        for line in report.unrepaired:
+            print(f"UNREPAIRED {line}")
+        for line in report.verify.unreadable:
+            print(f"UNREADABLE {line}")
+        if not args.quiet:
+            verdict = "ok" if report.ok else f"{len(report.unrepaired)} problems left"
+            print(f"verified this device's head, repaired {len(report.reuploaded)}: {verdict}")
     return ExitCode.OK if report.ok else ExitCode.INTEGRITY
 
 

@@ -257,3 +257,41 @@ def test_verify_repair_uploads_again_from_this_device_s_disk(scene: Scene) -> No
     assert scene("verify", "--root", str(scene.root), "--full").code == 0
     both = scene("verify", "--root", str(scene.root), "--repair", "--all")
     assert both.code == 2
+
+
+class ListLog:
+    """A structlog-like logger keeping (level, event, fields)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dict[str, Any]]] = []
+
+    def bind(self, **_fields: Any) -> ListLog:
+        return self
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda event, **fields: self.events.append((level, event, fields))
+
+
+def test_the_daemon_s_upkeep_runs_gc_then_repairs_this_device_s_head(scene: Scene) -> None:
+    from dropbeard.core.daemonconfig import RootSettings
+    from dropbeard.daemon.rootpass import RootSync
+
+    scene.publish("laptop", Folder({"old.txt": File(b"old")}), ago(days=3))
+    scene.laptop.write("notes.txt", b"mine")
+    scene.publish("laptop", Folder({"notes.txt": File(b"mine")}), ago(days=2))
+    assert scene("retention", "--root", str(scene.root), "--all", "0", "--hourly", "0",
+                 "--daily", "0", "--weekly", "0", "--grace", "1s").code == 0  # fmt: skip
+    run(lambda: scene.world.store.inner.delete(blob_key(b"mine")))
+    time.sleep(1.1)
+    settings = RootSettings(path=str(scene.root), poll_interval=30, interval=300, debounce=1,
+                            max_delay=10, concurrency=2)  # fmt: skip
+    log = ListLog()
+    bucket = scene.world.store.inner
+    sync = RootSync(scene.root, settings, store_factory=lambda *_: bucket, log=log)
+    run(sync.maintain)
+    events = {event: (level, fields) for level, event, fields in log.events}
+    assert events["gc"][1]["blobs"] == 1 and events["gc"][1]["snapshots"] == 1
+    assert events["verify"] == ("info", events["verify"][1])
+    assert events["verify"][1]["reuploaded"] == 1 and events["verify"][1]["ok"] is True
+    assert "gc_grace" in events
+    assert run(lambda: scene.world.keys_under(KEYS.blobs_prefix)) == [blob_key(b"mine")]

@@ -289,3 +289,13 @@ def test_default_config_path(env: dict[str, str], platform: str, expected: str) 
 )
 def test_default_socket_path(env: dict[str, str], platform: str, expected: str) -> None:
     assert default_socket_path(env, platform, HOME, 1000) == expected
+
+
+def test_gc_runs_daily_by_default_and_a_root_may_change_or_disable_it() -> None:
+    assert daemon("").gc_interval == 86_400.0
+    cfg = daemon(
+        'gc_interval = "12h"\n[[roots]]\npath = "/a"\n[[roots]]\npath = "/b"\ngc_interval = 0\n'
+    )
+    first, second = (effective(root, cfg) for root in cfg.roots)
+    assert (first.gc_interval, second.gc_interval) == (43_200.0, 0.0)
+    assert "gc_interval" in daemon_error('gc_interval = "soon"')

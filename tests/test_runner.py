@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
 from dropbeard.core.daemonconfig import RootSettings
@@ -65,3 +66,27 @@ async def test_a_full_rescan_asked_for_stays_one(tmp_path: Path) -> None:
     pending = made.snapshot()
     assert pending["next_pass_reason"] == "interval,remote:b"
     assert pending["pending_full"] is True
+
+
+async def test_gc_runs_every_gc_interval_and_never_when_zero_or_paused(tmp_path: Path) -> None:
+    made = runner(tmp_path, [])
+    runs: list[float] = []
+
+    async def maintain() -> None:
+        runs.append(anyio.current_time())
+
+    made._sync.maintain = maintain  # type: ignore[method-assign]
+    made.settings = msgspec.structs.replace(made.settings, gc_interval=0.05)
+    with anyio.move_on_after(0.3):
+        await made._gc_loop()
+    assert 3 <= len(runs) <= 7  # a random offset under 0.05 s, then every 0.05 s
+    runs.clear()
+    made.pause()
+    with anyio.move_on_after(0.2):
+        await made._gc_loop()
+    assert runs == []
+    made.resume()
+    made.settings = msgspec.structs.replace(made.settings, gc_interval=0.0)
+    with anyio.move_on_after(0.1):
+        await made._gc_loop()
+    assert runs == []

@@ -5,9 +5,9 @@ root's config, its caches, the store).
 They read the root's identity (an offline root exits 3) but not its sync state, and
 hold no lock: they write nothing into the root but what `restore` brings back, and the
 bucket is safe for them without one (SPEC 8.2). Nodes read from old snapshots go to a
-cache of their own, `.dropbear/cache/history-trees/`: the sync pass's cache records when
-it last saw a node in the bucket, which a writer relies on (SPEC 8.2), and seeing a
-node in an old snapshot must not count.
+cache of their own (`RootPaths.history_trees`): the sync pass's cache records when it
+last saw a node in the bucket, which a writer relies on (SPEC 8.2), and seeing a node in
+an old snapshot must not count.
 """
 
 from __future__ import annotations
@@ -51,11 +51,11 @@ class RootBucket:
 
     def trees(self, *, cached: bool = True) -> TreeStore:
         """Nodes through the history cache, or (`cached` False) all from the bucket."""
-        cache = NodeCache(self.paths.cache / "history-trees") if cached else None
+        cache = NodeCache(self.paths.history_trees) if cached else None
         return TreeStore(self.store, self.keys, cache)
 
     def reader(self) -> SnapshotReader:
-        return SnapshotReader(self.store, self.keys, self.paths.cache / "log")
+        return SnapshotReader(self.store, self.keys, self.paths.log_cache)
 
 
 def _root_of(path: Path | None) -> RootPaths:

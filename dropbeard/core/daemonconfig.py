@@ -21,6 +21,8 @@ MAX_CONCURRENCY = 256
 #: Requests in flight by default (`--concurrency`, `concurrency`): many small files keep
 #: this many busy; large ones are held back by the bytes they need in memory.
 DEFAULT_CONCURRENCY = 16
+#: gc (then the repair of this device's head) runs this often per root (SPEC 7).
+DEFAULT_GC_INTERVAL = 86_400.0
 
 
 class RootEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,6 +34,7 @@ class RootEntry(msgspec.Struct, frozen=True, kw_only=True):
     debounce: float | None = None
     max_delay: float | None = None
     concurrency: int | None = None
+    gc_interval: float | None = None
 
 
 class RootSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,6 +46,7 @@ class RootSettings(msgspec.Struct, frozen=True, kw_only=True):
     debounce: float
     max_delay: float
     concurrency: int
+    gc_interval: float = DEFAULT_GC_INTERVAL  # 0: never
 
 
 class DaemonConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,11 +61,14 @@ class DaemonConfig(msgspec.Struct, frozen=True, kw_only=True):
     concurrency: int = DEFAULT_CONCURRENCY
     #: bytes per second for every transfer of the daemon together; None: no limit
     bandwidth_limit: int | None = None
+    gc_interval: float = DEFAULT_GC_INTERVAL
     socket: str = ""
     roots: tuple[RootEntry, ...] = ()
 
 
-_SETTINGS_KEYS = ("poll_interval", "interval", "debounce", "max_delay", "concurrency")
+_SETTINGS_KEYS = (
+    "poll_interval", "interval", "debounce", "max_delay", "concurrency", "gc_interval",
+)  # fmt: skip
 _DAEMON_KEYS = ("log_format", "log_level", *_SETTINGS_KEYS, "bandwidth_limit", "socket", "roots")
 _ROOT_ENTRY_KEYS = ("path", *_SETTINGS_KEYS)
 
@@ -90,6 +97,7 @@ def _settings(table: ConfigTable) -> dict[str, float | int]:
         "debounce": table.duration("debounce", zero_ok=True),
         "max_delay": table.duration("max_delay", zero_ok=True),
         "concurrency": table.count("concurrency", 1, MAX_CONCURRENCY),
+        "gc_interval": table.duration("gc_interval", zero_ok=True),
     }
     return {key: value for key, value in found.items() if value is not None}
 
@@ -154,6 +162,7 @@ def effective(root: RootEntry, cfg: DaemonConfig) -> RootSettings:
         debounce=cfg.debounce if root.debounce is None else root.debounce,
         max_delay=cfg.max_delay if root.max_delay is None else root.max_delay,
         concurrency=cfg.concurrency if root.concurrency is None else root.concurrency,
+        gc_interval=cfg.gc_interval if root.gc_interval is None else root.gc_interval,
     )
 
 

@@ -28,6 +28,7 @@ from dropbeard.sync.engine import PassOptions, run_pass
 from dropbeard.sync.meter import PassMeter, Stage, Transfer
 from dropbeard.sync.root import RootPaths, open_online, root_lock
 from dropbeard.sync.state import Peer
+from dropbeard.sync.upkeep import upkeep
 
 #: Builds the store for a root's remote with the given transfer concurrency.
 StoreFactory = Callable[[RemoteConfig, int], Store]
@@ -109,6 +110,18 @@ class RootSync:
                 await anyio.to_thread.run_sync(state.close)
         self._log_problems(problems)
         return summary
+
+    async def maintain(self) -> None:
+        """The daily upkeep (SPEC 7): gc, then the repair of this device's head, logged as
+        the events `gc` and `verify` with their counts. Needs no lock: gc is safe beside
+        passes (SPEC 8.2), and the repair only reads this root's files."""
+        cfg, state = await anyio.to_thread.run_sync(open_online, self.paths)
+        await anyio.to_thread.run_sync(state.close)
+        done = await upkeep(self.paths, cfg, await self._store_for(cfg))
+        if done.gc.warning:
+            self.log.warning("gc_grace", message=done.gc.warning)
+        self.log.info("gc", **done.gc_event())
+        (self.log.info if done.repair.ok else self.log.warning)("verify", **done.verify_event())
 
     async def heads_changed(self) -> list[str]:
         """Other devices whose head moved since last seen: one LIST, one conditional GET

@@ -9,6 +9,7 @@ pass coalesce into exactly one more pass.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,6 +87,7 @@ class RootRunner:
         self.warnings: list[str] = []
         self._on_change = on_change
         self._clock, self._wall = clock, wall
+        self._random = random.Random()
         self._debouncer = Debouncer(settings.debounce, settings.max_delay)
         self._wake, self._debounce_wake = Wakeup(), Wakeup()
         self._pending: Request | None = None
@@ -160,6 +162,7 @@ class RootRunner:
                 tg.start_soon(self._guarded, self._debounce_loop)
                 tg.start_soon(self._guarded, self._poll_loop)
                 tg.start_soon(self._guarded, self._interval_loop)
+                tg.start_soon(self._guarded, self._gc_loop)
                 await self._engine_loop()
                 tg.cancel_scope.cancel()
         finally:
@@ -216,6 +219,21 @@ class RootRunner:
                 await anyio.sleep(due - self._clock())
             else:
                 self.request("interval")
+
+    async def _gc_loop(self) -> None:
+        """gc and the repair of this device's head, every `gc_interval` (0: never), first
+        at a random offset so that roots and devices do not all run it at once."""
+        every = self.settings.gc_interval
+        if every <= 0:
+            return
+        await anyio.sleep(self._random.uniform(0, every))
+        while True:
+            if not (self.paused or self._stopping or self._condition == "offline"):
+                try:
+                    await self._sync.maintain()
+                except DropbeardError as exc:
+                    self.log.warning("gc_error", error=str(exc), exit_code=int(exc.exit_code))
+            await anyio.sleep(every)
 
     async def _poll_loop(self) -> None:
         failing = False

@@ -52,6 +52,22 @@ class RootPaths:
         return self.dot / "cache"
 
     @property
+    def history_trees(self) -> Path:
+        """Nodes read from history (old snapshots): apart from the pass's own node cache,
+        whose record of when a node was seen in the bucket a writer relies on (SPEC 8.2)."""
+        return self.cache / "history-trees"
+
+    @property
+    def log_cache(self) -> Path:
+        """Snapshot objects and tombstone batches read, laid out as `devices/` is."""
+        return self.cache / "log"
+
+    @property
+    def written_trees(self) -> Path:
+        """The pass's own node cache, `.dropbear/trees/` (SPEC 2)."""
+        return self.dot / "trees"
+
+    @property
     def lock(self) -> Path:
         return self.dot / "lock"
 

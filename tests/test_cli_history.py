@@ -295,3 +295,11 @@ def test_the_daemon_s_upkeep_runs_gc_then_repairs_this_device_s_head(scene: Scen
     assert events["verify"][1]["reuploaded"] == 1 and events["verify"][1]["ok"] is True
     assert "gc_grace" in events
     assert run(lambda: scene.world.keys_under(KEYS.blobs_prefix)) == [blob_key(b"mine")]
+
+
+def test_restoring_a_folder_where_a_file_now_stands_is_refused(scene: Scene) -> None:
+    scene.publish("laptop", notes(b"v1"), ago(days=2))
+    scene.laptop.write("docs", b"a file where the folder was")
+    got = scene("restore", str(scene.root / "docs"), "--at", "1d")
+    assert got.code == 2 and "docs" in got.err and "--to" in got.err
+    assert scene.laptop.read("docs") == b"a file where the folder was"

@@ -92,3 +92,19 @@ async def test_a_destination_with_content_no_version_holds_is_refused(
         await check_destinations(items, history, root)
     outside = plan_items([("log/today.txt", entry)], "log/today.txt", tmp_path / "out", False)
     assert outside[0].dest == tmp_path / "out" / "today.txt"
+
+
+async def test_a_snapshot_whose_tree_cannot_be_read_is_left_out_and_named(world: World) -> None:
+    await world.publish("laptop", tree(1), "20260101T000000Z")
+    broken = await world.publish("laptop", tree(2), "20260102T000000Z")
+    await world.publish("laptop", tree(3), "20260103T000000Z")
+    await world.store.inner.put(KEYS.tree(broken), b'{"format":2,"entries":[]}')
+    history = await load_history(
+        world.store, KEYS, world.trees(), SnapshotReader(world.store, KEYS)
+    )
+    rows = await history.versions("log/today.txt")
+    assert [r.sha256 for r in rows] == [sha256(b"day 1"), sha256(b"day 3")]
+    [problem] = history.problems
+    assert (
+        problem.startswith("laptop's snapshot 20260102T000000Z: ") and KEYS.tree(broken) in problem
+    )

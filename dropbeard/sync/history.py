@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from dropbeard.core.errors import UsageError
+from dropbeard.core.errors import FormatError, IntegrityError, NotFound, UsageError
 from dropbeard.core.history import Tombstone, Version, snapshot_at, versions_of
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import Snapshot
@@ -28,7 +28,8 @@ from dropbeard.sync.trees import TreeStore
 @dataclass
 class History:
     """The retained snapshots of every device (or of one), read once; `problems` are the
-    heads, snapshots and tombstone batches that could not be read (one line each)."""
+    heads, snapshots, tombstone batches and trees that could not be read (one line each:
+    a snapshot whose tree cannot be read is left out of a path's history)."""
 
     trees: TreeStore
     reader: SnapshotReader
@@ -67,7 +68,12 @@ class History:
         out: dict[str, list[tuple[str, TreeEntry | None]]] = {}
         for dev, snaps in self.snapshots.items():
             if device is None or dev == device:
-                out[dev] = [(s.snapshot, await self.entry(s.tree, path)) for s in snaps.values()]
+                out[dev] = []
+                for snap in snaps.values():
+                    try:
+                        out[dev].append((snap.snapshot, await self.entry(snap.tree, path)))
+                    except (NotFound, IntegrityError, FormatError) as exc:
+                        self._problem(f"{dev}'s snapshot {snap.snapshot}: {exc}")
         return out
 
     async def tombstones(self, path: str, device: str | None = None) -> list[Tombstone]:
@@ -100,8 +106,11 @@ class History:
 
     def _note_failures(self) -> None:
         for line in self.reader.failed.values():
-            if line not in self.problems:
-                self.problems.append(line)
+            self._problem(line)
+
+    def _problem(self, line: str) -> None:
+        if line not in self.problems:
+            self.problems.append(line)
 
 
 async def load_history(

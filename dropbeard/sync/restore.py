@@ -111,15 +111,15 @@ def _look(item: Item) -> tuple[os.stat_result | None, str | None]:
     dest, entry = item.dest, item.entry
     try:
         st = os.lstat(dest)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # absent (or a file where its folder was)
         return None, None
+    if entry is not None and entry.type == "dir":  # only a folder may stand in for one
+        return st, _SAME if stat.S_ISDIR(st.st_mode) else None
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink(dest)
         same = entry is not None and entry.type == "symlink" and entry.target == target
         return st, _SAME if same else f"->{target}"
-    if stat.S_ISDIR(st.st_mode):
-        return st, _SAME if entry is not None and entry.type == "dir" else None
-    if not stat.S_ISREG(st.st_mode):
+    if not stat.S_ISREG(st.st_mode):  # a folder, or a special file, in the way
         return st, None
     digest = sha256_of_file(dest)
     same = (entry is None or entry.type == "file") and item.sha256 == digest
@@ -269,7 +269,7 @@ def _replace(temp: Path, dest: Path, was: os.stat_result | None) -> bool:
     file unchanged); False, leaving it alone, if it changed meanwhile."""
     try:
         now = os.lstat(dest)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         now = None
     if _identity(now) != _identity(was):
         return False

@@ -248,3 +248,36 @@ async def test_thirty_days_of_edits_keep_exactly_the_snapshots_the_policy_keeps(
     kept = {sha256(f"edit {k}".encode()) for k in range(360) if ids[k] in expected}
     assert {key[-64:] for key in await blobs_of(world)} == kept
     assert (await verify_bucket(world.store, KEYS, world.trees(), all_snapshots=True)).ok
+
+
+async def test_a_shard_full_of_garbage_is_listed_again_instead_of_a_head_each(
+    local_world: World,
+) -> None:
+    """LastModified is checked again by listing a shard (blobs/ab/) just before deleting
+    its candidates when that takes fewer requests than a HEAD each; an object refreshed
+    before that listing is still spared."""
+    world = local_world
+    await world.register("laptop")
+    await set_policy(world, grace="1h")
+    many = Folder({f"f{i}": File(f"old {i}".encode()) for i in range(600)})
+    await world.publish("laptop", many, ago(days=3))
+    await world.publish("laptop", notes(b"now"), ago(days=2))
+    for key in await world.keys_under(KEYS.prefix):
+        world.age(key, REAL_NOW - timedelta(days=2))
+    shards: dict[str, list[str]] = {}
+    for i in range(600):
+        key = blob_key(f"old {i}".encode())
+        shards.setdefault(key[: len(KEYS.blobs_prefix) + 3], []).append(key)
+    shard, keys = max(shards.items(), key=lambda item: len(item[1]))
+    assert len(keys) >= 3
+    hooked = Hooked(world.store)
+
+    async def refresh() -> None:
+        await world.store.inner.put(keys[0], await world.store.inner.get(keys[0]))
+
+    hooked.before("list_page", shard, refresh)
+    world.store.counts.clear()
+    report = await collect_garbage(hooked, KEYS, world.trees())
+    assert len(report.blobs) == 599 and report.spared_late == 1
+    assert await blobs_of(world) == {keys[0], blob_key(b"now"), blob_key(b"kept")}
+    assert world.store.counts["head"] < 300  # a HEAD only where a shard holds one or two

@@ -17,20 +17,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dropbeard.core.errors import DropbeardError, ExitCode, NotFound, UsageError
+from dropbeard.core.errors import UsageError
 from dropbeard.core.gcplan import DeviceInput, RetentionPlan, plan_retention
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import Registry
 from dropbeard.core.retention import MIN_SAFE_GRACE, Policy, format_period
-from dropbeard.core.sweep import Listed, still_garbage, sweep
+from dropbeard.core.sweep import Listed, sweep
 from dropbeard.core.timestamps import parse_utc_iso
 from dropbeard.store.base import Store
 from dropbeard.sync.devicelog import DeviceFolder, SnapshotReader, list_devices
-from dropbeard.sync.heads import Heads, device_ids, read_heads
+from dropbeard.sync.gcsweep import Candidate, GcStopped, Sweeper, stop_if
+from dropbeard.sync.heads import Heads, read_heads
 from dropbeard.sync.reach import Marker, list_contents
 from dropbeard.sync.registry import read_registry
 from dropbeard.sync.trees import TreeStore
@@ -39,12 +40,7 @@ from dropbeard.sync.workers import for_each
 #: Candidates deleted between two re-reads of the heads.
 RECHECK_EVERY = 1000
 CONCURRENCY = 16
-
-
-class GcStopped(DropbeardError):
-    """gc found something it cannot read where it must know what is reached."""
-
-    exit_code = ExitCode.INTEGRITY
+__all__ = ["GcReport", "GcStopped", "collect_garbage", "policy_of"]
 
 
 def utc_now() -> datetime:
@@ -110,7 +106,7 @@ async def collect_garbage(
     report = GcReport(policy_of(registry), dry_run)
     folders = await list_devices(store, keys)
     heads = await read_heads(store, keys, list(folders))
-    _stop_if(heads.failed.values(), "reading the heads")
+    stop_if(heads.failed.values(), "reading the heads")
     plan = plan_retention(_inputs(registry, folders, heads), now(), report.policy)
     report.retired_devices = plan.retired_devices
     marker = Marker(trees)
@@ -133,9 +129,11 @@ async def collect_garbage(
         (plan.retired, report.retired),
     ):
         await for_each(objs, _deleter(store, kept), CONCURRENCY)
-    await _sweep(
-        store, keys, marker, heads, found[0].delete, found[1].delete, now, report, recheck_every
-    )
+    candidates = [Candidate(o, marker.nodes, report.trees) for o in found[0].delete]
+    candidates += [Candidate(o, marker.blobs, report.blobs) for o in found[1].delete]
+    sweeper = Sweeper(store, keys, marker, heads, now, report.policy.grace)
+    await sweeper.delete(candidates, [*contents.trees, *contents.blobs], recheck_every)
+    report.spared_late = sweeper.spared
     for deleted in (
         report.snapshots,
         report.tombstones,
@@ -182,23 +180,13 @@ async def _mark_retained(
 ) -> None:
     reader = snapshots or SnapshotReader(store, keys)
     kept = await reader.read_all({d: sorted(ids) for d, ids in plan.kept.items()})
-    _stop_if(reader.failed.values(), "reading the retained snapshots")
+    stop_if(reader.failed.values(), "reading the retained snapshots")
     report.kept_snapshots = sum(len(s) for s in kept.values())
     going = set(plan.retired_devices)
     roots = [(f"{d} head", t) for d, t in heads.roots().items() if d not in going]
     roots += [(f"{d} {s.snapshot}", s.tree) for d, snaps in kept.items() for s in snaps.values()]
     await marker.mark(roots)
-    _stop_if([f.line() for f in marker.findings.values() if f.kind == "tree"], "marking")
-
-
-def _stop_if(problems: Iterable[str], doing: str) -> None:
-    lines = list(problems)
-    if lines:
-        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
-        raise GcStopped(
-            f"gc stopped while {doing}, deleting nothing more: {lines[0]}{more}; run "
-            "`dropbeard verify` (the device that owns a missing object repairs it)"
-        )
+    stop_if([f.line() for f in marker.findings.values() if f.kind == "tree"], "marking")
 
 
 def _unreached(objects: list[Listed], reached: set[str]) -> list[Listed]:
@@ -211,52 +199,3 @@ def _deleter(store: Store, done: list[Listed]) -> Callable[[Listed], Awaitable[N
         done.append(obj)
 
     return delete
-
-
-async def _sweep(
-    store: Store,
-    keys: RootKeys,
-    marker: Marker,
-    heads: Heads,
-    trees: list[Listed],
-    blobs: list[Listed],
-    now: Callable[[], datetime],
-    report: GcReport,
-    recheck_every: int,
-) -> None:
-    """Delete the candidates, re-reading the heads before each batch."""
-    todo = [(o, marker.nodes, report.trees) for o in trees]
-    todo += [(o, marker.blobs, report.blobs) for o in blobs]
-    grace = report.policy.grace
-    for start in range(0, len(todo), max(1, recheck_every)):
-        heads = await _remark_moved_heads(store, keys, marker, heads)
-
-        async def one(item: tuple[Listed, set[str], list[Listed]]) -> None:
-            obj, reached, done = item
-            if obj.key[-64:] in reached:
-                report.spared_late += 1
-                return
-            try:
-                modified = (await store.head(obj.key)).last_modified
-            except NotFound:
-                return  # deleted already (another gc)
-            when = datetime.fromtimestamp(modified, UTC)
-            if not still_garbage(obj, when, set(), now(), grace):
-                report.spared_late += 1
-                return
-            await store.delete(obj.key)
-            done.append(obj)
-
-        await for_each(todo[start : start + recheck_every], one, CONCURRENCY)
-
-
-async def _remark_moved_heads(store: Store, keys: RootKeys, marker: Marker, heads: Heads) -> Heads:
-    """Read every head again (devices that appeared since included) and mark what the
-    ones that moved reach."""
-    fresh = await read_heads(store, keys, await device_ids(store, keys), previous=heads)
-    _stop_if(fresh.failed.values(), "reading the heads again")
-    old = heads.roots()
-    moved = [(f"{d} head", t) for d, t in fresh.roots().items() if old.get(d) != t]
-    await marker.mark(moved)
-    _stop_if([f.line() for f in marker.findings.values() if f.kind == "tree"], "marking")
-    return fresh

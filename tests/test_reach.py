@@ -117,3 +117,23 @@ async def test_listing_counts_keys_that_are_no_node_or_blob_and_leaves_them(
     listed = await list_contents(world.store, KEYS, keep=True)
     assert listed.strays == 1
     assert all("notes.txt" not in o.key for o in listed.trees)
+
+
+async def test_light_marking_reaches_the_same_and_refuses_other_bytes(world: World) -> None:
+    big = Folder({f"n{i:04d}": File(str(i).encode()) for i in range(300)})
+    data = bytes(range(256)) * (17 * 4096)
+    root = await world.publish(
+        "laptop", Folder({"big": big, "n": notes(), "c": File(data)}), "20260101T000000Z"
+    )
+    strict, light = Marker(world.trees()), Marker(world.trees(), light=True)
+    await strict.mark([("laptop head", root)])
+    await light.mark([("laptop head", root)])
+    assert (light.nodes, light.blobs) == (strict.nodes, strict.blobs)
+    assert light.read == len(light.nodes)
+    deep = next(e.tree for e in (await world.trees().node(root)).entries or () if e.name == "n")
+    assert deep is not None
+    await world.store.inner.put(KEYS.tree(deep), b'{"format":2,"entries":[]}')
+    light = Marker(world.trees(), light=True)
+    await light.mark([("laptop head", root)])
+    assert light.findings[KEYS.tree(deep)].problem.startswith("corrupt: ")
+    assert not light.complete

@@ -109,7 +109,7 @@ async def collect_garbage(
     stop_if(heads.failed.values(), "reading the heads")
     plan = plan_retention(_inputs(registry, folders, heads), now(), report.policy)
     report.retired_devices = plan.retired_devices
-    marker = Marker(trees)
+    marker = Marker(trees, light=True)
     await _mark_retained(store, keys, marker, heads, plan, snapshots, report)
     contents = await list_contents(store, keys, keep=True)
     report.strays = contents.strays

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.retention import Policy, kept_snapshots
-from dropbeard.core.timestamps import manifest_id, utc_iso
+from dropbeard.core.timestamps import snapshot_id, utc_iso
 from dropbeard.core.tree import TreeEntry
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.local import LocalStore
@@ -97,7 +97,7 @@ class Sim:
     async def publish(self, root: str, changed: list[str]) -> None:
         for path in changed:
             self.since[path] = len(self.snapshots)
-        sid = manifest_id(self.now)
+        sid = snapshot_id(self.now)
         self.snapshots.append((sid, root))
         at = utc_iso(self.now)
         snap = {"format": 2, "device_id": DEVICE, "snapshot": sid, "tree": root,

@@ -20,9 +20,12 @@ import pytest
 
 from dropbeard.cli.main import main
 from dropbeard.core.keys import RootKeys
-from dropbeard.core.model import Manifest, decode_head, decode_manifest
+from dropbeard.core.model import Entry, decode_head, decode_snapshot
+from dropbeard.core.treediff import to_entry
 from dropbeard.store.base import Store
 from dropbeard.store.local import LocalStore
+from dropbeard.sync.treeread import walk
+from dropbeard.sync.trees import TreeStore
 
 T = TypeVar("T")
 ROOT_ID = "r1"
@@ -96,24 +99,42 @@ class Bucket:
     def has_head(self, device: str) -> bool:
         return self.keys.head(device) in self.objects()
 
-    def manifest(self, device: str) -> Manifest:
-        """The manifest `device`'s head points at."""
+    def listing(self, device: str) -> Listed:
+        """What the snapshot `device`'s head points at lists."""
         head = decode_head(self.get(self.keys.head(device)), "head")
-        key = self.keys.manifest(device, head.manifest)
-        return decode_manifest(self.get(key), key)
+        assert head.snapshot is not None and head.tree is not None
+        return Listed(head.snapshot, self.tree_entries(head.tree))
 
-    def all_manifest_paths(self) -> set[str]:
-        """Every path in every manifest object any device ever published."""
+    def tree_entries(self, root: str) -> list[Entry]:
+        """Every entry of the tree `root`, in tree order (every node verified)."""
+
+        async def read(store: Store) -> list[Entry]:
+            trees = TreeStore(store, self.keys)
+            return [to_entry(p, e) async for p, e in walk(trees, root)]
+
+        return self.run(read)
+
+    def all_listed_paths(self) -> set[str]:
+        """Every path in every snapshot any device ever published."""
         paths: set[str] = set()
         for key in self.objects():
-            if "/manifests/" in key:
-                paths |= {e.path for e in decode_manifest(self.get(key), key).entries}
+            if "/snapshots/" in key:
+                snapshot = decode_snapshot(self.get(key), key)
+                paths |= {e.path for e in self.tree_entries(snapshot.tree)}
         return paths
 
     def put_blob(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
         self.put(self.keys.blob(sha), data)
         return sha
+
+
+@dataclass
+class Listed:
+    """A device's published listing: its snapshot id and every entry of its tree."""
+
+    snapshot: str
+    entries: list[Entry]
 
 
 def local_bucket(tmp_path: Path, cli: Cli) -> Bucket:

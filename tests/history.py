@@ -16,7 +16,7 @@ from typing import TypeVar
 import pytest
 
 from dropbeard.core.keys import RootKeys
-from dropbeard.core.timestamps import parse_manifest_id, utc_iso
+from dropbeard.core.timestamps import parse_snapshot_id, utc_iso
 from dropbeard.store.base import Store
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.forwarding import ForwardingStore
@@ -71,7 +71,7 @@ def local_world(tmp_path: Path) -> World:
 
 
 def at(snapshot: str) -> str:
-    return utc_iso(parse_manifest_id(snapshot))
+    return utc_iso(parse_snapshot_id(snapshot))
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import anyio
 import pytest
 
-from dropbeard.core.timestamps import manifest_id
+from dropbeard.core.timestamps import snapshot_id
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.local import LocalStore
 from tests.converge import Cli, Device, local_bucket
@@ -26,7 +26,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def ago(**delta: float) -> str:
-    return manifest_id(NOW - timedelta(**delta))
+    return snapshot_id(NOW - timedelta(**delta))
 
 
 def run(fn: Callable[[], Awaitable[T]]) -> T:

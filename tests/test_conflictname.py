@@ -65,7 +65,7 @@ def test_ordinary_names_are_not_conflict_copies(path: str) -> None:
     ("path", "device", "ts"),
     [
         pytest.param("a.md", "Laptop", TS, id="bad-device"),
-        pytest.param("a.md", "laptop", "2026-05-22T18:05:00Z", id="bad-manifest-id"),
+        pytest.param("a.md", "laptop", "2026-05-22T18:05:00Z", id="bad-snapshot-id"),
         pytest.param("../a.md", "laptop", TS, id="bad-path"),
         pytest.param("x" * 200 + ".md", "d" * 64, TS, id="name-too-long"),
     ],
@@ -91,14 +91,14 @@ paths = st.lists(segments, min_size=1, max_size=3).map("/".join)
 device_ids = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,20}", fullmatch=True).filter(
     lambda d: ".conflict-" not in d
 )
-manifest_ids = st.datetimes(
+snapshot_ids = st.datetimes(
     min_value=datetime(1971, 1, 1),
     max_value=datetime(2999, 12, 31),
 ).map(lambda d: d.strftime("%Y%m%dT%H%M%SZ"))
 
 
 @settings(max_examples=300, deadline=None)
-@given(paths, device_ids, manifest_ids)
+@given(paths, device_ids, snapshot_ids)
 def test_parse_inverts_conflict_name(path: str, device: str, ts: str) -> None:
     copy = conflict_name(path, device, ts)
     assert copy.rpartition("/")[0] == path.rpartition("/")[0]

@@ -4,7 +4,7 @@ nothing (SPEC 4 step 1, 1.2), end to end through the real CLI; and an upload kil
 midway leaves nothing behind in a directory remote once a later pass ran.
 
 Every write any device makes is logged (key and SHA-256 of its bytes), and the log is
-checked: no manifest or batch is ever written twice, and no object a head named is ever
+checked: no snapshot or batch is ever written twice, and no object a head named is ever
 rewritten or deleted.
 """
 
@@ -64,7 +64,7 @@ class Wire:
         assert self._crash is None
 
     def check(self) -> None:
-        """No manifest or tombstone batch was written twice, and no object a head named
+        """No snapshot or tombstone batch was written twice, and no object a head named
         was ever rewritten or deleted afterwards."""
         check_log(self.log, self.keys)
 
@@ -74,7 +74,7 @@ def check_log(log: list[Written], keys: RootKeys) -> None:
     named: set[str] = set()
     written: dict[str, list[str | None]] = {}
     for w in log:
-        published = "/manifests/" in w.key or "/tombstones/" in w.key
+        published = "/snapshots/" in w.key or "/tombstones/" in w.key
         if w.op == "delete":
             assert w.key not in named, f"{w.key} was deleted after a head named it"
             present.pop(w.key, None)
@@ -87,7 +87,8 @@ def check_log(log: list[Written], keys: RootKeys) -> None:
             head = decode_head(w.data, w.key)
             dev = keys.device_of(w.key)
             assert dev is not None
-            named.add(keys.manifest(dev, head.manifest))
+            if head.snapshot is not None:
+                named.add(keys.snapshot(dev, head.snapshot))
             batches = keys.tombstones_prefix(dev)
             named.update(
                 k for k in present if k.startswith(batches) and keys.seq_of(k) <= head.tombstone_seq
@@ -103,7 +104,7 @@ def wire(remote: Bucket, monkeypatch: pytest.MonkeyPatch) -> Wire:
 
 def freeze_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every pass from now on runs at the same second, as passes in quick succession do:
-    every publish must still take a manifest id of its own."""
+    every publish must still take a snapshot id of its own."""
     now = datetime.now(UTC)
     monkeypatch.setattr(cli_sync, "PassOptions", functools.partial(PassOptions, now=lambda: now))
 
@@ -153,7 +154,7 @@ def test_a_crash_right_after_the_head_write_forgets_nothing(
     assert sorted(a.tree()) == ["from-b.txt", "keep.txt"]
     assert all(d.status()["conflicts"] == [] for d in (a, b, m))
     before = remote.objects()
-    assert a.sync().json["manifest"] is None  # settled: idle
+    assert a.sync().json["snapshot"] is None  # settled: idle
     assert remote.objects() == before
     wire.check()
 

@@ -73,8 +73,8 @@ def test_every_kind_of_change_propagates(remote: Bucket, tmp_path: Path, directi
 
     # both sides now agree: further passes are idle and change nothing anywhere
     before = remote.objects()
-    assert summary(src)["manifest"] is None
-    assert summary(dst)["manifest"] is None
+    assert summary(src)["snapshot"] is None
+    assert summary(dst)["snapshot"] is None
     assert remote.objects() == before
     assert dst.tree() == src.tree()
 
@@ -94,12 +94,12 @@ def test_concurrent_edits_conflict_then_resolution_converges(
 
     a.write("notes/report.md", "edited on a\n")
     b.write("notes/report.md", "edited on b, differently\n")
-    a_manifest = summary(a)["manifest"]
-    assert re.fullmatch(CONFLICT_TS, a_manifest)
+    a_snapshot = summary(a)["snapshot"]
+    assert re.fullmatch(CONFLICT_TS, a_snapshot)
 
     found = summary(b, code=4)
     assert found["conflicts"] == 1
-    copy = f"notes/report.conflict-a-{a_manifest}.md"
+    copy = f"notes/report.conflict-a-{a_snapshot}.md"
     assert b.read("notes/report.md") == b"edited on b, differently\n"
     assert b.read(copy) == b"edited on a\n"
     assert sorted(p.name for p in b.path("notes").iterdir()) == sorted(
@@ -107,15 +107,15 @@ def test_concurrent_edits_conflict_then_resolution_converges(
     )
     conflicts = b.status()["conflicts"]
     assert conflicts == [{"path": "notes/report.md", "copies": [copy]}]
-    assert "notes/report.md" not in {e.path for e in s3_remote.manifest("b").entries}
-    (a_entry,) = [e for e in s3_remote.manifest("a").entries if e.path == "notes/report.md"]
+    assert "notes/report.md" not in {e.path for e in s3_remote.listing("b").entries}
+    (a_entry,) = [e for e in s3_remote.listing("a").entries if e.path == "notes/report.md"]
 
     # c syncs meanwhile (takes a's version); a sees nothing new; nobody sees the copy
     summary(c)
     assert c.read("notes/report.md") == b"edited on a\n"
     summary(a)
     assert a.read("notes/report.md") == b"edited on a\n"
-    assert not any(".conflict-" in p for p in s3_remote.all_manifest_paths())
+    assert not any(".conflict-" in p for p in s3_remote.all_listed_paths())
     assert not any(".conflict-" in str(p) for p in a.tree()) and not any(
         ".conflict-" in str(p) for p in c.tree()
     )
@@ -124,9 +124,9 @@ def test_concurrent_edits_conflict_then_resolution_converges(
     b.write("notes/report.md", "merged by hand on b\n")
     b.path(copy).unlink()
     resolved = summary(b)
-    assert resolved["conflicts"] == 0 and resolved["manifest"]
+    assert resolved["conflicts"] == 0 and resolved["snapshot"]
     assert b.status()["conflicts"] == []
-    (b_entry,) = [e for e in s3_remote.manifest("b").entries if e.path == "notes/report.md"]
+    (b_entry,) = [e for e in s3_remote.listing("b").entries if e.path == "notes/report.md"]
     assert all(b_entry.version.get(dev, 0) >= n for dev, n in a_entry.version.items())
     assert b_entry.version != a_entry.version
     for d in (a, c, b, a, c):
@@ -136,7 +136,7 @@ def test_concurrent_edits_conflict_then_resolution_converges(
         assert d.read("notes/report.md") == b"merged by hand on b\n", d.id
         assert sorted(d.tree()) == ["notes", "notes/report.md"], d.id
         assert d.status()["conflicts"] == []
-    assert not any(".conflict-" in p for p in s3_remote.all_manifest_paths())
+    assert not any(".conflict-" in p for p in s3_remote.all_listed_paths())
 
 
 # --- edit against delete: the edit survives everywhere -----------------------------------
@@ -160,7 +160,7 @@ def test_edit_beats_concurrent_delete(remote: Bucket, tmp_path: Path, first: str
         assert d.read("plan.txt") == b"v2, edited on b while a deleted it\n", d.id
     # and it stays: both published manifests hold the edit
     for name in ("a", "b"):
-        entries = {e.path for e in remote.manifest(name).entries}
+        entries = {e.path for e in remote.listing(name).entries}
         assert "plan.txt" in entries, name
 
 
@@ -221,7 +221,7 @@ def test_hand_copied_different_file_is_a_conflict_not_an_overwrite(
 ) -> None:
     (a,) = devices(remote, tmp_path, "a")
     a.write("todo.txt", "a's list\n")
-    a_manifest = summary(a)["manifest"]
+    a_snapshot = summary(a)["snapshot"]
 
     b = Device(remote, tmp_path / "root-b", "b")
     b.write("todo.txt", "b's own, different list\n")
@@ -229,7 +229,7 @@ def test_hand_copied_different_file_is_a_conflict_not_an_overwrite(
     got = summary(b, code=4)
     assert got["conflicts"] == 1
     assert b.read("todo.txt") == b"b's own, different list\n"
-    assert b.read(f"todo.conflict-a-{a_manifest}.txt") == b"a's list\n"
+    assert b.read(f"todo.conflict-a-{a_snapshot}.txt") == b"a's list\n"
     summary(a)
     assert a.read("todo.txt") == b"a's list\n"
     assert sorted(a.tree()) == ["todo.txt"]

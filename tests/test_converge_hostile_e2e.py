@@ -1,23 +1,24 @@
 """Devices facing a damaged or hostile bucket, and an offline root, end to end through the
-real CLI (SPEC 1.1-1.2, 2, 4.5): corrupted blobs and manifests are refused with exit 11,
-unsafe paths never reach the disk, an offline root touches nothing."""
+real CLI (SPEC 1.1-1.3, 2, 4.1): corrupted blobs and tree nodes are refused with exit 11,
+hostile trees are refused for their device only, unsafe names never reach the disk, an
+offline root touches nothing. (A cycle of nodes cannot be made with honest hashes: a node
+naming a key whose bytes are not it is the closest a bucket gets, and
+tests/test_tree_hostile.py reads real cycles through a store that skips the hashes.)"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import stat
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
-from dropbeard.core.model import Entry, encode_manifest
+from dropbeard.core.tree import MAX_NODE_BYTES
 from dropbeard.sync.registry import register, update_registry
-from tests.converge import ROOT_ID, Bucket, Cli, Device, devices, local_bucket
+from tests.converge import Bucket, Cli, Device, devices, local_bucket
 
 
 def sha(data: bytes) -> str:
@@ -59,7 +60,7 @@ def test_corrupted_blob_is_refused_and_nothing_else_breaks(
     a.write("fine.txt", "fine v2, arrives intact\n")
     a.sync()
     for data in (edited, fresh):  # someone overwrites the blobs in the bucket
-        s3_remote.put(s3_remote.keys.blob(sha(data)), b"not what the manifest promised")
+        s3_remote.put(s3_remote.keys.blob(sha(data)), b"not what the tree promised")
 
     got = b.sync(code=11)
     line = one_error_line(got.err)
@@ -80,38 +81,30 @@ def test_corrupted_blob_is_refused_and_nothing_else_breaks(
     assert a.tree() == b.tree()
 
 
-# --- manifest that does not match its head ------------------------------------------------
+# --- a tree node that does not match its key ------------------------------------------------
 
 
-def test_manifest_not_matching_its_head_is_refused(remote: Bucket, tmp_path: Path) -> None:
+def test_a_node_not_matching_its_key_is_refused(remote: Bucket, tmp_path: Path) -> None:
     a, b = devices(remote, tmp_path, "a", "b")
     a.write("real.txt", "what a really holds\n")
     a.sync()
     b.write("mine.txt", "b's own\n")
 
-    # a well-formed manifest, but not the bytes a's head vouches for
+    # a well-formed node, but not the bytes a's head vouches for (its key)
     head = json.loads(remote.get(remote.keys.head("a")))
-    key = remote.keys.manifest("a", head["manifest"])
-    real = remote.manifest("a")
+    key = remote.keys.tree(head["tree"])
     planted = b"planted by someone with write access\n"
-    entry = Entry(
-        path="planted.txt",
-        type="file",
-        mode=0o644,
-        version={"a": 99},
-        size=len(planted),
-        mtime_ns=1,
-        sha256=remote.put_blob(planted),
-    )
+    entry = evil_file(remote, "planted.txt")
+    entry["sha256"], entry["size"] = remote.put_blob(planted), len(planted)
     original = remote.get(key)
-    remote.put(key, encode_manifest(msgspec.structs.replace(real, entries=[*real.entries, entry])))
+    remote.put(key, json.dumps({"format": 2, "entries": [entry]}).encode())
     before = b.tree()
 
     got = b.sync(code=11)  # a is skipped; b's own pass goes on
     line = one_error_line(got.err)
-    assert "'a'" in line and head["manifest"] in line
+    assert "'a'" in line and key in line
     assert b.tree() == before  # neither planted.txt nor real.txt
-    assert {e.path for e in remote.manifest("b").entries} == {"mine.txt"}
+    assert {e.path for e in remote.listing("b").entries} == {"mine.txt"}
 
     remote.put(key, original)  # the bucket is repaired: a is read again
     b.sync()
@@ -146,12 +139,15 @@ def test_one_bad_device_does_not_stop_the_others(
     b.write("from-b.txt", "b v2, never seen\n")
     b.sync()
     head = json.loads(remote.get(remote.keys.head("b")))
-    key = remote.keys.manifest("b", head["manifest"])
-    bad = b'{"format": 1, "entries": 7}' if damage == "malformed" else remote.get(key) + b" "
-    remote.put(key, bad)
-    if damage == "malformed":
-        head["manifest_sha256"] = sha(bad)  # a head vouching for it: it must still parse
+    key = remote.keys.tree(head["tree"])
+    if damage == "malformed":  # under its own key, and a head naming it: it must still parse
+        bad = b'{"format": 2, "entries": 7}'
+        key = remote.keys.tree(sha(bad))
+        head["tree"] = sha(bad)
         remote.put(remote.keys.head("b"), json.dumps(head).encode())
+    else:
+        bad = remote.get(key) + b" "
+    remote.put(key, bad)
     c.write("new-c.txt", "c's own new file\n")
 
     got = c.sync(code=11)  # b is skipped and named; everything else goes through
@@ -160,7 +156,7 @@ def test_one_bad_device_does_not_stop_the_others(
     assert c.read("from-a.txt") == b"a v2\n" and c.read("new-a.txt") == b"new on a\n"
     assert not c.path("gone.txt").exists()
     assert c.read("from-b.txt") == b"b's file\n"  # b's absence deletes nothing
-    assert "new-c.txt" in {e.path for e in remote.manifest("c").entries}
+    assert "new-c.txt" in {e.path for e in remote.listing("c").entries}
     problems = remote.cli("status", str(c.root), "--json").json["problems"]
     assert [(p["path"], p["kind"]) for p in problems] == [("devices/b/", "integrity")]
 
@@ -175,7 +171,25 @@ def test_one_bad_device_does_not_stop_the_others(
     assert remote.cli("status", str(c.root), "--json").json["problems"] == []
 
 
-# --- hostile manifests from a device registered in the bucket ------------------------------
+# --- hostile trees from a device registered in the bucket ----------------------------------
+
+
+def put_node(remote: Bucket, node: dict[str, Any] | bytes) -> str:
+    """Store a node under the SHA-256 of its bytes (as given: no check, no canonical
+    form); its key."""
+    data = node if isinstance(node, bytes) else json.dumps(node).encode()
+    remote.put(remote.keys.tree(sha(data)), data)
+    return sha(data)
+
+
+def listing(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"format": 2, "entries": list(entries)}
+
+
+def folder(remote: Bucket, name: str, *entries: dict[str, Any]) -> dict[str, Any]:
+    """A folder entry holding `entries` (its node stored)."""
+    tree = put_node(remote, listing(*entries))
+    return {"name": name, "type": "dir", "mode": 0o755, "version": {"evil": 1}, "tree": tree}
 
 
 def publish_raw(
@@ -184,31 +198,29 @@ def publish_raw(
     entries: list[dict[str, Any]],
     n: int,
     deletes: list[dict[str, Any]] | None = None,
+    *,
+    tree: str | None = None,
 ) -> None:
-    """Publish `entries` as `device`'s manifest (and `deletes` as its tombstone batch `n`),
-    bypassing every check a writer makes, with a head whose manifest_sha256 is correct."""
-    manifest_id = f"20260101T0000{n:02d}Z"
-    data = json.dumps(
-        {
-            "format": 1,
-            "root_id": ROOT_ID,
-            "device_id": device,
-            "created_at": "2026-01-01T00:00:00Z",
-            "entries": entries,
-        }
-    ).encode()
-    remote.put(remote.keys.manifest(device, manifest_id), data)
+    """Publish a root node listing `entries` (or the node `tree`) as `device`'s snapshot
+    `n` (and `deletes` as its tombstone batch `n`), bypassing every check a writer makes,
+    with a head naming them."""
+    root = tree if tree is not None else put_node(remote, listing(*entries))
+    snapshot_id = f"20260101T0000{n:02d}Z"
+    at = "2026-01-01T00:00:00Z"
+    snapshot = {"format": 2, "device_id": device, "snapshot": snapshot_id, "tree": root,
+                "created_at": at, "files": len(entries), "bytes": 0}  # fmt: skip
+    remote.put(remote.keys.snapshot(device, snapshot_id), json.dumps(snapshot).encode())
     if deletes is not None:
-        batch = {"format": 1, "device_id": device, "seq": n, "created_at": "2026-01-01T00:00:00Z"}
+        batch = {"format": 2, "device_id": device, "seq": n, "created_at": at}
         remote.put(
             remote.keys.tombstone(device, n), json.dumps({**batch, "deletes": deletes}).encode()
         )
     head = {
-        "format": 1,
+        "format": 2,
         "device_id": device,
-        "manifest": manifest_id,
-        "manifest_sha256": sha(data),
-        "published_at": "2026-01-01T00:00:00Z",
+        "snapshot": snapshot_id,
+        "tree": root,
+        "published_at": at,
         "tombstone_seq": n if deletes is not None else 0,
         "seen": {},
     }
@@ -221,12 +233,12 @@ def register_evil(remote: Bucket) -> None:
     remote.run(lambda s: update_registry(s, remote.keys, change))
 
 
-def file_entry(remote: Bucket, path: str, data: bytes) -> dict[str, Any]:
+def file_entry(remote: Bucket, name: str, data: bytes) -> dict[str, Any]:
     return {
-        "path": path,
+        "name": name,
         "type": "file",
-        "mode": 0o644,
         "size": len(data),
+        "mode": 0o644,
         "mtime_ns": 1,
         "sha256": remote.put_blob(data),
         "version": {"evil": 1},
@@ -238,30 +250,22 @@ MAX_INT = 2**63 - 1
 
 def nested(depth: int = 100_000) -> bytes:
     """Valid JSON nested deeper than any decoder will follow."""
-    return b'{"format": 1, "x": ' + b"[" * depth + b"]" * depth + b"}"
+    return b'{"format": 2, "x": ' + b"[" * depth + b"]" * depth + b"}"
 
 
-def evil_file(remote: Bucket, path: str, **fields: Any) -> dict[str, Any]:
-    return {**file_entry(remote, path, b"evil bytes\n"), **fields}
+def evil_file(remote: Bucket, name: str, **fields: Any) -> dict[str, Any]:
+    entry = {**file_entry(remote, name, b"evil bytes\n"), **fields}
+    return {k: v for k, v in entry.items() if v is not None}
 
 
-def evil_link(path: str, target: str) -> dict[str, Any]:
-    return {
-        "path": path,
-        "type": "symlink",
-        "mode": 0o777,
-        "version": {"evil": 1},
-        "target": target,
-    }
+def evil_link(name: str, target: str, **fields: Any) -> dict[str, Any]:
+    link = {"name": name, "type": "symlink", "target": target, "mode": 0o777}
+    return {**link, "version": {"evil": 1}, **fields}
 
 
-def evil_manifest_bytes(remote: Bucket, data: bytes) -> None:
-    """A head vouching (by SHA-256) for `data` as evil's manifest."""
-    publish_raw(remote, "evil", [], 0)
-    head = json.loads(remote.get(remote.keys.head("evil")))
-    remote.put(remote.keys.manifest("evil", head["manifest"]), data)
-    head["manifest_sha256"] = sha(data)
-    remote.put(remote.keys.head("evil"), json.dumps(head).encode())
+def evil_root(remote: Bucket, data: bytes) -> None:
+    """A head naming `data` as evil's root node, under the SHA-256 of those bytes."""
+    publish_raw(remote, "evil", [], 0, tree=put_node(remote, data))
 
 
 def evil_head(remote: Bucket, **fields: Any) -> None:
@@ -270,30 +274,59 @@ def evil_head(remote: Bucket, **fields: Any) -> None:
     remote.put(remote.keys.head("evil"), json.dumps({**head, **fields}).encode())
 
 
-def manifest_of(device: str) -> bytes:
-    fields = {
-        "format": 1,
-        "root_id": ROOT_ID,
-        "device_id": device,
-        "created_at": "2026-01-01T00:00:00Z",
-    }
-    return json.dumps({**fields, "entries": []}).encode()
+def pages_nested(remote: Bucket, levels: int) -> str:
+    """A folder of one file under `levels` index levels of one page each."""
+    key = put_node(remote, listing(evil_file(remote, "a")))
+    for _ in range(levels):
+        key = put_node(remote, {"format": 2, "pages": [{"first": "a", "tree": key}]})
+    return key
+
+
+def huge_node(remote: Bucket) -> str:
+    """A node just over what any reader holds (8 MiB), under its own key."""
+    pad = "x" * (MAX_NODE_BYTES + 1)
+    return put_node(remote, {"format": 2, "entries": [], "pad": pad})
+
+
+def node_not_its_bytes(remote: Bucket) -> str:
+    key = put_node(remote, listing(evil_file(remote, "a")))
+    remote.put(remote.keys.tree(key), json.dumps(listing(evil_file(remote, "b"))).encode())
+    return key
+
+
+def folder_of_deep_pages(remote: Bucket) -> None:
+    deep = {"name": "d", "type": "dir", "mode": 0o755, "version": {"evil": 1}}
+    publish_raw(remote, "evil", [{**deep, "tree": pages_nested(remote, 10)}], 0)
+
+
+def head_of_format_1(remote: Bucket) -> None:
+    old = {"format": 1, "device_id": "evil", "manifest": "20260101T000000Z",
+           "manifest_sha256": sha(b""), "published_at": "2026-01-01T00:00:00Z"}  # fmt: skip
+    remote.put(remote.keys.head("evil"), json.dumps(old).encode())
 
 
 MINE = b"b's own\n"
 #: what a hostile device plants -> how b's pass must end (11: evil skipped, 4: problems)
 HOSTILE: dict[str, tuple[Callable[[Bucket], object], int]] = {
-    "path_dotdot": (lambda r: publish_raw(r, "evil", [evil_file(r, "../outside")], 0), 11),
-    "path_absolute": (lambda r: publish_raw(r, "evil", [evil_file(r, f"{r.url}/x")], 0), 11),
-    "path_state_dir": (lambda r: publish_raw(r, "evil", [evil_file(r, ".DropBear/x")], 0), 11),
-    "path_too_long": (lambda r: publish_raw(r, "evil", [evil_file(r, "x" * 300)], 0), 11),
-    "path_twice": (lambda r: publish_raw(r, "evil", [evil_file(r, "d"), evil_file(r, "d")], 0), 11),
-    "path_under_a_file": (
-        lambda r: publish_raw(r, "evil", [evil_file(r, "f"), evil_file(r, "f/x")], 0),
+    "name_dotdot": (lambda r: publish_raw(r, "evil", [evil_file(r, "..")], 0), 11),
+    "name_with_a_slash": (lambda r: publish_raw(r, "evil", [evil_file(r, "../outside")], 0), 11),
+    "name_absolute": (lambda r: publish_raw(r, "evil", [evil_file(r, f"{r.url}/x")], 0), 11),
+    "name_state_dir": (
+        lambda r: publish_raw(r, "evil", [folder(r, ".DropBear", evil_file(r, "x"))], 0),
         11,
     ),
-    "path_through_its_link": (
-        lambda r: publish_raw(r, "evil", [evil_link("l", r.url), evil_file(r, "l/x")], 0),
+    "name_too_long": (lambda r: publish_raw(r, "evil", [evil_file(r, "x" * 300)], 0), 11),
+    "name_twice": (lambda r: publish_raw(r, "evil", [evil_file(r, "d"), evil_file(r, "d")], 0), 11),
+    "names_out_of_order": (
+        lambda r: publish_raw(r, "evil", [evil_file(r, "b"), evil_file(r, "a")], 0),
+        11,
+    ),
+    "file_holding_a_tree": (
+        lambda r: publish_raw(r, "evil", [evil_file(r, "f", tree=sha(b"x"))], 0),
+        11,
+    ),
+    "link_holding_a_tree": (
+        lambda r: publish_raw(r, "evil", [evil_link("l", r.url, tree=sha(b"x"))], 0),
         11,
     ),
     "file_without_sha256": (
@@ -304,12 +337,20 @@ HOSTILE: dict[str, tuple[Callable[[Bucket], object], int]] = {
         lambda r: publish_raw(r, "evil", [evil_file(r, "m.txt", mode=0o10000)], 0),
         11,
     ),
-    "manifest_nested": (lambda r: evil_manifest_bytes(r, nested()), 11),
-    "manifest_not_json": (lambda r: evil_manifest_bytes(r, b"\xff\xfe not json"), 11),
-    "manifest_of_another_device": (lambda r: evil_manifest_bytes(r, manifest_of("b")), 11),
+    "node_nested": (lambda r: evil_root(r, nested()), 11),
+    "node_not_json": (lambda r: evil_root(r, b"\xff\xfe not json"), 11),
+    "node_of_format_1": (lambda r: evil_root(r, b'{"format": 1, "entries": []}'), 11),
+    "node_not_its_bytes": (lambda r: publish_raw(r, "evil", [], 0, tree=node_not_its_bytes(r)), 11),
+    "node_absurdly_large": (lambda r: publish_raw(r, "evil", [], 0, tree=huge_node(r)), 11),
+    "pages_nested_10_levels": (
+        lambda r: publish_raw(r, "evil", [folder(r, "d")], 0, tree=pages_nested(r, 10)),
+        11,
+    ),
+    "folder_nested_10_levels_of_pages": (folder_of_deep_pages, 11),
     "head_nested": (lambda r: r.put(r.keys.head("evil"), nested()), 11),
-    "head_naming_a_missing_manifest": (lambda r: evil_head(r, manifest="20250101T000000Z"), 11),
-    "head_seen_junk": (lambda r: evil_head(r, seen={"b": {"manifest": "zzz"}}), 11),
+    "head_of_format_1": (head_of_format_1, 11),
+    "head_naming_a_missing_tree": (lambda r: evil_head(r, tree=sha(b"nothing")), 11),
+    "head_seen_junk": (lambda r: evil_head(r, seen={"b": {"snapshot": "zzz"}}), 11),
     "tombstone_outside": (
         lambda r: publish_raw(
             r, "evil", [], 1, [{"path": "../outside", "type": "file", "version": {"evil": 1}}]
@@ -387,7 +428,7 @@ def test_hostile_objects_never_stop_this_device_publishing_its_own(
     else:
         assert got.err == ""
     assert b.read("mine.txt") == MINE
-    assert {"mine.txt", "new.txt"} <= {e.path for e in local_remote.manifest("b").entries}
+    assert {"mine.txt", "new.txt"} <= {e.path for e in local_remote.listing("b").entries}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["remote", "root-b"]
     assert not Path(local_remote.url, "x").exists() and not b.path(".dropbear/x").exists()
 
@@ -414,15 +455,24 @@ def test_hostile_paths_are_rejected_and_nothing_is_written(
     register_evil(s3_remote)
     toml = b.read(".dropbear/root.toml")
     etc_x_existed = Path("/etc/x").exists()
-    for n, bad in enumerate(["../x", "/etc/x", ".dropbear/root.toml"]):
-        publish_raw(s3_remote, "evil", [file_entry(s3_remote, bad, b"[remote]\nurl = 'evil'\n")], n)
+    toml_bytes = b"[remote]\nurl = 'evil'\n"
+    hostile = {
+        "'../x'": [file_entry(s3_remote, "../x", toml_bytes)],
+        "'/etc/x'": [file_entry(s3_remote, "/etc/x", toml_bytes)],
+        "the root lists '.dropbear'": [
+            folder(s3_remote, ".dropbear", file_entry(s3_remote, "root.toml", toml_bytes))
+        ],
+    }
+    for n, (says, entries) in enumerate(hostile.items()):
+        publish_raw(s3_remote, "evil", entries, n)
         b.write(f"new-{n}.txt", f"b's new file {n}\n")
         before = b.tree()
         got = b.sync(code=11)  # evil is skipped; b's own new file is published
         line = one_error_line(got.err)
-        assert repr(bad) in line and "evil" in line, line
+        bad = says
+        assert says in line and "evil" in line, line
         assert b.tree() == before, bad
-        assert f"new-{n}.txt" in {e.path for e in s3_remote.manifest("b").entries}
+        assert f"new-{n}.txt" in {e.path for e in s3_remote.listing("b").entries}
         assert not (tmp_path / "x").exists(), bad
         assert b.read(".dropbear/root.toml") == toml, bad
         assert Path("/etc/x").exists() == etc_x_existed
@@ -431,23 +481,26 @@ def test_hostile_paths_are_rejected_and_nothing_is_written(
     b.sync()
 
 
+@pytest.mark.parametrize(("name", "mode"), [("tool", 0o6755), ("shared", 0o1777)])
 def test_modes_from_the_bucket_never_carry_setuid_setgid_or_sticky_bits(
-    local_remote: Bucket, tmp_path: Path
+    local_remote: Bucket, tmp_path: Path, name: str, mode: int
 ) -> None:
+    """A tree lists permission bits only (SPEC 1.1): one claiming more is refused whole."""
     (b,) = devices(local_remote, tmp_path, "b")
     b.write("mine.txt", "b's own\n")
     b.sync()
     register_evil(local_remote)
-    tool = {**file_entry(local_remote, "tool", b"#!/bin/sh\necho owned\n"), "mode": 0o6755}
-    shared = {"path": "shared", "type": "dir", "mode": 0o1777, "version": {"evil": 1}}
-    publish_raw(local_remote, "evil", [tool, shared], 0)
+    tool = {**file_entry(local_remote, "tool", b"#!/bin/sh\necho owned\n"), "mode": 0o755}
+    shared = folder(local_remote, "shared")
+    entries = {"tool": tool, "shared": shared}
+    entries[name] = {**entries[name], "mode": mode}
+    publish_raw(local_remote, "evil", [entries["shared"], entries["tool"]], 0)
 
-    b.sync()
-    assert stat.S_IMODE(b.path("tool").stat().st_mode) == 0o755
-    assert stat.S_IMODE(b.path("shared").stat().st_mode) == 0o777
-    modes = {e.path: e.mode for e in local_remote.manifest("b").entries}
-    assert modes == {"mine.txt": 0o644, "tool": 0o755, "shared": 0o777}
-    assert b.sync().json["manifest"] is None  # settled: nothing flips back and forth
+    line = one_error_line(b.sync(code=11).err)
+    assert "evil" in line and "mode" in line
+    assert not b.path("tool").exists() and not b.path("shared").exists()
+    modes = {e.path: e.mode for e in local_remote.listing("b").entries}
+    assert modes == {"mine.txt": 0o644}
 
 
 def test_a_delete_naming_other_bytes_is_refused(local_remote: Bucket, tmp_path: Path) -> None:
@@ -467,7 +520,7 @@ def test_a_delete_naming_other_bytes_is_refused(local_remote: Bucket, tmp_path: 
         assert b.read("notes.txt") == b"precious notes\n"
         problems = remote.cli("status", str(b.root), "--json", "--offline").json["problems"]
         assert [(p["path"], p["kind"]) for p in problems] == [("notes.txt", "refused_delete")]
-    assert "notes.txt" in {e.path for e in remote.manifest("b").entries}
+    assert "notes.txt" in {e.path for e in remote.listing("b").entries}
 
     a.path("notes.txt").unlink()  # a real delete, of these bytes: it goes through
     a.sync()
@@ -485,7 +538,8 @@ def test_nothing_is_written_through_a_local_symlink(s3_remote: Bucket, tmp_path:
     b.write("mine.txt", "b's own\n")
     b.sync()
     register_evil(s3_remote)
-    publish_raw(s3_remote, "evil", [file_entry(s3_remote, "link/x", b"through the link\n")], 0)
+    through = file_entry(s3_remote, "x", b"through the link\n")
+    publish_raw(s3_remote, "evil", [folder(s3_remote, "link", through)], 0)
 
     b.sync(code=4)
     assert list(elsewhere.iterdir()) == []

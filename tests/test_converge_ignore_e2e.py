@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dropbeard.core.model import decode_manifest, decode_tombstones
+from dropbeard.core.model import decode_snapshot, decode_tombstones
 from tests.converge import Bucket, Cli, Device, devices, local_bucket
 
 
@@ -27,9 +27,10 @@ def summary(d: Device, *flags: str, code: int = 0) -> dict[str, Any]:
 
 
 def published_by(remote: Bucket, device: str) -> list[set[str]]:
-    """The paths of every manifest `device` ever published, oldest first."""
-    keys = sorted(k for k in remote.objects() if f"/devices/{device}/manifests/" in k)
-    return [{e.path for e in decode_manifest(remote.get(k), k).entries} for k in keys]
+    """The paths of every snapshot `device` ever published, oldest first."""
+    keys = sorted(k for k in remote.objects() if f"/devices/{device}/snapshots/" in k)
+    trees = [decode_snapshot(remote.get(k), k).tree for k in keys]
+    return [{e.path for e in remote.tree_entries(tree)} for tree in trees]
 
 
 def tombstoned(remote: Bucket) -> set[str]:
@@ -98,10 +99,10 @@ def test_ignored_paths_are_never_downloaded_replaced_or_deleted_by_remote_change
     )
     assert published_by(remote, "b")[-1] == {"keep.txt"}
     assert tombstoned(remote) == {"x.log"}  # a's own delete, nothing of b's
-    assert summary(b)["manifest"] is None and summary(a)["manifest"] is None
+    assert summary(b)["snapshot"] is None and summary(a)["snapshot"] is None
 
 
-def test_a_new_rule_stops_an_ignored_file_coming_back_and_the_manifest_flipping(
+def test_a_new_rule_stops_an_ignored_file_coming_back_and_the_listing_flipping(
     remote: Bucket, tmp_path: Path
 ) -> None:
     a, b = devices(remote, tmp_path, "a", "b")
@@ -119,11 +120,11 @@ def test_a_new_rule_stops_an_ignored_file_coming_back_and_the_manifest_flipping(
 
     assert a.read("x.log") == b"a's log\n"  # untracked on a, never deleted there
     assert sorted(b.tree()) == [".dropbearignore", "keep.txt"]
-    b_manifests = published_by(remote, "b")
-    assert all("x.log" not in m for m in b_manifests[1:]), b_manifests
+    b_snapshots = published_by(remote, "b")
+    assert all("x.log" not in m for m in b_snapshots[1:]), b_snapshots
     assert "x.log" not in published_by(remote, "a")[-1]
     assert tombstoned(remote) == set()
-    assert summary(a)["manifest"] is None and summary(b)["manifest"] is None
+    assert summary(a)["snapshot"] is None and summary(b)["snapshot"] is None
 
 
 # --- an ignore file that cannot be read ---------------------------------------------------
@@ -200,7 +201,7 @@ def test_a_folder_deleted_elsewhere_that_holds_ignored_files_here_settles(
     assert b.read("build/main.o") == b"local-only object file\n"
     for _ in range(2):
         again = summary(b)
-        assert (again["manifest"], again["problems"], again["planned_local_deletes"]) == (
+        assert (again["snapshot"], again["problems"], again["planned_local_deletes"]) == (
             None,
             0,
             0,

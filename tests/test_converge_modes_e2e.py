@@ -43,7 +43,7 @@ def test_upload_only_publishes_but_never_downloads(remote: Bucket, tmp_path: Pat
     assert got["downloaded"] == 0 and got["conflicts"] == 0
     assert sorted(u.tree()) == ["from-u.txt", "notes.txt"]
     assert u.read("notes.txt") == b"u's notes, never replaced by a's\n"
-    assert {e.path for e in remote.manifest("u").entries} == {"from-u.txt", "notes.txt"}
+    assert {e.path for e in remote.listing("u").entries} == {"from-u.txt", "notes.txt"}
 
     summary(a, code=4)  # a gets u's file; the two notes are a conflict on a
     assert a.read("from-u.txt") == b"u's file\n"
@@ -75,12 +75,12 @@ def test_download_only_pulls_keeps_local_edits_and_never_publishes(
     a.write("doc.txt", "doc v2 from a\n")
     a.write("other.txt", "other v2 from a\n")
     a.path("gone.txt").unlink()
-    a_manifest = summary(a)["manifest"]
+    a_snapshot = summary(a)["snapshot"]
 
     got = summary(d, code=4)  # doc.txt: a remote change to a locally edited file
-    assert got["uploaded"] == 0 and got["manifest"] is None
+    assert got["uploaded"] == 0 and got["snapshot"] is None
     assert d.read("doc.txt") == b"d's local edit of doc\n"
-    assert d.read(f"doc.conflict-a-{a_manifest}.txt") == b"doc v2 from a\n"
+    assert d.read(f"doc.conflict-a-{a_snapshot}.txt") == b"doc v2 from a\n"
     assert d.read("other.txt") == b"other v2 from a\n"
     assert not d.path("gone.txt").exists()
     assert d.read("kept.txt") == b"d's local edit, a never touches this file\n"
@@ -113,7 +113,7 @@ def test_archive_only_pulls_keeps_deleted_files_publishes_nothing(
     summary(a)
     r.write("mine.txt", "the archive's own note\n")
     got = summary(r)
-    assert got["deleted_local"] == 0 and got["manifest"] is None and got["uploaded"] == 0
+    assert got["deleted_local"] == 0 and got["snapshot"] is None and got["uploaded"] == 0
     assert r.read("x.txt") == b"x.txt v1\n"  # deleted elsewhere, kept here
     assert r.read("y.txt") == b"y v2, edited on a\n"
     summary(r)
@@ -206,7 +206,7 @@ def test_idle_pass_costs_one_listing_and_one_read_per_device(
     counted_pass(a.root)  # settle: a has seen every other device's latest
 
     done, counts = counted_pass(a.root)
-    assert done.manifest is None and done.downloaded == 0 and done.uploaded == 0
+    assert done.snapshot is None and done.downloaded == 0 and done.uploaded == 0
     writes = {k: n for k, n in counts.items() if k.startswith("put") or k == "delete"}
     assert writes == {}, counts
     assert counts["list_page"] <= 1, counts

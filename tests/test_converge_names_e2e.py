@@ -43,7 +43,7 @@ def problems(d: Device) -> list[dict[str, str]]:
 def idle(d: Device) -> None:
     """One more pass changes nothing: no download, no publish, no problem."""
     got = summary(d)
-    assert (got["downloaded"], got["manifest"], got["problems"]) == (0, None, 0), got
+    assert (got["downloaded"], got["snapshot"], got["problems"]) == (0, None, 0), got
 
 
 # --- names spelled in NFD on disk ---------------------------------------------------------
@@ -120,9 +120,9 @@ def test_a_conflict_copy_of_an_nfd_named_file_lands_in_its_folder(
 
     a.write(NFC_PATH, "edited on a\n")
     b.write(NFD_PATH, "edited on b\n")
-    a_manifest = summary(a)["manifest"]
+    a_snapshot = summary(a)["snapshot"]
     assert summary(b, code=4)["conflicts"] == 1
-    copy = f"Am\u00e9lie.conflict-a-{a_manifest}.txt"
+    copy = f"Am\u00e9lie.conflict-a-{a_snapshot}.txt"
     assert names(b.root) == sorted([".dropbear", NFD_DIR, "keep.txt"])
     assert names(b.path(NFD_DIR)) == sorted([NFD_FILE, copy])
     assert b.read(f"{NFD_DIR}/{copy}") == b"edited on a\n"
@@ -156,7 +156,7 @@ def test_case_twins_on_a_case_sensitive_filesystem_are_two_files(
     a.write("docs/y.txt", "in docs\n")
     got = summary(a)
     assert got["problems"] == 0
-    published = {e.path for e in remote.manifest("a").entries}
+    published = {e.path for e in remote.listing("a").entries}
     assert published == {"a.txt", "A.txt", "Docs", "Docs/x.txt", "docs", "docs/y.txt"}
 
     summary(b)
@@ -193,8 +193,8 @@ def test_only_a_filesystem_that_folds_case_reports_the_twin_it_cannot_create(
     assert sorted(c.tree()) == ["A.txt", "other.txt"]
     assert c.read("A.txt") == b"upper\n"
     # c does not claim the twin, and does not delete it anywhere either
-    assert {e.path for e in remote.manifest("c").entries} == {"A.txt", "other.txt"}
-    assert summary(a)["manifest"] is None
+    assert {e.path for e in remote.listing("c").entries} == {"A.txt", "other.txt"}
+    assert summary(a)["snapshot"] is None
     assert sorted(a.tree()) == ["A.txt", "a.txt", "other.txt"]
     again = summary(c, code=4)
     assert (again["downloaded"], again["problems"]) == (0, 1)  # not fetched again

@@ -39,7 +39,7 @@ round changes nothing; at most 4 rounds):
 2. **Everybody agrees, conflicts apart.** Every device holds the same tree (types, modes,
    bytes; empty folders included) except conflict copies, the paths in conflict on
    some device (SPEC 4.4: while a conflict is open its device keeps its own version and
-   leaves the path out of its manifest, so that path cannot agree yet), and the paths
+   leaves the path out of its tree, so that path cannot agree yet), and the paths
    some device's `.dropbearignore` ignores (local-only, SPEC 2), the paths where a
    device refused a delete naming other bytes than its file (SPEC 4.1: e.g. a conflict
    resolved elsewhere by deleting, by a device this one never saw holding its version;
@@ -51,7 +51,7 @@ round changes nothing; at most 4 rounds):
    clash left nothing to copy, remove the local file or symlink so the other devices'
    folder can come; remove the FIFOs; then sync: SPEC 4.4 resolution) every device holds
    the same tree, with no conflict copy, every pass exits 0, and one more pass on each
-   device is idle: it publishes nothing (`"manifest": null`) and changes nothing on disk.
+   device is idle: it publishes nothing (`"snapshot": null`) and changes nothing on disk.
    (Ignored paths apart: only root-level files are ignored, because a folder another
    device deleted cannot go here while it holds an ignored file, which stays a problem.)
 
@@ -589,7 +589,7 @@ class ThreeRealDevices(RuleBasedStateMachine):
             f"{device}: sync -> {got.code} "
             + " ".join(
                 f"{k}={summary.get(k)}"
-                for k in ("downloaded", "deleted_local", "conflicts", "problems", "manifest")
+                for k in ("downloaded", "deleted_local", "conflicts", "problems", "snapshot")
                 if summary.get(k)
             )
         )
@@ -612,7 +612,7 @@ class ThreeRealDevices(RuleBasedStateMachine):
         summary: dict[str, Any] = got.json if got.out.strip() else {}
         self.log.append(f"{ARCHIVE}: sync -> {got.code} {got.err.strip()}")
         assert got.code in OK_CODES, self._why(f"{ARCHIVE}: sync exited {got.code}: {got.err}")
-        assert summary["manifest"] is None and summary["uploaded"] == 0
+        assert summary["snapshot"] is None and summary["uploaded"] == 0
         # Nothing changes on the archive but what it receives: it never makes a version of
         # its own, which would make every later edit elsewhere concurrent with it (SPEC 3).
         db = sqlite3.connect(
@@ -681,7 +681,7 @@ class ThreeRealDevices(RuleBasedStateMachine):
         """Sync every device in turn until a whole round changes nothing on any disk."""
         for _ in range(MAX_ROUNDS):
             before = {d: tree(self.roots[d]) for d in DEVICES}
-            published = [self._sync(d).get("manifest") for d in DEVICES]
+            published = [self._sync(d).get("snapshot") for d in DEVICES]
             if all(m is None for m in published) and before == {
                 d: tree(self.roots[d]) for d in DEVICES
             }:
@@ -793,7 +793,7 @@ class ThreeRealDevices(RuleBasedStateMachine):
             before = tree(self.roots[d])
             got = run_cli("sync", str(self.roots[d]), "--json", "--check-full")
             assert got.code == 0, self._why(f"{d}: settled pass exited {got.code}: {got.out}")
-            assert got.json["manifest"] is None, self._why(f"{d}: idle pass published {got.out}")
+            assert got.json["snapshot"] is None, self._why(f"{d}: idle pass published {got.out}")
             assert tree(self.roots[d]) == before, self._why(f"{d}: idle pass changed the tree")
         if self.seeded:
             self._check_archive(first)

@@ -49,7 +49,7 @@ def idle(*everyone: Device) -> None:
     """One more pass on each device publishes nothing, changes nothing, exits 0."""
     trees = [d.tree() for d in everyone]
     for d in everyone:
-        assert summary(d)["manifest"] is None, d.id
+        assert summary(d)["snapshot"] is None, d.id
     assert [d.tree() for d in everyone] == trees
 
 
@@ -137,10 +137,10 @@ def test_a_type_change_against_an_addition_below_is_a_conflict(
     remove(a, "x")
     _file(a)  # a: the folder becomes a file
     b.write("x/added-on-b.txt", "b's addition\n")  # b: meanwhile, adds to the folder
-    a_manifest = summary(a)["manifest"]
+    a_snapshot = summary(a)["snapshot"]
     got = summary(b, code=4)
     assert got["conflicts"] == 1
-    copy = f"x.conflict-a-{a_manifest}"
+    copy = f"x.conflict-a-{a_snapshot}"
     assert re.fullmatch(rf"x\.conflict-a-{CONFLICT_TS}", copy)
     assert b.read(copy) == b"x is a file\n"  # a's file, beside b's folder
     assert b.read("x/added-on-b.txt") == b"b's addition\n"
@@ -149,7 +149,7 @@ def test_a_type_change_against_an_addition_below_is_a_conflict(
     summary(a, code=4)  # a keeps its file; b's addition cannot go below it: a problem
     assert a.read("x") == b"x is a file\n"
     assert problems(a) == {"x": "type_clash"}
-    assert not any(".conflict-" in p for p in remote.all_manifest_paths())
+    assert not any(".conflict-" in p for p in remote.all_listed_paths())
 
     # b's person keeps the folder (deletes the copy): everyone takes it
     b.path(copy).unlink()
@@ -186,12 +186,12 @@ def test_a_device_that_replaced_a_folder_keeps_syncing(
 
     b.write("new-on-b.txt", "unrelated, must still reach a\n")
     got = summary(b, code=4)
-    assert got["manifest"] is not None
+    assert got["snapshot"] is not None
     assert problems(b) == {"d": "type_clash"}
-    published = {e.path: e.type for e in remote.manifest("b").entries}  # a valid manifest
+    published = {e.path: e.type for e in remote.listing("b").entries}  # a valid manifest
     assert published["d"] == replacement and "new-on-b.txt" in published
     assert not any(p.startswith("d/") for p in published)
-    assert summary(b, code=4)["manifest"] is None  # stable: no error, nothing new
+    assert summary(b, code=4)["snapshot"] is None  # stable: no error, nothing new
 
     summary(a, code=4)  # a keeps its folder and its edit; b's item arrives as a copy
     assert a.read("new-on-b.txt") == b"unrelated, must still reach a\n"
@@ -223,7 +223,7 @@ def test_a_folder_of_60_files_replaced_by_a_file_halts_and_an_addition_still_syn
     b.write("added.txt", "arrived with the replacement\n")
     run = b.sync(code=1)
     assert run.json["halted"] and "--allow-mass-delete" in run.err
-    published = {e.path: e.type for e in remote.manifest("b").entries}
+    published = {e.path: e.type for e in remote.listing("b").entries}
     assert published["d"] == "dir" and "added.txt" in published  # nothing destructive out
 
     summary(a)
@@ -259,7 +259,7 @@ def test_a_symlink_replacing_a_folder_leaves_no_temporary_item(
     for d in (a, b, c):
         assert leftovers(d) == [], d.id
         assert os.listdir(d.root / ".dropbear" / "tmp") == [], d.id
-    assert not any(".dropbeard-" in p for p in remote.all_manifest_paths())
+    assert not any(".dropbeard-" in p for p in remote.all_listed_paths())
     assert b.tree()["x"] == ("symlink", "keep.txt")
 
 
@@ -282,7 +282,7 @@ def test_a_fifo_in_the_way_is_a_problem_and_is_not_downloaded_every_pass(
         assert got["downloaded"] == 0 and got["problems"] == 1
         assert problems(b) == {"pipe": "special_file"}
         assert "special file" in b.cli("status", str(b.root), "--offline").out
-    assert "pipe" not in {e.path for e in remote.manifest("b").entries}
+    assert "pipe" not in {e.path for e in remote.listing("b").entries}
 
     b.path("pipe").unlink()  # the person clears the way
     summary(b)

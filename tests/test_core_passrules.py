@@ -14,7 +14,7 @@ import pytest
 from msgspec.structs import replace
 
 from dropbeard.core.ignore import IgnoreRules
-from dropbeard.core.model import Delete, Entry, Head
+from dropbeard.core.model import Delete, Entry
 from dropbeard.core.passrules import (
     RACY_WINDOW_NS,
     PlanInputs,
@@ -202,7 +202,7 @@ def test_without_ignored_drops_the_other_devices_ignored_paths() -> None:
 
     (kept,), deletes = without_ignored([remote], tombstones, rules)
 
-    assert (kept.device_id, kept.manifest_id) == ("desktop", "20260522T180000Z")
+    assert (kept.device_id, kept.snapshot) == ("desktop", "20260522T180000Z")
     assert sorted(kept.entries) == ["a", "logs"]  # `logs/` is a folder rule; this is a file
     assert deletes == [("server", gone("b", {"server": 1}))]
     assert without_ignored([remote], tombstones, IgnoreRules.empty()) == ([remote], tombstones)
@@ -428,20 +428,23 @@ def test_listing_unchanged(listing: dict[str, Entry | None], unchanged: bool) ->
 # -- needs_publish ------------------------------------------------------------------------
 
 
+TREE_A, TREE_B = "a" * 64, "b" * 64
+
+
 @pytest.mark.parametrize(
-    ("digest", "tombstones", "last_manifest", "publishes"),
+    ("tree", "tombstones", "last_tree", "publishes"),
     [
-        pytest.param("same", [], "20260522T170000Z", False, id="idle_pass_writes_nothing"),
-        pytest.param("new", [], "20260522T170000Z", True, id="entries_changed"),
-        pytest.param("same", [gone("x", {"laptop": 4})], "20260522T170000Z", True, id="a_delete"),
-        pytest.param("same", [], None, True, id="never_published"),
+        pytest.param(TREE_A, [], TREE_A, False, id="idle_pass_writes_nothing"),
+        pytest.param(TREE_B, [], TREE_A, True, id="entries_changed"),
+        pytest.param(TREE_A, [gone("x", {"laptop": 4})], TREE_A, True, id="a_delete"),
+        pytest.param(TREE_A, [], None, True, id="never_published"),
     ],
 )
 def test_needs_publish(
-    digest: str, tombstones: list[Delete], last_manifest: str | None, publishes: bool
+    tree: str, tombstones: list[Delete], last_tree: str | None, publishes: bool
 ) -> None:
     plan = Plan(publishes=True, tombstones=tombstones)
-    assert needs_publish(plan, digest, "same", last_manifest) is publishes
+    assert needs_publish(plan, tree, last_tree) is publishes
 
 
 # -- settled_devices and seen_marks --------------------------------------------------------
@@ -470,18 +473,13 @@ def test_settled_devices(
 
 @dataclass(frozen=True)
 class Peer:
-    manifest_id: str | None
+    snapshot: str | None
     tombstone_seq: int = 0
 
 
-def head(device: str, manifest: str, seq: int) -> Head:
-    return Head(
-        device_id=device,
-        manifest=manifest,
-        manifest_sha256="0" * 64,
-        published_at="",
-        tombstone_seq=seq,
-    )
+def head(device: str, snapshot: str, seq: int) -> Peer:
+    """A head of `device` processed this pass, as the pass holds it."""
+    return Peer(snapshot, seq)
 
 
 @pytest.mark.parametrize(
@@ -489,7 +487,10 @@ def head(device: str, manifest: str, seq: int) -> Head:
     [
         pytest.param({"desktop": Peer("M1", 2)}, {}, {"desktop": ("M1", 2)}, id="as_recorded"),
         pytest.param({"desktop": Peer(None)}, {}, {}, id="never_processed_is_not_seen"),
-        pytest.param({"desktop": Peer("")}, {}, {}, id="empty_manifest_is_not_seen"),
+        pytest.param({"desktop": Peer("")}, {}, {}, id="empty_snapshot_is_not_seen"),
+        pytest.param(
+            {"desktop": Peer(None, 4)}, {}, {"desktop": (None, 4)}, id="deletes_processed"
+        ),
         pytest.param(
             {"desktop": Peer("M1", 2)},
             {"desktop": head("desktop", "M2", 3)},
@@ -505,10 +506,10 @@ def head(device: str, manifest: str, seq: int) -> Head:
     ],
 )
 def test_seen_marks(
-    peers: dict[str, Peer], heads: dict[str, Head], expected: dict[str, tuple[str, int]]
+    peers: dict[str, Peer], heads: dict[str, Peer], expected: dict[str, tuple[str, int]]
 ) -> None:
     marks = seen_marks(peers, heads)
-    assert {d: (m.manifest, m.tombstone_seq) for d, m in marks.items()} == expected
+    assert {d: (m.snapshot, m.tombstone_seq) for d, m in marks.items()} == expected
 
 
 # -- stat_rows ----------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""docs/FORMAT.md is true to the bucket: its format-1 script, run as printed, rebuilds a
-synced folder from a local-directory remote without dropbeard; its format-2 paging code
-agrees with an independent writer; the README links it and the reader."""
+"""docs/FORMAT.md is true to the bucket: its script, run as printed, rebuilds a folder
+dropbeard synced (a paged folder and a nested one among its contents) from a
+local-directory remote without dropbeard; its paging code agrees with an independent
+writer; the README links it and the reader."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ def test_the_documented_script_rebuilds_the_folder(remote: Bucket, tmp_path: Pat
     a.write("empty.txt", "")
     a.write("photos/2026/cat.jpg", bytes(range(256)) * 10)
     a.path("latest").symlink_to("notes/todo.md")
+    for i in range(300):  # a folder of more than 256 entries is paged
+        a.write(f"many/{i:03d}.txt", f"{i}\n")
+    a.path("many").chmod(0o700)
     a.sync()
 
     (script,) = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)

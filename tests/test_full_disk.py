@@ -55,7 +55,7 @@ def test_full_remote_fails_the_pass_cleanly_and_publishes_nothing(
     assert a.read("big.bin")  # the local file is untouched
     (a.root / "big.bin").unlink()  # "space freed": the file no longer needs uploading
     a.write("other.txt", "later\n")
-    assert a.sync().json["manifest"] is not None
+    assert a.sync().json["snapshot"] is not None
 
 
 def test_full_root_keeps_the_old_state_and_retries(

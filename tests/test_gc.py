@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from dropbeard.core.errors import ExitCode
-from dropbeard.core.timestamps import manifest_id, utc_iso
+from dropbeard.core.timestamps import snapshot_id, utc_iso
 from dropbeard.sync.gc import GcStopped, collect_garbage
 from dropbeard.sync.verify import verify_bucket
 from tests.format2 import sha256
@@ -36,7 +36,7 @@ REAL_NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def ago(**delta: float) -> str:
-    return manifest_id(REAL_NOW - timedelta(**delta))
+    return snapshot_id(REAL_NOW - timedelta(**delta))
 
 
 def later(**delta: float) -> datetime:
@@ -226,7 +226,7 @@ async def test_thirty_days_of_edits_keep_exactly_the_snapshots_the_policy_keeps(
     await world.register("laptop")
     start = datetime(2026, 1, 1, tzinfo=UTC)
     now = start + timedelta(days=30, minutes=1)
-    ids = [manifest_id(start + timedelta(hours=2 * k)) for k in range(360)]
+    ids = [snapshot_id(start + timedelta(hours=2 * k)) for k in range(360)]
     for k, snapshot in enumerate(ids):
         await world.publish("laptop", Folder({"log.txt": File(f"edit {k}".encode())}), snapshot)
     report = await collect_garbage(world.store, KEYS, world.trees(), now=lambda: now)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from dropbeard.core.gcplan import DeviceInput, plan_retention
 from dropbeard.core.retention import Policy
 from dropbeard.core.sweep import Listed
-from dropbeard.core.timestamps import parse_manifest_id
+from dropbeard.core.timestamps import parse_snapshot_id
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 POLICY = Policy(
@@ -24,7 +24,7 @@ POLICY = Policy(
 
 def snaps(device: str, *ids: str) -> dict[str, Listed]:
     return {
-        i: Listed(f"devices/{device}/snapshots/{i}.json", 100, parse_manifest_id(i)) for i in ids
+        i: Listed(f"devices/{device}/snapshots/{i}.json", 100, parse_snapshot_id(i)) for i in ids
     }
 
 

@@ -18,10 +18,10 @@ def test_layout_matches_the_spec() -> None:
     assert keys.registry == "roots/notes/devices/registry.json"
     assert keys.device_prefix("laptop") == "roots/notes/devices/laptop/"
     assert keys.head("laptop") == "roots/notes/devices/laptop/head.json"
-    assert keys.manifests_prefix("laptop") == "roots/notes/devices/laptop/manifests/"
+    assert keys.snapshots_prefix("laptop") == "roots/notes/devices/laptop/snapshots/"
     assert (
-        keys.manifest("laptop", "20260522T180500Z")
-        == "roots/notes/devices/laptop/manifests/20260522T180500Z.json"
+        keys.snapshot("laptop", "20260522T180500Z")
+        == "roots/notes/devices/laptop/snapshots/20260522T180500Z.json"
     )
     assert keys.tombstones_prefix("laptop") == "roots/notes/devices/laptop/tombstones/"
     assert (
@@ -41,22 +41,22 @@ def test_tombstone_keys_sort_in_seq_order() -> None:
     assert sorted(keys.tombstone("d", s) for s in seqs) == [keys.tombstone("d", s) for s in seqs]
 
 
-def test_manifest_keys_sort_in_time_order() -> None:
+def test_snapshot_keys_sort_in_time_order() -> None:
     ids = ["20251231T235959Z", "20260101T000000Z", "20260522T180500Z", "20260522T180501Z"]
-    assert sorted(keys.manifest("d", i) for i in reversed(ids)) == [
-        keys.manifest("d", i) for i in ids
+    assert sorted(keys.snapshot("d", i) for i in reversed(ids)) == [
+        keys.snapshot("d", i) for i in ids
     ]
 
 
 def test_parsers_invert_the_builders() -> None:
-    assert keys.manifest_id_of(keys.manifest("old-phone", "20260522T180500Z")) == (
+    assert keys.snapshot_id_of(keys.snapshot("old-phone", "20260522T180500Z")) == (
         "20260522T180500Z"
     )
     assert keys.seq_of(keys.tombstone("old-phone", 42)) == 42
     assert keys.sha256_of(keys.blob(EMPTY)) == EMPTY
     assert keys.device_of(keys.head("old-phone")) == "old-phone"
     assert keys.device_of(keys.device_prefix("old-phone")) == "old-phone"
-    assert keys.device_of(keys.manifest("d.1", "20260522T180500Z")) == "d.1"
+    assert keys.device_of(keys.snapshot("d.1", "20260522T180500Z")) == "d.1"
     assert keys.device_of(keys.registry) is None
 
 
@@ -73,8 +73,8 @@ def test_parsers_invert_the_builders() -> None:
         pytest.param(lambda a: keys.tree(a), EMPTY + "0", id="tree-long"),
         pytest.param(lambda a: keys.head(a), "a/b", id="device-slash"),
         pytest.param(lambda a: keys.head(a), "-dev", id="device-leading-hyphen"),
-        pytest.param(lambda a: keys.manifest("d", a), "x", id="manifest-id"),
-        pytest.param(lambda a: keys.manifest("d", a), "../../head", id="manifest-id-traversal"),
+        pytest.param(lambda a: keys.snapshot("d", a), "x", id="snapshot-id"),
+        pytest.param(lambda a: keys.snapshot("d", a), "../../head", id="snapshot-id-traversal"),
         pytest.param(lambda a: keys.tombstone("d", int(a)), "-1", id="seq-negative"),
         pytest.param(lambda a: keys.tombstone("d", int(a)), str(10**20), id="seq-too-big"),
     ],
@@ -88,32 +88,32 @@ def test_builders_refuse_invalid_parts(build: object, arg: str) -> None:
     ("parse", "key"),
     [
         pytest.param(
-            "manifest_id_of",
-            "roots/other/devices/d/manifests/20260522T180500Z.json",
-            id="manifest-other-root",
+            "snapshot_id_of",
+            "roots/other/devices/d/snapshots/20260522T180500Z.json",
+            id="snapshot-other-root",
         ),
         pytest.param(
-            "manifest_id_of",
-            "roots/notes/devices/d/manifests/20260522T180500Z",
-            id="manifest-no-json",
+            "snapshot_id_of",
+            "roots/notes/devices/d/snapshots/20260522T180500Z",
+            id="snapshot-no-json",
         ),
         pytest.param(
-            "manifest_id_of", "roots/notes/devices/d/manifests/latest.json", id="manifest-bad-id"
+            "snapshot_id_of", "roots/notes/devices/d/snapshots/latest.json", id="snapshot-bad-id"
         ),
         pytest.param(
-            "manifest_id_of",
+            "snapshot_id_of",
             "roots/notes/devices/d/tombstones/00000000000000000001.json",
-            id="manifest-wrong-folder",
+            id="snapshot-wrong-folder",
         ),
         pytest.param(
-            "manifest_id_of",
-            "roots/notes/devices/D/manifests/20260522T180500Z.json",
-            id="manifest-bad-device",
+            "snapshot_id_of",
+            "roots/notes/devices/D/snapshots/20260522T180500Z.json",
+            id="snapshot-bad-device",
         ),
         pytest.param(
-            "manifest_id_of",
-            "roots/notes/devices/d/manifests/x/20260522T180500Z.json",
-            id="manifest-nested",
+            "snapshot_id_of",
+            "roots/notes/devices/d/snapshots/x/20260522T180500Z.json",
+            id="snapshot-nested",
         ),
         pytest.param("seq_of", "roots/notes/devices/d/tombstones/42.json", id="seq-not-padded"),
         pytest.param(

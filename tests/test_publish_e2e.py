@@ -35,14 +35,16 @@ from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import (
     Entry,
     Head,
-    Manifest,
+    Snapshot,
     TombstoneBatch,
     decode_head,
-    decode_manifest,
     decode_registry,
+    decode_snapshot,
     decode_tombstones,
 )
 from dropbeard.core.summary import Summary
+from dropbeard.core.tree import decode_node
+from dropbeard.core.treediff import to_entry
 from dropbeard.core.version import dominates
 from dropbeard.store.base import ObjectInfo, Store
 from dropbeard.store.counting import CountingStore
@@ -283,16 +285,41 @@ def blobs(objects: dict[str, bytes]) -> dict[str, bytes]:
     return {k: v for k, v in objects.items() if k.startswith(KEYS.blobs_prefix)}
 
 
-def head_and_manifest(objects: dict[str, bytes], device: str = DEVICE) -> tuple[Head, Manifest]:
+@dataclass
+class Published:
+    """A device's head, the snapshot it names, and what that snapshot's tree lists
+    (sorted by path), with the keys of the tree's nodes."""
+
+    head: Head
+    snapshot: Snapshot
+    entries: list[Entry]
+    nodes: set[str]
+
+
+def head_and_listing(objects: dict[str, bytes], device: str = DEVICE) -> Published:
     head = decode_head(objects[KEYS.head(device)], KEYS.head(device))
-    key = KEYS.manifest(device, head.manifest)
-    data = objects[key]
-    assert sha(data) == head.manifest_sha256
-    return head, decode_manifest(data, key)
+    assert head.snapshot is not None and head.tree is not None
+    key = KEYS.snapshot(device, head.snapshot)
+    snapshot = decode_snapshot(objects[key], key)
+    assert snapshot.tree == head.tree
+    found: list[Entry] = []
+    nodes: set[str] = set()
+    todo = [("", head.tree)]
+    while todo:
+        folder, digest = todo.pop()
+        nodes.add(KEYS.tree(digest))
+        node = decode_node(objects[KEYS.tree(digest)], digest, KEYS.tree(digest))
+        todo += [(folder, page.tree) for page in node.pages or []]
+        for entry in node.entries or []:
+            path = f"{folder}/{entry.name}" if folder else entry.name
+            found.append(to_entry(path, entry))
+            if entry.tree is not None:
+                todo.append((path, entry.tree))
+    return Published(head, snapshot, sorted(found, key=lambda e: e.path), nodes)
 
 
 def entries(objects: dict[str, bytes]) -> dict[str, Entry]:
-    return {e.path: e for e in head_and_manifest(objects)[1].entries}
+    return {e.path: e for e in head_and_listing(objects).entries}
 
 
 def tombstone_batches(objects: dict[str, bytes], device: str = DEVICE) -> list[TombstoneBatch]:
@@ -416,7 +443,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("mode", ["upload-only", "bidirectional"])
-def test_sync_publishes_blobs_manifest_and_head_at_the_documented_keys(
+def test_sync_publishes_blobs_trees_snapshot_and_head_at_the_documented_keys(
     remote: Remote, tmp_path: Path, mode: str
 ) -> None:
     root = new_root(remote, tmp_path, mode)
@@ -433,20 +460,24 @@ def test_sync_publishes_blobs_manifest_and_head_at_the_documented_keys(
     assert f"{KEYS.blobs_prefix}e3/b0/{EMPTY_SHA}" in objects
     assert objects[f"{KEYS.blobs_prefix}e3/b0/{EMPTY_SHA}"] == b""
 
-    head, manifest = head_and_manifest(objects)
-    assert head.manifest == summary["manifest"]
+    published = head_and_listing(objects)
+    head, snapshot = published.head, published.snapshot
+    assert head.snapshot == snapshot.snapshot == summary["snapshot"]
     assert head.device_id == DEVICE and head.tombstone_seq == 0 and head.seen == {}
-    assert (manifest.root_id, manifest.device_id) == (ROOT_ID, DEVICE)
+    assert snapshot.device_id == DEVICE
+    assert (snapshot.files, snapshot.bytes) == (4, sum(len(v) for v in files.values()))
+    assert len(published.nodes) == 2  # the root and docs
     assert set(objects) == {
         *expected_blobs,
+        *published.nodes,
         KEYS.registry,
         KEYS.head(DEVICE),
-        KEYS.manifest(DEVICE, head.manifest),
+        KEYS.snapshot(DEVICE, snapshot.snapshot),
     }
 
-    paths = [e.path for e in manifest.entries]
-    assert paths == sorted(paths) == ["a.txt", "docs", "docs/b.md", "empty", "link", "run.sh"]
-    got = {e.path: e for e in manifest.entries}
+    paths = [e.path for e in published.entries]
+    assert paths == ["a.txt", "docs", "docs/b.md", "empty", "link", "run.sh"]
+    got = {e.path: e for e in published.entries}
     for rel, data in files.items():
         e, st = got[rel], os.stat(root / rel)
         assert (e.type, e.size, e.sha256) == ("file", len(data), sha(data)), rel
@@ -455,8 +486,8 @@ def test_sync_publishes_blobs_manifest_and_head_at_the_documented_keys(
     assert (got["docs"].type, got["docs"].mode, got["docs"].sha256) == ("dir", 0o750, None)
     assert (got["link"].type, got["link"].target, got["link"].sha256) == ("symlink", "a.txt", None)
     # every path has a fresh version of this device's counter, and only of this device
-    counters = [e.version[DEVICE] for e in manifest.entries]
-    assert all(list(e.version) == [DEVICE] for e in manifest.entries)
+    counters = [e.version[DEVICE] for e in published.entries]
+    assert all(list(e.version) == [DEVICE] for e in published.entries)
     assert len(set(counters)) == len(counters) and min(counters) >= 1
 
 
@@ -505,10 +536,10 @@ def test_a_deleted_file_becomes_one_tombstone_dominating_the_published_version(
     (gone,) = batches[0].deletes
     assert (gone.path, gone.type, gone.sha256) == ("a.txt", "file", sha(b"doomed"))
     assert dominates(gone.version, published.version)
-    head, manifest = head_and_manifest(objects)
-    assert head.tombstone_seq == 1
-    assert [e.path for e in manifest.entries] == ["keep.txt"]
-    # the blob is not deleted (other devices, older manifests and restore still need it)
+    published = head_and_listing(objects)
+    assert published.head.tombstone_seq == 1
+    assert [e.path for e in published.entries] == ["keep.txt"]
+    # the blob is not deleted (other devices, older snapshots and restore still need it)
     assert KEYS.blob(sha(b"doomed")) in objects
 
 
@@ -553,7 +584,7 @@ def test_an_idle_sync_makes_no_writes(remote: Remote, tmp_path: Path, mode: str)
     summary = arun(lambda: pass_in_process(root, wrap))
     counts = dict(counting[0].counts)
     assert counting[0].writes == 0, counts
-    assert summary.manifest is None and summary.uploaded == 0
+    assert summary.snapshot is None and summary.uploaded == 0
     # this device's own head, one conditional read (SPEC 4 step 1) that transfers nothing
     assert counts.pop("get_if_changed") == 1, counts
     if mode == "upload-only":
@@ -735,7 +766,7 @@ def test_cli_subprocess_without_the_machine_tls_and_aws_env(
     assert entries(s3_remote.objects())["hello.txt"].sha256 == sha(b"hello")
     proc = dropbeard("status", root, "--json")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["last_manifest"] == summary["manifest"]
+    assert json.loads(proc.stdout)["last_snapshot"] == summary["snapshot"]
 
 
 # --- the safety guard and ignore rules -----------------------------------------------------
@@ -758,9 +789,9 @@ def test_a_mass_delete_halts_until_allowed_while_additions_still_sync(
     assert run.json()["halted"]
     objects = remote.objects()
     assert tombstone_batches(objects) == []
-    head, manifest = head_and_manifest(objects)
-    assert head.tombstone_seq == 0
-    published = {e.path for e in manifest.entries}
+    listed = head_and_listing(objects)
+    assert listed.head.tombstone_seq == 0
+    published = {e.path for e in listed.entries}
     assert "added.txt" in published  # additions still sync
     assert {f"f{i:03}.txt" for i in range(120)} <= published  # the deletes did not go out
     assert objects[KEYS.blob(sha(b"arrived with the deletes"))] == b"arrived with the deletes"
@@ -810,13 +841,13 @@ def test_a_new_ignore_rule_untracks_without_a_tombstone(remote: Remote, tmp_path
     assert summary["tombstones"] == 0
     objects = remote.objects()
     assert tombstone_batches(objects) == []
-    head, manifest = head_and_manifest(objects)
-    assert head.tombstone_seq == 0
-    assert [e.path for e in manifest.entries] == [".dropbearignore", "keep.txt"]
+    listed = head_and_listing(objects)
+    assert listed.head.tombstone_seq == 0
+    assert [e.path for e in listed.entries] == [".dropbearignore", "keep.txt"]
     assert (root / "a.log").read_text() == "noise"
 
     write(root, "b.log", "more noise")
-    assert sync(root)["manifest"] is None  # an ignored file changes nothing
+    assert sync(root)["snapshot"] is None  # an ignored file changes nothing
     assert (root / "a.log").exists()
 
 
@@ -836,7 +867,7 @@ def test_dry_run_reports_the_plan_and_writes_nothing(remote: Remote, tmp_path: P
     summary = sync(root, "--dry-run")
     assert summary["dry_run"] is True
     assert (summary["planned_uploads"], summary["planned_tombstones"]) == (2, 1)
-    assert summary["uploaded"] == 0 and summary["manifest"] is None
+    assert summary["uploaded"] == 0 and summary["snapshot"] is None
     human = cli("sync", root, "--dry-run")
     assert human.code == 0
     assert "would sync" in human.out and "2 to upload" in human.out
@@ -864,7 +895,7 @@ def test_dry_run_on_a_fresh_root_publishes_nothing(remote: Remote, tmp_path: Pat
 def test_status_after_sync_and_when_offline(remote: Remote, tmp_path: Path) -> None:
     root = new_root(remote, tmp_path)
     never = cli("status", root, "--json")
-    assert never.code == 0 and never.json()["last_manifest"] is None
+    assert never.code == 0 and never.json()["last_snapshot"] is None
     _tree(root)
     summary = sync(root)
 
@@ -878,11 +909,11 @@ def test_status_after_sync_and_when_offline(remote: Remote, tmp_path: Path) -> N
         "bidirectional",
     )
     assert report["counts"] == {"clean": 6}
-    assert report["last_manifest"] == summary["manifest"]
+    assert report["last_snapshot"] == summary["snapshot"]
     assert report["devices"] == [] and report["devices_error"] is None
     assert report["conflicts"] == [] and report["problems"] == []
     human = cli("status", root)
-    assert human.code == 0 and summary["manifest"] in human.out and "online" in human.out
+    assert human.code == 0 and summary["snapshot"] in human.out and "online" in human.out
 
     (root / ".dropbear" / "root.toml").unlink()
     run = cli("status", root, "--json")
@@ -985,7 +1016,7 @@ def test_a_crashed_multipart_upload_resumes(s3_remote: Remote, tmp_path: Path) -
 
     counting = _s3_store_of(PartCountingS3Store, s3_remote)
     summary = arun(lambda: pass_in_process(root, store=counting))
-    assert summary.uploaded >= 1 and summary.manifest is not None
+    assert summary.uploaded >= 1 and summary.snapshot is not None
     assert 0 < counting.part_bytes <= BIG - 2 * MIN_PART_SIZE  # the 2 held parts were reused
     objects = s3_remote.objects()
     assert objects[key] == data

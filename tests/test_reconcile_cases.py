@@ -68,8 +68,8 @@ def held(*entries: Entry) -> dict[str, Base]:
 
 
 def remote(device: str, *entries: Entry, at: str | None = None) -> Remote:
-    manifest_id = at or (DESKTOP_AT if device == "desktop" else SERVER_AT)
-    return Remote(device_id=device, manifest_id=manifest_id, entries={e.path: e for e in entries})
+    snapshot = at or (DESKTOP_AT if device == "desktop" else SERVER_AT)
+    return Remote(device_id=device, snapshot=snapshot, entries={e.path: e for e in entries})
 
 
 def run(
@@ -162,7 +162,7 @@ class Case:
     uploads: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
-    manifest: dict[str, tuple[str, dict[str, int]]] | None = None
+    listed: dict[str, tuple[str, dict[str, int]]] | None = None
     after: dict[str, tuple[str, dict[str, int]]] | None = None  # new base of changed paths
 
 
@@ -180,7 +180,7 @@ CASES = [
         base=held(F("a", V1, {"laptop": 1})),
         local=[F("a", V1)],
         remotes=[remote("desktop", F("a", V1, {"laptop": 1}))],
-        manifest={"a": (V1, {"laptop": 1})},
+        listed={"a": (V1, {"laptop": 1})},
         after={},
     ),
     Case(
@@ -189,7 +189,7 @@ CASES = [
         local=[F("a", V2)],
         remotes=[remote("desktop", F("a", V1, {"desktop": 1}))],
         uploads=["a"],
-        manifest={"a": (V2, {"desktop": 1, "laptop": 11})},
+        listed={"a": (V2, {"desktop": 1, "laptop": 11})},
     ),
     Case(
         "remote_edit",
@@ -197,19 +197,19 @@ CASES = [
         local=[F("a", V1)],
         remotes=[remote("desktop", F("a", V2, {"laptop": 1, "desktop": 1}))],
         downloads={"a": V2},
-        manifest={"a": (V2, {"laptop": 1, "desktop": 1})},
+        listed={"a": (V2, {"laptop": 1, "desktop": 1})},
     ),
     Case(
         "remote_create",
         remotes=[remote("desktop", F("b", V1, {"desktop": 1}), D("d", {"desktop": 2}))],
         downloads={"b": V1, "d": "dir"},
-        manifest={"b": (V1, {"desktop": 1}), "d": ("dir", {"desktop": 2})},
+        listed={"b": (V1, {"desktop": 1}), "d": ("dir", {"desktop": 2})},
     ),
     Case(
         "local_create",
         local=[F("b", V1), D("d"), L("d/l", "../b")],
         uploads=["b"],
-        manifest={
+        listed={
             "b": (V1, {"laptop": 11}),
             "d": ("dir", {"laptop": 12}),
             "d/l": ("->../b", {"laptop": 13}),
@@ -220,7 +220,7 @@ CASES = [
         base=held(F("a", V1, {"laptop": 1})),
         local=[F("a", V2)],
         remotes=[remote("desktop", F("a", V2, {"laptop": 1, "desktop": 2}))],
-        manifest={"a": (V2, {"laptop": 1, "desktop": 2})},
+        listed={"a": (V2, {"laptop": 1, "desktop": 2})},
     ),
     Case(
         "same_bytes_as_a_concurrent_version_merge_with_a_fresh_one",
@@ -228,7 +228,7 @@ CASES = [
         local=[F("a", V2)],
         remotes=[remote("desktop", F("a", V2, {"desktop": 2}))],
         uploads=["a"],
-        manifest={"a": (V2, {"laptop": 11, "desktop": 2})},
+        listed={"a": (V2, {"laptop": 11, "desktop": 2})},
     ),
     Case(
         "edit_vs_delete_local_edit_wins",
@@ -236,7 +236,7 @@ CASES = [
         local=[F("a", V2)],
         tombstones=[("desktop", gone("a", {"desktop": 2}))],
         uploads=["a"],
-        manifest={"a": (V2, {"desktop": 2, "laptop": 11})},
+        listed={"a": (V2, {"desktop": 2, "laptop": 11})},
     ),
     Case(
         "edit_vs_delete_remote_edit_wins",
@@ -244,14 +244,14 @@ CASES = [
         local=[],
         remotes=[remote("desktop", F("a", V2, {"desktop": 2}))],
         downloads={"a": V2},
-        manifest={"a": (V2, {"desktop": 2, "laptop": 11})},
+        listed={"a": (V2, {"desktop": 2, "laptop": 11})},
     ),
     Case(
         "delete_vs_delete",
         base=held(F("a", V1, {"desktop": 1})),
         tombstones=[("desktop", gone("a", {"desktop": 2}))],
         tombstoned={"a": {"desktop": 2, "laptop": 11}},
-        manifest={},
+        listed={},
         after={"a": ("deleted", {"desktop": 2, "laptop": 11})},
     ),
     Case(
@@ -259,7 +259,7 @@ CASES = [
         base=held(F("a", V1, {"desktop": 1}), F("b", V2, {"laptop": 3})),
         local=[F("b", V2)],
         tombstoned={"a": {"desktop": 1, "laptop": 11}},
-        manifest={"b": (V2, {"laptop": 3})},
+        listed={"b": (V2, {"laptop": 3})},
     ),
     Case(
         "remote_delete_applied",
@@ -267,7 +267,7 @@ CASES = [
         local=[F("a", V1)],
         tombstones=[("desktop", gone("a", {"laptop": 1, "desktop": 2}, of=V1))],
         deletes=["a"],
-        manifest={},
+        listed={},
         after={"a": ("deleted", {"laptop": 1, "desktop": 2})},
     ),
     Case(
@@ -279,7 +279,7 @@ CASES = [
             ("desktop", gone("b", {"laptop": 2, "desktop": 3})),
         ],
         problems=[("a", "refused_delete"), ("b", "refused_delete")],
-        manifest={"a": (V1, {"laptop": 1}), "b": (V1, {"laptop": 2})},
+        listed={"a": (V1, {"laptop": 1}), "b": (V1, {"laptop": 2})},
         after={
             "a": ("refused", {"laptop": 1, "desktop": 2}),
             "b": ("refused", {"laptop": 2, "desktop": 3}),
@@ -292,7 +292,7 @@ CASES = [
         remotes=[Remote("desktop", DESKTOP_AT, {}, {"a": F("a", V1, {"desktop": 1})})],
         tombstones=[("desktop", gone("a", {"desktop": 3}, of=V2))],
         deletes=["a"],
-        manifest={},
+        listed={},
         after={"a": ("deleted", {"desktop": 3})},
     ),
     Case(
@@ -302,7 +302,7 @@ CASES = [
         remotes=[Remote("server", SERVER_AT, {}, {"a": F("a", V3, {"server": 1})})],
         tombstones=[("server", gone("a", {"desktop": 1, "server": 2}, of=V2))],
         problems=[("a", "refused_delete")],
-        manifest={"a": (V1, {"desktop": 1})},
+        listed={"a": (V1, {"desktop": 1})},
         after={"a": ("refused", {"desktop": 1, "server": 2})},
     ),
     Case(
@@ -315,7 +315,7 @@ CASES = [
         },
         local=[F("a", V1)],
         problems=[("a", "refused_delete")],
-        manifest={"a": (V1, {"laptop": 1})},
+        listed={"a": (V1, {"laptop": 1})},
         after={},
     ),
     Case(
@@ -328,7 +328,7 @@ CASES = [
         },
         local=[F("a", V3)],
         uploads=["a"],
-        manifest={"a": (V3, {"laptop": 11, "desktop": 2})},
+        listed={"a": (V3, {"laptop": 11, "desktop": 2})},
         after={"a": (V3, {"laptop": 11, "desktop": 2})},
     ),
     Case(
@@ -340,7 +340,7 @@ CASES = [
             )
         },
         tombstoned={"a": {"laptop": 11, "desktop": 2}},
-        manifest={},
+        listed={},
         after={"a": ("deleted", {"laptop": 11, "desktop": 2})},
     ),
     Case(
@@ -349,13 +349,13 @@ CASES = [
         local=[F("a", V1)],
         remotes=[remote("desktop", F("b", V2, {"desktop": 1}))],
         downloads={"b": V2},
-        manifest={"a": (V1, {"laptop": 1}), "b": (V2, {"desktop": 1})},
+        listed={"a": (V1, {"laptop": 1}), "b": (V2, {"desktop": 1})},
     ),
     Case(
         "stale_entry_dominated_by_tombstone",
         base={"a": Base(deleted=gone("a", {"desktop": 1, "laptop": 2}))},
         remotes=[remote("desktop", F("a", V1, {"desktop": 1}))],
-        manifest={},
+        listed={},
         after={},
     ),
     Case(
@@ -364,7 +364,7 @@ CASES = [
         local=[F("a", V1)],
         remotes=[remote("desktop", F("a", V1, {"desktop": 1}))],
         uploads=["a"],
-        manifest={"a": (V1, {"desktop": 1, "laptop": 11})},
+        listed={"a": (V1, {"desktop": 1, "laptop": 11})},
     ),
     Case(
         "recreate_after_delete_dominates_tombstone",
@@ -372,7 +372,7 @@ CASES = [
         local=[F("a", V3)],
         remotes=[remote("desktop", F("a", V1, {"desktop": 1}))],
         uploads=["a"],
-        manifest={"a": (V3, {"desktop": 1, "laptop": 11})},
+        listed={"a": (V3, {"desktop": 1, "laptop": 11})},
     ),
     Case(
         "chain_a_b_c",  # desktop edits, server takes desktop's version and edits again
@@ -383,7 +383,7 @@ CASES = [
             remote("server", F("a", V3, {"desktop": 2, "server": 1})),
         ],
         downloads={"a": V3},
-        manifest={"a": (V3, {"desktop": 2, "server": 1})},
+        listed={"a": (V3, {"desktop": 2, "server": 1})},
     ),
     Case(
         "chain_a_b_c_on_a_new_device",
@@ -392,7 +392,7 @@ CASES = [
             remote("server", F("a", V3, {"desktop": 2, "server": 1})),
         ],
         downloads={"a": V3},
-        manifest={"a": (V3, {"desktop": 2, "server": 1})},
+        listed={"a": (V3, {"desktop": 2, "server": 1})},
     ),
     Case(
         "new_device_same_bytes_adopts_the_remote_version",
@@ -401,14 +401,14 @@ CASES = [
             remote("desktop", F("a", V1, {"desktop": 3}), D("d", {"desktop": 1})),
             remote("server", F("a", V1, {"desktop": 2, "server": 1})),
         ],
-        manifest={"a": (V1, {"desktop": 3, "server": 1}), "d": ("dir", {"desktop": 1})},
+        listed={"a": (V1, {"desktop": 3, "server": 1}), "d": ("dir", {"desktop": 1})},
         after={"a": (V1, {"desktop": 3, "server": 1}), "d": ("dir", {"desktop": 1})},
     ),
     Case(
         "mode_change_is_a_version",
         base=held(F("a", V1, {"laptop": 1})),
         local=[F("a", V1, mode=0o600)],
-        manifest={"a": ("v1@600", {"laptop": 11})},
+        listed={"a": ("v1@600", {"laptop": 11})},
     ),
     Case(
         "remote_mode_change_applied",
@@ -429,7 +429,7 @@ CASES = [
         local=[D("d", mode=0o750)],
         remotes=[remote("desktop", D("d", {"laptop": 1, "desktop": 1}, mode=0o700))],
         downloads={"d": "dir@700"},
-        manifest={"d": ("dir@700", {"laptop": 11, "desktop": 1})},
+        listed={"d": ("dir@700", {"laptop": 11, "desktop": 1})},
     ),
     Case(
         "claims_of_this_device_counter_beyond_any_it_made_are_ignored",
@@ -439,7 +439,7 @@ CASES = [
         tombstones=[("server", gone("b", {"laptop": 2**62 + 1}, of=V1))],
         uploads=["a"],
         problems=[("a", "impossible_version"), ("b", "impossible_version")],
-        manifest={"a": (V2, {"laptop": 11}), "b": (V1, {"laptop": 2})},
+        listed={"a": (V2, {"laptop": 11}), "b": (V1, {"laptop": 2})},
     ),
     Case(
         "fresh_version_beats_a_lost_counter",
@@ -447,7 +447,7 @@ CASES = [
         base=held(F("a", V1, {"laptop": 5})),
         local=[F("a", V2)],
         uploads=["a"],
-        manifest={"a": (V2, {"laptop": 6})},
+        listed={"a": (V2, {"laptop": 6})},
     ),
     # --- SPEC 4.4: conflicts ----------------------------------------------------------
     Case(
@@ -457,7 +457,7 @@ CASES = [
         remotes=[remote("desktop", F("a.txt", V3, {"laptop": 1, "desktop": 2}))],
         copies={COPY: V3},
         conflicts=["a.txt"],
-        manifest={},
+        listed={},
         after={"a.txt": ("conflict", {"laptop": 11, "desktop": 2})},
     ),
     Case(
@@ -470,7 +470,7 @@ CASES = [
         ],
         copies={COPY: V3, f"a.conflict-server-{SERVER_AT}.txt": V4},
         conflicts=["a.txt", "a.txt"],
-        manifest={},
+        listed={},
     ),
     Case(
         "two_devices_holding_the_same_other_version_make_one_copy",
@@ -482,7 +482,7 @@ CASES = [
         ],
         copies={COPY: V3},
         conflicts=["a.txt"],
-        manifest={},
+        listed={},
     ),
     Case(
         "old_local_version_takes_lowest_device_and_copies_the_other",
@@ -495,7 +495,7 @@ CASES = [
         downloads={"a.txt": V3},
         copies={f"a.conflict-server-{SERVER_AT}.txt": V4},
         conflicts=["a.txt"],
-        manifest={},
+        listed={},
     ),
     Case(
         "new_device_different_bytes_conflict",
@@ -503,7 +503,7 @@ CASES = [
         remotes=[remote("desktop", F("notes/a.md", V1, {"desktop": 3}))],
         copies={f"notes/a.conflict-desktop-{DESKTOP_AT}.md": V1},
         conflicts=["notes/a.md"],
-        manifest={},
+        listed={},
     ),
     Case(
         "type_clash_file_vs_symlink",
@@ -511,7 +511,7 @@ CASES = [
         remotes=[remote("desktop", F("a", V1, {"desktop": 1}))],
         copies={f"a.conflict-desktop-{DESKTOP_AT}": V1},
         conflicts=["a"],
-        manifest={},
+        listed={},
     ),
     Case(
         "type_clash_dir",
@@ -519,13 +519,13 @@ CASES = [
         remotes=[remote("desktop", D("a", {"desktop": 1}))],
         conflicts=["a"],
         problems=[("a", "type_clash")],
-        manifest={},
+        listed={},
     ),
     Case(
         "conflict_copy_not_uploaded",
         base=held(F("a.txt", V2, {"laptop": 11})),
         local=[F("a.txt", V2), F(COPY, V3)],
-        manifest={"a.txt": (V2, {"laptop": 11})},
+        listed={"a.txt": (V2, {"laptop": 11})},
         after={},
     ),
     Case(
@@ -533,7 +533,7 @@ CASES = [
         base=CONFLICTED,
         local=[F("a.txt", V4), F(COPY, V3)],
         remotes=[remote("desktop", F("a.txt", V3, {"laptop": 1, "desktop": 2}))],
-        manifest={},
+        listed={},
         after={},
     ),
     Case(
@@ -542,7 +542,7 @@ CASES = [
         local=[F("a.txt", V4)],
         remotes=[remote("desktop", F("a.txt", V3, {"laptop": 1, "desktop": 2}))],
         uploads=["a.txt"],
-        manifest={"a.txt": (V4, {"laptop": 12, "desktop": 2})},
+        listed={"a.txt": (V4, {"laptop": 12, "desktop": 2})},
         after={"a.txt": (V4, {"laptop": 12, "desktop": 2})},
     ),
     Case(
@@ -550,14 +550,14 @@ CASES = [
         base=CONFLICTED,
         local=[F("a.txt", V2)],
         uploads=["a.txt"],
-        manifest={"a.txt": (V2, {"laptop": 12, "desktop": 2})},
+        listed={"a.txt": (V2, {"laptop": 12, "desktop": 2})},
     ),
     Case(
         "conflict_resolved_by_deleting_everything",
         base=CONFLICTED,
         remotes=[remote("desktop", F("a.txt", V3, {"laptop": 1, "desktop": 2}))],
         tombstoned={"a.txt": {"laptop": 12, "desktop": 2}},
-        manifest={},
+        listed={},
     ),
     Case(
         "conflict_resolved_elsewhere_applied",
@@ -565,7 +565,7 @@ CASES = [
         local=[F("a.txt", V2), F(COPY, V3)],
         remotes=[remote("desktop", F("a.txt", V4, {"laptop": 11, "desktop": 3}))],
         downloads={"a.txt": V4},
-        manifest={"a.txt": (V4, {"laptop": 11, "desktop": 3})},
+        listed={"a.txt": (V4, {"laptop": 11, "desktop": 3})},
         after={"a.txt": (V4, {"laptop": 11, "desktop": 3})},
     ),
     Case(
@@ -574,7 +574,7 @@ CASES = [
         local=[F("a.txt", V2), F(COPY, V3)],
         tombstones=[("desktop", gone("a.txt", {"laptop": 11, "desktop": 3}, of=V3))],
         deletes=["a.txt"],
-        manifest={},
+        listed={},
         after={"a.txt": ("deleted", {"laptop": 11, "desktop": 3})},
     ),
     Case(
@@ -584,7 +584,7 @@ CASES = [
         remotes=[remote("desktop", F("a.txt", V4, {"laptop": 11, "desktop": 3}), at=SERVER_AT)],
         copies={f"a.conflict-desktop-{SERVER_AT}.txt": V4},
         conflicts=["a.txt"],
-        manifest={},
+        listed={},
         after={"a.txt": ("conflict", {"laptop": 11, "desktop": 3})},
     ),
     Case(
@@ -600,7 +600,7 @@ CASES = [
         local=[F("a", V1)],
         remotes=[remote("desktop", D("a", {"desktop": 1}))],
         problems=[("a", "type_clash")],
-        manifest={},
+        listed={},
         after={},
     ),
     Case(
@@ -610,7 +610,7 @@ CASES = [
         remotes=[remote("desktop", F("a.txt", V3, {"laptop": 1, "desktop": 2}))],
         conflicts=["a.txt"],
         problems=[("a.txt", "conflict_copy")],
-        manifest={},
+        listed={},
     ),
     # --- unknown local state, directories ---------------------------------------------
     Case(
@@ -620,7 +620,7 @@ CASES = [
         unknown=frozenset({"a", "b"}),
         remotes=[remote("desktop", F("b", V2, {"laptop": 2, "desktop": 1}))],
         tombstones=[("desktop", gone("a", {"laptop": 1, "desktop": 2}))],
-        manifest={"a": (V1, {"laptop": 1}), "b": (V1, {"laptop": 2})},
+        listed={"a": (V1, {"laptop": 1}), "b": (V1, {"laptop": 2})},
         after={},
     ),
     Case(
@@ -642,13 +642,13 @@ CASES = [
             ]
         ],
         deletes=["d/e/f", "d/e", "d/g", "d"],
-        manifest={},
+        listed={},
     ),
     Case(
         "local_folder_delete_is_one_delete_per_path",
         base=held(D("d", {"laptop": 1}), F("d/a", V1, {"laptop": 2}), F("d/b", V2, {"laptop": 3})),
         tombstoned={"d": {"laptop": 11}, "d/a": {"laptop": 12}, "d/b": {"laptop": 13}},
-        manifest={},
+        listed={},
     ),
     # --- SPEC 4.2: modes --------------------------------------------------------------
     Case(
@@ -659,7 +659,7 @@ CASES = [
         remotes=[remote("desktop", F("a", V2, {"laptop": 1, "desktop": 1}), F("z", V1))],
         tombstones=[("desktop", gone("b", {"laptop": 2, "desktop": 2}))],
         uploads=["c"],
-        manifest={"a": (V1, {"laptop": 1}), "b": (V1, {"laptop": 2}), "c": (V3, {"laptop": 11})},
+        listed={"a": (V1, {"laptop": 1}), "b": (V1, {"laptop": 2}), "c": (V3, {"laptop": 11})},
     ),
     Case(
         "download_only_pulls_and_publishes_nothing",
@@ -668,7 +668,7 @@ CASES = [
         local=[F("a", V1), F("b", V3), F("c", V3)],
         remotes=[remote("desktop", F("a", V2, {"desktop": 3}), F("b", V1, {"desktop": 2}))],
         downloads={"a": V2},
-        manifest={},
+        listed={},
         after={
             "a": (V2, {"desktop": 3}),
             "b": (V3, {"desktop": 2, "laptop": 11}),
@@ -683,7 +683,7 @@ CASES = [
         remotes=[remote("desktop", F("a.txt", V3, {"desktop": 2}))],
         copies={COPY: V3},
         conflicts=["a.txt"],
-        manifest={},
+        listed={},
     ),
     Case(
         "download_only_applies_remote_deletes_but_tombstones_nothing",
@@ -692,7 +692,7 @@ CASES = [
         local=[F("a", V1)],
         tombstones=[("desktop", gone("a", {"desktop": 3}, of=V1))],
         deletes=["a"],
-        manifest={},
+        listed={},
         after={"a": ("deleted", {"desktop": 3}), "b": ("deleted", {"desktop": 2, "laptop": 11})},
     ),
     Case(
@@ -703,7 +703,7 @@ CASES = [
         remotes=[remote("desktop", F("b", V2, {"desktop": 2}))],
         tombstones=[("desktop", gone("a", {"desktop": 3}))],
         downloads={"b": V2},
-        manifest={},
+        listed={},
         after={"a": (V1, {"desktop": 3}), "b": (V2, {"desktop": 2})},
     ),
     Case(
@@ -713,7 +713,7 @@ CASES = [
         local=[F("a", V1)],
         remotes=[remote("desktop", F("a", V4, {"desktop": 4}))],
         downloads={"a": V4},
-        manifest={},
+        listed={},
     ),
     Case(
         "new_device_with_superseded_bytes_conflicts",
@@ -724,7 +724,7 @@ CASES = [
         ],
         copies={f"a.conflict-server-{SERVER_AT}.txt": V2},
         conflicts=["a.txt"],
-        manifest={},
+        listed={},
     ),
     Case(
         "seeded_archive_only_adopts_the_remote_versions",
@@ -734,7 +734,7 @@ CASES = [
             remote("desktop", F("a", V1, {"desktop": 3}), D("d", {"desktop": 1})),
             remote("server", F("d/b", V2, {"server": 2})),
         ],
-        manifest={},
+        listed={},
         after={
             "a": (V1, {"desktop": 3}),
             "d": ("dir", {"desktop": 1}),
@@ -755,7 +755,7 @@ CASES = [
         mode="archive-only",
         base=held(F("a", V1, {"desktop": 1})),
         local=[F("a", V2), F("c", V3)],
-        manifest={},
+        listed={},
         after={"a": (V2, {"desktop": 1, "laptop": 11}), "c": (V3, {"laptop": 12})},
     ),
 ]
@@ -779,8 +779,8 @@ def test_case(case: Case) -> None:
     assert [u.path for u in plan.uploads] == case.uploads
     assert [c.path for c in plan.conflicts] == case.conflicts
     assert [(p.path, p.kind) for p in plan.problems] == case.problems
-    if case.manifest is not None:
-        assert {e.path: (label(e), e.version) for e in plan.listed()} == case.manifest
+    if case.listed is not None:
+        assert {e.path: (label(e), e.version) for e in plan.listed()} == case.listed
     if case.after is not None:
         assert {p: state(b) for p, b in plan.base.items()} == case.after
 

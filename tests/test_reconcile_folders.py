@@ -77,5 +77,5 @@ def test_end_to_end_edit_below_a_folder_deleted_elsewhere(remote: Bucket, tmp_pa
     a.sync()
     assert a.read("d/x.txt") == b"edited on c\n"
     for device in (a, c):  # one more pass each is idle: they agree
-        assert device.sync().json["manifest"] is None
+        assert device.sync().json["snapshot"] is None
     assert tree(a.root) == tree(c.root)

@@ -1,7 +1,7 @@
 """Three devices sharing an in-memory bucket, driven by hypothesis (pure simulation).
 
 Each device has an in-memory folder (path -> content, conflict copies included), a base,
-a counter, and publishes a manifest and tombstones into the bucket. People create, edit,
+a counter, and publishes a listing and tombstones into the bucket. People create, edit,
 delete, rename and chmod files on any device, and devices sync in any order. At the end:
 no content anyone wrote was lost (it is at a path or in a conflict copy on some device,
 unless a person replaced or deleted it), and once the people resolve their conflicts by
@@ -77,11 +77,11 @@ class Device:
     folder: dict[str, Entry] = field(default_factory=dict)
     base: dict[str, Base] = field(default_factory=dict)
     counter: int = 0
-    manifest: list[Entry] | None = None  # published
-    manifest_id: str = ""
+    listing: list[Entry] | None = None  # published
+    snapshot: str = ""
     tombstones: list[Delete] = field(default_factory=list)  # published, in order
     processed: dict[str, int] = field(default_factory=dict)  # tombstones seen per device
-    seen: dict[str, dict[str, Entry]] = field(default_factory=dict)  # manifests processed
+    seen: dict[str, dict[str, Entry]] = field(default_factory=dict)  # listings processed
     unsettled: set[str] = field(default_factory=set)  # what the last pass left open
 
     def tree(self) -> dict[str, Key]:
@@ -104,12 +104,12 @@ class Bucket:
         ]
         remotes = []
         for d in others:
-            if d.manifest is not None:
+            if d.listing is not None:
                 seen = me.seen.get(d.device_id, {})
                 mine = [t.path for dev, t in fresh if dev == d.device_id and t.path in seen]
                 held = {path: seen[path] for path in mine}
-                entries = {e.path: e for e in d.manifest}
-                remotes.append(Remote(d.device_id, d.manifest_id, entries, held))
+                entries = {e.path: e for e in d.listing}
+                remotes.append(Remote(d.device_id, d.snapshot, entries, held))
         return remotes, fresh
 
     def plan(self, me: Device, paths: set[str] | None = None) -> Plan:
@@ -139,8 +139,8 @@ class Bucket:
         tombstones, and what its last pass left open."""
         changed = set(local_changes(sorted(me.base.items()), me.folder))
         for other in self.devices.values():
-            if other is not me and other.manifest is not None:
-                now = {e.path: e for e in other.manifest}
+            if other is not me and other.listing is not None:
+                now = {e.path: e for e in other.listing}
                 changed |= listing_changes(me.seen.get(other.device_id, {}), now)
         _, fresh = self.inputs(me)
         return changed | {gone.path for _, gone in fresh} | me.unsettled
@@ -148,20 +148,20 @@ class Bucket:
     def sync(self, me: Device) -> Plan:
         plan = self.plan(me)
         incremental = self.plan(me, self.changed(me))
-        previous = {e.path: e for e in me.manifest or []}
+        previous = {e.path: e for e in me.listing or []}
         assert plan_differences(plan, incremental, previous) == []
         apply_plan(me.folder, me.base, plan)
         me.counter = plan.counter
         me.unsettled = incremental.unsettled
-        if plan.publishes and (plan.listed() != me.manifest or plan.tombstones):
+        if plan.publishes and (plan.listed() != me.listing or plan.tombstones):
             self.clock += 1
-            me.manifest = plan.listed()
-            me.manifest_id = (EPOCH + timedelta(seconds=self.clock)).strftime("%Y%m%dT%H%M%SZ")
+            me.listing = plan.listed()
+            me.snapshot = (EPOCH + timedelta(seconds=self.clock)).strftime("%Y%m%dT%H%M%SZ")
             me.tombstones += plan.tombstones
         for other in self.devices.values():
             if other is not me:
                 me.processed[other.device_id] = len(other.tombstones)
-                me.seen[other.device_id] = {e.path: e for e in other.manifest or []}
+                me.seen[other.device_id] = {e.path: e for e in other.listing or []}
         return plan
 
 

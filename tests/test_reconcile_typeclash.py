@@ -8,9 +8,6 @@ This device is `laptop` (counter 10); helpers as in tests/test_reconcile_cases.p
 
 from __future__ import annotations
 
-import msgspec
-
-from dropbeard.core.model import Manifest, encode_manifest
 from dropbeard.core.plan import Base, ConflictInfo, Plan
 from dropbeard.core.safety import check_mass_delete, tracked_files, without_local_deletes
 from dropbeard.core.version import dominates
@@ -18,12 +15,14 @@ from tests.test_reconcile_cases import DESKTOP_AT, NOW, D, F, L, gone, held, lab
 
 
 def valid(plan: Plan) -> bool:
-    """The plan's manifest is one other devices accept (a tree: nothing below a file)."""
-    entries = [
-        msgspec.structs.replace(e, mtime_ns=0) if e.type == "file" else e for e in plan.listed()
-    ]
-    at = "2026-05-22T18:05:00Z"
-    encode_manifest(Manifest(root_id="r1", device_id="laptop", created_at=at, entries=entries))
+    """The plan's listing is a tree other devices accept: every path's folders are listed,
+    as folders (nothing below a file or symlink, nothing without its folder)."""
+    types = {e.path: e.type for e in plan.listed()}
+    for path in types:
+        folder = path.rpartition("/")[0]
+        while folder:
+            assert types.get(folder) == "dir", (path, folder, types.get(folder))
+            folder = folder.rpartition("/")[0]
     return True
 
 
@@ -85,7 +84,10 @@ def test_a_folder_holding_a_new_file_stays_and_the_incoming_file_is_a_copy() -> 
     assert [c.path for c in plan.conflicts] == ["x"]
     assert [d.path for d in plan.downloads] == []  # the folder is not replaced
     assert [d.path for d in plan.local_deletes] == ["x/a.txt"]
-    assert published(plan) == {"x/new.txt": "added here"} and valid(plan)
+    # the folder stays listed as it was (its version is the one the file replaced), so
+    # that what it holds is listed under it
+    assert published(plan) == {"x": "dir", "x/new.txt": "added here"} and valid(plan)
+    assert {e.path: e.version for e in plan.listed()}["x"] == {"desktop": 1}
     conflict = plan.base["x"].conflict
     assert conflict is not None and conflict.copies == [copy]
     assert conflict.version == {"desktop": 3}  # so resolving it dominates the file
@@ -107,7 +109,7 @@ def test_a_folder_holding_an_edit_from_a_third_device_stays() -> None:
     )
     assert [c.path for c in plan.conflicts] == ["x"]
     assert {d.path: label(d.entry) for d in plan.downloads} == {"x/a.txt": "edited"}
-    assert "x" not in published(plan) and valid(plan)
+    assert published(plan)["x"] == "dir" and valid(plan)
 
 
 # --- arrivals below a file or symlink this device keeps are held -----------------------------

@@ -15,13 +15,13 @@ from dropbeard.core.retention import (
     parse_period,
     retired_keeps,
 )
-from dropbeard.core.timestamps import manifest_id, parse_manifest_id
+from dropbeard.core.timestamps import parse_snapshot_id, snapshot_id
 
 NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
 
 
 def ago(**delta: float) -> str:
-    return manifest_id(NOW - timedelta(**delta))
+    return snapshot_id(NOW - timedelta(**delta))
 
 
 def test_periods_parse_as_the_registry_writes_them() -> None:
@@ -121,13 +121,13 @@ def test_keeping_is_idempotent_and_every_kept_snapshot_has_a_reason(
     # gc deletes the rest; running it again at the same time deletes nothing more
     assert kept_snapshots(kept, current, NOW, policy) == kept
     for s in set(snaps) - kept:
-        age = NOW - parse_manifest_id(s)
+        age = NOW - parse_snapshot_id(s)
         assert age >= policy.all
         newer = [t for t in snaps if t > s]
-        assert newer and NOW - parse_manifest_id(newer[0]) >= policy.grace
+        assert newer and NOW - parse_snapshot_id(newer[0]) >= policy.grace
         # and a newer snapshot stands for it in every bucket it belongs to
-        hour = parse_manifest_id(s).replace(minute=0, second=0)
+        hour = parse_snapshot_id(s).replace(minute=0, second=0)
         if age < policy.hourly:
             assert any(
-                parse_manifest_id(t).replace(minute=0, second=0) == hour for t in kept if t > s
+                parse_snapshot_id(t).replace(minute=0, second=0) == hour for t in kept if t > s
             )

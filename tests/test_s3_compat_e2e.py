@@ -133,7 +133,7 @@ def test_an_interrupted_multipart_upload_never_wedges_the_folder(
     assert b.read("big.bin") == big
     assert b.read("small.txt") == b"made after the crash\n"
     assert pending_uploads(a) == []
-    assert a.sync().json["manifest"] is None
+    assert a.sync().json["snapshot"] is None
 
 
 # --- everything else works on these servers too ------------------------------------------
@@ -160,5 +160,5 @@ def test_two_devices_converge_on_a_server_that_lacks_features(
     assert sorted(a.tree()) == ["current", "docs", "docs/a.txt", "docs/b.txt", "empty"]
 
     before = compat.objects()
-    assert a.sync().json["manifest"] is None and b.sync().json["manifest"] is None
+    assert a.sync().json["snapshot"] is None and b.sync().json["snapshot"] is None
     assert compat.objects() == before

@@ -47,7 +47,7 @@ def test_status_shows_blobs_missing_from_the_bucket_as_drift(
     (Path(remote.url) / "roots" / "r1" / "blobs" / sha[:2] / sha[2:4] / sha).unlink()
     drift = a.status()["drift"]
     assert len(drift) == 1
-    assert drift[0].startswith("1 blobs our manifest references are missing")
+    assert drift[0].startswith("1 blobs our tree references are missing")
     assert sha in drift[0]
 
 

@@ -17,13 +17,13 @@ import pytest
 from dropbeard.cli.main import main
 from dropbeard.core.errors import NotFound
 from dropbeard.core.keys import RootKeys
-from dropbeard.core.model import decode_head, decode_manifest
 from dropbeard.store.base import Store
 from dropbeard.store.local import LocalStore
 from dropbeard.sync.engine import PassOptions, run_pass
 from dropbeard.sync.root import RootPaths, open_online, root_lock
 from dropbeard.sync.state import State
 from tests.faults import FaultStore
+from tests.treeio import published_listing
 
 KEYS = RootKeys("r1")
 FILES = 200
@@ -86,10 +86,8 @@ def published(remote: Path, device: str) -> dict[str, str | None]:
     """The paths `device`'s head lists, with their sha256."""
 
     async def go() -> dict[str, str | None]:
-        store = LocalStore(remote)
-        head = decode_head(await store.get(KEYS.head(device)), "head")
-        key = KEYS.manifest(device, head.manifest)
-        return {e.path: e.sha256 for e in decode_manifest(await store.get(key), key).entries}
+        listing = await published_listing(LocalStore(remote), KEYS, device)
+        return {p: e.sha256 for p, e in listing.items()}
 
     return anyio.run(go)
 

@@ -12,13 +12,13 @@ import anyio
 
 from dropbeard.cli.main import main
 from dropbeard.core.keys import RootKeys
-from dropbeard.core.model import decode_head, decode_manifest
 from dropbeard.core.summary import Summary
 from dropbeard.store.base import Store
 from dropbeard.store.local import LocalStore
 from dropbeard.sync.engine import PassOptions, run_pass
 from dropbeard.sync.meter import PassMeter, Stage, StageName
 from dropbeard.sync.root import RootPaths, open_online
+from tests.treeio import published_listing
 
 KEYS = RootKeys("r1")
 
@@ -51,18 +51,16 @@ def one_pass(root: Path, store: Store, meter: PassMeter | None = None) -> Summar
 
 
 def published(remote: Path) -> dict[str, str | None]:
-    """The paths of the device's published manifest and their sha256."""
+    """The paths of the device's published tree and their sha256."""
 
     async def go() -> dict[str, str | None]:
-        store = LocalStore(remote)
-        head = decode_head(await store.get(KEYS.head("a")), "head")
-        key = KEYS.manifest("a", head.manifest)
-        return {e.path: e.sha256 for e in decode_manifest(await store.get(key), key).entries}
+        listing = await published_listing(LocalStore(remote), KEYS, "a")
+        return {p: e.sha256 for p, e in listing.items()}
 
     return anyio.run(go)
 
 
-def test_a_published_manifest_never_names_a_blob_missing_from_the_bucket(tmp_path: Path) -> None:
+def test_a_published_tree_never_names_a_blob_missing_from_the_bucket(tmp_path: Path) -> None:
     root, remote = tmp_path / "root", tmp_path / "remote"
     remote.mkdir()
     init = ["init", str(root), "--remote", str(remote), "--root-id", "r1", "--device-id", "a"]

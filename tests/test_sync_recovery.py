@@ -16,15 +16,18 @@ from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import Delete, Entry, TombstoneBatch, encode
 from dropbeard.core.plan import Base
 from dropbeard.core.summary import Summary
+from dropbeard.core.treediff import to_tree_entry
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.sync.engine import run_pass
 from dropbeard.sync.inputs import Loaded, load_last_pass
 from dropbeard.sync.passrun import PassOptions, PassRun
-from dropbeard.sync.publish import LastIds, Published, publish
+from dropbeard.sync.publish import Listing, Published, publish
 from dropbeard.sync.recovery import Recovered, recover_own_head
 from dropbeard.sync.root import RootPaths, open_online, root_lock
 from dropbeard.sync.state import State
+from dropbeard.sync.trees import TreeStore
+from dropbeard.sync.treewrite import update
 
 pytestmark = pytest.mark.anyio
 
@@ -71,12 +74,16 @@ class Device:
         return State.open(self.root / ".dropbear" / "state.sqlite")
 
     async def publish_behind_its_back(
-        self, entries: list[Entry], deletes: list[Delete], last: LastIds
+        self, loaded: Loaded, entries: list[Entry], deletes: list[Delete]
     ) -> Published:
-        """What a pass that died right after its head write leaves in the bucket."""
+        """What a pass that died right after its head write leaves in the bucket: its tree
+        (the last one with `entries` and `deletes` applied), snapshot and head."""
+        changes = {e.path: to_tree_entry(e) for e in entries}
+        changes.update((gone.path, None) for gone in deletes)
+        tree = await update(TreeStore(self.remote, KEYS), loaded.last_tree, changes)
         return await publish(
-            self.remote, KEYS, root_id="r1", device_id=ME, entries=entries,
-            tombstones=deletes, last=last, seen={}, now=NOW,
+            self.remote, KEYS, device_id=ME, listing=Listing(tree, 0, 0),
+            tombstones=deletes, last=loaded.last_ids, seen={}, now=NOW,
         )  # fmt: skip
 
 
@@ -120,7 +127,8 @@ async def test_an_unchanged_head_costs_one_conditional_read(device: Device) -> N
 def meta(device: Device) -> dict[str, str | None]:
     state = device.state()
     try:
-        keys = ("counter", "tombstone_seq", "reserved_seq", "last_manifest", "head_etag")
+        keys = ("counter", "tombstone_seq", "reserved_seq", "last_snapshot", "last_tree")
+        keys += ("head_etag",)
         return {k: state.get_meta(k) for k in keys}
     finally:
         state.close()
@@ -152,7 +160,7 @@ async def crashed_publish(device: Device, loaded: Loaded) -> tuple[Published, li
     x = bases(device)["x.txt"].entry
     assert x is not None
     gone = Delete(path="x.txt", type="file", version={ME: loaded.counter + 3}, sha256=x.sha256)
-    published = await device.publish_behind_its_back(entries, [gone], loaded.last_ids)
+    published = await device.publish_behind_its_back(loaded, entries, [gone])
     return published, entries
 
 
@@ -165,9 +173,9 @@ async def test_a_head_ahead_of_the_state_is_taken_back_and_recorded(device: Devi
 
     taken = got.loaded
     assert got.problems == []
-    assert (taken.last_manifest, taken.last_sha256) == (
-        published.manifest_id,
-        published.manifest_sha256,
+    assert (taken.last_snapshot, taken.last_tree) == (
+        published.snapshot,
+        published.listing.tree,
     )
     assert taken.tombstone_seq == published.tombstone_seq == before.tombstone_seq + 1
     assert taken.counter == before.counter + 3
@@ -183,11 +191,13 @@ async def test_a_head_ahead_of_the_state_is_taken_back_and_recorded(device: Devi
     assert {k: v for k, v in meta(device).items() if k != "reserved_seq"} == {
         "counter": str(taken.counter),
         "tombstone_seq": str(taken.tombstone_seq),
-        "last_manifest": published.manifest_id,
+        "last_snapshot": published.snapshot,
+        "last_tree": published.listing.tree,
         "head_etag": published.head_etag,
     }
-    published_shas = (device.root / ".dropbear" / "published.sha256").read_text().split()
-    assert sha(b"new") in published_shas
+    state = device.state()
+    assert state.holds_blob(sha(b"new")) and not state.holds_blob(sha(b"x.txt\n"))
+    state.close()
     _, again, store = await device.recover()
     assert again.loaded == replace(taken, taken={}) and store.counts == {"get_if_changed": 1}
 
@@ -200,7 +210,7 @@ async def test_a_dry_run_takes_back_in_memory_only(device: Device) -> None:
 
     _, got, _ = await device.recover(dry_run=True)
 
-    assert got.loaded.last_manifest == published.manifest_id
+    assert got.loaded.last_snapshot == published.snapshot
     assert (meta(device), bases(device)) == recorded
 
 
@@ -236,8 +246,8 @@ async def test_an_untrustworthy_own_head_is_a_problem_and_is_published_anew(
 
     (problem,) = got.problems
     assert problem.kind == "integrity" and problem.path == KEYS.head(ME)
-    assert got.loaded.last_digest is None  # so the pass publishes a good head
+    assert got.loaded.mend_head  # so the pass publishes a good head
     mended = await synced(device)
-    assert mended.manifest is not None and mended.problems == 1
+    assert mended.snapshot is not None and mended.problems == 1
     _, after, _ = await device.recover()
-    assert after.problems == [] and after.loaded.last_manifest == mended.manifest
+    assert after.problems == [] and after.loaded.last_snapshot == mended.snapshot

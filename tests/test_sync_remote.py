@@ -1,16 +1,19 @@
 """Reading the other devices (dropbeard.sync.remote), directly against a LocalStore remote
-written by `publish`: heads, manifests, tombstones and the registry; what an unchanged
-bucket costs (CountingStore); how untrustworthy objects are refused."""
+written by `publish` and `treewrite`: heads, what changed in their trees, tombstones and the
+registry; what an unchanged bucket and a changed head cost (CountingStore); how
+untrustworthy objects are refused."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from dropbeard.core.keys import RootKeys
@@ -25,11 +28,15 @@ from dropbeard.core.model import (
     encode,
 )
 from dropbeard.core.timestamps import utc_iso
+from dropbeard.core.treediff import to_tree_entry, tree_order
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.local import LocalStore
-from dropbeard.sync.publish import LastIds, manifest_bytes, publish
+from dropbeard.sync.publish import LastIds, Listing, publish
 from dropbeard.sync.remote import RemoteRead, read_remotes
 from dropbeard.sync.state import Peer
+from dropbeard.sync.treecache import NodeCache
+from dropbeard.sync.trees import TreeStore
+from dropbeard.sync.treewrite import build
 
 pytestmark = pytest.mark.anyio
 
@@ -55,12 +62,17 @@ def file_entry(dev: str, path: str, data: bytes, counter: int = 1) -> Entry:
     )
 
 
+def dir_entry(dev: str, path: str, counter: int = 1) -> Entry:
+    return Entry(path=path, type="dir", mode=0o755, version={dev: counter})
+
+
 @dataclass
 class Device:
     """Another device's publishing history, as `publish` leaves it in the bucket."""
 
     name: str
-    manifest_id: str | None = None
+    snapshot: str | None = None
+    tree: str | None = None
     seq: int = 0
     clock: datetime = T0
 
@@ -70,7 +82,7 @@ class World:
     store: CountingStore
     cache: Path
     devices: dict[str, Device] = field(default_factory=dict)
-    #: what this device committed after its last read (as the engine's _commit does)
+    #: what this device committed after its last read (as the engine's commit does)
     peers: dict[str, Peer] = field(default_factory=dict)
     registry: Registry | None = None
     registry_etag: str | None = None
@@ -78,48 +90,51 @@ class World:
     async def publish(
         self, dev: str, entries: Sequence[Entry], tombstones: Sequence[Delete] = ()
     ) -> str:
+        """Publish `entries` (the device's whole listing) as a new snapshot of `dev`."""
         d = self.devices.setdefault(dev, Device(dev))
         d.clock += timedelta(seconds=10)
+        ordered = sorted(entries, key=lambda e: tree_order(e.path))
+        writer = TreeStore(self.store.inner, KEYS)
+        tree = await build(writer, [(e.path, to_tree_entry(e)) for e in ordered])
         published = await publish(
             self.store.inner,
             KEYS,
-            root_id=ROOT,
             device_id=dev,
-            entries=entries,
+            listing=Listing(tree, len(entries), 0),
             tombstones=tombstones,
-            last=LastIds(tombstone_seq=d.seq, manifest_id=d.manifest_id),
+            last=LastIds(tombstone_seq=d.seq, snapshot=d.snapshot),
             seen={},
             now=d.clock,
         )
-        d.manifest_id, d.seq = published.manifest_id, published.tombstone_seq
-        return published.manifest_id
+        d.snapshot, d.seq, d.tree = published.snapshot, published.tombstone_seq, tree
+        return published.snapshot
 
     async def register(self, **status: str) -> None:
         records = {d: DeviceRecord(status=s) for d, s in status.items()}  # type: ignore[arg-type]
         await self.store.inner.put(KEYS.registry, encode(Registry(devices=records)))
 
-    async def read(self, *, commit: bool = True, use_cache: bool = True) -> RemoteRead:
+    def trees(self) -> TreeStore:
+        """This device's view of the tree nodes: through the counting store, and the node
+        cache under `cache` (kept between reads, as `.dropbear/trees/` is)."""
+        return TreeStore(self.store, KEYS, NodeCache(self.cache))
+
+    async def read(self, *, commit: bool = True) -> RemoteRead:
         """One read as the engine does it; with `commit`, remember what was read."""
         self.store.reset()
         read = await read_remotes(
             self.store,
             KEYS,
+            self.trees(),
             device_id=ME,
             peers=self.peers,
             registry=self.registry,
             registry_etag=self.registry_etag,
-            cache_dir=self.cache,
-            use_cache=use_cache,
         )
         if commit:
             self.registry, self.registry_etag = read.registry, read.registry_etag
             for dev, view in read.devices.items():
                 self.peers[dev] = Peer(
-                    dev,
-                    view.head_etag,
-                    view.head.manifest,
-                    view.head.manifest_sha256,
-                    view.head.tombstone_seq,
+                    dev, view.head_etag, view.snapshot, view.tree, view.tombstone_seq
                 )
         return read
 
@@ -133,15 +148,20 @@ class World:
     async def overwrite_head(self, dev: str, **changes: object) -> None:
         key = KEYS.head(dev)
         head = decode_head(await self.store.inner.get(key), key)
-        fields = {
-            "device_id": head.device_id,
-            "manifest": head.manifest,
-            "manifest_sha256": head.manifest_sha256,
-            "published_at": head.published_at,
-            "tombstone_seq": head.tombstone_seq,
-            **changes,
-        }
-        await self.store.inner.put(key, encode(Head(**fields)))  # type: ignore[arg-type]
+        await self.store.inner.put(key, encode(msgspec.structs.replace(head, **changes)))
+
+    async def node_keys(self, dev: str) -> list[str]:
+        """The keys of every node of `dev`'s current tree (its root first)."""
+        tree = self.devices[dev].tree
+        assert tree is not None
+        found, todo = [], [tree]
+        while todo:
+            key = todo.pop(0)
+            found.append(key)
+            node = json.loads(await self.store.inner.get(KEYS.tree(key)))
+            todo += [p["tree"] for p in node.get("pages", [])]
+            todo += [e["tree"] for e in node.get("entries", []) if e["type"] == "dir"]
+        return found
 
 
 @pytest.fixture
@@ -155,7 +175,10 @@ def encode_batch(dev: str, seq: int, deletes: list[Delete]) -> bytes:
 
 
 def paths_of(read: RemoteRead, dev: str) -> dict[str, str | None]:
-    return {e.path: e.sha256 for e in read.devices[dev].manifest.entries}
+    """What a first read of `dev` found: every path of its tree, and its blob."""
+    view = read.devices[dev]
+    assert view.complete
+    return {p: e.sha256 for p, e in view.changes.items() if e is not None}
 
 
 async def test_every_other_device_is_read_and_never_this_one(world: World) -> None:
@@ -169,7 +192,8 @@ async def test_every_other_device_is_read_and_never_this_one(world: World) -> No
     assert paths_of(read, "b") == {"from-b.txt": sha(b"bee")}
     assert paths_of(read, "c") == {"from-c.txt": sha(b"sea")}
     view = read.devices["b"]
-    assert (view.head.device_id, view.head.manifest, view.manifest.device_id) == ("b", b_id, "b")
+    assert view.head is not None
+    assert (view.head.device_id, view.snapshot, view.tree) == ("b", b_id, world.devices["b"].tree)
     assert view.head_etag == (await world.store.inner.head(KEYS.head("b"))).etag
     assert read.changed is True
     assert read.registry == Registry(devices={}) and read.registry_etag is None
@@ -182,59 +206,79 @@ async def test_an_unchanged_bucket_costs_a_listing_and_a_conditional_get_per_dev
     await world.publish("b", [file_entry("b", "b.txt", b"bee")])
     await world.publish("c", [file_entry("c", "c.txt", b"sea")])
     first = await world.read()
+    # the registry and two heads; each tree is one node
     assert world.store.counts == {"list_page": 1, "get_if_changed": 3, "get": 2}
 
     again = await world.read()
 
-    # No registry read, no manifest download: one listing, one conditional GET per head.
+    # No registry read, no tree read: one listing, one conditional GET per head.
     assert world.store.counts == {"list_page": 1, "get_if_changed": 2}
     assert again.changed is False
-    assert {d: v.manifest for d, v in again.devices.items()} == {
-        d: v.manifest for d, v in first.devices.items()
+    assert {d: (v.snapshot, v.tree) for d, v in again.devices.items()} == {
+        d: (v.snapshot, v.tree) for d, v in first.devices.items()
     }
-    assert all(v.tombstones == [] for v in again.devices.values())
+    assert all(v.tombstones == [] and v.changes == {} for v in again.devices.values())
 
 
-async def test_a_new_publish_costs_one_manifest_download(world: World) -> None:
-    await world.publish("b", [file_entry("b", "b.txt", b"bee")])
-    await world.publish("c", [file_entry("c", "c.txt", b"sea")])
+async def test_a_moved_head_costs_the_nodes_on_the_changed_paths(world: World) -> None:
+    """SPEC 4 step 3: only nodes whose key changed are read, and a node read once comes
+    from the cache after."""
+    listing = [dir_entry("b", f"d{i}") for i in range(20)]
+    listing += [
+        file_entry("b", f"d{i}/f{j}.txt", b"%d %d" % (i, j)) for i in range(20) for j in (1, 2)
+    ]
+    await world.publish("b", listing)
     await world.read()
-    new_id = await world.publish("b", [file_entry("b", "b.txt", b"bee, edited", counter=2)])
+    assert world.store.counts["get"] == 21  # every node once: the root and 20 folders
+    edited = file_entry("b", "d7/f1.txt", b"edited", counter=2)
+    await world.publish("b", [e if e.path != edited.path else edited for e in listing])
 
     read = await world.read()
 
-    assert read.changed is True
-    assert read.devices["b"].head.manifest == new_id
-    assert paths_of(read, "b") == {"b.txt": sha(b"bee, edited")}
-    assert world.store.counts == {"list_page": 1, "get_if_changed": 2, "get": 1}
-    # Only the latest manifest of each device stays cached.
-    assert sorted(p.name for p in (world.cache / "b").iterdir()) == [
-        f"{new_id}.json",
-        "head.json",
-    ]
+    assert read.devices["b"].changes == {"d7/f1.txt": edited}
+    assert world.store.counts == {"list_page": 1, "get_if_changed": 1, "get": 2}  # root, d7
 
 
 async def test_a_moved_head_says_which_paths_changed_since_the_one_processed(
     world: World,
 ) -> None:
-    """What a pass reconciles of another device: the paths whose entry its new manifest
-    changed against the one this device processed last (read from the cache: no extra
-    request), and every path when it never processed one."""
+    """What a pass reconciles of another device: the paths whose entry its new tree
+    changed against the one this device processed last, and every path when it never
+    processed one."""
     kept, edited = file_entry("b", "kept.txt", b"k"), file_entry("b", "edited.txt", b"1")
     gone = file_entry("b", "gone.txt", b"g")
     await world.publish("b", [kept, edited, gone])
     first = await world.read()
-    assert first.devices["b"].changed is None
-    assert first.devices["b"].changed_paths() == {"kept.txt", "edited.txt", "gone.txt"}
+    assert first.devices["b"].complete
+    assert set(first.devices["b"].changes) == {"kept.txt", "edited.txt", "gone.txt"}
     added = file_entry("b", "added.txt", b"a")
-    await world.publish("b", [kept, file_entry("b", "edited.txt", b"2", counter=2), added])
+    now = file_entry("b", "edited.txt", b"2", counter=2)
+    await world.publish("b", [kept, now, added])
 
     read = await world.read()
 
-    assert read.devices["b"].changed == {"edited.txt", "gone.txt", "added.txt"}
-    assert world.store.counts == {"list_page": 1, "get_if_changed": 1, "get": 1}
+    view = read.devices["b"]
+    assert view.changes == {"edited.txt": now, "gone.txt": None, "added.txt": added}
+    assert not view.complete
     again = await world.read()
-    assert again.devices["b"].changed == set()  # unchanged head: nothing to reconcile
+    assert again.devices["b"].changes == {}  # unchanged head: nothing to reconcile
+
+
+async def test_the_entries_of_paths_are_looked_up_in_the_tree(world: World) -> None:
+    """Reconcile asks for the other devices' entries of the paths it decides: those that
+    changed are known, the others are looked up by path."""
+    a, b = file_entry("b", "x/a.txt", b"a"), file_entry("b", "x/b.txt", b"b")
+    await world.publish("b", [dir_entry("b", "x"), a, b])
+    await world.read()
+    b2 = file_entry("b", "x/b.txt", b"b2", 2)
+    await world.publish("b", [dir_entry("b", "x"), a, b2])
+    view = (await world.read()).devices["b"]
+
+    found = await view.entries_of(world.trees(), ["x/a.txt", "x/b.txt", "x/none.txt", "y"])
+
+    assert found == {"x/a.txt": a, "x/b.txt": b2}
+    every = await view.entries_of(world.trees(), None)
+    assert every == {"x": dir_entry("b", "x"), "x/a.txt": a, "x/b.txt": b2}
 
 
 async def test_the_registry_is_read_again_only_when_it_changed(world: World) -> None:
@@ -253,39 +297,51 @@ async def test_the_registry_is_read_again_only_when_it_changed(world: World) -> 
     assert world.store.counts["get_if_changed"] == 2  # the registry, then b's head
 
 
-async def test_a_lost_cache_means_a_fresh_read_not_a_wrong_one(world: World) -> None:
+async def test_a_lost_node_cache_means_reading_nodes_again_not_a_wrong_read(
+    world: World,
+) -> None:
     await world.publish("b", [file_entry("b", "b.txt", b"bee")])
     await world.read()
+    shutil.rmtree(world.cache)
+    await world.publish("b", [file_entry("b", "b.txt", b"bee 2", 2)])
+
+    read = await world.read()
+
+    assert read.devices["b"].changes == {"b.txt": file_entry("b", "b.txt", b"bee 2", 2)}
+    assert world.store.counts["get"] == 2  # the old root again, and the new one
+
+
+async def test_a_damaged_cached_node_is_not_trusted(world: World) -> None:
+    await world.publish("b", [file_entry("b", "b.txt", b"bee")])
+    await world.read()
+    (root,) = await world.node_keys("b")
+    forged = b'{"format":2,"entries":[]}'
+    (world.cache / root).write_bytes(forged)
+    await world.publish("b", [file_entry("b", "b.txt", b"bee 2", 2)])
+
+    read = await world.read()
+
+    assert read.devices["b"].changes == {"b.txt": file_entry("b", "b.txt", b"bee 2", 2)}
+    assert (world.cache / root).read_bytes() != forged
+
+
+async def test_a_processed_tree_gone_from_the_bucket_makes_every_path_count(
+    world: World,
+) -> None:
+    """The tree processed last may be gone (gc reclaims old snapshots) and out of the
+    cache: the new one is then read whole, as if never processed."""
+    kept = file_entry("b", "kept.txt", b"k")
+    await world.publish("b", [kept, file_entry("b", "old.txt", b"o")])
+    await world.read()
+    (old_root,) = await world.node_keys("b")
+    await world.publish("b", [kept])
+    await world.store.inner.delete(KEYS.tree(old_root))
     shutil.rmtree(world.cache)
 
     read = await world.read()
 
-    assert paths_of(read, "b") == {"b.txt": sha(b"bee")}
-    assert world.store.counts["get"] == 1  # the manifest, downloaded again
-    assert (world.cache / "b" / "head.json").exists()
-
-
-async def test_a_tampered_cached_manifest_is_not_trusted(world: World) -> None:
-    manifest_id = await world.publish("b", [file_entry("b", "b.txt", b"bee")])
-    await world.read()
-    cached = world.cache / "b" / f"{manifest_id}.json"
-    cached.write_bytes(manifest_bytes(ROOT, "b", [file_entry("b", "evil.txt", b"evil")], T0))
-
-    read = await world.read()
-
-    assert paths_of(read, "b") == {"b.txt": sha(b"bee")}
-    assert world.store.counts["get"] == 1
-    assert sha(cached.read_bytes()) == read.devices["b"].head.manifest_sha256
-
-
-async def test_without_the_cache_every_manifest_is_downloaded(world: World) -> None:
-    await world.publish("b", [file_entry("b", "b.txt", b"bee")])
-
-    for _ in range(2):
-        read = await world.read(commit=False, use_cache=False)
-        assert paths_of(read, "b") == {"b.txt": sha(b"bee")}
-        assert world.store.counts == {"list_page": 1, "get_if_changed": 2, "get": 1}
-    assert not world.cache.exists()
+    assert read.devices["b"].complete and read.devices["b"].changes == {"kept.txt": kept}
+    assert read.unreadable == {}
 
 
 async def test_tombstones_are_read_from_the_last_processed_seq_to_the_head(world: World) -> None:
@@ -299,14 +355,11 @@ async def test_tombstones_are_read_from_the_last_processed_seq_to_the_head(world
     await world.publish("b", [], [gone("two", 2)])
     await world.publish("b", [], [gone("three", 3), gone("four", 4)])
     # A batch of a publish that crashed before its head: beyond the head, never read.
-    await world.store.inner.put(
-        KEYS.tombstone("b", 4),
-        encode_batch("b", 4, [gone("orphan", 9)]),
-    )
+    await world.store.inner.put(KEYS.tombstone("b", 4), encode_batch("b", 4, [gone("orphan", 9)]))
 
     read = await world.read()
 
-    assert read.devices["b"].head.tombstone_seq == 3
+    assert read.devices["b"].tombstone_seq == 3
     assert read.devices["b"].tombstones == [
         (2, gone("two", 2)),
         (3, gone("three", 3)),
@@ -332,7 +385,7 @@ async def test_deletes_come_with_what_their_device_held_there_before(world: Worl
 async def test_devices_without_a_head_and_foreign_folders_are_skipped(world: World) -> None:
     await world.publish("b", [file_entry("b", "b.txt", b"bee")])
     # A device that registered but never published, and things dropbeard never wrote.
-    await world.store.inner.put(KEYS.manifests_prefix("new") + "20260101T000000Z.json", b"{}")
+    await world.store.inner.put(KEYS.snapshots_prefix("new") + "20260101T000000Z.json", b"{}")
     await world.store.inner.put(KEYS.devices_prefix + "Not A Device/head.json", b"junk")
     await world.store.inner.put(KEYS.devices_prefix + "stray.txt", b"junk")
 
@@ -341,67 +394,85 @@ async def test_devices_without_a_head_and_foreign_folders_are_skipped(world: Wor
     assert sorted(read.devices) == ["b"]
 
 
+async def test_a_device_that_publishes_nothing_lists_nothing(world: World) -> None:
+    """A download-only device's head carries only `seen` (SPEC 1.3)."""
+    silent = Head(device_id="b", snapshot=None, tree=None, published_at=utc_iso(T0))
+    await world.store.inner.put(KEYS.head("b"), encode(silent))
+
+    read = await world.read()
+
+    view = read.devices["b"]
+    assert (view.snapshot, view.tree, view.changes) == (None, None, {})
+    assert await view.entries_of(world.trees(), ["x"]) == {}
+
+
 # --- untrustworthy objects: the device is skipped, the others are read ----------------
 
 
-async def test_a_malformed_manifest_is_rejected_naming_its_key(world: World) -> None:
-    manifest_id = await world.publish("b", [file_entry("b", "b.txt", b"bee")])
-    key = KEYS.manifest("b", manifest_id)
-    garbage = b'{"format": 1, "root_id": "r1", "device_id": "b", "entries": "nope"}'
-    await world.store.inner.put(key, garbage)
-    await world.overwrite_head("b", manifest_sha256=sha(garbage))
+async def test_a_node_not_matching_its_key_is_rejected_naming_its_key(world: World) -> None:
+    await world.publish("b", [dir_entry("b", "d"), file_entry("b", "d/b.txt", b"bee")])
+    _root, folder = await world.node_keys("b")
+    await world.store.inner.put(KEYS.tree(folder), b'{"format":2,"entries":[]}')
 
     why = await world.unreadable("b")
 
-    assert why.startswith(f"invalid manifest {key}: ")
+    assert why.startswith(f"reading tree {KEYS.tree(folder)}: its bytes hash to ")
     assert len(why.splitlines()) == 1
-    assert not (world.cache / "b" / f"{manifest_id}.json").exists()  # never cached
+    assert not (world.cache / folder).exists()  # never cached
 
 
-async def test_a_manifest_not_matching_its_heads_sha256_is_rejected(world: World) -> None:
-    manifest_id = await world.publish("b", [file_entry("b", "b.txt", b"bee")])
-    key = KEYS.manifest("b", manifest_id)
-    other = manifest_bytes(ROOT, "b", [file_entry("b", "swapped.txt", b"x")], T0)
-    await world.store.inner.put(key, other)
+async def test_a_malformed_node_under_its_own_key_is_rejected(world: World) -> None:
+    hostile = {"name": "../x", "type": "dir", "mode": 493, "version": {"b": 1}, "tree": sha(b"x")}
+    data = json.dumps({"format": 2, "entries": [hostile]}).encode()
+    key = sha(data)
+    await world.store.inner.put(KEYS.tree(key), data)
+    await world.publish("b", [file_entry("b", "b.txt", b"bee")])
+    await world.overwrite_head("b", tree=key)
 
     why = await world.unreadable("b")
 
-    assert why.startswith(f"reading {key}: its SHA-256 {sha(other)} does not match the head's")
+    assert why.startswith(f"invalid tree {KEYS.tree(key)}: entry 0 '../x'")
 
 
-async def test_a_manifest_missing_from_the_bucket_is_rejected(world: World) -> None:
-    manifest_id = await world.publish("b", [file_entry("b", "b.txt", b"bee")])
-    key = KEYS.manifest("b", manifest_id)
-    await world.store.inner.delete(key)
+async def test_a_node_missing_from_the_bucket_is_rejected(world: World) -> None:
+    await world.publish("b", [file_entry("b", "b.txt", b"bee")])
+    (root,) = await world.node_keys("b")
+    await world.store.inner.delete(KEYS.tree(root))
 
-    assert await world.unreadable("b") == f"reading {key}: its head names it, but it is missing"
+    assert await world.unreadable("b") == f"reading tree {KEYS.tree(root)}: it is missing"
 
 
-@pytest.mark.parametrize("liar", ["head", "manifest"])
-async def test_objects_claiming_another_device_are_rejected(world: World, liar: str) -> None:
-    manifest_id = await world.publish("b", [file_entry("b", "b.txt", b"bee")])
-    if liar == "head":
-        await world.overwrite_head("b", device_id="c")
-        key = KEYS.head("b")
-    else:
-        key = KEYS.manifest("b", manifest_id)
-        forged = manifest_bytes(ROOT, "c", [], T0)
-        await world.store.inner.put(key, forged)
-        await world.overwrite_head("b", manifest_sha256=sha(forged))
+async def test_a_head_claiming_another_device_is_rejected(world: World) -> None:
+    await world.publish("b", [file_entry("b", "b.txt", b"bee")])
+    await world.overwrite_head("b", device_id="c")
 
-    assert await world.unreadable("b") == f"reading {key}: it claims device 'c'"
+    assert await world.unreadable("b") == f"reading {KEYS.head('b')}: it claims device 'c'"
 
 
 async def test_a_malformed_head_is_rejected_naming_its_key(world: World) -> None:
     await world.publish("b", [file_entry("b", "b.txt", b"bee")])
-    await world.store.inner.put(KEYS.head("b"), b'{"format": 1, "device_id": "b"}')
+    await world.store.inner.put(KEYS.head("b"), b'{"format": 2, "device_id": "b"}')
 
     assert (await world.unreadable("b")).startswith(f"invalid head {KEYS.head('b')}: ")
 
 
+async def test_a_format_1_head_is_rejected_naming_the_format(world: World) -> None:
+    await world.publish("b", [file_entry("b", "b.txt", b"bee")])
+    old = {"format": 1, "device_id": "b", "manifest": "20260522T180500Z",
+           "manifest_sha256": sha(b""), "published_at": utc_iso(T0)}  # fmt: skip
+    await world.store.inner.put(KEYS.head("b"), json.dumps(old).encode())
+
+    why = await world.unreadable("b")
+
+    assert why == (
+        f"invalid head {KEYS.head('b')}: format 1 is an earlier dropbeard's, which this one "
+        "does not read (it reads format 2 only)"
+    )
+
+
 async def test_a_head_nested_too_deeply_is_one_line(world: World) -> None:
     await world.publish("b", [file_entry("b", "b.txt", b"bee")])
-    nested = b'{"format": 1, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    nested = b'{"format": 2, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     await world.store.inner.put(KEYS.head("b"), nested)
 
     why = await world.unreadable("b")
@@ -413,7 +484,7 @@ async def test_a_malformed_tombstone_batch_is_rejected(world: World) -> None:
     gone = Delete(path="old.txt", type="file", version={"b": 1}, sha256=sha(b"old"))
     await world.publish("b", [], [gone])
     key = KEYS.tombstone("b", 1)
-    await world.store.inner.put(key, b'{"format": 1, "deletes": 42}')
+    await world.store.inner.put(key, b'{"format": 2, "deletes": 42}')
 
     assert (await world.unreadable("b")).startswith(f"invalid tombstones {key}: ")
 

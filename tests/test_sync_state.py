@@ -100,10 +100,10 @@ def test_the_stat_cache_round_trips_and_survives_reopening(state: State) -> None
 def test_bases_and_statuses_round_trip_and_survive_reopening(state: State) -> None:
     state.put_bases(
         [
-            ("docs/a.txt", base_bytes(CLEAN), "clean"),
-            ("old.txt", base_bytes(DELETED), "deleted"),
-            ("b.txt", base_bytes(CONFLICTED), "conflict"),
-            ("c.txt", base_bytes(CONFLICTED), "conflict"),
+            ("docs/a.txt", CLEAN),
+            ("old.txt", DELETED),
+            ("b.txt", CONFLICTED),
+            ("c.txt", CONFLICTED),
         ]
     )
 
@@ -124,25 +124,23 @@ def test_bases_and_statuses_round_trip_and_survive_reopening(state: State) -> No
 def test_stats_and_bases_of_one_path_do_not_overwrite_each_other(state: State) -> None:
     row: StatRow = (5, 10, 20, 30, SHA_A)
     state.put_stats([("a.txt", row)])
-    state.put_bases([("a.txt", base_bytes(CLEAN), "conflict")])
+    state.put_bases([("a.txt", CONFLICTED)])
     state.put_stats([("a.txt", (6, 11, 21, 31, SHA_B))])
 
-    assert state.bases() == {"a.txt": base_bytes(CLEAN)}
+    assert state.bases() == {"a.txt": base_bytes(CONFLICTED)}
     assert state.statuses() == {"conflict": 1}
     assert state.stat_cache() == {"a.txt": (6, 11, 21, 31, SHA_B)}
 
-    state.put_bases([("a.txt", base_bytes(DELETED), "deleted")])
+    state.put_bases([("a.txt", DELETED)])
     assert state.stat_cache() == {"a.txt": (6, 11, 21, 31, SHA_B)}
     assert state.statuses() == {"deleted": 1}
 
 
 def test_forgetting_a_path_drops_its_base_and_its_stats(state: State) -> None:
     state.put_stats([("gone.txt", (1, 2, 3, 4, SHA_A)), ("kept.txt", (1, 2, 3, 4, SHA_B))])
-    state.put_bases(
-        [("gone.txt", base_bytes(CLEAN), "clean"), ("kept.txt", base_bytes(CLEAN), "clean")]
-    )
+    state.put_bases([("gone.txt", CLEAN), ("kept.txt", CLEAN)])
 
-    state.put_bases([("gone.txt", None, "clean")])
+    state.put_bases([("gone.txt", None)])
 
     assert set(state.bases()) == {"kept.txt"}
     assert set(state.stat_cache()) == {"kept.txt"}
@@ -151,7 +149,7 @@ def test_forgetting_a_path_drops_its_base_and_its_stats(state: State) -> None:
 
 def test_forgetting_stats_keeps_bases_and_drops_rows_left_empty(state: State) -> None:
     state.put_stats([("tracked.txt", (1, 2, 3, 4, SHA_A)), ("untracked.txt", (1, 2, 3, 4, SHA_B))])
-    state.put_bases([("tracked.txt", base_bytes(CLEAN), "clean")])
+    state.put_bases([("tracked.txt", CLEAN)])
 
     state.forget_stats(["tracked.txt", "untracked.txt"])
 
@@ -196,25 +194,25 @@ def test_problems_are_replaced_as_a_whole_and_listed_in_order(state: State) -> N
 
 
 def test_meta_values_and_counters(state: State) -> None:
-    assert state.get_meta("last_manifest") is None
+    assert state.get_meta("last_snapshot") is None
     assert state.get_int("counter") == 0 and state.get_int("counter", 7) == 7
     state.set_meta("counter", "41")
     state.set_meta("counter", "42")
-    state.set_meta("last_manifest", "20260522T180500Z")
+    state.set_meta("last_snapshot", "20260522T180500Z")
 
     state = reopen(state)
     assert state.get_int("counter") == 42
-    assert state.get_meta("last_manifest") == "20260522T180500Z"
+    assert state.get_meta("last_snapshot") == "20260522T180500Z"
     state.close()
 
 
 def test_a_failed_transaction_leaves_nothing_behind(state: State) -> None:
     state.set_meta("counter", "1")
-    state.put_bases([("a.txt", base_bytes(CLEAN), "clean")])
+    state.put_bases([("a.txt", CLEAN)])
 
     with pytest.raises(RuntimeError, match="publish failed"), state.transaction():
         state.set_meta("counter", "2")
-        state.put_bases([("a.txt", None, "clean"), ("b.txt", base_bytes(CLEAN), "clean")])
+        state.put_bases([("a.txt", None), ("b.txt", CLEAN)])
         state.put_peer(Peer("b", "e", None, None, 0))
         raise RuntimeError("publish failed")
 
@@ -249,7 +247,7 @@ def test_a_corrupt_index_is_refused_not_recreated(db: Path) -> None:
 
 def test_writes_are_visible_to_another_connection(state: State) -> None:
     """WAL: `dropbeard status` reads the index while a daemon holds it open."""
-    state.put_bases([("a.txt", base_bytes(CLEAN), "clean")])
+    state.put_bases([("a.txt", CLEAN)])
     state.set_meta("counter", "5")
 
     other = sqlite3.connect(state.path)
@@ -293,7 +291,7 @@ def test_reserved_ids_only_ever_grow_and_survive_reopening(state: State) -> None
 
     assert state.get_int("reserved_counter") == 12
     assert state.get_int("reserved_seq") == 5
-    assert state.get_meta("reserved_manifest") == "20260522T180501Z"
+    assert state.get_meta("reserved_snapshot") == "20260522T180501Z"
     state.close()
 
 
@@ -305,7 +303,7 @@ FOLDER_AND_NEIGHBOURS = ["c", "d", "d.txt", "d/x", "d/y/z", "d0", "dd", "d\u00e9
 def test_bases_are_read_by_path_and_below_a_folder(state: State) -> None:
     """A pass reads the bases of its paths by key and those below a folder by one range:
     exactly the folder's subtree, not its namesakes (`d.txt`, `d0`, `dd`, `dé`)."""
-    state.put_bases((p, base_bytes(CLEAN), "clean") for p in FOLDER_AND_NEIGHBOURS)
+    state.put_bases((p, CLEAN) for p in FOLDER_AND_NEIGHBOURS)
     assert set(state.bases_of(["d", "d/x", "nothing"])) == {"d", "d/x"}
     assert set(state.bases_of(f"p{i}" for i in range(1200))) == set()  # batched queries
     assert [p for p, _ in state.bases_below("d")] == ["d/x", "d/y/z"]
@@ -330,3 +328,37 @@ def test_what_a_pass_left_open_is_unknown_until_one_records_it(state: State) -> 
     assert state.pending() == set()
     state.replace_pending(None)
     assert state.pending() is None
+
+
+def test_holds_blob_knows_the_files_this_device_lists_and_no_others(state: State) -> None:
+    """A blob an agreed path of this device's listing references is in the bucket; one of
+    a path in conflict, deleted or forgotten may not be."""
+    other = msgspec.structs.replace(ENTRY, path="b.txt", sha256=SHA_B)
+    state.put_bases(
+        [("docs/a.txt", CLEAN), ("b.txt", Base(entry=other, conflict=CONFLICTED.conflict))]
+    )
+    assert state.holds_blob(SHA_A) and not state.holds_blob(SHA_B)
+    state.put_bases([("docs/a.txt", None)])
+    assert not state.holds_blob(SHA_A)
+    state.put_bases(
+        [("docs/a.txt", CLEAN), ("x.txt", Base(entry=msgspec.structs.replace(ENTRY, path="x.txt")))]
+    )
+    state.put_bases([("docs/a.txt", DELETED)])
+    assert state.holds_blob(SHA_A)  # x.txt still lists those bytes
+    state.put_bases([("x.txt", DELETED)])
+    assert not state.holds_blob(SHA_A)
+
+
+def test_an_index_of_format_1_is_refused_with_what_to_do(db: Path) -> None:
+    """Schema 1 indexes belong to bucket format 1, which this dropbeard does not read."""
+    db.parent.mkdir()
+    old = sqlite3.connect(db)
+    old.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+    old.execute("CREATE TABLE peers (device_id TEXT PRIMARY KEY, manifest_id TEXT)")
+    old.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    old.commit()
+    old.close()
+    with pytest.raises(StateError) as refused:
+        State.open(db)
+    message = str(refused.value)
+    assert "bucket format 1" in message and "dropbeard init" in message and "\n" not in message

@@ -76,3 +76,13 @@ async def read_map(trees: TreeStore, root: str) -> list[tuple[str, TreeEntry]]:
 def run(fn: Any, *args: Any) -> Any:
     """Run an async function to completion from a (Hypothesis) sync test."""
     return anyio.run(fn, *args)
+
+
+async def published_listing(store: Store, keys: RootKeys, device: str) -> dict[str, TreeEntry]:
+    """Every (path, entry) of the tree `device`'s head names (every node verified)."""
+    from dropbeard.core.model import decode_head
+
+    head = decode_head(await store.get(keys.head(device)), keys.head(device))
+    if head.tree is None:
+        return {}
+    return {p: e async for p, e in walk(TreeStore(store, keys), head.tree)}

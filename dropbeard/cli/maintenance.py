@@ -71,7 +71,7 @@ async def verify_command(args: argparse.Namespace) -> int:
 
 async def _repair(args: argparse.Namespace) -> int:
     async with open_root_bucket(args.root) as rb:
-        written = rb.paths.written_trees
+        written = rb.paths.trees
         cache = NodeCache(written) if await anyio.Path(written).is_dir() else None
         report = await repair_own_head(
             rb.store, rb.keys, rb.device_id, rb.paths.root, rb.trees(), cache

@@ -174,7 +174,7 @@ def render(r: StatusReport) -> str:
     ]
     counts = ", ".join(f"{n} {s}" for s, n in sorted(r.counts.items())) or "nothing tracked yet"
     lines.append(f"  paths: {counts}")
-    lines.append(f"  last publish: {r.last_manifest or 'never'}")
+    lines.append(f"  last publish: {r.last_snapshot or 'never'}")
     if r.halted:
         lines.append(f"  HALTED: {r.halted}")
     for c in r.conflicts:
@@ -191,7 +191,7 @@ def render(r: StatusReport) -> str:
             None: "unknown",
         }
         lines.append(
-            f"  device {d.device_id}: manifest {d.manifest or '-'} "
+            f"  device {d.device_id}: snapshot {d.snapshot or '-'} "
             f"published {d.published_at or '?'}, {caught[d.seen_our_latest]}"
         )
     if r.devices_error:

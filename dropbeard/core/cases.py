@@ -50,7 +50,7 @@ class Candidate:
     device_id: str
     entry: Entry | None = None
     delete: Delete | None = None
-    manifest_id: str | None = None
+    snapshot: str | None = None
     fresh: bool = False
     held: Entry | None = None
 
@@ -345,8 +345,8 @@ def _mine(ctx: PassContext, held: Entry | Delete, *, fresh: bool) -> Candidate:
 
 
 def _rival(other: Candidate) -> Rival:
-    assert other.entry is not None and other.manifest_id is not None
-    return Rival(other.device_id, other.manifest_id, other.entry)
+    assert other.entry is not None and other.snapshot is not None
+    return Rival(other.device_id, other.snapshot, other.entry)
 
 
 def _conflict_outcome(base: Base, kept: Kept) -> Outcome:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dropbeard.core.ids import validate_id
 from dropbeard.core.paths import MAX_SEGMENT_BYTES, validate_path
-from dropbeard.core.timestamps import validate_manifest_id
+from dropbeard.core.timestamps import validate_snapshot_id
 
 MARKER = ".conflict-"
 _TIMESTAMP_LEN = len("20260522T180500Z")
@@ -26,23 +26,23 @@ def _split_ext(name: str) -> tuple[str, str]:
     return name[:dot], name[dot:]
 
 
-def conflict_name(path: str, device_id: str, manifest_id: str) -> str:
+def conflict_name(path: str, device_id: str, snapshot: str) -> str:
     """The path of the conflict copy of `path` holding `device_id`'s version from its
-    manifest `manifest_id`. ValueError if an argument is invalid or the copy's name
+    snapshot `snapshot`. ValueError if an argument is invalid or the copy's name
     would exceed 255 bytes (the caller reports that as a problem for the path)."""
     validate_path(path)
     validate_id(device_id)
-    validate_manifest_id(manifest_id)
+    validate_snapshot_id(snapshot)
     parent, _, name = path.rpartition("/")
     stem, ext = _split_ext(name)
-    copy = f"{stem}{MARKER}{device_id}-{manifest_id}{ext}"
+    copy = f"{stem}{MARKER}{device_id}-{snapshot}{ext}"
     if len(copy.encode("utf-8")) > MAX_SEGMENT_BYTES:
         raise ValueError(f"conflict copy name for {path!r} would exceed {MAX_SEGMENT_BYTES} bytes")
     return f"{parent}/{copy}" if parent else copy
 
 
 def parse_conflict_name(path: str) -> tuple[str, str, str] | None:
-    """(original path, device_id, manifest_id) if `path` is a conflict copy's name as
+    """(original path, device_id, snapshot) if `path` is a conflict copy's name as
     `conflict_name` makes them, else None."""
     parent, _, name = path.rpartition("/")
     stem, ext = _split_ext(name)
@@ -51,25 +51,25 @@ def parse_conflict_name(path: str) -> tuple[str, str, str] | None:
         parsed = _parse_body(body)
         if parsed is None:
             continue
-        original_stem, device_id, manifest_id = parsed
+        original_stem, device_id, snapshot = parsed
         original = original_stem + original_ext
         if parent:
             original = f"{parent}/{original}"
         try:
-            if conflict_name(original, device_id, manifest_id) == path:
-                return original, device_id, manifest_id
+            if conflict_name(original, device_id, snapshot) == path:
+                return original, device_id, snapshot
         except ValueError:
             continue
     return None
 
 
 def _parse_body(body: str) -> tuple[str, str, str] | None:
-    """(stem, device_id, manifest_id) of `<stem>.conflict-<device_id>-<manifest_id>`."""
-    manifest_id = body[-_TIMESTAMP_LEN:]
+    """(stem, device_id, snapshot) of `<stem>.conflict-<device_id>-<snapshot>`."""
+    snapshot = body[-_TIMESTAMP_LEN:]
     rest = body[: -_TIMESTAMP_LEN - 1]
     if body[-_TIMESTAMP_LEN - 1 : -_TIMESTAMP_LEN] != "-":
         return None
     marker = rest.rfind(MARKER)
     if marker <= 0:
         return None
-    return rest[:marker], rest[marker + len(MARKER) :], manifest_id
+    return rest[:marker], rest[marker + len(MARKER) :], snapshot

@@ -34,10 +34,10 @@ def same_content(a: Entry, b: Entry) -> bool:
 @dataclass(frozen=True)
 class Rival:
     """Another device's content of a path, concurrent with the one kept at the path, from
-    that device's manifest `manifest_id` (which names the copy)."""
+    that device's snapshot `snapshot` (which names the copy)."""
 
     device_id: str
-    manifest_id: str
+    snapshot: str
     entry: Entry
 
 
@@ -163,7 +163,7 @@ def _preserve(
         kept.problems.append(_clash_problem(path, device))
         return
     try:
-        copy_path = conflict_name(path, device, rival.manifest_id)
+        copy_path = conflict_name(path, device, rival.snapshot)
     except ValueError as exc:
         kept.conflicts.append(Conflict(path=path, device_id=device, copy_path=None))
         kept.problems.append(

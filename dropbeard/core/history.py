@@ -19,7 +19,7 @@ from typing import Literal
 from dropbeard.core.errors import UsageError
 from dropbeard.core.model import Delete
 from dropbeard.core.retention import parse_period
-from dropbeard.core.timestamps import parse_manifest_id, parse_utc_iso
+from dropbeard.core.timestamps import parse_snapshot_id, parse_utc_iso
 from dropbeard.core.tree import TreeEntry
 
 Kind = Literal["file", "dir", "symlink", "deleted"]
@@ -93,7 +93,7 @@ def _device_rows(
     current: TreeEntry | None = None
     previous_time: datetime | None = None
     for snapshot, entry in snaps:
-        time = parse_manifest_id(snapshot)
+        time = parse_snapshot_id(snapshot)
         if entry is None and current is not None:
             recorded = any(
                 previous_time is not None and previous_time <= t <= time for t in deletes
@@ -148,7 +148,7 @@ def snapshot_at(snapshot_ids: Iterable[str], at: datetime) -> str | None:
     """The newest snapshot id taken at or before `at`."""
     best = None
     for s in snapshot_ids:
-        if parse_manifest_id(s) <= at and (best is None or s > best):
+        if parse_snapshot_id(s) <= at and (best is None or s > best):
             best = s
     return best
 
@@ -163,7 +163,7 @@ def parse_when(text: str, now: datetime, local: tzinfo) -> datetime:
         except ValueError:
             pass
     elif _SNAPSHOT_ID.fullmatch(text.strip()):
-        return parse_manifest_id(text.strip())
+        return parse_snapshot_id(text.strip())
     else:
         try:
             parsed = datetime.fromisoformat(text.strip())

@@ -2,11 +2,10 @@
 
 ```
 roots/<root_id>/blobs/<h0h1>/<h2h3>/<sha256>
-roots/<root_id>/trees/<h0h1>/<h2h3>/<sha256>           (format 2: one tree node)
+roots/<root_id>/trees/<h0h1>/<h2h3>/<sha256>           (one tree node)
 roots/<root_id>/devices/registry.json
 roots/<root_id>/devices/<device_id>/head.json
-roots/<root_id>/devices/<device_id>/manifests/<YYYYMMDDTHHMMSSZ>.json
-roots/<root_id>/devices/<device_id>/snapshots/<YYYYMMDDTHHMMSSZ>.json  (format 2)
+roots/<root_id>/devices/<device_id>/snapshots/<YYYYMMDDTHHMMSSZ>.json
 roots/<root_id>/devices/<device_id>/tombstones/<seq, 20 digits>.json
 roots/<root_id>/devices/<device_id>/probe-<hex>.tmp     (only while `init` runs)
 ```
@@ -18,14 +17,13 @@ layout exactly, both with ValueError.
 from __future__ import annotations
 
 from dropbeard.core.ids import validate_id, validate_sha256
-from dropbeard.core.timestamps import validate_manifest_id
+from dropbeard.core.timestamps import validate_snapshot_id
 
 SEQ_DIGITS = 20
 ROOTS_PREFIX = "roots/"
 """Where every root of a remote lives: list it with delimiter "/" to find the roots."""
 _HEAD = "head.json"
 _REGISTRY = "registry.json"
-_MANIFESTS = "manifests/"
 _SNAPSHOTS = "snapshots/"
 _TOMBSTONES = "tombstones/"
 _JSON = ".json"
@@ -79,20 +77,13 @@ class RootKeys:
     def head(self, device_id: str) -> str:
         return self.device_prefix(device_id) + _HEAD
 
-    def manifests_prefix(self, device_id: str) -> str:
-        return self.device_prefix(device_id) + _MANIFESTS
-
-    def manifest(self, device_id: str, manifest_id: str) -> str:
-        validate_manifest_id(manifest_id)
-        return f"{self.manifests_prefix(device_id)}{manifest_id}{_JSON}"
-
     def snapshots_prefix(self, device_id: str) -> str:
         return self.device_prefix(device_id) + _SNAPSHOTS
 
-    def snapshot(self, device_id: str, snapshot_id: str) -> str:
-        """The key of a format-2 snapshot (SPEC 1.2), named by its id."""
-        validate_manifest_id(snapshot_id)
-        return f"{self.snapshots_prefix(device_id)}{snapshot_id}{_JSON}"
+    def snapshot(self, device_id: str, snapshot: str) -> str:
+        """The key of snapshot `snapshot` (its id, `YYYYMMDDTHHMMSSZ`) of `device_id`."""
+        validate_snapshot_id(snapshot)
+        return f"{self.snapshots_prefix(device_id)}{snapshot}{_JSON}"
 
     def probe(self, device_id: str, token: str) -> str:
         """A scratch object `init` writes and deletes in the device's own folder, to learn
@@ -126,19 +117,11 @@ class RootKeys:
         except ValueError:
             raise ValueError(f"key {key!r} names an invalid device id") from None
 
-    def manifest_id_of(self, key: str) -> str:
-        """The manifest id of a manifest key."""
-        name = self._device_file(key, _MANIFESTS)
-        try:
-            return validate_manifest_id(name)
-        except ValueError:
-            raise ValueError(f"key {key!r} is not a manifest key") from None
-
     def snapshot_id_of(self, key: str) -> str:
         """The snapshot id of a snapshot key."""
         name = self._device_file(key, _SNAPSHOTS)
         try:
-            return validate_manifest_id(name)
+            return validate_snapshot_id(name)
         except ValueError:
             raise ValueError(f"key {key!r} is not a snapshot key") from None
 

@@ -1,11 +1,12 @@
-"""The bucket's JSON objects as msgspec Structs: manifest, snapshot, head, tombstones,
-registry (pure).
+"""The bucket's JSON objects but tree nodes (`core.tree`) as msgspec Structs: snapshot,
+head, tombstones, registry; and `Entry`, one path of a device's listing (pure).
 
 Shapes follow SPEC section 1 exactly. Below the types: validation of whole objects (their
 paths, ids and times by `core.paths`, `core.ids`, `core.timestamps`); deterministic
 encoding; and decoding of untrusted bytes, which checks everything and reports any failure
 as one `FormatError` line naming the object's key. Unknown fields are ignored (forward
-compatibility); an unknown major `format` is refused.
+compatibility); any `format` but 2 is refused, naming it (format 1, one manifest per
+publish, is not read at all: SPEC 1).
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from dropbeard.core.chunking import Chunk, validate_chunks
+from dropbeard.core.chunking import Chunk
 from dropbeard.core.errors import FormatError, quoted
 from dropbeard.core.ids import validate_id, validate_sha256
 from dropbeard.core.paths import validate_path
 from dropbeard.core.retention import parse_period
-from dropbeard.core.timestamps import validate_manifest_id, validate_timestamp
+from dropbeard.core.timestamps import validate_snapshot_id, validate_timestamp
 
-FORMAT = 1
-SNAPSHOT_FORMAT = 2
+FORMAT = 2
 
 PERMISSIONS = 0o777
 """The mode bits that are synced (SPEC 1.1): owner, group, setuid, setgid and sticky never."""
@@ -34,7 +34,8 @@ VersionVector = dict[str, int]
 
 
 class Entry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One tracked path as a device holds it. Files carry size/mtime_ns/sha256 (and
+    """One tracked path as a device holds it (what a tree entry says of it, by path: in
+    the bucket only as `core.tree.TreeEntry`, checked there). Files carry size/mtime_ns/sha256 (and
     `chunks` when stored in chunks, SPEC 1.6), symlinks carry target, directories
     neither."""
 
@@ -49,30 +50,23 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     chunks: list[Chunk] | None = None
 
 
-class Manifest(msgspec.Struct, frozen=True, kw_only=True):
-    """A full snapshot of one device's tracked paths (SPEC 1.1); entries sorted by path."""
-
-    format: int = FORMAT
-    root_id: str
-    device_id: str
-    created_at: str
-    entries: list[Entry]
-
-
 class SeenMark(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """How far a device has processed another device: its manifest id and tombstone seq."""
+    """How far a device has processed another device: its snapshot id (None: it has
+    processed none, or the device publishes nothing) and its tombstone seq."""
 
-    manifest: str | None = None
+    snapshot: str | None = None
     tombstone_seq: int = 0
 
 
 class Head(msgspec.Struct, frozen=True, kw_only=True):
-    """A device's commit point (SPEC 1.2): its latest manifest and tombstone seq."""
+    """A device's commit point (SPEC 1.3): its current snapshot and the key of that
+    snapshot's root tree (both None for a device that publishes nothing: its head only
+    carries `seen`), and its tombstone seq."""
 
     format: int = FORMAT
     device_id: str
-    manifest: str
-    manifest_sha256: str
+    snapshot: str | None
+    tree: str | None
     published_at: str
     tombstone_seq: int = 0
     seen: dict[str, SeenMark] = {}
@@ -127,7 +121,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     `snapshot` is its id (`YYYYMMDDTHHMMSSZ`, also its object's name), `tree` the key of
     its root node, `files`/`bytes` what that tree holds."""
 
-    format: int = SNAPSHOT_FORMAT
+    format: int = FORMAT
     device_id: str
     snapshot: str
     tree: str
@@ -159,112 +153,66 @@ def _check_version(version: VersionVector, what: str) -> None:
         _check_int(counter, f"{what}: counter for {device}", 1)
 
 
-def _check_fields(item: Entry | Delete, allowed: set[str]) -> None:
-    for name in ("size", "mtime_ns", "sha256", "target", "chunks"):
+def _check_fields(item: Delete, allowed: set[str]) -> None:
+    for name in ("sha256",):
         if name not in allowed and getattr(item, name, None) is not None:
             raise ValueError(f"a {item.type} has no {name}")
 
 
-def _check_entry(entry: Entry) -> None:
-    _check_int(entry.mode, "mode", 0, 0o7777)
-    _check_version(entry.version, "version")
-    if entry.type == "file":
-        _check_fields(entry, {"size", "mtime_ns", "sha256", "chunks"})
-        if entry.size is None:
-            raise ValueError("a file needs a size")
-        if entry.mtime_ns is None:
-            raise ValueError("a file needs an mtime_ns")
-        if entry.sha256 is None:
-            raise ValueError("a file needs a sha256")
-        _check_int(entry.size, "size", 0)
-        _check_int(entry.mtime_ns, "mtime_ns", -MAX_INT - 1)
-        validate_sha256(entry.sha256)
-        if entry.chunks is not None:
-            validate_chunks(entry.chunks, entry.size)
-    elif entry.type == "symlink":
-        _check_fields(entry, {"target"})
-        if not entry.target:
-            raise ValueError("a symlink needs a non-empty target")
-        if "\x00" in entry.target:
-            raise ValueError("symlink target contains NUL")
-    else:
-        _check_fields(entry, set())
-
-
-def _check_items(items: Sequence[Entry | Delete], what: str) -> None:
-    """Each item's path and fields, and that no path appears twice."""
-    types: dict[str, str] = {}
+def _check_deletes(deletes: Sequence[Delete]) -> None:
+    """Each delete's path and fields, and that no path appears twice."""
     index: dict[str, int] = {}
-    for i, item in enumerate(items):
+    for i, item in enumerate(deletes):
         try:
             validate_path(item.path)
         except ValueError as e:
-            raise ValueError(f"{what} {i}: {e}") from None
+            raise ValueError(f"delete {i}: {e}") from None
         try:
             if item.path in index:
-                raise ValueError(f"duplicate path (also {what} {index[item.path]})")
-            if isinstance(item, Entry):
-                _check_entry(item)
-            else:
-                _check_version(item.version, "version")
-                _check_fields(item, {"sha256"} if item.type == "file" else set())
-                if item.sha256 is not None:
-                    validate_sha256(item.sha256)
+                raise ValueError(f"duplicate path (also delete {index[item.path]})")
+            _check_version(item.version, "version")
+            _check_fields(item, {"sha256"} if item.type == "file" else set())
+            if item.sha256 is not None:
+                validate_sha256(item.sha256)
         except ValueError as e:
-            raise ValueError(f"{what} {i} {quoted(item.path)}: {e}") from None
-        types[item.path] = item.type
+            raise ValueError(f"delete {i} {quoted(item.path)}: {e}") from None
         index[item.path] = i
-    if what == "entry":
-        _check_tree(types)
-
-
-def _check_tree(types: dict[str, str]) -> None:
-    """A path's ancestors, where listed, are directories (`a` cannot be a file and hold
-    `a/b`)."""
-    for path in types:
-        cut = path.find("/")
-        while cut != -1:
-            parent = path[:cut]
-            if types.get(parent, "dir") != "dir":
-                raise ValueError(
-                    f"path {quoted(path)} is under {quoted(parent)}, a {types[parent]}"
-                )
-            cut = path.find("/", cut + 1)
-
-
-def _check_manifest(m: Manifest) -> None:
-    _check_named(("root_id", m.root_id, validate_id), ("device_id", m.device_id, validate_id))
-    _check_named(("created_at", m.created_at, validate_timestamp))
-    _check_items(m.entries, "entry")
 
 
 def _check_head(h: Head) -> None:
     _check_named(
         ("device_id", h.device_id, validate_id),
-        ("manifest", h.manifest, validate_manifest_id),
-        ("manifest_sha256", h.manifest_sha256, validate_sha256),
         ("published_at", h.published_at, validate_timestamp),
     )
+    if (h.snapshot is None) != (h.tree is None):
+        raise ValueError("snapshot and tree are both set or both null")
+    if h.snapshot is not None and h.tree is not None:
+        _check_named(("snapshot", h.snapshot, validate_snapshot_id), ("tree", h.tree, _sha256))
     _check_int(h.tombstone_seq, "tombstone_seq", 0)
     for device, mark in h.seen.items():
         _check_named((f"seen device {quoted(device)}", device, validate_id))
-        if mark.manifest is not None:
-            _check_named((f"seen[{device}].manifest", mark.manifest, validate_manifest_id))
+        if mark.snapshot is not None:
+            _check_named((f"seen[{device}].snapshot", mark.snapshot, validate_snapshot_id))
         _check_int(mark.tombstone_seq, f"seen[{device}].tombstone_seq", 0)
+
+
+def _sha256(value: str) -> str:
+    validate_sha256(value)
+    return value
 
 
 def _check_tombstones(t: TombstoneBatch) -> None:
     _check_named(("device_id", t.device_id, validate_id))
     _check_int(t.seq, "seq", 0)
     _check_named(("created_at", t.created_at, validate_timestamp))
-    _check_items(t.deletes, "delete")
+    _check_deletes(t.deletes)
 
 
 def _check_snapshot(s: Snapshot) -> None:
     _check_named(
         ("device_id", s.device_id, validate_id),
-        ("snapshot", s.snapshot, validate_manifest_id),
-        ("tree", s.tree, validate_sha256),
+        ("snapshot", s.snapshot, validate_snapshot_id),
+        ("tree", s.tree, _sha256),
         ("created_at", s.created_at, validate_timestamp),
     )
     _check_int(s.files, "files", 0)
@@ -306,27 +254,24 @@ def _check_named(*checks: tuple[str, str, Callable[[str], str]]) -> None:
 
 # --- encoding and decoding ----------------------------------------------------------
 
-_T = TypeVar("_T", Manifest, Head, TombstoneBatch, Registry, Snapshot)
+_T = TypeVar("_T", Head, TombstoneBatch, Registry, Snapshot)
 
 _encoder = msgspec.json.Encoder(order="deterministic")
 
 _CHECKS: dict[type[msgspec.Struct], tuple[str, Callable[..., None]]] = {
-    Manifest: ("manifest", _check_manifest),
     Head: ("head", _check_head),
     TombstoneBatch: ("tombstones", _check_tombstones),
     Registry: ("registry", _check_registry),
     Snapshot: ("snapshot", _check_snapshot),
 }
-_FORMATS: dict[type[msgspec.Struct], int] = {Snapshot: SNAPSHOT_FORMAT}
 
 
 def encode(obj: msgspec.Struct) -> bytes:
-    """Deterministic JSON for `obj`: the same value always gives the same bytes.
+    """Deterministic JSON for `obj`: the same value always gives the same bytes (fields in
+    their order, mappings sorted: the canonical encoding of a snapshot, SPEC 1).
 
-    A Manifest, Head, TombstoneBatch or Registry is checked first (ValueError if it is
-    one other devices would reject); a Manifest's entries are sorted by path."""
-    if isinstance(obj, Manifest):
-        return encode_manifest(obj)
+    A Head, TombstoneBatch, Registry or Snapshot is checked first (ValueError if it is one
+    other devices would reject)."""
     if type(obj) in _CHECKS:
         kind, check = _CHECKS[type(obj)]
         try:
@@ -334,17 +279,6 @@ def encode(obj: msgspec.Struct) -> bytes:
         except ValueError as e:
             raise ValueError(f"refusing to write an invalid {kind}: {e}") from None
     return _encoder.encode(obj)
-
-
-def encode_manifest(m: Manifest) -> bytes:
-    """`m` as JSON with entries sorted by path, so the same tree gives the same bytes.
-    (Python orders str by code point, which is the byte order of their UTF-8.)"""
-    m = msgspec.structs.replace(m, entries=sorted(m.entries, key=lambda e: e.path))
-    try:
-        _check_manifest(m)
-    except ValueError as e:
-        raise ValueError(f"refusing to write an invalid manifest: {e}") from None
-    return _encoder.encode(m)
 
 
 class _Envelope(msgspec.Struct):
@@ -364,19 +298,19 @@ def _one_line(text: str, limit: int = 400) -> str:
 
 def _decode(data: bytes, key: str, cls: type[_T]) -> _T:
     kind, check = _CHECKS[cls]
-    expected = _FORMATS.get(cls, FORMAT)
     try:
         version = _envelope.decode(data).format
-        if version > expected:
+        if version > FORMAT:
             raise FormatError(
                 _one_line(
                     f"{kind} {key}: format {version} is newer than this dropbeard "
-                    f"understands ({expected}); upgrade dropbeard"
+                    f"understands ({FORMAT}); upgrade dropbeard"
                 )
             )
-        if version < expected:
+        if version < FORMAT:
             raise ValueError(
-                f"format {version} is older than this dropbeard reads ({expected})"
+                f"format {version} is an earlier dropbeard's, which this one does not read "
+                f"(it reads format {FORMAT} only)"
                 if isinstance(version, int) and version >= 1
                 else f"format {version} is not a dropbeard format"
             )
@@ -390,11 +324,6 @@ def _decode(data: bytes, key: str, cls: type[_T]) -> _T:
     except RecursionError:  # msgspec's answer to JSON nested deeper than it will go
         raise FormatError(_one_line(f"invalid {kind} {key}: JSON nested too deeply")) from None
     return obj
-
-
-def decode_manifest(data: bytes, key: str) -> Manifest:
-    """The manifest in `data` (read from `key`), fully checked; FormatError otherwise."""
-    return _decode(data, key, Manifest)
 
 
 def decode_head(data: bytes, key: str) -> Head:

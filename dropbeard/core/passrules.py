@@ -19,7 +19,7 @@ import msgspec
 
 from dropbeard.core.folders import BasesBelow
 from dropbeard.core.ignore import IgnoreRules, Unignored
-from dropbeard.core.model import PERMISSIONS, Delete, Entry, Head, SeenMark
+from dropbeard.core.model import PERMISSIONS, Delete, Entry, SeenMark
 from dropbeard.core.plan import Base, Mode, Plan, Remote, publishable
 from dropbeard.core.problems import Problem, is_device_problem
 from dropbeard.core.reconcile import reconcile
@@ -68,10 +68,10 @@ class ScannedItem(Protocol):
 
 class ProcessedPeer(Protocol):
     """How far this device processed another one (`dropbeard.sync.state.Peer`);
-    `manifest_id` is None or empty until one of its manifests was processed."""
+    `snapshot` is None until one of its snapshots was processed."""
 
     @property
-    def manifest_id(self) -> str | None: ...
+    def snapshot(self) -> str | None: ...
     @property
     def tombstone_seq(self) -> int: ...
 
@@ -133,7 +133,7 @@ def leftovers(
 
 
 def remote_entries(entries: Iterable[Entry]) -> dict[str, Entry]:
-    """Another device's manifest entries as `reconcile` takes them: by path, with only the
+    """Another device's tree entries as `reconcile` takes them: by path, with only the
     permission bits of each mode, whatever the bucket holds (SPEC 1.1: setuid, setgid and
     sticky bits are never synced)."""
     by_path: dict[str, Entry] = {}
@@ -161,7 +161,7 @@ def without_ignored(
     if ignore.is_empty:
         return list(remotes), list(tombstones)
     kept = [
-        Remote(r.device_id, r.manifest_id, Unignored(r.entries, ignore), r.held_before)
+        Remote(r.device_id, r.snapshot, Unignored(r.entries, ignore), r.held_before)
         for r in remotes
     ]
     deletes = [
@@ -252,7 +252,7 @@ def _or_untracked(
 
 def blobs_in_bucket(published: Iterable[str], remotes: Iterable[Remote]) -> set[str]:
     """The blobs known to be in the bucket without asking it: those this device published
-    (`published`) and those the other devices' manifests reference."""
+    (`published`) and those the other devices' trees reference."""
     known = set(published)
     for remote in remotes:
         known.update(e.sha256 for e in remote.entries.values() if e.sha256)
@@ -286,13 +286,11 @@ def listing_unchanged(plan: Plan, base: Mapping[str, Base]) -> bool:
     return all(publishable(base.get(p)) == entry for p, entry in plan.listing.items())
 
 
-def needs_publish(
-    plan: Plan, digest: str, last_digest: str | None, last_manifest: str | None
-) -> bool:
-    """True if the pass must publish: the manifest's entries changed (`digest` against the
-    last published one), it has tombstones, or this device never published. An idle pass
-    writes nothing."""
-    return digest != last_digest or bool(plan.tombstones) or last_manifest is None
+def needs_publish(plan: Plan, tree: str, last_tree: str | None) -> bool:
+    """True if the pass must publish: its tree is not the last published one (`tree`, the
+    root key of what it lists: equal listings have equal keys; `last_tree` None if this
+    device never published), or it has tombstones. An idle pass writes nothing."""
+    return tree != last_tree or bool(plan.tombstones)
 
 
 def settled_devices(
@@ -311,17 +309,17 @@ def settled_devices(
 
 
 def seen_marks(
-    peers: Mapping[str, ProcessedPeer], heads: Mapping[str, Head]
+    peers: Mapping[str, ProcessedPeer], heads: Mapping[str, ProcessedPeer]
 ) -> dict[str, SeenMark]:
     """The seen-marks to publish: how far this device processed each other device — the
     head processed this pass (`heads`, of the settled devices), else the one recorded."""
     seen = {
-        d: SeenMark(manifest=p.manifest_id, tombstone_seq=p.tombstone_seq)
+        d: SeenMark(snapshot=p.snapshot, tombstone_seq=p.tombstone_seq)
         for d, p in peers.items()
-        if p.manifest_id
+        if p.snapshot or p.tombstone_seq
     }
     for dev, head in heads.items():
-        seen[dev] = SeenMark(manifest=head.manifest, tombstone_seq=head.tombstone_seq)
+        seen[dev] = SeenMark(snapshot=head.snapshot, tombstone_seq=head.tombstone_seq)
     return seen
 
 

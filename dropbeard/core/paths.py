@@ -1,4 +1,4 @@
-"""Which paths may appear in a manifest or tombstone, their one normal form, and which
+"""Which paths may appear in a tree or tombstone, their one normal form, and which
 of them a case-insensitive filesystem cannot hold apart (pure)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ MAX_SEGMENT_BYTES = 255
 
 
 def normalize_path(path: str) -> str:
-    """`path` in NFC, the form manifests use (for local names; then `validate_path` it).
+    """`path` in NFC, the form trees use (for local names; then `validate_path` it).
 
     Two local names that differ only in normalisation map to the same path: the scanner
     must report that as a collision rather than track both."""
@@ -23,7 +23,7 @@ def normalize_path(path: str) -> str:
 
 
 def validate_path(path: str) -> str:
-    """`path` if it may appear in a manifest or tombstone, else ValueError with the reason.
+    """`path` if it may appear in a tree or tombstone, else ValueError with the reason.
 
     Valid: relative, `/`-separated, NFC-normalised, valid UTF-8, at most 4096 bytes and
     255 bytes per segment, no empty, `.` or `..` segment, no NUL, and not `.dropbear` or

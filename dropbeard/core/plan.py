@@ -19,10 +19,10 @@ from dropbeard.core.problems import Problem
 Mode = Literal["bidirectional", "upload-only", "download-only", "archive-only"]
 
 PULLS: frozenset[str] = frozenset({"bidirectional", "download-only", "archive-only"})
-"""Modes that read other devices' manifests and tombstones."""
+"""Modes that read other devices' trees and tombstones."""
 
 PUBLISHES: frozenset[str] = frozenset({"bidirectional", "upload-only"})
-"""Modes that publish a manifest, blobs and tombstones."""
+"""Modes that publish a tree, blobs and tombstones."""
 
 DELETES_LOCALLY: frozenset[str] = frozenset({"bidirectional", "download-only"})
 """Modes in which a winning remote delete removes the local file."""
@@ -50,7 +50,7 @@ class Base(msgspec.Struct, frozen=True, kw_only=True):
 
     `entry` is the content and version vector; None when the agreed state is "deleted",
     in which case `deleted` keeps the tombstone so a stale remote entry it dominates cannot
-    resurrect the file. While `conflict` is set the path is left out of the manifest and
+    resurrect the file. While `conflict` is set the path is left out of the tree and
     `entry` is the content the path held when the conflict began. `refused` is a delete
     that dominates `entry` but names other bytes than the file (`core.refusals`): the file
     is kept, and the delete is reported every pass until the file changes or goes.
@@ -64,21 +64,28 @@ class Base(msgspec.Struct, frozen=True, kw_only=True):
 
 def publishable(base: Base | None) -> Entry | None:
     """What this device's published listing holds for a path whose base is `base`: its
-    entry when agreed (not deleted, not in conflict), else nothing."""
-    if base is None or base.entry is None or base.conflict is not None:
+    entry when agreed (not deleted, not in conflict), else nothing. A folder in conflict
+    (kept against a file or symlink that was to replace it) is listed as it was when the
+    conflict began: a tree lists what the folder holds only under it, and what it holds
+    still syncs (SPEC 4.4 leaves the conflicting path out; its folder entry is the
+    version this device held, which the other side's replaced or clashes with)."""
+    if base is None or base.entry is None:
+        return None
+    if base.conflict is not None and base.entry.type != "dir":
         return None
     return base.entry
 
 
 @dataclass(frozen=True)
 class Remote:
-    """One other active device: its latest manifest's entries, and that manifest's id
-    (`YYYYMMDDTHHMMSSZ`, used to name conflict copies of its versions). `held_before`:
-    for paths its unprocessed tombstones delete, what the manifest of it this device last
-    processed held there (what this device saw it hold before it deleted them)."""
+    """One other active device: the entries of its latest tree (those a pass looked up),
+    and its snapshot id (`YYYYMMDDTHHMMSSZ`, used to name conflict copies of its
+    versions). `held_before`: for paths its unprocessed tombstones delete, what the tree of
+    it this device last processed held there (what this device saw it hold before it
+    deleted them)."""
 
     device_id: str
-    manifest_id: str
+    snapshot: str
     entries: Mapping[str, Entry]
     held_before: Mapping[str, Entry] = field(default_factory=dict)
 
@@ -121,7 +128,7 @@ class Conflict(msgspec.Struct, frozen=True, kw_only=True):
 class Removal(msgspec.Struct, frozen=True, kw_only=True):
     """A tracked path found missing locally whose deletion this plan records (and
     tombstones, in publishing modes), or a tracked folder this device replaced with a file
-    or symlink. `previous` is its base before the pass and `published` the manifest entry
+    or symlink. `previous` is its base before the pass and `published` the tree entry
     it had, so the safety guard can undo the removal."""
 
     path: str

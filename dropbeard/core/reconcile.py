@@ -2,7 +2,7 @@
 
 Follows SPEC sections 3, 4.1, 4.2 and 4.4. Per path, the candidates are this device's
 version (the base vector if the content is unchanged, a fresh bump if it changed or
-vanished), every other device's manifest entry, every unprocessed tombstone and the base's
+vanished), every other device's entry, every unprocessed tombstone and the base's
 own tombstone. This module gathers them and collects each path's outcome into the plan;
 which case applies and what it decides is `dropbeard.core.cases`.
 """
@@ -77,8 +77,8 @@ def reconcile(
     `base`: the last agreed state per path. `local`: the scanned local content per path
     (versions ignored), conflict copies included (they are never tracked; they only show
     whether a conflict's copies still exist). `unknown(path)`: the path's local state could
-    not be read this pass, so it is left exactly as it is. `remotes`: the latest manifests
-    of the other active devices. `tombstones`: (device_id, delete) not processed yet.
+    not be read this pass, so it is left exactly as it is. `remotes`: the latest trees of
+    the other active devices. `tombstones`: (device_id, delete) not processed yet.
     `counter`: this device's last used version counter; the plan's `counter` is the new
     one. Remotes and tombstones are ignored in modes that do not pull; the result does not
     depend on their order.
@@ -199,7 +199,7 @@ def _other_candidates(
         for path, entry in _entries(remote.entries, paths):
             if parse_conflict_name(path) is None:
                 others.setdefault(path, []).append(
-                    Candidate(entry.version, remote.device_id, entry, None, remote.manifest_id)
+                    Candidate(entry.version, remote.device_id, entry, None, remote.snapshot)
                 )
     held = {r.device_id: r.held_before for r in remotes}
     for source, gone in sorted(tombstones, key=_tombstone_key):

@@ -2,10 +2,10 @@
 (SPEC 4 step 1) (pure).
 
 That happens after a crash between the head write and the local commit, or when
-`.dropbear/` was restored from an older backup: the bucket then holds a manifest and
+`.dropbear/` was restored from an older backup: the bucket then holds a tree and
 tombstones this device published but never recorded as agreed. Its head is the authority:
-the paths of its manifest are agreed at their published entries, the paths deleted by the
-tombstones it covers (and the manifest no longer lists) are agreed deleted, and its
+the paths of its tree are agreed at their published entries, the paths deleted by the
+tombstones it covers (and the tree no longer lists) are agreed deleted, and its
 counter continues after every counter those objects carry, so nothing published is
 forgotten or reused.
 """
@@ -22,11 +22,11 @@ def recovered_bases(
     base: Mapping[str, Base], published: Sequence[Entry], deleted: Iterable[Delete]
 ) -> dict[str, Base]:
     """The bases that change once the head is taken back: every entry of the head's
-    manifest (`published`) agreed as published, and every path deleted by a batch the
+    tree (`published`) agreed as published, and every path deleted by a batch the
     head covers and state.sqlite does not (`deleted`: this device's own batches after the
     last committed one, and the other devices' batches its `seen` marks processed; later
-    deletes of a path last) that the manifest does not list, agreed deleted. Paths
-    neither mentions keep their base (a conflict left out of the manifest, a path an
+    deletes of a path last) that the tree does not list, agreed deleted. Paths
+    neither mentions keep their base (a conflict left out of the tree, a path an
     ignore rule now covers): the pass reconciles them again."""
     changed: dict[str, Base] = {}
     listed = {e.path for e in published}

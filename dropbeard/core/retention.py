@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 
 from dropbeard.core.duration import format_duration, parse_duration
-from dropbeard.core.timestamps import parse_manifest_id
+from dropbeard.core.timestamps import parse_snapshot_id
 
 _LONG = re.compile(r"\s*(\d+)\s*([wy])\s*", re.ASCII)
 _LONG_SECONDS = {"w": 7 * 86_400, "y": 365 * 86_400}
@@ -98,7 +98,7 @@ def kept_snapshots(
     ordered = sorted(set(snapshots))
     if not ordered:
         return set()
-    times = {s: parse_manifest_id(s) for s in ordered}
+    times = {s: parse_snapshot_id(s) for s in ordered}
     kept: set[str] = set()
     if current is not None:
         kept.add(current)

@@ -28,7 +28,7 @@ class Summary(msgspec.Struct, kw_only=True):
     tombstones: int = 0
     conflicts: int = 0
     problems: int = 0
-    manifest: str | None = None
+    snapshot: str | None = None
     halted: str | None = None
     #: what the plan intends (for --dry-run and progress): downloads, deletes, uploads
     planned_downloads: int = 0
@@ -66,7 +66,7 @@ class Summary(msgspec.Struct, kw_only=True):
             later, **{name: getattr(self, name) + getattr(later, name) for name in done}
         )
         both.duration_s = round(both.duration_s, 3)
-        both.manifest = later.manifest or self.manifest
+        both.snapshot = later.snapshot or self.snapshot
         return both
 
     def finish(self, began: float, now: float) -> None:
@@ -92,7 +92,7 @@ class Summary(msgspec.Struct, kw_only=True):
             parts.append(f"{self.conflicts} conflicts")
         if self.problems:
             parts.append(f"{self.problems} problems")
-        tail = f"; published manifest {self.manifest}" if self.manifest else "; nothing to publish"
+        tail = f"; published snapshot {self.snapshot}" if self.snapshot else "; nothing to publish"
         if self.dry_run:
             tail = ""
         return (

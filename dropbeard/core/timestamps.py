@@ -1,4 +1,4 @@
-"""The two ways bucket objects write a time, `YYYY-MM-DDTHH:MM:SSZ` and manifest ids
+"""The two ways bucket objects write a time, `YYYY-MM-DDTHH:MM:SSZ` and snapshot ids
 `YYYYMMDDTHHMMSSZ`: formatting, parsing and validating them (pure: times are passed in)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 from dropbeard.core.errors import quoted
 
-_MANIFEST_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z")
+_SNAPSHOT_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z")
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
-_MANIFEST_ID_FORMAT = "%Y%m%dT%H%M%SZ"
+_SNAPSHOT_ID_FORMAT = "%Y%m%dT%H%M%SZ"
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -22,28 +22,28 @@ def utc_iso(ts: float | datetime) -> str:
     return f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}Z"
 
 
-def manifest_id(ts: float | datetime) -> str:
-    """`ts` as a manifest id `YYYYMMDDTHHMMSSZ`, truncated to the second."""
+def snapshot_id(ts: float | datetime) -> str:
+    """`ts` as a snapshot id `YYYYMMDDTHHMMSSZ`, truncated to the second."""
     d = _utc(ts)
     return f"{d.year:04d}{d.month:02d}{d.day:02d}T{d.hour:02d}{d.minute:02d}{d.second:02d}Z"
 
 
-def next_manifest_id(now: datetime, previous: str | None) -> str:
-    """The id for a manifest published at `now` after `previous` (SPEC 1): `now`'s id, or
+def next_snapshot_id(now: datetime, previous: str | None) -> str:
+    """The id for a snapshot published at `now` after `previous` (SPEC 1): `now`'s id, or
     `previous` plus one second if that would not sort after it, so keys sort in publish
     order even if the clock went backwards."""
-    candidate = manifest_id(now)
+    candidate = snapshot_id(now)
     if previous is None:
         return candidate
-    last = parse_manifest_id(previous)
+    last = parse_snapshot_id(previous)
     if candidate > previous:
         return candidate
-    return manifest_id(last + timedelta(seconds=1))
+    return snapshot_id(last + timedelta(seconds=1))
 
 
-def parse_manifest_id(value: str) -> datetime:
-    """The UTC time a manifest id `YYYYMMDDTHHMMSSZ` names; ValueError if it is not one."""
-    return _parse_time(value, _MANIFEST_ID, _MANIFEST_ID_FORMAT, "manifest id")
+def parse_snapshot_id(value: str) -> datetime:
+    """The UTC time a snapshot id `YYYYMMDDTHHMMSSZ` names; ValueError if it is not one."""
+    return _parse_time(value, _SNAPSHOT_ID, _SNAPSHOT_ID_FORMAT, "snapshot id")
 
 
 def parse_utc_iso(value: str) -> datetime:
@@ -51,8 +51,8 @@ def parse_utc_iso(value: str) -> datetime:
     return _parse_time(value, _TIMESTAMP, _TIMESTAMP_FORMAT, "timestamp")
 
 
-def validate_manifest_id(value: str) -> str:
-    parse_manifest_id(value)
+def validate_snapshot_id(value: str) -> str:
+    parse_snapshot_id(value)
     return value
 
 

@@ -1,5 +1,5 @@
 """Paths below a file or symlink (pure): a pass must leave a tree, on disk and in the
-manifest, so nothing that survives may sit below what ends up a file or symlink (SPEC 4.1,
+tree, so nothing that survives may sit below what ends up a file or symlink (SPEC 4.1,
 type clashes). Reconcile asks two things here, after each path's own case:
 
 - *A folder here, a file or symlink from elsewhere* (`folders_kept`): another device
@@ -9,7 +9,7 @@ type clashes). Reconcile asks two things here, after each path's own case:
 - *A file or symlink that stays, with arrivals below it* (`blocker`): this device
   replaced the folder, or keeps a file where another device grew a folder, while other
   devices changed paths below it. Those arrivals cannot be placed: they keep their old
-  base, stay out of this device's manifest, and the clash is a problem on the file or
+  base, stay out of this device's tree, and the clash is a problem on the file or
   symlink (`clash_problems`), reported every pass until a person settles it. Nothing is
   lost: they stay on the devices that hold them, which see the conflict from their side.
 """

@@ -1,7 +1,7 @@
 """The `Store` protocol: an async object store of keys and bytes, and its value types.
 
 This module is the contract every backend (local directory, S3) and every wrapper
-(retry, counting, fault injection) implements. It knows nothing of manifests.
+(retry, counting, fault injection) implements. It knows nothing of trees or snapshots.
 
 Keys are `/`-separated UTF-8 strings relative to the store's base (bucket + prefix, or
 directory); they never start with `/`, never contain empty, `.` or `..` segments and

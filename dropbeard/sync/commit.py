@@ -7,16 +7,15 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from dropbeard.core.passrules import base_status, problems_after, stat_rows
+from dropbeard.core.passrules import problems_after, stat_rows
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem, is_device_problem
 from dropbeard.sync.apply import Applied
 from dropbeard.sync.inputs import LocalScan
-from dropbeard.sync.publication import Publication, Uploaded
+from dropbeard.sync.publication import Uploaded
 from dropbeard.sync.remote import RemoteRead
 from dropbeard.sync.state import Peer, State
-
-_BASE_ENCODER = msgspec.json.Encoder()
+from dropbeard.sync.treepublish import Publication
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,7 @@ class PassOutcome:
             *(self.settled.problems if self.settled is not None else []),
             *self.applied.problems,
             *self.uploaded.problems,
+            *self.publication.problems,
             *self.plan.problems,
         ]
 
@@ -74,17 +74,13 @@ def commit_pass(state: State, outcome: PassOutcome) -> None:
     device as processed, and the problems. Runs in a worker thread."""
     plan, local, applied = outcome.plan, outcome.local, outcome.applied
     stats = stat_rows(local.result.items, local.cache, applied.stats, local.racy_after_ns)
-    bases = [
-        (p, _BASE_ENCODER.encode(b), base_status(b))
-        for p, b in plan.base.items()
-        if p not in applied.failed
-    ]
+    bases = [(p, b) for p, b in plan.base.items() if p not in applied.failed]
     problems = outcome.problems
     if outcome.only is not None:  # a pass over some paths settles only their problems
         problems = problems_after(state.problems(), problems, outcome.only)
     with state.transaction():
         state.put_bases(bases)
-        state.put_bases((p, None, "clean") for p in outcome.untracked)
+        state.put_bases((p, None) for p in outcome.untracked)
         state.put_stats(stats)
         state.replace_pending(outcome.pending)
         if outcome.ignore_digest is not None:
@@ -110,12 +106,11 @@ def _record_published(state: State, publication: Publication) -> None:
     published = publication.published
     if published is not None:
         state.set_meta("tombstone_seq", str(published.tombstone_seq))
-        state.set_meta("last_manifest", published.manifest_id)
-        state.set_meta("last_manifest_sha256", published.manifest_sha256)
-        state.set_meta("last_published_at", published.manifest_id)
+        state.set_meta("last_snapshot", published.snapshot)
+        state.set_meta("last_tree", published.listing.tree)
+        state.set_meta("last_files", str(published.listing.files))
+        state.set_meta("last_bytes", str(published.listing.bytes))
         state.set_meta("head_etag", published.head_etag)
-    if publication.digest is not None:
-        state.set_meta("last_entries_digest", publication.digest)
 
 
 def _record_settled(state: State, read: RemoteRead) -> None:
@@ -123,12 +118,4 @@ def _record_settled(state: State, read: RemoteRead) -> None:
         state.set_meta("registry_etag", read.registry_etag)
         state.set_meta("registry_json", msgspec.json.encode(read.registry).decode())
     for dev, view in read.devices.items():
-        state.put_peer(
-            Peer(
-                dev,
-                view.head_etag,
-                view.head.manifest,
-                view.head.manifest_sha256,
-                view.head.tombstone_seq,
-            )
-        )
+        state.put_peer(Peer(dev, view.head_etag, view.snapshot, view.tree, view.tombstone_seq))

@@ -24,7 +24,7 @@ from dropbeard.core.errors import FormatError, NotFound
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import Snapshot, decode_snapshot
 from dropbeard.core.sweep import Listed
-from dropbeard.core.timestamps import parse_manifest_id
+from dropbeard.core.timestamps import parse_snapshot_id
 from dropbeard.store.base import ObjectInfo, Store
 from dropbeard.sync.heads import Batch, decode_batch
 from dropbeard.sync.workers import for_each
@@ -178,5 +178,5 @@ class SnapshotReader:
 
 def snapshot_time(snapshot_id: str) -> str:
     """A snapshot id as people read a time: `2026-05-22 18:05:00Z`."""
-    t = parse_manifest_id(snapshot_id)
+    t = parse_snapshot_id(snapshot_id)
     return t.strftime("%Y-%m-%d %H:%M:%SZ")

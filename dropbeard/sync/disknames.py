@@ -1,7 +1,7 @@
 """The on-disk spelling of a path (IO: lists a directory only when the scan did not),
 and whether a filesystem tells names apart by case (IO: one probe file).
 
-Manifests and state hold paths in NFC; a name made on macOS is spelled NFD on disk, and
+Trees and state hold paths in NFC; a name made on macOS is spelled NFD on disk, and
 on a Linux disk both spellings are distinct names. Every operation on a path therefore
 goes to the spelling the disk already holds (SPEC 2, 4 step 2): writing to the NFC
 spelling would leave the file unchanged and make a twin beside it.

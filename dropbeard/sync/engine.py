@@ -40,10 +40,11 @@ from dropbeard.sync.inputs import (
 )
 from dropbeard.sync.passrun import PassOptions, PassRun
 from dropbeard.sync.passscope import choose_scope, find_changes
-from dropbeard.sync.publication import publish_if_changed, upload_plan_blobs
+from dropbeard.sync.publication import upload_plan_blobs
 from dropbeard.sync.recovery import recover_own_head
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.state import State
+from dropbeard.sync.treepublish import publish_if_changed
 
 __all__ = ["PassOptions", "run_pass"]
 
@@ -89,7 +90,7 @@ async def _one_pass(
     settled = remote.settled(plan, applied.failed)
     held = held_listing(plan, applied.failed, pass_in.changes.base)
     publication = await publish_if_changed(
-        run, loaded, held, settled, pass_in.bases, pass_in.changes.base
+        run, loaded, held, settled, pass_in.bases, pass_in.changes.base, pass_in.changes.untracked
     )
     outcome = PassOutcome(
         local,
@@ -141,6 +142,7 @@ async def _gather(run: PassRun) -> PassIn:
         rules,
         lambda path: holds_something(root / path),
     )
+    remote = await remote.looked_up(run.trees, changes.paths)
     inputs = plan_inputs(run, loaded, local, remote, changes, ignore, bases)
     return PassIn(loaded, ignore, remote, local, bases, changes, inputs, recovered.problems)
 
@@ -234,7 +236,7 @@ def _record(summary: Summary, outcome: PassOutcome) -> None:
     summary.uploaded, summary.uploaded_bytes = uploaded.uploaded, uploaded.uploaded_bytes
     summary.skipped_existing = uploaded.skipped_existing
     if publication.published is not None:
-        summary.manifest = publication.published.manifest_id
+        summary.snapshot = publication.published.snapshot
         summary.tombstones = publication.tombstones
     summary.problems = len(outcome.problems)
     summary.conflicts = len(outcome.plan.conflicts)

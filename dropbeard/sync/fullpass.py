@@ -27,7 +27,6 @@ from dropbeard.sync.inputs import (
 )
 from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.passscope import Changes, Scope, find_changes
-from dropbeard.sync.publication import previous_listing
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,12 @@ class PlanMismatch(DropbeardError):
 
 async def check_against_full(run: PassRun, pass_in: PassIn, plan: Plan) -> None:
     """Raise PlanMismatch if `plan`, the pass's plan of what changed, differs from the
-    plan of a full reconcile of the same state (the pass scanned the whole root)."""
+    plan of a full reconcile of the same state (the pass scanned the whole root). A device
+    whose tree fails to read in full while the pass read what it needed of it cannot be
+    compared: the check is left out then."""
+    every_entry = await pass_in.remote.looked_up(run.trees, None)
+    if every_entry.unreadable != pass_in.remote.unreadable:
+        return
 
     def differences() -> list[str]:
         root = run.paths.root
@@ -69,15 +73,14 @@ async def check_against_full(run: PassRun, pass_in: PassIn, plan: Plan) -> None:
             run,
             pass_in.loaded,
             pass_in.local,
-            pass_in.remote,
+            every_entry,
             every,
             pass_in.ignore,
             pass_in.bases,
         )
         full = inputs.plan(pass_in.local.result.unreadable)
-        previous = {}
-        if plan.publishes:
-            previous = previous_listing(run.paths, pass_in.loaded, pass_in.bases)
+        # what this device published last: what its agreed bases publish
+        previous = pass_in.bases.listing() if plan.publishes else {}
         found = plan_differences(full, plan, previous)
         if every.untracked:
             found.append(f"untracked: {', '.join(every.untracked[:5])} not seen as ignored")

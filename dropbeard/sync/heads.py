@@ -22,7 +22,7 @@ from dropbeard.core.ids import validate_id, validate_sha256
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import MAX_INT, Delete
 from dropbeard.core.paths import validate_path
-from dropbeard.core.timestamps import validate_manifest_id, validate_timestamp
+from dropbeard.core.timestamps import validate_snapshot_id, validate_timestamp
 from dropbeard.store.base import Store
 from dropbeard.sync.workers import for_each
 
@@ -123,12 +123,12 @@ def _check_head(h: _Head) -> None:
     if (h.snapshot is None) != (h.tree is None):
         raise ValueError("snapshot and tree are both set or both null")
     if h.snapshot is not None and h.tree is not None:
-        validate_manifest_id(h.snapshot)
+        validate_snapshot_id(h.snapshot)
         validate_sha256(h.tree)
     for device, mark in h.seen.items():
         validate_id(device)
         if mark.snapshot is not None:
-            validate_manifest_id(mark.snapshot)
+            validate_snapshot_id(mark.snapshot)
         _in_range(mark.tombstone_seq, f"seen[{device}].tombstone_seq")
 
 

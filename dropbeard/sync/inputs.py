@@ -1,14 +1,15 @@
 """The inputs of one pass, gathered: what the last pass recorded, the root as scanned, and
-the other devices' latest state (IO: state.sqlite, the root, `.dropbearignore`, the store).
+the other devices' latest state (IO: state.sqlite, the root, `.dropbearignore`, the store,
+tree nodes).
 
-These steps write nothing but `.dropbear/tmp/` (emptied) and the remote-read cache.
+These steps write nothing but `.dropbear/tmp/` (emptied) and the node cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -28,16 +29,18 @@ from dropbeard.core.passrules import (
 )
 from dropbeard.core.plan import PULLS, Base, Plan, Remote
 from dropbeard.core.problems import Problem
+from dropbeard.core.retention import parse_period
 from dropbeard.sync.bases import Bases
 from dropbeard.sync.hashing import StatKey
 from dropbeard.sync.meter import PassMeter
 from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.passscope import Changes, Scope
 from dropbeard.sync.publish import LastIds
-from dropbeard.sync.remote import RemoteRead, read_remotes
+from dropbeard.sync.remote import UNREADABLE, RemoteRead, read_remotes
 from dropbeard.sync.root import RootPaths, reset_tmp
 from dropbeard.sync.scan import HashCounts, ScanResult, scan
 from dropbeard.sync.state import Peer, State
+from dropbeard.sync.trees import TreeStore
 
 
 @dataclass(frozen=True)
@@ -47,34 +50,39 @@ class Loaded:
     stat-cache row: the pass reads those by path, for what it scans and reconciles.
 
     `counter` is the highest version counter used or reserved; `tombstone_seq`,
-    `last_manifest` and `last_sha256` what this device's head named at the last commit
-    (`head_etag` its etag); `seq_floor` and `manifest_floor` the highest seq and manifest
-    id ever reserved, which no publish uses again. `adopted_head` is the etag of the head
-    an earlier holder of this device id had left when this root was initialised.
-    `pending` are the paths the last pass left open (None: unknown, so this pass
-    reconciles every path), `ignore_digest` the ignore rules it ran with, and `taken` the
-    bases recovery took back and state.sqlite does not hold (a dry run's)."""
+    `last_snapshot` and `last_tree` what this device's head named at the last commit
+    (`head_etag` its etag), `last_files` and `last_bytes` what that tree holds (None:
+    unknown, counted again when needed); `seq_floor` and `snapshot_floor` the highest seq
+    and snapshot id ever reserved, which no publish uses again. `adopted_head` is the etag
+    of the head an earlier holder of this device id had left when this root was
+    initialised. `pending` are the paths the last pass left open (None: unknown, so this
+    pass reconciles every path), `ignore_digest` the ignore rules it ran with, and `taken`
+    the bases recovery took back and state.sqlite does not hold (a dry run's). `mend_head`:
+    this device's head could not be trusted, so the pass publishes even if nothing
+    changed."""
 
     counter: int
     tombstone_seq: int
-    last_manifest: str | None
-    last_digest: str | None
+    last_snapshot: str | None
+    last_tree: str | None
     peers: dict[str, Peer]
     registry: Registry | None
     registry_etag: str | None
-    last_sha256: str | None = None
+    last_files: int | None = None
+    last_bytes: int | None = None
     head_etag: str | None = None
     seq_floor: int = 0
-    manifest_floor: str | None = None
+    snapshot_floor: str | None = None
     adopted_head: str | None = None
     pending: set[str] | None = None
     ignore_digest: str | None = None
     taken: dict[str, Base] = field(default_factory=dict)
+    mend_head: bool = False
 
     @property
     def last_ids(self) -> LastIds:
         """The ids the next publish must come after."""
-        return LastIds(self.tombstone_seq, self.seq_floor, self.manifest_floor)
+        return LastIds(self.tombstone_seq, self.seq_floor, self.snapshot_floor)
 
 
 async def load_last_pass(run: PassRun) -> Loaded:
@@ -84,20 +92,22 @@ async def load_last_pass(run: PassRun) -> Loaded:
 
 
 def _load(state: State) -> Loaded:
-    last_manifest = state.get_meta("last_manifest")
-    reserved_manifest = state.get_meta("reserved_manifest")
+    last_snapshot = state.get_meta("last_snapshot")
+    reserved_snapshot = state.get_meta("reserved_snapshot")
+    files, size = state.get_meta("last_files"), state.get_meta("last_bytes")
     return Loaded(
         counter=max(state.get_int("counter"), state.get_int("reserved_counter")),
         tombstone_seq=state.get_int("tombstone_seq"),
-        last_manifest=last_manifest,
-        last_digest=state.get_meta("last_entries_digest"),
+        last_snapshot=last_snapshot,
+        last_tree=state.get_meta("last_tree"),
         peers=state.peers(),
         registry=_cached_registry(state),
         registry_etag=state.get_meta("registry_etag"),
-        last_sha256=state.get_meta("last_manifest_sha256"),
+        last_files=None if files is None else int(files),
+        last_bytes=None if size is None else int(size),
         head_etag=state.get_meta("head_etag"),
         seq_floor=state.get_int("reserved_seq"),
-        manifest_floor=max(last_manifest or "", reserved_manifest or "") or None,
+        snapshot_floor=max(last_snapshot or "", reserved_snapshot or "") or None,
         adopted_head=state.get_meta("adopted_head_etag"),
         pending=state.pending(),
         ignore_digest=state.get_meta("ignore_digest"),
@@ -219,31 +229,54 @@ def _ignore_problem(why: str) -> Problem:
 @dataclass(frozen=True)
 class RemoteSide:
     """The other devices as this pass read them: `read` is None in a mode that does not
-    pull; `remotes` their latest manifests and `tombstones` their unprocessed deletes, as
-    reconcile takes them (a device whose objects could not be trusted is in neither);
-    `changed` the paths they changed since this device last processed them, their
-    tombstones' included."""
+    pull; `changed` the paths they changed since this device last processed them, their
+    tombstones' included. `remotes` are their entries of the paths a pass reconciles, once
+    looked up (`looked_up`). A device whose objects could not be trusted is in none of
+    them (`read.unreadable`)."""
 
     read: RemoteRead | None
-    remotes: list[Remote]
-    tombstones: list[tuple[str, Delete]]
     changed: set[str] = field(default_factory=set)
+    remotes: list[Remote] = field(default_factory=list)
 
     @property
     def problems(self) -> list[Problem]:
         """The devices this pass skipped, each a problem naming it."""
         return [] if self.read is None else self.read.problems
 
-    def entries_for(self, paths: Collection[str] | None) -> list[Remote]:
-        """The other devices' entries of `paths` (every entry when None): what reconcile
-        looks up. Format 1 holds each device's whole manifest already and picks them out;
-        format 2 looks each path up in the device's tree instead."""
-        if paths is None:
-            return self.remotes
+    @property
+    def unreadable(self) -> set[str]:
+        """The devices this pass skipped: their objects could not be trusted."""
+        return set() if self.read is None else set(self.read.unreadable)
+
+    @property
+    def tombstones(self) -> list[tuple[str, Delete]]:
+        """The devices' tombstones not processed yet, as reconcile takes them."""
+        if self.read is None:
+            return []
         return [
-            Remote(r.device_id, r.manifest_id, _picked(r.entries, paths), r.held_before)
-            for r in self.remotes
+            (dev, gone)
+            for dev, view in sorted(self.read.devices.items())
+            for _, gone in view.tombstones
         ]
+
+    async def looked_up(self, trees: TreeStore, paths: Collection[str] | None) -> RemoteSide:
+        """This side with the other devices' entries of `paths` (every entry when None):
+        what reconcile looks up. A device whose tree fails to read is skipped in it (a
+        problem names it), as when its head could not be read."""
+        if self.read is None:
+            return self
+        read = replace(self.read, devices=dict(self.read.devices))
+        read.unreadable = dict(self.read.unreadable)
+        remotes: list[Remote] = []
+        for dev, view in sorted(self.read.devices.items()):
+            try:
+                found = await view.entries_of(trees, paths)
+            except UNREADABLE as exc:
+                read.skip(dev, str(exc))
+                continue
+            snapshot = view.snapshot or ""
+            remotes.append(Remote(dev, snapshot, remote_entries(found.values()), view.held_before))
+        return replace(self, read=read, remotes=remotes)
 
     def settled(self, plan: Plan, failed: set[str]) -> RemoteRead | None:
         """`read` without the devices whose marks must not advance
@@ -254,33 +287,28 @@ class RemoteSide:
         return replace(self.read, devices=devices)
 
 
-def _picked(entries: Mapping[str, Entry], paths: Collection[str]) -> dict[str, Entry]:
-    return {p: e for p in paths if (e := entries.get(p)) is not None}
-
-
 async def read_other_devices(run: PassRun, loaded: Loaded) -> RemoteSide:
-    """Every other active device's head, manifest and new tombstones (modes that pull)."""
+    """Every other active device's head, and what changed in its tree and tombstones since
+    this device processed it (modes that pull)."""
+    if loaded.registry is not None:
+        run.trees.present_for = parse_period(loaded.registry.grace).total_seconds() / 2
     if run.cfg.mode not in PULLS:
-        return RemoteSide(None, [], [])
+        return RemoteSide(None)
     read = await read_remotes(
         run.store,
         run.keys,
+        run.trees,
         device_id=run.cfg.device_id,
         peers=loaded.peers,
         registry=loaded.registry,
         registry_etag=loaded.registry_etag,
-        cache_dir=run.paths.cache,
     )
-    remotes: list[Remote] = []
-    tombstones: list[tuple[str, Delete]] = []
+    run.trees.present_for = parse_period(read.registry.grace).total_seconds() / 2
     changed: set[str] = set()
-    for dev, view in sorted(read.devices.items()):
-        entries = remote_entries(view.manifest.entries)
-        remotes.append(Remote(dev, view.head.manifest, entries, view.held_before))
-        tombstones.extend((dev, d) for _, d in view.tombstones)
-        changed |= view.changed_paths()
-    changed.update(gone.path for _, gone in tombstones)
-    return RemoteSide(read, remotes, tombstones, changed)
+    for view in read.devices.values():
+        changed.update(view.changes)
+        changed.update(gone.path for _, gone in view.tombstones)
+    return RemoteSide(read, changed)
 
 
 def plan_inputs(
@@ -293,10 +321,10 @@ def plan_inputs(
     bases: Bases,
 ) -> PlanInputs:
     """Reconcile's inputs for this pass (all but the unreadable paths): the changed paths
-    (every path for a full reconcile) and their bases, the other devices' ignored paths
-    left out, as this device's are by the scan."""
-    looked_up = remote.entries_for(changes.paths)
-    remotes, tombstones = without_ignored(looked_up, remote.tombstones, ignore.rules)
+    (every path for a full reconcile) and their bases, the other devices' entries of them
+    (`remote` as `RemoteSide.looked_up` made it) without their ignored paths, as this
+    device's are left out by the scan."""
+    remotes, tombstones = without_ignored(remote.remotes, remote.tombstones, ignore.rules)
     full = changes.paths is None
     return PlanInputs(
         device_id=run.cfg.device_id,

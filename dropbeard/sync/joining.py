@@ -1,16 +1,16 @@
 """Which root `init` joins (SPEC 5: the one the remote holds, unless told otherwise), and
 what the other devices of a joined root will send (IO: one listing of `roots/`; the other
-devices' heads and manifests)."""
+devices' heads and snapshots)."""
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from pathlib import Path
 
 from dropbeard.core.config import RootConfig
 from dropbeard.core.errors import UsageError
 from dropbeard.core.keys import ROOTS_PREFIX, RootKeys, root_id_of
+from dropbeard.core.model import decode_snapshot
 from dropbeard.store.base import Store
 from dropbeard.sync.remote import read_remotes
 
@@ -62,7 +62,8 @@ async def choose_root(store: Store, proposed: str, *, typed: bool, new_root: boo
 @dataclass(frozen=True, slots=True)
 class Incoming:
     """What the other devices of a joined root hold: the files this device will receive
-    (a path held by several counts once) and their bytes, and who publishes them."""
+    and their bytes (the most any one device's snapshot lists: devices in sync list the
+    same), and who publishes them."""
 
     files: int
     bytes: int
@@ -70,20 +71,24 @@ class Incoming:
 
 
 async def incoming(store: Store, cfg: RootConfig) -> Incoming:
-    """Count what the other active devices publish (their latest manifests)."""
+    """Count what the other active devices publish (their latest snapshots)."""
+    keys = RootKeys(cfg.root_id)
     read = await read_remotes(
         store,
-        RootKeys(cfg.root_id),
+        keys,
+        None,
         device_id=cfg.device_id,
         peers={},
         registry=None,
         registry_etag=None,
-        cache_dir=Path("/nonexistent"),  # unused: use_cache=False
-        use_cache=False,
     )
-    sizes: dict[str, int] = {}
-    for view in read.devices.values():
-        for entry in view.manifest.entries:
-            if entry.type == "file":
-                sizes[entry.path] = max(sizes.get(entry.path, 0), entry.size or 0)
-    return Incoming(len(sizes), sum(sizes.values()), sorted(read.devices))
+    files = size = 0
+    publishing: list[str] = []
+    for dev, view in sorted(read.devices.items()):
+        if view.snapshot is None:
+            continue
+        key = keys.snapshot(dev, view.snapshot)
+        snapshot = decode_snapshot(await store.get(key), key)
+        files, size = max(files, snapshot.files), max(size, snapshot.bytes)
+        publishing.append(dev)
+    return Incoming(files, size, publishing)

@@ -17,6 +17,8 @@ from dropbeard.sync.meter import PassMeter
 from dropbeard.sync.metered import MeteredStore
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.state import State
+from dropbeard.sync.treecache import NodeCache
+from dropbeard.sync.trees import TreeStore
 
 
 @dataclass
@@ -36,14 +38,18 @@ class PassOptions:
     #: reconcile too and fail the pass (before it changes anything) if the plans differ
     check_full: bool = False
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: the node cache of `.dropbear/trees/`, kept by a caller that runs many passes (the
+    #: daemon) so that each does not read its index again; None: one for this pass
+    node_cache: NodeCache | None = None
 
 
 @dataclass(frozen=True)
 class PassRun:
     """One pass of one root: where it is (`paths`, `cfg`, `keys`), what it reads and
-    writes (`state`, `store`), how (`opts`), the one `now` every step uses (read from
-    `opts.now` once, when the pass begins), and the one budget of requests and bytes in
-    flight its downloads and uploads share (`opts.concurrency` requests)."""
+    writes (`state`, `store`, and the tree nodes through `trees`), how (`opts`), the one
+    `now` every step uses (read from `opts.now` once, when the pass begins), and the one
+    budget of requests and bytes in flight its downloads and uploads share
+    (`opts.concurrency` requests)."""
 
     paths: RootPaths
     cfg: RootConfig
@@ -53,6 +59,7 @@ class PassRun:
     opts: PassOptions
     now: datetime
     budget: TransferBudget
+    trees: TreeStore
 
     @classmethod
     def begin(
@@ -63,4 +70,6 @@ class PassRun:
             store = MeteredStore(store, opts.meter)
         budget = TransferBudget(max(1, opts.concurrency))
         keys = RootKeys(cfg.root_id)
-        return cls(paths, cfg, keys, state, store, opts, opts.now(), budget)
+        cache = opts.node_cache or NodeCache(paths.trees)
+        trees = TreeStore(store, keys, cache, concurrency=max(opts.concurrency, 8))
+        return cls(paths, cfg, keys, state, store, opts, opts.now(), budget, trees)

@@ -1,7 +1,8 @@
-"""Publishing this device's state: tombstone batch, then manifest, then head — the head
-last, as the commit point (IO: store).
+"""Publishing this device's state: tombstone batch, then snapshot, then head — the head
+last, as the commit point (IO: store). The tree the snapshot names is in the bucket before
+(`dropbeard.sync.treewrite` uploads every node before it returns the root's key).
 
-Batches and manifests are created only if absent (SPEC 1.2): an object a head may already
+Batches and snapshots are created only if absent (SPEC 1.2): an object a head may already
 have named is never rewritten, and a key found taken takes the next seq or second. Every
 id is handed to `reserve` (which records it in state.sqlite) before the write that uses
 it, so no later pass uses it again, whatever happens next. A crash before the head is
@@ -12,28 +13,15 @@ batches (`dropbeard.sync.recovery`) and publishes under fresh ids.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
-import anyio
-import msgspec
-
 from dropbeard.core.errors import PreconditionFailed, StoreError
 from dropbeard.core.keys import RootKeys
-from dropbeard.core.model import (
-    Delete,
-    Entry,
-    Head,
-    Manifest,
-    SeenMark,
-    TombstoneBatch,
-    encode,
-    encode_manifest,
-)
-from dropbeard.core.timestamps import next_manifest_id, utc_iso
+from dropbeard.core.model import Delete, Head, SeenMark, Snapshot, TombstoneBatch, encode
+from dropbeard.core.timestamps import next_snapshot_id, utc_iso
 from dropbeard.store.base import Store
 
 #: Keys found taken in a row before a publish gives up (each takes the next id).
@@ -43,25 +31,34 @@ _Id = TypeVar("_Id", int, str)
 
 
 @dataclass(frozen=True, slots=True)
-class Published:
-    """What a publish wrote: its manifest's id, SHA-256 and bytes (`manifest`), the
-    tombstone seq its head names, and the head's etag."""
+class Listing:
+    """What a snapshot describes: the root key of the tree, and the files it lists and
+    their bytes in total."""
 
-    manifest_id: str
-    manifest_sha256: str
+    tree: str
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What a publish wrote: its snapshot id and listing, the tombstone seq its head
+    names, and the head's etag."""
+
+    snapshot: str
+    listing: Listing
     tombstone_seq: int
     head_etag: str
-    manifest: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
     """The ids a publish is about to use: the version counter its entries and deletes
-    reach, its tombstone seq (the head's, when it deletes nothing) and its manifest id."""
+    reach, its tombstone seq (the head's, when it deletes nothing) and its snapshot id."""
 
     counter: int
     tombstone_seq: int
-    manifest_id: str
+    snapshot: str
 
 
 #: Records a reservation durably before the publish writes anything that uses it.
@@ -75,38 +72,20 @@ async def _nothing_to_record(_ids: Reservation) -> None:
 @dataclass(frozen=True, slots=True)
 class LastIds:
     """The highest ids this device used or reserved before this publish: `tombstone_seq`
-    is the one its head names, `seq_floor` and `manifest_id` the highest ever reserved
+    is the one its head names, `seq_floor` and `snapshot` the highest ever reserved
     (a crashed publish may have reserved more than its head shows)."""
 
     tombstone_seq: int = 0
     seq_floor: int = 0
-    manifest_id: str | None = None
-
-
-def manifest_bytes(root_id: str, device_id: str, entries: Sequence[Entry], now: datetime) -> bytes:
-    return encode_manifest(
-        Manifest(
-            root_id=root_id, device_id=device_id, created_at=utc_iso(now), entries=list(entries)
-        )
-    )
-
-
-def entries_digest(entries: Sequence[Entry]) -> str:
-    """A digest of the entries alone (not the timestamp), to tell whether anything changed
-    since the last publish. Entries come sorted from the plan."""
-    return hashlib.sha256(_DIGEST_ENCODER.encode(list(entries))).hexdigest()
-
-
-_DIGEST_ENCODER = msgspec.json.Encoder(order="deterministic")
+    snapshot: str | None = None
 
 
 async def publish(
     store: Store,
     keys: RootKeys,
     *,
-    root_id: str,
     device_id: str,
-    entries: Sequence[Entry],
+    listing: Listing,
     tombstones: Sequence[Delete],
     last: LastIds,
     seen: dict[str, SeenMark],
@@ -114,11 +93,12 @@ async def publish(
     counter: int = 0,
     reserve: Reserve = _nothing_to_record,
 ) -> Published:
-    """Write the tombstone batch (if any), the manifest and the head, in that order, under
-    ids after `last`. `counter` is the highest version counter of this device that the
-    entries and deletes may carry (reserved with the ids)."""
+    """Write the tombstone batch (if any), the snapshot of `listing` (whose tree is in the
+    bucket already) and the head, in that order, under ids after `last`. `counter` is the
+    highest version counter of this device that the entries and deletes may carry
+    (reserved with the ids)."""
     first_seq = max(last.tombstone_seq, last.seq_floor) + 1 if tombstones else last.tombstone_seq
-    ids = Reservation(counter, first_seq, next_manifest_id(now, last.manifest_id))
+    ids = Reservation(counter, first_seq, next_snapshot_id(now, last.snapshot))
     await reserve(ids)
     if tombstones:
 
@@ -138,27 +118,37 @@ async def publish(
             reserve=lambda s: reserve(replace(ids, tombstone_seq=s)),
         )
         ids = replace(ids, tombstone_seq=seq)
-    # O(files) in format 1 (every entry checked, then encoded): kept off the event loop
-    data = await anyio.to_thread.run_sync(manifest_bytes, root_id, device_id, entries, now)
-    manifest_id = await _create_at_first_free(
+
+    def snapshot(snapshot_id: str) -> bytes:
+        return encode(
+            Snapshot(
+                device_id=device_id,
+                snapshot=snapshot_id,
+                tree=listing.tree,
+                created_at=utc_iso(now),
+                files=listing.files,
+                bytes=listing.bytes,
+            )
+        )
+
+    snapshot_id = await _create_at_first_free(
         store,
-        ids.manifest_id,
-        key=lambda m: keys.manifest(device_id, m),
-        data=lambda _m: data,
-        after=lambda m: next_manifest_id(now, m),
-        reserve=lambda m: reserve(replace(ids, manifest_id=m)),
+        ids.snapshot,
+        key=lambda s: keys.snapshot(device_id, s),
+        data=snapshot,
+        after=lambda s: next_snapshot_id(now, s),
+        reserve=lambda s: reserve(replace(ids, snapshot=s)),
     )
-    digest = hashlib.sha256(data).hexdigest()
     head = Head(
         device_id=device_id,
-        manifest=manifest_id,
-        manifest_sha256=digest,
+        snapshot=snapshot_id,
+        tree=listing.tree,
         published_at=utc_iso(now),
         tombstone_seq=ids.tombstone_seq,
         seen=seen,
     )
     etag = await store.put(keys.head(device_id), encode(head))
-    return Published(manifest_id, digest, ids.tombstone_seq, etag, data)
+    return Published(snapshot_id, listing, ids.tombstone_seq, etag)
 
 
 async def _create_at_first_free(

@@ -1,18 +1,19 @@
 """Step 1 of a pass (SPEC 4): this device's own head is the authority (IO: store,
-state.sqlite, `.dropbear/published.sha256`).
+state.sqlite, tree nodes).
 
 One conditional GET per pass. When the head is ahead of state.sqlite — a crash between
 the head write and the local commit, or `.dropbear/` restored from an older backup — the
-pass takes back what it names (`dropbeard.core.recovery`: the published manifest, the
-bases, the tombstone seq, the counter) and records it before anything else. Tombstone
-batches after the head's seq were written by a publish that never reached its head: no
-reader acts on them (readers stop at the head's seq), so they are deleted and their seqs
-skipped, never used again. A dry run takes everything back in memory only.
+pass takes back what it names (`dropbeard.core.recovery`: the published tree, the bases of
+what changed in it since the tree state.sqlite names, the tombstone seq, the counter) and
+records it before anything else. Tombstone batches after the head's seq were written by a
+publish that never reached its head: no reader acts on them (readers stop at the head's
+seq), so they are deleted and their seqs skipped, never used again. A dry run takes
+everything back in memory only.
 
 A head an earlier holder of the device id left (found by `init`: a take-over, or an id
 re-registered after retirement) is not this folder's: only its ids are taken (seq,
-manifest id, counter), never its entries as bases, which would turn everything that folder
-held and this one does not into deletes.
+snapshot id, counter), never its entries as bases, which would turn everything that
+folder held and this one does not into deletes.
 """
 
 from __future__ import annotations
@@ -20,23 +21,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import anyio
-import msgspec
 
 from dropbeard.core.errors import FormatError, IntegrityError, NotFound
-from dropbeard.core.model import Delete, Head, decode_head
-from dropbeard.core.passrules import base_status
+from dropbeard.core.model import Delete, Entry, Head, decode_head
 from dropbeard.core.plan import Base
 from dropbeard.core.problems import Problem
 from dropbeard.core.recovery import highest_own_counter, recovered_bases
+from dropbeard.core.treediff import to_entry
 from dropbeard.sync.bases import Bases
 from dropbeard.sync.inputs import Loaded
 from dropbeard.sync.passrun import PassRun
-from dropbeard.sync.publication import remember_published_shas
-from dropbeard.sync.publish import entries_digest
-from dropbeard.sync.remote import read_manifest, read_tombstones
+from dropbeard.sync.remote import read_tombstones
 from dropbeard.sync.state import State
+from dropbeard.sync.treeread import diff, lookup
 
-_BASE_ENCODER = msgspec.json.Encoder()
+#: What makes this device's own head or what it names untrustworthy.
+_UNREADABLE = (FormatError, IntegrityError, NotFound)
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,9 @@ async def recover_own_head(run: PassRun, loaded: Loaded) -> Recovered:
         if head.device_id != run.cfg.device_id:
             raise FormatError(f"{key} claims device {head.device_id!r}")
     except FormatError as exc:
-        # Published anew this pass (no digest matches None), which mends the head.
-        return Recovered(replace(loaded, last_digest=None), [_unreadable(key, exc)])
-    if (head.manifest, head.manifest_sha256) == (loaded.last_manifest, loaded.last_sha256):
+        # Published anew this pass, which mends the head.
+        return Recovered(replace(loaded, mend_head=True), [_unreadable(key, exc)])
+    if (head.snapshot, head.tree) == (loaded.last_snapshot, loaded.last_tree):
         loaded = replace(loaded, head_etag=etag)
         if not run.opts.dry_run:
             await anyio.to_thread.run_sync(run.state.set_meta, "head_etag", etag)
@@ -75,42 +75,60 @@ async def recover_own_head(run: PassRun, loaded: Loaded) -> Recovered:
 
 
 async def _take_back(run: PassRun, loaded: Loaded, head: Head, etag: str) -> Recovered:
-    """`loaded` as the head says it is: its ids, and (when its manifest and tombstones
-    can be read) its manifest, bases and counter. Recorded unless a dry run."""
+    """`loaded` as the head says it is: its ids, and (when its tree and tombstones can be
+    read) its tree, the bases of what changed in it and its counter. Recorded unless a dry
+    run."""
     dev = run.cfg.device_id
     seq = max(loaded.tombstone_seq, head.tombstone_seq)
-    floor = max(loaded.manifest_floor or "", head.manifest)
-    taken = replace(loaded, tombstone_seq=seq, manifest_floor=floor, head_etag=etag)
+    floor = max(loaded.snapshot_floor or "", head.snapshot or "") or None
+    taken = replace(loaded, tombstone_seq=seq, snapshot_floor=floor, head_etag=etag)
+    ours = loaded.last_tree is not None or etag != loaded.adopted_head  # this folder's
     try:
-        manifest = await read_manifest(run.store, run.keys, dev, head, None)
         mine = await _deleted_since(run, dev, loaded.tombstone_seq, head.tombstone_seq)
-    except (FormatError, IntegrityError, NotFound) as exc:
-        taken = replace(taken, last_digest=None)  # publish anew: that mends the head
+        published = await _published_since(run, loaded.last_tree if ours else None, head)
+    except _UNREADABLE as exc:
+        taken = replace(taken, mend_head=True)  # publish anew: that mends the head
         problems = [_unreadable(run.keys.head(dev), exc)]
         return Recovered(await _without_orphans(run, taken, head.tombstone_seq, True), problems)
-    taken = replace(
-        taken, counter=max(loaded.counter, highest_own_counter(dev, manifest.entries, mine))
-    )
+    taken = replace(taken, counter=max(loaded.counter, highest_own_counter(dev, published, mine)))
     bases: dict[str, Base] = {}
-    if loaded.last_manifest is not None or etag != loaded.adopted_head:  # this folder's
+    if ours:
         deleted = [*await _applied_deletes(run, loaded, head), *mine]
-        named = {e.path for e in manifest.entries} | {gone.path for gone in deleted}
+        deleted = [d for d in deleted if not await _listed(run, head, d.path)]
+        named = {e.path for e in published} | {gone.path for gone in deleted}
         current = await anyio.to_thread.run_sync(Bases(run.state, loaded.taken).of, named)
-        bases = recovered_bases(current, manifest.entries, deleted)
+        bases = recovered_bases(current, published, deleted)
         taken = replace(
             taken,
             taken={**loaded.taken, **bases},
             # every path is reconciled again once any was taken back
             pending=None if bases else loaded.pending,
-            last_manifest=head.manifest,
-            last_sha256=head.manifest_sha256,
-            last_digest=entries_digest(manifest.entries),
+            last_snapshot=head.snapshot,
+            last_tree=head.tree,
+            last_files=None,
+            last_bytes=None,
         )
-        if not run.opts.dry_run:
-            await anyio.to_thread.run_sync(remember_published_shas, run.paths, manifest.entries)
     if not run.opts.dry_run:
         await anyio.to_thread.run_sync(_record, run.state, taken, bases)
     return Recovered(await _without_orphans(run, taken, head.tombstone_seq, True))
+
+
+async def _published_since(run: PassRun, last_tree: str | None, head: Head) -> list[Entry]:
+    """The entries of the head's tree that differ from `last_tree` (every entry when None,
+    or when that tree cannot be read any more)."""
+    if head.tree is None:
+        return []
+    try:
+        return [to_entry(p, e) async for p, _, e in diff(run.trees, last_tree, head.tree) if e]
+    except _UNREADABLE:
+        if last_tree is None:
+            raise
+        return [to_entry(p, e) async for p, _, e in diff(run.trees, None, head.tree) if e]
+
+
+async def _listed(run: PassRun, head: Head, path: str) -> bool:
+    """True if the head's tree lists `path` (a delete of it was overtaken)."""
+    return head.tree is not None and await lookup(run.trees, head.tree, path) is not None
 
 
 async def _deleted_since(run: PassRun, dev: str, processed: int, upto: int) -> list[Delete]:
@@ -140,22 +158,23 @@ async def _applied_deletes(run: PassRun, loaded: Loaded, head: Head) -> list[Del
 def _record(state: State, taken: Loaded, bases: dict[str, Base]) -> None:
     """Record what was taken back, as a commit would have (in a worker thread)."""
     with state.transaction():
-        state.put_bases((p, _BASE_ENCODER.encode(b), base_status(b)) for p, b in bases.items())
+        state.put_bases(bases.items())
         if bases:
             state.replace_pending(None)
         state.set_meta("counter", str(taken.counter))
         state.set_meta("tombstone_seq", str(taken.tombstone_seq))
         for key, value in (
-            ("last_manifest", taken.last_manifest),
-            ("last_manifest_sha256", taken.last_sha256),
-            ("last_published_at", taken.last_manifest),
-            ("last_entries_digest", taken.last_digest),
+            ("last_snapshot", taken.last_snapshot),
+            ("last_tree", taken.last_tree),
             ("head_etag", taken.head_etag),
         ):
             if value is not None:
                 state.set_meta(key, value)
-    if taken.manifest_floor is not None:  # the head's manifest id, even if not this folder's
-        state.reserve(taken.counter, taken.tombstone_seq, taken.manifest_floor)
+        if taken.last_files is None:
+            state.delete_meta("last_files")
+            state.delete_meta("last_bytes")
+    # the head's snapshot id, even if not this folder's
+    state.reserve(taken.counter, taken.tombstone_seq, taken.snapshot_floor)
 
 
 async def _without_orphans(

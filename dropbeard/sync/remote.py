@@ -1,21 +1,19 @@
-"""Reading the other devices of a root: one listing, one conditional GET per head,
-manifests fetched once and cached under `.dropbear/cache/`, tombstones after the last
-processed seq (IO: store, local cache files).
+"""Reading the other devices of a root: one listing, one conditional GET per head, and for
+a head that moved, the diff of its tree against the one processed last and its tombstones
+after the last processed seq (IO: store, tree nodes through `sync.trees.TreeStore`).
 
-An unchanged bucket costs exactly one LIST plus one conditional GET per other device.
-A device whose objects cannot be trusted (malformed, failing their hash, missing) is
-skipped and reported (SPEC 4.1): the others are read as usual.
+An unchanged bucket costs exactly one LIST plus one conditional GET per other device. A
+changed head costs the nodes on the paths that changed (SPEC 4 step 3), each verified
+against its key. A device whose objects cannot be trusted (malformed, failing their hash,
+missing) is skipped and reported (SPEC 4.1): the others are read as usual.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import anyio
-import msgspec
 
 from dropbeard.core.errors import FormatError, IntegrityError, NotFound
 from dropbeard.core.keys import RootKeys
@@ -23,44 +21,62 @@ from dropbeard.core.model import (
     Delete,
     Entry,
     Head,
-    Manifest,
     Registry,
     decode_head,
-    decode_manifest,
     decode_registry,
     decode_tombstones,
 )
 from dropbeard.core.problems import Problem, device_problem
-from dropbeard.core.scope import listing_changes
+from dropbeard.core.treediff import to_entry
 from dropbeard.store.base import Store
 from dropbeard.sync.state import Peer
+from dropbeard.sync.treeread import diff, lookup, walk
+from dropbeard.sync.trees import TreeStore
+
+#: What makes one device unreadable: its own objects, not the store, are at fault.
+UNREADABLE = (FormatError, IntegrityError, NotFound)
 
 
 @dataclass
 class DeviceView:
-    """What we know of one other device after reading the bucket."""
+    """What this pass knows of one other device: its head (`head`, None when it did not
+    change since this device processed it), the snapshot and tree it names, and what
+    changed since the tree processed last (`changes`: path -> entry now, None if gone;
+    every path of the tree when none was processed)."""
 
     device_id: str
-    head: Head
     head_etag: str
-    manifest: Manifest
-    #: tombstones with seq in (peer.tombstone_seq, head.tombstone_seq], oldest first
+    snapshot: str | None
+    tree: str | None
+    tombstone_seq: int
+    head: Head | None = None
+    #: tombstones with seq in (processed seq, head.tombstone_seq], oldest first
     tombstones: list[tuple[int, Delete]] = field(default_factory=list)
-    #: what its manifest processed last held at the paths of `tombstones` (`_held_before`)
+    #: what the tree processed last held at the paths of `tombstones`
     held_before: dict[str, Entry] = field(default_factory=dict)
-    #: the paths whose entry changed since the manifest of it processed last (None: every
-    #: path of `manifest`, when none was processed or it cannot be read any more)
-    changed: set[str] | None = field(default_factory=set)
+    changes: dict[str, Entry | None] = field(default_factory=dict)
+    #: `changes` holds every path of `tree` (no tree of it was processed before)
+    complete: bool = False
 
-    def changed_paths(self) -> set[str]:
-        """The paths this device changed since this one last processed it."""
-        if self.changed is None:
-            return {e.path for e in self.manifest.entries}
-        return self.changed
-
-
-#: What makes one device unreadable: its own objects, not the store, are at fault.
-UNREADABLE = (FormatError, IntegrityError, NotFound)
+    async def entries_of(self, trees: TreeStore, paths: Collection[str] | None) -> dict[str, Entry]:
+        """Its entries at `paths` (every entry when None): those that changed are known,
+        the rest are looked up in its tree."""
+        if self.tree is None:
+            return {}
+        if paths is None:
+            if self.head is not None and self.complete:
+                return {p: e for p, e in self.changes.items() if e is not None}
+            return {p: to_entry(p, e) async for p, e in walk(trees, self.tree)}
+        found: dict[str, Entry] = {}
+        for path in paths:
+            if path in self.changes:
+                entry = self.changes[path]
+            else:
+                held = await lookup(trees, self.tree, path)
+                entry = None if held is None else to_entry(path, held)
+            if entry is not None:
+                found[path] = entry
+        return found
 
 
 @dataclass
@@ -80,19 +96,24 @@ class RemoteRead:
             for dev, why in sorted(self.unreadable.items())
         ]
 
+    def skip(self, dev: str, why: str) -> None:
+        """Treat `dev` as unreadable from now on (an object of it failed when read)."""
+        self.devices.pop(dev, None)
+        self.unreadable[dev] = why
+
 
 async def read_remotes(
     store: Store,
     keys: RootKeys,
+    trees: TreeStore | None,
     *,
     device_id: str,
     peers: dict[str, Peer],
     registry: Registry | None,
     registry_etag: str | None,
-    cache_dir: Path,
-    use_cache: bool = True,
 ) -> RemoteRead:
-    """Every other active device's latest head, manifest and new tombstones."""
+    """Every other active device's latest head, and (given `trees`) what changed in its
+    tree and its new tombstones; without `trees`, the heads alone (`status`)."""
     listed: list[str] = []
     reg_etag_now: str | None = None
     async for page in store.list(keys.devices_prefix, delimiter="/"):
@@ -115,9 +136,7 @@ async def read_remotes(
 
             async def one(dev: str = dev) -> None:
                 try:
-                    view, was_changed = await _read_device(
-                        store, keys, dev, peers.get(dev), cache_dir if use_cache else None
-                    )
+                    view, was_changed = await _read_device(store, keys, trees, dev, peers.get(dev))
                 except UNREADABLE as exc:
                     read.unreadable[dev] = str(exc)
                     return
@@ -139,7 +158,7 @@ async def _read_registry(store: Store, keys: RootKeys) -> tuple[Registry, str | 
 
 
 async def _read_device(
-    store: Store, keys: RootKeys, dev: str, peer: Peer | None, cache_dir: Path | None
+    store: Store, keys: RootKeys, trees: TreeStore | None, dev: str, peer: Peer | None
 ) -> tuple[DeviceView | None, bool]:
     head_key = keys.head(dev)
     known_etag = peer.head_etag if peer else None
@@ -148,121 +167,51 @@ async def _read_device(
     except NotFound:
         return None, False  # registered but never published
     if got is None:
-        assert peer is not None and peer.manifest_id is not None
-        head_data = await _read_cache(cache_dir, dev, "head")
-        if head_data is None:  # cache lost: read again unconditionally
-            got = await store.get_if_changed(head_key, None)
-            assert got is not None
-        else:
-            head = decode_head(head_data, head_key)
-            manifest = await read_manifest(store, keys, dev, head, cache_dir)
-            return DeviceView(dev, head, known_etag or "", manifest), False
+        assert peer is not None and known_etag is not None
+        return DeviceView(dev, known_etag, peer.snapshot, peer.tree, peer.tombstone_seq), False
     data, etag = got
     head = decode_head(data, head_key)
     if head.device_id != dev:
         raise IntegrityError(f"reading {head_key}: it claims device {head.device_id!r}", head_key)
+    view = DeviceView(dev, etag, head.snapshot, head.tree, head.tombstone_seq, head)
+    if trees is None:
+        return view, True
     after = peer.tombstone_seq if peer else 0
-    tombstones: list[tuple[int, Delete]] = []
     if head.tombstone_seq > after:
-        tombstones = await read_tombstones(store, keys, dev, after, head.tombstone_seq)
-    # before the new manifest replaces the one processed last in the cache
-    same = peer is not None and (peer.manifest_id, peer.manifest_sha256) == (
-        head.manifest,
-        head.manifest_sha256,
-    )
-    previous = None if same else await _processed(store, keys, dev, peer, cache_dir)
-    manifest = await read_manifest(store, keys, dev, head, cache_dir)
-    if same:  # a head rewritten for its seen-marks, or a lost cache: the same listing
-        previous = {e.path: e for e in manifest.entries}
-    await _write_cache(cache_dir, dev, "head", data)
-    view = DeviceView(dev, head, etag, manifest, tombstones)
-    if previous is not None:
-        held = {p: previous[p] for p in {gone.path for _, gone in tombstones} if p in previous}
-        view.held_before = held
-        now = {e.path: e for e in manifest.entries}
-        view.changed = await anyio.to_thread.run_sync(listing_changes, previous, now)
-    else:
-        view.changed = None
+        view.tombstones = await read_tombstones(store, keys, dev, after, head.tombstone_seq)
+    await _read_changes(trees, view, peer.tree if peer else None)
     return view, True
 
 
-async def _processed(
-    store: Store, keys: RootKeys, dev: str, peer: Peer | None, cache_dir: Path | None
-) -> dict[str, Entry] | None:
-    """The entries, by path, of the manifest of `dev` this device processed last: what
-    its new manifest is compared with, and what it was seen holding before the paths its
-    new tombstones delete (`core.refusals`). None when there is none, or it is gone or
-    damaged: no evidence, not an error (every path of the new one then counts as
-    changed)."""
-    if peer is None or not peer.manifest_id or not peer.manifest_sha256:
-        return None
+async def _read_changes(trees: TreeStore, view: DeviceView, processed: str | None) -> None:
+    """Fill in what changed in `view`'s tree since the tree `processed` (and what that one
+    held at the paths its tombstones delete). If the processed tree cannot be read any
+    more (gone from the bucket and the cache), every path of the new one counts as
+    changed; if the new one cannot be read, the device is unreadable."""
+    gone = {d.path for _, d in view.tombstones}
     try:
-        previous = await _verified_manifest(
-            store, keys, dev, peer.manifest_id, peer.manifest_sha256, cache_dir, keep=False
-        )
+        await _diff_into(trees, view, processed, gone)
     except UNREADABLE:
-        return None
-    return {e.path: e for e in previous.entries}
+        if processed is None:
+            raise
+        view.changes, view.held_before = {}, {}
+        await _diff_into(trees, view, None, gone)
+        return
+    if processed is not None:
+        for path in sorted(gone - view.held_before.keys()):
+            held = await lookup(trees, processed, path)
+            if held is not None:
+                view.held_before[path] = to_entry(path, held)
 
 
-async def read_manifest(
-    store: Store, keys: RootKeys, dev: str, head: Head, cache_dir: Path | None
-) -> Manifest:
-    """The manifest `head` of device `dev` names, verified against the head's SHA-256
-    (IntegrityError) and fully checked (FormatError); cached under `cache_dir` if given."""
-    return await _verified_manifest(
-        store, keys, dev, head.manifest, head.manifest_sha256, cache_dir, keep=True
-    )
-
-
-async def _verified_manifest(
-    store: Store,
-    keys: RootKeys,
-    dev: str,
-    manifest_id: str,
-    sha256: str,
-    cache_dir: Path | None,
-    *,
-    keep: bool,
-) -> Manifest:
-    """`dev`'s manifest `manifest_id`, checked against `sha256` (from the cache if it holds
-    those bytes); with `keep`, cached as the device's latest."""
-    key = keys.manifest(dev, manifest_id)
-    if cache_dir is not None:
-        cached = await anyio.to_thread.run_sync(_trusted_cache, cache_dir, dev, manifest_id, sha256)
-        if cached is not None:
-            return cached
-    try:
-        data = await store.get(key)
-    except NotFound:
-        raise IntegrityError(f"reading {key}: its head names it, but it is missing", key) from None
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != sha256:
-        raise IntegrityError(
-            f"reading {key}: its SHA-256 {digest} does not match the head's {sha256}", key
-        )
-    manifest = await anyio.to_thread.run_sync(decode_manifest, data, key)
-    if manifest.device_id != dev:
-        raise IntegrityError(f"reading {key}: it claims device {manifest.device_id!r}", key)
-    if keep:  # cached only once fully validated: a cache hit (same SHA-256) skips that
-        await _write_cache(cache_dir, dev, manifest_id, data)
-    return manifest
-
-
-def _trusted_cache(cache_dir: Path, dev: str, manifest_id: str, sha256: str) -> Manifest | None:
-    try:
-        data = (cache_dir / dev / f"{manifest_id}.json").read_bytes()
-    except OSError:
-        return None
-    if hashlib.sha256(data).hexdigest() != sha256:
-        return None
-    try:
-        return _MANIFEST_DECODER.decode(data)
-    except msgspec.DecodeError:
-        return None
-
-
-_MANIFEST_DECODER = msgspec.json.Decoder(Manifest)
+async def _diff_into(
+    trees: TreeStore, view: DeviceView, processed: str | None, gone: set[str]
+) -> None:
+    async for path, old, new in diff(trees, processed, view.tree):
+        view.changes[path] = None if new is None else to_entry(path, new)
+        if old is not None and path in gone:
+            view.held_before[path] = to_entry(path, old)
+    view.complete = processed is None
 
 
 async def read_tombstones(
@@ -281,31 +230,3 @@ async def read_tombstones(
                 batch = decode_tombstones(await store.get(obj.key), obj.key)
                 found.extend((seq, d) for d in batch.deletes)
     return found
-
-
-async def _read_cache(cache_dir: Path | None, dev: str, name: str) -> bytes | None:
-    if cache_dir is None:
-        return None
-    path = cache_dir / dev / f"{name}.json"
-    try:
-        return await anyio.Path(path).read_bytes()
-    except OSError:
-        return None
-
-
-async def _write_cache(cache_dir: Path | None, dev: str, name: str, data: bytes) -> None:
-    if cache_dir is None:
-        return
-
-    def write() -> None:
-        folder = cache_dir / dev
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{name}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, folder / f"{name}.json")
-        if name != "head":  # keep only the latest manifest of each device
-            for old in folder.glob("*.json"):
-                if old.name not in (f"{name}.json", "head.json"):
-                    old.unlink(missing_ok=True)
-
-    await anyio.to_thread.run_sync(write)

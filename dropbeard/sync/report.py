@@ -19,6 +19,8 @@ from dropbeard.sync.drift import find_drift
 from dropbeard.sync.remote import read_remotes
 from dropbeard.sync.root import RootPaths, open_online
 from dropbeard.sync.state import State
+from dropbeard.sync.treecache import NodeCache
+from dropbeard.sync.trees import TreeStore
 
 
 class ConflictView(msgspec.Struct):
@@ -28,7 +30,7 @@ class ConflictView(msgspec.Struct):
 
 class DeviceStatus(msgspec.Struct):
     device_id: str
-    manifest: str | None
+    snapshot: str | None
     published_at: str | None
     seen_our_latest: bool | None
 
@@ -48,7 +50,7 @@ class StatusReport(msgspec.Struct, kw_only=True):
     counts: dict[str, int] = {}
     conflicts: list[ConflictView] = []
     problems: list[dict[str, str]] = []
-    last_manifest: str | None = None
+    last_snapshot: str | None = None
     devices: list[DeviceStatus] = []
     devices_error: str | None = None
     drift: list[str] = []
@@ -64,7 +66,7 @@ class StatusReport(msgspec.Struct, kw_only=True):
 
 def _local_part(state: State, report: StatusReport) -> None:
     report.counts = state.statuses()
-    report.last_manifest = state.get_meta("last_manifest")
+    report.last_snapshot = state.get_meta("last_snapshot")
     report.halted = state.get_meta("halted")
     report.problems = [
         {"path": p.path, "kind": p.kind, "message": p.message} for p in state.problems()
@@ -104,31 +106,31 @@ async def gather(
     report.devices_checked = True
     store = opener(cfg.remote)
     try:
+        keys = RootKeys(cfg.root_id)
         read = await read_remotes(
             store,
-            RootKeys(cfg.root_id),
+            keys,
+            None,
             device_id=cfg.device_id,
             peers={},
             registry=None,
             registry_etag=None,
-            cache_dir=paths.cache / "status-unused",
-            use_cache=False,
         )
-        report.drift = await find_drift(
-            store, RootKeys(cfg.root_id), cfg.device_id, report.last_manifest
-        )
+        trees = TreeStore(store, keys, NodeCache(paths.trees))
+        report.drift = await find_drift(store, trees, cfg.device_id, report.last_snapshot)
         # a device whose objects could not be trusted is listed, unknown (a problem names it)
         report.devices += [DeviceStatus(dev, None, None, None) for dev in read.unreadable]
         for dev, view in sorted(read.devices.items()):
+            assert view.head is not None  # read afresh: no head was processed before
             mark = view.head.seen.get(cfg.device_id)
             report.devices.append(
                 DeviceStatus(
                     dev,
-                    view.head.manifest,
+                    view.head.snapshot,
                     view.head.published_at,
                     None
-                    if report.last_manifest is None
-                    else bool(mark and mark.manifest == report.last_manifest),
+                    if report.last_snapshot is None
+                    else bool(mark and mark.snapshot == report.last_snapshot),
                 )
             )
     except (DropbeardError, BaseExceptionGroup) as exc:
@@ -136,7 +138,7 @@ async def gather(
         if error is None:
             raise
         report.devices_error = str(error)
-        report.devices = [DeviceStatus(d, p.manifest_id, None, None) for d, p in peers.items()]
+        report.devices = [DeviceStatus(d, p.snapshot, None, None) for d, p in peers.items()]
     finally:
         await store.aclose()
     report.devices.sort(key=lambda d: d.device_id)

@@ -49,7 +49,13 @@ class RootPaths:
 
     @property
     def cache(self) -> Path:
+        """What history and gc read, kept to be read again (`history_trees`, `log_cache`)."""
         return self.dot / "cache"
+
+    @property
+    def trees(self) -> Path:
+        """The pass's own node cache, `.dropbear/trees/` (SPEC 2; `sync.treecache`)."""
+        return self.dot / "trees"
 
     @property
     def history_trees(self) -> Path:
@@ -61,11 +67,6 @@ class RootPaths:
     def log_cache(self) -> Path:
         """Snapshot objects and tombstone batches read, laid out as `devices/` is."""
         return self.cache / "log"
-
-    @property
-    def written_trees(self) -> Path:
-        """The pass's own node cache, `.dropbear/trees/` (SPEC 2)."""
-        return self.dot / "trees"
 
     @property
     def lock(self) -> Path:

@@ -1,5 +1,6 @@
 """The local index `.dropbear/state.sqlite` (WAL): stat cache, base versions, statuses,
-counters, other devices' progress, pending multipart uploads, problems (IO: sqlite).
+counters, this device's last published tree, other devices' progress (their processed
+snapshot and tree), pending multipart uploads, problems (IO: sqlite).
 
 Methods are synchronous and short; async callers run them in a worker thread (the engine
 owns one `State` per root and never uses it from two threads at once). Writes that
@@ -14,27 +15,34 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import msgspec
 
 from dropbeard.core.errors import DropbeardError
+from dropbeard.core.passrules import base_status
+from dropbeard.core.plan import Base, publishable
 from dropbeard.core.problems import Problem
 from dropbeard.store.base import PendingUpload
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: bucket format 2 (trees). An index of schema 1 (format 1, one manifest per publish)
+is refused: its device's bucket objects are format 1, which this dropbeard does not read."""
 
+_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS files (
     path     TEXT PRIMARY KEY,
     size     INTEGER, mtime_ns INTEGER, inode INTEGER, ctime_ns INTEGER, sha256 TEXT,
     base     BLOB,
-    status   TEXT NOT NULL DEFAULT 'clean'
+    status   TEXT NOT NULL DEFAULT 'clean',
+    blob     TEXT
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS files_blob ON files (blob) WHERE blob IS NOT NULL;
 CREATE TABLE IF NOT EXISTS peers (
-    device_id       TEXT PRIMARY KEY,
-    head_etag       TEXT,
-    manifest_id     TEXT,
-    manifest_sha256 TEXT,
-    tombstone_seq   INTEGER NOT NULL DEFAULT 0
+    device_id     TEXT PRIMARY KEY,
+    head_etag     TEXT,
+    snapshot      TEXT,
+    tree          TEXT,
+    tombstone_seq INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads (
     key TEXT PRIMARY KEY, upload_id TEXT NOT NULL, part_size INTEGER NOT NULL
@@ -53,10 +61,13 @@ StatRow = tuple[int, int, int, int, str]  # size, mtime_ns, inode, ctime_ns, sha
 
 @dataclass(frozen=True, slots=True)
 class Peer:
+    """How far this device processed another one: the head (etag) it read last, that
+    head's snapshot id and root tree (None: it publishes nothing) and tombstone seq."""
+
     device_id: str
     head_etag: str | None
-    manifest_id: str | None
-    manifest_sha256: str | None
+    snapshot: str | None
+    tree: str | None
     tombstone_seq: int
 
 
@@ -80,16 +91,13 @@ class State:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=10000")
-            db.executescript(_SCHEMA)
+            db.execute(_META)
             state = cls(db, path)
             version = state.get_meta("schema_version")
+            _check_schema(path, version)
+            db.executescript(_SCHEMA)
             if version is None:
                 state.set_meta("schema_version", str(SCHEMA_VERSION))
-            elif int(version) > SCHEMA_VERSION:
-                raise StateError(
-                    f"opening {path}: written by a newer dropbeard (schema {version}, this "
-                    f"one knows {SCHEMA_VERSION}); upgrade dropbeard"
-                )
             return state
         except sqlite3.DatabaseError as exc:
             raise StateError(f"opening {path}: the local index is unreadable ({exc})") from exc
@@ -113,7 +121,7 @@ class State:
         value = self.get_meta(key)
         return default if value is None else int(value)
 
-    def reserve(self, counter: int, tombstone_seq: int, manifest_id: str) -> None:
+    def reserve(self, counter: int, tombstone_seq: int, snapshot: str | None) -> None:
         """Record the ids a publish is about to use, before it writes anything that uses
         them (SPEC 4 step 1): each meta `reserved_*` only ever grows, and a pass never
         uses an id at or below it again, even if it crashed before its commit."""
@@ -121,8 +129,8 @@ class State:
             for key, value in (("reserved_counter", counter), ("reserved_seq", tombstone_seq)):
                 if value > self.get_int(key):
                     self.set_meta(key, str(value))
-            if manifest_id > (self.get_meta("reserved_manifest") or ""):
-                self.set_meta("reserved_manifest", manifest_id)
+            if snapshot is not None and snapshot > (self.get_meta("reserved_snapshot") or ""):
+                self.set_meta("reserved_snapshot", snapshot)
 
     # -- files ----------------------------------------------------------------------
 
@@ -201,18 +209,31 @@ class State:
             ((p, *row) for p, row in rows),
         )
 
-    def put_bases(self, rows: Iterable[tuple[str, bytes | None, str]]) -> None:
-        """Set (path, encoded base or None to forget the path, status)."""
-        forget: list[tuple[str, bytes | None, str]] = []
-        keep: list[tuple[str, bytes | None, str]] = []
-        for path, base, status in rows:
-            (forget if base is None else keep).append((path, base, status))
-        self._db.executemany("DELETE FROM files WHERE path=?", ((p,) for p, _, _ in forget))
+    def put_bases(self, rows: Iterable[tuple[str, Base | None]]) -> None:
+        """Set (path, base, or None to forget the path): its status follows from the base
+        (`core.passrules.base_status`), and the blob of the file it publishes is recorded
+        for `holds_blob`."""
+        forget: list[str] = []
+        keep: list[tuple[str, bytes, str, str | None]] = []
+        for path, base in rows:
+            if base is None:
+                forget.append(path)
+            else:
+                listed = publishable(base)
+                blob = listed.sha256 if listed is not None else None
+                keep.append((path, _BASE_ENCODER.encode(base), base_status(base), blob))
+        self._db.executemany("DELETE FROM files WHERE path=?", ((p,) for p in forget))
         self._db.executemany(
-            "INSERT INTO files (path, base, status) VALUES (?, ?, ?) ON CONFLICT(path) "
-            "DO UPDATE SET base=excluded.base, status=excluded.status",
+            "INSERT INTO files (path, base, status, blob) VALUES (?, ?, ?, ?) ON CONFLICT(path) "
+            "DO UPDATE SET base=excluded.base, status=excluded.status, blob=excluded.blob",
             keep,
         )
+
+    def holds_blob(self, sha256: str) -> bool:
+        """True if an agreed path of this device's listing is a file of these bytes: the
+        blob is in the bucket, reached by this device's current head (SPEC 8.2)."""
+        row = self._db.execute("SELECT 1 FROM files WHERE blob=? LIMIT 1", (sha256,)).fetchone()
+        return row is not None
 
     def forget_stats(self, paths: Iterable[str]) -> None:
         self._db.executemany(
@@ -226,20 +247,14 @@ class State:
 
     def peers(self) -> dict[str, Peer]:
         rows = self._db.execute(
-            "SELECT device_id, head_etag, manifest_id, manifest_sha256, tombstone_seq FROM peers"
+            "SELECT device_id, head_etag, snapshot, tree, tombstone_seq FROM peers"
         )
         return {r[0]: Peer(*r) for r in rows}
 
     def put_peer(self, peer: Peer) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO peers VALUES (?, ?, ?, ?, ?)",
-            (
-                peer.device_id,
-                peer.head_etag,
-                peer.manifest_id,
-                peer.manifest_sha256,
-                peer.tombstone_seq,
-            ),
+            (peer.device_id, peer.head_etag, peer.snapshot, peer.tree, peer.tombstone_seq),
         )
 
     # -- pending --------------------------------------------------------------------
@@ -301,6 +316,25 @@ class State:
     def pending_uploads(self) -> Iterator[PendingUpload]:
         for key, upload_id, part_size in self._db.execute("SELECT * FROM uploads"):
             yield PendingUpload(str(key), str(upload_id), int(part_size))
+
+
+_BASE_ENCODER = msgspec.json.Encoder()
+
+
+def _check_schema(path: Path, version: str | None) -> None:
+    """StateError unless an index of schema `version` (None: a new one) can be used."""
+    if version is None or int(version) == SCHEMA_VERSION:
+        return
+    if int(version) > SCHEMA_VERSION:
+        raise StateError(
+            f"opening {path}: written by a newer dropbeard (schema {version}, this "
+            f"one knows {SCHEMA_VERSION}); upgrade dropbeard"
+        )
+    raise StateError(
+        f"opening {path}: written by an earlier dropbeard for bucket format 1, which this "
+        "one does not read; move that root's .dropbear/ folder away and run `dropbeard "
+        "init` again, with a new remote (or --root-id) for the folder"
+    )
 
 
 def _below(folder: str) -> tuple[str, str]:

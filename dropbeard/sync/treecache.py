@@ -154,9 +154,13 @@ class NodeCache:
         return self._index
 
     def _scan(self) -> OrderedDict[str, tuple[int, float]]:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            # never its parents: a root that vanished (unmounted) is not made again here
+            self.directory.mkdir(exist_ok=True)
+        except OSError:
+            return OrderedDict()  # no cache: every node is read from the bucket
         found: list[tuple[float, str, int]] = []
-        with os.scandir(self.directory) as entries:
+        with contextlib.suppress(OSError), os.scandir(self.directory) as entries:
             for entry in entries:
                 if entry.name.startswith(_TEMP_PREFIX):
                     with contextlib.suppress(OSError):

@@ -104,7 +104,7 @@ class TreeStore:
         self._memory: OrderedDict[str, tuple[Node, int]] = OrderedDict()
         self._memory_bytes = 0
         self._memory_budget = memory_budget
-        self._present_for = present_for
+        self.present_for = present_for
         self._clock = clock
         self._loading: dict[str, _Loading] = {}
         #: nodes written to or read from the bucket, when no disk cache records that
@@ -198,7 +198,7 @@ class TreeStore:
         if self.cache is None:
             return False
         seen = self.cache.seen_at(digest)
-        return seen is not None and self._clock() - seen < self._present_for
+        return seen is not None and self._clock() - seen < self.present_for
 
     async def write(self, nodes: Iterable[tuple[str, bytes]]) -> None:
         """Make sure every node (digest, canonical bytes) is in the bucket."""

@@ -62,7 +62,7 @@ async def upkeep(paths: RootPaths, cfg: RootConfig, store: Store) -> Upkeep:
     trees = TreeStore(store, keys, NodeCache(paths.history_trees))
     reader = SnapshotReader(store, keys, paths.log_cache)
     gc = await collect_garbage(store, keys, trees, snapshots=reader)
-    written = paths.written_trees
+    written = paths.trees
     cache = NodeCache(written) if await anyio.Path(written).is_dir() else None
     repair = await repair_own_head(store, keys, cfg.device_id, paths.root, trees, cache)
     return Upkeep(gc, repair)

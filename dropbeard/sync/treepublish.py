@@ -1,0 +1,168 @@
+"""Publishing this device's listing (SPEC 4 step 7): the tree it published last with the
+pass's changes applied — only the nodes on their paths rebuilt and uploaded — then its
+tombstones, snapshot and head, when anything changed (IO: tree nodes, store, state.sqlite
+through `Bases`).
+
+A first publish builds the tree folder by folder (`treewrite.build`). So does a publish
+whose last tree cannot be read any more (its nodes gone from the bucket and the cache, or
+damaged): it is built again from what the agreed bases publish, which is the same listing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import anyio
+
+from dropbeard.core.errors import FormatError, IntegrityError, NotFound
+from dropbeard.core.model import Entry
+from dropbeard.core.passrules import seen_marks
+from dropbeard.core.plan import Base, Plan
+from dropbeard.core.problems import Problem
+from dropbeard.core.tree import TreeEntry
+from dropbeard.core.treechanges import TreeChanges, tree_changes
+from dropbeard.core.treediff import to_tree_entry, tree_order
+from dropbeard.sync.bases import Bases
+from dropbeard.sync.inputs import Loaded
+from dropbeard.sync.passrun import PassRun
+from dropbeard.sync.publish import Listing, Published, Reservation, publish
+from dropbeard.sync.remote import RemoteRead
+from dropbeard.sync.treeread import walk
+from dropbeard.sync.treewrite import build, update
+
+#: This device's own tree failed to read: rebuilt from the local index instead.
+_OWN_TREE_FAILED = (FormatError, IntegrityError, NotFound, ValueError)
+
+
+@dataclass(frozen=True)
+class Publication:
+    """The publish step's outcome: `published` is None when nothing was written (a mode
+    that does not publish, or an idle pass); `problems` what it found (paths it could not
+    list, its own last tree unreadable)."""
+
+    published: Published | None
+    tombstones: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+
+async def publish_if_changed(
+    run: PassRun,
+    loaded: Loaded,
+    plan: Plan,
+    settled: RemoteRead | None,
+    bases: Bases,
+    base: Mapping[str, Base],
+    untracked: list[str],
+) -> Publication:
+    """Publish the tree of what this device really holds (`plan`'s listing, with every
+    path that failed as its base says: `core.passrules.held_listing`) and the plan's
+    tombstones, with seen-marks for the settled devices, if the tree or the tombstones
+    changed. `base` holds the bases of the plan's paths before the pass (every base for a
+    full reconcile); `untracked` the paths no longer tracked, which leave the tree."""
+    if not plan.publishes:
+        return Publication(None)
+
+    def changes() -> TreeChanges:
+        return tree_changes(plan, base, bases.of(untracked) if untracked else None)
+
+    found = await anyio.to_thread.run_sync(changes)
+    problems = [_unlisted(path) for path in found.orphans]
+    first = loaded.last_tree is None or loaded.mend_head
+    if not (found.changes or plan.tombstones or first):
+        return Publication(None, problems=problems)
+    listing = await _new_listing(run, loaded, found, bases, problems)
+    if listing.tree == loaded.last_tree and not (plan.tombstones or loaded.mend_head):
+        return Publication(None, problems=problems)
+    heads = {} if settled is None else settled.devices
+
+    async def reserve(ids: Reservation) -> None:
+        await anyio.to_thread.run_sync(
+            run.state.reserve, ids.counter, ids.tombstone_seq, ids.snapshot
+        )
+
+    published = await publish(
+        run.store,
+        run.keys,
+        device_id=run.cfg.device_id,
+        listing=listing,
+        tombstones=plan.tombstones,
+        last=loaded.last_ids,
+        seen=seen_marks(loaded.peers, heads),
+        now=run.now,
+        counter=plan.counter,
+        reserve=reserve,
+    )
+    return Publication(published, len(plan.tombstones), problems)
+
+
+async def _new_listing(
+    run: PassRun, loaded: Loaded, found: TreeChanges, bases: Bases, problems: list[Problem]
+) -> Listing:
+    """The new tree, in the bucket, and what it holds: the last one updated, or (first
+    publish, or the last one unreadable) one built from the whole listing."""
+    last = loaded.last_tree
+    if last is not None:
+        try:
+            changes = await anyio.to_thread.run_sync(found.tree_entries)
+            tree = await update(run.trees, last, changes)
+        except _OWN_TREE_FAILED as exc:
+            problems.append(_own_tree_unreadable(run.keys.tree(last), exc))
+        else:
+            if loaded.last_files is None or loaded.last_bytes is None:
+                return await _counted(run, tree)
+            return Listing(tree, loaded.last_files + found.files, loaded.last_bytes + found.bytes)
+    items = await anyio.to_thread.run_sync(_whole_listing, bases, found)
+    tree = await build(run.trees, items)
+    files = [e for _, e in items if e.type == "file"]
+    return Listing(tree, len(files), sum(e.size or 0 for e in files))
+
+
+async def _counted(run: PassRun, tree: str) -> Listing:
+    """`tree` with its files counted (once, when the count was not known: recovery)."""
+    files = size = 0
+    async for _, entry in walk(run.trees, tree):
+        if entry.type == "file":
+            files += 1
+            size += entry.size or 0
+    return Listing(tree, files, size)
+
+
+def _whole_listing(bases: Bases, found: TreeChanges) -> list[tuple[str, TreeEntry]]:
+    """Every (path, tree entry) the new tree lists, in tree order: what the agreed bases
+    publish with the changes applied, without a path whose folder it does not list."""
+    listed: dict[str, Entry] = bases.listing()
+    for path, (_, new) in found.changes.items():
+        if new is None:
+            listed.pop(path, None)
+        else:
+            listed[path] = new
+    return list(_under_folders(sorted(listed.items(), key=lambda item: tree_order(item[0]))))
+
+
+def _under_folders(ordered: list[tuple[str, Entry]]) -> Iterator[tuple[str, TreeEntry]]:
+    """The entries of `ordered` (tree order) whose every folder is listed as a folder."""
+    folders: set[str] = set()
+    for path, entry in ordered:
+        parent = path.rpartition("/")[0]
+        if parent and parent not in folders:
+            continue
+        if entry.type == "dir":
+            folders.add(path)
+        yield path, to_tree_entry(entry)
+
+
+def _unlisted(path: str) -> Problem:
+    return Problem(
+        path=path,
+        kind="unlisted",
+        message=f"{path} is not published: this device does not list its folder as one",
+    )
+
+
+def _own_tree_unreadable(key: str, exc: Exception) -> Problem:
+    return Problem(
+        path=key,
+        kind="integrity",
+        message=f"this device's last tree cannot be read ({exc}); published it anew",
+    )

@@ -1,8 +1,8 @@
-"""What one change costs with the bucket format dropbeard writes today: the figures of
-issue 10's table (format 1 baseline, then format 2), measured through the CLI only.
-Prints numbers; asserts nothing.
+"""What one change costs with the bucket format dropbeard writes (format 2): the figures
+of issue 10's table and targets, measured through the CLI, and (section "as the daemon
+runs them") in this process. Prints numbers; asserts nothing.
 
-  .venv/bin/python bench/bench_format.py [--files 20000] [--remote DIR] [--keep]
+  .venv/bin/python bench/bench_format.py [--files 20000] [--remote DIR] [--s3] [--keep]
 
 The tree: tiny unique files, ~100 per folder, three levels deep (`deep/aN/bN/cN/`), plus
 one flat folder (`flat/`, 50,000 files at 100,000) and one top-level folder holding 1,000
@@ -13,6 +13,15 @@ Two devices (`a` holds the tree, `b` starts empty) share a local-directory remot
 gained), so the script measures any format. What each pass of an edit reads from the
 bucket (bytes, objects, folders opened) is counted by a second, identical round under
 `strace` (skipped where strace is missing); CPU comes from the untraced round.
+
+Then the same edits as a daemon makes them (`bench/formatpass.py`): the editing device's
+pass over the edited path after its watcher event, the other device's pass after that
+head moved, in this process with the node cache kept across passes: each pass's own CPU,
+every request, the bytes read, each object written (tree nodes with their sizes).
+
+`--s3` runs it all against SeaweedFS on loopback (started and stopped here, by its PID)
+instead of a local directory: what the bucket gained is then listed over S3, and the
+strace round is left out (the in-process passes count what they read).
 """
 
 from __future__ import annotations
@@ -30,6 +39,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.formatpass import daemonlike
 
 FULL_SCALE = 100_000  # the tree's shape at and above this many files
 
@@ -102,13 +116,19 @@ Listing = dict[str, tuple[int, int, int]]
 
 
 class Bench:
-    def __init__(self, work: Path, remote: Path) -> None:
-        self.work, self.remote = work, remote
+    def __init__(self, work: Path, remote: Path, s3: Any = None) -> None:
+        self.work, self.remote, self.s3 = work, remote, s3
         # PYTHONDONTWRITEBYTECODE would make every command compile dropbeard again
         skip = ("AWS_", "DROPBEAR_", "PYTHONDONTWRITEBYTECODE")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
         self.env["XDG_CONFIG_HOME"] = str(work / "config")
         self.env["XDG_RUNTIME_DIR"] = str(work)
+        self.url, self.init_args = str(remote), []
+        if s3 is not None:  # a SeaweedFS (tests.seaweed.Seaweed) and a fresh prefix in it
+            self.env["DROPBEAR_S3_ACCESS_KEY_ID"] = s3.access_key
+            self.env["DROPBEAR_S3_SECRET_ACCESS_KEY"] = s3.secret_key
+            self.url = f"s3://{s3.bucket}/bench-{os.getpid()}"
+            self.init_args = ["--endpoint-url", s3.endpoint, "--addressing-style", "path"]
 
     def cli(self, *args: str) -> Run:
         return spawn([sys.executable, "-m", "dropbeard", *args], self.env)
@@ -118,13 +138,36 @@ class Bench:
         return run, json.loads(run.out)
 
     def bucket(self) -> Listing:
-        """Every object: relative key -> (size, inode, mtime_ns)."""
+        """Every object: relative key -> (size, inode, mtime_ns); over S3, (size, a hash
+        of its etag, its LastModified)."""
+        if self.s3 is not None:
+            return self._s3_bucket()
         found = {}
         for dirpath, _, names in os.walk(self.remote):
             for name in names:
                 st = os.stat(os.path.join(dirpath, name))
                 key = os.path.relpath(os.path.join(dirpath, name), self.remote)
                 found[key] = (st.st_size, st.st_ino, st.st_mtime_ns)
+        return found
+
+    def _s3_bucket(self) -> Listing:
+        import boto3
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.s3.endpoint,
+            aws_access_key_id=self.s3.access_key,
+            aws_secret_access_key=self.s3.secret_key,
+            region_name="us-east-1",
+        )
+        found = {}
+        prefix = self.url.split("/", 3)[3] + "/"
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.s3.bucket, Prefix=prefix
+        ):
+            for obj in page.get("Contents", []):
+                stamp = int(obj["LastModified"].timestamp() * 1e9)
+                found[obj["Key"]] = (obj["Size"], hash(obj["ETag"]), stamp)
         return found
 
 
@@ -248,14 +291,15 @@ def edit_once(bench: Bench, a: Path, b: Path, rel: str, traced: bool) -> dict[st
 
 def edit(bench: Bench, a: Path, b: Path, rel: str, label: str) -> dict[str, str]:
     """One edit on a, pulled by b: CPU from a plain round, what each pass read from the
-    bucket from a second round under strace."""
-    plain, traced = edit_once(bench, a, b, rel, False), edit_once(bench, a, b, rel, True)
+    bucket from a second round under strace (a local-directory remote only)."""
+    plain = edit_once(bench, a, b, rel, False)
+    traced = edit_once(bench, a, b, rel, True) if bench.s3 is None else {}
     objects, wrote, gained = plain["a_wrote"]  # type: ignore[misc]
     b_objects, b_wrote, _ = plain["b_wrote"]  # type: ignore[misc]
     push, pull = plain["a_run"], plain["b_run"]
     assert isinstance(push, Run) and isinstance(pull, Run)
-    a_read = traced["a_traffic"] or "n/a (no strace)"
-    b_read = traced["b_traffic"] or "n/a (no strace)"
+    a_read = traced.get("a_traffic") or "n/a (no strace, or S3)"
+    b_read = traced.get("b_traffic") or "n/a (no strace, or S3)"
     print(
         f"edit {label} ({rel}):\n  a publishes it: {push.cpu:.2f} s CPU, wrote {objects} "
         f"objects ({size(wrote)}), the bucket gained {size(gained)}; read {a_read}\n"
@@ -300,12 +344,21 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=20_000, help="tracked files (20000)")
     parser.add_argument("--remote", type=Path, help="the remote directory (default: temporary)")
     parser.add_argument("--keep", action="store_true", help="keep the trees and the remote")
+    parser.add_argument("--s3", action="store_true", help="SeaweedFS on loopback, not a folder")
     args = parser.parse_args()
     shape = Shape.of(args.files)
     work = Path(tempfile.mkdtemp(prefix="dropbeard-format-"))
     remote = args.remote or work / "remote"
     if remote.exists() and any(remote.iterdir()):
         raise SystemExit(f"--remote {remote} is not empty")
+    server = None
+    if args.s3:
+        import anyio
+
+        from tests.seaweed import Seaweed
+
+        server = Seaweed.start(work / "seaweed")
+        anyio.run(server.wait_writable)
     try:
         a, b = work / "a", work / "b"
         began = time.perf_counter()
@@ -316,13 +369,14 @@ def main() -> None:
             f"{shape.flat} in flat/, {shape.wide} sub-folders in wide/), built in "
             f"{time.perf_counter() - began:.0f} s; remote {remote}"
         )
-        bench = Bench(work, remote)
+        bench = Bench(work, remote, server)
         for root, device in ((a, "a"), (b, "b")):
             bench.cli(
                 "init",
                 str(root),
                 "--remote",
-                str(remote),
+                bench.url,
+                *bench.init_args,
                 "--root-id",
                 "bench",
                 "--device-id",
@@ -334,11 +388,16 @@ def main() -> None:
         row |= edit(bench, a, b, shape.deep_path(shape.deep // 2), "3 deep")
         if shape.flat:
             row |= edit(bench, a, b, f"flat/f{shape.flat // 2:06d}.txt", "in flat/")
+        row |= daemonlike(bench.env, a, b, shape.deep_path(shape.deep // 3), "3 deep")
+        if shape.flat:
+            row |= daemonlike(bench.env, a, b, f"flat/f{shape.flat // 3:06d}.txt", "in flat/")
         row |= daemon_rss(bench, a)
         print(f"\n| tracked files | {' | '.join(row)} |")
         print(f"| --- |{' --- |' * len(row)}")
         print(f"| {shape.files:,} | {' | '.join(row.values())} |")
     finally:
+        if server is not None:
+            server.stop()  # by the PID this script started
         if args.keep:
             print(f"kept {work}")
         else:

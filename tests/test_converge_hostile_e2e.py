@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,6 +111,40 @@ def test_a_node_not_matching_its_key_is_refused(remote: Bucket, tmp_path: Path) 
     b.sync()
     assert b.read("real.txt") == b"what a really holds\n"
     assert not b.path("planted.txt").exists()
+
+
+def test_a_node_that_fails_when_looked_up_skips_its_device_for_the_pass(
+    remote: Bucket, tmp_path: Path
+) -> None:
+    """A node a pass did not diff (its device's head did not move) but must look a path up
+    in: damaged, it makes that device unreadable for the pass, like a damaged head."""
+    a, b = devices(remote, tmp_path, "a", "b")
+    a.write("docs/x.txt", "x\n")
+    a.write("keep.txt", "k\n")
+    a.sync()
+    b.sync()
+    head = json.loads(remote.get(remote.keys.head("a")))
+    top = json.loads(remote.get(remote.keys.tree(head["tree"])))
+    (docs,) = (e["tree"] for e in top["entries"] if e["name"] == "docs")
+    remote.put(remote.keys.tree(docs), b"not that node")
+    shutil.rmtree(b.path(".dropbear/trees"))  # b read it once: not any more
+    b.write("docs/x.txt", "edited on b\n")  # reconciling it looks it up in a's tree
+
+    got = b.sync(code=11)
+
+    line = one_error_line(got.err)
+    assert "device 'a'" in line and remote.keys.tree(docs) in line, line
+    listed = {e.path: e.sha256 for e in remote.listing("b").entries}
+    assert listed["docs/x.txt"] == sha(b"edited on b\n")  # b's own change still went out
+    # b published the same listing as a, so the same tree: its own last tree holds that
+    # node too, so b built its tree anew from its index, and says so (naming its root)
+    status = remote.cli("status", str(b.root), "--json", "--offline").json
+    problems = {(p["path"], p["kind"]): p["message"] for p in status["problems"]}
+    assert list(problems) == [
+        ("devices/a/", "integrity"),
+        (remote.keys.tree(head["tree"]), "integrity"),
+    ]
+    assert remote.keys.tree(docs) in problems[(remote.keys.tree(head["tree"]), "integrity")]
 
 
 # --- one bad device among good ones (SPEC 4.1) ---------------------------------------------

@@ -107,6 +107,21 @@ def test_the_cache_evicts_the_least_recently_used_past_its_budget(tmp_path: Path
     assert reopened.size <= size * 2 and nodes[4][0] in reopened
 
 
+async def test_the_cache_never_makes_the_folders_above_it(
+    bucket: CountingStore, tmp_path: Path
+) -> None:
+    """A root unmounted while its daemon runs: the cache works without a folder (every
+    node from the bucket) and never makes the root again in its place."""
+    digest, data = node_bytes("a")
+    await bucket.put(KEYS.tree(digest), data)
+    gone = tmp_path / "unmounted-root" / ".dropbear" / "trees"
+    trees = TreeStore(bucket, KEYS, NodeCache(gone))
+
+    assert (await trees.node(digest)).entries is not None
+    await trees.write([node_bytes("b")])
+    assert not (tmp_path / "unmounted-root").exists()
+
+
 def test_the_cache_clears_leftovers_and_ignores_strangers(tmp_path: Path) -> None:
     digest, data = node_bytes("a")
     (tmp_path / f".tmp-{digest}-1-0").write_bytes(data[:5])  # a write cut short

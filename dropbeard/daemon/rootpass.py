@@ -28,6 +28,7 @@ from dropbeard.sync.engine import PassOptions, run_pass
 from dropbeard.sync.meter import PassMeter, Stage, Transfer
 from dropbeard.sync.root import RootPaths, open_online, root_lock
 from dropbeard.sync.state import Peer
+from dropbeard.sync.treecache import NodeCache
 from dropbeard.sync.upkeep import upkeep
 
 #: Builds the store for a root's remote with the given transfer concurrency.
@@ -56,6 +57,8 @@ class RootSync:
         self._heads: dict[str, str] = {}  # device -> head etag last seen
         self._seeded = False
         self._problems: set[tuple[str, str]] = set()
+        #: `.dropbear/trees/`, its index read once for every pass rather than by each
+        self._node_cache = NodeCache(self.paths.trees)
 
     @property
     def ready_to_poll(self) -> bool:
@@ -88,6 +91,7 @@ class RootSync:
                     only=only,
                     meter=self._meter,
                     on_change=self._changed_path,
+                    node_cache=self._node_cache,
                 )
                 try:
                     summary = await run_pass(self.paths, cfg, state, store, opts)

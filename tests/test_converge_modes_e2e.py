@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
+from dropbeard.core.model import decode_head
 from dropbeard.core.summary import Summary
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.factory import open_store
@@ -86,10 +87,15 @@ def test_download_only_pulls_keeps_local_edits_and_never_publishes(
     assert d.read("kept.txt") == b"d's local edit, a never touches this file\n"
     assert d.read("own.txt") == b"only on d\n"
 
-    # nothing of d's ever reaches the bucket: no head, no blob of its bytes
+    # nothing of d's content ever reaches the bucket: its head names no snapshot and no
+    # tree, only how far d has processed a (SPEC 1.3); no blob of its bytes
     objects = remote.objects()
-    assert not remote.has_head("d")
-    assert not any(k.startswith(remote.keys.device_prefix("d")) for k in objects)
+    assert [k for k in objects if k.startswith(remote.keys.device_prefix("d"))] == [
+        remote.keys.head("d")
+    ]
+    head = decode_head(remote.get(remote.keys.head("d")), "head")
+    assert (head.snapshot, head.tree, head.tombstone_seq) == (None, None, 0)
+    assert head.seen["a"].snapshot is not None
     for data in (b"only on d\n", b"d's local edit of doc\n", b"d's local edit, a never"):
         assert blob_key(remote, data) not in objects
     summary(a)
@@ -120,7 +126,9 @@ def test_archive_only_pulls_keeps_deleted_files_publishes_nothing(
     assert r.read("x.txt") == b"x.txt v1\n"
 
     objects = remote.objects()
-    assert not any(k.startswith(remote.keys.device_prefix("r")) for k in objects)
+    mine = [k for k in objects if k.startswith(remote.keys.device_prefix("r"))]
+    assert mine == [remote.keys.head("r")]  # its seen-marks only (SPEC 1.3)
+    assert decode_head(remote.get(remote.keys.head("r")), "head").tree is None
     assert blob_key(remote, b"the archive's own note\n") not in objects
     summary(a)
     assert sorted(a.tree()) == ["y.txt", "z.txt"]

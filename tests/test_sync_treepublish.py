@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -54,15 +55,20 @@ def root(tmp_path: Path) -> Path:
     return folder
 
 
-def one_pass(root: Path, only: Iterable[str] | None = None) -> tuple[Summary, Recording]:
+def one_pass(
+    root: Path, only: Iterable[str] | None = None, at: datetime | None = None
+) -> tuple[Summary, Recording]:
     """One pass (over `only`, as the daemon runs one after watcher events; None: the
-    whole root), checked against a full reconcile; its summary and what it asked."""
+    whole root; at time `at`, else now), checked against a full reconcile; its summary
+    and what it asked."""
     store = Recording(LocalStore(root.parent / "remote"))
 
     async def go() -> Summary:
         paths = RootPaths(root)
         cfg, state = open_online(paths)
         opts = PassOptions(only=None if only is None else frozenset(only), check_full=True)
+        if at is not None:
+            opts.now = lambda: at
         try:
             with root_lock(paths):
                 return await run_pass(paths, cfg, state, store, opts)
@@ -196,3 +202,27 @@ def test_a_last_tree_that_cannot_be_read_is_published_anew_from_the_index(root: 
     assert listed(root) == agreed(root)
     again, _ = one_pass(root)
     assert again.problems == 0 and again.snapshot is None
+
+
+def test_a_head_is_rewritten_for_its_seen_marks_alone_at_most_every_ten_minutes(
+    root: Path,
+) -> None:
+    """SPEC 1.3: a device whose tree did not change still tells the others how far it
+    processed them, without a write per pass."""
+    other = root.parent / "other"
+    args = ["init", str(other), "--remote", str(root.parent / "remote"), "--root-id", "r1"]
+    assert main([*args, "--device-id", "b", "-q"]) == 0
+    write(root, "mine.txt", "a's\n")
+    start = datetime.now(UTC).replace(microsecond=0)
+    one_pass(root, at=start)
+    b_snapshot = one_pass(other, at=start)[0].snapshot  # b takes a's file: its listing
+
+    got, store = one_pass(root, at=start + timedelta(minutes=1))  # a's tree: unchanged
+    assert got.snapshot is None and b_snapshot is not None and store.written == []
+
+    later, store = one_pass(root, at=start + timedelta(minutes=11))
+    assert later.snapshot is None and store.written == [KEYS.head(ME)]
+    head = decode_head((root.parent / "remote" / KEYS.head(ME)).read_bytes(), "head")
+    assert head.seen["b"].snapshot == b_snapshot
+    assert head.tree is not None and sorted(listed(root)) == ["mine.txt"]
+    assert one_pass(root, at=start + timedelta(minutes=30))[1].written == []  # said already

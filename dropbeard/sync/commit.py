@@ -110,7 +110,11 @@ def _record_published(state: State, publication: Publication) -> None:
         state.set_meta("last_tree", published.listing.tree)
         state.set_meta("last_files", str(published.listing.files))
         state.set_meta("last_bytes", str(published.listing.bytes))
-        state.set_meta("head_etag", published.head_etag)
+    head = publication.head
+    if head is not None:
+        state.set_meta("head_etag", head.etag)
+        state.set_meta("head_seen", msgspec.json.encode(head.seen).decode())
+        state.set_meta("head_written_at", msgspec.json.encode(head.at).decode())
 
 
 def _record_settled(state: State, read: RemoteRead) -> None:

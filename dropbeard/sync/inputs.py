@@ -11,13 +11,15 @@ import hashlib
 import os
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 import msgspec
 
 from dropbeard.core.ignore import IGNORE_FILE, IgnoreRules
-from dropbeard.core.model import Delete, Entry, Registry
+from dropbeard.core.model import Delete, Entry, Registry, SeenMark
 from dropbeard.core.passrules import (
     PlanInputs,
     StatRow,
@@ -42,6 +44,8 @@ from dropbeard.sync.scan import HashCounts, ScanResult, scan
 from dropbeard.sync.state import Peer, State
 from dropbeard.sync.trees import TreeStore
 
+_T = TypeVar("_T")
+
 
 @dataclass(frozen=True)
 class Loaded:
@@ -59,7 +63,8 @@ class Loaded:
     pass reconciles every path), `ignore_digest` the ignore rules it ran with, and `taken`
     the bases recovery took back and state.sqlite does not hold (a dry run's). `mend_head`:
     this device's head could not be trusted, so the pass publishes even if nothing
-    changed."""
+    changed. `head_seen` and `head_written_at` are the seen-marks of the last head this
+    device wrote and when (None: unknown), for `core.heads.head_due`."""
 
     counter: int
     tombstone_seq: int
@@ -78,6 +83,8 @@ class Loaded:
     ignore_digest: str | None = None
     taken: dict[str, Base] = field(default_factory=dict)
     mend_head: bool = False
+    head_seen: dict[str, SeenMark] | None = None
+    head_written_at: datetime | None = None
 
     @property
     def last_ids(self) -> LastIds:
@@ -108,6 +115,8 @@ def _load(state: State) -> Loaded:
         head_etag=state.get_meta("head_etag"),
         seq_floor=state.get_int("reserved_seq"),
         snapshot_floor=max(last_snapshot or "", reserved_snapshot or "") or None,
+        head_seen=_decoded(state.get_meta("head_seen"), dict[str, SeenMark]),
+        head_written_at=_decoded(state.get_meta("head_written_at"), datetime),
         adopted_head=state.get_meta("adopted_head_etag"),
         pending=state.pending(),
         ignore_digest=state.get_meta("ignore_digest"),
@@ -115,12 +124,16 @@ def _load(state: State) -> Loaded:
 
 
 def _cached_registry(state: State) -> Registry | None:
-    data = state.get_meta("registry_json")
+    return _decoded(state.get_meta("registry_json"), Registry)
+
+
+def _decoded(data: str | None, kind: type[_T]) -> _T | None:
+    """`data` (JSON kept in state.sqlite's meta) as `kind`; None if absent or damaged."""
     if data is None:
         return None
     try:
-        return msgspec.json.decode(data, type=Registry)
-    except msgspec.ValidationError:
+        return msgspec.json.decode(data, type=kind)
+    except msgspec.DecodeError:
         return None
 
 

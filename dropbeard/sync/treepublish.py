@@ -1,7 +1,8 @@
 """Publishing this device's listing (SPEC 4 step 7): the tree it published last with the
 pass's changes applied — only the nodes on their paths rebuilt and uploaded — then its
-tombstones, snapshot and head, when anything changed (IO: tree nodes, store, state.sqlite
-through `Bases`).
+tombstones, snapshot and head, when anything changed; else, when its seen-marks moved,
+its head alone, at most every 10 minutes (`core.heads`; a device that publishes nothing
+writes such a head only) (IO: tree nodes, store, state.sqlite through `Bases`).
 
 A first publish builds the tree folder by folder (`treewrite.build`). So does a publish
 whose last tree cannot be read any more (its nodes gone from the bucket and the cache, or
@@ -12,14 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import anyio
 
 from dropbeard.core.errors import FormatError, IntegrityError, NotFound
-from dropbeard.core.model import Entry
+from dropbeard.core.heads import head_due
+from dropbeard.core.model import Entry, Head, SeenMark, encode
 from dropbeard.core.passrules import seen_marks
 from dropbeard.core.plan import Base, Plan
 from dropbeard.core.problems import Problem
+from dropbeard.core.timestamps import utc_iso
 from dropbeard.core.tree import TreeEntry
 from dropbeard.core.treechanges import TreeChanges, tree_changes
 from dropbeard.core.treediff import to_tree_entry, tree_order
@@ -36,14 +40,25 @@ _OWN_TREE_FAILED = (FormatError, IntegrityError, NotFound, ValueError)
 
 
 @dataclass(frozen=True)
+class HeadWritten:
+    """A head this pass wrote: its etag, its seen-marks, when."""
+
+    etag: str
+    seen: dict[str, SeenMark]
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Publication:
-    """The publish step's outcome: `published` is None when nothing was written (a mode
-    that does not publish, or an idle pass); `problems` what it found (paths it could not
-    list, its own last tree unreadable)."""
+    """The publish step's outcome: `published` is None when no snapshot was written (a
+    mode that does not publish, or an idle pass), `head` the head written (with a
+    snapshot, or alone); `problems` what it found (paths it could not list, its own last
+    tree unreadable)."""
 
     published: Published | None
     tombstones: int = 0
     problems: list[Problem] = field(default_factory=list)
+    head: HeadWritten | None = None
 
 
 async def publish_if_changed(
@@ -60,8 +75,10 @@ async def publish_if_changed(
     tombstones, with seen-marks for the settled devices, if the tree or the tombstones
     changed. `base` holds the bases of the plan's paths before the pass (every base for a
     full reconcile); `untracked` the paths no longer tracked, which leave the tree."""
+    heads = {} if settled is None else settled.devices
+    seen = seen_marks(loaded.peers, heads)
     if not plan.publishes:
-        return Publication(None)
+        return await _head_alone(run, loaded, seen, [])
 
     def changes() -> TreeChanges:
         return tree_changes(plan, base, bases.of(untracked) if untracked else None)
@@ -70,11 +87,10 @@ async def publish_if_changed(
     problems = [_unlisted(path) for path in found.orphans]
     first = loaded.last_tree is None or loaded.mend_head
     if not (found.changes or plan.tombstones or first):
-        return Publication(None, problems=problems)
+        return await _head_alone(run, loaded, seen, problems)
     listing = await _new_listing(run, loaded, found, bases, problems)
     if listing.tree == loaded.last_tree and not (plan.tombstones or loaded.mend_head):
-        return Publication(None, problems=problems)
-    heads = {} if settled is None else settled.devices
+        return await _head_alone(run, loaded, seen, problems)
 
     async def reserve(ids: Reservation) -> None:
         await anyio.to_thread.run_sync(
@@ -88,12 +104,33 @@ async def publish_if_changed(
         listing=listing,
         tombstones=plan.tombstones,
         last=loaded.last_ids,
-        seen=seen_marks(loaded.peers, heads),
+        seen=seen,
         now=run.now,
         counter=plan.counter,
         reserve=reserve,
     )
-    return Publication(published, len(plan.tombstones), problems)
+    head = HeadWritten(published.head_etag, seen, run.now)
+    return Publication(published, len(plan.tombstones), problems, head)
+
+
+async def _head_alone(
+    run: PassRun, loaded: Loaded, seen: dict[str, SeenMark], problems: list[Problem]
+) -> Publication:
+    """No snapshot to publish: the head alone, if its seen-marks are due (or it must be
+    mended), naming the last snapshot and tree (None for a device that publishes none)."""
+    due = head_due(seen, loaded.head_seen, loaded.head_written_at, run.now)
+    if not (due or loaded.mend_head):
+        return Publication(None, problems=problems)
+    head = Head(
+        device_id=run.cfg.device_id,
+        snapshot=loaded.last_snapshot,
+        tree=loaded.last_tree,
+        published_at=utc_iso(run.now),
+        tombstone_seq=loaded.tombstone_seq,
+        seen=seen,
+    )
+    etag = await run.store.put(run.keys.head(run.cfg.device_id), encode(head))
+    return Publication(None, problems=problems, head=HeadWritten(etag, seen, run.now))
 
 
 async def _new_listing(

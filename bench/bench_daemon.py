@@ -467,7 +467,7 @@ def idle_daemon(procs: Procs, work: Path, files: int, poll: float, window: float
         print(
             f"daemon start -> first pass ends: {first_wall:.1f} s wall, {first_cpu:.1f} s CPU "
             f"(pass {s.get('duration_s')} s, scanned {s.get('scanned')}, "
-            f"hashed {s.get('hashed')}, published {s.get('manifest') is not None})"
+            f"hashed {s.get('hashed')}, published {s.get('snapshot') is not None})"
         )
         starts_before = len(d.events("tick_start"))
         cpu0, t0 = cpu_seconds(d.pid), time.perf_counter()

@@ -81,7 +81,7 @@ def main() -> None:
                 f"idle sync {i + 1}: {wall:7.2f}s wall {cpu:6.2f}s CPU  peak RSS "
                 f"{rss / 1024:6.0f} MiB ({rss * 1024 / args.files:.0f} B/file)  pass "
                 f"{s.get('duration_s')}s, hashed {s.get('hashed')}, "
-                f"published {s.get('manifest')}"
+                f"published {s.get('snapshot')}"
             )
         t0 = time.perf_counter()
         subprocess.run(

@@ -3,9 +3,10 @@ rebuilds a folder byte for byte from a local-directory remote and from SeaweedFS
 refuses corrupt, foreign-format and hostile buckets with one line, writing nothing outside
 DEST.
 
-The buckets come from `build_bucket`, today the independent writer in tests/format2.py.
-Once dropbeard writes format 2, `build_bucket` becomes `dropbeard init` + `sync` of the same
-folder, and every test here reads a real dropbeard bucket."""
+The buckets come from `build_bucket`: `dropbeard init` + `dropbeard sync` of the folder, run
+as commands, so every rebuild reads a real dropbeard bucket. The refusals plant damaged or
+hostile objects with the independent writer of tests/format2.py (which also writes the
+chunked files dropbeard does not cut yet)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -33,14 +34,16 @@ MIB = 1 << 20
 
 @dataclass
 class Remote:
-    """Where a bucket lives: the reader's SOURCE and options, its environment, and raw
-    access to the objects (keys relative to the remote's base)."""
+    """Where a bucket lives: the reader's SOURCE and options, its environment, raw access
+    to the objects (keys relative to the remote's base), and what `dropbeard init` needs
+    besides the SOURCE (its options; credentials in `env`)."""
 
     source: str
     args: list[str]
     env: dict[str, str]
     put: Put
     get: Callable[[str], bytes]
+    init_args: list[str] = field(default_factory=list)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -75,6 +78,8 @@ def s3_remote(server: Seaweed, tmp_path: Path) -> Remote:
         AWS_DEFAULT_REGION="us-east-1",
         AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
         AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
+        DROPBEAR_S3_ACCESS_KEY_ID=server.access_key,
+        DROPBEAR_S3_SECRET_ACCESS_KEY=server.secret_key,
     )
 
     def put(key: str, data: bytes) -> None:
@@ -85,7 +90,8 @@ def s3_remote(server: Seaweed, tmp_path: Path) -> Remote:
         return body
 
     source = f"s3://{server.bucket}/{prefix}"
-    return Remote(source, ["--endpoint-url", server.endpoint], env, put, get)
+    init = ["--endpoint-url", server.endpoint, "--addressing-style", "path"]
+    return Remote(source, ["--endpoint-url", server.endpoint], env, put, get, init)
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
@@ -95,9 +101,27 @@ def where(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
     return local_remote(tmp_path / "remote")
 
 
-def build_bucket(remote: Remote, source: Path, snapshot: str = "20260522T180500Z") -> None:
-    """Publish the folder `source` as device `laptop` of root `r1`."""
-    Writer(remote.put).publish(describe(source), snapshot)
+def dropbeard(remote: Remote, *args: str) -> str:
+    """Run `dropbeard ARGS` as a command, with the remote's environment; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "dropbeard", *args],
+        env={**remote.env, "XDG_CONFIG_HOME": remote.env.get("HOME", "/nonexistent")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
+
+
+def build_bucket(remote: Remote, source: Path) -> str:
+    """Publish the folder `source` as device `laptop` of root `r1`, with dropbeard (the
+    first time, `init` makes it a root); the snapshot it published."""
+    if not (source / ".dropbear").exists():
+        init = ["init", str(source), "--remote", remote.source, *remote.init_args]
+        dropbeard(remote, *init, "--root-id", "r1", "--device-id", "laptop", "-q")
+    snapshot: str = json.loads(dropbeard(remote, "sync", str(source), "--json"))["snapshot"]
+    return snapshot
 
 
 def read_bucket(remote: Remote, dest: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -114,8 +138,8 @@ def read_bucket(remote: Remote, dest: Path, *extra: str) -> subprocess.Completed
 
 def make_folder(root: Path) -> None:
     """Every kind of thing a folder holds: modes, an empty folder, symlinks (one dangling),
-    non-ASCII NFC names, an empty file, a folder paged into several nodes, a chunked file
-    (two of its chunks equal), and a read-only folder with a file inside."""
+    non-ASCII NFC names, an empty file, a folder paged into several nodes, a file of more
+    than 16 MiB (repeating content), and a read-only folder with a file inside."""
     for folder in ("notes", "bin", "private", "readonly", "empty", "café", "many"):
         (root / folder).mkdir(parents=True)
     (root / "notes/todo.md").write_text("buy milk\n")
@@ -149,11 +173,11 @@ def test_rebuilds_the_folder_byte_for_byte(where: Remote, tmp_path: Path) -> Non
     make_folder(source)
     dest.parent.mkdir()
     build_bucket(where, source)
-    # the bucket holds what this test claims to read: a paged folder and a chunked file
+    # the bucket holds what this test claims to read: a paged folder, nested folders
     head = json.loads(where.get("roots/r1/devices/laptop/head.json"))
     top = {e["name"]: e for e in node(where, head["tree"])["entries"]}
     assert len(node(where, top["many"]["tree"])["pages"]) >= 2
-    assert len(top["big.bin"]["chunks"]) >= 2  # this test's writer: 5, two of them one blob
+    assert top["big.bin"]["size"] > 16 * MIB
 
     done = read_bucket(where, dest)
 
@@ -162,18 +186,36 @@ def test_rebuilds_the_folder_byte_for_byte(where: Remote, tmp_path: Path) -> Non
     assert os.listdir(dest.parent) == ["dest"]
 
 
+def test_rebuilds_a_file_stored_in_chunks(tmp_path: Path) -> None:
+    """SPEC 1.6: a file over 16 MiB as a list of chunks (two of them one blob), as
+    tests/format2.py writes it: concatenated, checked chunk by chunk and whole."""
+    remote, source = local_remote(tmp_path / "remote"), tmp_path / "source"
+    source.mkdir()
+    rng = random.Random(11)
+    same, other = rng.randbytes(4 * MIB), rng.randbytes(4 * MIB)
+    (source / "big.bin").write_bytes(same + other + same + other + b"tail" * 1000)
+    root = Writer(remote.put).publish(describe(source))
+    (big,) = node(remote, root)["entries"]
+    assert len(big["chunks"]) >= 3
+
+    done = read_bucket(remote, tmp_path / "dest")
+
+    assert done.returncode == 0, done.stderr
+    assert tree(tmp_path / "dest") == tree(source)
+
+
 def test_reads_a_named_snapshot_instead_of_the_head(tmp_path: Path) -> None:
     remote = local_remote(tmp_path / "remote")
     source = tmp_path / "source"
     (source / "docs").mkdir(parents=True)
     (source / "docs/a.md").write_text("first\n")
-    build_bucket(remote, source, "20260101T000000Z")
+    first = build_bucket(remote, source)
     before = tree(source)
-    (source / "docs/a.md").write_text("second\n")
+    (source / "docs/a.md").write_text("second, longer\n")
     (source / "new.md").write_text("new\n")
-    build_bucket(remote, source, "20260102T000000Z")
+    build_bucket(remote, source)
 
-    old = read_bucket(remote, tmp_path / "old", "--snapshot", "20260101T000000Z")
+    old = read_bucket(remote, tmp_path / "old", "--snapshot", first)
     new = read_bucket(remote, tmp_path / "new")
 
     assert old.returncode == 0 and new.returncode == 0, old.stderr + new.stderr

@@ -43,7 +43,7 @@ class MeteredStore(ForwardingStore):
             self.meter.transfer_ended(transfer, error)
 
     async def get(self, key: str) -> bytes:
-        if _BLOBS not in key:  # a manifest, a head: not a transfer
+        if _BLOBS not in key:  # a tree node, a snapshot, a head: not a transfer
             return await self.inner.get(key)
         transfer = self.meter.transfer_started(key, "download", None)
         error: BaseException | None = None

@@ -149,9 +149,9 @@ async def _new_listing(
             if loaded.last_files is None or loaded.last_bytes is None:
                 return await _counted(run, tree)
             return Listing(tree, loaded.last_files + found.files, loaded.last_bytes + found.bytes)
-    items = await anyio.to_thread.run_sync(_whole_listing, bases, found)
-    tree = await build(run.trees, items)
-    files = [e for _, e in items if e.type == "file"]
+    ordered = await anyio.to_thread.run_sync(_whole_listing, bases, found)
+    tree = await build(run.trees, _under_folders(ordered))
+    files = [e for _, e in ordered if e.type == "file"]
     return Listing(tree, len(files), sum(e.size or 0 for e in files))
 
 
@@ -165,20 +165,23 @@ async def _counted(run: PassRun, tree: str) -> Listing:
     return Listing(tree, files, size)
 
 
-def _whole_listing(bases: Bases, found: TreeChanges) -> list[tuple[str, TreeEntry]]:
-    """Every (path, tree entry) the new tree lists, in tree order: what the agreed bases
-    publish with the changes applied, without a path whose folder it does not list."""
-    listed: dict[str, Entry] = bases.listing()
+def _whole_listing(bases: Bases, found: TreeChanges) -> list[tuple[str, Entry]]:
+    """Every (path, entry) the new tree lists, in tree order: what the agreed bases
+    publish with the changes applied."""
+    listed = bases.listing()
     for path, (_, new) in found.changes.items():
         if new is None:
             listed.pop(path, None)
         else:
             listed[path] = new
-    return list(_under_folders(sorted(listed.items(), key=lambda item: tree_order(item[0]))))
+    ordered = sorted(listed.items(), key=lambda item: tree_order(item[0]))
+    listed.clear()
+    return ordered
 
 
 def _under_folders(ordered: list[tuple[str, Entry]]) -> Iterator[tuple[str, TreeEntry]]:
-    """The entries of `ordered` (tree order) whose every folder is listed as a folder."""
+    """The entries of `ordered` (tree order) whose every folder is listed as a folder,
+    as tree entries, made one at a time while the tree is built (not all at once)."""
     folders: set[str] = set()
     for path, entry in ordered:
         parent = path.rpartition("/")[0]

@@ -100,3 +100,17 @@ def test_a_path_whose_folder_is_not_listed_is_left_out_not_published_orphaned() 
     assert found.orphans == ["docs/note.md", "f/x"]
     assert found.changes == {"docs/note.md": (NOTE, None)}
     assert (found.files, found.bytes) == (-1, -len("note"))
+
+
+def test_a_complete_listing_is_compared_with_the_last_tree_itself_when_given() -> None:
+    """Bases taken back from the bucket may not publish what the last tree lists: a full
+    reconcile's listing is then compared with that tree's entries (`previous`)."""
+    stale = F("stale.txt", "stale", {"pc": 1})
+    gone = Base(deleted=Delete(path="stale.txt", type="file", version={"pc": 2}))
+    plan = Plan(publishes=True, complete=True, listing={"a.txt": A2, "stale.txt": None})
+    base = {**agreed(A1), "stale.txt": gone}
+
+    assert tree_changes(plan, base).changes == {"a.txt": (A1, A2)}  # stale.txt: unseen
+    found = tree_changes(plan, base, previous={"a.txt": A1, "stale.txt": stale})
+    assert found.changes == {"a.txt": (A1, A2), "stale.txt": (stale, None)}
+    assert (found.files, found.bytes) == (-1, 1 - len("stale"))

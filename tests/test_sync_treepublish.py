@@ -16,7 +16,7 @@ import pytest
 
 from dropbeard.cli.main import main
 from dropbeard.core.keys import RootKeys
-from dropbeard.core.model import decode_head, decode_snapshot
+from dropbeard.core.model import Delete, decode_head, decode_snapshot
 from dropbeard.core.plan import Base, publishable
 from dropbeard.core.summary import Summary
 from dropbeard.store.counting import CountingStore
@@ -226,3 +226,39 @@ def test_a_head_is_rewritten_for_its_seen_marks_alone_at_most_every_ten_minutes(
     assert head.seen["b"].snapshot == b_snapshot
     assert head.tree is not None and sorted(listed(root)) == ["mine.txt"]
     assert one_pass(root, at=start + timedelta(minutes=30))[1].written == []  # said already
+
+
+def test_a_full_reconcile_makes_the_tree_what_it_lists_even_if_the_bases_disagree(
+    root: Path,
+) -> None:
+    """The tree a device published lists what its bases publish, but for state taken back
+    from the bucket (or restored): a full reconcile compares its listing with the tree
+    itself, so a path the bases no longer publish leaves the tree too."""
+    write(root, "keep.txt", "kept\n")
+    write(root, "stale.txt", "listed, but the index forgot it\n")
+    one_pass(root)
+    (root / "stale.txt").unlink()
+    state = State.open(RootPaths(root).state)
+    try:  # the index says the delete was agreed already: no tombstone, no change
+        stale = msgspec.json.decode(state.bases()["stale.txt"], type=Base)
+        assert stale.entry is not None
+        gone = Delete(path="stale.txt", type="file", version={ME: 99}, sha256=stale.entry.sha256)
+        state.put_bases([("stale.txt", Base(deleted=gone))])
+    finally:
+        state.close()
+    assert "stale.txt" in listed(root)
+
+    store = Recording(LocalStore(root.parent / "remote"))
+
+    async def full() -> Summary:
+        paths = RootPaths(root)
+        cfg, opened = open_online(paths)
+        try:
+            with root_lock(paths):
+                opts = PassOptions(full_reconcile=True)
+                return await run_pass(paths, cfg, opened, store, opts)
+        finally:
+            opened.close()
+
+    assert anyio.run(full).snapshot is not None
+    assert sorted(listed(root)) == ["keep.txt"] and listed(root) == agreed(root)

@@ -8,7 +8,9 @@ the changes of a plan are its listing's entries that differ from the bases befor
 for a full reconcile (a `complete` listing) also every path its bases published that the
 listing leaves out — and the paths that stopped being tracked (an ignore rule covers them
 now). Applying them to the last tree (`dropbeard.sync.treewrite.update`) gives the tree of
-the plan's listing, rewriting only the nodes on their way.
+the plan's listing, rewriting only the nodes on their way. A full reconcile is compared
+with the last tree itself when the caller read it (`previous`): that holds even when the
+bases were just taken back from the bucket and may not list what it lists.
 """
 
 from __future__ import annotations
@@ -45,22 +47,36 @@ class TreeChanges:
 
 
 def tree_changes(
-    plan: Plan, base: Mapping[str, Base], untracked: Mapping[str, Base] | None = None
+    plan: Plan,
+    base: Mapping[str, Base],
+    untracked: Mapping[str, Base] | None = None,
+    previous: Mapping[str, Entry] | None = None,
 ) -> TreeChanges:
     """The changes `plan`'s listing makes to the tree its bases published (`base`: the
     bases of its paths and their folders before the pass, every base when the listing is
-    `complete`; `untracked`: the bases of the paths no longer tracked)."""
+    `complete`; `untracked`: the bases of the paths no longer tracked), or to `previous`,
+    every entry of that tree, when given with a complete listing."""
+    if not plan.complete:
+        previous = None
+    if previous is None:
+        before = {p: e for p, b in base.items() if (e := publishable(b)) is not None}
+        for path, agreed in (untracked or {}).items():
+            if (listed := publishable(agreed)) is not None:
+                before.setdefault(path, listed)
+    else:
+        before = dict(previous)
     found = TreeChanges()
     for path, new in plan.listing.items():
-        _note(found, path, publishable(base.get(path)), new)
+        _note(found, path, before.get(path), new)
     if plan.complete:
-        for path, agreed in base.items():
+        for path, old in before.items():
             if path not in plan.listing:
-                _note(found, path, publishable(agreed), None)
-    for path, agreed in (untracked or {}).items():
-        if path not in plan.listing:
-            _note(found, path, publishable(agreed), None)
-    _drop_orphans(found, base)
+                _note(found, path, old, None)
+    else:
+        for path in untracked or {}:
+            if path not in plan.listing:
+                _note(found, path, before.get(path), None)
+    _drop_orphans(found, before)
     return found
 
 
@@ -74,13 +90,13 @@ def _note(found: TreeChanges, path: str, old: Entry | None, new: Entry | None) -
             found.bytes += sign * (entry.size or 0)
 
 
-def _drop_orphans(found: TreeChanges, base: Mapping[str, Base]) -> None:
+def _drop_orphans(found: TreeChanges, before: Mapping[str, Entry]) -> None:
     """Take out of the new tree each entry whose folder the new tree does not hold as a
     folder: a path of a tree is under folders of that tree."""
 
     def folder_listed(folder: str) -> bool:
         change = found.changes.get(folder)
-        new = publishable(base.get(folder)) if change is None else change[1]
+        new = before.get(folder) if change is None else change[1]
         return new is not None and new.type == "dir"
 
     orphans = [

@@ -26,7 +26,7 @@ from dropbeard.core.problems import Problem
 from dropbeard.core.timestamps import utc_iso
 from dropbeard.core.tree import TreeEntry
 from dropbeard.core.treechanges import TreeChanges, tree_changes
-from dropbeard.core.treediff import to_tree_entry, tree_order
+from dropbeard.core.treediff import to_entry, to_tree_entry, tree_order
 from dropbeard.sync.bases import Bases
 from dropbeard.sync.inputs import Loaded
 from dropbeard.sync.passrun import PassRun
@@ -80,15 +80,25 @@ async def publish_if_changed(
     if not plan.publishes:
         return await _head_alone(run, loaded, seen, [])
 
+    problems: list[Problem] = []
+    last, previous = loaded.last_tree, None
+    if plan.complete and last is not None:  # a full reconcile: against the tree itself
+        try:
+            previous = {p: to_entry(p, e) async for p, e in walk(run.trees, last)}
+        except _OWN_TREE_FAILED as exc:
+            problems.append(_own_tree_unreadable(run.keys.tree(last), exc))
+            last = None
+
     def changes() -> TreeChanges:
-        return tree_changes(plan, base, bases.of(untracked) if untracked else None)
+        gone = bases.of(untracked) if untracked else None
+        return tree_changes(plan, base, gone, previous)
 
     found = await anyio.to_thread.run_sync(changes)
-    problems = [_unlisted(path) for path in found.orphans]
-    first = loaded.last_tree is None or loaded.mend_head
+    problems += [_unlisted(path) for path in found.orphans]
+    first = last is None or loaded.mend_head
     if not (found.changes or plan.tombstones or first):
         return await _head_alone(run, loaded, seen, problems)
-    listing = await _new_listing(run, loaded, found, bases, problems)
+    listing = await _new_listing(run, last, loaded, found, bases, problems)
     if listing.tree == loaded.last_tree and not (plan.tombstones or loaded.mend_head):
         return await _head_alone(run, loaded, seen, problems)
 
@@ -134,11 +144,15 @@ async def _head_alone(
 
 
 async def _new_listing(
-    run: PassRun, loaded: Loaded, found: TreeChanges, bases: Bases, problems: list[Problem]
+    run: PassRun,
+    last: str | None,
+    loaded: Loaded,
+    found: TreeChanges,
+    bases: Bases,
+    problems: list[Problem],
 ) -> Listing:
-    """The new tree, in the bucket, and what it holds: the last one updated, or (first
-    publish, or the last one unreadable) one built from the whole listing."""
-    last = loaded.last_tree
+    """The new tree, in the bucket, and what it holds: the last one (`last`) updated, or
+    (first publish, or the last one unreadable) one built from the whole listing."""
     if last is not None:
         try:
             changes = await anyio.to_thread.run_sync(found.tree_entries)

@@ -344,9 +344,10 @@ def test_guard_deletes(
 # -- blobs --------------------------------------------------------------------------------
 
 
-def test_blobs_in_bucket_are_ours_and_the_other_devices() -> None:
+def test_blobs_in_bucket_are_those_the_other_devices_list() -> None:
     desktop = Remote("desktop", "20260522T175900Z", {"d": F("d", "desk"), "dir": D("dir")})
-    assert blobs_in_bucket([sha("mine")], [desktop]) == {sha("mine"), sha("desk")}
+    server = Remote("server", "20260522T180000Z", {"s": F("s", "serv")})
+    assert blobs_in_bucket([desktop, server]) == {sha("desk"), sha("serv")}
 
 
 @pytest.mark.parametrize(

@@ -262,3 +262,17 @@ def test_a_full_reconcile_makes_the_tree_what_it_lists_even_if_the_bases_disagre
 
     assert anyio.run(full).snapshot is not None
     assert sorted(listed(root)) == ["keep.txt"] and listed(root) == agreed(root)
+
+
+def test_a_renamed_file_costs_no_request_for_its_blob(root: Path) -> None:
+    """Its bytes are the blob an agreed path of this device's listing references: in the
+    bucket, reached by this device's head (`State.holds_blob`); nothing asks for it."""
+    write(root, "docs/report.txt", "the same bytes, renamed\n")
+    one_pass(root)
+    (root / "docs/report.txt").rename(root / "report-final.txt")
+
+    summary, store = one_pass(root)
+
+    assert summary.snapshot is not None and summary.uploaded == 0
+    assert not [k for k in store.written if k.startswith(KEYS.blobs_prefix)]
+    assert store.counts["head"] == 0 and "put_file" not in store.counts

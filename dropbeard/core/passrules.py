@@ -250,10 +250,11 @@ def _or_untracked(
 # -- upload and publish -------------------------------------------------------------------
 
 
-def blobs_in_bucket(published: Iterable[str], remotes: Iterable[Remote]) -> set[str]:
-    """The blobs known to be in the bucket without asking it: those this device published
-    (`published`) and those the other devices' trees reference."""
-    known = set(published)
+def blobs_in_bucket(remotes: Iterable[Remote]) -> set[str]:
+    """The blobs known to be in the bucket without asking it: those the other devices'
+    entries the pass looked up reference, in trees read just now (this device's own are
+    `sync.state.State.holds_blob`)."""
+    known: set[str] = set()
     for remote in remotes:
         known.update(e.sha256 for e in remote.entries.values() if e.sha256)
     return known

@@ -60,7 +60,7 @@ async def upload_plan_blobs(
     """
     if not plan.publishes or not blobs_to_upload(plan.listing.values(), (), scanned.items):
         return Uploaded(plan)  # no file to offer: the blobs known need not even be read
-    known = blobs_in_bucket((), remotes)
+    known = blobs_in_bucket(remotes)
     journal = Journal(run.state, anyio.Lock())
     unreadable = set(scanned.unreadable)
     problems: list[Problem] = []

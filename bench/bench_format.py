@@ -339,6 +339,17 @@ def daemon_rss(bench: Bench, a: Path) -> dict[str, str]:
     return {"idle daemon RSS": mib(rss)}
 
 
+def seaweed(work: Path) -> Any:
+    """A SeaweedFS on loopback, ready for writes (this script stops it by its PID)."""
+    import anyio
+
+    from tests.seaweed import Seaweed
+
+    server = Seaweed.start(work / "seaweed")
+    anyio.run(server.wait_writable)
+    return server
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=20_000, help="tracked files (20000)")
@@ -351,14 +362,7 @@ def main() -> None:
     remote = args.remote or work / "remote"
     if remote.exists() and any(remote.iterdir()):
         raise SystemExit(f"--remote {remote} is not empty")
-    server = None
-    if args.s3:
-        import anyio
-
-        from tests.seaweed import Seaweed
-
-        server = Seaweed.start(work / "seaweed")
-        anyio.run(server.wait_writable)
+    server = seaweed(work) if args.s3 else None
     try:
         a, b = work / "a", work / "b"
         began = time.perf_counter()

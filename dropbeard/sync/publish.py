@@ -119,6 +119,31 @@ async def publish(
         )
         ids = replace(ids, tombstone_seq=seq)
 
+    snapshot_id = await _create_snapshot(store, keys, device_id, listing, now, ids, reserve)
+    head = Head(
+        device_id=device_id,
+        snapshot=snapshot_id,
+        tree=listing.tree,
+        published_at=utc_iso(now),
+        tombstone_seq=ids.tombstone_seq,
+        seen=seen,
+    )
+    etag = await store.put(keys.head(device_id), encode(head))
+    return Published(snapshot_id, listing, ids.tombstone_seq, etag)
+
+
+async def _create_snapshot(
+    store: Store,
+    keys: RootKeys,
+    device_id: str,
+    listing: Listing,
+    now: datetime,
+    ids: Reservation,
+    reserve: Reserve,
+) -> str:
+    """Create the snapshot of `listing` at the first free id from `ids.snapshot` on; its
+    id."""
+
     def snapshot(snapshot_id: str) -> bytes:
         return encode(
             Snapshot(
@@ -131,7 +156,7 @@ async def publish(
             )
         )
 
-    snapshot_id = await _create_at_first_free(
+    return await _create_at_first_free(
         store,
         ids.snapshot,
         key=lambda s: keys.snapshot(device_id, s),
@@ -139,16 +164,6 @@ async def publish(
         after=lambda s: next_snapshot_id(now, s),
         reserve=lambda s: reserve(replace(ids, snapshot=s)),
     )
-    head = Head(
-        device_id=device_id,
-        snapshot=snapshot_id,
-        tree=listing.tree,
-        published_at=utc_iso(now),
-        tombstone_seq=ids.tombstone_seq,
-        seen=seen,
-    )
-    etag = await store.put(keys.head(device_id), encode(head))
-    return Published(snapshot_id, listing, ids.tombstone_seq, etag)
 
 
 async def _create_at_first_free(

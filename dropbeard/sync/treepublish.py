@@ -83,11 +83,8 @@ async def publish_if_changed(
     problems: list[Problem] = []
     last, previous = loaded.last_tree, None
     if plan.complete and last is not None:  # a full reconcile: against the tree itself
-        try:
-            previous = {p: to_entry(p, e) async for p, e in walk(run.trees, last)}
-        except _OWN_TREE_FAILED as exc:
-            problems.append(_own_tree_unreadable(run.keys.tree(last), exc))
-            last = None
+        previous = await _last_listing(run, last, problems)
+        last = None if previous is None else last
 
     def changes() -> TreeChanges:
         gone = bases.of(untracked) if untracked else None
@@ -121,6 +118,18 @@ async def publish_if_changed(
     )
     head = HeadWritten(published.head_etag, seen, run.now)
     return Publication(published, len(plan.tombstones), problems, head)
+
+
+async def _last_listing(
+    run: PassRun, last: str, problems: list[Problem]
+) -> dict[str, Entry] | None:
+    """Every entry of this device's last tree `last`; None (and a problem) if it cannot be
+    read any more, so that the tree is built anew."""
+    try:
+        return {p: to_entry(p, e) async for p, e in walk(run.trees, last)}
+    except _OWN_TREE_FAILED as exc:
+        problems.append(_own_tree_unreadable(run.keys.tree(last), exc))
+        return None
 
 
 async def _head_alone(

@@ -232,8 +232,9 @@ def test_a_full_reconcile_makes_the_tree_what_it_lists_even_if_the_bases_disagre
     root: Path,
 ) -> None:
     """The tree a device published lists what its bases publish, but for state taken back
-    from the bucket (or restored): a full reconcile compares its listing with the tree
-    itself, so a path the bases no longer publish leaves the tree too."""
+    from the bucket (or restored, or damaged): a full reconcile after taking state back, or
+    when asked for (`--full-reconcile`), compares its listing with the tree itself, so a
+    path the bases no longer publish leaves the tree too."""
     write(root, "keep.txt", "kept\n")
     write(root, "stale.txt", "listed, but the index forgot it\n")
     one_pass(root)

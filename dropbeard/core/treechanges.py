@@ -9,8 +9,9 @@ for a full reconcile (a `complete` listing) also every path its bases published 
 listing leaves out — and the paths that stopped being tracked (an ignore rule covers them
 now). Applying them to the last tree (`dropbeard.sync.treewrite.update`) gives the tree of
 the plan's listing, rewriting only the nodes on their way. A full reconcile is compared
-with the last tree itself when the caller read it (`previous`): that holds even when the
-bases were just taken back from the bucket and may not list what it lists.
+with the last tree itself when the caller read it (`previous`: after bases were taken back
+from the bucket, which may not publish what that tree lists, or when asked to reconcile
+everything).
 """
 
 from __future__ import annotations

@@ -64,7 +64,9 @@ class Loaded:
     the bases recovery took back and state.sqlite does not hold (a dry run's). `mend_head`:
     this device's head could not be trusted, so the pass publishes even if nothing
     changed. `head_seen` and `head_written_at` are the seen-marks of the last head this
-    device wrote and when (None: unknown), for `core.heads.head_due`."""
+    device wrote and when (None: unknown), for `core.heads.head_due`. `taken_back`: this
+    pass took bases back from its head, which may not publish what its last tree lists
+    (`dropbeard.sync.treepublish` then reads that tree)."""
 
     counter: int
     tombstone_seq: int
@@ -85,6 +87,7 @@ class Loaded:
     mend_head: bool = False
     head_seen: dict[str, SeenMark] | None = None
     head_written_at: datetime | None = None
+    taken_back: bool = False
 
     @property
     def last_ids(self) -> LastIds:

@@ -101,6 +101,7 @@ async def _take_back(run: PassRun, loaded: Loaded, head: Head, etag: str) -> Rec
         taken = replace(
             taken,
             taken={**loaded.taken, **bases},
+            taken_back=bool(bases),
             # every path is reconciled again once any was taken back
             pending=None if bases else loaded.pending,
             last_snapshot=head.snapshot,

@@ -82,7 +82,8 @@ async def publish_if_changed(
 
     problems: list[Problem] = []
     last, previous = loaded.last_tree, None
-    if plan.complete and last is not None:  # a full reconcile: against the tree itself
+    if plan.complete and last is not None and (loaded.taken_back or run.opts.full_reconcile):
+        # the bases may not publish what the last tree lists: against the tree itself
         previous = await _last_listing(run, last, problems)
         last = None if previous is None else last
 

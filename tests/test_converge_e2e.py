@@ -158,7 +158,7 @@ def test_edit_beats_concurrent_delete(remote: Bucket, tmp_path: Path, first: str
         assert got["conflicts"] == 0, (d.id, got)
     for d in (a, b):
         assert d.read("plan.txt") == b"v2, edited on b while a deleted it\n", d.id
-    # and it stays: both published manifests hold the edit
+    # and it stays: both published trees hold the edit
     for name in ("a", "b"):
         entries = {e.path for e in remote.listing(name).entries}
         assert "plan.txt" in entries, name

@@ -188,7 +188,7 @@ def test_a_device_that_replaced_a_folder_keeps_syncing(
     got = summary(b, code=4)
     assert got["snapshot"] is not None
     assert problems(b) == {"d": "type_clash"}
-    published = {e.path: e.type for e in remote.listing("b").entries}  # a valid manifest
+    published = {e.path: e.type for e in remote.listing("b").entries}  # a valid tree
     assert published["d"] == replacement and "new-on-b.txt" in published
     assert not any(p.startswith("d/") for p in published)
     assert summary(b, code=4)["snapshot"] is None  # stable: no error, nothing new

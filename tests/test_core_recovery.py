@@ -54,7 +54,7 @@ def test_the_later_of_two_deletes_of_one_path_is_kept() -> None:
     assert recovered_bases({}, [], [first, second]) == {"x.txt": Base(deleted=second)}
 
 
-def test_a_conflict_the_published_manifest_resolved_is_settled() -> None:
+def test_a_conflict_the_published_tree_resolved_is_settled() -> None:
     held = file_entry("c.txt", "1", {ME: 1})
     resolved = file_entry("c.txt", "4", {ME: 8, "desk": 3})
     old = {"c.txt": Base(entry=held, conflict=ConflictInfo(version={ME: 2, "desk": 3}))}
@@ -63,7 +63,7 @@ def test_a_conflict_the_published_manifest_resolved_is_settled() -> None:
 
 
 def test_paths_neither_object_mentions_keep_their_base() -> None:
-    """A path in conflict (left out of the manifest) or deleted by another device's
+    """A path in conflict (left out of the tree) or deleted by another device's
     tombstone is not this device's to decide here: the pass reconciles it again."""
     mine = Base(entry=file_entry("c.txt", "1", {ME: 1}), conflict=ConflictInfo(version={ME: 2}))
     assert recovered_bases({"c.txt": mine}, [], []) == {}

@@ -1,4 +1,4 @@
-"""Which paths a manifest may hold, and their normal form (SPEC 1)."""
+"""Which paths a tree or tombstone may name, and their normal form (SPEC 1)."""
 
 from __future__ import annotations
 

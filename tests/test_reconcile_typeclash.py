@@ -1,6 +1,6 @@
 """Type changes and type clashes (SPEC 4.1, 4.4, 6): a one-sided change of type wins like any
 edit; a folder that still holds something surviving is not replaced; what other devices
-changed below a file or symlink this device keeps is held, not placed; the plan's manifest
+changed below a file or symlink this device keeps is held, not placed; the plan's listing
 is always a valid tree, the mass-delete guard included.
 
 This device is `laptop` (counter 10); helpers as in tests/test_reconcile_cases.py.

@@ -34,6 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dropbeard.core.chunking import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK
+from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.chunking import Chunker, new_cutter
 
 MiB = 1 << 20
@@ -175,12 +176,12 @@ def edit_mode(folder: Path, size: int) -> None:
     print(f"4 KiB edit in {size >> 20} MiB: {len(new_d.chunks)} chunks")
     line("digest of the edited file", size, wall, cpu)
     store = CountingStore(LocalStore(work / "bucket"))
-    limiter = anyio.CapacityLimiter(8)
+    budget = TransferBudget(16)  # the CLI's default requests in flight
     old_chunks, new_chunks = old_d.chunks, new_d.chunks
 
     async def upload(path: Path, chunks: Any, known: Any = None) -> Any:
         return await upload_chunks(
-            store, keys, path, size, chunks, limiter=limiter, known_present=known
+            store, keys, path, size, chunks, budget=budget, known_present=known
         )
 
     anyio.run(upload, old, old_chunks)
@@ -212,7 +213,7 @@ def edit_mode(folder: Path, size: int) -> None:
             new_chunks,
             tmp_dir=work / "tmp",
             find=places.get,
-            limiter=limiter,
+            budget=budget,
         )
 
     cpu0, t0 = time.process_time(), time.perf_counter()

@@ -20,6 +20,7 @@ from dropbeard.store.base import ObjectInfo, Store
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.local import LocalStore
+from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.chunkdownload import Assembled, ChunkSource, download_chunks
 from dropbeard.sync.chunking import Chunker, FileDigest, stat_key
 from dropbeard.sync.chunkupload import ChunkUpload, upload_chunks
@@ -121,12 +122,12 @@ def finder(file: Path, chunks: tuple[Chunk, ...]) -> dict[str, ChunkSource]:
 
 
 async def up(store: Store, file: Path, b: Big, **kwargs: object) -> ChunkUpload:
-    kwargs.setdefault("limiter", anyio.CapacityLimiter(4))
+    kwargs.setdefault("budget", TransferBudget(4))
     return await upload_chunks(store, KEYS, file, len(b.data), b.chunks, **kwargs)  # type: ignore[arg-type]
 
 
 async def down(store: Store, b: Big, tmp_dir: Path, **kwargs: object) -> Assembled:
-    kwargs.setdefault("limiter", anyio.CapacityLimiter(4))
+    kwargs.setdefault("budget", TransferBudget(4))
     kwargs.setdefault("find", nowhere)
     return await download_chunks(
         store,
@@ -193,7 +194,7 @@ async def test_a_chunk_another_writer_creates_meanwhile_is_present(
     await up(store.inner, big.file, big)
     store.fail("head", NotFound, times=1)
 
-    sent = await up(store, big.file, big, limiter=anyio.CapacityLimiter(1))
+    sent = await up(store, big.file, big, budget=TransferBudget(1))
 
     assert (sent.uploaded, sent.present) == (0, len(big.chunks))
     assert store.calls["put_if_absent"] == 1 and store.calls["put"] == 0
@@ -238,7 +239,7 @@ async def test_a_file_edited_after_its_digest_uploads_no_wrong_bytes(
     edited_at = len(big.data) // 2
     write_at(file, edited_at, b"an edit after the digest")
 
-    sent = await up(bucket, file, big, limiter=anyio.CapacityLimiter(1))
+    sent = await up(bucket, file, big, budget=TransferBudget(1))
 
     assert sent.changed
     assert sent.uploaded < len(big.chunks)
@@ -268,9 +269,7 @@ async def test_a_file_edited_during_its_upload_is_changed_and_its_new_bytes_stay
     file = place(tmp_path, "f", big.data)
     store = EditsOnFirstPut(local_store(tmp_path / "bucket"), file)
 
-    sent = await up(
-        store, file, big, limiter=anyio.CapacityLimiter(1), expected=stat_key(file.stat())
-    )
+    sent = await up(store, file, big, budget=TransferBudget(1), expected=stat_key(file.stat()))
 
     assert store.edited and sent.changed
     assert KEYS.blob(big.chunks[-1].sha256) not in await blob_keys(store)
@@ -320,15 +319,27 @@ class Gauge(ForwardingStore):
 
 
 @pytest.mark.parametrize("tokens", [1, 3])
-async def test_no_more_chunks_are_in_flight_than_the_limiter_allows(
+async def test_no_more_chunks_are_in_flight_than_the_budget_allows(
     big: Big, tmp_path: Path, tokens: int
 ) -> None:
     gauge = Gauge(local_store(tmp_path / "b"))
-    limiter = anyio.CapacityLimiter(tokens)
 
-    await up(gauge, big.file, big, limiter=limiter)
+    await up(gauge, big.file, big, budget=TransferBudget(tokens))
 
     assert gauge.peak == tokens
+
+
+async def test_chunks_held_in_memory_stay_within_the_budgets_bytes(
+    big: Big, tmp_path: Path
+) -> None:
+    """Many request slots, but memory for no more than the smallest chunk (a larger one
+    takes all of it): one chunk is read and sent at a time. The budget's memory is what
+    the pass's other transfers share with it."""
+    gauge = Gauge(local_store(tmp_path / "b"))
+
+    await up(gauge, big.file, big, budget=TransferBudget(8, memory=min(c.size for c in big.chunks)))
+
+    assert gauge.peak == 1 and len(big.chunks) > 1
 
 
 async def test_progress_counts_the_bytes_sent(big: Big, tmp_path: Path) -> None:
@@ -472,7 +483,7 @@ class FetchGauge(ForwardingStore):
 
 
 @pytest.mark.parametrize("tokens", [1, 3])
-async def test_no_more_chunks_are_fetched_at_once_than_the_limiter_allows(
+async def test_no_more_chunks_are_fetched_at_once_than_the_budget_allows(
     big: Big, tmp_path: Path, tmp_dir: Path, tokens: int
 ) -> None:
     store = local_store(tmp_path / "bucket")
@@ -480,9 +491,7 @@ async def test_no_more_chunks_are_fetched_at_once_than_the_limiter_allows(
     gauge = FetchGauge(store)
     seen: list[int] = []
 
-    got = await down(
-        gauge, big, tmp_dir, limiter=anyio.CapacityLimiter(tokens), progress=seen.append
-    )
+    got = await down(gauge, big, tmp_dir, budget=TransferBudget(tokens), progress=seen.append)
 
     assert gauge.peak == tokens
     assert sum(seen) == len(big.data) == got.fetched_bytes

@@ -8,7 +8,7 @@ import anyio.lowlevel
 import pytest
 
 from dropbeard.core.errors import IntegrityError, NotFound
-from dropbeard.sync.workers import for_each, tasks_for, unwrapped
+from dropbeard.sync.workers import for_each, unwrapped
 
 pytestmark = pytest.mark.anyio
 
@@ -37,10 +37,3 @@ async def test_a_failure_that_is_not_a_dropbeard_error_stays_a_group() -> None:
 
     with pytest.raises(BaseExceptionGroup), unwrapped():
         await for_each(range(3), bug, 2)
-
-
-def test_tasks_are_no_more_than_items_or_tokens() -> None:
-    assert tasks_for(anyio.CapacityLimiter(4), 10) == 4
-    assert tasks_for(anyio.CapacityLimiter(4), 2) == 2
-    assert tasks_for(anyio.CapacityLimiter(4), 0) == 1
-    assert tasks_for(anyio.CapacityLimiter(float("inf")), 7) == 7

@@ -6,6 +6,10 @@ Each chunk is verified before it is written: one copied from a local file is re-
 it streams (a mismatch is an integrity error naming the chunk). After reassembly the
 whole file's SHA-256 is checked. Any failure removes the temporary file: nothing lands.
 The caller renames the result into place.
+
+Every chunk shares the pass's `TransferBudget` with the other transfers: a request slot
+while a chunk is on the network (it streams to a file of its own, then is copied into
+place block by block), and its bytes while a chunk copied from a local file is in memory.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from dropbeard.core.chunking import Chunk, chunk_offsets, validate_chunks
 from dropbeard.core.errors import IntegrityError, LocalFileError, NotFound
 from dropbeard.core.keys import RootKeys
 from dropbeard.store.base import Progress, Store
-from dropbeard.sync.workers import for_each, tasks_for, unwrapped
+from dropbeard.sync.budget import TransferBudget
+from dropbeard.sync.workers import for_each, unwrapped
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _READ_BLOCK = 1 << 20
@@ -66,14 +71,14 @@ async def download_chunks(
     *,
     tmp_dir: Path,
     find: FindChunk,
-    limiter: anyio.CapacityLimiter,
+    budget: TransferBudget,
     progress: Progress | None = None,
 ) -> Assembled:
     """Assemble the file `sha256` of `size` bytes, cut into `chunks`, as a new file in
     `tmp_dir`, taking every chunk `find` locates locally and still verifies from there.
 
-    At most `limiter`'s tokens chunks are in flight (each held in memory, up to
-    MAX_CHUNK); `progress` is told the bytes downloaded as they arrive. IntegrityError
+    Requests in flight and bytes held in memory stay within `budget`; `progress` is told
+    the bytes downloaded as they arrive. IntegrityError
     for an invalid chunk list, a chunk holding other bytes than its key, or a whole
     file that does not hash to `sha256`; NotFound for a missing chunk; LocalFileError if
     the temporary file cannot be written. Any error leaves nothing in `tmp_dir`."""
@@ -88,11 +93,11 @@ async def download_chunks(
     dest = tmp_dir / f"chunks-{uuid.uuid4().hex}.part"
     fd = await anyio.to_thread.run_sync(_create, dest, size)
     out = Assembled(dest)
-    writer = _Writer(store, keys, tmp_dir, fd, find, limiter, progress, out)
+    writer = _Writer(store, keys, tmp_dir, fd, find, budget, progress, out)
     try:
         jobs = [(sha, sizes[sha], offsets) for sha, offsets in places.items()]
         with unwrapped():
-            await for_each(jobs, writer.fill, tasks_for(limiter, len(jobs)))
+            await for_each(jobs, writer.fill, min(len(jobs), budget.requests))
         got = await anyio.to_thread.run_sync(_sha256_of, fd, size)
         if got != sha256:
             raise IntegrityError(f"file {sha256}: its chunks reassemble to {got} instead")
@@ -113,37 +118,37 @@ class _Writer:
     tmp_dir: Path
     fd: int
     find: FindChunk
-    limiter: anyio.CapacityLimiter
+    budget: TransferBudget
     progress: Progress | None
     out: Assembled
 
     async def fill(self, job: tuple[str, int, list[int]]) -> None:
         sha, size, offsets = job
-        async with self.limiter:
-            source = self.find(sha)
-            if source is not None and source.size == size:
-                data = await anyio.to_thread.run_sync(_read_local, source, sha)
-                if data is not None:
-                    await anyio.to_thread.run_sync(_write_at, self.fd, data, offsets)
-                    self.out.reused += 1
-                    self.out.reused_bytes += size * len(offsets)
-                    return
-            data = await self._fetch(sha, size)
-            await anyio.to_thread.run_sync(_write_at, self.fd, data, offsets)
+        source = self.find(sha)
+        if source is not None and source.size == size:
+            async with self.budget.holding(size):
+                reused = await anyio.to_thread.run_sync(_copy_local, source, sha, self.fd, offsets)
+            if reused:
+                self.out.reused += 1
+                self.out.reused_bytes += size * len(offsets)
+                return
+        await self._fetch(sha, size, offsets)
         self.out.fetched += 1
         self.out.fetched_bytes += size
         self.out.reused_bytes += size * (len(offsets) - 1)
 
-    async def _fetch(self, sha: str, size: int) -> bytes:
-        """The chunk's bytes from the store, verified: streamed to a file of its own while
-        the store hashes them, so a hostile object of any size never sits in memory."""
+    async def _fetch(self, sha: str, size: int, offsets: list[int]) -> None:
+        """The chunk from the store, verified, written at `offsets`: streamed to a file of
+        its own while the store hashes it, so a hostile object of any size never sits in
+        memory, then copied into place block by block."""
         key = self.keys.blob(sha)
         part = self.tmp_dir / f"chunk-{uuid.uuid4().hex}.part"
         try:
             try:
-                info = await self.store.get_file(
-                    key, part, expected_sha256=sha, progress=self.progress
-                )
+                async with self.budget.request():
+                    info = await self.store.get_file(
+                        key, part, expected_sha256=sha, progress=self.progress
+                    )
             except IntegrityError:
                 raise IntegrityError(
                     f"chunk {key} holds other bytes than its name says", key
@@ -154,7 +159,7 @@ class _Writer:
                 raise IntegrityError(
                     f"chunk {key} has {info.size} bytes, its file's chunk list says {size}", key
                 )
-            return await anyio.to_thread.run_sync(part.read_bytes)
+            await anyio.to_thread.run_sync(_copy_part, part, self.fd, offsets)
         finally:  # also when a sibling's failure cancels this fetch
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: part.unlink(missing_ok=True))
@@ -176,9 +181,19 @@ def _create(dest: Path, size: int) -> int:
     return fd
 
 
+def _copy_local(source: ChunkSource, sha: str, fd: int, offsets: list[int]) -> bool:
+    """Write the chunk at `offsets` of `fd` from a local file if its bytes are still
+    there; False if not (the file changed or went since it was indexed: the chunk is
+    fetched instead)."""
+    data = _read_local(source, sha)
+    if data is None:
+        return False
+    _write_at(fd, data, offsets)
+    return True
+
+
 def _read_local(source: ChunkSource, sha: str) -> bytes | None:
-    """The chunk's bytes from a local file if they are still there, else None (the file
-    changed or went since it was indexed: the chunk is fetched instead)."""
+    """The chunk's bytes from a local file if they are still there, else None."""
     try:
         fd = os.open(source.path, _READ_FLAGS)
     except OSError:
@@ -201,6 +216,19 @@ def _write_at(fd: int, data: bytes, offsets: list[int]) -> None:
             done = 0
             while done < len(view):
                 done += os.pwrite(fd, view[done:], offset + done)
+    except OSError as e:
+        raise LocalFileError(f"writing a download: {e.strerror or e}", errno=e.errno) from e
+
+
+def _copy_part(part: Path, fd: int, offsets: list[int]) -> None:
+    """Copy the verified chunk in `part` to each of `offsets` of `fd`, a block at a time."""
+    try:
+        with open(part, "rb") as src:
+            at = 0
+            while block := src.read(_READ_BLOCK):
+                for offset in offsets:
+                    _write_at(fd, block, [offset + at])
+                at += len(block)
     except OSError as e:
         raise LocalFileError(f"writing a download: {e.strerror or e}", errno=e.errno) from e
 

@@ -2,6 +2,10 @@
 read from its slice of the file and verified against its key first (IO: local file in
 worker threads, store writes).
 
+Every chunk shares the pass's `TransferBudget` with the other transfers: a request slot
+while a HEAD or PUT is on the network, and the chunk's bytes from before they are read
+until its PUT ends.
+
 There is no multipart state: a chunk is in the bucket or it is not, so an upload cut
 short resumes by uploading the chunks still missing. A chunk not known present is asked
 for with HEAD first (a losing create-only PUT would have sent it whole). A slice whose
@@ -27,9 +31,10 @@ from dropbeard.core.chunking import Chunk, chunk_offsets, validate_chunks
 from dropbeard.core.errors import LocalFileError, NotFound, PreconditionFailed
 from dropbeard.core.keys import RootKeys
 from dropbeard.store.base import Progress, Store
+from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.chunking import stat_key
 from dropbeard.sync.hashing import StatKey
-from dropbeard.sync.workers import for_each, tasks_for, unwrapped
+from dropbeard.sync.workers import for_each, unwrapped
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -57,15 +62,15 @@ async def upload_chunks(
     size: int,
     chunks: Sequence[Chunk],
     *,
-    limiter: anyio.CapacityLimiter,
+    budget: TransferBudget,
     expected: StatKey | None = None,
     known_present: Callable[[str], bool] | None = None,
     progress: Progress | None = None,
 ) -> ChunkUpload:
     """Make sure every chunk of `file` (`size` bytes, cut into `chunks`) is in the store.
 
-    At most `limiter`'s tokens chunks are read and sent at once (the caller shares one
-    limiter between files, so memory stays under tokens x MAX_CHUNK). `expected`, when
+    Requests and the chunks' bytes held in memory stay within `budget` (the caller
+    shares one between files and with its other transfers). `expected`, when
     given, is the file's stat when it was digested: a file whose stat differs before or
     after the upload is `changed`. `known_present(sha256)` True skips a chunk without a
     request. `progress` is told the bytes of each chunk sent. OSError reading the file
@@ -88,9 +93,9 @@ async def upload_chunks(
         result.changed = True
         return result
     try:
-        sender = _Sender(store, keys, fd, str(file), limiter, progress, result)
+        sender = _Sender(store, keys, fd, str(file), budget, progress, result)
         with unwrapped():
-            await for_each(todo, sender.send, tasks_for(limiter, len(todo)))
+            await for_each(todo, sender.send, min(len(todo), budget.requests))
         if not result.changed and expected is not None:
             result.changed = await anyio.to_thread.run_sync(_differs, fd, expected)
     finally:
@@ -104,7 +109,7 @@ class _Sender:
     keys: RootKeys
     fd: int
     name: str
-    limiter: anyio.CapacityLimiter
+    budget: TransferBudget
     progress: Progress | None
     result: ChunkUpload
 
@@ -113,21 +118,25 @@ class _Sender:
         if self.result.changed:
             return  # the file moved on: nothing more from this digest
         key = self.keys.blob(sha)
-        async with self.limiter:
-            if await _holds(self.store, key, size):
-                self.result.present += 1
-            else:
-                data = await anyio.to_thread.run_sync(partial(self.read, offset, size, sha))
-                if data is None:
-                    self.result.changed = True
-                    return
-                if await _put_chunk(self.store, key, data, sha):
-                    self.result.uploaded += 1
-                    self.result.uploaded_bytes += size
-                    if self.progress:
-                        self.progress(size)
-                else:
-                    self.result.present += 1
+        async with self.budget.request():
+            held = await _holds(self.store, key, size)
+        if held:
+            self.result.present += 1
+            return
+        async with self.budget.holding(size):
+            data = await anyio.to_thread.run_sync(partial(self.read, offset, size, sha))
+            if data is None:
+                self.result.changed = True
+                return
+            async with self.budget.request():
+                sent = await _put_chunk(self.store, key, data, sha)
+        if sent:
+            self.result.uploaded += 1
+            self.result.uploaded_bytes += size
+            if self.progress:
+                self.progress(size)
+        else:
+            self.result.present += 1
 
     def read(self, offset: int, size: int, sha: str) -> bytes | None:
         """The slice's bytes if they still hash to `sha`, else None."""

@@ -24,6 +24,7 @@ import anyio
 from dropbeard.core.errors import DropbeardError, IntegrityError, NotFound, UsageError
 from dropbeard.core.tree import TreeEntry
 from dropbeard.store.base import Store
+from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.chunkdownload import download_chunks
 from dropbeard.sync.history import History, below
 from dropbeard.sync.meter import PassMeter
@@ -186,7 +187,7 @@ class _Writer:
     tmp_dir: Path
     checked: dict[str, os.stat_result]
     out: Restored
-    limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(4))
+    budget: TransferBudget = field(default_factory=lambda: TransferBudget(4))
 
     async def write(self, item: Item) -> None:
         was = self.checked.get(item.path)
@@ -219,7 +220,7 @@ class _Writer:
                 assert entry.size is not None
                 done = await download_chunks(
                     self.store, keys, item.sha256, entry.size, entry.chunks,
-                    tmp_dir=self.tmp_dir, find=lambda _: None, limiter=self.limiter,
+                    tmp_dir=self.tmp_dir, find=lambda _: None, budget=self.budget,
                 )  # fmt: skip
                 await anyio.to_thread.run_sync(os.replace, done.file, temp)
             else:

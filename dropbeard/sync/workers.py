@@ -40,10 +40,3 @@ def unwrapped() -> Iterator[None]:
         if error is None:
             raise
         raise error from None
-
-
-def tasks_for(limiter: anyio.CapacityLimiter, jobs: int) -> int:
-    """How many worker tasks to start for `jobs` items whose work holds a token of
-    `limiter`: no more than the items, nor than the limiter could ever let run."""
-    tokens = limiter.total_tokens
-    return max(1, min(jobs, jobs if tokens == float("inf") else int(tokens)))

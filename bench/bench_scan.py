@@ -23,6 +23,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -78,22 +79,23 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_scan(root: Path, rules: IgnoreRules, cache: dict[str, tuple[StatKey, str]]) -> ScanResult:
+Cache = dict[str, tuple[StatKey, str, Any]]
+
+
+def run_scan(root: Path, rules: IgnoreRules, cache: Cache) -> ScanResult:
     return anyio.run(lambda: scan(root, ignore=rules, cache=cache.get))
 
 
-def timed_scan(
-    root: Path, rules: IgnoreRules, cache: dict[str, tuple[StatKey, str]]
-) -> tuple[ScanResult, float, float]:
+def timed_scan(root: Path, rules: IgnoreRules, cache: Cache) -> tuple[ScanResult, float, float]:
     cpu, start = cpu_seconds(), time.perf_counter()
     result = run_scan(root, rules, cache)
     wall = time.perf_counter() - start
     return result, wall, cpu_seconds() - cpu
 
 
-def cache_of(result: ScanResult) -> dict[str, tuple[StatKey, str]]:
+def cache_of(result: ScanResult) -> Cache:
     return {
-        p: (i.stat, i.sha256)
+        p: (i.stat, i.sha256, i.chunks)
         for p, i in result.items.items()
         if i.stat is not None and i.sha256 is not None
     }

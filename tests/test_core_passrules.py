@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import pytest
 from msgspec.structs import replace
 
+from dropbeard.core.chunking import Chunk, MiB
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.model import Delete, Entry
 from dropbeard.core.passrules import (
@@ -87,6 +88,7 @@ class Item:
     stat: Stat | None = None
     sha256: str | None = None
     target: str | None = None
+    chunks: tuple[Chunk, ...] | None = None
 
 
 def scanned_file(data: str, **stamps: int) -> Item:
@@ -526,7 +528,7 @@ RACY = NOW_NS - RACY_WINDOW_NS  # racy_after_ns(NOW)
 def row(item: Item) -> StatRow:
     assert item.stat is not None and item.sha256 is not None
     s = item.stat
-    return (s.size, s.mtime_ns, s.inode, s.ctime_ns, item.sha256)
+    return (s.size, s.mtime_ns, s.inode, s.ctime_ns, item.sha256, item.chunks)
 
 
 @dataclass
@@ -537,9 +539,15 @@ class StatCase:
     recorded: list[StatRow] = field(default_factory=list)
 
 
-WRITTEN: StatRow = (3, OLD_NS, 9, OLD_NS, sha("new"))
+WRITTEN: StatRow = (3, OLD_NS, 9, OLD_NS, sha("new"), None)
 PLAIN = scanned_file("abc")
 JUST_OLD = scanned_file("abc", mtime_ns=RACY - 1, ctime_ns=RACY - 1)
+LARGE = Item(
+    "file",
+    stat=Stat(20 * MiB),
+    sha256=sha("large"),
+    chunks=(Chunk(sha("one"), 12 * MiB), Chunk(sha("two"), 8 * MiB)),
+)
 
 
 @pytest.mark.parametrize(
@@ -547,6 +555,7 @@ JUST_OLD = scanned_file("abc", mtime_ns=RACY - 1, ctime_ns=RACY - 1)
     [
         pytest.param(StatCase(PLAIN, recorded=[row(PLAIN)]), id="newly_hashed_file"),
         pytest.param(StatCase(PLAIN, cached=True), id="unchanged_cache_hit"),
+        pytest.param(StatCase(LARGE, recorded=[row(LARGE)]), id="large_file_keeps_its_chunks"),
         pytest.param(StatCase(scanned_file("abc", mtime_ns=RACY)), id="racy_mtime_is_rehashed"),
         pytest.param(StatCase(scanned_file("abc", ctime_ns=RACY + 1)), id="racy_ctime_is_rehashed"),
         pytest.param(

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import dropbeard
+from dropbeard.core.chunking import Chunk, MiB
 from dropbeard.core.errors import OfflineError
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.sync.hashing import CHUNK, StatKey
@@ -22,7 +23,8 @@ from dropbeard.sync.scan import LocalItem, ScanResult, scan
 pytestmark = pytest.mark.anyio
 
 NO_RULES = IgnoreRules.empty()
-Cache = dict[str, tuple[StatKey, str]]
+Cached = tuple[StatKey, str, tuple[Chunk, ...] | None]
+Cache = dict[str, Cached]
 
 
 def sha(data: bytes) -> str:
@@ -31,7 +33,7 @@ def sha(data: bytes) -> str:
 
 def cache_of(result: ScanResult) -> Cache:
     return {
-        p: (i.stat, i.sha256)
+        p: (i.stat, i.sha256, i.chunks)
         for p, i in result.items.items()
         if i.stat is not None and i.sha256 is not None
     }
@@ -39,7 +41,7 @@ def cache_of(result: ScanResult) -> Cache:
 
 async def run(
     root: Path,
-    cache: Cache | Callable[[str], tuple[StatKey, str] | None] | None = None,
+    cache: Cache | Callable[[str], Cached | None] | None = None,
     rules: IgnoreRules = NO_RULES,
     only: Collection[str] | None = None,
     **kw: object,
@@ -218,7 +220,7 @@ async def test_unchanged_files_reuse_the_cache_without_being_read(tmp_path: Path
     first = await run(tmp_path)
     cache = cache_of(first)
     # A cached digest that is deliberately wrong shows whether the file was read again.
-    cache["a.txt"] = (cache["a.txt"][0], "0" * 64)
+    cache["a.txt"] = (cache["a.txt"][0], "0" * 64, None)
 
     again = await run(tmp_path, cache)
 
@@ -245,6 +247,77 @@ async def test_changed_stat_means_rehash(tmp_path: Path) -> None:
     assert again.items["touched.txt"].sha256 == sha(b"same")
     assert again.items["swapped.txt"].sha256 == sha(b"2222")
     assert again.items["still.txt"] == first.items["still.txt"]
+
+
+# --- large files: chunks (SPEC 1.6) ----------------------------------------------------
+
+
+def random_file(root: Path, rel: str, size: int) -> bytes:
+    data = hashlib.shake_128(rel.encode()).digest(size)
+    write(root, rel, data)
+    return data
+
+
+async def test_a_file_over_16_mib_is_digested_into_chunks(tmp_path: Path) -> None:
+    big = random_file(tmp_path, "big.bin", 20 * MiB)
+    random_file(tmp_path, "edge.bin", 16 * MiB)  # 16 MiB or less: one blob
+
+    result = await run(tmp_path)
+
+    item = result.items["big.bin"]
+    assert item.sha256 == sha(big) and item.chunks is not None and len(item.chunks) > 1
+    at = 0
+    for chunk in item.chunks:
+        assert chunk.sha256 == sha(big[at : at + chunk.size])
+        at += chunk.size
+    assert at == len(big)
+    assert result.items["edge.bin"].chunks is None
+    assert (result.hashed_files, result.hashed_bytes) == (2, 36 * MiB)
+
+
+async def test_an_unchanged_large_file_keeps_its_cached_chunks_without_being_read(
+    tmp_path: Path,
+) -> None:
+    random_file(tmp_path, "big.bin", 20 * MiB)
+    first = await run(tmp_path)
+    cache = cache_of(first)
+    # A cached list that is deliberately wrong shows whether the file was read again.
+    stamps, digest, _ = cache["big.bin"]
+    cache["big.bin"] = (stamps, digest, (Chunk("0" * 64, 20 * MiB),))
+
+    again = await run(tmp_path, cache)
+
+    assert again.hashed_files == 0
+    assert again.items["big.bin"].chunks == (Chunk("0" * 64, 20 * MiB),)
+
+
+async def test_a_large_file_cached_without_chunks_is_read_again(tmp_path: Path) -> None:
+    """A row from before files were chunked (or a list that did not decode) is a miss."""
+    random_file(tmp_path, "big.bin", 20 * MiB)
+    first = await run(tmp_path)
+    cache = cache_of(first)
+    stamps, digest, _ = cache["big.bin"]
+    cache["big.bin"] = (stamps, digest, None)
+
+    again = await run(tmp_path, cache)
+
+    assert again.hashed_files == 1
+    assert again.items["big.bin"] == first.items["big.bin"]
+
+
+async def test_a_large_file_changed_while_chunked_is_a_problem_not_a_digest(
+    tmp_path: Path,
+) -> None:
+    random_file(tmp_path, "big.bin", 20 * MiB)
+
+    def edit(path: str) -> None:
+        with open(tmp_path / path, "r+b") as f:
+            f.write(b"edited while read")
+
+    result = await run(tmp_path, _before_final_check=edit)
+
+    assert "big.bin" not in result.items
+    assert kinds(result) == {"big.bin": "changed_while_reading"}
 
 
 # --- only= ----------------------------------------------------------------------------

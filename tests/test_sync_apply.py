@@ -145,7 +145,7 @@ async def test_a_download_lands_with_its_bytes_mode_and_mtime(world: World) -> N
     assert not applied.failed and not applied.problems
     # The stat-cache row describes the file as written, so the next scan need not hash it.
     assert applied.stats == {
-        "docs/notes/a.txt": (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, sha(data))
+        "docs/notes/a.txt": (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, sha(data), None)
     }
     assert world.store.counts == {"get": 1}  # a small blob: one request, no streaming
     assert world.tmp_files() == []

@@ -13,6 +13,7 @@ import anyio
 import msgspec
 import pytest
 
+from dropbeard.core.chunking import Chunk, MiB
 from dropbeard.core.model import Delete, Entry
 from dropbeard.core.plan import Base, ConflictInfo
 from dropbeard.core.problems import Problem
@@ -82,8 +83,8 @@ def test_a_new_index_records_its_schema_version(state: State) -> None:
 
 def test_the_stat_cache_round_trips_and_survives_reopening(state: State) -> None:
     rows: list[tuple[str, StatRow]] = [
-        ("a.txt", (5, 1_700_000_000_123_456_789, 4242, 1_700_000_000_987_654_321, SHA_A)),
-        ("dir/ü b.bin", (2**40, -1, 2**62, 7, SHA_B)),  # huge size, pre-1970 mtime
+        ("a.txt", (5, 1_700_000_000_123_456_789, 4242, 1_700_000_000_987_654_321, SHA_A, None)),
+        ("dir/ü b.bin", (2**40, -1, 2**62, 7, SHA_B, None)),  # huge size, pre-1970 mtime
     ]
     state.put_stats(rows)
     assert state.stat_cache() == dict(rows)
@@ -91,9 +92,24 @@ def test_the_stat_cache_round_trips_and_survives_reopening(state: State) -> None
     state = reopen(state)
     assert state.stat_cache() == dict(rows)
 
-    state.put_stats([("a.txt", (6, 1, 2, 3, SHA_B))])  # a later hash replaces the row
-    assert state.stat_cache()["a.txt"] == (6, 1, 2, 3, SHA_B)
+    state.put_stats([("a.txt", (6, 1, 2, 3, SHA_B, None))])  # a later hash replaces the row
+    assert state.stat_cache()["a.txt"] == (6, 1, 2, 3, SHA_B, None)
     assert len(state.stat_cache()) == 2
+    state.close()
+
+
+def test_a_large_files_chunk_list_is_kept_with_its_row(state: State) -> None:
+    chunks = (Chunk(SHA_A, 10 * MiB), Chunk(SHA_B, 7 * MiB))
+    state.put_stats([("big.bin", (17 * MiB, 1, 2, 3, SHA_A, chunks))])
+
+    state = reopen(state)
+    assert state.stat_cache() == {"big.bin": (17 * MiB, 1, 2, 3, SHA_A, chunks)}
+    assert state.stat_cache_below(["big.bin"])["big.bin"][5] == chunks
+    assert list(state.chunked_files()) == [("big.bin", chunks)]
+
+    state.put_stats([("big.bin", (5, 1, 2, 4, SHA_B, None))])  # now a small file
+    assert state.stat_cache()["big.bin"] == (5, 1, 2, 4, SHA_B, None)
+    assert list(state.chunked_files()) == []
     state.close()
 
 
@@ -122,22 +138,22 @@ def test_bases_and_statuses_round_trip_and_survive_reopening(state: State) -> No
 
 
 def test_stats_and_bases_of_one_path_do_not_overwrite_each_other(state: State) -> None:
-    row: StatRow = (5, 10, 20, 30, SHA_A)
+    row: StatRow = (5, 10, 20, 30, SHA_A, None)
     state.put_stats([("a.txt", row)])
     state.put_bases([("a.txt", CONFLICTED)])
-    state.put_stats([("a.txt", (6, 11, 21, 31, SHA_B))])
+    state.put_stats([("a.txt", (6, 11, 21, 31, SHA_B, None))])
 
     assert state.bases() == {"a.txt": base_bytes(CONFLICTED)}
     assert state.statuses() == {"conflict": 1}
-    assert state.stat_cache() == {"a.txt": (6, 11, 21, 31, SHA_B)}
+    assert state.stat_cache() == {"a.txt": (6, 11, 21, 31, SHA_B, None)}
 
     state.put_bases([("a.txt", DELETED)])
-    assert state.stat_cache() == {"a.txt": (6, 11, 21, 31, SHA_B)}
+    assert state.stat_cache() == {"a.txt": (6, 11, 21, 31, SHA_B, None)}
     assert state.statuses() == {"deleted": 1}
 
 
 def test_forgetting_a_path_drops_its_base_and_its_stats(state: State) -> None:
-    state.put_stats([("gone.txt", (1, 2, 3, 4, SHA_A)), ("kept.txt", (1, 2, 3, 4, SHA_B))])
+    state.put_stats([("gone.txt", (1, 2, 3, 4, SHA_A, None)), ("kept.txt", (1, 2, 3, 4, SHA_B, None))])
     state.put_bases([("gone.txt", CLEAN), ("kept.txt", CLEAN)])
 
     state.put_bases([("gone.txt", None)])
@@ -148,7 +164,7 @@ def test_forgetting_a_path_drops_its_base_and_its_stats(state: State) -> None:
 
 
 def test_forgetting_stats_keeps_bases_and_drops_rows_left_empty(state: State) -> None:
-    state.put_stats([("tracked.txt", (1, 2, 3, 4, SHA_A)), ("untracked.txt", (1, 2, 3, 4, SHA_B))])
+    state.put_stats([("tracked.txt", (1, 2, 3, 4, SHA_A, None)), ("untracked.txt", (1, 2, 3, 4, SHA_B, None))])
     state.put_bases([("tracked.txt", CLEAN)])
 
     state.forget_stats(["tracked.txt", "untracked.txt"])
@@ -313,7 +329,7 @@ def test_bases_are_read_by_path_and_below_a_folder(state: State) -> None:
 
 
 def test_stat_rows_are_read_for_some_paths_and_below_them(state: State) -> None:
-    row: StatRow = (5, 1, 2, 3, SHA_A)
+    row: StatRow = (5, 1, 2, 3, SHA_A, None)
     state.put_stats((p, row) for p in FOLDER_AND_NEIGHBOURS)
     assert set(state.stat_cache_below(["d", "c"])) == {"c", "d", "d/x", "d/y/z"}
 

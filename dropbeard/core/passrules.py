@@ -17,6 +17,7 @@ from typing import Literal, Protocol, TypeVar
 
 import msgspec
 
+from dropbeard.core.chunking import Chunk
 from dropbeard.core.folders import BasesBelow
 from dropbeard.core.ignore import IgnoreRules, Unignored
 from dropbeard.core.model import PERMISSIONS, Delete, Entry, SeenMark
@@ -29,8 +30,9 @@ RACY_WINDOW_NS = 2_000_000_000
 coarse (a kernel tick, or 2 s on FAT), so a same-size rewrite in the same tick would keep
 every stamp the cache compares (git's "racily clean" problem). It is re-hashed."""
 
-StatRow = tuple[int, int, int, int, str]
-"""A stat-cache row: size, mtime_ns, inode, ctime_ns, sha256 (as `sync.state` stores it)."""
+StatRow = tuple[int, int, int, int, str, tuple[Chunk, ...] | None]
+"""A stat-cache row: size, mtime_ns, inode, ctime_ns, sha256 and a large file's chunk list
+(as `sync.state` stores it)."""
 
 Status = Literal["clean", "deleted", "conflict"]
 
@@ -52,7 +54,7 @@ class ScannedStat(Protocol):
 
 class ScannedItem(Protocol):
     """One path as a scan found it (`dropbeard.sync.scan.LocalItem`): `stat` and `sha256`
-    for files only, `target` for symlinks only."""
+    for files only (and `chunks` for a file over 16 MiB), `target` for symlinks only."""
 
     @property
     def type(self) -> str: ...
@@ -62,6 +64,8 @@ class ScannedItem(Protocol):
     def stat(self) -> ScannedStat | None: ...
     @property
     def sha256(self) -> str | None: ...
+    @property
+    def chunks(self) -> tuple[Chunk, ...] | None: ...
     @property
     def target(self) -> str | None: ...
 
@@ -347,7 +351,7 @@ def stat_rows(
         if item.type != "file" or item.stat is None or item.sha256 is None:
             continue
         s = item.stat
-        row = (s.size, s.mtime_ns, s.inode, s.ctime_ns, item.sha256)
+        row = (s.size, s.mtime_ns, s.inode, s.ctime_ns, item.sha256, item.chunks)
         if max(s.mtime_ns, s.ctime_ns) >= racy_after:
             continue
         if cache.get(path) != row and path not in written:

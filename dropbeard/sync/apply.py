@@ -387,7 +387,8 @@ class _FolderWriter:
             self.sources.drop(item.sha256, self.paths.root / (item.disk_path or rel))
         self.put_in_place(rel, tmp, dest, entry)
         st = os.lstat(dest)
-        return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, entry.sha256 or "")
+        chunks = None if entry.chunks is None else tuple(entry.chunks)
+        return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, entry.sha256 or "", chunks)
 
 
 def _special_message(rel: str) -> str:

@@ -1,15 +1,20 @@
-"""A file's SHA-256, proven to be of the bytes its StatKey describes (IO: reads files; the
-scan runs it in its hash threads)."""
+"""A file's SHA-256 (and a large file's chunk list), proven to be of the bytes its StatKey
+describes (IO: reads files; the scan runs it in its hash threads)."""
 
 from __future__ import annotations
 
 import errno
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from stat import S_ISREG
+from typing import TYPE_CHECKING
 
 import msgspec
+
+if TYPE_CHECKING:  # sync.chunking builds on this module
+    from dropbeard.sync.chunking import Chunker, FileDigest
 
 CHUNK = 1 << 20
 _SMALL = 1 << 16  # reads up to this size go straight to bytes, not through the buffer
@@ -48,6 +53,26 @@ class Hasher:
         """The SHA-256 of regular file `path` (named `disk` on disk if set), never read
         through a symlink. Changed if it is not the file `key` describes (replaced, or
         changed before or while it was read); OSError if it cannot be read."""
+        with self._opened(path, disk) as fd:
+            return self._read(fd, path, key)
+
+    def chunked(self, path: str, disk: str | None, key: StatKey, chunker: Chunker) -> FileDigest:
+        """As `sha256`, for a file stored in chunks: its SHA-256 and chunk list from one
+        read with `chunker` (SPEC 1.6)."""
+        with self._opened(path, disk) as fd:
+            if not _same(os.fstat(fd), key):
+                raise Changed("changed after it was listed")
+            digest = chunker.digest_fd(fd, key.size)
+            self.read_bytes += digest.size
+            if self._hook is not None:
+                self._hook(path)
+            if not _same(os.fstat(fd), key):
+                raise Changed("changed while it was being read")
+            return digest
+
+    @contextmanager
+    def _opened(self, path: str, disk: str | None) -> Iterator[int]:
+        """An fd on the regular file `path`, never through a symlink."""
         self.current = path
         try:
             fd = os.open(disk or path, _FILE_FLAGS, dir_fd=self._dir_fd)
@@ -56,7 +81,7 @@ class Hasher:
                 raise Changed("was replaced by a symlink") from None
             raise
         try:
-            return self._read(fd, path, key)
+            yield fd
         except IsADirectoryError:
             raise Changed("was replaced by a folder") from None
         finally:

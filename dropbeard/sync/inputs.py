@@ -18,6 +18,7 @@ from typing import TypeVar
 import anyio
 import msgspec
 
+from dropbeard.core.chunking import Chunk
 from dropbeard.core.ignore import IGNORE_FILE, IgnoreRules
 from dropbeard.core.model import Delete, Entry, Registry, SeenMark
 from dropbeard.core.passrules import (
@@ -183,9 +184,9 @@ async def scan_root(run: PassRun, scope: Scope, ignore: Ignore) -> LocalScan:
     else:
         cache = await anyio.to_thread.run_sync(run.state.stat_cache_below, targets)
 
-    def cached(path: str) -> tuple[StatKey, str] | None:
+    def cached(path: str) -> tuple[StatKey, str, tuple[Chunk, ...] | None] | None:
         row = cache.get(path)
-        return None if row is None else (StatKey(row[0], row[1], row[2], row[3]), row[4])
+        return None if row is None else (StatKey(row[0], row[1], row[2], row[3]), row[4], row[5])
 
     meter = run.opts.meter
     hashing = None if meter is None else _meter_hashing(meter)

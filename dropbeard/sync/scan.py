@@ -4,7 +4,9 @@ worker threads).
 One worker thread walks the tree (`dropbeard.sync.walk`: os.scandir on directory fds, never
 following symlinks) and records each entry here: one lstat, a compact result, and files
 whose stat differs from the cache go on a queue that `hash_workers` other threads drain
-(`dropbeard.sync.hashing`) while the walk continues. The event loop only waits.
+(`dropbeard.sync.hashing`) while the walk continues. A file over 16 MiB is digested with
+a `Chunker` (SPEC 1.6: its SHA-256 and its chunk list from one read). The event loop only
+waits.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from typing import Literal
 import anyio
 import msgspec
 
+from dropbeard.core.chunking import Chunk, is_chunked
 from dropbeard.core.errors import OfflineError
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.model import PERMISSIONS
 from dropbeard.core.paths import LOCAL_DIR
 from dropbeard.core.problems import Problem
+from dropbeard.sync.chunking import Chunker
 from dropbeard.sync.hashing import Changed, Hasher, StatKey
 from dropbeard.sync.walk import Listing, Walk, is_utf8
 
@@ -37,12 +41,15 @@ _PROGRESS_EVERY_S = 0.25
 _MODES = tuple(range(PERMISSIONS + 1))
 
 ItemType = Literal["file", "dir", "symlink"]
-Cache = Callable[[str], "tuple[StatKey, str] | None"]
+Chunks = tuple[Chunk, ...]
+#: The stat cache's (stamps, sha256, chunk list) of a path, or None.
+Cache = Callable[[str], "tuple[StatKey, str, Chunks | None] | None"]
 
 
 class LocalItem(msgspec.Struct, frozen=True, gc=False):
-    """One tracked-able path on disk. `stat`/`sha256` for files only, `target` for symlinks
-    only; `disk_path` is the on-disk relative name when it is not the NFC `path`."""
+    """One tracked-able path on disk. `stat`/`sha256` for files only (and `chunks` for a
+    file over 16 MiB), `target` for symlinks only; `disk_path` is the on-disk relative
+    name when it is not the NFC `path`."""
 
     path: str
     type: ItemType
@@ -51,6 +58,7 @@ class LocalItem(msgspec.Struct, frozen=True, gc=False):
     sha256: str | None
     target: str | None
     disk_path: str | None = None
+    chunks: Chunks | None = None
 
 
 @dataclass(repr=False)
@@ -307,9 +315,9 @@ class _Scan(Walk):
                 mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
                 key = StatKey(st.st_size, mtime, st.st_ino, mtime if ctime == mtime else ctime)
                 hit = cache(path)
-                if hit is not None and hit[0] == key:
+                if hit is not None and hit[0] == key and (hit[2] or not is_chunked(key.size)):
                     items[path] = LocalItem(
-                        path, "file", _MODES[mode & PERMISSIONS], hit[0], hit[1], None, disk
+                        path, "file", _MODES[mode & PERMISSIONS], hit[0], hit[1], None, disk, hit[2]
                     )
                 else:
                     jobs.put((path, disk, _MODES[mode & PERMISSIONS], key))
@@ -354,9 +362,12 @@ class _Scan(Walk):
     def hash_worker(self, slot: int) -> None:
         hasher = Hasher(self.root_fd, self.hook)
         self.hashers.append(hasher)
+        chunker: Chunker | None = None  # its buffer is large: made for the first big file
         files = nbytes = 0
         while (job := self.jobs.get()) is not None:
-            if not self.stop.is_set() and self.hash_file(hasher, *job):
+            if is_chunked(job[3].size) and chunker is None:
+                chunker = Chunker()
+            if not self.stop.is_set() and self.hash_file(hasher, chunker, *job):
                 files += 1
                 nbytes += job[3].size
             self.done[slot] += 1
@@ -364,16 +375,28 @@ class _Scan(Walk):
         self.hashed[slot] = (files, nbytes)
 
     def hash_file(
-        self, hasher: Hasher, path: str, disk: str | None, mode: int, key: StatKey
+        self,
+        hasher: Hasher,
+        chunker: Chunker | None,
+        path: str,
+        disk: str | None,
+        mode: int,
+        key: StatKey,
     ) -> bool:
-        """Hash one file and record it; False if it could not be read consistently."""
+        """Hash one file (a large one into chunks) and record it; False if it could not
+        be read consistently."""
+        chunks = None
         try:
-            sha256 = hasher.sha256(path, disk, key)
+            if chunker is not None and is_chunked(key.size):
+                digest = hasher.chunked(path, disk, key, chunker)
+                sha256, chunks = digest.sha256, digest.chunks
+            else:
+                sha256 = hasher.sha256(path, disk, key)
         except Changed as e:
             self.problem(path, "changed_while_reading", f"{path} {e}; it is read again next pass")
             return False
         except OSError as e:
             self.entry_failed(path, e)
             return False
-        self.items[path] = LocalItem(path, "file", mode, key, sha256, None, disk)
+        self.items[path] = LocalItem(path, "file", mode, key, sha256, None, disk, chunks)
         return True

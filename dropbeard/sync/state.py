@@ -1,6 +1,7 @@
-"""The local index `.dropbear/state.sqlite` (WAL): stat cache, base versions, statuses,
-counters, this device's last published tree, other devices' progress (their processed
-snapshot and tree), pending multipart uploads, problems (IO: sqlite).
+"""The local index `.dropbear/state.sqlite` (WAL): stat cache (with a large file's chunk
+list), base versions, statuses, counters, this device's last published tree, other
+devices' progress (their processed snapshot and tree), pending multipart uploads, problems
+(IO: sqlite).
 
 Methods are synchronous and short; async callers run them in a worker thread (the engine
 owns one `State` per root and never uses it from two threads at once). Writes that
@@ -17,6 +18,7 @@ from pathlib import Path
 import anyio
 import msgspec
 
+from dropbeard.core.chunking import Chunk
 from dropbeard.core.errors import DropbeardError
 from dropbeard.core.passrules import base_status
 from dropbeard.core.plan import Base, publishable
@@ -33,6 +35,7 @@ CREATE TABLE IF NOT EXISTS files (
     path     TEXT PRIMARY KEY,
     size     INTEGER, mtime_ns INTEGER, inode INTEGER, ctime_ns INTEGER, sha256 TEXT,
     base     BLOB,
+    chunks   BLOB,
     status   TEXT NOT NULL DEFAULT 'clean',
     blob     TEXT
 ) WITHOUT ROWID;
@@ -56,7 +59,10 @@ CREATE TABLE IF NOT EXISTS pending (path TEXT PRIMARY KEY) WITHOUT ROWID;
 #: Paths per `IN (...)` query (SQLite allows 999 parameters in older builds).
 _BATCH = 500
 
-StatRow = tuple[int, int, int, int, str]  # size, mtime_ns, inode, ctime_ns, sha256
+#: size, mtime_ns, inode, ctime_ns, sha256 and, for a file stored in chunks, its chunk list
+StatRow = tuple[int, int, int, int, str, tuple[Chunk, ...] | None]
+_STAT_COLUMNS = "size, mtime_ns, inode, ctime_ns, sha256, chunks"
+_CHUNKS = msgspec.json.Decoder(tuple[Chunk, ...])
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +141,17 @@ class State:
     # -- files ----------------------------------------------------------------------
 
     def stat_cache(self) -> dict[str, StatRow]:
-        """path -> (size, mtime_ns, inode, ctime_ns, sha256) for every hashed file."""
-        rows = self._db.execute(
-            "SELECT path, size, mtime_ns, inode, ctime_ns, sha256 FROM files "
-            "WHERE sha256 IS NOT NULL"
-        )
-        return {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in rows}
+        """path -> (size, mtime_ns, inode, ctime_ns, sha256, chunks) for every hashed file."""
+        rows = self._db.execute(f"SELECT path, {_STAT_COLUMNS} FROM files WHERE sha256 IS NOT NULL")
+        return {r[0]: _stat_row(r) for r in rows}
+
+    def chunked_files(self) -> Iterator[tuple[str, tuple[Chunk, ...]]]:
+        """(path, chunk list) of every file the stat cache knows to hold chunks (as it was
+        when last hashed: a reader verifies a chunk's bytes before it uses them)."""
+        rows = self._db.execute("SELECT path, chunks FROM files WHERE chunks IS NOT NULL")
+        for path, chunks in rows:
+            if (decoded := _decode_chunks(chunks)) is not None:
+                yield str(path), decoded
 
     def bases(self) -> dict[str, bytes]:
         """path -> encoded base record (the engine decodes it), for every path: O(files),
@@ -183,12 +194,12 @@ class State:
         """The stat-cache rows of `paths` and of everything below them."""
         found: dict[str, StatRow] = {}
         query = (
-            "SELECT path, size, mtime_ns, inode, ctime_ns, sha256 FROM files "
+            f"SELECT path, {_STAT_COLUMNS} FROM files "
             "WHERE sha256 IS NOT NULL AND (path = ? OR (path > ? AND path < ?))"
         )
         for path in paths:
             rows = self._db.execute(query, (path, *_below(path)))
-            found.update((r[0], (r[1], r[2], r[3], r[4], r[5])) for r in rows)
+            found.update((r[0], _stat_row(r)) for r in rows)
         return found
 
     def statuses(self) -> dict[str, int]:
@@ -202,11 +213,11 @@ class State:
     def put_stats(self, rows: Iterable[tuple[str, StatRow]]) -> None:
         """Record stat-cache rows (keeps each path's base and status)."""
         self._db.executemany(
-            "INSERT INTO files (path, size, mtime_ns, inode, ctime_ns, sha256) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size=excluded.size, "
+            f"INSERT INTO files (path, {_STAT_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size=excluded.size, "
             "mtime_ns=excluded.mtime_ns, inode=excluded.inode, ctime_ns=excluded.ctime_ns, "
-            "sha256=excluded.sha256",
-            ((p, *row) for p, row in rows),
+            "sha256=excluded.sha256, chunks=excluded.chunks",
+            ((p, *row[:5], _encode_chunks(row[5])) for p, row in rows),
         )
 
     def put_bases(self, rows: Iterable[tuple[str, Base | None]]) -> None:
@@ -237,8 +248,8 @@ class State:
 
     def forget_stats(self, paths: Iterable[str]) -> None:
         self._db.executemany(
-            "UPDATE files SET sha256=NULL, size=NULL, mtime_ns=NULL, inode=NULL, ctime_ns=NULL "
-            "WHERE path=?",
+            "UPDATE files SET sha256=NULL, size=NULL, mtime_ns=NULL, inode=NULL, ctime_ns=NULL, "
+            "chunks=NULL WHERE path=?",
             ((p,) for p in paths),
         )
         self._db.execute("DELETE FROM files WHERE base IS NULL AND sha256 IS NULL")
@@ -335,6 +346,26 @@ def _check_schema(path: Path, version: str | None) -> None:
         "one does not read; move that root's .dropbear/ folder away and run `dropbeard "
         "init` again, with a new remote (or --root-id) for the folder"
     )
+
+
+def _stat_row(r: tuple[object, ...]) -> StatRow:
+    """A stat-cache row from (path, *_STAT_COLUMNS)."""
+    return (r[1], r[2], r[3], r[4], r[5], _decode_chunks(r[6]))  # type: ignore[return-value]
+
+
+def _encode_chunks(chunks: tuple[Chunk, ...] | None) -> bytes | None:
+    return None if chunks is None else msgspec.json.encode(chunks)
+
+
+def _decode_chunks(data: object) -> tuple[Chunk, ...] | None:
+    """A stored chunk list, or None if there is none or it does not decode (the file is
+    then read again, as if never hashed)."""
+    if not isinstance(data, bytes):
+        return None
+    try:
+        return _CHUNKS.decode(data)
+    except msgspec.DecodeError:
+        return None
 
 
 def _below(folder: str) -> tuple[str, str]:

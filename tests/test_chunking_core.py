@@ -57,6 +57,14 @@ def test_a_chunk_may_repeat_in_a_file() -> None:
     assert validate_chunks(chunks, 2 * MAX_CHUNK + 3) == tuple(chunks)
 
 
+def test_a_file_of_16_mib_or_less_another_writer_cut_is_valid() -> None:
+    """This device stores such a file as one blob, but a reader needs only the list
+    (SPEC 1.6): another writer's chunks of a small file are read, not refused."""
+    chunks = [Chunk(sha("a"), 10), Chunk(sha("b"), 5)]
+    assert validate_chunks(chunks, 15) == tuple(chunks)
+    assert validate_chunks([Chunk(sha("c"), CHUNKED_ABOVE)], CHUNKED_ABOVE)
+
+
 def test_chunks_cut_differently_are_still_valid() -> None:
     """SPEC 1.6: boundaries only matter for deduplication; sizes under MIN_CHUNK pass."""
     chunks = [Chunk(sha(str(i)), 1 if i % 2 else MAX_CHUNK - 1) for i in range(4)]
@@ -66,7 +74,7 @@ def test_chunks_cut_differently_are_still_valid() -> None:
 @pytest.mark.parametrize(
     ("chunks", "size", "says"),
     [
-        pytest.param([Chunk(sha("a"), 10)], 10, "one blob", id="small_file_with_chunks"),
+        pytest.param([], 0, "names no chunk", id="empty_list_of_an_empty_file"),
         pytest.param([], CHUNKED_ABOVE + 1, "add up to 0", id="empty_list"),
         pytest.param(
             [Chunk(sha("a"), MAX_CHUNK), Chunk(sha("b"), 2)],

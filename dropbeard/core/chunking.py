@@ -50,15 +50,14 @@ def validate_chunks(chunks: Iterable[Chunk], size: int) -> tuple[Chunk, ...]:
     """`chunks` as a tuple if it is a valid chunk list for a file of `size` bytes, else
     ValueError saying what is wrong.
 
-    Valid: the file is large enough to be chunked, every digest is lowercase hex SHA-256,
-    every chunk holds 1 to MAX_CHUNK bytes (a digest repeated, the same number each
-    time), and the sizes add up to `size`. Boundaries are
-    not checked against FastCDC: a writer that cut differently still wrote a readable
-    file (SPEC 1.6). MAX_CHUNK is enforced because readers hold a chunk in memory.
+    Valid: at least one chunk, every digest lowercase hex SHA-256, every chunk 1 to
+    MAX_CHUNK bytes (a digest repeated, the same number each time), and the sizes add up
+    to `size`. Boundaries are not checked against FastCDC, nor is the file's size: a
+    writer that cut differently, or cut a file of 16 MiB or less, still wrote a readable
+    file, since a reader needs only the list (SPEC 1.6). MAX_CHUNK is enforced because
+    readers hold a chunk in memory.
     """
     out = tuple(chunks)
-    if not is_chunked(size):
-        raise ValueError(f"a file of {size} bytes is one blob, not {len(out)} chunks")
     total = 0
     sizes: dict[str, int] = {}
     for i, chunk in enumerate(out):
@@ -73,6 +72,8 @@ def validate_chunks(chunks: Iterable[Chunk], size: int) -> tuple[Chunk, ...]:
         total += chunk.size
     if total != size:
         raise ValueError(f"chunks add up to {total} bytes, the file has {size}")
+    if not out:
+        raise ValueError("a chunk list names no chunk")
     return out
 
 

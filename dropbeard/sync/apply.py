@@ -17,13 +17,14 @@ import itertools
 import os
 import stat
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import anyio
 
+from dropbeard.core.chunking import Chunk
 from dropbeard.core.errors import IntegrityError, LocalFileError, NotFound
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import PERMISSIONS, Entry
@@ -33,7 +34,14 @@ from dropbeard.store.base import Progress, Store
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.disknames import DiskNames, case_problems
 from dropbeard.sync.fetch import Fetcher
-from dropbeard.sync.ondisk import is_empty, is_special, problem_kind, same_as_scanned
+from dropbeard.sync.ondisk import (
+    is_empty,
+    is_special,
+    kept_folder_message,
+    problem_kind,
+    same_as_scanned,
+    special_message,
+)
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import LocalItem, ScanResult
 from dropbeard.sync.sources import LocalSources, remove_all
@@ -49,6 +57,8 @@ STEPS_PER_TRIP = 256
 class Applied:
     downloaded: int = 0
     downloaded_bytes: int = 0
+    #: bytes of chunks taken from local files instead of the bucket
+    reused_bytes: int = 0
     copied_locally: int = 0
     deleted: int = 0
     failed: set[str] = field(default_factory=set)
@@ -83,7 +93,14 @@ async def apply_plan(
     *,
     budget: TransferBudget,
     progress: Progress | None = None,
+    local_chunks: Callable[[], Iterable[tuple[str, Sequence[Chunk]]]] | None = None,
 ) -> Applied:
+    """Apply `plan` to the folder as `scanned` saw it, transfers within `budget`.
+
+    A file stored in chunks is assembled from its chunks (`download_chunks`), taking every
+    chunk a local file holds: the scanned files, and those `local_chunks()` names (the
+    stat cache's large files: (path, chunk list)), asked only when a write needs chunks.
+    """
     out = Applied()
     names = DiskNames(paths.root, scanned.items)
     sources = LocalSources()
@@ -101,7 +118,8 @@ async def apply_plan(
         writes = [w for w in writes if w[0] not in out.failed]
         dirs = [d for d in dirs if d.path not in out.failed]
     if writes:  # before deletes: a deleted file's bytes may be what a rename needs
-        await anyio.to_thread.run_sync(sources.index, paths.root, scanned)
+        wanted = {c.sha256 for _, _, e, _ in writes for c in e.chunks or ()}
+        await anyio.to_thread.run_sync(sources.index_all, paths.root, scanned, wanted, local_chunks)
     # In order, a worker-thread trip per batch: deletes deepest first, as planned, then
     # directories, parents before children.
     steps: list[Callable[[], None]]
@@ -118,7 +136,7 @@ async def apply_plan(
     if sources.parked:
         await anyio.to_thread.run_sync(remove_all, sources.parked)
     out.copied_locally, out.downloaded = fetcher.copied, fetcher.downloaded
-    out.downloaded_bytes = fetcher.downloaded_bytes
+    out.downloaded_bytes, out.reused_bytes = fetcher.downloaded_bytes, fetcher.reused_bytes
     return out
 
 
@@ -245,7 +263,7 @@ class _FolderWriter:
             return True
         item = self.scanned.items.get(rel)
         if item is None and is_special(st):
-            self.fail(rel, "special_file", _special_message(rel))
+            self.fail(rel, "special_file", special_message(rel))
             return False
         if item is None or not same_as_scanned(item, st):
             self.out.failed.add(rel)
@@ -266,13 +284,13 @@ class _FolderWriter:
         if is_copy:
             return True  # this conflict copy was already written: nothing to do
         if self.scanned.items.get(rel) is None and is_special(st):
-            self.fail(rel, "special_file", _special_message(dest_rel))
+            self.fail(rel, "special_file", special_message(dest_rel))
             return True
         if not self.unchanged_since_scan(rel, dest):
             self.out.failed.add(rel)
             return True
         if stat.S_ISDIR(st.st_mode) and not is_empty(dest):
-            self.fail(rel, "type_clash", _kept_folder_message(rel, entry))
+            self.fail(rel, "type_clash", kept_folder_message(rel, entry))
             return True
         return False
 
@@ -287,16 +305,16 @@ class _FolderWriter:
             except OSError as exc:
                 if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
-                raise _Refused("type_clash", _kept_folder_message(rel, entry)) from None
+                raise _Refused("type_clash", kept_folder_message(rel, entry)) from None
             os.replace(tmp, dest)
 
     def remove_file(self, dest: Path, item: LocalItem) -> None:
         """Remove the file or symlink `item` at `dest`; a file whose bytes a write of
         this plan may need is parked in tmp/ as their local source instead."""
-        if item.sha256 is not None and self.sources.is_source(item.sha256, dest):
+        if item.type == "file" and self.sources.is_source(item.sha256, dest):
             parked = self.tmp_path()
             os.replace(dest, parked)
-            self.sources.park(item.sha256, parked)
+            self.sources.park(item.sha256, dest, parked)
         else:
             os.unlink(dest)
 
@@ -341,8 +359,9 @@ class _FolderWriter:
             await self.write_file(rel, dest_rel, entry, is_copy)
         except IntegrityError as exc:
             self.fail(rel, "integrity", f"{dest_rel}: {exc}")
-        except NotFound:
-            self.fail(rel, "missing_blob", f"{rel}: blob {entry.sha256} is missing from the bucket")
+        except NotFound as exc:  # a chunk's message names the chunk
+            missing = f"blob {entry.sha256} is missing from the bucket"
+            self.fail(rel, "missing_blob", f"{rel}: {exc if entry.chunks else missing}")
         except _Refused as exc:
             self.fail(rel, exc.kind, str(exc))
         except OSError as exc:
@@ -357,7 +376,7 @@ class _FolderWriter:
         tmp = self.tmp_path()
         place = partial(self.install, rel, dest_rel, tmp, entry, is_copy)
         try:
-            row = await self.fetcher.fill(tmp, entry.sha256, entry.size or 0, place)
+            row = await self.fetcher.fill(tmp, entry.sha256, entry.size or 0, place, entry.chunks)
         except BaseException:
             await self.fetcher.trips.run(partial(tmp.unlink, missing_ok=True))
             self.sources.release(entry.sha256)
@@ -389,17 +408,6 @@ class _FolderWriter:
         st = os.lstat(dest)
         chunks = None if entry.chunks is None else tuple(entry.chunks)
         return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, entry.sha256 or "", chunks)
-
-
-def _special_message(rel: str) -> str:
-    return f"{rel}: a special file (FIFO, socket or device) is in the way; it was left as it is"
-
-
-def _kept_folder_message(rel: str, entry: Entry) -> str:
-    return (
-        f"kept folder {rel}: it holds files this device does not track (or changed); "
-        f"the {entry.type} from elsewhere was not written (type clash)"
-    )
 
 
 __all__ = ["Applied", "apply_plan"]

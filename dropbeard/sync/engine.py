@@ -196,6 +196,7 @@ async def _apply(run: PassRun, plan: Plan, local: LocalScan) -> Applied:
         plan,
         local.result,
         budget=run.budget,
+        local_chunks=run.state.chunked_files,
     )
 
 

@@ -4,23 +4,28 @@ where the file goes).
 
 A small blob is read whole into memory (held in the transfer budget) and then verified,
 written and placed in one job of a shared worker-thread trip (`sync.trips`); a large one
-streams to disk. A request slot is held only while the network is busy, never during
-that local file work.
+streams to disk. A file stored in chunks (an entry with `chunks`, whatever its size) is
+assembled from them (`sync.chunkdownload`), each chunk a local file holds copied, the
+rest fetched. A request slot is held only while the network is busy, never during that
+local file work.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TypeVar, cast
 
+from dropbeard.core.chunking import Chunk
 from dropbeard.core.errors import IntegrityError
 from dropbeard.core.keys import RootKeys
 from dropbeard.store.base import Progress, Store
 from dropbeard.sync.budget import TransferBudget
+from dropbeard.sync.chunkdownload import download_chunks
 from dropbeard.sync.sources import LocalSources, copy_verified
 from dropbeard.sync.trips import ThreadTrips
 
@@ -31,7 +36,9 @@ T = TypeVar("T")
 class Fetcher:
     """Fills temp files with blobs for one apply: from `sources` (a local file holding the
     bytes; no blob fetched twice), else from the bucket within `budget`; the file work
-    in `trips`. Counts what came from where."""
+    in `trips`. Counts what came from where: files copied whole from a local file or
+    assembled from local chunks alone (`copied`), files that needed the bucket
+    (`downloaded`), the bytes fetched, and the bytes of chunks reused from local files."""
 
     store: Store
     keys: RootKeys
@@ -42,24 +49,59 @@ class Fetcher:
     copied: int = 0
     downloaded: int = 0
     downloaded_bytes: int = 0
+    reused_bytes: int = 0
 
-    async def fill(self, tmp: Path, sha: str, size: int, place: Callable[[], T]) -> T:
-        """Write the verified bytes of blob `sha` (`size` bytes) to `tmp` and `place` them,
-        in one job with the placing. A local source whose bytes changed since they were
-        registered (overwritten this pass, or edited) is dropped and the next one tried,
-        down to the bucket. The caller releases the blob in `sources`."""
+    async def fill(
+        self,
+        tmp: Path,
+        sha: str,
+        size: int,
+        place: Callable[[], T],
+        chunks: Sequence[Chunk] | None = None,
+    ) -> T:
+        """Write the verified bytes of file `sha` (`size` bytes, stored as `chunks` if
+        given) to `tmp` and `place` them, in one job with the placing. A local source whose
+        bytes changed since they were registered (overwritten this pass, or edited) is
+        dropped and the next one tried, down to the bucket. The caller releases the blob
+        in `sources`."""
         while (source := await self.sources.claim(sha)) is not None:
             copied, placed = await self.trips.run(partial(_copy_and_place, source, tmp, sha, place))
             if copied:
                 self.copied += 1
                 return cast(T, placed)
             self.sources.drop(sha, source)
+        if chunks is not None:
+            return await self._assemble(tmp, sha, size, chunks, place)
         key = self.keys.blob(sha)
         placed = await download(
             self.store, self.budget, self.trips, key, (sha, size), tmp, place, self.progress
         )
         self.downloaded += 1
         self.downloaded_bytes += size
+        return placed
+
+    async def _assemble(
+        self, tmp: Path, sha: str, size: int, chunks: Sequence[Chunk], place: Callable[[], T]
+    ) -> T:
+        """`fill` from chunks: the ones local files hold copied, the rest fetched."""
+        got = await download_chunks(
+            self.store,
+            self.keys,
+            sha,
+            size,
+            chunks,
+            tmp_dir=tmp.parent,
+            find=self.sources.find_chunk,
+            budget=self.budget,
+            progress=self.progress,
+        )
+        placed = await self.trips.run(partial(_move_and_place, got.file, tmp, place))
+        if got.fetched:
+            self.downloaded += 1
+        else:
+            self.copied += 1
+        self.downloaded_bytes += got.fetched_bytes
+        self.reused_bytes += got.reused_bytes
         return placed
 
 
@@ -104,6 +146,16 @@ def _copy_and_place(
     except (IntegrityError, OSError):
         return False, None
     return True, place()
+
+
+def _move_and_place(assembled: Path, tmp: Path, place: Callable[[], T]) -> T:
+    """Name the assembled file `tmp` (what `place` moves into the folder), and place it."""
+    try:
+        os.replace(assembled, tmp)
+    except BaseException:
+        assembled.unlink(missing_ok=True)
+        raise
+    return place()
 
 
 def _write_verified(data: bytes, key: str, sha: str, dest: Path, place: Callable[[], T]) -> T:

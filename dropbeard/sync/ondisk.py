@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 from dropbeard.core.errors import LocalFileError
+from dropbeard.core.model import Entry
 from dropbeard.sync.scan import LocalItem
 
 
@@ -52,3 +53,14 @@ def problem_kind(exc: OSError | LocalFileError) -> str:
     if exc.errno in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):
         return "invalid_name"
     return "io_error"
+
+
+def special_message(rel: str) -> str:
+    return f"{rel}: a special file (FIFO, socket or device) is in the way; it was left as it is"
+
+
+def kept_folder_message(rel: str, entry: Entry) -> str:
+    return (
+        f"kept folder {rel}: it holds files this device does not track (or changed); "
+        f"the {entry.type} from elsewhere was not written (type clash)"
+    )

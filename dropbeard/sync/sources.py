@@ -1,15 +1,19 @@
-"""Where one apply finds a blob's bytes on local disk instead of in the bucket, and which
-blobs it is fetching right now (IO: reads and hashes local files, in a worker thread)."""
+"""Where one apply finds a blob's bytes on local disk instead of in the bucket (a whole
+file, or a chunk of a large one), and which blobs it is fetching right now (IO: reads and
+hashes local files, in a worker thread)."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 
+from dropbeard.core.chunking import Chunk, chunk_offsets
 from dropbeard.core.errors import IntegrityError
+from dropbeard.sync.chunkdownload import ChunkSource
 from dropbeard.sync.scan import ScanResult
 
 
@@ -32,20 +36,64 @@ class LocalSources:
     fetching: dict[str, anyio.Event] = field(default_factory=dict)
     #: deleted files kept in tmp/ as sources until the writes are done
     parked: list[Path] = field(default_factory=list)
+    #: chunk sha256 -> where a local file held it when last hashed (only the chunks this
+    #: apply's writes need: `index_chunks`); a reader re-verifies the bytes
+    chunks: dict[str, ChunkSource] = field(default_factory=dict)
+    #: the files `chunks` points into
+    chunk_files: set[Path] = field(default_factory=set)
 
-    def index(self, root: Path, scanned: ScanResult) -> None:
-        """Remember which scanned files hold which bytes."""
+    def index(self, root: Path, scanned: ScanResult, wanted: Container[str] = ()) -> None:
+        """Remember which scanned files hold which bytes, and where they hold the chunks
+        in `wanted`."""
         for path, item in scanned.items.items():
             if item.type == "file" and item.sha256:
-                self.have.setdefault(item.sha256, root / (item.disk_path or path))
+                file = root / (item.disk_path or path)
+                self.have.setdefault(item.sha256, file)
+                if item.chunks is not None:
+                    self.index_chunks([(file, item.chunks)], wanted)
 
-    def is_source(self, sha: str, file: Path) -> bool:
-        """True if `file` is where this apply would copy blob `sha` from."""
-        return self.have.get(sha) == file
+    def index_all(
+        self,
+        root: Path,
+        scanned: ScanResult,
+        wanted: set[str],
+        local_chunks: Callable[[], Iterable[tuple[str, Sequence[Chunk]]]] | None,
+    ) -> None:
+        """`index`, then where the files `local_chunks()` names ((path, chunk list), as
+        the stat cache knows them) hold the chunks in `wanted`, asked only if some are."""
+        self.index(root, scanned, wanted)
+        if wanted and local_chunks is not None:
+            self.index_chunks(((root / p, c) for p, c in local_chunks()), wanted)
 
-    def park(self, sha: str, parked: Path) -> None:
-        """A deleted source moved to `parked` (in tmp/): copy from there; removed at the end."""
-        self.have[sha] = parked
+    def index_chunks(
+        self, files: Iterable[tuple[Path, Iterable[Chunk]]], wanted: Container[str]
+    ) -> None:
+        """Remember where `files` hold the chunks in `wanted` (the first place wins)."""
+        for file, chunks in files:
+            listed = list(chunks)
+            for chunk, offset in zip(listed, chunk_offsets(listed), strict=True):
+                if chunk.sha256 in wanted and chunk.sha256 not in self.chunks:
+                    self.chunks[chunk.sha256] = ChunkSource(file, offset, chunk.size)
+                    self.chunk_files.add(file)
+
+    def find_chunk(self, sha: str) -> ChunkSource | None:
+        """A local place believed to hold chunk `sha` (`download_chunks`'s `find`)."""
+        return self.chunks.get(sha)
+
+    def is_source(self, sha: str | None, file: Path) -> bool:
+        """True if `file` is where this apply would copy blob `sha` (or a chunk) from."""
+        return (sha is not None and self.have.get(sha) == file) or file in self.chunk_files
+
+    def park(self, sha: str | None, file: Path, parked: Path) -> None:
+        """The deleted source `file` moved to `parked` (in tmp/): copy from there, its
+        blob and its chunks; removed at the end."""
+        if sha is not None and self.have.get(sha) == file:
+            self.have[sha] = parked
+        if file in self.chunk_files:
+            for chunk, source in self.chunks.items():
+                if source.path == file:
+                    self.chunks[chunk] = source._replace(path=parked)
+            self.chunk_files.add(parked)
         self.parked.append(parked)
 
     def add(self, sha: str, file: Path) -> None:

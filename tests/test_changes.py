@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
 from dropbeard.core.changes import PathChange, fetches, path_changes
+from dropbeard.core.chunking import Chunk
 from dropbeard.core.model import Delete, Entry
 from dropbeard.core.plan import Conflict, ConflictCopy, Download, LocalDelete, Plan
 from dropbeard.core.problems import Problem
@@ -70,6 +72,17 @@ def test_fetches_lists_each_blob_once_and_none_already_on_disk() -> None:
         ],
     )  # fmt: skip
     assert fetches(plan, {"2" * 64}) == [("1" * 64, "a", 1), ("3" * 64, "d.conflict", 3)]
+
+
+def test_fetches_of_a_file_in_chunks_are_the_chunks_no_local_file_holds() -> None:
+    chunks = [Chunk("4" * 64, 2), Chunk("5" * 64, 1), Chunk("4" * 64, 2)]
+    big = msgspec.structs.replace(_file("big", b"12345", "6" * 64), chunks=chunks)
+    other = msgspec.structs.replace(big, path="other", chunks=[Chunk("7" * 64, 5)])
+    plan = Plan(
+        publishes=True,
+        downloads=[Download(path="big", entry=big), Download(path="other", entry=other)],
+    )
+    assert fetches(plan, {"5" * 64}) == [("4" * 64, "big", 2)]  # "other": the same file
 
 
 # --- sync -v and --dry-run -----------------------------------------------------------

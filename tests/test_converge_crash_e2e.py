@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 
 import dropbeard.cli.sync as cli_sync
+from dropbeard.core.chunking import MiB
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import decode_head
 from dropbeard.store.base import Store
 from dropbeard.store.localwriter import STALE_TEMP_SECONDS, TMP_DIR
-from dropbeard.store.multipart import MiB
 from dropbeard.sync.passrun import PassOptions
 from tests.converge import Bucket, Cli, Device, devices, local_bucket
 from tests.faults import FaultStore, WriteLog, Written

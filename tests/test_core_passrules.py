@@ -95,6 +95,13 @@ def scanned_file(data: str, **stamps: int) -> Item:
     return Item("file", stat=Stat(len(data), **stamps), sha256=sha(data))
 
 
+LARGE = Item(
+    "file",
+    stat=Stat(20 * MiB),
+    sha256=sha("large"),
+    chunks=(Chunk(sha("one"), 12 * MiB), Chunk(sha("two"), 8 * MiB)),
+)
+
 # -- local_entries ------------------------------------------------------------------------
 
 
@@ -113,6 +120,20 @@ def scanned_file(data: str, **stamps: int) -> Item:
                 sha256=sha("hello"),
             ),
             id="file_keeps_size_mtime_and_hash",
+        ),
+        pytest.param(
+            LARGE,
+            Entry(
+                path="p",
+                type="file",
+                mode=0o644,
+                version={},
+                size=20 * MiB,
+                mtime_ns=OLD_NS,
+                sha256=sha("large"),
+                chunks=list(LARGE.chunks or ()),
+            ),
+            id="large_file_keeps_its_chunks",
         ),
         pytest.param(
             Item("symlink", 0o777, target="../elsewhere"),
@@ -352,6 +373,18 @@ def test_blobs_in_bucket_are_those_the_other_devices_list() -> None:
     assert blobs_in_bucket([desktop, server]) == {sha("desk"), sha("serv")}
 
 
+def test_a_file_in_chunks_is_in_the_bucket_as_its_chunks_not_its_sha256() -> None:
+    desktop = Remote("desktop", "20260522T175900Z", {"big": BIG})
+    assert blobs_in_bucket([desktop]) == {sha("c1"), sha("c2")}
+
+
+BIG = replace(
+    F("big", "big"),
+    size=20 * MiB,
+    chunks=[Chunk(sha("c1"), 12 * MiB), Chunk(sha("c2"), 8 * MiB)],
+)
+
+
 @pytest.mark.parametrize(
     ("entry", "known", "scanned", "uploaded"),
     [
@@ -359,6 +392,9 @@ def test_blobs_in_bucket_are_those_the_other_devices_list() -> None:
         pytest.param(F("a", "old"), {sha("old")}, {"a"}, False, id="already_in_the_bucket"),
         pytest.param(F("a", "new"), set(), set(), False, id="not_on_disk_here"),
         pytest.param(D("a"), set(), {"a"}, False, id="a_folder_has_no_blob"),
+        pytest.param(BIG, {sha("c1"), sha("c2")}, {"big"}, False, id="every_chunk_known"),
+        pytest.param(BIG, {sha("c1")}, {"big"}, True, id="a_chunk_not_known"),
+        pytest.param(BIG, {sha("big")}, {"big"}, True, id="whole_file_blob_is_not_its_chunks"),
     ],
 )
 def test_blobs_to_upload(entry: Entry, known: set[str], scanned: set[str], uploaded: bool) -> None:
@@ -542,12 +578,6 @@ class StatCase:
 WRITTEN: StatRow = (3, OLD_NS, 9, OLD_NS, sha("new"), None)
 PLAIN = scanned_file("abc")
 JUST_OLD = scanned_file("abc", mtime_ns=RACY - 1, ctime_ns=RACY - 1)
-LARGE = Item(
-    "file",
-    stat=Stat(20 * MiB),
-    sha256=sha("large"),
-    chunks=(Chunk(sha("one"), 12 * MiB), Chunk(sha("two"), 8 * MiB)),
-)
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from dropbeard.store.factory import open_store
 from dropbeard.sync.engine import PassOptions, run_pass
 from dropbeard.sync.root import RootPaths, open_online
 from tests.daemonproc import (
+    FAST_CONFIG,
     Daemon,
     cli,
     init_root,
@@ -394,11 +395,11 @@ def test_sigkill_mid_upload_then_restart_converges_on_s3(
     s3 = ("--endpoint-url", seaweed.endpoint, "--addressing-style", "path")
     a = init_root(tmp_path / "a", remote, root_id="r", device_id="laptop", extra=s3)
     b = init_root(tmp_path / "b", remote, root_id="r", device_id="desktop", extra=s3)
-    big = os.urandom(24 << 20)  # multipart (3 parts): long enough to be caught mid-way
+    big = os.urandom(24 << 20)  # several chunks, at 8 MiB/s: caught mid-way
     (a / "big.bin").write_bytes(big)
     for i in range(5):
         (a / f"small{i}.txt").write_text(f"small {i}")
-    config_a = write_config(tmp_path / "a.toml", [a])
+    config_a = write_config(tmp_path / "a.toml", [a], FAST_CONFIG + 'bandwidth_limit = "8M"\n')
     da = Daemon(config_a, sock_dir / "a", tmp_path / "a.log", env=env)
     db: Daemon | None = None
     try:
@@ -406,7 +407,7 @@ def test_sigkill_mid_upload_then_restart_converges_on_s3(
 
         def uploading_big() -> list[dict[str, Any]]:
             transfers = da.status()["roots"][0]["transfers"]
-            return [t for t in transfers if t["bytes_total"] == len(big)]
+            return [t for t in transfers if t["path"] == "big.bin"]  # one of its chunks
 
         seen = wait_for("big.bin being uploaded", uploading_big, timeout=30, step=0.02)
         da.proc.kill()  # SIGKILL, mid-transfer: no cleanup at all

@@ -50,9 +50,9 @@ from dropbeard.store.base import ObjectInfo, Store
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.factory import open_store
 from dropbeard.store.local import LocalStore
-from dropbeard.store.multipart import MIN_PART_SIZE
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
+from dropbeard.sync.chunking import Chunker
 from dropbeard.sync.engine import PassOptions, run_pass
 from dropbeard.sync.meter import PassMeter, Stage, StageName
 from dropbeard.sync.root import RootPaths, open_online, root_lock
@@ -67,7 +67,7 @@ ROOT_ID = "notes"
 DEVICE = "laptop"
 KEYS = RootKeys(ROOT_ID)
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
-STATE_TABLES = ("meta", "files", "peers", "uploads", "problems")
+STATE_TABLES = ("meta", "files", "peers", "problems")
 #: Variables the machine sets that point TLS clients at a CA bundle (and AWS settings).
 CA_VARS = ("CA_BUNDLE", "SSL_CERT", "CA_CERTS", "CAINFO")
 
@@ -932,41 +932,44 @@ class SimulatedCrash(Exception):
 
 
 class CrashingS3Store(S3Store):
-    """The real S3 store, except that the process "dies" once `survive` parts were sent:
-    every later part waits until those are on the server, then raises."""
+    """The real S3 store, except that the process "dies" once `survive` of the blobs in
+    `chunks` were sent: every later one waits until those are on the server, then raises."""
 
     survive = 2
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.parts_done = 0
+        self.chunks: set[str] = set()
+        self.started = self.chunks_done = 0
         self._enough = anyio.Event()
 
-    async def mp_put_part(
-        self, key: str, upload_id: str, number: int, data: bytes, sha256: str | None = None
-    ) -> str:
-        if number > self.survive:
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        if key not in self.chunks:
+            return await super().put_if_absent(key, data, sha256=sha256)
+        self.started += 1
+        if self.started > self.survive:
             await self._enough.wait()
-            raise SimulatedCrash(f"crash while sending part {number}")
-        etag = await super().mp_put_part(key, upload_id, number, data, sha256)
-        self.parts_done += 1
-        if self.parts_done >= self.survive:
+            raise SimulatedCrash(f"crash while sending {key}")
+        etag = await super().put_if_absent(key, data, sha256=sha256)
+        self.chunks_done += 1
+        if self.chunks_done >= self.survive:
             self._enough.set()
         return etag
 
 
-class PartCountingS3Store(S3Store):
-    """The real S3 store, counting the bytes sent in multipart parts."""
+class ChunkCountingS3Store(S3Store):
+    """The real S3 store, counting the blobs (chunks) it sends and their bytes."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.part_bytes = 0
+        self.sent: list[str] = []
+        self.sent_bytes = 0
 
-    async def mp_put_part(
-        self, key: str, upload_id: str, number: int, data: bytes, sha256: str | None = None
-    ) -> str:
-        etag = await super().mp_put_part(key, upload_id, number, data, sha256)
-        self.part_bytes += len(data)
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        etag = await super().put_if_absent(key, data, sha256=sha256)
+        if "/blobs/" in key:
+            self.sent.append(key)
+            self.sent_bytes += len(data)
         return etag
 
 
@@ -989,127 +992,134 @@ def _walk_exceptions(exc: BaseException) -> Iterator[BaseException]:
             yield from _walk_exceptions(inner)
 
 
-def _pending_uploads(root: Path) -> list[tuple[Any, ...]]:
-    return state_dump(root)["uploads"]
-
-
 BIG = 40 * MiB
 
 
+def _chunk_keys(path: Path) -> dict[str, int]:
+    """The blob key and size of each chunk of the file at `path`."""
+    chunks = Chunker().digest_file(path).chunks
+    assert chunks is not None
+    return {KEYS.blob(c.sha256): c.size for c in chunks}
+
+
 @pytest.mark.s3
-def test_a_crashed_multipart_upload_resumes(s3_remote: Remote, tmp_path: Path) -> None:
+def test_a_crashed_chunked_upload_resumes_with_the_missing_chunks(
+    s3_remote: Remote, tmp_path: Path
+) -> None:
     root = new_root(s3_remote, tmp_path, "upload-only")
     data = os.urandom(BIG)
     write(root, "big.bin", data)
     write(root, "small.txt", "small")
-    key = KEYS.blob(sha(data))
+    chunks = _chunk_keys(root / "big.bin")
+    assert len(chunks) > 3
 
     crashing = _s3_store_of(CrashingS3Store, s3_remote)
+    crashing.chunks = set(chunks)
     with pytest.raises(BaseException) as info:
         arun(lambda: pass_in_process(root, store=crashing))
     assert any(isinstance(e, SimulatedCrash) for e in _walk_exceptions(info.value))
-    assert crashing.parts_done == 2
-    (pending,) = _pending_uploads(root)
-    assert pending[0] == key
     objects = s3_remote.objects()
-    assert key not in objects and KEYS.head(DEVICE) not in objects  # nothing published
+    there = set(chunks) & set(objects)
+    assert len(there) == crashing.chunks_done == 2
+    assert KEYS.head(DEVICE) not in objects  # nothing published
+    assert "uploads" not in state_dump(root)  # no multipart state to resume
 
-    counting = _s3_store_of(PartCountingS3Store, s3_remote)
+    counting = _s3_store_of(ChunkCountingS3Store, s3_remote)
     summary = arun(lambda: pass_in_process(root, store=counting))
     assert summary.uploaded >= 1 and summary.snapshot is not None
-    assert 0 < counting.part_bytes <= BIG - 2 * MIN_PART_SIZE  # the 2 held parts were reused
+    missing = set(chunks) - there
+    small = KEYS.blob(sha(b"small"))  # sent by the crashed pass, or now
+    big_sent = [k for k in counting.sent if k != small]
+    assert sorted(big_sent) == sorted(missing)  # only the missing chunks, each once
+    small_bytes = len(b"small") if small in counting.sent else 0
+    assert counting.sent_bytes == sum(chunks[k] for k in missing) + small_bytes
     objects = s3_remote.objects()
-    assert objects[key] == data
-    assert entries(objects)["big.bin"].sha256 == sha(data)
-    assert _pending_uploads(root) == []
+    assert b"".join(objects[k] for k in chunks) == data
+    assert KEYS.blob(sha(data)) not in objects  # the file is its chunks, not one blob
+    published = entries(objects)["big.bin"]
+    assert published.sha256 == sha(data)
+    assert [KEYS.blob(c.sha256) for c in published.chunks or ()] == list(chunks)
 
 
-_HOLD_PARTS = """
+_HOLD_CHUNKS = """
 import sys, anyio
 from dropbeard.store.s3 import S3Store
-_send = S3Store.mp_put_part
-async def held(self, key, upload_id, number, data, sha256=None):
-    if number > 2:
-        await anyio.sleep(3600)  # parts 3.. never leave: the process is killed meanwhile
-    return await _send(self, key, upload_id, number, data, sha256)
-S3Store.mp_put_part = held
+_send = S3Store.put_if_absent
+started = [0]
+async def held(self, key, data, *, sha256=None):
+    if "/blobs/" in key:
+        started[0] += 1
+        if started[0] > 2:
+            await anyio.sleep(3600)  # chunks 3.. never leave: the process is killed meanwhile
+    return await _send(self, key, data, sha256=sha256)
+S3Store.put_if_absent = held
 from dropbeard.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
-_COUNT_PARTS = """
+_COUNT_CHUNKS = """
 import sys
 from pathlib import Path
 from dropbeard.store.s3 import S3Store
-sent = [0]
-_send = S3Store.mp_put_part
-async def counted(self, key, upload_id, number, data, sha256=None):
-    etag = await _send(self, key, upload_id, number, data, sha256)
-    sent[0] += len(data)
+sent = []
+_send = S3Store.put_if_absent
+async def counted(self, key, data, *, sha256=None):
+    etag = await _send(self, key, data, sha256=sha256)
+    if "/blobs/" in key:
+        sent.append(key)
     return etag
-S3Store.mp_put_part = counted
+S3Store.put_if_absent = counted
 from dropbeard.cli.main import main
 code = main(sys.argv[2:])
-Path(sys.argv[1]).write_text(str(sent[0]))
+Path(sys.argv[1]).write_text("\\n".join(sent))
 sys.exit(code)
 """
 
 
 @pytest.mark.s3
 def test_sync_killed_mid_upload_resumes_on_the_next_run(s3_remote: Remote, tmp_path: Path) -> None:
-    """`dropbeard sync` in a subprocess, SIGKILLed once its multipart upload is recorded in
-    state.sqlite and two parts are on the server (parts 3.. are held back so the kill
-    always lands mid-upload), then run again."""
+    """`dropbeard sync` in a subprocess, SIGKILLed once two chunks of a large file are on
+    the server (the others are held back so the kill always lands mid-upload), then run
+    again: it sends only the chunks still missing."""
     root = new_root(s3_remote, tmp_path, "upload-only")
     data = os.urandom(BIG)
     write(root, "big.bin", data)
-    key = KEYS.blob(sha(data))
+    chunks = _chunk_keys(root / "big.bin")
     env = s3_remote.subprocess_env()
 
     proc = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_PARTS, "sync", str(root), "-q"],
+        [sys.executable, "-c", _HOLD_CHUNKS, "sync", str(root), "-q"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
 
-    async def two_parts_on_the_server() -> None:
-        probe = _s3_store_of(S3Store, s3_remote)
-        try:
-            with anyio.fail_after(60):
-                while True:
-                    assert proc.poll() is None, proc.communicate()
-                    pending = _pending_uploads(root) if (root / ".dropbear").exists() else []
-                    if pending:
-                        parts = await probe.mp_parts(key, str(pending[0][1]))
-                        if parts is not None and len(parts) == 2:
-                            return
-                    await anyio.sleep(0.05)
-        finally:
-            await probe.aclose()
-
     try:
-        arun(two_parts_on_the_server)
+        deadline = time.monotonic() + 60
+        while len(set(chunks) & set(s3_remote.objects())) < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "two chunks never reached the server"
+            time.sleep(0.05)
     finally:
         os.kill(proc.pid, signal.SIGKILL)  # only the process this test started
         proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    assert key not in s3_remote.objects()
+    there = set(chunks) & set(s3_remote.objects())
+    assert len(there) == 2
 
     counted = tmp_path / "sent"
     rerun = subprocess.run(
-        [sys.executable, "-c", _COUNT_PARTS, str(counted), "sync", str(root), "--json"],
+        [sys.executable, "-c", _COUNT_CHUNKS, str(counted), "sync", str(root), "--json"],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert rerun.returncode == 0, rerun.stderr
-    assert 0 < int(counted.read_text()) <= BIG - 2 * MIN_PART_SIZE
+    assert set(counted.read_text().split()) == set(chunks) - there
     objects = s3_remote.objects()
-    assert objects[key] == data
+    assert b"".join(objects[k] for k in chunks) == data
     assert entries(objects)["big.bin"].sha256 == sha(data)
-    assert _pending_uploads(root) == []
 
 
 class EditingStore(FaultStore):

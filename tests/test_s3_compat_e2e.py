@@ -6,15 +6,15 @@ says plainly when the server ignores conditional writes."""
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 import pytest
 
-from dropbeard.store.multipart import MiB
+from dropbeard.core.chunking import MiB
 from dropbeard.store.s3 import S3Store
+from dropbeard.sync.chunking import Chunker
 from tests.converge import Bucket, Cli, Device, devices, local_bucket, s3_bucket
 from tests.s3servers import S3Server
 
@@ -78,61 +78,81 @@ def test_init_says_plainly_when_the_server_ignores_conditional_writes(
     a.sync()
 
 
-# --- an interrupted multipart upload -------------------------------------------------------
+# --- an interrupted upload of a large file ---------------------------------------------------
 
 
 class SimulatedCrash(Exception):
-    """Stands for the process dying in the middle of a multipart upload."""
+    """Stands for the process dying in the middle of an upload."""
 
 
-def crash_after_two_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """From now on, a multipart upload sends parts 1 and 2, then "dies" on part 3."""
-    send = S3Store.mp_put_part
-    done = {"parts": 0}
-    sent_two = anyio.Event()
+def crash_after_two_chunks(monkeypatch: pytest.MonkeyPatch, blobs: str) -> None:
+    """From now on, two chunk PUTs (under `blobs`) go through; every later one waits for
+    them to land, then "dies"."""
+    send = S3Store.put_if_absent
+    started = {"chunks": 0}
+    landed = {"chunks": 0}
+    two_landed = anyio.Event()
 
-    async def dying(self: S3Store, key: str, upload_id: str, number: int, data: bytes) -> str:
-        if number > 2:
-            await sent_two.wait()
-            raise SimulatedCrash(f"killed while sending part {number}")
-        etag = await send(self, key, upload_id, number, data)
-        done["parts"] += 1
-        if done["parts"] == 2:
-            sent_two.set()
+    async def dying(self: S3Store, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        if not key.startswith(blobs):
+            return await send(self, key, data, sha256=sha256)
+        started["chunks"] += 1
+        if started["chunks"] > 2:
+            await two_landed.wait()
+            raise SimulatedCrash(f"killed while sending {key}")
+        etag = await send(self, key, data, sha256=sha256)
+        landed["chunks"] += 1
+        if landed["chunks"] == 2:
+            two_landed.set()
         return etag
 
-    monkeypatch.setattr(S3Store, "mp_put_part", dying)
+    monkeypatch.setattr(S3Store, "put_if_absent", dying)
 
 
-def pending_uploads(d: Device) -> list[tuple[str, str, int]]:
-    db = sqlite3.connect(f"file:{d.path('.dropbear/state.sqlite')}?mode=ro", uri=True)
-    try:
-        return db.execute("SELECT * FROM uploads").fetchall()
-    finally:
-        db.close()
+def count_chunk_puts(monkeypatch: pytest.MonkeyPatch, blobs: str) -> list[str]:
+    """The keys under `blobs` PUT from now on."""
+    send = S3Store.put_if_absent
+    sent: list[str] = []
+
+    async def counted(self: S3Store, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        if key.startswith(blobs):
+            sent.append(key)
+        return await send(self, key, data, sha256=sha256)
+
+    monkeypatch.setattr(S3Store, "put_if_absent", counted)
+    return sent
 
 
-def test_an_interrupted_multipart_upload_never_wedges_the_folder(
+def test_an_interrupted_upload_resumes_with_the_chunks_still_missing(
     compat: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On s3rver the upload cannot be resumed (no ListParts): a fresh one starts. Either
-    way the big file arrives, and so does every small file made since."""
+    """No multipart state to resume (s3rver has no ListParts): a large file is chunks,
+    each one PUT, and the next pass sends only those not in the bucket yet. The big file
+    arrives, and so does every small file made since."""
     a, b = devices(compat, tmp_path, "a", "b")
-    big = os.urandom(17 * MiB)  # over the 16 MiB threshold: four 5 MiB parts
+    big = os.urandom(40 * MiB)
     a.write("big.bin", big)
+    chunks = Chunker().digest_file(a.path("big.bin")).chunks
+    assert chunks is not None and len({c.sha256 for c in chunks}) > 3
+    chunk_keys = {compat.keys.blob(c.sha256) for c in chunks}
+    blobs = compat.keys.blobs_prefix
     with monkeypatch.context() as patched:
-        crash_after_two_parts(patched)
+        crash_after_two_chunks(patched, blobs)
         assert a.cli("sync", str(a.root), "-q").code == 1  # the pass died
-    assert len(pending_uploads(a)) == 1
+    there = chunk_keys & set(compat.objects())
+    assert len(there) == 2
     assert compat.keys.head("a") not in compat.objects()
 
     a.write("small.txt", "made after the crash\n")
-    a.sync()
+    with monkeypatch.context() as patched:
+        sent = count_chunk_puts(patched, blobs)
+        a.sync()
+    assert set(sent) & chunk_keys == chunk_keys - there  # only the missing chunks went up
+    assert len(set(sent) - chunk_keys) == 1  # and small.txt
     b.sync()
 
     assert b.read("big.bin") == big
     assert b.read("small.txt") == b"made after the crash\n"
-    assert pending_uploads(a) == []
     assert a.sync().json["snapshot"] is None
 
 

@@ -1,5 +1,5 @@
-"""Every `Store` wrapper passes each call on faithfully: same arguments (keywords,
-journal, progress callback included), same answer. The inner store is a recorder."""
+"""Every `Store` wrapper passes each call on faithfully: same arguments (keywords and
+progress callback included), same answer. The inner store is a recorder."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dropbeard.store.base import ListPage, ObjectInfo, PendingUpload, Progress, UploadJournal
+from dropbeard.store.base import ListPage, ObjectInfo, Progress
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.retry import RetryingStore
@@ -22,17 +22,6 @@ pytestmark = pytest.mark.anyio
 
 INFO = ObjectInfo("blobs/k", 3, "etag-k", 1.0)
 PAGES = [ListPage([INFO], ["p/"]), ListPage([], ["q/"])]
-
-
-class Journal:
-    async def load_upload(self, key: str) -> PendingUpload | None:
-        return None
-
-    async def save_upload(self, upload: PendingUpload) -> None:
-        return None
-
-    async def clear_upload(self, key: str) -> None:
-        return None
 
 
 class Recorder:
@@ -78,10 +67,9 @@ class Recorder:
         path: Path,
         *,
         expected_sha256: str | None = None,
-        journal: UploadJournal | None = None,
         progress: Progress | None = None,
     ) -> str:
-        self.calls.append(("put_file", key, path, expected_sha256, journal))
+        self.calls.append(("put_file", key, path, expected_sha256))
         _report(progress)
         return "etag-file"
 
@@ -161,24 +149,21 @@ async def test_requests_pass_their_arguments_and_answers(wrapper: ForwardingStor
     ]
 
 
-async def test_transfers_pass_keywords_journal_and_progress(
+async def test_transfers_pass_keywords_and_progress(
     wrapper: ForwardingStore, tmp_path: Path
 ) -> None:
     src = tmp_path / "src"
     src.write_bytes(b"abc")
-    journal = Journal()
     sent: list[int] = []
     received: list[int] = []
-    etag = await wrapper.put_file(
-        "blobs/k", src, expected_sha256="sha-up", journal=journal, progress=sent.append
-    )
+    etag = await wrapper.put_file("blobs/k", src, expected_sha256="sha-up", progress=sent.append)
     info = await wrapper.get_file(
         "blobs/k", tmp_path / "dest", expected_sha256="sha-down", progress=received.append
     )
     assert (etag, info) == ("etag-file", INFO)
     assert sent == received == [1, 2]
     assert recorded(wrapper) == [
-        ("put_file", "blobs/k", src, "sha-up", journal),
+        ("put_file", "blobs/k", src, "sha-up"),
         ("get_file", "blobs/k", tmp_path / "dest", "sha-down"),
     ]
 

@@ -64,10 +64,10 @@ async def test_no_put_waits_for_100_continue(
     medium.write_bytes(os.urandom(MiB))
     await store.put_file("blobs/medium", medium)
     big = tmp_path / "big"
-    big.write_bytes(os.urandom(17 * MiB))  # multipart: parts are PUTs too
+    big.write_bytes(os.urandom(17 * MiB))  # over 16 MiB: streamed, still one PUT
     await store.put_file("blobs/big", big)
     puts = _puts(spy)
-    assert len(puts) >= 6  # 3 single PUTs and at least 3 parts crossed the proxy
+    assert len(puts) == 4
     assert [h for h in puts if "expect" in h] == []
     assert [h for h in puts if "amz-sdk-invocation-id" in h] == []  # no uuid per request
     assert await store.get("blobs/medium") == medium.read_bytes()
@@ -82,19 +82,18 @@ async def test_a_known_payload_hash_is_signed_as_given(spied: tuple[S3Store, Htt
     assert await store.get("blobs/known") == data
 
 
-async def test_parts_are_signed_with_the_hash_computed_while_read(
+async def test_a_streamed_file_is_one_put_signed_with_its_sha256(
     spied: tuple[S3Store, HttpSpy], tmp_path: Path
 ) -> None:
+    """No multipart upload: a file over 16 MiB is one PUT, its payload hash the file's
+    SHA-256 (a server that checks it refuses other bytes)."""
     store, spy = spied
     data = os.urandom(17 * MiB)
     (tmp_path / "big").write_bytes(data)
     await store.put_file("blobs/big", tmp_path / "big")
-    parts = _puts(spy)
-    part_size = 5 * MiB
-    expected = [
-        hashlib.sha256(data[i : i + part_size]).hexdigest() for i in range(0, len(data), part_size)
-    ]
-    assert sorted(h["x-amz-content-sha256"] for h in parts) == sorted(expected)
+    (put,) = _puts(spy)
+    assert put["x-amz-content-sha256"] == hashlib.sha256(data).hexdigest()
+    assert put["content-length"] == str(len(data))
     assert await store.get("blobs/big") == data
 
 

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import anyio
 import msgspec
 import pytest
 
@@ -17,8 +16,7 @@ from dropbeard.core.chunking import Chunk, MiB
 from dropbeard.core.model import Delete, Entry
 from dropbeard.core.plan import Base, ConflictInfo
 from dropbeard.core.problems import Problem
-from dropbeard.store.base import PendingUpload
-from dropbeard.sync.state import SCHEMA_VERSION, Journal, Peer, State, StateError, StatRow
+from dropbeard.sync.state import SCHEMA_VERSION, Peer, State, StateError, StatRow
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
 
@@ -153,7 +151,9 @@ def test_stats_and_bases_of_one_path_do_not_overwrite_each_other(state: State) -
 
 
 def test_forgetting_a_path_drops_its_base_and_its_stats(state: State) -> None:
-    state.put_stats([("gone.txt", (1, 2, 3, 4, SHA_A, None)), ("kept.txt", (1, 2, 3, 4, SHA_B, None))])
+    state.put_stats(
+        [("gone.txt", (1, 2, 3, 4, SHA_A, None)), ("kept.txt", (1, 2, 3, 4, SHA_B, None))]
+    )
     state.put_bases([("gone.txt", CLEAN), ("kept.txt", CLEAN)])
 
     state.put_bases([("gone.txt", None)])
@@ -164,7 +164,9 @@ def test_forgetting_a_path_drops_its_base_and_its_stats(state: State) -> None:
 
 
 def test_forgetting_stats_keeps_bases_and_drops_rows_left_empty(state: State) -> None:
-    state.put_stats([("tracked.txt", (1, 2, 3, 4, SHA_A, None)), ("untracked.txt", (1, 2, 3, 4, SHA_B, None))])
+    state.put_stats(
+        [("tracked.txt", (1, 2, 3, 4, SHA_A, None)), ("untracked.txt", (1, 2, 3, 4, SHA_B, None))]
+    )
     state.put_bases([("tracked.txt", CLEAN)])
 
     state.forget_stats(["tracked.txt", "untracked.txt"])
@@ -275,30 +277,6 @@ def test_writes_are_visible_to_another_connection(state: State) -> None:
         other.close()
 
 
-@pytest.mark.anyio
-async def test_the_upload_journal_remembers_pending_multipart_uploads(state: State) -> None:
-    journal = Journal(state, anyio.Lock())
-    first = PendingUpload("roots/r1/blobs/aa/aa/" + SHA_A, "upload-1", 8 << 20)
-    second = PendingUpload("roots/r1/blobs/bb/bb/" + SHA_B, "upload-2", 16 << 20)
-
-    assert await journal.load_upload(first.key) is None
-    await journal.save_upload(first)
-    await journal.save_upload(second)
-    await journal.save_upload(PendingUpload(first.key, "upload-1b", 8 << 20))  # restarted
-    assert await journal.load_upload(first.key) == PendingUpload(first.key, "upload-1b", 8 << 20)
-
-    state = reopen(state)
-    assert sorted(state.pending_uploads(), key=lambda u: u.key) == [
-        PendingUpload(first.key, "upload-1b", 8 << 20),
-        second,
-    ]
-    journal = Journal(state, anyio.Lock())
-    await journal.clear_upload(first.key)
-    assert list(state.pending_uploads()) == [second]
-    assert await journal.load_upload(first.key) is None
-    state.close()
-
-
 def test_reserved_ids_only_ever_grow_and_survive_reopening(state: State) -> None:
     state.reserve(12, 3, "20260522T180500Z")
     state.reserve(7, 2, "20260101T000000Z")  # lower: changes nothing
@@ -363,6 +341,33 @@ def test_holds_blob_knows_the_files_this_device_lists_and_no_others(state: State
     assert state.holds_blob(SHA_A)  # x.txt still lists those bytes
     state.put_bases([("x.txt", DELETED)])
     assert not state.holds_blob(SHA_A)
+
+
+def test_holds_blob_knows_the_chunks_of_a_listed_file_not_its_whole_blob(state: State) -> None:
+    """A file stored in chunks is in the bucket as its chunks (SPEC 1.6): those count as
+    held, its whole-file digest does not; the chunks stop counting when the path's
+    listing changes or goes."""
+    sha_c, sha_d = "c" * 64, "d" * 64
+    chunked = msgspec.structs.replace(
+        ENTRY, path="big.bin", size=17 * MiB, chunks=[Chunk(SHA_B, 10 * MiB), Chunk(sha_c, 7 * MiB)]
+    )
+    state.put_bases([("big.bin", Base(entry=chunked))])
+    assert state.holds_blob(SHA_B) and state.holds_blob(sha_c)
+    assert not state.holds_blob(SHA_A)  # the file's own digest: no such blob was written
+    state = reopen(state)
+    assert state.holds_blob(sha_c)
+
+    edited = msgspec.structs.replace(
+        chunked, chunks=[Chunk(SHA_B, 10 * MiB), Chunk(sha_d, 7 * MiB)]
+    )
+    state.put_bases([("big.bin", Base(entry=edited))])
+    assert state.holds_blob(sha_d) and not state.holds_blob(sha_c)
+    state.put_bases([("big.bin", DELETED)])
+    assert not state.holds_blob(SHA_B) and not state.holds_blob(sha_d)
+    state.put_bases([("big.bin", Base(entry=edited))])
+    state.put_bases([("big.bin", None)])
+    assert not state.holds_blob(SHA_B)
+    state.close()
 
 
 def test_an_index_of_format_1_is_refused_with_what_to_do(db: Path) -> None:

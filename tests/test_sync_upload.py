@@ -17,7 +17,9 @@ from dropbeard.store.counting import CountingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.sync import upload
 from dropbeard.sync.budget import TransferBudget
+from dropbeard.sync.chunking import Chunker, stat_key
 from dropbeard.sync.upload import BlobSource, UploadResult, upload_blobs
+from tests.chunkfiles import MiB, noise, overwrite
 
 pytestmark = pytest.mark.anyio
 
@@ -338,3 +340,64 @@ async def test_an_unreadable_file_fails_the_upload_instead_of_passing_for_a_chan
     with pytest.raises(BaseExceptionGroup) as failed:
         await world.upload(sources)
     assert failed.value.subgroup(PermissionError) is not None
+
+
+# --- files stored in chunks (SPEC 1.6) -----------------------------------------------------
+
+
+def chunked_source(world: World, rel: str, data: bytes) -> BlobSource:
+    """`data` at `rel`, described as the scan digests a file over 16 MiB."""
+    path = world.root / rel
+    path.write_bytes(data)
+    digest = Chunker().digest_file(path)
+    assert digest.chunks is not None
+    return BlobSource(digest.sha256, len(data), rel, path, digest.chunks, stat_key(path.stat()))
+
+
+@pytest.fixture(scope="module")
+def big_data() -> bytes:
+    return noise("upload chunks", 24 * MiB)
+
+
+async def test_a_file_in_chunks_uploads_each_chunk_as_a_blob_and_no_whole_file_blob(
+    world: World, big_data: bytes
+) -> None:
+    big = chunked_source(world, "big.bin", big_data)
+    small = world.source("small.txt", b"small")
+    done: list[str] = []
+    assert big.chunks is not None
+
+    result = await world.upload([big, small], on_done=lambda s: done.append(s.path))
+
+    blobs = await world.blobs()
+    assert set(blobs) == {c.sha256 for c in big.chunks} | {small.sha256}
+    assert b"".join(blobs[c.sha256] for c in big.chunks) == big_data
+    assert (result.uploaded, result.uploaded_bytes) == (2, len(big_data) + 5)
+    assert world.store.counts == {"head": len(big.chunks), "put_if_absent": len(big.chunks) + 1}
+    assert sorted(done) == ["big.bin", "small.txt"]
+
+
+async def test_chunks_known_in_the_bucket_are_not_asked_for(world: World, big_data: bytes) -> None:
+    big = chunked_source(world, "big.bin", big_data)
+    assert big.chunks is not None
+    first = big.chunks[0]
+    await world.store.inner.put(KEYS.blob(first.sha256), big_data[: first.size])
+
+    result = await world.upload([big], known_chunk={first.sha256}.__contains__)
+
+    rest = len({c.sha256 for c in big.chunks}) - 1
+    assert world.store.counts == {"head": rest, "put_if_absent": rest}
+    assert result.uploaded_bytes == len(big_data) - first.size
+
+
+async def test_a_file_in_chunks_edited_after_its_digest_is_changed_and_sends_no_wrong_bytes(
+    world: World, big_data: bytes
+) -> None:
+    big = chunked_source(world, "big.bin", big_data)
+    (world.root / "big.bin").write_bytes(overwrite(big_data, 0, b"edited"))
+
+    result = await world.upload([big])
+
+    assert result.changed == {"big.bin"} and result.uploaded == 0
+    blobs = await world.blobs()
+    assert all(sha(data) == key for key, data in blobs.items())

@@ -80,12 +80,19 @@ def path_changes(
 def fetches(plan: Plan, on_disk: Collection[str]) -> list[tuple[str, str, int]]:
     """The blobs applying `plan` will download, as (sha256, path, size): each blob once
     (the first path that needs it), none whose bytes are already `on_disk` (copied
-    locally), for files and conflict copies."""
+    locally), for files and conflict copies; a file stored in chunks as the chunks it
+    needs (`on_disk` names the chunks local files hold too)."""
     wanted: dict[str, tuple[str, str, int]] = {}
+    files: set[str] = set()  # a file's second path is copied from its first
     entries = [(d.path, d.entry) for d in plan.downloads]
     entries += [(c.copy_path, c.entry) for c in plan.conflict_copies]
     for path, entry in entries:
         sha = entry.sha256
-        if entry.type == "file" and sha and sha not in on_disk and sha not in wanted:
-            wanted[sha] = (sha, path, entry.size or 0)
+        if entry.type != "file" or not sha or sha in on_disk or sha in files:
+            continue
+        files.add(sha)
+        blobs = [(c.sha256, c.size) for c in entry.chunks or ()] or [(sha, entry.size or 0)]
+        for blob, size in blobs:
+            if blob not in on_disk and blob not in wanted:
+                wanted[blob] = (blob, path, size)
     return list(wanted.values())

@@ -85,7 +85,8 @@ class ProcessedPeer(Protocol):
 
 def local_entries(items: Mapping[str, ScannedItem]) -> dict[str, Entry]:
     """The scanned folder as entries for `reconcile`'s `local` (versions empty: reconcile
-    decides them). A file is what its stamps and hash say; a symlink its target."""
+    decides them). A file is what its stamps, hash and chunk list say; a symlink its
+    target."""
     local: dict[str, Entry] = {}
     for path, item in items.items():
         if item.type == "file":
@@ -98,6 +99,7 @@ def local_entries(items: Mapping[str, ScannedItem]) -> dict[str, Entry]:
                 size=item.stat.size,
                 mtime_ns=item.stat.mtime_ns,
                 sha256=item.sha256,
+                chunks=None if item.chunks is None else list(item.chunks),
             )
         elif item.type == "symlink":
             local[path] = Entry(
@@ -256,20 +258,32 @@ def _or_untracked(
 
 def blobs_in_bucket(remotes: Iterable[Remote]) -> set[str]:
     """The blobs known to be in the bucket without asking it: those the other devices'
-    entries the pass looked up reference, in trees read just now (this device's own are
-    `sync.state.State.holds_blob`)."""
+    entries the pass looked up reference, in trees read just now (a file's one blob, or
+    its chunks: `blobs_of`; this device's own are `sync.state.State.holds_blob`)."""
     known: set[str] = set()
     for remote in remotes:
-        known.update(e.sha256 for e in remote.entries.values() if e.sha256)
+        for entry in remote.entries.values():
+            known.update(blobs_of(entry))
     return known
+
+
+def blobs_of(entry: Entry) -> list[str]:
+    """The blobs holding a file's bytes: its chunks (SPEC 1.6), else its one blob."""
+    if entry.chunks is not None:
+        return [c.sha256 for c in entry.chunks]
+    return [entry.sha256] if entry.sha256 else []
 
 
 def blobs_to_upload(
     listing: Iterable[Entry | None], known: Container[str], scanned: Container[str]
 ) -> list[Entry]:
-    """The listed files whose blob is not known to be in the bucket and whose bytes
-    this pass scanned on disk, whatever the reason they are new to the bucket."""
-    return [e for e in listing if e and e.sha256 and e.sha256 not in known and e.path in scanned]
+    """The listed files with a blob (or chunk) not known to be in the bucket and whose
+    bytes this pass scanned on disk, whatever the reason they are new to the bucket."""
+    return [
+        e
+        for e in listing
+        if e and e.sha256 and e.path in scanned and not all(b in known for b in blobs_of(e))
+    ]
 
 
 def held_listing(plan: Plan, failed: Collection[str], base: Mapping[str, Base]) -> Plan:

@@ -1,5 +1,5 @@
 """Object stores: the `Store` protocol, its backends (local directory, S3) and wrappers."""
 
-from dropbeard.store.base import ListPage, ObjectInfo, PendingUpload, Store, UploadJournal
+from dropbeard.store.base import ListPage, ObjectInfo, Store
 
-__all__ = ["ListPage", "ObjectInfo", "PendingUpload", "Store", "UploadJournal"]
+__all__ = ["ListPage", "ObjectInfo", "Store"]

@@ -53,26 +53,6 @@ class ListPage:
     prefixes: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class PendingUpload:
-    """A multipart upload in progress, as remembered by an `UploadJournal`."""
-
-    key: str
-    upload_id: str
-    part_size: int
-
-
-class UploadJournal(Protocol):
-    """Durable memory of multipart uploads, so a crashed upload resumes from the parts the
-    server already holds instead of starting over. `state.sqlite` implements it."""
-
-    async def load_upload(self, key: str) -> PendingUpload | None: ...
-
-    async def save_upload(self, upload: PendingUpload) -> None: ...
-
-    async def clear_upload(self, key: str) -> None: ...
-
-
 @runtime_checkable
 class Store(Protocol):
     """An object store. All methods are safe to call concurrently."""
@@ -121,13 +101,13 @@ class Store(Protocol):
         path: Path,
         *,
         expected_sha256: str | None = None,
-        journal: UploadJournal | None = None,
         progress: Progress | None = None,
     ) -> str:
-        """Upload a local file, streamed from disk with bounded memory (large files in
-        multipart parts, resumed through `journal` after a crash). With `expected_sha256`,
-        the bytes read are hashed and the object is only committed if they match; else
-        IntegrityError and nothing is visible at `key` (the file changed while read)."""
+        """Upload a local file with one request, streamed from disk with bounded memory.
+        With `expected_sha256`, the bytes read are hashed and the object is only committed
+        if they match; else IntegrityError and nothing is visible at `key` (the file
+        changed while read). No multipart upload, so nothing to resume: dropbeard stores
+        a large file as chunks, each its own object (SPEC 1.6)."""
         ...
 
     async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from dropbeard.store.base import ListPage, ObjectInfo, Progress, Store, UploadJournal
+from dropbeard.store.base import ListPage, ObjectInfo, Progress, Store
 
 T = TypeVar("T")
 #: A request that streams a file, made with the progress callback it is handed.
@@ -81,7 +81,6 @@ class ForwardingStore:
         path: Path,
         *,
         expected_sha256: str | None = None,
-        journal: UploadJournal | None = None,
         progress: Progress | None = None,
     ) -> str:
         return await self._transfer(
@@ -89,7 +88,7 @@ class ForwardingStore:
             key,
             progress,
             lambda report: self.inner.put_file(
-                key, path, expected_sha256=expected_sha256, journal=journal, progress=report
+                key, path, expected_sha256=expected_sha256, progress=report
             ),
         )
 

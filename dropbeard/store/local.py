@@ -3,8 +3,6 @@
 Key `a/b/c` is the file `<root>/a/b/c`. Reads and listings live here; writes, atomic and
 conditional, in `dropbeard.store.localwriter`; the root's paths, etags and errors in
 `dropbeard.store.localroot` (a missing root is `Unavailable`, never an empty store).
-`journal` is ignored: a local copy is one rename away from done, there is nothing to
-resume.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ import anyio
 
 from dropbeard.core.errors import IntegrityError, ListFailed
 from dropbeard.store.bandwidth import Bandwidth, spend
-from dropbeard.store.base import ListPage, ObjectInfo, Progress, UploadJournal
+from dropbeard.store.base import ListPage, ObjectInfo, Progress
 from dropbeard.store.localcopy import HashingCopy, close_all, local_file_errors, open_local
 from dropbeard.store.localroot import LocalRoot, etag_of, object_info
 from dropbeard.store.localwalk import Found, split_prefix, walk
@@ -158,7 +156,6 @@ class LocalStore:
         path: Path,
         *,
         expected_sha256: str | None = None,
-        journal: UploadJournal | None = None,
         progress: Progress | None = None,
     ) -> str:
         tmp = await anyio.to_thread.run_sync(self._writer.new_temp, key)

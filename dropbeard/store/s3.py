@@ -1,16 +1,15 @@
 """S3Store: the `Store` protocol over any S3-compatible server, with aiobotocore (IO).
 
-Every request goes through the store's one client (`dropbeard.store.s3client`); files
-above MULTIPART_THRESHOLD go up in parts (`dropbeard.store.multipart`), through the
-multipart requests this store offers. Object bytes sent and received count against the
-store's `Bandwidth`, when it has one.
+Every request goes through the store's one client (`dropbeard.store.s3client`). A file is
+uploaded with one PUT (no multipart: dropbeard stores large files as chunks of at most
+16 MiB, SPEC 1.6): read whole up to WHOLE_PUT, else streamed from disk. Object bytes sent
+and received count against the store's `Bandwidth`, when it has one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,16 @@ import anyio
 
 from dropbeard.core.errors import IntegrityError, LocalFileError, NotFound, PreconditionFailed
 from dropbeard.store.bandwidth import Bandwidth, spend
-from dropbeard.store.base import ListPage, ObjectInfo, Progress, UploadJournal, validate_key
-from dropbeard.store.multipart import MULTIPART_THRESHOLD, HeldParts, upload_multipart
+from dropbeard.store.base import ListPage, ObjectInfo, Progress, validate_key
+from dropbeard.store.s3body import FileBody
 from dropbeard.store.s3client import Credentials, S3Connection
 from dropbeard.store.s3errors import translate
 from dropbeard.store.s3requests import PAYLOAD_SHA256
 
 #: Bytes read from a download's body at a time.
 CHUNK = 1024 * 1024
+#: Files up to this size are read whole and sent with one PUT; larger ones are streamed.
+WHOLE_PUT = 16 * CHUNK
 
 
 class S3Store:
@@ -225,96 +226,51 @@ class S3Store:
         path: Path,
         *,
         expected_sha256: str | None = None,
-        journal: UploadJournal | None = None,
         progress: Progress | None = None,
     ) -> str:
         size = (await anyio.Path(path).stat()).st_size
-        if size <= MULTIPART_THRESHOLD:
+        if size <= WHOLE_PUT:
             data, digest = await anyio.to_thread.run_sync(_read_whole, path)
             _check_sha(key, digest, expected_sha256)
             etag = await self.put(key, data, sha256=digest)
             if progress:
                 progress(len(data))
             return etag
-        return await upload_multipart(
-            self,
-            key,
-            path,
-            size,
-            expected_sha256=expected_sha256,
-            journal=journal,
-            progress=progress,
-        )
+        return await self._put_streamed(key, path, size, expected_sha256, progress)
+
+    async def _put_streamed(
+        self, key: str, path: Path, size: int, expected: str | None, progress: Progress | None
+    ) -> str:
+        """One PUT of the file at `path`, streamed from disk and signed with its SHA-256
+        (`expected`, else hashed first: a server that checks it refuses other bytes). The
+        body withholds its last piece unless what it read hashes to that digest, so on a
+        server that does not check, a file that changed meanwhile is cut off unfinished and
+        never becomes the object (IntegrityError)."""
+        if expected is None:
+            expected = await anyio.to_thread.run_sync(_sha256_of_file, path)
+        body = await FileBody.open(path, key, size, expected, self._bandwidth, progress)
+        client = await self._client()
+        try:
+            with translate("writing", key):
+                resp = await client.put_object(
+                    Bucket=self.bucket,
+                    Key=self._s3_key(key),
+                    Body=body.stream(),
+                    ContentLength=size,
+                    **{PAYLOAD_SHA256: expected},
+                )
+        except Exception:
+            body.raise_refusal()  # the body's own verdict says what went wrong
+            raise
+        finally:
+            await body.aclose()
+        body.raise_refusal()
+        return str(resp.get("ETag", ""))
 
     async def delete(self, key: str) -> None:
         client = await self._client()
         with translate("deleting", key):
             await client.delete_object(Bucket=self.bucket, Key=self._s3_key(key))
-
-    # -- multipart requests (the `MultipartApi` of dropbeard.store.multipart) ----------
-
-    async def mp_create(self, key: str) -> str:
-        client = await self._client()
-        with translate("starting multipart upload of", key):
-            resp = await client.create_multipart_upload(Bucket=self.bucket, Key=self._s3_key(key))
-        return str(resp["UploadId"])
-
-    async def mp_parts(self, key: str, upload_id: str) -> HeldParts | None:
-        """Parts the server holds: {number: (etag, size)}; None if the upload is gone."""
-        client = await self._client()
-        parts: HeldParts = {}
-        kwargs: dict[str, Any] = {
-            "Bucket": self.bucket,
-            "Key": self._s3_key(key),
-            "UploadId": upload_id,
-        }
-        while True:
-            try:
-                with translate("listing parts of", key):
-                    resp = await client.list_parts(**kwargs)
-            except NotFound:
-                return None
-            for p in resp.get("Parts", ()):
-                parts[int(p["PartNumber"])] = (str(p["ETag"]), int(p["Size"]))
-            if not resp.get("IsTruncated"):
-                return parts
-            kwargs["PartNumberMarker"] = resp["NextPartNumberMarker"]
-
-    async def mp_put_part(
-        self, key: str, upload_id: str, number: int, data: bytes, sha256: str | None = None
-    ) -> str:
-        client = await self._client()
-        known = {} if sha256 is None else {PAYLOAD_SHA256: sha256}
-        await spend(self._bandwidth, len(data))
-        with translate(f"uploading part {number} of", key):
-            resp = await client.upload_part(
-                Bucket=self.bucket,
-                Key=self._s3_key(key),
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=data,
-                **known,
-            )
-        return str(resp["ETag"])
-
-    async def mp_complete(self, key: str, upload_id: str, etags: Sequence[str]) -> str:
-        client = await self._client()
-        parts = [{"PartNumber": i + 1, "ETag": e} for i, e in enumerate(etags)]
-        with translate("completing multipart upload of", key):
-            resp = await client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=self._s3_key(key),
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-            )
-        return str(resp.get("ETag", ""))
-
-    async def mp_abort(self, key: str, upload_id: str) -> None:
-        client = await self._client()
-        with contextlib.suppress(NotFound), translate("aborting multipart upload of", key):
-            await client.abort_multipart_upload(
-                Bucket=self.bucket, Key=self._s3_key(key), UploadId=upload_id
-            )
 
 
 async def _read_up_to(body: Any, size: int) -> bytes:
@@ -350,6 +306,11 @@ def _write_chunk(out: Any, chunk: bytes, hasher: Any, key: str) -> None:
         ) from None
     if hasher is not None:
         hasher.update(chunk)
+
+
+def _sha256_of_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _read_whole(path: Path) -> tuple[bytes, str]:

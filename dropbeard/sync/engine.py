@@ -182,7 +182,9 @@ def _meter_downloads(run: PassRun, plan: Plan, local: LocalScan) -> None:
     meter = run.opts.meter
     if meter is None:
         return
-    wanted = fetches(plan, {i.sha256 for i in local.result.items.values() if i.sha256})
+    on_disk = {i.sha256 for i in local.result.items.values() if i.sha256}
+    on_disk |= {c.sha256 for i in local.result.items.values() for c in i.chunks or ()}
+    wanted = fetches(plan, on_disk)
     meter.name_blobs(wanted)
     meter.begin("downloading", len(wanted), sum(size for _, _, size in wanted))
 

@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 import anyio
 
 from dropbeard.core.model import Entry
-from dropbeard.core.passrules import PlanInputs, blobs_in_bucket, blobs_to_upload
+from dropbeard.core.passrules import PlanInputs, blobs_in_bucket, blobs_of, blobs_to_upload
 from dropbeard.core.plan import Plan, Remote
 from dropbeard.core.problems import Problem
 from dropbeard.core.safety import DeleteGuard
 from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import ScanResult
-from dropbeard.sync.state import Journal, State
+from dropbeard.sync.state import State
 from dropbeard.sync.upload import BlobSource, UploadResult, upload_blobs
 
 UPLOAD_ROUNDS = 3
@@ -61,7 +61,6 @@ async def upload_plan_blobs(
     if not plan.publishes or not blobs_to_upload(plan.listing.values(), (), scanned.items):
         return Uploaded(plan)  # no file to offer: the blobs known need not even be read
     known = blobs_in_bucket(remotes)
-    journal = Journal(run.state, anyio.Lock())
     unreadable = set(scanned.unreadable)
     problems: list[Problem] = []
     sent = UploadResult()
@@ -71,14 +70,14 @@ async def upload_plan_blobs(
         if not new:
             break
         sources = [_source(run.paths, scanned, e) for e in new]
-        _meter_uploads(run, sources)
+        _meter_uploads(run, sources, known)
         up = await upload_blobs(
             run.store,
             run.keys,
             sources,
             budget=run.budget,
-            journal=journal,
-            on_done=lambda src: known.add(src.sha256),
+            on_done=lambda src: known.update(_blobs_of_source(src)),
+            known_chunk=known.__contains__,
         )
         sent.uploaded += up.uploaded
         sent.uploaded_bytes += up.uploaded_bytes
@@ -103,32 +102,43 @@ async def _without(
 
 
 def _not_held(state: State, entries: list[Entry], known: set[str]) -> list[Entry]:
-    """Those of `entries` whose blob this device's listing does not reference already
-    (`State.holds_blob`: it is in the bucket); the others' blobs join `known`."""
+    """Those of `entries` with a blob (or chunk) neither `known` nor referenced by this
+    device's listing already (`State.holds_blob`: it is in the bucket); the blobs and
+    chunks found held join `known`, so a file's chunks already there are not asked for."""
     new: list[Entry] = []
     for entry in entries:
-        assert entry.sha256 is not None
-        if state.holds_blob(entry.sha256):
-            known.add(entry.sha256)
-        else:
+        blobs = blobs_of(entry)
+        known.update(b for b in blobs if b not in known and state.holds_blob(b))
+        if not all(b in known for b in blobs):
             new.append(entry)
     return new
 
 
-def _meter_uploads(run: PassRun, sources: list[BlobSource]) -> None:
-    """Tell the meter what this round uploads: each blob once, named by its path."""
+def _meter_uploads(run: PassRun, sources: list[BlobSource], known: set[str]) -> None:
+    """Tell the meter what this round uploads: each blob (or chunk not `known` in the
+    bucket) once, named by its file's path."""
     meter = run.opts.meter
     if meter is None:
         return
-    unique = {s.sha256: s for s in sources}
-    meter.name_blobs((s.sha256, s.path, s.size) for s in unique.values())
-    meter.begin("uploading", len(unique), sum(s.size for s in unique.values()))
+    unique: dict[str, tuple[str, str, int]] = {}
+    for s in sources:
+        for blob, size in [(c.sha256, c.size) for c in s.chunks or ()] or [(s.sha256, s.size)]:
+            if blob not in known:
+                unique.setdefault(blob, (blob, s.path, size))
+    meter.name_blobs(unique.values())
+    meter.begin("uploading", len(unique), sum(size for _, _, size in unique.values()))
 
 
 def _source(paths: RootPaths, scanned: ScanResult, entry: Entry) -> BlobSource:
     assert entry.sha256 is not None
-    file = paths.root / (scanned.items[entry.path].disk_path or entry.path)
-    return BlobSource(entry.sha256, entry.size or 0, entry.path, file)
+    item = scanned.items[entry.path]
+    file = paths.root / (item.disk_path or entry.path)
+    chunks = None if entry.chunks is None else tuple(entry.chunks)
+    return BlobSource(entry.sha256, entry.size or 0, entry.path, file, chunks, item.stat)
+
+
+def _blobs_of_source(src: BlobSource) -> list[str]:
+    return [src.sha256] if src.chunks is None else [c.sha256 for c in src.chunks]
 
 
 def _changed_while_reading(path: str) -> Problem:

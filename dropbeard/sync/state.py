@@ -1,7 +1,7 @@
 """The local index `.dropbear/state.sqlite` (WAL): stat cache (with a large file's chunk
-list), base versions, statuses, counters, this device's last published tree, other
-devices' progress (their processed snapshot and tree), pending multipart uploads, problems
-(IO: sqlite).
+list), base versions, statuses, counters, this device's last published tree (and the
+blobs and chunks it references), other devices' progress (their processed snapshot and
+tree), problems (IO: sqlite).
 
 Methods are synchronous and short; async callers run them in a worker thread (the engine
 owns one `State` per root and never uses it from two threads at once). Writes that
@@ -15,7 +15,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
 import msgspec
 
 from dropbeard.core.chunking import Chunk
@@ -23,7 +22,6 @@ from dropbeard.core.errors import DropbeardError
 from dropbeard.core.passrules import base_status
 from dropbeard.core.plan import Base, publishable
 from dropbeard.core.problems import Problem
-from dropbeard.store.base import PendingUpload
 
 SCHEMA_VERSION = 2
 """2: bucket format 2 (trees). An index of schema 1 (format 1, one manifest per publish)
@@ -40,15 +38,16 @@ CREATE TABLE IF NOT EXISTS files (
     blob     TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS files_blob ON files (blob) WHERE blob IS NOT NULL;
+CREATE TABLE IF NOT EXISTS held_chunks (
+    path TEXT NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (path, sha256)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS held_chunks_sha256 ON held_chunks (sha256);
 CREATE TABLE IF NOT EXISTS peers (
     device_id     TEXT PRIMARY KEY,
     head_etag     TEXT,
     snapshot      TEXT,
     tree          TEXT,
     tombstone_seq INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS uploads (
-    key TEXT PRIMARY KEY, upload_id TEXT NOT NULL, part_size INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS problems (
     path TEXT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL, PRIMARY KEY (path, kind)
@@ -222,28 +221,40 @@ class State:
 
     def put_bases(self, rows: Iterable[tuple[str, Base | None]]) -> None:
         """Set (path, base, or None to forget the path): its status follows from the base
-        (`core.passrules.base_status`), and the blob of the file it publishes is recorded
-        for `holds_blob`."""
+        (`core.passrules.base_status`), and the blob of the file it publishes (or, for a
+        file stored in chunks, its chunks: SPEC 1.6) is recorded for `holds_blob`."""
         forget: list[str] = []
         keep: list[tuple[str, bytes, str, str | None]] = []
+        chunks: list[tuple[str, str]] = []
         for path, base in rows:
             if base is None:
                 forget.append(path)
-            else:
-                listed = publishable(base)
-                blob = listed.sha256 if listed is not None else None
-                keep.append((path, _BASE_ENCODER.encode(base), base_status(base), blob))
+                continue
+            listed = publishable(base)
+            blob = None if listed is None or listed.chunks is not None else listed.sha256
+            if listed is not None and listed.chunks is not None:
+                chunks.extend((path, c.sha256) for c in listed.chunks)
+            keep.append((path, _BASE_ENCODER.encode(base), base_status(base), blob))
         self._db.executemany("DELETE FROM files WHERE path=?", ((p,) for p in forget))
+        self._db.executemany(
+            "DELETE FROM held_chunks WHERE path=?", ((p,) for p in [*forget, *(k[0] for k in keep)])
+        )
         self._db.executemany(
             "INSERT INTO files (path, base, status, blob) VALUES (?, ?, ?, ?) ON CONFLICT(path) "
             "DO UPDATE SET base=excluded.base, status=excluded.status, blob=excluded.blob",
             keep,
         )
+        self._db.executemany("INSERT OR IGNORE INTO held_chunks VALUES (?, ?)", chunks)
 
     def holds_blob(self, sha256: str) -> bool:
-        """True if an agreed path of this device's listing is a file of these bytes: the
-        blob is in the bucket, reached by this device's current head (SPEC 8.2)."""
-        row = self._db.execute("SELECT 1 FROM files WHERE blob=? LIMIT 1", (sha256,)).fetchone()
+        """True if an agreed path of this device's listing is a file of these bytes, or a
+        file stored in chunks one of which has them: the blob is in the bucket, reached by
+        this device's current head (SPEC 8.2)."""
+        row = self._db.execute(
+            "SELECT 1 FROM files WHERE blob=? UNION ALL SELECT 1 FROM held_chunks WHERE sha256=? "
+            "LIMIT 1",
+            (sha256, sha256),
+        ).fetchone()
         return row is not None
 
     def forget_stats(self, paths: Iterable[str]) -> None:
@@ -307,27 +318,6 @@ class State:
         """`with state.transaction():` groups writes; rolled back on error."""
         return _Transaction(self._db)
 
-    # -- UploadJournal (sync halves; `Journal` adapts them for the store) ------------
-
-    def load_upload(self, key: str) -> PendingUpload | None:
-        row = self._db.execute(
-            "SELECT upload_id, part_size FROM uploads WHERE key=?", (key,)
-        ).fetchone()
-        return None if row is None else PendingUpload(key, str(row[0]), int(row[1]))
-
-    def save_upload(self, upload: PendingUpload) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO uploads VALUES (?, ?, ?)",
-            (upload.key, upload.upload_id, upload.part_size),
-        )
-
-    def clear_upload(self, key: str) -> None:
-        self._db.execute("DELETE FROM uploads WHERE key=?", (key,))
-
-    def pending_uploads(self) -> Iterator[PendingUpload]:
-        for key, upload_id, part_size in self._db.execute("SELECT * FROM uploads"):
-            yield PendingUpload(str(key), str(upload_id), int(part_size))
-
 
 _BASE_ENCODER = msgspec.json.Encoder()
 
@@ -383,23 +373,3 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-
-class Journal:
-    """The store's `UploadJournal`, backed by `State` through a worker thread."""
-
-    def __init__(self, state: State, lock: anyio.Lock) -> None:
-        self._state = state
-        self._lock = lock
-
-    async def load_upload(self, key: str) -> PendingUpload | None:
-        async with self._lock:
-            return await anyio.to_thread.run_sync(self._state.load_upload, key)
-
-    async def save_upload(self, upload: PendingUpload) -> None:
-        async with self._lock:
-            await anyio.to_thread.run_sync(self._state.save_upload, upload)
-
-    async def clear_upload(self, key: str) -> None:
-        async with self._lock:
-            await anyio.to_thread.run_sync(self._state.clear_upload, key)

@@ -1,15 +1,18 @@
 """Uploading the blobs a plan needs, concurrently and deduplicated (IO: local files, store).
 
 A blob is keyed by its SHA-256 and written only if absent. Small files cost one request
-each (a create-only PUT; "already exists" is success); large files are checked with HEAD
-and only then streamed up in multipart parts. Bytes are verified against the promised
-digest while read, so a file that changes under us never lands under the wrong key.
+each (a create-only PUT; "already exists" is success). A file stored in chunks (SPEC 1.6)
+uploads the chunks not known to be there, each one create-only PUT after a HEAD
+(`sync.chunkupload`): an upload cut short resumes with the chunks still missing. A large
+file of one blob (another writer's, that did not cut it) is checked with HEAD and only
+then streamed up. Bytes are verified against the promised digest while read, so a file
+that changes under us never lands under the wrong key.
 
 All uploads share one `TransferBudget`: a small file holds its bytes from before it is
-read until its PUT ends, and a request slot only during the PUT; a large one holds what
-its parts in flight need. Small files are read in batches, one worker-thread trip each,
-while the files read before them are being sent. Largest first, so the long transfers
-start early and small files fill the slots around them.
+read until its PUT ends, and a request slot only during the PUT; a chunk likewise. Small
+files are read in batches, one worker-thread trip each, while the files read before them
+are being sent. Largest first, so the long transfers start early and small files fill
+the slots around them.
 """
 
 from __future__ import annotations
@@ -23,15 +26,20 @@ from pathlib import Path
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from dropbeard.core.chunking import Chunk
 from dropbeard.core.errors import IntegrityError, NotFound, PreconditionFailed
 from dropbeard.core.keys import RootKeys
-from dropbeard.store.base import Progress, Store, UploadJournal
-from dropbeard.store.multipart import PARTS_IN_FLIGHT, part_size_for
+from dropbeard.store.base import Progress, Store
 from dropbeard.sync.budget import TransferBudget
+from dropbeard.sync.chunkupload import upload_chunks
+from dropbeard.sync.hashing import StatKey
 from dropbeard.sync.workers import for_each
 
 #: Up to this size a blob is read whole and sent with one create-only PUT.
 SMALL = 8 * 1024 * 1024
+#: What a store holds in memory for one `put_file`, at most (S3 reads a file of up to
+#: 16 MiB whole and streams a larger one).
+PUT_FILE_MEMORY = 16 * 1024 * 1024
 
 
 @dataclass
@@ -45,10 +53,15 @@ class UploadResult:
 
 @dataclass(frozen=True, slots=True)
 class BlobSource:
+    """A file whose bytes the bucket needs: its one blob `sha256`, or its `chunks` (then
+    `stat`, what the scan saw, must still describe the file when they are sent)."""
+
     sha256: str
     size: int
     path: str  # relative, as tracked
     file: Path  # where to read it on disk
+    chunks: tuple[Chunk, ...] | None = None
+    stat: StatKey | None = None
 
 
 #: Small files are read in batches, one worker-thread trip per batch (not one per file),
@@ -63,22 +76,23 @@ async def upload_blobs(
     sources: Iterable[BlobSource],
     *,
     budget: TransferBudget,
-    journal: UploadJournal | None = None,
     progress: Progress | None = None,
     on_done: Callable[[BlobSource], None] | None = None,
+    known_chunk: Callable[[str], bool] | None = None,
 ) -> UploadResult:
-    """Make sure every source's blob exists in the store. One upload per distinct digest,
-    from the first of its sources whose bytes still match it: a file that changed since it
-    was hashed is skipped (and reported in `changed`) for the next path holding the same
-    bytes, so one edited copy does not keep the others' blob out of the bucket. Within
-    `budget`."""
-    by_digest: dict[str, list[BlobSource]] = {}
+    """Make sure every source's blob (or chunks) exists in the store. One upload per
+    distinct content, from the first of its sources whose bytes still match it: a file
+    that changed since it was hashed is skipped (and reported in `changed`) for the next
+    path holding the same bytes, so one edited copy does not keep the others' blob out of
+    the bucket. `known_chunk(sha256)` True: that chunk is in the bucket, nothing to ask.
+    Within `budget`."""
+    by_content: dict[tuple[str, tuple[Chunk, ...] | None], list[BlobSource]] = {}
     for src in sources:
-        by_digest.setdefault(src.sha256, []).append(src)
-    largest_first = sorted(by_digest.values(), key=lambda c: c[0].size, reverse=True)
-    sender = _Sender(store, keys, budget, journal, progress, on_done, UploadResult())
-    large = [c for c in largest_first if c[0].size > SMALL]
-    small = [c for c in largest_first if c[0].size <= SMALL]
+        by_content.setdefault((src.sha256, src.chunks), []).append(src)
+    largest_first = sorted(by_content.values(), key=lambda c: c[0].size, reverse=True)
+    sender = _Sender(store, keys, budget, progress, on_done, UploadResult(), known_chunk)
+    large = [c for c in largest_first if c[0].size > SMALL or c[0].chunks is not None]
+    small = [c for c in largest_first if c[0].size <= SMALL and c[0].chunks is None]
     async with anyio.create_task_group() as tg:
         if large:
             tg.start_soon(for_each, large, sender.large_file, budget.requests)
@@ -107,15 +121,16 @@ class _Sender:
     store: Store
     keys: RootKeys
     budget: TransferBudget
-    journal: UploadJournal | None
     progress: Progress | None
     on_done: Callable[[BlobSource], None] | None
     result: UploadResult
+    known_chunk: Callable[[str], bool] | None = None
 
-    def done(self, src: BlobSource, sent: bool) -> None:
+    def done(self, src: BlobSource, sent: bool, nbytes: int | None = None) -> None:
+        """`src` is in the bucket; `sent`: bytes went up for it (`nbytes`, else all)."""
         if sent:
             self.result.uploaded += 1
-            self.result.uploaded_bytes += src.size
+            self.result.uploaded_bytes += src.size if nbytes is None else nbytes
         else:
             self.result.skipped_existing += 1
         if self.on_done:
@@ -156,6 +171,11 @@ class _Sender:
 
     async def large_file(self, candidates: list[BlobSource]) -> None:
         for src in candidates:
+            if src.chunks is not None:
+                if await self._upload_chunks(src):
+                    return
+                self.result.changed.add(src.path)
+                continue
             try:
                 sent = await self._upload_large(src)
             except IntegrityError:
@@ -163,6 +183,26 @@ class _Sender:
                 continue
             self.done(src, sent)
             return
+
+    async def _upload_chunks(self, src: BlobSource) -> bool:
+        """Send the chunks of `src` the bucket lacks; False if the file is no longer the
+        one digested (nothing wrong was sent, but its entry must wait for the next pass)."""
+        assert src.chunks is not None
+        up = await upload_chunks(
+            self.store,
+            self.keys,
+            src.file,
+            src.size,
+            src.chunks,
+            budget=self.budget,
+            expected=src.stat,
+            known_present=self.known_chunk,
+            progress=self.progress,
+        )
+        if up.changed:
+            return False
+        self.done(src, up.uploaded > 0, up.uploaded_bytes)
+        return True
 
     async def _upload_large(self, src: BlobSource) -> bool:
         """True if bytes were sent, False if the blob was already there (HEAD first)."""
@@ -173,13 +213,12 @@ class _Sender:
                     return False
             except NotFound:
                 pass
-        parts = PARTS_IN_FLIGHT * part_size_for(src.size)
-        async with self.budget.holding(parts), self.budget.request(PARTS_IN_FLIGHT):
+        memory = min(src.size, PUT_FILE_MEMORY)
+        async with self.budget.holding(memory), self.budget.request():
             await self.store.put_file(
                 key,
                 src.file,
                 expected_sha256=src.sha256,
-                journal=self.journal,
                 progress=self.progress,
             )
         return True

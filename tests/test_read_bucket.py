@@ -5,8 +5,8 @@ DEST.
 
 The buckets come from `build_bucket`: `dropbeard init` + `dropbeard sync` of the folder, run
 as commands, so every rebuild reads a real dropbeard bucket. The refusals plant damaged or
-hostile objects with the independent writer of tests/format2.py (which also writes the
-chunked files dropbeard does not cut yet)."""
+hostile objects with the independent writer of tests/format2.py (which also writes chunk
+lists of its own cutting)."""
 
 from __future__ import annotations
 
@@ -178,6 +178,7 @@ def test_rebuilds_the_folder_byte_for_byte(where: Remote, tmp_path: Path) -> Non
     top = {e["name"]: e for e in node(where, head["tree"])["entries"]}
     assert len(node(where, top["many"]["tree"])["pages"]) >= 2
     assert top["big.bin"]["size"] > 16 * MIB
+    assert len(top["big.bin"]["chunks"]) >= 2  # dropbeard stores it in chunks (SPEC 1.6)
 
     done = read_bucket(where, dest)
 

@@ -833,9 +833,9 @@ BIG = (9 << 20, 10 << 20)  # a 19 MiB file: chunked (over 16 MiB)
 def test_a_chunk_list_passes_through_when_the_bytes_are_the_same(
     base: dict[str, Base], local: Entry
 ) -> None:
-    """This device does not cut files into chunks itself: another device's chunk list for
-    the same bytes (the same version, or one it adopts) is what its own tree lists (SPEC
-    1.6), not a change."""
+    """A local file without a chunk list of its own (this device cuts only files over
+    16 MiB): another device's chunk list for the same bytes (the same version, or one it
+    adopts) is what its own tree lists (SPEC 1.6), not a change."""
     theirs = chunked(F("big.iso", V1, {"desktop": 5, "laptop": 3}), *BIG)
     plan = run(base=base, local=[local], remotes=[remote("desktop", theirs)])
     assert plan.downloads == [] and plan.conflicts == []

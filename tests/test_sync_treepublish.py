@@ -5,6 +5,7 @@ what it lists, and a last tree that cannot be read is published anew."""
 
 from __future__ import annotations
 
+import random
 import shutil
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ import msgspec
 import pytest
 
 from dropbeard.cli.main import main
+from dropbeard.core.chunking import Chunk, MiB
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import Delete, decode_head, decode_snapshot
 from dropbeard.core.plan import Base, publishable
@@ -277,3 +279,28 @@ def test_a_renamed_file_costs_no_request_for_its_blob(root: Path) -> None:
     assert summary.snapshot is not None and summary.uploaded == 0
     assert not [k for k in store.written if k.startswith(KEYS.blobs_prefix)]
     assert store.counts["head"] == 0 and "put_file" not in store.counts
+
+
+def test_a_renamed_large_file_costs_no_request_for_its_chunks(root: Path) -> None:
+    """A file stored in chunks is in the bucket as its chunks, reached by this device's
+    head (`State.holds_blob` knows a listed file's chunks): renamed, nothing asks for them,
+    and the new path is listed with the same chunk list."""
+    (root / "media").mkdir()
+    (root / "media/film.bin").write_bytes(random.Random(5).randbytes(17 * MiB))
+    first, store = one_pass(root)
+    chunks = listed_chunks(root)
+    sent = [k for k in store.written if k.startswith(KEYS.blobs_prefix)]
+    assert first.snapshot is not None and len(sent) == len(chunks["media/film.bin"] or []) >= 2
+    (root / "media/film.bin").rename(root / "film-final.bin")
+
+    summary, store = one_pass(root)
+
+    assert summary.snapshot is not None and summary.uploaded == 0
+    assert not [k for k in store.written if k.startswith(KEYS.blobs_prefix)]
+    assert store.counts["head"] == 0 and "put_file" not in store.counts
+    assert listed_chunks(root) == {"film-final.bin": chunks["media/film.bin"], "media": None}
+
+
+def listed_chunks(root: Path) -> dict[str, list[Chunk] | None]:
+    found = anyio.run(published_listing, LocalStore(root.parent / "remote"), KEYS, ME)
+    return {p: e.chunks for p, e in found.items()}

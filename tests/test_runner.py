@@ -12,7 +12,8 @@ import msgspec
 import pytest
 
 from dropbeard.core.daemonconfig import RootSettings
-from dropbeard.daemon.runner import RootRunner
+from dropbeard.core.summary import Summary
+from dropbeard.daemon.runner import Request, RootRunner
 from dropbeard.store.local import LocalStore
 
 pytestmark = pytest.mark.anyio
@@ -90,3 +91,24 @@ async def test_gc_runs_every_gc_interval_and_never_when_zero_or_paused(tmp_path:
     with anyio.move_on_after(0.1):
         await made._gc_loop()
     assert runs == []
+
+
+async def test_while_a_mass_delete_is_halted_every_pass_looks_at_the_whole_root(
+    tmp_path: Path,
+) -> None:
+    """A pass over the one path the watcher saw cannot tell that the root is whole again
+    (the file came back): `status` would keep saying HALTED until the hourly rescan."""
+    made = runner(tmp_path, [])
+    scopes: list[frozenset[str] | None] = []
+    halts = ["refusing to delete: the root is empty", None, None]
+
+    async def run(only: frozenset[str] | None, started: Any) -> Summary:
+        scopes.append(only)
+        started()
+        return Summary(root=str(tmp_path), root_id="r", device_id="d", mode="m",
+                       halted=halts[len(scopes) - 1])  # fmt: skip
+
+    made._sync.run = run  # type: ignore[method-assign]
+    for _ in halts:
+        await made._attempt(Request(False, {"a.txt"}, ["watch"]))
+    assert scopes == [frozenset({"a.txt"}), None, frozenset({"a.txt"})]

@@ -96,6 +96,7 @@ class RootRunner:
         self._reason: str | None = None  # why it is offline / backing off / last error
         self._retry_at = 0.0
         self._failures = 0
+        self._halted = False  # the last pass halted a mass delete: the next one is full
         self._running: dict[str, Any] | None = None
         self._last: dict[str, Any] | None = None
         self._last_full = clock()
@@ -267,9 +268,12 @@ class RootRunner:
 
     async def _attempt(self, req: Request) -> None:
         reason = ",".join(req.reasons)
-        scope = "full" if req.full else f"{len(req.paths)} paths"
+        # While a mass delete is halted, every pass looks at the whole root: a pass over
+        # some paths cannot tell that the root is whole again, and would keep the halt.
+        full = req.full or self._halted
+        scope = "full" if full else f"{len(req.paths)} paths"
         record: dict[str, Any] = {"reason": reason, "scope": scope, "started_at": self._wall()}
-        if req.full:
+        if full:
             self._last_full = self._clock()
 
         def started() -> None:  # once online and locked: an offline root only skips
@@ -278,7 +282,7 @@ class RootRunner:
             self.log.info("tick_start", reason=reason, scope=scope)
 
         try:
-            summary = await self._sync.run(None if req.full else frozenset(req.paths), started)
+            summary = await self._sync.run(None if full else frozenset(req.paths), started)
         except OfflineError as exc:
             self._retry(req, "offline", self.settings.poll_interval, str(exc))
             self._log_skip(str(exc))
@@ -306,6 +310,7 @@ class RootRunner:
             self._condition, self._reason, self._failures = "idle", None, 0
             record.update(outcome="synced", summary=msgspec.to_builtins(summary))
             self.log.info("tick_end", reason=reason, scope=scope, summary=record["summary"])
+            self._halted = summary.halted is not None
             if summary.halted:
                 self.log.warning("halted", reason=summary.halted)
             if was_offline:

@@ -1,6 +1,6 @@
 """A minimal format-2 writer, written from SPEC section 1 and independent of dropbeard's
 code, so the standalone reader (docs/read_bucket.py) can be tested before dropbeard writes
-format 2: canonical JSON tree nodes keyed by their SHA-256, directories over 256 entries
+format 2: canonical JSON tree nodes keyed by their SHA-256, directories over 128 entries
 cut into pages (and index levels) by the SPEC's rule, files over 16 MiB as chunk lists,
 a snapshot, a head and a registry."""
 
@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PAGE_OVER = 256  # a directory (or an index) with more entries than this is paged
-PAGE_MAX = 512  # a page never holds more entries than this
-CUT_BELOW = 512  # cut after a name whose SHA-256 starts with a 16-bit word below this
+PAGE_OVER = 128  # a directory (or an index) with more entries than this is paged
+PAGE_MAX = 128  # a page never holds more entries than this
+CUT_BELOW = 2048  # cut after a name whose SHA-256 starts with a 16-bit word below this
 CHUNK_OVER = 16 << 20  # files over 16 MiB are stored as chunks
 CHUNK = 4 << 20  # this writer cuts at fixed offsets: valid, only deduplicates less
 
@@ -73,7 +73,8 @@ def sharded(kind: str, sha: str) -> str:
 
 def cut(items: list[dict], first: Callable[[dict], str]) -> list[list[dict]]:
     """SPEC 1.1: cut after every item whose name's SHA-256 has a first big-endian 16-bit
-    word below 512, and in any case after 512 items."""
+    word below 2048, and in any case after 128 items (dropbeard's numbers: see
+    dropbeard.core.treepages)."""
     groups: list[list[dict]] = [[]]
     for item in items:
         groups[-1].append(item)

@@ -225,11 +225,11 @@ def test_reads_a_named_snapshot_instead_of_the_head(tmp_path: Path) -> None:
 
 
 def cut_names(count: int) -> list[str]:
-    """`count` names after each of which SPEC 1.1 cuts a page (SHA-256 word below 512)."""
+    """`count` names after each of which SPEC 1.1 cuts a page (SHA-256 word below 2048)."""
     found, i = [], 0
     while len(found) < count:
         name, i = f"l{i:06d}", i + 1
-        if int.from_bytes(hashlib.sha256(name.encode()).digest()[:2], "big") < 512:
+        if int.from_bytes(hashlib.sha256(name.encode()).digest()[:2], "big") < 2048:
             found.append(name)
     return found
 

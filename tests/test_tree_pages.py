@@ -43,14 +43,14 @@ def stored(built: DirectoryBuild) -> dict[str, bytes]:
 
 
 def test_the_cut_rule_reads_the_first_16_bits_of_the_names_sha256() -> None:
-    # sha256("n34") starts 01c7, sha256("n436") 00aa: below 0x0200; "n1579" 0214 is not
+    # sha256("n34") starts 01c7, "n436" 00aa, "n1579" 0214: below 0x0800; "n71" 0842 is not
     assert hashlib.sha256(b"n34").hexdigest().startswith("01c7")
-    assert is_cut("n34") and is_cut("n436")
-    assert not is_cut("n1579")
+    assert is_cut("n34") and is_cut("n436") and is_cut("n1579")
+    assert not is_cut("n71")
     assert not is_cut("n0")
 
 
-def test_up_to_256_entries_is_one_node_and_257_an_index() -> None:
+def test_up_to_fanout_entries_is_one_node_and_one_more_an_index() -> None:
     flat = build_directory(listing(FANOUT))
     assert decode(stored(flat), flat.key).entries == sorted(listing(FANOUT), key=lambda e: e.name)
     assert len(flat.nodes) == 1
@@ -59,7 +59,7 @@ def test_up_to_256_entries_is_one_node_and_257_an_index() -> None:
     assert top.pages is not None and top.entries is None
 
 
-def test_pages_end_exactly_after_cut_names_or_at_512_entries() -> None:
+def test_pages_end_exactly_after_cut_names_or_at_max_page_entries() -> None:
     entries = listing(3000) + uncut(1100)
     built = build_directory(entries)
     pages = leaf_pages(stored(built), built.key)
@@ -73,8 +73,8 @@ def test_pages_end_exactly_after_cut_names_or_at_512_entries() -> None:
     assert any(len(page) == MAX_PAGE for page in pages)  # "same…" has a run without cuts
 
 
-def test_an_index_of_more_than_256_pages_gets_index_levels_until_the_top_holds_256() -> None:
-    pages = [Page(f"p{i:06}", sha(str(i))) for i in range(200_000)]
+def test_an_index_of_more_than_fanout_pages_gets_index_levels_until_the_top_holds_fanout() -> None:
+    pages = [Page(f"p{i:06}", sha(str(i))) for i in range(20_000)]  # 625 index pages, 20 above
     built = index_levels(pages)
     nodes = stored(built)
     levels = 0
@@ -168,7 +168,7 @@ def test_one_change_rewrites_one_page_two_when_a_cut_moves(name: str, kind: str)
     rewritten = len(result.nodes) - 1  # besides the top
     moves_a_cut = kind != "edit" and (is_cut(changed) or full)
     assert rewritten <= 2 if moves_a_cut else rewritten == 1
-    if kind != "delete":  # a delete may read on until 256 entries are known to remain
+    if kind != "delete":  # a delete may read on until FANOUT entries are known to remain
         assert len(read) <= 2
 
 
@@ -179,12 +179,12 @@ def test_a_delete_of_a_cut_name_joins_two_pages_into_one() -> None:
     cut_name = next(p[-1].name for p in leaf_pages(nodes, built.key)[:-1] if is_cut(p[-1].name))
     result, read = rebuild(nodes, built.key, {cut_name: None})
     assert len(result.nodes) == 2  # one joined page, the top
-    assert len(read) >= 2  # both pages (and maybe more, to know it keeps 256 entries)
+    assert len(read) >= 2  # both pages (and maybe more, to know it keeps FANOUT entries)
 
 
 def test_forced_cuts_move_only_through_a_run_of_full_pages() -> None:
-    # 1100 names without a cut: pages of 512, 512, 76, then ordinary ones
-    same = uncut(1100)
+    # 300 names without a cut: pages of 128, 128, 44, then ordinary ones
+    same = uncut(300)
     entries = same + listing(600, "z")
     built = build_directory(entries)
     nodes = stored(built)
@@ -195,8 +195,8 @@ def test_forced_cuts_move_only_through_a_run_of_full_pages() -> None:
     assert result.key == expected.key
 
 
-def test_a_paged_directory_shrinking_to_256_becomes_one_node_again() -> None:
-    entries = listing(300)
+def test_a_paged_directory_shrinking_to_fanout_becomes_one_node_again() -> None:
+    entries = listing(FANOUT + 44)
     built = build_directory(entries)
     changes: dict[str, TreeEntry | None] = {e.name: None for e in entries[:44]}
     result, _ = rebuild(stored(built), built.key, changes)
@@ -240,18 +240,18 @@ def _reference_directory(entries: list[dict[str, object]], nodes: dict[str, byte
         for item in items:
             groups[-1].append(item)
             word = int.from_bytes(hashlib.sha256(str(item[field]).encode()).digest()[:2], "big")
-            if word < 512 or len(groups[-1]) == 512:
+            if word < 2048 or len(groups[-1]) == 128:
                 groups.append([])
         return [g for g in groups if g]
 
     entries = sorted(entries, key=lambda e: str(e["name"]).encode())
-    if len(entries) <= 256:
+    if len(entries) <= 128:
         return put({"format": 2, "entries": entries})
     level = [
         {"first": p[0]["name"], "tree": put({"format": 2, "entries": p})}
         for p in cut_plainly(entries, "name")
     ]
-    while len(level) > 256:
+    while len(level) > 128:
         level = [
             {"first": g[0]["first"], "tree": put({"format": 2, "pages": g})}
             for g in cut_plainly(level, "first")
@@ -265,7 +265,7 @@ def _plain(entry: TreeEntry) -> dict[str, object]:
     return dict(fields)
 
 
-@pytest.mark.parametrize("count", [0, 5, 256, 257, 3000, 40_000])
+@pytest.mark.parametrize("count", [0, 5, 128, 129, 3000, 40_000])
 def test_an_independent_writer_makes_the_same_nodes(count: int) -> None:
     entries = [
         TreeEntry(

@@ -32,7 +32,7 @@ from dropbeard.core.paths import LOCAL_DIR, MAX_SEGMENT_BYTES
 
 FORMAT = 2
 #: Nodes larger than this, or listing more items, are refused unread: dropbeard writes
-#: at most 512 items per node (a few tens of KiB), so these only stop a hostile bucket
+#: at most 128 items per node (a few tens of KiB), so these only stop a hostile bucket
 #: from making a reader hold or parse an absurd object.
 MAX_NODE_BYTES = 8 * 1024 * 1024
 MAX_NODE_ITEMS = 100_000

@@ -2,11 +2,15 @@
 nodes, and rebuilding them after a change reusing every page the change does not reach
 (pure).
 
-A directory of at most 256 entries is one node. A larger one is cut into pages after
-every entry whose name's SHA-256 starts with a 16-bit big-endian word below 512, and in
-any case after 512 entries; its node is then an index of the pages. An index of more
-than 256 pages is cut the same way (by each page's `first`) into index pages under a
-higher index, until the top holds at most 256.
+A directory of at most 128 entries is one node. A larger one is cut into pages after
+every entry whose name's SHA-256 starts with a 16-bit big-endian word below 2048 (one cut
+per 32 entries on average), and in any case after 128 entries; its node is then an index
+of the pages. An index of more than 128 pages is cut the same way (by each page's
+`first`) into index pages under a higher index, until the top holds at most 128. So no
+node dropbeard writes lists more than 128 items: about 24 KiB of ordinary file entries,
+under 32 KiB for names up to ~60 bytes. (SPEC 1.1 says 256 / 512 / 512, which lets a
+page of tiny files reach ~90 KiB; issue 10 asks every page an edit rewrites to stay
+under 32 KiB. A reader does not care where the cuts fall.)
 
 Cutting runs left to right and starts afresh after every cut, so the cut before an
 unchanged page never moves: a change re-cuts from the start of the first page it touches
@@ -25,11 +29,12 @@ from typing import TypeVar
 from dropbeard.core.tree import Page, TreeEntry, entries_node, index_node, node_key
 
 #: A directory (or an index) with more items than this is cut into pages.
-FANOUT = 256
+FANOUT = 128
 #: No page holds more items than this.
-MAX_PAGE = 512
-#: A cut follows every item whose name's SHA-256 starts with a 16-bit word below this.
-CUT_BELOW = 512
+MAX_PAGE = 128
+#: A cut follows every item whose name's SHA-256 starts with a 16-bit word below this
+#: (one in 32 on average).
+CUT_BELOW = 2048
 
 T = TypeVar("T")
 NodeBytes = tuple[str, bytes]
@@ -74,7 +79,7 @@ def _page_of(entries: Sequence[TreeEntry]) -> tuple[Page, NodeBytes]:
 def index_levels(
     pages: list[Page], reusable: Mapping[str, tuple[str, list[Page]]] | None = None
 ) -> DirectoryBuild:
-    """The index nodes over leaf `pages` (more than zero), up to a top of at most 256.
+    """The index nodes over leaf `pages` (more than zero), up to a top of at most FANOUT.
     An index page equal to one in `reusable` (an old index node's key and pages, by the
     key of its first page) is reused, not counted as new."""
     nodes: list[NodeBytes] = []
@@ -224,7 +229,7 @@ def rebuild_directory(
     reusing every page and index page the change leaves alone. `loaded` holds the entries
     of the leaf pages read so far; the answer is NeedPages until it holds all it needs
     (the pages the changes fall in, a neighbour when a cut moved, and, when the directory
-    may have shrunk to 256 entries or fewer, the rest). The result is what
+    may have shrunk to FANOUT entries or fewer, the rest). The result is what
     `build_directory` makes of the same listing, if `shape` was built that way."""
     refs = shape.leaf_pages()
     firsts = [p.first for p in refs]
@@ -266,7 +271,7 @@ def _may_shrink_to_one_node(
     made: Mapping[str, tuple[bytes, list[TreeEntry]]],
     loaded: Mapping[str, Sequence[TreeEntry]],
 ) -> bool:
-    """False if the directory surely still holds more than 256 entries: it gained none
+    """False if the directory surely still holds more than FANOUT entries: it gained none
     less than it lost (a paged directory had more), or the pages known hold more."""
     old_keys = {p.tree for p in refs}
     new_keys = {p.tree for p in new_refs}

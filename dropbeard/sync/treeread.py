@@ -27,8 +27,8 @@ from dropbeard.sync.trees import TreeStore
 #: Folders nested deeper than this are refused (with names of one byte, a 4096-byte
 #: path holds at most 2048; no real folder comes near 256).
 MAX_DEPTH = 256
-#: Levels of index nodes in one folder: 8 levels of 256 pages hold more entries than
-#: any store can list; canonical trees need 3 for a folder of 10 million entries.
+#: Levels of index nodes in one folder: 8 levels of 128 pages hold more entries than
+#: any store can list; dropbeard's trees need 4 for a folder of 10 million entries.
 MAX_PAGE_LEVELS = 8
 #: A walk loads at most this many of a node's pages and folders at once, ahead of
 #: reaching them (a few MiB: `TreeStore` keeps 16 MiB of decoded nodes).

@@ -43,6 +43,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import anyio
+
 from bench.formatpass import daemonlike
 
 FULL_SCALE = 100_000  # the tree's shape at and above this many files
@@ -313,6 +315,26 @@ def edit(bench: Bench, a: Path, b: Path, rel: str, label: str) -> dict[str, str]
     }
 
 
+def idle_poll(bench: Bench, a: Path) -> dict[str, str]:
+    """One idle daemon poll (`RootSync.heads_changed`, in this process) after a pass has
+    seeded the heads last seen: its requests by kind (target: 1 LIST + 1 conditional GET
+    per other device, no write)."""
+    from bench.bench_daemon import poll_requests, show_poll
+    from dropbeard.store.counting import WRITE_KINDS
+
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in bench.env.items() if k.startswith("DROPBEAR_S3_")})
+    try:
+        counts, changed = anyio.run(poll_requests, a)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    writes = sum(counts.get(kind, 0) for kind in WRITE_KINDS)
+    lists, gets = counts.get("list_page", 0), counts.get("get_if_changed", 0)
+    print(f"idle daemon poll (1 other device): {show_poll(counts, changed)}; writes {writes}")
+    return {"idle poll: LIST / cond. GET / writes": f"{lists} / {gets} / {writes}"}
+
+
 def daemon_rss(bench: Bench, a: Path) -> dict[str, str]:
     """The daemon's RSS once its first pass over the settled root has ended."""
     conf, log_path = bench.work / "daemon.toml", bench.work / "daemon.log"
@@ -389,6 +411,7 @@ def main() -> None:
             )
         row = first_syncs(bench, a, b)
         row |= idle(bench, a)
+        row |= idle_poll(bench, a)
         row |= edit(bench, a, b, shape.deep_path(shape.deep // 2), "3 deep")
         if shape.flat:
             row |= edit(bench, a, b, f"flat/f{shape.flat // 2:06d}.txt", "in flat/")

@@ -335,6 +335,62 @@ def idle_poll(bench: Bench, a: Path) -> dict[str, str]:
     return {"idle poll: LIST / cond. GET / writes": f"{lists} / {gets} / {writes}"}
 
 
+def flat_pages(bench: Bench, a: Path, folder: str = "flat") -> dict[str, str]:
+    """The pages of `folder` in a's published tree: how many, the index levels above
+    them, their sizes (an edit in the folder rewrites one page per level: the issue wants
+    each under 32 KiB; SPEC 1's cut rule lets a page hold up to 512 entries)."""
+    from dropbeard.core.keys import RootKeys
+    from dropbeard.store.factory import open_store
+    from dropbeard.sync.root import RootPaths, open_online
+
+    cfg, state = open_online(RootPaths(a))
+    state.close()
+    keys = RootKeys(cfg.root_id)
+
+    async def read() -> tuple[list[int], list[int], int]:
+        store = open_store(cfg.remote)
+        try:
+
+            async def node(key: str) -> tuple[dict[str, Any], int]:
+                data = await store.get(keys.tree(key))
+                return json.loads(data), len(data)
+
+            head = json.loads(await store.get(keys.head(cfg.device_id)))
+            top, _ = await node(head["tree"])
+            entry = next(e for e in top["entries"] if e["name"] == folder)
+            level, leaves, indexes, depth = [entry["tree"]], [], [], 0
+            while level:
+                below = []
+                for key in level:
+                    got, size = await node(key)
+                    if "pages" in got:
+                        indexes.append(size)
+                        below += [p["tree"] for p in got["pages"]]
+                    else:
+                        leaves.append(size)
+                depth += bool(below)
+                level = below
+            return leaves, indexes, depth
+        finally:
+            await store.aclose()
+
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in bench.env.items() if k.startswith("DROPBEAR_S3_")})
+    try:
+        leaves, indexes, depth = anyio.run(read)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    over = sum(n >= 32 * 1024 for n in leaves + indexes)
+    print(
+        f"{folder}/ in a's tree: {len(leaves)} pages under {depth} index level(s) "
+        f"({len(indexes)} index nodes, largest {size(max(indexes, default=0))}); page sizes "
+        f"median {size(statistics.median(leaves or [0]))}, largest {size(max(leaves or [0]))};"
+        f" {over} of {len(leaves) + len(indexes)} nodes are 32 KiB or more"
+    )
+    return {f"{folder}/ nodes >= 32 KiB / all": f"{over} / {len(leaves) + len(indexes)}"}
+
+
 def daemon_rss(bench: Bench, a: Path) -> dict[str, str]:
     """The daemon's RSS once its first pass over the settled root has ended."""
     conf, log_path = bench.work / "daemon.toml", bench.work / "daemon.log"
@@ -412,6 +468,8 @@ def main() -> None:
         row = first_syncs(bench, a, b)
         row |= idle(bench, a)
         row |= idle_poll(bench, a)
+        if shape.flat:
+            row |= flat_pages(bench, a)
         row |= edit(bench, a, b, shape.deep_path(shape.deep // 2), "3 deep")
         if shape.flat:
             row |= edit(bench, a, b, f"flat/f{shape.flat // 2:06d}.txt", "in flat/")

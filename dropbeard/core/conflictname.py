@@ -44,6 +44,8 @@ def conflict_name(path: str, device_id: str, snapshot: str) -> str:
 def parse_conflict_name(path: str) -> tuple[str, str, str] | None:
     """(original path, device_id, snapshot) if `path` is a conflict copy's name as
     `conflict_name` makes them, else None."""
+    if MARKER not in path:
+        return None  # every copy's name holds the marker: most paths end here, cheaply
     parent, _, name = path.rpartition("/")
     stem, ext = _split_ext(name)
     # The copy either has no extension, or carries the original's after the timestamp.

@@ -142,7 +142,8 @@ class State:
     def stat_cache(self) -> dict[str, StatRow]:
         """path -> (size, mtime_ns, inode, ctime_ns, sha256, chunks) for every hashed file."""
         rows = self._db.execute(f"SELECT path, {_STAT_COLUMNS} FROM files WHERE sha256 IS NOT NULL")
-        return {r[0]: _stat_row(r) for r in rows}
+        # O(files) on a full rescan: a chunk list is decoded only where there is one
+        return {r[0]: (*r[1:6], None) if r[6] is None else _stat_row(r) for r in rows}
 
     def chunked_files(self) -> Iterator[tuple[str, tuple[Chunk, ...]]]:
         """(path, chunk list) of every file the stat cache knows to hold chunks (as it was

@@ -409,11 +409,12 @@ def daemon_rss(bench: Bench, a: Path) -> dict[str, str]:
             time.sleep(0.5)
         time.sleep(3)
         status = Path(f"/proc/{proc.pid}/status").read_text()
-        rss = int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1])
+        fields = dict(x.split(":", 1) for x in status.splitlines() if ":" in x)
+        rss, hwm = (int(fields[k].split()[0]) for k in ("VmRSS", "VmHWM"))
     finally:
         os.kill(proc.pid, signal.SIGTERM)  # only the daemon this script started
         proc.wait(60)
-    print(f"daemon idle after its first pass: RSS {mib(rss)}")
+    print(f"daemon idle after its first pass: RSS {mib(rss)} (peak {mib(hwm)})")
     return {"idle daemon RSS": mib(rss)}
 
 
@@ -435,6 +436,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the trees and the remote")
     parser.add_argument("--s3", action="store_true", help="SeaweedFS on loopback, not a folder")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, live
     shape = Shape.of(args.files)
     work = Path(tempfile.mkdtemp(prefix="dropbeard-format-"))
     remote = args.remote or work / "remote"

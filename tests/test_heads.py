@@ -39,14 +39,15 @@ async def test_heads_read_as_snapshot_tree_and_seen_marks(world: World) -> None:
     ("content", "says"),
     [
         (b"not json", "invalid head roots/r1/devices/bad/head.json"),
-        (dumps({"format": 1, "device_id": "bad"}), "format 1 is not format 2"),
+        (dumps({"format": 1, "device_id": "bad"}), "format 1 is an earlier dropbeard's"),
         (
             dumps({"format": 2, "device_id": "bad", "snapshot": "20260101T000000Z",
                    "tree": None, "published_at": "2026-01-01T00:00:00Z"}),
             "snapshot and tree are both set or both null",
         ),
         (
-            dumps({"format": 2, "device_id": "other", "published_at": "2026-01-01T00:00:00Z"}),
+            dumps({"format": 2, "device_id": "other", "snapshot": None, "tree": None,
+                   "published_at": "2026-01-01T00:00:00Z"}),
             "it names device 'other'",
         ),
     ],

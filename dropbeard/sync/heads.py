@@ -2,31 +2,23 @@
 them (IO: store reads). The one seam between those commands and the head's encoding.
 
 A head (SPEC 1.3) is read as a `DeviceHead`: its snapshot id and root tree (both None for
-a device that does not publish), its tombstone seq and its `seen` marks. Until
-`core.model` decodes format-2 heads and tombstone batches itself, the two small Structs
-below do; switching to the model's is a change to `_decode_head` and `decode_batch`
-only. A head or batch that does not decode is one line naming its key, for that device
-only: it never stops the others being read.
+a device that does not publish), its tombstone seq and its `seen` marks. `core.model`
+decodes and checks heads and tombstone batches; this module turns them into its own
+types, so callers never see the encoding. A head or batch that does not decode is one
+line naming its key, for that device only: it never stops the others being read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
-
-import msgspec
+from typing import NamedTuple
 
 from dropbeard.core.errors import FormatError, NotFound
-from dropbeard.core.ids import validate_id, validate_sha256
 from dropbeard.core.keys import RootKeys
-from dropbeard.core.model import MAX_INT, Delete
-from dropbeard.core.paths import validate_path
-from dropbeard.core.timestamps import validate_snapshot_id, validate_timestamp
+from dropbeard.core.model import Delete, decode_head, decode_tombstones
 from dropbeard.store.base import Store
 from dropbeard.sync.workers import for_each
 
-FORMAT = 2
 #: Heads read at once.
 CONCURRENCY = 16
 
@@ -64,86 +56,11 @@ class Heads:
         return {d: h.tree for d, h in self.heads.items() if h.tree is not None}
 
 
-# --- decoding (the part `core.model` takes over once it reads format 2) ---------------
-
-
-class _SeenMark(msgspec.Struct, frozen=True, kw_only=True):
-    snapshot: str | None = None
-    tombstone_seq: int = 0
-
-
-class _Head(msgspec.Struct, frozen=True, kw_only=True):
-    format: int
-    device_id: str
-    snapshot: str | None = None
-    tree: str | None = None
-    published_at: str
-    tombstone_seq: int = 0
-    seen: dict[str, _SeenMark] = {}
-
-
-class _Batch(msgspec.Struct, frozen=True, kw_only=True):
-    format: int
-    device_id: str
-    seq: int
-    created_at: str
-    deletes: list[Delete]
-
-
-class _Envelope(msgspec.Struct):
-    format: Any = None
-
-
-_T = TypeVar("_T", _Head, _Batch)
-
-
-def _decode(data: bytes, key: str, kind: str, cls: type[_T], check: Callable[[_T], None]) -> _T:
-    try:
-        version = msgspec.json.decode(data, type=_Envelope).format
-        if version != FORMAT:
-            raise ValueError(f"format {version!r} is not format {FORMAT}, which this reads")
-        obj = msgspec.json.decode(data, type=cls)
-        check(obj)
-    except (msgspec.DecodeError, ValueError) as e:
-        raise FormatError(f"invalid {kind} {key}: {str(e)[:300]}") from None
-    except RecursionError:
-        raise FormatError(f"invalid {kind} {key}: JSON nested too deeply") from None
-    return obj
-
-
-def _in_range(value: int, what: str) -> None:
-    if not 0 <= value <= MAX_INT:
-        raise ValueError(f"{what} is {value}, outside 0..{MAX_INT}")
-
-
-def _check_head(h: _Head) -> None:
-    validate_id(h.device_id)
-    validate_timestamp(h.published_at)
-    _in_range(h.tombstone_seq, "tombstone_seq")
-    if (h.snapshot is None) != (h.tree is None):
-        raise ValueError("snapshot and tree are both set or both null")
-    if h.snapshot is not None and h.tree is not None:
-        validate_snapshot_id(h.snapshot)
-        validate_sha256(h.tree)
-    for device, mark in h.seen.items():
-        validate_id(device)
-        if mark.snapshot is not None:
-            validate_snapshot_id(mark.snapshot)
-        _in_range(mark.tombstone_seq, f"seen[{device}].tombstone_seq")
-
-
-def _check_batch(b: _Batch) -> None:
-    validate_id(b.device_id)
-    _in_range(b.seq, "seq")
-    validate_timestamp(b.created_at)
-    for d in b.deletes:
-        validate_path(d.path)
-        if d.sha256 is not None:
-            validate_sha256(d.sha256)
+# --- decoding (core.model's format-2 decoders, turned into this seam's types) ---------
 
 
 def _decode_head(data: bytes, key: str, etag: str) -> DeviceHead:
-    h = _decode(data, key, "head", _Head, _check_head)
+    h = decode_head(data, key)
     seen = {d: Seen(m.snapshot, m.tombstone_seq) for d, m in h.seen.items()}
     return DeviceHead(h.device_id, h.snapshot, h.tree, h.tombstone_seq, h.published_at, seen, etag)
 
@@ -160,7 +77,7 @@ class Batch:
 
 def decode_batch(data: bytes, key: str) -> Batch:
     """The tombstone batch in `data` (read from `key`), checked; FormatError otherwise."""
-    b = _decode(data, key, "tombstones", _Batch, _check_batch)
+    b = decode_tombstones(data, key)
     return Batch(b.device_id, b.seq, b.created_at, b.deletes)
 
 

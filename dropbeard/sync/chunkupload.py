@@ -8,7 +8,9 @@ until its PUT ends.
 
 There is no multipart state: a chunk is in the bucket or it is not, so an upload cut
 short resumes by uploading the chunks still missing. A chunk not known present is asked
-for with HEAD first (a losing create-only PUT would have sent it whole). A slice whose
+for with HEAD first (a losing create-only PUT would have sent it whole); one found there
+but written before `fresh_since` is written again (same bytes: a new LastModified, so gc
+spares it, SPEC 8.2). A slice whose
 bytes no longer hash to its chunk (the file changed after it was digested) is never
 uploaded: the upload stops and reports `changed`, and the caller digests the file again
 next pass.
@@ -66,6 +68,7 @@ async def upload_chunks(
     expected: StatKey | None = None,
     known_present: Callable[[str], bool] | None = None,
     progress: Progress | None = None,
+    fresh_since: float | None = None,
 ) -> ChunkUpload:
     """Make sure every chunk of `file` (`size` bytes, cut into `chunks`) is in the store.
 
@@ -73,7 +76,8 @@ async def upload_chunks(
     shares one between files and with its other transfers). `expected`, when
     given, is the file's stat when it was digested: a file whose stat differs before or
     after the upload is `changed`. `known_present(sha256)` True skips a chunk without a
-    request. `progress` is told the bytes of each chunk sent. OSError reading the file
+    request. A chunk there but last modified before `fresh_since` (POSIX seconds) is
+    refreshed: sent again. `progress` is told the bytes of each chunk sent. OSError reading the file
     (other than its disappearance) is LocalFileError; a chunk list that does not fit
     `size` is ValueError (a bug: lists come from `Chunker`).
     """
@@ -93,7 +97,7 @@ async def upload_chunks(
         result.changed = True
         return result
     try:
-        sender = _Sender(store, keys, fd, str(file), budget, progress, result)
+        sender = _Sender(store, keys, fd, str(file), budget, progress, result, fresh_since)
         with unwrapped():
             await for_each(todo, sender.send, min(len(todo), budget.requests))
         if not result.changed and expected is not None:
@@ -112,6 +116,7 @@ class _Sender:
     budget: TransferBudget
     progress: Progress | None
     result: ChunkUpload
+    fresh_since: float | None = None
 
     async def send(self, job: tuple[str, int, int]) -> None:
         sha, offset, size = job
@@ -119,7 +124,7 @@ class _Sender:
             return  # the file moved on: nothing more from this digest
         key = self.keys.blob(sha)
         async with self.budget.request():
-            held = await _holds(self.store, key, size)
+            held = await _holds(self.store, key, size, self.fresh_since)
         if held:
             self.result.present += 1
             return
@@ -129,7 +134,7 @@ class _Sender:
                 self.result.changed = True
                 return
             async with self.budget.request():
-                sent = await _put_chunk(self.store, key, data, sha)
+                sent = await _put_chunk(self.store, key, data, sha, self.fresh_since)
         if sent:
             self.result.uploaded += 1
             self.result.uploaded_bytes += size
@@ -149,25 +154,30 @@ class _Sender:
         return data
 
 
-async def _holds(store: Store, key: str, size: int) -> bool:
-    """True if the store has the chunk. Asked before sending it: a create-only PUT that
-    loses has already sent the whole chunk. An object of another size under the key is
-    the truncated leftover of a write cut short (a server may keep one when its client
-    is killed mid-request): it is replaced, else no device could ever read this file."""
+async def _holds(store: Store, key: str, size: int, fresh_since: float | None) -> bool:
+    """True if the store has the chunk, written at or after `fresh_since`. Asked before
+    sending it: a create-only PUT that loses has already sent the whole chunk. An object
+    of another size under the key is the truncated leftover of a write cut short (a
+    server may keep one when its client is killed mid-request): it is replaced, else no
+    device could ever read this file. An older one is refreshed (SPEC 8.2)."""
     try:
-        return (await store.head(key)).size == size
+        info = await store.head(key)
     except NotFound:
         return False
+    return info.size == size and (fresh_since is None or info.last_modified >= fresh_since)
 
 
-async def _put_chunk(store: Store, key: str, data: bytes, sha: str) -> bool:
-    """Create the chunk's blob (or replace a truncated leftover) with bytes verified
-    against its key; True if sent, False if another writer created it meanwhile."""
+async def _put_chunk(
+    store: Store, key: str, data: bytes, sha: str, fresh_since: float | None
+) -> bool:
+    """Create the chunk's blob (or replace a truncated leftover, or refresh an old one)
+    with bytes verified against its key; True if sent, False if another writer created
+    it meanwhile."""
     try:
         await store.put_if_absent(key, data, sha256=sha)
         return True
     except PreconditionFailed:
-        if await _holds(store, key, len(data)):
+        if await _holds(store, key, len(data), fresh_since):
             return False
     await store.put(key, data, sha256=sha)
     return True

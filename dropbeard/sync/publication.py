@@ -5,6 +5,7 @@ plan lists is `dropbeard.sync.treepublish`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import anyio
 
@@ -57,16 +58,31 @@ async def upload_plan_blobs(
     uploaded in turn, for at most `UPLOAD_ROUNDS` rounds. A digest is uploaded from any
     path that still holds its bytes (`upload_blobs`), so a re-plan only takes out paths
     whose blob could not be sent: the plan returned names no blob missing from the bucket.
+
+    What is known present relies on trees read when the pass began, for half the grace
+    period G at most (SPEC 8.2): a round that starts later asks the bucket for every blob
+    again. A blob found there but written more than G/2 ago is written again (refreshed)
+    so that gc spares it until the head naming it is written.
     """
     if not plan.publishes or not blobs_to_upload(plan.listing.values(), (), scanned.items):
         return Uploaded(plan)  # no file to offer: the blobs known need not even be read
     known = blobs_in_bucket(remotes)
+    half_grace = timedelta(seconds=run.trees.present_for)
+    relied_until = run.now + half_grace  # the trees behind `known` were read after run.now
     unreadable = set(scanned.unreadable)
     problems: list[Problem] = []
     sent = UploadResult()
     for _round in range(UPLOAD_ROUNDS):
+        now = run.opts.now()
+        stale = now >= relied_until
+        if stale:
+            # The trees read when the pass began may no longer be retained by the time
+            # its head is written: what they reach is asked for again (SPEC 8.2).
+            known.clear()
+            relied_until = now + half_grace
         new = blobs_to_upload(plan.listing.values(), known, scanned.items)
-        new = await anyio.to_thread.run_sync(_not_held, run.state, new, known)
+        if not stale:
+            new = await anyio.to_thread.run_sync(_not_held, run.state, new, known)
         if not new:
             break
         sources = [_source(run.paths, scanned, e) for e in new]
@@ -78,6 +94,7 @@ async def upload_plan_blobs(
             budget=run.budget,
             on_done=lambda src: known.update(_blobs_of_source(src)),
             known_chunk=known.__contains__,
+            fresh_since=(now - half_grace).timestamp(),
         )
         sent.uploaded += up.uploaded
         sent.uploaded_bytes += up.uploaded_bytes

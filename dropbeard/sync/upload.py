@@ -1,7 +1,10 @@
 """Uploading the blobs a plan needs, concurrently and deduplicated (IO: local files, store).
 
 A blob is keyed by its SHA-256 and written only if absent. Small files cost one request
-each (a create-only PUT; "already exists" is success). A file stored in chunks (SPEC 1.6)
+each (a create-only PUT; "already exists" is success). A blob or chunk found already
+there but written before `fresh_since` (old bytes nothing may reach: gc could be about to
+delete them) is written again, same bytes, so its LastModified is new and gc spares it
+for the grace period (SPEC 8.2, the writer's side). A file stored in chunks (SPEC 1.6)
 uploads the chunks not known to be there, each one create-only PUT after a HEAD
 (`sync.chunkupload`): an upload cut short resumes with the chunks still missing. A large
 file of one blob (another writer's, that did not cut it) is checked with HEAD and only
@@ -29,7 +32,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from dropbeard.core.chunking import Chunk
 from dropbeard.core.errors import IntegrityError, NotFound, PreconditionFailed
 from dropbeard.core.keys import RootKeys
-from dropbeard.store.base import Progress, Store
+from dropbeard.store.base import ObjectInfo, Progress, Store
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.chunkupload import upload_chunks
 from dropbeard.sync.hashing import StatKey
@@ -79,18 +82,22 @@ async def upload_blobs(
     progress: Progress | None = None,
     on_done: Callable[[BlobSource], None] | None = None,
     known_chunk: Callable[[str], bool] | None = None,
+    fresh_since: float | None = None,
 ) -> UploadResult:
     """Make sure every source's blob (or chunks) exists in the store. One upload per
     distinct content, from the first of its sources whose bytes still match it: a file
     that changed since it was hashed is skipped (and reported in `changed`) for the next
     path holding the same bytes, so one edited copy does not keep the others' blob out of
     the bucket. `known_chunk(sha256)` True: that chunk is in the bucket, nothing to ask.
-    Within `budget`."""
+    An object found there last modified before `fresh_since` (POSIX seconds; None: any
+    time will do) is refreshed. Within `budget`."""
     by_content: dict[tuple[str, tuple[Chunk, ...] | None], list[BlobSource]] = {}
     for src in sources:
         by_content.setdefault((src.sha256, src.chunks), []).append(src)
     largest_first = sorted(by_content.values(), key=lambda c: c[0].size, reverse=True)
-    sender = _Sender(store, keys, budget, progress, on_done, UploadResult(), known_chunk)
+    sender = _Sender(
+        store, keys, budget, progress, on_done, UploadResult(), known_chunk, fresh_since
+    )
     large = [c for c in largest_first if c[0].size > SMALL or c[0].chunks is not None]
     small = [c for c in largest_first if c[0].size <= SMALL and c[0].chunks is None]
     async with anyio.create_task_group() as tg:
@@ -125,6 +132,7 @@ class _Sender:
     on_done: Callable[[BlobSource], None] | None
     result: UploadResult
     known_chunk: Callable[[str], bool] | None = None
+    fresh_since: float | None = None
 
     def done(self, src: BlobSource, sent: bool, nbytes: int | None = None) -> None:
         """`src` is in the bucket; `sent`: bytes went up for it (`nbytes`, else all)."""
@@ -162,7 +170,9 @@ class _Sender:
                         continue
                     key = self.keys.blob(read.src.sha256)
                     async with self.budget.request():
-                        sent = await _put_small(self.store, key, read.data, read.src.sha256)
+                        sent = await _put_small(
+                            self.store, key, read.data, read.src.sha256, self.fresh_since
+                        )
                 finally:
                     self.budget.give_memory(read.taken)
                 if sent and self.progress:
@@ -198,6 +208,7 @@ class _Sender:
             expected=src.stat,
             known_present=self.known_chunk,
             progress=self.progress,
+            fresh_since=self.fresh_since,
         )
         if up.changed:
             return False
@@ -205,14 +216,13 @@ class _Sender:
         return True
 
     async def _upload_large(self, src: BlobSource) -> bool:
-        """True if bytes were sent, False if the blob was already there (HEAD first)."""
+        """True if bytes were sent, False if the blob was already there (HEAD first) and
+        fresh enough not to be refreshed."""
         key = self.keys.blob(src.sha256)
         async with self.budget.request():
-            try:
-                if (await self.store.head(key)).size == src.size:
+            with contextlib.suppress(NotFound):
+                if _fresh(await self.store.head(key), src.size, self.fresh_since):
                     return False
-            except NotFound:
-                pass
         memory = min(src.size, PUT_FILE_MEMORY)
         async with self.budget.holding(memory), self.budget.request():
             await self.store.put_file(
@@ -246,19 +256,29 @@ async def _batches(
         yield batch
 
 
-async def _put_small(store: Store, key: str, data: bytes, sha256: str) -> bool:
-    """Create blob `key` from `data` (verified against `sha256`); False if it was there."""
+async def _put_small(
+    store: Store, key: str, data: bytes, sha256: str, fresh_since: float | None
+) -> bool:
+    """Create blob `key` from `data` (verified against `sha256`); False if it was there,
+    written at or after `fresh_since`."""
     try:
         await store.put_if_absent(key, data, sha256=sha256)
     except PreconditionFailed:
         # Present, unless it is the truncated leftover of a write cut short (a server
         # may keep one when its client is killed mid-request): then it is replaced with
         # bytes just verified against the key's SHA-256, else no device ever gets them.
+        # Present but old: written again, so that gc spares it (SPEC 8.2).
         with contextlib.suppress(NotFound):
-            if (await store.head(key)).size == len(data):
+            if _fresh(await store.head(key), len(data), fresh_since):
                 return False
         await store.put(key, data, sha256=sha256)
     return True
+
+
+def _fresh(info: ObjectInfo, size: int, fresh_since: float | None) -> bool:
+    """True if `info` is the whole object (`size` bytes) and was written at or after
+    `fresh_since`: nothing to write again."""
+    return info.size == size and (fresh_since is None or info.last_modified >= fresh_since)
 
 
 def _read_batch(batch: list[tuple[list[BlobSource], int]]) -> list[_Read]:

@@ -9,6 +9,7 @@ import random
 import shutil
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,11 +17,14 @@ import anyio
 import pytest
 
 import dropbeard.cli.sync
+from dropbeard.core.summary import Summary
 from dropbeard.store.base import Store
 from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.sync.chunking import Chunker
+from dropbeard.sync.engine import PassOptions, run_pass
 from dropbeard.sync.gc import GcReport, collect_garbage
+from dropbeard.sync.root import RootPaths, open_online
 from dropbeard.sync.trees import TreeStore
 from tests.chunkfiles import MiB, noise, sha
 from tests.converge import Bucket, Cli, Device, devices, local_bucket
@@ -164,7 +168,7 @@ def test_bytes_written_longer_ago_than_half_the_grace_period_are_sent_again(
 GRACE = 3.0
 #: the problems a reader records for an object missing from the bucket (or not its bytes)
 MISSING = {"missing_blob", "integrity"}
-CONTENTS = [f"content {i}\n".encode() for i in range(5)]
+CONTENTS = [f"content {i}\n".encode() for i in range(8)]
 PATHS = ["x.txt", "y.txt", "d/z.txt", "d/w.txt", "d/e/v.txt"]
 
 
@@ -183,7 +187,8 @@ class Walk:
         self.log: list[str] = []
 
     def step(self) -> None:
-        if self.rng.random() < 0.35:
+        waited = self.rng.random() < 0.35
+        if waited:
             # what the last gc spared as young is now older than the grace period: the
             # next gc takes it, unless a writer refreshed it meanwhile
             time.sleep(GRACE + 0.2)
@@ -191,11 +196,16 @@ class Walk:
         dev = self.rng.choice(self.devs)
         self.edit(dev)
         self.remember(dev)
-        if self.rng.random() < 0.5:
+        if waited or self.rng.random() < 0.3:
             self.hooks.hook = self.gc  # paused between its uploads and its commit
             self.log.append(f"{dev.id}: sync with a gc before its snapshot")
         self.sync(dev)
         self.hooks.hook = None
+        if self.rng.random() < 0.5:  # the others catch up: old contents leave every head
+            self.log.append("the others sync")
+            for other in self.devs:
+                if other is not dev:
+                    self.sync(other)
         anyio.run(self.gc)
         self.check()
 
@@ -317,3 +327,42 @@ def test_an_object_gc_takes_in_the_unclosable_window_is_put_back_by_its_owner(
     b.sync()
     assert b.read("lost.txt") == b"taken by gc in the window"
     assert b.status()["problems"] == []
+
+
+def run_pass_with(device: Device, bucket: Bucket, now: Callable[[], datetime]) -> Summary:
+    """One pass of `device` through the engine, its clock `now`."""
+
+    async def go() -> Summary:
+        paths = RootPaths(device.root)
+        cfg, state = open_online(paths)
+        try:
+            store = LocalStore(remote_dir(bucket))
+            return await run_pass(paths, cfg, state, store, PassOptions(now=now))
+        finally:
+            state.close()
+
+    return anyio.run(go)
+
+
+@pytest.mark.parametrize("hours_later", [0, 13])
+def test_a_pass_running_longer_than_half_the_grace_period_asks_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], hours_later: int
+) -> None:
+    """b's tree, read when a's pass began, says the bucket holds the bytes of a's new
+    file: no request for them. But when a's upload starts more than G/2 after that (the
+    default grace is 24h), b's tree may be gone by a's commit: the blob is asked for and,
+    written long ago by that pass's clock, written again."""
+    bucket = local_bucket(tmp_path, Cli(capsys))
+    a, b = devices(bucket, tmp_path, "a", "b")
+    b.write("shared.txt", b"bytes b published")
+    b.sync()
+    a.write("copy.txt", b"bytes b published")
+    began = datetime.now(UTC)
+    clock = iter([began])
+
+    def now() -> datetime:  # the pass begins now; its upload starts hours later
+        return next(clock, began + timedelta(hours=hours_later))
+
+    summary = run_pass_with(a, bucket, now)
+    assert summary.uploaded == (1 if hours_later else 0)
+    assert a.read("copy.txt") == b.read("shared.txt")

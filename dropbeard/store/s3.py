@@ -96,30 +96,23 @@ class S3Store:
     # -- reads ----------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes:
-        client = await self._client()
+        objects = await self._connection.objects()
         with translate("reading", key):
-            resp = await client.get_object(Bucket=self.bucket, Key=self._s3_key(key))
-            async with resp["Body"] as body:
-                data: bytes = await body.read()
+            data = (await objects.get(self.bucket, self._s3_key(key))).body
         await spend(self._bandwidth, len(data))
         return data
 
     async def get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | None:
-        client = await self._client()
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._s3_key(key)}
-        if etag:
-            kwargs["IfNoneMatch"] = etag
+        objects = await self._connection.objects()
+        conditions = {"IfNoneMatch": etag} if etag else {}
         with translate("reading", key, not_modified_ok=True) as outcome:
-            resp = await client.get_object(**kwargs)
-            async with resp["Body"] as body:
-                data: bytes = await body.read()
+            reply = await objects.get(self.bucket, self._s3_key(key), **conditions)
         if outcome.not_modified:
             return None
-        await spend(self._bandwidth, len(data))
-        new_etag = str(resp.get("ETag", ""))
-        if etag and new_etag == etag:  # servers that ignore If-None-Match on GET
+        await spend(self._bandwidth, len(reply.body))
+        if etag and reply.etag == etag:  # servers that ignore If-None-Match on GET
             return None
-        return data, new_etag
+        return reply.body, reply.etag
 
     async def get_file(
         self,
@@ -153,10 +146,11 @@ class S3Store:
         return info
 
     async def head(self, key: str) -> ObjectInfo:
-        client = await self._client()
+        objects = await self._connection.objects()
         with translate("checking", key):
-            resp = await client.head_object(Bucket=self.bucket, Key=self._s3_key(key))
-        return self._object_info(key, resp)
+            reply = await objects.head(self.bucket, self._s3_key(key))
+        modified = reply.last_modified
+        return ObjectInfo(key, reply.size, reply.etag, modified.timestamp() if modified else 0.0)
 
     async def list(
         self,
@@ -210,15 +204,11 @@ class S3Store:
         self, key: str, data: bytes, doing: str, sha256: str | None, **cond: str
     ) -> str:
         """PUT `data` at `key`; with `sha256` (its known hash) signed without hashing again."""
-        client = await self._client()
-        if sha256 is not None:
-            cond[PAYLOAD_SHA256] = sha256
+        objects = await self._connection.objects()
         await spend(self._bandwidth, len(data))
         with translate(doing, key):
-            resp = await client.put_object(
-                Bucket=self.bucket, Key=self._s3_key(key), Body=data, **cond
-            )
-        return str(resp.get("ETag", ""))
+            reply = await objects.put(self.bucket, self._s3_key(key), data, sha256, **cond)
+        return reply.etag
 
     async def put_file(
         self,

@@ -5,7 +5,8 @@ Settings that work beyond AWS: request checksums only when an operation requires
 path-style addressing on request, no retries inside botocore (transient errors surface as
 `Unavailable` and `RetryingStore` retries them). The pool is sized to the store's
 concurrency. Each request costs one round trip and no second hash of a known payload
-(`dropbeard.store.s3requests`).
+(`dropbeard.store.s3requests`); single-object GET, HEAD and PUT skip botocore's
+per-request machinery once it has shown what they look like (`dropbeard.store.s3objects`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from botocore.config import Config
 from botocore.loaders import Loader, create_loader
 
 from dropbeard.store.s3errors import translate
+from dropbeard.store.s3objects import ObjectRequests
 from dropbeard.store.s3requests import streamline, tune_parsers
 
 _LOADER: Loader | None = None
@@ -90,6 +92,7 @@ class S3Connection:
             tcp_keepalive=True,
         )
         self._client: Any = None
+        self._objects: ObjectRequests | None = None
         self._stack = contextlib.AsyncExitStack()
         self._lock = anyio.Lock()
 
@@ -99,7 +102,14 @@ class S3Connection:
             async with self._lock:
                 if self._client is None:
                     self._client = await self._open()
+                    self._objects = ObjectRequests(self._client)
         return self._client
+
+    async def objects(self) -> ObjectRequests:
+        """GET, HEAD and PUT of single objects through the client (opened if need be)."""
+        await self.client()
+        assert self._objects is not None
+        return self._objects
 
     async def _open(self) -> Any:
         session: AioSession = get_session()
@@ -123,4 +133,4 @@ class S3Connection:
 
     async def aclose(self) -> None:
         await self._stack.aclose()
-        self._client = None
+        self._client = self._objects = None

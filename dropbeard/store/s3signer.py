@@ -27,7 +27,8 @@ from botocore.exceptions import NoCredentialsError
 KNOWN_PAYLOAD = "dropbeard_payload_sha256"
 #: The name this signer is registered under in botocore's signer table.
 SIGNER_NAME = "dropbeard-s3v4"
-_EXCLUDED = frozenset(botocore_auth.SIGNED_HEADERS_BLACKLIST)
+#: Headers SigV4 never signs (lower case).
+EXCLUDED_HEADERS = frozenset(botocore_auth.SIGNED_HEADERS_BLACKLIST)
 
 
 class LeanS3SigV4Auth(botocore_auth.S3SigV4Auth):  # type: ignore[misc]
@@ -50,33 +51,58 @@ class LeanS3SigV4Auth(botocore_auth.S3SigV4Auth):  # type: ignore[misc]
         self._modify_request_before_signing(request)  # date, token and payload headers
         url = urlsplit(request.url)
         headers = _headers_to_sign(request, url)
-        names = sorted(headers)
-        signed = ";".join(names)
         if request.params:
             query = self._canonical_query_string_params(request.params)
         else:
             query = self._canonical_query_string_url(url)
-        canonical = "\n".join(
-            (
-                request.method.upper(),
-                self._normalize_url_path(url.path),
-                query,
-                "".join(f"{n}:{' '.join(headers[n].split())}\n" for n in names),
-                signed,
-                request.headers["X-Amz-Content-SHA256"],
-            )
+        request.headers["Authorization"] = authorization(
+            (request.method.upper(), self._normalize_url_path(url.path), query),
+            headers,
+            request.headers["X-Amz-Content-SHA256"],
+            timestamp,
+            (self.credentials.access_key, self.credentials.secret_key),
+            (self._region_name, self._service_name),
         )
-        day = timestamp[:8]
-        scope = f"{day}/{self._region_name}/{self._service_name}/aws4_request"
-        to_sign = "\n".join(
-            ("AWS4-HMAC-SHA256", timestamp, scope, sha256(canonical.encode()).hexdigest())
+
+
+def authorization(
+    target: tuple[str, str, str],
+    headers: dict[str, str],
+    payload: str,
+    timestamp: str,
+    credentials: tuple[str, str],
+    scope: tuple[str, str],
+) -> str:
+    """The SigV4 `Authorization` header of a request to `target` (method, canonical path,
+    canonical query) with `headers` (lower-cased name -> value: every header signed,
+    `host` included) and payload hash `payload`, at `timestamp` (`YYYYMMDDTHHMMSSZ`),
+    for `credentials` (access key, secret) in `scope` (region, service)."""
+    method, path, query = target
+    names = sorted(headers)
+    signed = ";".join(names)
+    canonical = "\n".join(
+        (
+            method,
+            path,
+            query,
+            "".join(f"{n}:{' '.join(headers[n].split())}\n" for n in names),
+            signed,
+            payload,
         )
-        key = _signing_key(self.credentials.secret_key, day, self._region_name, self._service_name)
-        signature = hmac.new(key, to_sign.encode(), sha256).hexdigest()
-        request.headers["Authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={self.credentials.access_key}/{scope}, "
-            f"SignedHeaders={signed}, Signature={signature}"
-        )
+    )
+    day = timestamp[:8]
+    region, service = scope
+    scoped = f"{day}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(
+        ("AWS4-HMAC-SHA256", timestamp, scoped, sha256(canonical.encode()).hexdigest())
+    )
+    access_key, secret = credentials
+    key = _signing_key(secret, day, region, service)
+    signature = hmac.new(key, to_sign.encode(), sha256).hexdigest()
+    return (
+        f"AWS4-HMAC-SHA256 Credential={access_key}/{scoped}, "
+        f"SignedHeaders={signed}, Signature={signature}"
+    )
 
 
 def _plainly_empty(request: Any) -> bool:
@@ -94,15 +120,15 @@ def _headers_to_sign(request: Any, url: SplitResult) -> dict[str, str]:
     headers = {}
     for name, value in request.headers.items():
         lname = name.lower()
-        if lname not in _EXCLUDED:
+        if lname not in EXCLUDED_HEADERS:
             headers[lname] = value if isinstance(value, str) else value.decode()
     if "host" not in headers:
-        headers["host"] = _host(url.scheme, url.netloc)
+        headers["host"] = signed_host(url.scheme, url.netloc)
     return headers
 
 
 @lru_cache(maxsize=16)
-def _host(scheme: str, netloc: str) -> str:
+def signed_host(scheme: str, netloc: str) -> str:
     """The `host` header botocore signs for URLs on `scheme://netloc` (the default port
     left out)."""
     return str(botocore_auth._host_from_url(f"{scheme}://{netloc}/"))

@@ -1,0 +1,323 @@
+"""The S3 requests dropbeard makes by the thousand, GET, HEAD and PUT of one object, sent
+without botocore's per-request machinery once botocore has shown what they look like (IO:
+sends through the client's own HTTP session).
+
+botocore builds each request through ~10 events to ~25 handlers, a serializer, an endpoint
+resolver, a retry context and a response parser: for a small object that costs about
+twice the CPU of the HTTP exchange itself. Yet from one GET (HEAD, PUT) of an object to
+the next only the key, the date, the payload hash, the conditions and the signature
+change. So the first two requests of each kind go through botocore and is watched on its
+way out (`before-send`); its URL up to the key and its other headers become that kind's
+`Shape`. A shape is kept only if stamping that very request from it gives back exactly
+what botocore sent, URL, headers and signature, and the next request of that kind shows
+the same shape (so a header that changes per request is not frozen); otherwise every
+request of that kind stays with botocore. Later requests are stamped from the shape,
+signed by the same SigV4 code (`dropbeard.store.s3signer.authorization`), and sent
+through the client's HTTP session (its connection pool, proxies, TLS settings and
+timeouts).
+
+A 2xx answer is read directly. An error is parsed by botocore's own parser into the
+`ClientError` botocore raises (so `dropbeard.store.s3errors.translate` sees no
+difference); a redirect or a 400 (a bucket in another region, a signature scope to
+correct) forgets the shape and sends the request again through botocore.
+"""
+
+from __future__ import annotations
+
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from aiobotocore.endpoint import convert_to_response_dict
+from botocore.awsrequest import AWSPreparedRequest
+
+from dropbeard.store.s3requests import PAYLOAD_SHA256, parse_timestamp
+from dropbeard.store.s3signer import EXCLUDED_HEADERS, authorization, signed_host
+
+#: Operation -> its HTTP method and the client's method for it.
+METHODS = {"GetObject": "GET", "HeadObject": "HEAD", "PutObject": "PUT"}
+_CLIENT_METHODS = {
+    "GetObject": "get_object",
+    "HeadObject": "head_object",
+    "PutObject": "put_object",
+}
+#: Headers that differ per request: stamped, never taken from the shape.
+_PER_REQUEST = frozenset(
+    {
+        "authorization",
+        "x-amz-date",
+        "x-amz-content-sha256",
+        "x-amz-security-token",
+        "content-length",
+        "if-none-match",
+        "if-match",
+    }
+)
+#: Conditions as botocore names the parameter and spells the header.
+CONDITIONS = {"IfNoneMatch": "If-None-Match", "IfMatch": "If-Match"}
+_EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#: Answers that mean botocore has something to learn (a region, a redirect).
+_RELEARN = frozenset({301, 302, 307, 400})
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectReply:
+    """What dropbeard reads from a GET, HEAD or PUT of one object."""
+
+    etag: str
+    size: int
+    last_modified: datetime | None = None
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """One kind of request (GET, HEAD or PUT of an object) as botocore sent it, minus
+    what changes per request: stamped into a URL and headers by `stamp`."""
+
+    method: str
+    url_prefix: str  # the URL up to the object key's encoding
+    path_prefix: str  # the URL's path up to it: the start of the canonical URI
+    host: str  # the `host` botocore signed
+    fixed: tuple[tuple[str, str], ...]  # headers sent as they are (User-Agent...)
+    scope: tuple[str, str]  # the signature's region and service
+
+    def stamp(
+        self,
+        s3_key: str,
+        payload: str,
+        conditions: dict[str, str],
+        timestamp: str,
+        credentials: Any,
+        length: int | None,
+    ) -> tuple[str, dict[str, str]]:
+        """The URL and headers of a request for `s3_key` with payload hash `payload`."""
+        tail = quote(s3_key.encode(), safe="/~")  # as botocore encodes a greedy label
+        headers = dict(self.fixed)
+        signed = {"host": self.host}
+        for name, value in self.fixed:
+            if name.lower() not in EXCLUDED_HEADERS:
+                signed[name.lower()] = value
+        for param, value in conditions.items():
+            headers[CONDITIONS[param]] = value
+            signed[CONDITIONS[param].lower()] = value
+        headers["X-Amz-Date"] = signed["x-amz-date"] = timestamp
+        headers["X-Amz-Content-SHA256"] = signed["x-amz-content-sha256"] = payload
+        if credentials.token:
+            headers["X-Amz-Security-Token"] = signed["x-amz-security-token"] = credentials.token
+        headers["Authorization"] = authorization(
+            (self.method, self.path_prefix + tail, ""),
+            signed,
+            payload,
+            timestamp,
+            (credentials.access_key, credentials.secret_key),
+            self.scope,
+        )
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        return self.url_prefix + tail, headers
+
+
+@dataclass
+class _Lesson:
+    """A request botocore is about to make, watched to learn its shape."""
+
+    operation: str
+    s3_key: str
+    sent: Any = None  # the AWSPreparedRequest, once botocore sends it
+
+
+_WATCHED: ContextVar[_Lesson | None] = ContextVar("dropbeard_s3_lesson", default=None)
+
+
+def _watch(request: Any, **_: Any) -> None:
+    """before-send: hand the request to the lesson of the task sending it, if any (the
+    last one sent is the one answered: botocore may resend after a redirect)."""
+    lesson = _WATCHED.get()
+    if lesson is not None:
+        lesson.sent = request
+
+
+def learn(
+    lesson: _Lesson, conditions: dict[str, str], credentials: Any, length: int | None
+) -> Shape | None:
+    """The shape of the request `lesson` saw, if stamping it back gives exactly what
+    botocore sent; else None."""
+    sent = lesson.sent
+    if sent is None or credentials is None:
+        return None
+    headers = {str(k): _text(v) for k, v in sent.headers.items()}
+    lowered = {k.lower(): v for k, v in headers.items()}
+    auth, url = lowered.get("authorization", ""), urlsplit(sent.url)
+    tail = quote(lesson.s3_key.encode(), safe="/~")
+    if (
+        sent.method != METHODS[lesson.operation]
+        or url.query
+        or url.fragment
+        or not url.path.endswith(tail)
+        or not auth.startswith("AWS4-HMAC-SHA256 Credential=")
+        or "x-amz-date" not in lowered
+    ):
+        return None
+    scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+    if len(scope) != 5:
+        return None
+    shape = Shape(
+        method=sent.method,
+        url_prefix=sent.url[: len(sent.url) - len(tail)],
+        path_prefix=url.path[: len(url.path) - len(tail)],
+        host=signed_host(url.scheme, url.netloc),
+        fixed=tuple((k, v) for k, v in headers.items() if k.lower() not in _PER_REQUEST),
+        scope=(scope[2], scope[3]),
+    )
+    payload = lowered.get("x-amz-content-sha256", "")
+    again = shape.stamp(
+        lesson.s3_key, payload, conditions, lowered["x-amz-date"], credentials, length
+    )
+    same = again[0] == sent.url and {k.lower(): v for k, v in again[1].items()} == lowered
+    return shape if same else None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _timestamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+class ObjectRequests:
+    """GET, HEAD and PUT of single objects through `client` (an aiobotocore S3 client on
+    which `streamline` ran), by shape once one is known, else through botocore."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._shapes: dict[str, Shape | None] = {}
+        self._candidates: dict[str, Shape] = {}  # seen once, waiting to be seen again
+        client.meta.events.register("before-send.s3", _watch)
+
+    async def get(self, bucket: str, s3_key: str, **conditions: str) -> ObjectReply:
+        return await self._call("GetObject", bucket, s3_key, conditions)
+
+    async def head(self, bucket: str, s3_key: str) -> ObjectReply:
+        return await self._call("HeadObject", bucket, s3_key, {})
+
+    async def put(
+        self, bucket: str, s3_key: str, data: bytes, sha256: str | None, **conditions: str
+    ) -> ObjectReply:
+        return await self._call("PutObject", bucket, s3_key, conditions, data, sha256)
+
+    async def _call(
+        self,
+        operation: str,
+        bucket: str,
+        s3_key: str,
+        conditions: dict[str, str],
+        body: bytes | None = None,
+        sha256: str | None = None,
+    ) -> ObjectReply:
+        shape = self._shapes.get(operation)
+        if shape is not None and (body is None or sha256 is not None):
+            reply = await self._send(shape, operation, s3_key, conditions, body, sha256)
+            if reply is not None:
+                return reply
+            self._shapes.pop(operation, None)  # something to learn: botocore again
+        return await self._through_botocore(operation, bucket, s3_key, conditions, body, sha256)
+
+    async def _through_botocore(
+        self,
+        operation: str,
+        bucket: str,
+        s3_key: str,
+        conditions: dict[str, str],
+        body: bytes | None,
+        sha256: str | None,
+    ) -> ObjectReply:
+        params: dict[str, Any] = {"Bucket": bucket, "Key": s3_key, **conditions}
+        if body is not None:
+            params["Body"] = body
+            if sha256 is not None:
+                params[PAYLOAD_SHA256] = sha256
+        lesson = _Lesson(operation, s3_key) if operation not in self._shapes else None
+        token = _WATCHED.set(lesson)
+        try:
+            resp = await getattr(self._client, _CLIENT_METHODS[operation])(**params)
+        finally:
+            _WATCHED.reset(token)
+        if lesson is not None and (body is None or sha256 is not None):
+            credentials = await self._credentials()
+            length = None if body is None else len(body)
+            self._learned(operation, learn(lesson, conditions, credentials, length))
+        data = b""
+        if "Body" in resp:
+            async with resp["Body"] as stream:
+                data = await stream.read()
+        return ObjectReply(
+            str(resp.get("ETag", "")),
+            int(resp.get("ContentLength", len(data))),
+            resp.get("LastModified"),
+            data,
+        )
+
+    def _learned(self, operation: str, shape: Shape | None) -> None:
+        """Keep `shape` once two requests botocore made showed it alike (a header that
+        changes per request shows up as two shapes); a request that does not stamp back,
+        or two unlike shapes, leave the operation with botocore for good."""
+        candidate = self._candidates.pop(operation, None)
+        if shape is None or (candidate is not None and candidate != shape):
+            self._shapes[operation] = None
+        elif candidate is None:
+            self._candidates[operation] = shape
+        else:
+            self._shapes[operation] = shape
+
+    async def _credentials(self) -> Any:
+        signer = getattr(self._client, "_request_signer", None)
+        source = getattr(signer, "_credentials", None)
+        return None if source is None else await source.get_frozen_credentials()
+
+    async def _send(
+        self,
+        shape: Shape,
+        operation: str,
+        s3_key: str,
+        conditions: dict[str, str],
+        body: bytes | None,
+        sha256: str | None,
+    ) -> ObjectReply | None:
+        """The answer to a stamped request; None if botocore should make it instead."""
+        credentials = await self._credentials()
+        if credentials is None:
+            return None
+        payload = sha256 if body is not None and sha256 is not None else _EMPTY_SHA256
+        length = None if body is None else len(body)
+        url, headers = shape.stamp(s3_key, payload, conditions, _timestamp(), credentials, length)
+        request = AWSPreparedRequest(shape.method, url, headers, body, stream_output=False)
+        response = await self._client._endpoint.http_session.send(request)
+        status = response.status_code
+        if status in _RELEARN:
+            return None
+        if status >= 300:
+            await self._raise_error(operation, response)
+        got = response.headers
+        modified = got.get("last-modified")
+        data = await response.content if shape.method == "GET" else b""
+        return ObjectReply(
+            got.get("etag", ""),
+            int(got.get("content-length", len(data))),
+            parse_timestamp(modified) if modified else None,
+            data,
+        )
+
+    async def _raise_error(self, operation: str, response: Any) -> None:
+        """Raise the ClientError botocore raises for this error response."""
+        model = self._client.meta.service_model.operation_model(operation)
+        response_dict = await convert_to_response_dict(response, model)
+        factory = self._client._endpoint._response_parser_factory
+        parser = factory.create_parser(model.service_model.resolved_protocol)
+        parsed = await parser.parse(response_dict, model.output_shape)
+        code = parsed.get("Error", {}).get("Code")
+        raise self._client.exceptions.from_code(code)(parsed, operation)

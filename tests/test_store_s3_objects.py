@@ -1,0 +1,250 @@
+"""Single-object GET, HEAD and PUT stamped from the shape botocore showed
+(dropbeard.store.s3objects): after the first request of each kind botocore builds no
+more of them, a stamped request is exactly the request botocore sends, the real server
+accepts it, and its errors are botocore's errors."""
+
+from __future__ import annotations
+
+import hashlib
+import types
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from dropbeard.core.errors import NotFound, PreconditionFailed, Unauthorized
+from dropbeard.store import s3objects
+from dropbeard.store.s3 import S3Store
+from dropbeard.store.s3client import Credentials
+from tests.httpspy import HttpSpy, http_spy
+from tests.seaweed import Seaweed
+
+pytestmark = [pytest.mark.anyio, pytest.mark.s3]
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+async def spied(seaweed: Seaweed) -> AsyncIterator[tuple[S3Store, HttpSpy]]:
+    async with http_spy(seaweed.endpoint) as spy:
+        store = S3Store(
+            seaweed.bucket,
+            f"o-{uuid.uuid4().hex[:12]}",
+            endpoint_url=spy.endpoint,
+            addressing_style="path",
+            credentials=Credentials(seaweed.access_key, seaweed.secret_key),
+        )
+        try:
+            yield store, spy
+        finally:
+            await store.aclose()
+
+
+async def _botocore_calls(store: S3Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The operations botocore builds from now on, in order."""
+    client = await store._client()
+    calls: list[str] = []
+    make = client._make_api_call
+
+    async def counted(operation: str, params: dict[str, Any]) -> Any:
+        calls.append(operation)
+        return await make(operation, params)
+
+    monkeypatch.setattr(client, "_make_api_call", counted)
+    return calls
+
+
+async def test_after_the_first_two_of_each_kind_botocore_builds_no_more(
+    spied: tuple[S3Store, HttpSpy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, spy = spied
+    calls = await _botocore_calls(store, monkeypatch)
+    blobs = {f"blobs/{i}": b"blob %d" % i * (i + 1) for i in range(10)}
+    for key, data in blobs.items():
+        await store.put_if_absent(key, data, sha256=sha(data))
+    for key, data in blobs.items():
+        assert await store.get(key) == data
+        info = await store.head(key)
+        assert info.size == len(data) and info.etag and info.last_modified > 0
+
+    assert sorted(calls) == ["GetObject"] * 2 + ["HeadObject"] * 2 + ["PutObject"] * 2
+    assert [r.method for r in spy.requests].count("PUT") == 10  # one request each, no retry
+    assert len(spy.requests) == 30
+
+
+KEYS = [
+    "plain/key",
+    "a key with spaces/and+plus%percent~tilde",
+    "unicode/été/日本語/😀",
+    "reserved/!$&'()*,;=:@[]",
+]
+
+
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("token", [None, "a-session-token"])
+async def test_a_stamped_request_is_the_request_botocore_sends(
+    seaweed: Seaweed, key: str, token: str | None
+) -> None:
+    """Each kind of request, learned from another key, stamped for `key`: the URL and
+    every header (the signature included) are those botocore sends for `key`."""
+    store = S3Store(
+        seaweed.bucket,
+        f"o-{uuid.uuid4().hex[:12]}",
+        endpoint_url=seaweed.endpoint,
+        addressing_style="path",
+        credentials=Credentials(seaweed.access_key, seaweed.secret_key, token),
+    )
+    try:
+        client = await store._client()
+        objects = await store._connection.objects()
+        credentials = await objects._credentials()
+        data = b"the same bytes"
+        for operation, conditions, body in [
+            ("PutObject", {"IfNoneMatch": "*"}, data),
+            ("PutObject", {"IfMatch": '"an-etag"'}, data),
+            ("GetObject", {}, None),
+            ("GetObject", {"IfNoneMatch": '"an-etag"'}, None),
+            ("HeadObject", {}, None),
+        ]:
+            sent = {}
+            first = f"{store.prefix}/first"
+            for s3_key in (first, f"{store.prefix}/{key}"):
+                lesson = s3objects._Lesson(operation, s3_key)
+                params: dict[str, Any] = {"Bucket": seaweed.bucket, "Key": s3_key, **conditions}
+                if body is not None:
+                    params |= {"Body": body, s3objects.PAYLOAD_SHA256: sha(body)}
+                watched = s3objects._WATCHED.set(lesson)
+                try:
+                    await client._make_api_call(operation, params)
+                except Exception:
+                    pass
+                finally:
+                    s3objects._WATCHED.reset(watched)
+                sent[s3_key] = lesson.sent
+            shape = s3objects.learn(
+                s3objects._Lesson(
+                    operation, f"{store.prefix}/first", sent[f"{store.prefix}/first"]
+                ),
+                conditions,
+                credentials,
+                None if body is None else len(body),
+            )
+            assert shape is not None, operation
+            theirs = sent[f"{store.prefix}/{key}"]
+            headers = {k.lower(): s3objects._text(v) for k, v in theirs.headers.items()}
+            url, ours = shape.stamp(
+                f"{store.prefix}/{key}",
+                headers["x-amz-content-sha256"],
+                conditions,
+                headers["x-amz-date"],
+                credentials,
+                None if body is None else len(body),
+            )
+            assert url == theirs.url
+            assert {k.lower(): v for k, v in ours.items()} == headers
+            assert ("x-amz-security-token" in headers) == (token is not None)
+    finally:
+        await store.aclose()
+
+
+async def test_keys_of_every_kind_go_both_ways_through_stamped_requests(
+    spied: tuple[S3Store, HttpSpy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _spy = spied
+    for warm in ("warm", "warm2"):
+        await store.put_if_absent(warm, b"w", sha256=sha(b"w"))
+        await store.get(warm)
+    calls = await _botocore_calls(store, monkeypatch)
+    for i, key in enumerate(KEYS):
+        data = b"bytes of %d" % i
+        await store.put_if_absent(key, data, sha256=sha(data))
+        assert await store.get(key) == data
+    assert calls == []
+    listed = [o.key async for page in store.list("") for o in page.objects]
+    assert sorted(listed) == sorted([*KEYS, "warm", "warm2"])
+
+
+async def test_errors_are_the_errors_botocore_raises(
+    spied: tuple[S3Store, HttpSpy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _spy = spied
+    for key in ("there", "also"):
+        await store.put_if_absent(key, b"x", sha256=sha(b"x"))
+        assert await store.get(key) == b"x"
+        await store.head(key)
+    calls = await _botocore_calls(store, monkeypatch)
+
+    with pytest.raises(PreconditionFailed, match="creating there"):
+        await store.put_if_absent("there", b"x", sha256=sha(b"x"))
+    with pytest.raises(NotFound, match="reading missing"):
+        await store.get("missing")
+    with pytest.raises(NotFound, match="checking missing"):
+        await store.head("missing")
+    etag = (await store.head("there")).etag
+    assert await store.get_if_changed("there", etag) is None  # 304 Not Modified
+    assert calls == []
+
+    objects = await store._connection.objects()
+    right = await objects._credentials()
+
+    async def wrong_secret() -> Any:
+        return types.SimpleNamespace(access_key=right.access_key, secret_key="no", token=None)
+
+    monkeypatch.setattr(objects, "_credentials", wrong_secret)
+    with pytest.raises(Unauthorized, match="access denied"):
+        await store.get("there")
+
+
+async def test_a_redirect_is_sent_again_through_botocore_which_shows_the_shape_anew(
+    spied: tuple[S3Store, HttpSpy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 301 (a bucket that lives in another region, on AWS) is botocore's to follow."""
+    store, _spy = spied
+    await store.put_if_absent("a", b"x", sha256=sha(b"x"))
+    await store.put_if_absent("a2", b"x2", sha256=sha(b"x2"))
+    client = await store._client()
+    calls = await _botocore_calls(store, monkeypatch)
+    session = client._endpoint.http_session
+    send = session.send
+    redirected: list[str] = []
+
+    async def redirect_once(request: Any) -> Any:
+        if not redirected and request.context is None:  # a stamped request
+            redirected.append(request.url)
+            return types.SimpleNamespace(status_code=301, headers={})
+        return await send(request)
+
+    monkeypatch.setattr(session, "send", redirect_once)
+    await store.put_if_absent("b", b"y", sha256=sha(b"y"))
+    await store.put_if_absent("c", b"z", sha256=sha(b"z"))
+
+    assert len(redirected) == 1
+    # "b" and "c" again through botocore, which shows the shape twice; "d" stamped again
+    await store.put_if_absent("d", b"w", sha256=sha(b"w"))
+    assert calls == ["PutObject", "PutObject"]
+    assert [await store.get(k) for k in "bcd"] == [b"y", b"z", b"w"]
+
+
+async def test_a_shape_that_does_not_stamp_back_stays_with_botocore(
+    spied: tuple[S3Store, HttpSpy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A header some handler adds per request, unknown to the stamp, keeps every request
+    of that kind with botocore rather than sending something botocore would not."""
+    store, spy = spied
+    client = await store._client()
+    serial = iter(range(1000))
+
+    def add_trace(request: Any, **_: Any) -> None:
+        request.headers["X-Trace-Serial"] = str(next(serial))
+
+    client.meta.events.register("request-created.s3.PutObject", add_trace)
+    calls = await _botocore_calls(store, monkeypatch)
+    for i in range(3):
+        await store.put_if_absent(f"k{i}", b"%d" % i, sha256=sha(b"%d" % i))
+    assert calls == ["PutObject"] * 3
+    assert [r.headers.get("x-trace-serial") for r in spy.requests] == ["0", "1", "2"]
+    objects = await store._connection.objects()
+    assert objects._shapes["PutObject"] is None

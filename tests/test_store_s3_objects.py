@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dropbeard.core.errors import NotFound, PreconditionFailed, Unauthorized
-from dropbeard.store import s3objects
+from dropbeard.store import s3objects, s3route
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
 from tests.httpspy import HttpSpy, http_spy
@@ -205,19 +205,17 @@ async def test_a_redirect_is_sent_again_through_botocore_which_shows_the_shape_a
     store, _spy = spied
     await store.put_if_absent("a", b"x", sha256=sha(b"x"))
     await store.put_if_absent("a2", b"x2", sha256=sha(b"x2"))
-    client = await store._client()
     calls = await _botocore_calls(store, monkeypatch)
-    session = client._endpoint.http_session
-    send = session.send
+    send = s3route.Route.send
     redirected: list[str] = []
 
-    async def redirect_once(request: Any) -> Any:
-        if not redirected and request.context is None:  # a stamped request
-            redirected.append(request.url)
-            return types.SimpleNamespace(status_code=301, headers={})
-        return await send(request)
+    async def redirect_once(route: s3route.Route, method: str, url: str, *args: Any) -> Any:
+        if not redirected:
+            redirected.append(url)
+            return s3route.Answer(301, {}, b"")
+        return await send(route, method, url, *args)
 
-    monkeypatch.setattr(session, "send", redirect_once)
+    monkeypatch.setattr(s3route.Route, "send", redirect_once)
     await store.put_if_absent("b", b"y", sha256=sha(b"y"))
     await store.put_if_absent("c", b"z", sha256=sha(b"z"))
 
@@ -248,3 +246,34 @@ async def test_a_shape_that_does_not_stamp_back_stays_with_botocore(
     assert [r.headers.get("x-trace-serial") for r in spy.requests] == ["0", "1", "2"]
     objects = await store._connection.objects()
     assert objects._shapes["PutObject"] is None
+
+
+async def test_stamped_requests_share_botocores_connections(
+    spied: tuple[S3Store, HttpSpy],
+) -> None:
+    store, spy = spied
+    for i in range(6):
+        await store.put_if_absent(f"k{i}", b"%d" % i, sha256=sha(b"%d" % i))
+        assert await store.get(f"k{i}") == b"%d" % i
+    assert spy.connections == 1  # one keep-alive connection, botocore's and the stamps'
+    assert {r.headers.get("accept-encoding") for r in spy.requests} == {"identity"}
+
+
+async def test_without_a_route_stamped_requests_go_through_aiobotocores_send(
+    spied: tuple[S3Store, HttpSpy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_route(*_args: Any) -> None:
+        return None
+
+    monkeypatch.setattr(s3objects, "route_for", no_route)
+    store, spy = spied
+    for key in ("a", "b"):
+        await store.put_if_absent(key, b"x", sha256=sha(b"x"))
+        await store.get(key)
+    calls = await _botocore_calls(store, monkeypatch)
+    await store.put_if_absent("c", b"y", sha256=sha(b"y"))
+    assert await store.get("c") == b"y"
+    with pytest.raises(NotFound):
+        await store.get("missing")
+    assert calls == []
+    assert len(spy.requests) == 7

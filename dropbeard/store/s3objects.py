@@ -13,8 +13,8 @@ what botocore sent, URL, headers and signature, and the next request of that kin
 the same shape (so a header that changes per request is not frozen); otherwise every
 request of that kind stays with botocore. Later requests are stamped from the shape,
 signed by the same SigV4 code (`dropbeard.store.s3signer.authorization`), and sent
-through the client's HTTP session (its connection pool, proxies, TLS settings and
-timeouts).
+through the client's HTTP session's aiohttp session (`dropbeard.store.s3route`: its
+connection pool, proxies, TLS settings and timeouts).
 
 A 2xx answer is read directly. An error is parsed by botocore's own parser into the
 `ClientError` botocore raises (so `dropbeard.store.s3errors.translate` sees no
@@ -32,9 +32,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from aiobotocore.endpoint import convert_to_response_dict
-from botocore.awsrequest import AWSPreparedRequest
 
 from dropbeard.store.s3requests import PAYLOAD_SHA256, parse_timestamp
+from dropbeard.store.s3route import Route, route_for, send_plainly
 from dropbeard.store.s3signer import EXCLUDED_HEADERS, authorization, signed_host
 
 #: Operation -> its HTTP method and the client's method for it.
@@ -197,6 +197,7 @@ class ObjectRequests:
         self._client = client
         self._shapes: dict[str, Shape | None] = {}
         self._candidates: dict[str, Shape] = {}  # seen once, waiting to be seen again
+        self._routes: dict[str, Route | None] = {}  # by URL prefix
         client.meta.events.register("before-send.s3", _watch)
 
     async def get(self, bucket: str, s3_key: str, **conditions: str) -> ObjectReply:
@@ -295,21 +296,25 @@ class ObjectRequests:
         payload = sha256 if body is not None and sha256 is not None else _EMPTY_SHA256
         length = None if body is None else len(body)
         url, headers = shape.stamp(s3_key, payload, conditions, _timestamp(), credentials, length)
-        request = AWSPreparedRequest(shape.method, url, headers, body, stream_output=False)
-        response = await self._client._endpoint.http_session.send(request)
-        status = response.status_code
-        if status in _RELEARN:
+        http_session = self._client._endpoint.http_session
+        if shape.url_prefix not in self._routes:
+            self._routes[shape.url_prefix] = await route_for(http_session, shape.url_prefix)
+        route = self._routes[shape.url_prefix]
+        if route is not None:
+            answer = await route.send(shape.method, url, headers, body)
+        else:
+            answer = await send_plainly(http_session, shape.method, url, headers, body)
+        if answer.status in _RELEARN:
             return None
-        if status >= 300:
-            await self._raise_error(operation, response)
-        got = response.headers
+        if answer.status >= 300:
+            await self._raise_error(operation, answer.response)
+        got = answer.headers
         modified = got.get("last-modified")
-        data = await response.content if shape.method == "GET" else b""
         return ObjectReply(
             got.get("etag", ""),
-            int(got.get("content-length", len(data))),
+            int(got.get("content-length", len(answer.body))),
             parse_timestamp(modified) if modified else None,
-            data,
+            answer.body,
         )
 
     async def _raise_error(self, operation: str, response: Any) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from dropbeard.sync.budget import TransferBudget
+from dropbeard.sync.budget import SMALL_REQUEST, TransferBudget
 
 pytestmark = pytest.mark.anyio
 
@@ -27,6 +27,49 @@ async def test_no_more_requests_than_the_budget_are_in_flight() -> None:
         for _ in range(12):
             tg.start_soon(request)
     assert peak == 3
+
+
+async def _peak(budget: TransferBudget, sizes: list[int | None]) -> int:
+    """The most requests of `sizes` (bytes moved, None: unknown) in flight at once."""
+    in_flight = peak = 0
+
+    async def request(nbytes: int | None) -> None:
+        nonlocal in_flight, peak
+        async with budget.request(nbytes=nbytes):
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await anyio.sleep(0.01)
+            in_flight -= 1
+
+    async with anyio.create_task_group() as tg:
+        for nbytes in sizes:
+            tg.start_soon(request, nbytes)
+    return peak
+
+
+async def test_small_requests_run_four_to_a_slot_and_large_ones_one() -> None:
+    assert await _peak(TransferBudget(3), [SMALL_REQUEST] * 30) == 12
+    assert await _peak(TransferBudget(3), [0] * 30) == 12  # a HEAD moves nothing
+    assert await _peak(TransferBudget(3), [SMALL_REQUEST + 1] * 30) == 3
+    assert await _peak(TransferBudget(3), [None] * 30) == 3  # unknown: large
+    assert TransferBudget(3).small_requests == 12
+
+
+async def test_large_and_small_requests_share_the_slots() -> None:
+    budget = TransferBudget(2)
+    small_in_flight = []
+
+    async with anyio.create_task_group() as tg, budget.request():  # one large: half
+
+        async def small() -> None:
+            async with budget.request(nbytes=100):
+                small_in_flight.append(1)
+                await anyio.sleep(0.05)
+
+        for _ in range(10):
+            tg.start_soon(small)
+        await anyio.sleep(0.02)
+        assert len(small_in_flight) == 4  # the other slot's four shares
 
 
 async def test_several_slots_are_taken_at_once_so_two_large_transfers_cannot_deadlock() -> None:

@@ -249,17 +249,15 @@ class Gauge(CountingStore):
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
-async def test_no_more_than_concurrency_uploads_are_in_flight(
-    world: World, concurrency: int
-) -> None:
-    sources = [world.source(f"f{i}", b"file %d" % i) for i in range(12)]
-    gauge = Gauge(world.store.inner, expect=concurrency)  # type: ignore[arg-type]
+async def test_small_uploads_run_four_per_request_slot(world: World, concurrency: int) -> None:
+    sources = [world.source(f"f{i}", b"file %d" % i) for i in range(30)]
+    gauge = Gauge(world.store.inner, expect=4 * concurrency)  # type: ignore[arg-type]
 
     result = await upload_blobs(gauge, KEYS, sources, budget=TransferBudget(concurrency))
 
-    assert gauge.peak == concurrency
-    assert result.uploaded == 12 and gauge.counts["put_if_absent"] == 12
-    assert len(await world.blobs()) == 12
+    assert gauge.peak == 4 * concurrency
+    assert result.uploaded == 30 and gauge.counts["put_if_absent"] == 30
+    assert len(await world.blobs()) == 30
 
 
 class MemoryGauge(CountingStore):

@@ -338,7 +338,8 @@ def _transfer_options(p: argparse.ArgumentParser, *, concurrency_default: int | 
         type=_concurrency,
         default=concurrency_default,
         metavar="N",
-        help=f"requests in flight at once, 1-{MAX_CONCURRENCY} (default {shown})",
+        help=f"requests in flight at once, 1-{MAX_CONCURRENCY} (default {shown}); "
+        "requests of 1 MiB or less run four times as many",
     )
     p.add_argument(
         "--bwlimit",

@@ -29,6 +29,10 @@ from typing import Protocol, runtime_checkable
 
 RESERVED_PREFIX = ".dropbeard-"
 
+#: A store opened for `concurrency` transfers may see this many times as many small
+#: requests in flight at once (`dropbeard.sync.budget`); connection pools are sized for it.
+SMALL_REQUESTS_PER_SLOT = 4
+
 #: Called with the number of bytes just transferred (for progress bars and rate meters).
 Progress = Callable[[int], None]
 

@@ -4,9 +4,10 @@ opened on first use and kept (IO: opens the connection pool; reads the environme
 Settings that work beyond AWS: request checksums only when an operation requires them,
 path-style addressing on request, no retries inside botocore (transient errors surface as
 `Unavailable` and `RetryingStore` retries them). The pool is sized to the store's
-concurrency. Each request costs one round trip and no second hash of a known payload
-(`dropbeard.store.s3requests`); single-object GET, HEAD and PUT skip botocore's
-per-request machinery once it has shown what they look like (`dropbeard.store.s3objects`).
+concurrency, its small requests included. Each request costs one round trip and no
+second hash of a known payload (`dropbeard.store.s3requests`); single-object GET, HEAD
+and PUT skip botocore's per-request machinery once it has shown what they look like
+(`dropbeard.store.s3objects`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from aiobotocore.session import AioSession, get_session
 from botocore.config import Config
 from botocore.loaders import Loader, create_loader
 
+from dropbeard.store.base import SMALL_REQUESTS_PER_SLOT
 from dropbeard.store.s3errors import translate
 from dropbeard.store.s3objects import ObjectRequests
 from dropbeard.store.s3requests import streamline, tune_parsers
@@ -86,7 +88,7 @@ class S3Connection:
             response_checksum_validation="when_required",
             s3={"addressing_style": addressing_style},
             retries={"total_max_attempts": 1, "mode": "standard"},
-            max_pool_connections=max(concurrency * 2, 10),
+            max_pool_connections=max(concurrency * SMALL_REQUESTS_PER_SLOT + 8, 10),
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             tcp_keepalive=True,

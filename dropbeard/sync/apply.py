@@ -132,7 +132,7 @@ async def apply_plan(
         await writer.write(*item)
 
     # More workers than request slots: some do local file work while others download.
-    await for_each(writes, write, 2 * budget.requests)
+    await for_each(writes, write, 2 * budget.small_requests)
     if sources.parked:
         await anyio.to_thread.run_sync(remove_all, sources.parked)
     out.copied_locally, out.downloaded = fetcher.copied, fetcher.downloaded

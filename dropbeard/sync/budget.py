@@ -8,6 +8,12 @@ RAM whatever the file sizes. So many small files run as many requests as the bud
 allows, while large files are held back by their bytes (a 16 MiB body takes a quarter of
 the default 64 MiB), and large and small transfers share the same slots instead of each
 kind having fixed ones.
+
+Requests are sized to their work: one that moves at most SMALL_REQUEST bytes (a small
+GET or PUT, a HEAD) waits on round trips far more than on bandwidth, so it takes
+1/SMALL_REQUESTS_PER_SLOT of a slot. A pass of small files keeps four times as many
+requests in flight as one of large files (64 and 16 by default; over a 30 ms link that
+is what makes small files cost their round trips in parallel rather than in turn).
 """
 
 from __future__ import annotations
@@ -18,32 +24,41 @@ from contextlib import asynccontextmanager
 
 import anyio
 
+from dropbeard.store.base import SMALL_REQUESTS_PER_SLOT
+
 #: Bytes of file content held in memory by the transfers of one pass, at most.
 DEFAULT_MEMORY = 64 * 1024 * 1024
+#: A request that moves at most this many bytes is small (see above).
+SMALL_REQUEST = 1024 * 1024
 
 
 class TransferBudget:
-    """`requests` requests in flight and `memory` bytes held, at most."""
+    """`requests` large requests in flight (or SMALL_REQUESTS_PER_SLOT times as many
+    small ones: `small_requests`) and `memory` bytes held, at most."""
 
     def __init__(self, requests: int, memory: int = DEFAULT_MEMORY) -> None:
         if requests < 1 or memory < 1:
             raise ValueError("a transfer budget needs at least one request and one byte")
         self.requests = requests
+        self.small_requests = requests * SMALL_REQUESTS_PER_SLOT
         self.memory = memory
-        self._slots = _Weighted(requests)
+        self._slots = _Weighted(self.small_requests)  # in small requests' shares
         self._bytes = _Weighted(memory)
 
     @asynccontextmanager
-    async def request(self, count: int = 1) -> AsyncIterator[None]:
+    async def request(self, count: int = 1, *, nbytes: int | None = None) -> AsyncIterator[None]:
         """Hold `count` request slots (capped at the budget; all at once, never some of
-        them while waiting for the rest) for the block. Memory, when a transfer needs
-        both, is taken first: never wait for memory while holding a request slot."""
-        count = min(max(count, 1), self.requests)
-        await self._slots.acquire(count)
+        them while waiting for the rest) for the block; a share of one if the request
+        moves at most SMALL_REQUEST bytes (`nbytes`, when the caller knows it). Memory,
+        when a transfer needs both, is taken first: never wait for memory while holding
+        a request slot."""
+        shares = 1 if nbytes is not None and nbytes <= SMALL_REQUEST else SMALL_REQUESTS_PER_SLOT
+        shares = min(max(count, 1) * shares, self.small_requests)
+        await self._slots.acquire(shares)
         try:
             yield
         finally:
-            self._slots.release(count)
+            self._slots.release(shares)
 
     @asynccontextmanager
     async def holding(self, nbytes: int) -> AsyncIterator[None]:

@@ -129,7 +129,7 @@ async def download(
             await store.get_file(key, tmp, expected_sha256=sha, progress=progress)
         return await trips.run(place)
     async with budget.holding(size):
-        async with budget.request():
+        async with budget.request(nbytes=size):
             data = await store.get(key)
         if progress:
             progress(len(data))

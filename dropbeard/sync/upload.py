@@ -148,9 +148,10 @@ class _Sender:
         """Read `groups` (candidates per digest) in batches, in one task, while up to the
         budget's requests send what was read. The bytes of a file are held from before
         it is read until its PUT ends."""
-        send, receive = anyio.create_memory_object_stream[_Read](READ_BATCH_FILES)
+        buffered = max(READ_BATCH_FILES, self.budget.small_requests)
+        send, receive = anyio.create_memory_object_stream[_Read](buffered)
         async with anyio.create_task_group() as tg:
-            for _ in range(self.budget.requests):
+            for _ in range(self.budget.small_requests):
                 tg.start_soon(self._send_reads, receive.clone())
             receive.close()
             async with send:
@@ -169,7 +170,7 @@ class _Sender:
                     if read.src is None:
                         continue
                     key = self.keys.blob(read.src.sha256)
-                    async with self.budget.request():
+                    async with self.budget.request(nbytes=len(read.data)):
                         sent = await _put_small(
                             self.store, key, read.data, read.src.sha256, self.fresh_since
                         )
@@ -219,7 +220,7 @@ class _Sender:
         """True if bytes were sent, False if the blob was already there (HEAD first) and
         fresh enough not to be refreshed."""
         key = self.keys.blob(src.sha256)
-        async with self.budget.request():
+        async with self.budget.request(nbytes=0):
             with contextlib.suppress(NotFound):
                 if _fresh(await self.store.head(key), src.size, self.fresh_since):
                     return False

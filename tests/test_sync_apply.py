@@ -7,7 +7,7 @@ import hashlib
 import os
 import stat
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from dropbeard.core.model import Entry
 from dropbeard.core.plan import ConflictCopy, Download, LocalDelete, Plan
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.local import LocalStore
+from dropbeard.sync import apply as apply_module
 from dropbeard.sync import trips as trips_module
 from dropbeard.sync.apply import Applied, apply_plan
 from dropbeard.sync.budget import TransferBudget
@@ -779,3 +780,31 @@ async def test_temporary_names_cost_no_random_draw_per_file(
     # once for the names, once for the probe of case-sensitivity (disknames): not one per
     # file, a getrandom() syscall on the event loop each
     assert len(draws) == 2
+
+
+async def test_local_deletes_and_new_folders_go_a_batch_per_trip_in_order(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [f"old/d{i // 100}/f{i}" for i in range(300)]
+    for name in names:
+        world.write(name, b"bye")
+    scanned = await world.scan()
+    batches: list[int] = []
+    run_in_order = apply_module.run_in_order
+
+    def counted(steps: list[Callable[[], None]]) -> None:
+        batches.append(len(steps))
+        run_in_order(steps)
+
+    monkeypatch.setattr(apply_module, "run_in_order", counted)
+    deletes = [LocalDelete(path=n, expected=file_entry(n, b"bye")) for n in names]
+    deletes += [LocalDelete(path=f"old/d{d}", expected=dir_entry(f"old/d{d}")) for d in range(3)]
+    deletes.append(LocalDelete(path="old", expected=dir_entry("old")))  # deepest first
+    folders = [Download(path=p, entry=dir_entry(p)) for p in ("new", "new/a", "new/a/b")]
+
+    applied = await world.apply(plan(folders, deletes=deletes), scanned)
+
+    assert not applied.problems and applied.deleted == 304
+    assert not (world.root / "old").exists()
+    assert (world.root / "new/a/b").is_dir()  # parents before children
+    assert batches == [apply_module.STEPS_PER_TRIP, 307 - apply_module.STEPS_PER_TRIP]

@@ -136,3 +136,41 @@ async def test_a_trip_wakes_only_its_own_callers_and_the_next_driver() -> None:
             tg.start_soon(trips.run, lambda: time.sleep(0.001))
     assert trips.made == 50
     assert trips.woken <= 2 * 50
+
+
+async def test_a_caller_cancelled_while_it_waits_strands_nobody_and_its_job_never_runs() -> None:
+    """Caller 1 is to drive the trip after job 0's; cancelled before that, its job stays
+    behind and the callers after it still get their results."""
+    trips = ThreadTrips(trips=1, jobs=1)
+    ran: list[int] = []
+    results: dict[int, int] = {}
+    scope = anyio.CancelScope()
+    release = threading.Event()
+
+    def job(i: int) -> int:
+        if i == 0:
+            release.wait(5)
+        ran.append(i)
+        return i
+
+    async def call(i: int) -> None:
+        results[i] = await trips.run(lambda: job(i))
+
+    async def cancelled_caller() -> None:
+        with scope:
+            await call(1)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, 0)
+            await anyio.sleep(0.05)  # job 0 is on its trip
+            tg.start_soon(cancelled_caller)
+            await anyio.sleep(0.01)
+            for i in range(2, 5):
+                tg.start_soon(call, i)
+            await anyio.sleep(0.01)
+            scope.cancel()
+            await anyio.sleep(0.01)
+            release.set()
+    assert results == {0: 0, 2: 2, 3: 3, 4: 4}
+    assert sorted(ran) == [0, 2, 3, 4]

@@ -67,14 +67,27 @@ class ThreadTrips:
     async def run(self, fn: Callable[[], T]) -> T:
         job = _Job(fn)
         self._queue.append(job)
-        while not job.done:
-            if not job.taken and self._under_way < self._trips:
-                await self._trip()
-            else:
-                job.wake = anyio.Event()
-                await job.wake.wait()
-                self.woken += 1
+        try:
+            while not job.done:
+                if not job.taken and self._under_way < self._trips:
+                    await self._trip()
+                else:
+                    job.wake = anyio.Event()
+                    await job.wake.wait()
+                    self.woken += 1
+        except BaseException:
+            self._abandon(job)
+            raise
         return job.result()
+
+    def _abandon(self, job: _Job[Any]) -> None:
+        """A caller cancelled (or failed) before its job left: the job never runs, and if
+        that caller was to drive the next trip, the next queued job's caller does."""
+        job.wake = None
+        if not job.taken and any(queued is job for queued in self._queue):
+            self._queue = [queued for queued in self._queue if queued is not job]
+        if self._queue and self._under_way < self._trips:
+            _wake(self._queue[0])
 
     async def _trip(self) -> None:
         """Carry the first queued jobs to a worker thread and back."""

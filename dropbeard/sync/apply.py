@@ -18,7 +18,7 @@ import os
 import stat
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from dropbeard.core.model import PERMISSIONS, Entry
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem
 from dropbeard.store.base import Progress, Store
+from dropbeard.sync.applied import Applied, Refused, UnsafePath
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.disknames import DiskNames, case_problems
 from dropbeard.sync.fetch import Fetcher
@@ -49,39 +50,8 @@ from dropbeard.sync.state import StatRow
 from dropbeard.sync.trips import run_in_order
 from dropbeard.sync.workers import for_each
 
-#: Local deletes and new directories done per worker-thread trip.
+#: Local deletes, new directories and files' places vetted per worker-thread trip.
 STEPS_PER_TRIP = 256
-
-
-@dataclass
-class Applied:
-    downloaded: int = 0
-    downloaded_bytes: int = 0
-    #: bytes of chunks taken from local files instead of the bucket
-    reused_bytes: int = 0
-    copied_locally: int = 0
-    deleted: int = 0
-    failed: set[str] = field(default_factory=set)
-    #: folders deleted elsewhere that stay here for files this device does not sync
-    kept: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    #: stat-cache rows for files written this pass, so they are not re-hashed
-    stats: dict[str, StatRow] = field(default_factory=dict)
-
-
-class _Refused(Exception):
-    """A path this apply will not write, as the problem to record for it: `kind` is
-    `unsafe_path` (outside the root, through a symlink) or `type_clash` (a folder that
-    still holds what this device does not track)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-class UnsafePath(_Refused):
-    def __init__(self, message: str) -> None:
-        super().__init__("unsafe_path", message)
 
 
 async def apply_plan(
@@ -121,12 +91,14 @@ async def apply_plan(
         wanted = {c.sha256 for _, _, e, _ in writes for c in e.chunks or ()}
         await anyio.to_thread.run_sync(sources.index_all, paths.root, scanned, wanted, local_chunks)
     # In order, a worker-thread trip per batch: deletes deepest first, as planned, then
-    # directories, parents before children.
+    # directories, parents before children, then whether each file's place is free.
     steps: list[Callable[[], None]]
     steps = [partial(writer.delete, gone.path, gone.expected) for gone in plan.local_deletes]
     steps += [partial(writer.guarded, d.path, writer.make_dir, d.path, d.entry) for d in dirs]
+    steps += [partial(writer.vet, *w) for w in writes if w[2].type == "file"]
     for i in range(0, len(steps), STEPS_PER_TRIP):
         await anyio.to_thread.run_sync(run_in_order, steps[i : i + STEPS_PER_TRIP])
+    writes = [w for w in writes if w[1] not in writer.blocked]
 
     async def write(item: tuple[str, str, Entry, bool]) -> None:
         await writer.write(*item)
@@ -159,6 +131,7 @@ class _FolderWriter:
     sources: LocalSources
 
     def __post_init__(self) -> None:
+        self.blocked: set[str] = set()  # files' places found taken (`vet`)
         self.tmp_dir = self.paths.tmp  # a path built once, not per file
         self._tmp_prefix = uuid.uuid4().hex[:16]
         self._tmp_count = itertools.count()
@@ -178,7 +151,7 @@ class _FolderWriter:
         """`fn(*args)`, with an unsafe path or an OS error recorded as `path`'s problem."""
         try:
             fn(*args)
-        except _Refused as exc:
+        except Refused as exc:
             self.fail(path, exc.kind, str(exc))
         except OSError as exc:
             self.fail(path, problem_kind(exc), f"writing {path}: {exc.strerror or exc}")
@@ -226,7 +199,7 @@ class _FolderWriter:
             st = os.lstat(dest)
         except FileNotFoundError:
             return
-        except (_Refused, OSError) as exc:
+        except (Refused, OSError) as exc:
             self.fail(rel, "unsafe_path", f"deleting {rel}: {exc}")
             return
         item = self.scanned.items.get(rel)
@@ -294,6 +267,19 @@ class _FolderWriter:
             return True
         return False
 
+    def vet(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
+        """Before any byte is fetched for file `entry`: if `dest_rel` cannot take it
+        (`in_the_way`, or a refusal or an error recorded as `rel`'s problem), it is
+        `blocked` and not fetched."""
+        try:
+            if not self.in_the_way(rel, dest_rel, entry, is_copy):
+                return
+        except Refused as exc:
+            self.fail(rel, exc.kind, str(exc))
+        except OSError as exc:
+            self.fail(rel, problem_kind(exc), f"writing {dest_rel}: {exc.strerror or exc}")
+        self.blocked.add(dest_rel)
+
     def put_in_place(self, rel: str, tmp: Path, dest: Path, entry: Entry) -> None:
         """Rename `tmp` onto `dest`; an empty folder there (its tracked content deleted
         by this plan) is removed first. A folder that is not empty stays, as a problem."""
@@ -305,7 +291,7 @@ class _FolderWriter:
             except OSError as exc:
                 if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
-                raise _Refused("type_clash", kept_folder_message(rel, entry)) from None
+                raise Refused("type_clash", kept_folder_message(rel, entry)) from None
             os.replace(tmp, dest)
 
     def remove_file(self, dest: Path, item: LocalItem) -> None:
@@ -362,7 +348,7 @@ class _FolderWriter:
         except NotFound as exc:  # a chunk's message names the chunk
             missing = f"blob {entry.sha256} is missing from the bucket"
             self.fail(rel, "missing_blob", f"{rel}: {exc if entry.chunks else missing}")
-        except _Refused as exc:
+        except Refused as exc:
             self.fail(rel, exc.kind, str(exc))
         except OSError as exc:
             self.fail(rel, problem_kind(exc), f"writing {dest_rel}: {exc.strerror or exc}")
@@ -370,9 +356,7 @@ class _FolderWriter:
             self.fail(rel, problem_kind(exc), f"writing {dest_rel}: {exc}")
 
     async def write_file(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
-        assert entry.sha256 is not None
-        if await self.fetcher.trips.run(partial(self.in_the_way, rel, dest_rel, entry, is_copy)):
-            return
+        assert entry.sha256 is not None  # its place was vetted (`vet`) before any fetch
         tmp = self.tmp_path()
         place = partial(self.install, rel, dest_rel, tmp, entry, is_copy)
         try:

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from dropbeard.core.chunking import Chunk
 from dropbeard.core.errors import IntegrityError, NotFound, PreconditionFailed
@@ -35,6 +34,7 @@ from dropbeard.core.keys import RootKeys
 from dropbeard.store.base import ObjectInfo, Progress, Store
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.chunkupload import upload_chunks
+from dropbeard.sync.handoff import Handoff
 from dropbeard.sync.hashing import StatKey
 from dropbeard.sync.workers import for_each
 
@@ -148,37 +148,35 @@ class _Sender:
         """Read `groups` (candidates per digest) in batches, in one task, while up to the
         budget's requests send what was read. The bytes of a file are held from before
         it is read until its PUT ends."""
-        buffered = max(READ_BATCH_FILES, self.budget.small_requests)
-        send, receive = anyio.create_memory_object_stream[_Read](buffered)
+        reads: Handoff[_Read] = Handoff()
         async with anyio.create_task_group() as tg:
             for _ in range(self.budget.small_requests):
-                tg.start_soon(self._send_reads, receive.clone())
-            receive.close()
-            async with send:
+                tg.start_soon(self._send_reads, reads)
+            try:
                 async for batch in _batches(groups, self.budget):
-                    reads = await anyio.to_thread.run_sync(_read_batch, batch)
-                    for read in reads:
-                        await send.send(read)
+                    for read in await anyio.to_thread.run_sync(_read_batch, batch):
+                        reads.put(read)
+            finally:
+                reads.close()
 
-    async def _send_reads(self, receive: MemoryObjectReceiveStream[_Read]) -> None:
-        async with receive:
-            async for read in receive:
-                try:
-                    self.result.changed.update(read.changed)
-                    if read.error is not None:
-                        raise read.error
-                    if read.src is None:
-                        continue
-                    key = self.keys.blob(read.src.sha256)
-                    async with self.budget.request(nbytes=len(read.data)):
-                        sent = await _put_small(
-                            self.store, key, read.data, read.src.sha256, self.fresh_since
-                        )
-                finally:
-                    self.budget.give_memory(read.taken)
-                if sent and self.progress:
-                    self.progress(len(read.data))
-                self.done(read.src, sent)
+    async def _send_reads(self, reads: Handoff[_Read]) -> None:
+        while (read := await reads.get()) is not None:
+            try:
+                self.result.changed.update(read.changed)
+                if read.error is not None:
+                    raise read.error
+                if read.src is None:
+                    continue
+                key = self.keys.blob(read.src.sha256)
+                async with self.budget.request(nbytes=len(read.data)):
+                    sent = await _put_small(
+                        self.store, key, read.data, read.src.sha256, self.fresh_since
+                    )
+            finally:
+                self.budget.give_memory(read.taken)
+            if sent and self.progress:
+                self.progress(len(read.data))
+            self.done(read.src, sent)
 
     async def large_file(self, candidates: list[BlobSource]) -> None:
         for src in candidates:

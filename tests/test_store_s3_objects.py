@@ -6,6 +6,7 @@ accepts it, and its errors are botocore's errors."""
 from __future__ import annotations
 
 import hashlib
+import time
 import types
 import uuid
 from collections.abc import AsyncIterator
@@ -277,3 +278,35 @@ async def test_without_a_route_stamped_requests_go_through_aiobotocores_send(
         await store.get("missing")
     assert calls == []
     assert len(spy.requests) == 7
+
+
+async def test_fixed_credentials_are_frozen_once_and_refreshable_ones_asked_each_time(
+    spied: tuple[S3Store, HttpSpy],
+) -> None:
+    store, _spy = spied
+    client = await store._client()
+    source = client._request_signer._credentials
+    asked: list[int] = []
+
+    class Refreshable:  # a role's or SSO's credentials: not fixed
+        async def get_frozen_credentials(self) -> Any:
+            asked.append(1)
+            return await source.get_frozen_credentials()
+
+    client._request_signer._credentials = Refreshable()
+    for i in range(5):
+        await store.put_if_absent(f"k{i}", b"x", sha256=sha(b"x"))
+    assert len(asked) >= 5  # every stamped request asked (and botocore's own)
+    client._request_signer._credentials = source
+    objects = await store._connection.objects()
+    assert objects._fixed is None
+    await store.get("k0")
+    assert objects._fixed is not None
+    assert objects._fixed.secret_key == source.secret_key
+
+
+def test_the_timestamp_is_now_in_sigv4s_form() -> None:
+    before = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    stamped = s3objects._timestamp()
+    after = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    assert before <= stamped <= after

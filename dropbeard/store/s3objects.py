@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from aiobotocore.credentials import AioCredentials
 from aiobotocore.endpoint import convert_to_response_dict
 
 from dropbeard.store.s3requests import PAYLOAD_SHA256, parse_timestamp
@@ -185,8 +186,15 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+_SECOND: list[Any] = [None, ""]  # the last second stamped, and its SigV4 timestamp
+
+
 def _timestamp() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    """The SigV4 timestamp of now (`YYYYMMDDTHHMMSSZ`), formatted once per second."""
+    now = int(time.time())
+    if now != _SECOND[0]:
+        _SECOND[:] = [now, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))]
+    return str(_SECOND[1])
 
 
 class ObjectRequests:
@@ -198,6 +206,7 @@ class ObjectRequests:
         self._shapes: dict[str, Shape | None] = {}
         self._candidates: dict[str, Shape] = {}  # seen once, waiting to be seen again
         self._routes: dict[str, Route | None] = {}  # by URL prefix
+        self._fixed: Any = None  # credentials that never change, frozen
         client.meta.events.register("before-send.s3", _watch)
 
     async def get(self, bucket: str, s3_key: str, **conditions: str) -> ObjectReply:
@@ -276,9 +285,18 @@ class ObjectRequests:
             self._shapes[operation] = shape
 
     async def _credentials(self) -> Any:
+        """The credentials to sign with now; fixed ones are frozen once, refreshable ones
+        (a role, SSO) asked every time, as botocore asks them."""
+        if self._fixed is not None:
+            return self._fixed
         signer = getattr(self._client, "_request_signer", None)
         source = getattr(signer, "_credentials", None)
-        return None if source is None else await source.get_frozen_credentials()
+        if source is None:
+            return None
+        frozen = await source.get_frozen_credentials()
+        if type(source) is AioCredentials:
+            self._fixed = frozen
+        return frozen
 
     async def _send(
         self,

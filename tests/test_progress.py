@@ -104,3 +104,29 @@ def test_sync_into_a_pipe_shows_no_progress(root: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert "ETA" not in done.stdout and "uploading" not in done.stdout
+
+
+_SYNC_THEN_SAY_IF_RICH = (
+    "import sys; from dropbeard.cli.main import main; sys.argv = ['dropbeard', 'sync', "
+    "sys.argv[1]]; code = main(); print('rich' in sys.modules, code)"
+)
+
+
+@pytest.mark.parametrize(("force_color", "imported"), [(None, False), ("1", True)])
+def test_sync_into_a_pipe_never_imports_rich(
+    root: Path, force_color: str | None, imported: bool
+) -> None:
+    # rich costs ~65 ms of CPU to import, a tenth of an idle sync's start; it is imported
+    # only where it may draw: a TTY, or FORCE_COLOR (which makes rich draw into a pipe).
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    if force_color is not None:
+        env["FORCE_COLOR"] = force_color
+    done = subprocess.run(
+        [sys.executable, "-c", _SYNC_THEN_SAY_IF_RICH, str(root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == f"{imported} 0"

@@ -1,28 +1,24 @@
 """What a person sees on a terminal while a pass runs: one progress line per stage
 (done/total files and bytes, percent, rate, ETA, the current file), drawn with rich on
-stderr and only when stderr is a terminal; notices printed above it (IO: stderr)."""
+stderr and only when stderr is a terminal; notices printed above it (IO: stderr).
+
+rich is imported only when stderr may be a terminal: a sync whose stderr is a pipe or a
+log file (a script, a benchmark, a service) does not pay for importing it.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from typing import Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Column
+from typing import TYPE_CHECKING, Any
 
 from dropbeard.core.units import human_bytes
 from dropbeard.sync.meter import PassMeter, Stage, Transfer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 __all__ = ["ProgressDisplay", "human_bytes", "say"]
 
@@ -56,6 +52,10 @@ class ProgressDisplay:
 
     @classmethod
     def for_stderr(cls) -> ProgressDisplay | None:
+        if not _may_be_terminal():
+            return None
+        from rich.console import Console
+
         console = Console(stderr=True)
         return cls(console) if console.is_terminal else None
 
@@ -71,6 +71,17 @@ class ProgressDisplay:
             self.progress.stop()
 
     def _start(self) -> Progress:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+        from rich.table import Column
+
         fixed = Column(no_wrap=True)  # on a narrow terminal the file name is cut, nothing wraps
         bar = [BarColumn(bar_width=12, table_column=fixed)] if self.console.width >= 100 else []
         progress = Progress(
@@ -134,3 +145,15 @@ class ProgressDisplay:
 
     def transfer_ended(self, transfer: Transfer, error: BaseException | None) -> None:
         pass  # each path is reported once the pass has settled it
+
+
+def _may_be_terminal() -> bool:
+    """False only where rich's `Console(stderr=True).is_terminal` is False too: stderr is
+    not a TTY and neither FORCE_COLOR nor TTY_COMPATIBLE=1 makes rich treat it as one."""
+    if "FORCE_COLOR" in os.environ or os.environ.get("TTY_COMPATIBLE") == "1":
+        return True
+    isatty = getattr(sys.stderr, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False

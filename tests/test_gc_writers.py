@@ -377,3 +377,20 @@ def test_a_pass_running_longer_than_half_the_grace_period_asks_again(
     summary = run_pass_with(a, bucket, now)
     assert summary.uploaded == (1 if hours_later else 0)
     assert a.read("copy.txt") == b.read("shared.txt")
+
+
+def test_a_device_that_does_not_pull_still_follows_the_grace_period_set_elsewhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An upload-only device reads no other device, but what it may treat as present
+    depends on the root's grace period: shortened on another device after it joined, an
+    old blob of the same bytes is written again, not trusted for half a day."""
+    bucket = local_bucket(tmp_path, Cli(capsys))
+    (a,) = devices(bucket, tmp_path, "a", mode="upload-only")
+    (b,) = devices(bucket, tmp_path, "b")
+    short_grace(b)
+    data = noise("old", 1000)
+    key = bucket.keys.blob(bucket.put_blob(data))
+    age(bucket, key, 2.0)  # over 3s / 2
+    a.write("f.bin", data)
+    assert a.sync().json["uploaded"] == 1

@@ -39,7 +39,7 @@ from dropbeard.sync.meter import PassMeter
 from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.passscope import Changes, Scope
 from dropbeard.sync.publish import LastIds
-from dropbeard.sync.remote import UNREADABLE, RemoteRead, read_remotes
+from dropbeard.sync.remote import UNREADABLE, RemoteRead, read_registry, read_remotes
 from dropbeard.sync.root import RootPaths, reset_tmp
 from dropbeard.sync.scan import HashCounts, ScanResult, scan
 from dropbeard.sync.state import Peer, State
@@ -125,6 +125,11 @@ def _load(state: State) -> Loaded:
         pending=state.pending(),
         ignore_digest=state.get_meta("ignore_digest"),
     )
+
+
+def _cache_registry(state: State, registry: Registry, etag: str) -> None:
+    state.set_meta("registry_etag", etag)
+    state.set_meta("registry_json", msgspec.json.encode(registry).decode())
 
 
 def _cached_registry(state: State) -> Registry | None:
@@ -310,6 +315,14 @@ async def read_other_devices(run: PassRun, loaded: Loaded) -> RemoteSide:
     if loaded.registry is not None:
         run.trees.present_for = parse_period(loaded.registry.grace).total_seconds() / 2
     if run.cfg.mode not in PULLS:
+        # Not reading other devices, this pass still needs the root's grace period as it
+        # is now (SPEC 8.2: what it may treat as present): a conditional GET.
+        registry, etag = await read_registry(
+            run.store, run.keys, loaded.registry, loaded.registry_etag
+        )
+        if etag is not None and etag != loaded.registry_etag and not run.opts.dry_run:
+            await anyio.to_thread.run_sync(_cache_registry, run.state, registry, etag)
+        run.trees.present_for = parse_period(registry.grace).total_seconds() / 2
         return RemoteSide(None)
     read = await read_remotes(
         run.store,

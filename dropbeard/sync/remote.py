@@ -149,11 +149,21 @@ async def read_remotes(
 
 
 async def _read_registry(store: Store, keys: RootKeys) -> tuple[Registry, str | None]:
+    return await read_registry(store, keys, None, None)
+
+
+async def read_registry(
+    store: Store, keys: RootKeys, known: Registry | None, etag: str | None
+) -> tuple[Registry, str | None]:
+    """The root's registry and its etag: `known` again if its `etag` is still current (a
+    conditional GET), an empty one if there is none."""
     try:
-        got = await store.get_if_changed(keys.registry, None)
+        got = await store.get_if_changed(keys.registry, etag if known is not None else None)
     except NotFound:
         return Registry(devices={}), None
-    assert got is not None
+    if got is None:
+        assert known is not None
+        return known, etag
     return decode_registry(got[0], keys.registry), got[1]
 
 

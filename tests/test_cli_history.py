@@ -189,6 +189,19 @@ def test_retention_shows_and_changes_the_policy(scene: Scene) -> None:
     assert bad.code == 2 and "--weekly" in bad.err
 
 
+def test_gc_verify_and_retention_take_the_root_as_sync_does(scene: Scene, tmp_path: Path) -> None:
+    """`dropbeard gc ~/Sync`, from any folder, as `dropbeard sync ~/Sync`."""
+    got = scene("retention", str(scene.root), "--json")
+    assert got.code == 0 and got.json["grace"] == "24h"
+    assert scene("verify", str(scene.root)).code == 0
+    got = scene("gc", str(scene.root), "--dry-run")
+    assert got.code == 0 and "would free" in got.out
+    other = tmp_path / "other"
+    other.mkdir()
+    two = scene("gc", str(scene.root), "--root", str(other), "--dry-run")
+    assert two.code == 2 and "two roots given" in two.err
+
+
 def test_gc_shrinks_the_bucket_to_live_and_retained_content(scene: Scene) -> None:
     big = {f"f{i}.bin": os.urandom(512 * 1024) for i in range(20)}  # 10 MiB
     scene.publish("laptop", Folder({k: File(v) for k, v in big.items()}), ago(days=2))

@@ -57,15 +57,29 @@ def restore_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _root_option(p: argparse.ArgumentParser) -> None:
+def _root_option(p: argparse.ArgumentParser, positional: bool = False) -> None:
+    if positional:  # `dropbeard gc ~/Sync`, as `dropbeard sync ~/Sync`
+        p.add_argument(
+            "root_dir", type=Path, nargs="?", default=None, metavar="ROOT",
+            help="the root (or --root DIR; default: the one you are in)",
+        )  # fmt: skip
     p.add_argument(
         "--root", type=Path, metavar="DIR", help="the root (default: the one you are in)"
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def chosen_root(args: argparse.Namespace) -> Path | None:
+    """The root a command names, as ROOT or --root (None: the one you are in); naming two
+    different ones is a usage error (ValueError, its message for the user)."""
+    given: Path | None = getattr(args, "root_dir", None)
+    if given is not None and args.root is not None and given != args.root:
+        raise ValueError(f"two roots given: {given} and --root {args.root}")
+    return given if given is not None else args.root
+
+
 def verify_arguments(p: argparse.ArgumentParser) -> None:
-    _root_option(p)
+    _root_option(p, positional=True)
     p.add_argument(
         "--all", action="store_true", help="every snapshot in the bucket, not only the heads"
     )
@@ -85,12 +99,12 @@ def verify_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def gc_arguments(p: argparse.ArgumentParser) -> None:
-    _root_option(p)
+    _root_option(p, positional=True)
     p.add_argument("--dry-run", action="store_true", help="say what would go; delete nothing")
 
 
 def retention_arguments(p: argparse.ArgumentParser) -> None:
-    _root_option(p)
+    _root_option(p, positional=True)
     for rule, what in (
         ("all", "keep every snapshot younger than D"),
         ("hourly", "keep the newest of each hour younger than D"),

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
 import msgspec
 
+from dropbeard.cli.bucketargs import chosen_root
 from dropbeard.cli.rootbucket import open_root_bucket
 from dropbeard.cli.terminal import human_bytes
 from dropbeard.core.errors import ExitCode, UsageError
@@ -53,7 +55,7 @@ async def verify_command(args: argparse.Namespace) -> int:
     share = 1.0 if args.full else (args.sample or 0.0) / 100
     if not 0 <= share <= 1:
         raise UsageError("--sample takes a percentage from 0 to 100")
-    async with open_root_bucket(args.root) as rb:
+    async with open_root_bucket(_root(args)) as rb:
         report = await verify_bucket(
             rb.store,
             rb.keys,
@@ -70,7 +72,7 @@ async def verify_command(args: argparse.Namespace) -> int:
 
 
 async def _repair(args: argparse.Namespace) -> int:
-    async with open_root_bucket(args.root) as rb:
+    async with open_root_bucket(_root(args)) as rb:
         written = rb.paths.trees
         cache = NodeCache(written) if await anyio.Path(written).is_dir() else None
         report = await repair_own_head(
@@ -130,7 +132,7 @@ def _print_verify(r: VerifyReport, quiet: bool) -> None:
 
 
 async def gc_command(args: argparse.Namespace) -> int:
-    async with open_root_bucket(args.root) as rb:
+    async with open_root_bucket(_root(args)) as rb:
         report = await collect_garbage(
             rb.store, rb.keys, rb.trees(), dry_run=args.dry_run, snapshots=rb.reader()
         )
@@ -192,7 +194,7 @@ def _print_gc(r: GcReport, verbose: bool) -> None:
 async def retention_command(args: argparse.Namespace) -> int:
     asked = {rule: getattr(args, rule) for rule in (*RULES, "grace")}
     changes = {rule: _period(rule, text) for rule, text in asked.items() if text is not None}
-    async with open_root_bucket(args.root) as rb:
+    async with open_root_bucket(_root(args)) as rb:
         if changes:
             registry = await update_registry(rb.store, rb.keys, _changer(changes))
         else:
@@ -237,3 +239,10 @@ def _changer(changes: dict[str, str]) -> Any:
         return msgspec.structs.replace(registry, retention=rules, grace=grace)
 
     return change
+
+
+def _root(args: argparse.Namespace) -> Path | None:
+    try:
+        return chosen_root(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

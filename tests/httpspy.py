@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+
+from dropbeard.store.s3 import S3Store
+from dropbeard.store.s3client import Credentials
+from tests.seaweed import Seaweed
 
 
 @dataclass(frozen=True)
@@ -91,3 +96,20 @@ async def http_spy(endpoint: str) -> AsyncIterator[HttpSpy]:
         yield spy
     finally:
         server.close()
+
+
+@contextlib.asynccontextmanager
+async def spied_s3(seaweed: Seaweed, prefix: str) -> AsyncIterator[tuple[S3Store, HttpSpy]]:
+    """An S3Store on SeaweedFS under a fresh `prefix-…`, its requests through a spy."""
+    async with http_spy(seaweed.endpoint) as spy:
+        store = S3Store(
+            seaweed.bucket,
+            f"{prefix}-{uuid.uuid4().hex[:12]}",
+            endpoint_url=spy.endpoint,
+            addressing_style="path",
+            credentials=Credentials(seaweed.access_key, seaweed.secret_key),
+        )
+        try:
+            yield store, spy
+        finally:
+            await store.aclose()

@@ -18,7 +18,7 @@ from dropbeard.core.errors import NotFound, PreconditionFailed, Unauthorized
 from dropbeard.store import s3objects, s3route
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
-from tests.httpspy import HttpSpy, http_spy
+from tests.httpspy import HttpSpy, spied_s3
 from tests.seaweed import Seaweed
 
 pytestmark = [pytest.mark.anyio, pytest.mark.s3]
@@ -30,18 +30,8 @@ def sha(data: bytes) -> str:
 
 @pytest.fixture
 async def spied(seaweed: Seaweed) -> AsyncIterator[tuple[S3Store, HttpSpy]]:
-    async with http_spy(seaweed.endpoint) as spy:
-        store = S3Store(
-            seaweed.bucket,
-            f"o-{uuid.uuid4().hex[:12]}",
-            endpoint_url=spy.endpoint,
-            addressing_style="path",
-            credentials=Credentials(seaweed.access_key, seaweed.secret_key),
-        )
-        try:
-            yield store, spy
-        finally:
-            await store.aclose()
+    async with spied_s3(seaweed, "o") as spied:
+        yield spied
 
 
 async def _botocore_calls(store: S3Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:

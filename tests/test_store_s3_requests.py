@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,8 @@ import pytest
 from dropbeard.core.errors import DropbeardError
 from dropbeard.store import s3, s3requests
 from dropbeard.store.s3 import S3Store
-from dropbeard.store.s3client import Credentials
 from dropbeard.store.s3requests import PER_REQUEST_PARAMETERS, parse_timestamp
-from tests.httpspy import HttpSpy, http_spy
+from tests.httpspy import HttpSpy, spied_s3
 from tests.seaweed import Seaweed
 
 pytestmark = [pytest.mark.anyio, pytest.mark.s3]
@@ -36,18 +34,8 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 async def spied(seaweed: Seaweed) -> AsyncIterator[tuple[S3Store, HttpSpy]]:
-    async with http_spy(seaweed.endpoint) as spy:
-        store = S3Store(
-            seaweed.bucket,
-            f"w-{uuid.uuid4().hex[:12]}",
-            endpoint_url=spy.endpoint,
-            addressing_style="path",
-            credentials=Credentials(seaweed.access_key, seaweed.secret_key),
-        )
-        try:
-            yield store, spy
-        finally:
-            await store.aclose()
+    async with spied_s3(seaweed, "w") as spied:
+        yield spied
 
 
 def _puts(spy: HttpSpy) -> list[dict[str, str]]:

@@ -25,6 +25,7 @@ from dropbeard.sync.chunking import Chunker
 from dropbeard.sync.root import RootPaths, reset_tmp
 from dropbeard.sync.scan import ScanResult, scan
 from tests.chunkfiles import MiB, noise, overwrite, sha
+from tests.test_sync_apply import World as ApplyWorld
 
 pytestmark = pytest.mark.anyio
 
@@ -61,20 +62,10 @@ def slices(data: bytes, chunks: Sequence[Chunk]) -> Iterable[tuple[Chunk, bytes]
 
 
 @dataclass
-class World:
-    root: Path
-    paths: RootPaths
-    store: CountingStore
+class World(ApplyWorld):
+    """test_sync_apply's world, with a scratch folder outside the root."""
+
     scratch: Path
-
-    def write(self, rel: str, data: bytes) -> Path:
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        return path
-
-    def read(self, rel: str) -> bytes:
-        return (self.root / rel).read_bytes()
 
     async def publish(self, path: str, data: bytes, chunks: Sequence[Chunk] | None = None) -> Entry:
         """Another device's entry of `data` at `path`, its chunks (its own cut unless

@@ -14,6 +14,7 @@ import pytest
 from msgspec.structs import replace
 
 from dropbeard.core.chunking import Chunk, MiB
+from dropbeard.core.heads import seen_marks
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.model import Delete, Entry
 from dropbeard.core.passrules import (
@@ -32,7 +33,6 @@ from dropbeard.core.passrules import (
     problems_after,
     racy_after_ns,
     remote_entries,
-    seen_marks,
     settled_devices,
     stat_rows,
     under_any,

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from dropbeard.core.model import SeenMark
+from dropbeard.core.passrules import ProcessedPeer
 
 HEAD_EVERY = timedelta(minutes=10)
 
@@ -29,3 +30,18 @@ def head_due(
     if not seen or seen == written:
         return False
     return written_at is None or now - written_at >= HEAD_EVERY
+
+
+def seen_marks(
+    peers: Mapping[str, ProcessedPeer], heads: Mapping[str, ProcessedPeer]
+) -> dict[str, SeenMark]:
+    """The seen-marks to publish: how far this device processed each other device — the
+    head processed this pass (`heads`, of the settled devices), else the one recorded."""
+    seen = {
+        d: SeenMark(snapshot=p.snapshot, tombstone_seq=p.tombstone_seq)
+        for d, p in peers.items()
+        if p.snapshot or p.tombstone_seq
+    }
+    for dev, head in heads.items():
+        seen[dev] = SeenMark(snapshot=head.snapshot, tombstone_seq=head.tombstone_seq)
+    return seen

@@ -20,7 +20,7 @@ import msgspec
 from dropbeard.core.chunking import Chunk
 from dropbeard.core.folders import BasesBelow
 from dropbeard.core.ignore import IgnoreRules, Unignored
-from dropbeard.core.model import PERMISSIONS, Delete, Entry, SeenMark
+from dropbeard.core.model import PERMISSIONS, Delete, Entry
 from dropbeard.core.plan import Base, Mode, Plan, Remote, publishable
 from dropbeard.core.problems import Problem, is_device_problem
 from dropbeard.core.reconcile import reconcile
@@ -325,21 +325,6 @@ def settled_devices(
     held = {dev for dev, _ in plan.deferred_tombstones}
     held |= {dev for dev, gone in tombstones if gone.path in failed}
     return {d: v for d, v in devices.items() if d not in held}
-
-
-def seen_marks(
-    peers: Mapping[str, ProcessedPeer], heads: Mapping[str, ProcessedPeer]
-) -> dict[str, SeenMark]:
-    """The seen-marks to publish: how far this device processed each other device — the
-    head processed this pass (`heads`, of the settled devices), else the one recorded."""
-    seen = {
-        d: SeenMark(snapshot=p.snapshot, tombstone_seq=p.tombstone_seq)
-        for d, p in peers.items()
-        if p.snapshot or p.tombstone_seq
-    }
-    for dev, head in heads.items():
-        seen[dev] = SeenMark(snapshot=head.snapshot, tombstone_seq=head.tombstone_seq)
-    return seen
 
 
 # -- commit -------------------------------------------------------------------------------

@@ -18,9 +18,8 @@ from datetime import datetime
 import anyio
 
 from dropbeard.core.errors import FormatError, IntegrityError, NotFound
-from dropbeard.core.heads import head_due
+from dropbeard.core.heads import head_due, seen_marks
 from dropbeard.core.model import Entry, Head, SeenMark, encode
-from dropbeard.core.passrules import seen_marks
 from dropbeard.core.plan import Base, Plan
 from dropbeard.core.problems import Problem
 from dropbeard.core.timestamps import utc_iso

@@ -4,16 +4,13 @@ listings and whole path maps (pure)."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from dropbeard.core.tree import Node, TreeEntry, decode_node
-from dropbeard.core.treepages import (
-    DirectoryBuild,
-    IndexNode,
-    PagedShape,
-    rebuild_directory,
-)
+from dropbeard.core.tree import Node, Page, TreeEntry, decode_node
+from dropbeard.core.treepages import DirectoryBuild
+from dropbeard.core.treesplice import splice_directory
 
 #: Names drawn from a small alphabet (so that siblings and prefixes collide often), with
 #: characters that sort differently as UTF-8 and as UTF-16, and `-` (below `/`).
@@ -87,6 +84,22 @@ def decode(nodes: dict[str, bytes], key: str) -> Node:
     return decode_node(nodes[key], key, key)
 
 
+@dataclass(frozen=True)
+class IndexNode:
+    """One index node of a paged directory: its key and its pages."""
+
+    key: str
+    pages: list[Page]
+
+
+@dataclass(frozen=True)
+class PagedShape:
+    """The index nodes of a paged directory, level by level: `levels[0]` holds those
+    over the leaf pages, the last level only the top."""
+
+    levels: list[list[IndexNode]]
+
+
 def shape_of(nodes: dict[str, bytes], key: str) -> PagedShape | None:
     """The index levels of the directory whose top node is `key` (None if not paged)."""
     top = decode(nodes, key)
@@ -102,18 +115,26 @@ def shape_of(nodes: dict[str, bytes], key: str) -> PagedShape | None:
 def rebuild(
     nodes: dict[str, bytes], key: str, changes: dict[str, TreeEntry | None]
 ) -> tuple[DirectoryBuild, list[str]]:
-    """`rebuild_directory` run to the end, reading pages from `nodes`; also the keys of
+    """`splice_directory` run to the end, reading nodes from `nodes`; also the keys of
     the leaf pages it read, in the order asked."""
-    shape = shape_of(nodes, key)
-    assert shape is not None
-    loaded: dict[str, list[TreeEntry]] = {}
+    result, read = splice(nodes, key, changes)
+    return result, [k for k in read if decode(nodes, k).entries is not None]
+
+
+def splice(
+    nodes: dict[str, bytes], key: str, changes: dict[str, TreeEntry | None]
+) -> tuple[DirectoryBuild, list[str]]:
+    """`splice_directory` run to the end; also every node it read besides the top."""
+    loaded = {key: decode(nodes, key)}
+    read: list[str] = []
     while True:
-        result = rebuild_directory(shape, changes, loaded)
+        result = splice_directory(key, loaded, changes, max_levels=8)
         if isinstance(result, DirectoryBuild):
-            return result, list(loaded)
+            return result, read
         for k in result.keys:
-            assert k not in loaded, "asked twice for one page"
-            loaded[k] = decode(nodes, k).entries or []
+            assert k not in loaded, "asked twice for one node"
+            loaded[k] = decode(nodes, k)
+            read.append(k)
 
 
 def leaf_pages(nodes: dict[str, bytes], key: str) -> list[list[TreeEntry]]:

@@ -1,6 +1,5 @@
 """Large directories in pages (SPEC 1.1 "Large directories"): building a directory's
-nodes, and rebuilding them after a change reusing every page the change does not reach
-(pure).
+nodes (pure). Changing a few names of one reading only their paths: `core.treesplice`.
 
 A directory of at most 128 entries is one node. A larger one is cut into pages after
 every entry whose name's SHA-256 starts with a 16-bit big-endian word below 2048 (one cut
@@ -20,7 +19,6 @@ same page (one page rewritten per level; two when the change moves a cut).
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -177,151 +175,3 @@ def apply_changes(
         else:
             by_name[name] = entry
     return sorted(by_name.values(), key=lambda e: e.name)
-
-
-# --- rebuilding a paged directory ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IndexNode:
-    """One index node of a directory already in the bucket: its key and its pages."""
-
-    key: str
-    pages: list[Page]
-
-
-@dataclass(frozen=True)
-class PagedShape:
-    """The index nodes of a paged directory, level by level: `levels[0]` holds the
-    nodes whose pages are leaf pages (of entries), the last level only the top."""
-
-    levels: list[list[IndexNode]]
-
-    def leaf_pages(self) -> list[Page]:
-        return [page for node in self.levels[0] for page in node.pages]
-
-
-@dataclass(frozen=True)
-class NeedPages:
-    """A rebuild needs the entries of these leaf pages (keys) first."""
-
-    keys: list[str]
-
-
-def _page_index(firsts: Sequence[str], name: str) -> int:
-    """Which leaf page holds `name`, or would (names before the first go to the first)."""
-    return max(0, bisect.bisect_right(firsts, name) - 1)
-
-
-def pages_holding(shape: PagedShape, names: Iterable[str]) -> list[str]:
-    """The keys of the leaf pages of `shape` that hold `names` (or would), in order."""
-    refs = shape.leaf_pages()
-    firsts = [p.first for p in refs]
-    return [refs[i].tree for i in sorted({_page_index(firsts, name) for name in names})]
-
-
-def rebuild_directory(
-    shape: PagedShape,
-    changes: Mapping[str, TreeEntry | None],
-    loaded: Mapping[str, Sequence[TreeEntry]],
-) -> DirectoryBuild | NeedPages:
-    """The paged directory `shape` with `changes` applied (name -> entry, None removes),
-    reusing every page and index page the change leaves alone. `loaded` holds the entries
-    of the leaf pages read so far; the answer is NeedPages until it holds all it needs
-    (the pages the changes fall in, a neighbour when a cut moved, and, when the directory
-    may have shrunk to FANOUT entries or fewer, the rest). The result is what
-    `build_directory` makes of the same listing, if `shape` was built that way."""
-    refs = shape.leaf_pages()
-    firsts = [p.first for p in refs]
-    touched: dict[int, dict[str, TreeEntry | None]] = {}
-    for name, entry in changes.items():
-        touched.setdefault(_page_index(firsts, name), {})[name] = entry
-    missing = [refs[i].tree for i in sorted(touched) if refs[i].tree not in loaded]
-    if missing:
-        return NeedPages(missing)
-    recut = _recut(refs, touched, loaded)
-    if isinstance(recut, NeedPages):
-        return recut
-    new_refs, made = recut
-    old_keys = {p.tree for p in refs} | {n.key for level in shape.levels for n in level}
-
-    def entries_of(page: Page) -> Sequence[TreeEntry] | None:
-        return made[page.tree][1] if page.tree in made else loaded.get(page.tree)
-
-    shrinks = _may_shrink_to_one_node(refs, new_refs, made, loaded)
-    if shrinks:
-        unknown = [p.tree for p in new_refs if entries_of(p) is None]
-        if unknown:
-            return NeedPages(unknown[:2])  # read pages until that is settled
-        shrinks = sum(len(entries_of(p) or ()) for p in new_refs) <= FANOUT
-    if shrinks:
-        built = build_directory(e for p in new_refs for e in entries_of(p) or ())
-    else:
-        reusable = {n.pages[0].tree: (n.key, n.pages) for level in shape.levels for n in level}
-        index = index_levels(new_refs, reusable)
-        pages = [(key, data) for key, (data, _) in made.items()]
-        built = DirectoryBuild(index.top, index.key, pages + index.nodes)
-    new = [(key, data) for key, data in built.nodes if key not in old_keys]
-    return DirectoryBuild(built.top, built.key, new)
-
-
-def _may_shrink_to_one_node(
-    refs: Sequence[Page],
-    new_refs: Sequence[Page],
-    made: Mapping[str, tuple[bytes, list[TreeEntry]]],
-    loaded: Mapping[str, Sequence[TreeEntry]],
-) -> bool:
-    """False if the directory surely still holds more than FANOUT entries: it gained none
-    less than it lost (a paged directory had more), or the pages known hold more."""
-    old_keys = {p.tree for p in refs}
-    new_keys = {p.tree for p in new_refs}
-    gained = sum(len(made[p.tree][1]) for p in new_refs if p.tree not in old_keys)
-    lost = sum(len(loaded[p.tree]) for p in refs if p.tree not in new_keys)
-    if gained >= lost:
-        return False
-    known = 0
-    for page in new_refs:
-        entries = made[page.tree][1] if page.tree in made else loaded.get(page.tree)
-        known += 1 if entries is None else len(entries)
-    return known <= FANOUT
-
-
-def _recut(
-    refs: list[Page],
-    touched: Mapping[int, Mapping[str, TreeEntry | None]],
-    loaded: Mapping[str, Sequence[TreeEntry]],
-) -> tuple[list[Page], dict[str, tuple[bytes, list[TreeEntry]]]] | NeedPages:
-    """The new leaf pages: old ones reused up to each touched page, re-cut from there
-    until a cut falls on an old page boundary again."""
-    new_refs: list[Page] = []
-    made: dict[str, tuple[bytes, list[TreeEntry]]] = {}
-
-    def emit(page: list[TreeEntry]) -> None:
-        ref, (key, data) = _page_of(page)
-        new_refs.append(ref)
-        made[key] = (data, page)
-
-    done = 0
-    for start in sorted(touched):
-        if start < done:
-            continue  # re-cut already, with the page before it
-        new_refs.extend(refs[done:start])
-        page: list[TreeEntry] = []
-        at = start
-        while at < len(refs):
-            old = loaded.get(refs[at].tree)
-            if old is None:
-                return NeedPages([refs[at].tree])  # the cut moved: the next page is needed
-            for entry in apply_changes(old, touched.get(at, {})):
-                page.append(entry)
-                if len(page) == MAX_PAGE or is_cut(entry.name):
-                    emit(page)
-                    page = []
-            at += 1
-            if not page:
-                break  # lined up with the old boundary before page `at`
-        if page:
-            emit(page)
-        done = at
-    new_refs.extend(refs[done:])
-    return new_refs, made

@@ -9,38 +9,30 @@ node is uploaded before the root key is returned: a head may name it at once.
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import anyio
 import anyio.abc
 import msgspec
 
-from dropbeard.core.errors import FormatError
 from dropbeard.core.paths import validate_path
 from dropbeard.core.tree import Node, TreeEntry
 from dropbeard.core.treepages import (
     DirectoryBuild,
     DirectoryBuilder,
-    IndexNode,
-    PagedShape,
     apply_changes,
     build_directory,
-    pages_holding,
-    rebuild_directory,
 )
+from dropbeard.core.treesplice import NeedNodes, UnevenPages, lookup_paged, splice_directory
 from dropbeard.sync.treeread import MAX_PAGE_LEVELS, folder_entries
 from dropbeard.sync.trees import TreeStore, first_error
 
 NodeBytes = tuple[str, bytes]
+T = TypeVar("T")
 #: Paths handed to a worker thread at a time by `build` (encoding and hashing are CPU).
 BUILD_BATCH = 2000
-
-
-class _Uneven(Exception):
-    """A paged folder whose pages are not all as deep: not as dropbeard pages (another
-    writer's). `update` then reads it whole and writes it as dropbeard does."""
 
 
 @dataclass
@@ -91,7 +83,7 @@ async def _update_folder(
 ) -> str:
     touched = changes.here.keys() | changes.below.keys()
     folder = _OldFolder(trees, key)
-    await folder.open(probe=min(touched, default=""))
+    await folder.open()
     old = await folder.named(touched)
     result: dict[str, TreeEntry | None] = {}
     for name in sorted(touched):
@@ -108,47 +100,67 @@ async def _update_folder(
 
 class _OldFolder:
     """A folder as the bucket holds it (`key`; None: a new folder), read only as far as
-    an update needs: the index of a paged folder and the pages the changes touch."""
+    an update needs: of a paged folder, the nodes on the changed names' paths
+    (`core.treesplice`)."""
 
     def __init__(self, trees: TreeStore, key: str | None) -> None:
         self.trees = trees
         self.key = key
-        self.shape: PagedShape | None = None
+        self.paged = False
         self.entries: list[TreeEntry] = []  # all of them, when not paged
-        self.loaded: dict[str, list[TreeEntry]] = {}  # the leaf pages read
+        self.nodes: dict[str, Node] = {}  # the nodes of a paged one read so far
 
-    async def open(self, probe: str) -> None:
+    async def open(self) -> None:
         if self.key is not None:
-            try:
-                self.shape, self.entries, self.loaded = await _open_folder(
-                    self.trees, self.key, probe
-                )
-            except _Uneven:
-                await self._whole()
+            top = await self.trees.node(self.key)
+            if top.pages is None:
+                self.entries = list(top.entries or [])
+            else:
+                self.paged, self.nodes[self.key] = True, top
 
     async def named(self, names: Iterable[str]) -> dict[str, TreeEntry]:
         """Its entries at `names` (those it has)."""
         wanted = set(names)
-        if self.shape is not None:
+        if self.paged:
+            assert self.key is not None
+            key = self.key
             try:
-                return await _entries_named(self.trees, self.shape, wanted, self.loaded)
-            except _Uneven:
+                return await self._until(
+                    lambda: lookup_paged(key, self.nodes, wanted, MAX_PAGE_LEVELS)
+                )
+            except UnevenPages:
                 await self._whole()
         return {e.name: e for e in self.entries if e.name in wanted}
 
     async def rebuilt(self, changes: Mapping[str, TreeEntry | None]) -> DirectoryBuild:
-        """Its nodes with `changes` applied, reusing every page they leave alone."""
-        if self.shape is not None:
+        """Its nodes with `changes` applied, reusing every node they leave alone."""
+        if self.paged:
+            assert self.key is not None
+            key = self.key
             try:
-                return await _rebuild(self.trees, self.shape, changes, self.loaded)
-            except _Uneven:
+                return await self._until(
+                    lambda: splice_directory(key, self.nodes, changes, MAX_PAGE_LEVELS)
+                )
+            except UnevenPages:
                 await self._whole()
         return build_directory(apply_changes(self.entries, changes))
+
+    async def _until(self, step: Callable[[], T | NeedNodes]) -> T:
+        """`step`'s answer once the nodes it asks for are read."""
+        while True:
+            result = step()
+            if not isinstance(result, NeedNodes):
+                return result
+            keys = [k for k in result.keys if k not in self.nodes]
+            assert keys, "asked again for nodes already read"
+            await self.trees.prefetch(keys)
+            for k in keys:
+                self.nodes[k] = await self.trees.node(k)
 
     async def _whole(self) -> None:
         """Read every entry: it is paged, but not as dropbeard pages (another writer's)."""
         assert self.key is not None
-        self.shape = None
+        self.paged = False
         self.entries = [e async for e in folder_entries(self.trees, self.key)]
 
 
@@ -180,72 +192,6 @@ async def _new_entry(
         return old
     key = await _update_folder(trees, path, old.tree, inside, out)
     return msgspec.structs.replace(old, tree=key)
-
-
-async def _open_folder(
-    trees: TreeStore, key: str, probe: str
-) -> tuple[PagedShape | None, list[TreeEntry], dict[str, list[TreeEntry]]]:
-    """A folder as `update` needs it: its index levels if it is paged (and the leaf page
-    holding the name `probe`, read on the way down to learn how deep the index goes),
-    else its entries. _Uneven if it is not paged as dropbeard pages."""
-    top = await trees.node(key)
-    if top.pages is None:
-        return None, list(top.entries or []), {}
-    levels = [[IndexNode(key, top.pages)]]
-    loaded: dict[str, list[TreeEntry]] = {}
-    while True:
-        pages = [p for node in levels[0] for p in node.pages]
-        below = [p.tree for p in pages]
-        on_the_way = below[max(0, bisect.bisect_right(pages, probe, key=lambda p: p.first) - 1)]
-        node = await trees.node(on_the_way)
-        if node.pages is None:
-            loaded[on_the_way] = list(node.entries or [])
-            return PagedShape(levels), [], loaded
-        if len(levels) >= MAX_PAGE_LEVELS:
-            raise FormatError(f"invalid tree {trees.key(key)}: too many levels of pages")
-        await trees.prefetch(below)
-        nodes: list[Node] = [await trees.node(k) for k in below]
-        if any(n.pages is None for n in nodes):
-            raise _Uneven
-        levels.insert(0, [IndexNode(k, n.pages or []) for k, n in zip(below, nodes, strict=True)])
-
-
-async def _entries_named(
-    trees: TreeStore,
-    shape: PagedShape,
-    wanted: set[str],
-    loaded: dict[str, list[TreeEntry]],
-) -> dict[str, TreeEntry]:
-    """The entries of a paged folder at `wanted` names, reading the pages that hold them."""
-    await _load(trees, [k for k in pages_holding(shape, wanted) if k not in loaded], loaded)
-    found: dict[str, TreeEntry] = {}
-    for entries in loaded.values():
-        for entry in entries:
-            if entry.name in wanted:
-                found[entry.name] = entry
-    return found
-
-
-async def _rebuild(
-    trees: TreeStore,
-    shape: PagedShape,
-    changes: Mapping[str, TreeEntry | None],
-    loaded: dict[str, list[TreeEntry]],
-) -> DirectoryBuild:
-    while True:
-        result = rebuild_directory(shape, changes, loaded)
-        if isinstance(result, DirectoryBuild):
-            return result
-        await _load(trees, result.keys, loaded)
-
-
-async def _load(trees: TreeStore, keys: list[str], loaded: dict[str, list[TreeEntry]]) -> None:
-    await trees.prefetch(keys)
-    for key in keys:
-        node = await trees.node(key)
-        if node.entries is None:
-            raise _Uneven
-        loaded[key] = node.entries
 
 
 # --- building from scratch -------------------------------------------------------------

@@ -129,9 +129,42 @@ def test_the_cache_clears_leftovers_and_ignores_strangers(tmp_path: Path) -> Non
     (tmp_path / digest).write_bytes(data)
     cache = NodeCache(tmp_path)
     assert cache.read(digest) == data
+    assert cache.size == len(data)  # counting what it holds clears what is not a node
     assert not (tmp_path / f".tmp-{digest}-1-0").exists()
     assert cache.read("0" * 64) is None
     assert (tmp_path / "README").exists()
+
+
+def test_reading_and_writing_a_few_nodes_never_lists_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass after one edit touches a handful of nodes: it opens those, not an index of
+    the thousands a cache of a large tree holds, until it has written budget // 8."""
+    nodes = [node_bytes(f"n{i}", 20) for i in range(40)]
+    size = len(nodes[0][1])
+    for digest, data in nodes[:30]:
+        (tmp_path / digest).write_bytes(data)
+    os.utime(tmp_path / nodes[0][0], (1000.0, 1000.0))
+    cache = NodeCache(tmp_path, budget=size * 8 * 3 + size // 2, clock=lambda: 5000.0)
+
+    def listed(path: object) -> None:
+        raise AssertionError("the cache listed its folder")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("dropbeard.sync.treecache.os.scandir", listed)
+        assert cache.read(nodes[1][0]) == nodes[1][1]
+        assert cache.read(nodes[35][0]) is None
+        assert nodes[2][0] in cache and nodes[35][0] not in cache
+        assert cache.seen_at(nodes[0][0]) == 1000.0
+        for digest, data in nodes[30:33]:  # three nodes: up to budget // 8
+            cache.write(digest, data)
+        assert cache.seen_at(nodes[31][0]) == 5000.0
+        cache.write(*nodes[0])  # already here: seen again now
+        assert cache.seen_at(nodes[0][0]) == 5000.0
+    cache.write(*nodes[33])  # past budget // 8: it lists, and evicts down to its budget
+    assert cache.size <= cache.budget
+    assert nodes[1][0] in cache  # read since it opened: kept before older ones
+    assert nodes[33][0] in cache and nodes[2][0] not in cache
 
 
 # --- writing ---------------------------------------------------------------------------

@@ -10,6 +10,12 @@ dropped and read from the bucket again instead of being trusted.
 
 A file's mtime records when the node was last seen in the bucket (written there, or
 read from it), which is what a writer asks before skipping an upload (SPEC 8.2).
+
+The index of every cached file (size, mtime: what eviction needs) is read from the
+directory only once this process has written `budget // 8` bytes into it (or asks its
+size): a pass that reads and writes a few nodes (a daemon's, a one-shot sync after an
+edit) opens the files it needs and never lists the thousands of others. The cache may
+so exceed its budget by an eighth before its first eviction.
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ class NodeCache:
         #: key -> (size, when last seen in the bucket), least recently used first
         self._index: OrderedDict[str, tuple[int, float]] | None = None
         self._bytes = 0
+        #: bytes written, and nodes read (least recent first), before the index was read
+        self._added = 0
+        self._touched: list[str] = []
         self._temp_names = itertools.count()
 
     @property
@@ -57,31 +66,39 @@ class NodeCache:
         return self._bytes
 
     def __contains__(self, digest: str) -> bool:
-        return digest in self._ensure_index()
+        if self._index is None:
+            return _NAME.fullmatch(digest) is not None and (self.directory / digest).is_file()
+        return digest in self._index
 
     def read(self, digest: str) -> bytes | None:
         """The node's bytes if cached and intact, else None (a damaged file is removed)."""
-        index = self._ensure_index()
-        if digest not in index:
+        index = self._index
+        if (index is not None and digest not in index) or not _NAME.fullmatch(digest):
             return None
         try:
             data = (self.directory / digest).read_bytes()
+        except FileNotFoundError:
+            return None
         except OSError:
             data = None
         if data is None or hashlib.sha256(data).hexdigest() != digest:
             self._drop(digest)
             return None
         with self._lock:
-            if digest in index:
-                index.move_to_end(digest)
+            if self._index is None:
+                self._touched.append(digest)
+            elif digest in self._index:
+                self._index.move_to_end(digest)
         return data
 
     def write(self, digest: str, data: bytes) -> None:
         """Keep `data`, the verified bytes of node `digest`, just written to or read from
         the bucket; then evict the least recently used nodes beyond the budget."""
-        index = self._ensure_index()
         now = self._clock()
         path = self.directory / digest
+        if self._index is None and self._write_unindexed(path, data, now):
+            return
+        index = self._ensure_index()
         if digest in index:
             with contextlib.suppress(OSError):
                 os.utime(path, (now, now))
@@ -90,14 +107,7 @@ class NodeCache:
                     index[digest] = (index[digest][0], now)
                     index.move_to_end(digest)
             return
-        temp = self.directory / f"{_TEMP_PREFIX}{digest}-{os.getpid()}-{next(self._temp_names)}"
-        try:
-            temp.write_bytes(data)
-            os.utime(temp, (now, now))
-            os.replace(temp, path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                temp.unlink()
+        if not self._put_file(path, data, now):
             return  # a cache that cannot be written is only slower
         with self._lock:
             if digest not in index:
@@ -109,9 +119,53 @@ class NodeCache:
             with contextlib.suppress(OSError):
                 (self.directory / victim).unlink()
 
+    def _write_unindexed(self, path: Path, data: bytes, now: float) -> bool:
+        """`write` before the index is read: True if done (a node already here only gets
+        its mtime), False once the bytes written would pass `budget // 8`."""
+        try:
+            os.utime(path, (now, now))
+        except OSError:
+            pass
+        else:
+            with self._lock:
+                self._touched.append(path.name)
+            return True
+        if self._added + len(data) > self.budget // 8:
+            return False
+        if self._put_file(path, data, now):
+            with self._lock:
+                self._added += len(data)
+                self._touched.append(path.name)
+        return True
+
+    def _put_file(self, path: Path, data: bytes, now: float) -> bool:
+        """Write `path` atomically, with mtime `now`; False if that failed. The cache's
+        folder is made if missing, never its parents (a root unmounted stays gone)."""
+        temp = self.directory / f"{_TEMP_PREFIX}{path.name}-{os.getpid()}-{next(self._temp_names)}"
+        try:
+            try:
+                temp.write_bytes(data)
+            except FileNotFoundError:
+                self.directory.mkdir(exist_ok=True)
+                temp.write_bytes(data)
+            os.utime(temp, (now, now))
+            os.replace(temp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            return False
+        return True
+
     def seen_at(self, digest: str) -> float | None:
         """When node `digest` was last written to or read from the bucket, if cached."""
-        entry = self._ensure_index().get(digest)
+        if self._index is None:
+            if not _NAME.fullmatch(digest):
+                return None
+            try:
+                return os.stat(self.directory / digest).st_mtime
+            except OSError:
+                return None
+        entry = self._index.get(digest)
         return None if entry is None else entry[1]
 
     def _evict(self, keep: str) -> list[str]:
@@ -131,8 +185,7 @@ class NodeCache:
 
     def _drop(self, digest: str) -> None:
         with self._lock:
-            assert self._index is not None
-            entry = self._index.pop(digest, None)
+            entry = None if self._index is None else self._index.pop(digest, None)
             if entry is not None:
                 self._bytes -= entry[0]
         with contextlib.suppress(OSError):
@@ -145,8 +198,12 @@ class NodeCache:
             return self._index
         with self._lock:
             if self._index is None:
-                self._index = self._scan()
-                self._bytes = sum(size for size, _ in self._index.values())
+                index = self._scan()
+                for digest in self._touched:  # read since: more recent than the rest
+                    if digest in index:
+                        index.move_to_end(digest)
+                self._index, self._touched = index, []
+                self._bytes = sum(size for size, _ in index.values())
             victims = self._evict(keep="")
         for victim in victims:
             with contextlib.suppress(OSError):

@@ -71,6 +71,34 @@ def test_a_splice_is_byte_identical_to_a_build_from_scratch(
         assert len(read) + 1 <= levels(count) + 2 + counting, (len(read), levels(count))
 
 
+_EDGE = build_directory(listing(4160))  # 131 leaf pages: two index pages under a top
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    st.sampled_from([FANOUT + 30, 4120, 4160]),
+    st.integers(0, 4200),
+    st.integers(1, 400),
+    st.sampled_from(["delete", "insert"]),
+)
+def test_runs_of_changes_across_the_edges_of_levels_equal_a_build(
+    count: int, start: int, length: int, kind: str
+) -> None:
+    """Around FANOUT entries, and around FANOUT leaf pages (where a level of index comes
+    or goes), deleting or inserting a run of names equals a build from scratch."""
+    built = _EDGE if count == 4160 else build_directory(listing(count))
+    nodes = dict(built.nodes)
+    if kind == "delete":
+        changes: Changes = {f"e{i}": None for i in range(start, start + length)}
+    else:
+        changes = {f"e{start}y{i}": link(f"e{start}y{i}") for i in range(length)}
+    result, _ = splice(nodes, built.key, changes)
+    expected = build_directory(apply_changes(listing(count), changes))
+    assert result.key == expected.key
+    whole = nodes | dict(result.nodes)
+    assert leaf_pages(whole, result.key) == leaf_pages(dict(expected.nodes), expected.key)
+
+
 @settings(deadline=None, max_examples=80)
 @given(st.sampled_from(SIZES[2:]), names, st.sampled_from(["insert", "edit"]))
 def test_one_insert_or_edit_reads_the_path_and_at_most_two_nodes_more(

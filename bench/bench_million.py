@@ -4,7 +4,7 @@ the state a first sync leaves, then an edit is measured as daemons make it, by t
 code (`bench.formatpass`: a's pass after its watcher event, b's after a's head moved).
 
   .venv/bin/python bench/bench_million.py [--files 1000000] [--work DIR] [--keep]
-      [--check]
+      [--check] [--again]
 
 Seeding (not measured) builds the tree of bench_format.py on disk for both devices, runs
 `dropbeard init` for each, then without the scan/hash/upload pipeline: hashes each
@@ -18,6 +18,7 @@ measured passes neither read nor ask for them: `verify` would report them missin
 
 `--check` then runs a full one-shot CLI `sync` on each device and fails unless it
 uploads, downloads and publishes nothing: the seeded state is what a first sync leaves.
+`--again --work DIR` measures more edits on the devices a `--keep` run left in DIR.
 """
 
 from __future__ import annotations
@@ -184,44 +185,44 @@ def record(
         state.close()
 
 
+def make(bench: Bench, shape: Shape) -> None:
+    """Both devices' trees on disk, initialised, seeded."""
+    remote, a, b = bench.remote, bench.work / "a", bench.work / "b"
+    began = time.perf_counter()
+    build(a, shape)
+    build(b, shape)
+    took = time.perf_counter() - began
+    print(f"tree: {shape.files} files on each device, built in {took:.0f} s")
+    for root, device in ((a, "a"), (b, "b")):
+        bench.cli(
+            "init", str(root), "--remote", str(remote), "--root-id", ROOT_ID,
+            "--device-id", device, "-q",
+        )  # fmt: skip
+    began = time.perf_counter()
+    entries = path_map(a, shape)
+    match_mtimes(b, entries)
+    print(f"  path map of {len(entries)} paths: {time.perf_counter() - began:.0f} s")
+    anyio.run(seed, remote, a, b, entries)
+    print(f"seeded in {time.perf_counter() - began:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--work", type=Path, help="an empty directory (default: temporary)")
     parser.add_argument("--keep", action="store_true", help="keep the trees and the remote")
     parser.add_argument("--check", action="store_true", help="a CLI sync of each must do nothing")
+    parser.add_argument("--again", action="store_true", help="measure on the kept --work")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, live
     shape = Shape.of(args.files)
     work = args.work or Path(tempfile.mkdtemp(prefix="dropbeard-million-"))
     work.mkdir(exist_ok=True)
-    remote, a, b = work / "remote", work / "a", work / "b"
+    a, b = work / "a", work / "b"
+    bench = Bench(work, work / "remote")
     try:
-        began = time.perf_counter()
-        build(a, shape)
-        build(b, shape)
-        print(
-            f"tree: {shape.files} files on each device, built in {time.perf_counter() - began:.0f} s"
-        )
-        bench = Bench(work, remote)
-        for root, device in ((a, "a"), (b, "b")):
-            bench.cli(
-                "init",
-                str(root),
-                "--remote",
-                str(remote),
-                "--root-id",
-                ROOT_ID,
-                "--device-id",
-                device,
-                "-q",
-            )
-        began = time.perf_counter()
-        entries = path_map(a, shape)
-        match_mtimes(b, entries)
-        print(f"  path map of {len(entries)} paths: {time.perf_counter() - began:.0f} s")
-        anyio.run(seed, remote, a, b, entries)
-        print(f"seeded in {time.perf_counter() - began:.0f} s")
+        if not args.again:
+            make(bench, shape)
         if args.check:
             for root in (a, b):
                 run, out = bench.sync(root)

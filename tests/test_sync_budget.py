@@ -164,3 +164,57 @@ async def test_memory_is_taken_without_waiting_only_when_free_and_nobody_waits()
     assert waiter_got == [80]
     assert budget.try_take_memory(500) is None  # capped at the budget's 100; 20 are free
     assert budget.try_take_memory(20) == 20
+
+
+async def test_large_requests_leave_a_quarter_of_the_slots_to_small_ones() -> None:
+    assert await _peak(TransferBudget(16), [None] * 40) == 12
+    assert await _peak(TransferBudget(16), [0] * 100) == 64  # small ones may take all
+    budget = TransferBudget(16)
+    small_in_flight = []
+    hold = anyio.Event()
+
+    async def large() -> None:
+        async with budget.request():
+            await hold.wait()
+
+    async def small() -> None:
+        async with budget.request(nbytes=100):
+            small_in_flight.append(1)
+            await hold.wait()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):  # 12 in flight, 8 waiting for a large slot
+            tg.start_soon(large)
+        await anyio.wait_all_tasks_blocked()
+        for _ in range(30):
+            tg.start_soon(small)
+        await anyio.wait_all_tasks_blocked()
+        assert len(small_in_flight) == 16  # the four slots kept from large requests
+        hold.set()
+    assert len(small_in_flight) == 30
+
+
+async def test_large_transfers_leave_a_quarter_of_the_memory_to_small_ones() -> None:
+    mib = 1024 * 1024
+    budget = TransferBudget(16, memory=64 * mib)
+    for _ in range(12):
+        assert budget.try_take_memory(4 * mib) == 4 * mib
+    assert budget.try_take_memory(4 * mib) is None  # 16 MiB free, kept for small files
+    assert budget.try_take_memory(2 * mib) is None  # large too: more than SMALL_REQUEST
+    for _ in range(16):
+        assert budget.try_take_memory(mib) == mib
+    assert budget.try_take_memory(1) is None  # all 64 MiB taken
+    budget.give_memory(4 * mib)
+    assert budget.try_take_memory(3 * mib) == 3 * mib  # a large one's back: room for one
+    with anyio.fail_after(1):  # a large take of the whole budget is capped at 48 MiB
+        for _ in range(11):
+            budget.give_memory(4 * mib)
+        budget.give_memory(3 * mib)
+        for _ in range(16):
+            budget.give_memory(mib)
+        async with budget.holding(100 * mib):
+            assert budget.try_take_memory(16 * mib) is None
+            assert budget.try_take_memory(mib) == mib
+        budget.give_memory(mib)
+    assert budget.try_take_memory(64 * mib) == 48 * mib  # capped: it still gets its turn
+    assert budget.try_take_memory(16 * mib) is None

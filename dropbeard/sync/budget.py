@@ -14,6 +14,13 @@ GET or PUT, a HEAD) waits on round trips far more than on bandwidth, so it takes
 1/SMALL_REQUESTS_PER_SLOT of a slot. A pass of small files keeps four times as many
 requests in flight as one of large files (64 and 16 by default; over a 30 ms link that
 is what makes small files cost their round trips in parallel rather than in turn).
+
+Large transfers never take it all: a quarter of the request slots and of the memory is
+kept from them (when the budget has at least four slots and 4 MiB), so small files keep
+moving while large ones stream. Large transfers are bound by bytes per second and small
+ones by round trips and per-request work; one at a time they leave half the path idle.
+Without the reserve, sixteen 4 MiB chunks took every slot and every byte of memory and
+the small files of a mixed tree waited for the last chunk, then went up alone.
 """
 
 from __future__ import annotations
@@ -28,8 +35,11 @@ from dropbeard.store.base import SMALL_REQUESTS_PER_SLOT
 
 #: Bytes of file content held in memory by the transfers of one pass, at most.
 DEFAULT_MEMORY = 64 * 1024 * 1024
-#: A request that moves at most this many bytes is small (see above).
+#: A request that moves at most this many bytes is small (see above); memory taken for
+#: more than this is a large transfer's.
 SMALL_REQUEST = 1024 * 1024
+#: The share of slots and memory large transfers cannot take (see above): 1/RESERVE.
+RESERVE = 4
 
 
 class TransferBudget:
@@ -44,6 +54,11 @@ class TransferBudget:
         self.memory = memory
         self._slots = _Weighted(self.small_requests)  # in small requests' shares
         self._bytes = _Weighted(memory)
+        # What large transfers may hold together; taken before the shared pool's.
+        kept_slots = requests // RESERVE * SMALL_REQUESTS_PER_SLOT
+        self._large_slots = _Weighted(self.small_requests - kept_slots) if kept_slots else None
+        big_enough = memory >= RESERVE * SMALL_REQUEST
+        self._large_bytes = _Weighted(memory - memory // RESERVE) if big_enough else None
 
     @asynccontextmanager
     async def request(self, count: int = 1, *, nbytes: int | None = None) -> AsyncIterator[None]:
@@ -52,13 +67,12 @@ class TransferBudget:
         moves at most SMALL_REQUEST bytes (`nbytes`, when the caller knows it). Memory,
         when a transfer needs both, is taken first: never wait for memory while holding
         a request slot."""
-        shares = 1 if nbytes is not None and nbytes <= SMALL_REQUEST else SMALL_REQUESTS_PER_SLOT
-        shares = min(max(count, 1) * shares, self.small_requests)
-        await self._slots.acquire(shares)
-        try:
+        small = nbytes is not None and nbytes <= SMALL_REQUEST
+        shares = 1 if small else SMALL_REQUESTS_PER_SLOT
+        large = None if small else self._large_slots
+        shares = min(max(count, 1) * shares, (large or self._slots).total)
+        async with _both(large, self._slots, shares):
             yield
-        finally:
-            self._slots.release(shares)
 
     @asynccontextmanager
     async def holding(self, nbytes: int) -> AsyncIterator[None]:
@@ -73,24 +87,64 @@ class TransferBudget:
     async def take_memory(self, nbytes: int) -> int:
         """Take `nbytes` of memory (capped as by `holding`), waiting in order; returns what
         was taken, for `give_memory` once those bytes are written."""
-        nbytes = min(max(nbytes, 0), self.memory)
-        await self._bytes.acquire(nbytes)
+        large = self._large_pool(nbytes)
+        nbytes = min(max(nbytes, 0), (large or self._bytes).total)
+        if large is not None:
+            await large.acquire(nbytes)
+        try:
+            await self._bytes.acquire(nbytes)
+        except BaseException:
+            if large is not None:
+                large.release(nbytes)
+            raise
         return nbytes
 
     def try_take_memory(self, nbytes: int) -> int | None:
         """`take_memory` if it need not wait (and nobody waits before it), else None."""
-        nbytes = min(max(nbytes, 0), self.memory)
-        return nbytes if self._bytes.try_acquire(nbytes) else None
+        large = self._large_pool(nbytes)
+        nbytes = min(max(nbytes, 0), (large or self._bytes).total)
+        if large is not None and not large.try_acquire(nbytes):
+            return None
+        if self._bytes.try_acquire(nbytes):
+            return nbytes
+        if large is not None:
+            large.release(nbytes)
+        return None
 
     def give_memory(self, nbytes: int) -> None:
         """Give back what `take_memory` or `try_take_memory` returned."""
         self._bytes.release(nbytes)
+        large = self._large_pool(nbytes)
+        if large is not None:
+            large.release(nbytes)
+
+    def _large_pool(self, nbytes: int) -> _Weighted | None:
+        """The pool a large transfer's memory also comes from (None for a small one, or
+        when the budget keeps no reserve). What a large take is capped at stays large."""
+        return self._large_bytes if nbytes > SMALL_REQUEST else None
+
+
+@asynccontextmanager
+async def _both(first: _Weighted | None, then: _Weighted, n: int) -> AsyncIterator[None]:
+    """Hold `n` of `first` (if any) and of `then`, taken in that order."""
+    if first is not None:
+        await first.acquire(n)
+    try:
+        await then.acquire(n)
+        try:
+            yield
+        finally:
+            then.release(n)
+    finally:
+        if first is not None:
+            first.release(n)
 
 
 class _Weighted:
     """A weighted semaphore served first come, first served."""
 
     def __init__(self, total: int) -> None:
+        self.total = total
         self._free = total
         self._waiting: deque[tuple[int, anyio.Event]] = deque()
 

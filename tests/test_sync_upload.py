@@ -16,7 +16,7 @@ from dropbeard.store.base import ListPage
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.sync import upload
-from dropbeard.sync.budget import TransferBudget
+from dropbeard.sync.budget import SMALL_REQUEST, TransferBudget
 from dropbeard.sync.chunking import Chunker, stat_key
 from dropbeard.sync.upload import BlobSource, UploadResult, upload_blobs
 from tests.chunkfiles import MiB, noise, overwrite
@@ -322,6 +322,41 @@ async def test_a_batch_takes_only_the_memory_that_is_free(
 
     assert result.uploaded == 10
     assert max(batches) <= 3 and sum(batches) == 10
+
+
+class HeldLarge(CountingStore):
+    """PUTs of more than SMALL_REQUEST bytes wait until `smalls` smaller ones were sent."""
+
+    def __init__(self, inner: LocalStore, smalls: int) -> None:
+        super().__init__(inner)
+        self.release = anyio.Event()
+        self.smalls = smalls
+
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        if len(data) > SMALL_REQUEST:
+            await self.release.wait()
+        else:
+            self.smalls -= 1
+            if self.smalls == 0:
+                self.release.set()
+        return await super().put_if_absent(key, data, sha256=sha256)
+
+
+async def test_small_files_go_up_while_larger_ones_hold_what_large_transfers_may(
+    world: World,
+) -> None:
+    """Three 2 MiB files (read whole, but large transfers to the budget) take the 3 MiB of
+    a 4 MiB budget that large transfers may hold, and their PUTs hang: the small files
+    still go up, in their own stream, instead of queueing behind the third one."""
+    medium = [world.source(f"m{i}", bytes([i]) * 2 * MiB) for i in range(3)]
+    small = [world.source(f"s{i}", b"small %d" % i) for i in range(40)]
+    store = HeldLarge(world.store.inner, smalls=len(small))  # type: ignore[arg-type]
+    budget = TransferBudget(4, memory=4 * MiB)
+
+    with anyio.fail_after(10):
+        result = await upload_blobs(store, KEYS, medium + small, budget=budget)
+
+    assert result.uploaded == 43 and len(await world.blobs()) == 43
 
 
 async def test_an_unreadable_file_fails_the_upload_instead_of_passing_for_a_changed_one(

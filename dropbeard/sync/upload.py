@@ -32,7 +32,7 @@ from dropbeard.core.chunking import Chunk
 from dropbeard.core.errors import IntegrityError, NotFound, PreconditionFailed
 from dropbeard.core.keys import RootKeys
 from dropbeard.store.base import ObjectInfo, Progress, Store
-from dropbeard.sync.budget import TransferBudget
+from dropbeard.sync.budget import SMALL_REQUEST, TransferBudget
 from dropbeard.sync.chunkupload import upload_chunks
 from dropbeard.sync.handoff import Handoff
 from dropbeard.sync.hashing import StatKey
@@ -99,12 +99,17 @@ async def upload_blobs(
         store, keys, budget, progress, on_done, UploadResult(), known_chunk, fresh_since
     )
     large = [c for c in largest_first if c[0].size > SMALL or c[0].chunks is not None]
-    small = [c for c in largest_first if c[0].size <= SMALL and c[0].chunks is None]
+    whole = [c for c in largest_first if c[0].size <= SMALL and c[0].chunks is None]
+    # Files read whole in two streams: the smallest never queue behind a larger one
+    # waiting for the memory and slots large transfers share (`TransferBudget`).
+    small = [c for c in whole if c[0].size <= SMALL_REQUEST]
+    medium = [c for c in whole if c[0].size > SMALL_REQUEST]
     async with anyio.create_task_group() as tg:
         if large:
             tg.start_soon(for_each, large, sender.large_file, budget.requests)
-        if small:
-            tg.start_soon(sender.small_files, small)
+        for files in (medium, small):
+            if files:
+                tg.start_soon(sender.small_files, files)
     return sender.result
 
 

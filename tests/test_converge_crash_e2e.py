@@ -223,6 +223,39 @@ def test_a_dropbear_folder_restored_from_an_older_backup_forgets_nothing(
     wire.check()
 
 
+def test_a_restored_dropbear_folder_the_disk_matches_takes_back_before_its_next_change(
+    remote: Bucket, tmp_path: Path, wire: Wire
+) -> None:
+    """The backup's state agrees with the disk (the file was changed and changed back
+    since), so the first pass has nothing to do and does not read the head (SPEC 4 step
+    1): it writes nothing. The next change is published after the head's counter, so the
+    mirror, which holds the later version of the file, takes it."""
+    (a,) = devices(remote, tmp_path, "a")
+    (m,) = devices(remote, tmp_path, "m", mode="download-only")
+    a.write("g.txt", "g, first version\n")
+    a.sync()
+    m.sync()
+    backup = tmp_path / "backup"
+    shutil.copytree(a.path(".dropbear"), backup)
+    for version in ("g, second version\n", "g, first version\n"):
+        a.write("g.txt", version)
+        a.sync()
+        m.sync()
+
+    shutil.rmtree(a.path(".dropbear"))
+    shutil.copytree(backup, a.path(".dropbear"))
+    before = remote.objects()
+    assert a.sync().json["snapshot"] is None
+    assert remote.objects() == before
+    a.write("g.txt", "g, third version\n")
+    assert a.sync().json["snapshot"] is not None
+    m.sync()
+
+    assert m.read("g.txt") == b"g, third version\n"
+    assert conflicts(m) == [] and conflicts(a) == []
+    wire.check()
+
+
 def test_a_crash_after_applying_many_remote_deletes_does_not_trip_the_guard(
     remote: Bucket, tmp_path: Path, wire: Wire
 ) -> None:

@@ -4,6 +4,7 @@ state.sqlite (dropbeard.sync.recovery), directly on a root and a LocalStore remo
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,11 +56,12 @@ class Device:
     root: Path
     remote: LocalStore
 
-    def open(self, *, dry_run: bool = False) -> tuple[PassRun, CountingStore]:
+    def open(self, *, dry_run: bool = False, full: bool = False) -> tuple[PassRun, CountingStore]:
         paths = RootPaths(self.root)
         cfg, state = open_online(paths)
         store = CountingStore(self.remote)
-        return PassRun.begin(paths, cfg, state, store, PassOptions(dry_run=dry_run)), store
+        opts = PassOptions(dry_run=dry_run, full_reconcile=full)
+        return PassRun.begin(paths, cfg, state, store, opts), store
 
     async def recover(self, *, dry_run: bool = False) -> tuple[Loaded, Recovered, CountingStore]:
         run, store = self.open(dry_run=dry_run)
@@ -96,14 +98,21 @@ def device(tmp_path: Path) -> Device:
     return Device(root, LocalStore(remote))
 
 
-async def synced(device: Device, *files: str) -> Summary:
-    """One whole pass, as `dropbeard sync` runs it, after writing `files`."""
+async def synced(device: Device, *files: str, full: bool = False) -> Summary:
+    """One whole pass, as `dropbeard sync` runs it (`--full-reconcile` if `full`), after
+    writing `files`."""
+    return (await counted(device, *files, full=full))[0]
+
+
+async def counted(device: Device, *files: str, full: bool = False) -> tuple[Summary, Counter[str]]:
+    """`synced`, and the requests its pass made."""
     for name in files:
         (device.root / name).write_text(f"{name}\n")
-    run, _ = device.open()
+    run, store = device.open(full=full)
     try:
         with root_lock(run.paths):
-            return await run_pass(run.paths, run.cfg, run.state, run.store, run.opts)
+            done = await run_pass(run.paths, run.cfg, run.state, run.store, run.opts)
+            return done, store.counts
     finally:
         run.state.close()
 
@@ -238,6 +247,33 @@ async def test_batches_no_head_named_are_deleted_and_their_seqs_skipped(device: 
     assert settled.loaded.tombstone_seq == 1
 
 
+async def test_a_pass_with_nothing_to_do_does_not_read_its_own_head(device: Device) -> None:
+    await synced(device, "a.txt")
+    await synced(device)  # the stat cache is settled
+
+    idle, requests = await counted(device)
+    assert idle.snapshot is None and requests == {"list_page": 1}, requests
+    changed, requests = await counted(device, "b.txt")
+    assert changed.snapshot is not None
+    assert requests["get_if_changed"] == 1, requests  # read before it planned
+
+
+async def test_ids_reserved_past_the_commit_make_even_an_idle_pass_read_its_head(
+    device: Device,
+) -> None:
+    """A publish that reserved its ids and died (maybe after its head write, maybe leaving
+    a tombstone batch) shows in state.sqlite: the next pass reads its head first."""
+    await synced(device, "a.txt")
+    await synced(device)
+    loaded, _, _ = await device.recover()
+    state = device.state()
+    state.reserve(loaded.counter + 1, loaded.tombstone_seq + 1, None)
+    state.close()
+
+    _, requests = await counted(device)
+    assert requests["get_if_changed"] == 1, requests
+
+
 async def test_an_untrustworthy_own_head_is_a_problem_and_is_published_anew(
     device: Device,
 ) -> None:
@@ -249,7 +285,11 @@ async def test_an_untrustworthy_own_head_is_a_problem_and_is_published_anew(
     (problem,) = got.problems
     assert problem.kind == "integrity" and problem.path == KEYS.head(ME)
     assert got.loaded.mend_head  # so the pass publishes a good head
-    mended = await synced(device)
+    # a pass with nothing to do does not read it (SPEC 4 step 1: an idle pass makes one
+    # request); one that reconciles anything reads it first, here one with nothing changed
+    idle, requests = await counted(device)
+    assert idle.snapshot is None and "get_if_changed" not in requests, requests
+    mended = await synced(device, full=True)
     assert mended.snapshot is not None and mended.problems == 1
     _, after, _ = await device.recover()
     assert after.problems == [] and after.loaded.last_snapshot == mended.snapshot

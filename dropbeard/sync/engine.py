@@ -29,6 +29,8 @@ from dropbeard.sync.bases import Bases
 from dropbeard.sync.commit import PassOutcome, commit_pass
 from dropbeard.sync.fullpass import PassIn, check_against_full
 from dropbeard.sync.inputs import (
+    Ignore,
+    Loaded,
     LocalScan,
     RemoteSide,
     holds_something,
@@ -39,9 +41,9 @@ from dropbeard.sync.inputs import (
     scan_root,
 )
 from dropbeard.sync.passrun import PassOptions, PassRun
-from dropbeard.sync.passscope import choose_scope, find_changes
+from dropbeard.sync.passscope import Changes, choose_scope, find_changes
 from dropbeard.sync.publication import upload_plan_blobs
-from dropbeard.sync.recovery import recover_own_head
+from dropbeard.sync.recovery import head_may_be_ahead, quiet, recover_own_head
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.state import State
 from dropbeard.sync.treepublish import publish_if_changed
@@ -115,13 +117,32 @@ async def _one_pass(
 
 
 async def _gather(run: PassRun) -> PassIn:
-    """The pass's inputs: this device's own head, the other devices, what to scan (the
-    whole root, or the paths asked for and those that changed elsewhere or were left
-    open), the scan, and the paths to reconcile with their bases."""
-    recovered = await recover_own_head(run, await load_last_pass(run))
-    loaded = recovered.loaded
+    """The pass's inputs: this device's own head (read only when state.sqlite may be
+    behind it or the pass has something to do: `dropbeard.sync.recovery`), the other
+    devices, what to scan (the whole root, or the paths asked for and those that changed
+    elsewhere or were left open), the scan, and the paths to reconcile with their bases."""
+    loaded = await load_last_pass(run)
+    recovered = await recover_own_head(run, loaded) if head_may_be_ahead(loaded) else None
+    loaded = recovered.loaded if recovered is not None else loaded
     ignore = await read_ignore(run)
     remote = await read_other_devices(run, loaded)
+    local, changes = await _scan(run, loaded, ignore, remote)
+    if recovered is None and not quiet(run, loaded, remote, changes):
+        recovered = await recover_own_head(run, loaded)
+        if recovered.loaded != loaded:  # taken back: scan and reconcile from there
+            loaded = recovered.loaded
+            local, changes = await _scan(run, loaded, ignore, remote)
+    bases = Bases(run.state, loaded.taken)
+    remote = await remote.looked_up(run.trees, changes.paths)
+    inputs = plan_inputs(run, loaded, local, remote, changes, ignore, bases)
+    found = recovered.problems if recovered is not None else []
+    return PassIn(loaded, ignore, remote, local, bases, changes, inputs, found)
+
+
+async def _scan(
+    run: PassRun, loaded: Loaded, ignore: Ignore, remote: RemoteSide
+) -> tuple[LocalScan, Changes]:
+    """The scan of what the pass covers, and the paths it reconciles with their bases."""
     scope = choose_scope(
         forced=run.opts.full_reconcile,
         pending=loaded.pending,
@@ -142,9 +163,7 @@ async def _gather(run: PassRun) -> PassIn:
         rules,
         lambda path: holds_something(root / path),
     )
-    remote = await remote.looked_up(run.trees, changes.paths)
-    inputs = plan_inputs(run, loaded, local, remote, changes, ignore, bases)
-    return PassIn(loaded, ignore, remote, local, bases, changes, inputs, recovered.problems)
+    return local, changes
 
 
 async def _guard(run: PassRun, plan: Plan, bases: Bases, local: LocalScan) -> DeleteGuard:

@@ -1,7 +1,8 @@
 """Step 1 of a pass (SPEC 4): this device's own head is the authority (IO: store,
 state.sqlite, tree nodes).
 
-One conditional GET per pass. When the head is ahead of state.sqlite — a crash between
+One conditional GET per pass that does something (`head_may_be_ahead`, `quiet`). When
+the head is ahead of state.sqlite — a crash between
 the head write and the local commit, or `.dropbear/` restored from an older backup — the
 pass takes back what it names (`dropbeard.core.recovery`: the published tree, the bases of
 what changed in it since the tree state.sqlite names, the tombstone seq, the counter) and
@@ -9,6 +10,16 @@ records it before anything else. Tombstone batches after the head's seq were wri
 publish that never reached its head: no reader acts on them (readers stop at the head's
 seq), so they are deleted and their seqs skipped, never used again. A dry run takes
 everything back in memory only.
+
+An idle pass does not read the head (SPEC 4, principle 4: an idle poll is one listing and
+one conditional GET per other device). It cannot be wrong to skip it: state.sqlite shows a
+publish that may have died after its head write (ids reserved past its commit) or a head it
+never recorded, and then the head is read first; otherwise a head ahead of state.sqlite
+(`.dropbear/` restored from an older backup, a head-only write that died) published
+something this state does not know, so the scan sees the folder changed from its bases or
+the other devices' heads moved from its marks, and the pass is not quiet. A quiet pass
+writes nothing to the bucket, so a stale state never reaches it; the first pass that would
+write reads the head before it plans.
 
 A head an earlier holder of the device id left (found by `init`: a take-over, or an id
 re-registered after retirement) is not this folder's: only its ids are taken (seq,
@@ -23,14 +34,16 @@ from dataclasses import dataclass, field, replace
 import anyio
 
 from dropbeard.core.errors import FormatError, IntegrityError, NotFound
+from dropbeard.core.heads import head_due, seen_marks
 from dropbeard.core.model import Delete, Entry, Head, decode_head
 from dropbeard.core.plan import Base
 from dropbeard.core.problems import Problem
 from dropbeard.core.recovery import highest_own_counter, recovered_bases
 from dropbeard.core.treediff import to_entry
 from dropbeard.sync.bases import Bases
-from dropbeard.sync.inputs import Loaded
+from dropbeard.sync.inputs import Loaded, RemoteSide
 from dropbeard.sync.passrun import PassRun
+from dropbeard.sync.passscope import Changes
 from dropbeard.sync.remote import read_tombstones
 from dropbeard.sync.state import State
 from dropbeard.sync.treeread import diff, lookup
@@ -45,6 +58,30 @@ class Recovered:
 
     loaded: Loaded
     problems: list[Problem] = field(default_factory=list)
+
+
+def head_may_be_ahead(loaded: Loaded) -> bool:
+    """True if state.sqlite itself says this device's head may be ahead of it, so the
+    pass reads the head before anything else: no head recorded as written here (a first
+    publish, a device id taken over), or ids reserved past the last commit (a publish
+    that died, maybe after its head write, maybe leaving tombstone batches behind)."""
+    return (
+        loaded.head_etag is None
+        or loaded.seq_floor > loaded.tombstone_seq
+        or (loaded.snapshot_floor or "") > (loaded.last_snapshot or "")
+    )
+
+
+def quiet(run: PassRun, loaded: Loaded, remote: RemoteSide, changes: Changes) -> bool:
+    """True if the pass, as gathered from `loaded`, has nothing to do and so writes
+    nothing: no path to reconcile (none changed here, elsewhere or left open; not a full
+    reconcile), no other device's head moved, and no head due for its seen-marks."""
+    if changes.paths is None or changes.paths or changes.untracked:
+        return False
+    if remote.read is not None and (remote.read.changed or remote.read.unreadable):
+        return False
+    seen = seen_marks(loaded.peers, {})
+    return not head_due(seen, loaded.head_seen, loaded.head_written_at, run.now)
 
 
 async def recover_own_head(run: PassRun, loaded: Loaded) -> Recovered:

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import msgspec
 from aiobotocore.session import AioSession, get_session
 from botocore.config import Config
-from botocore.loaders import Loader, create_loader
+from botocore.loaders import JSONFileLoader, Loader, instance_cache
 
 from dropbeard.store.base import SMALL_REQUESTS_PER_SLOT
 from dropbeard.store.s3errors import translate
@@ -30,13 +31,42 @@ from dropbeard.store.s3requests import streamline, tune_parsers
 _LOADER: Loader | None = None
 
 
-def _shared_loader() -> Loader:
+class _JSONFiles(JSONFileLoader):  # type: ignore[misc]
+    """botocore's model files (`.json`, `.json.gz`) decoded by msgspec: about three times
+    faster than the standard library with the OrderedDict hook botocore uses (plain dicts
+    keep the order too). A fresh process reads ~3.5 MB of them for its first client."""
+
+    def _load_file(self, full_path: str, open_method: Any) -> Any:
+        if not os.path.isfile(full_path):
+            return None
+        with open_method(full_path, "rb") as fp:
+            return msgspec.json.decode(fp.read())
+
+
+class _Loader(Loader):  # type: ignore[misc]
+    """botocore's data loader, cheaper for a one-shot command: model files decoded by
+    msgspec, and the services it knows listed from their folders' names (botocore also
+    lists every version folder of all ~400 services, ~900 listings, only to check the
+    one asked for: `determine_latest_version` still fails for a service with no model
+    of that type)."""
+
+    FILE_LOADER_CLASS = _JSONFiles
+
+    @instance_cache  # type: ignore[untyped-decorator]
+    def list_available_services(self, type_name: str) -> list[str]:
+        found: set[str] = set()
+        for folder in self._potential_locations():
+            found.update(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+        return sorted(found)
+
+
+def model_loader() -> Loader:
     """botocore's data loader (service models, endpoints), shared by every store in the
     process: it is read-only data, and parsing the S3 model again costs ~0.3 s (blocking
     the event loop) for each new session."""
     global _LOADER
     if _LOADER is None:
-        _LOADER = create_loader()
+        _LOADER = _Loader()
     return _LOADER
 
 
@@ -115,7 +145,7 @@ class S3Connection:
 
     async def _open(self) -> Any:
         session: AioSession = get_session()
-        session.register_component("data_loader", _shared_loader())
+        session.register_component("data_loader", model_loader())
         tune_parsers(session)
         if self._profile:
             session.set_config_variable("profile", self._profile)

@@ -11,6 +11,7 @@ import pytest
 
 from dropbeard.store.base import ListPage, ObjectInfo, Progress
 from dropbeard.store.counting import CountingStore
+from dropbeard.store.factory import DeferredStore
 from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.retry import RetryingStore
 from dropbeard.store.silence import SilenceWatch
@@ -112,6 +113,7 @@ WRAPPERS: dict[str, Callable[[Recorder], ForwardingStore]] = {
     "faults": FaultStore,
     "metered": lambda inner: MeteredStore(inner, PassMeter()),
     "silence": SilenceWatch,
+    "deferred": lambda inner: DeferredStore(lambda: inner, "recorder"),
 }
 
 

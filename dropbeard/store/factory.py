@@ -6,15 +6,18 @@ retried in exactly one place.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import importlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
+
+import anyio
 
 from dropbeard.core.config import RemoteConfig, parse_remote_url
 from dropbeard.core.errors import MissingBucket, UsageError
 from dropbeard.store.bandwidth import Bandwidth
-from dropbeard.store.base import Store
-from dropbeard.store.forwarding import ForwardingStore
+from dropbeard.store.base import ListPage, Store
+from dropbeard.store.forwarding import ForwardingStore, close_listing
 from dropbeard.store.local import LocalStore
 from dropbeard.store.retry import RetryingStore
 
@@ -38,10 +41,11 @@ def open_store(
     if url.kind == "local":
         store = LocalStore(Path(url.path), bandwidth=bandwidth)
     else:
-        from dropbeard.store.s3 import S3Store  # aiobotocore costs ~0.5 s to import
 
-        store = _BucketNamed(
-            S3Store(
+        def s3() -> Store:
+            from dropbeard.store.s3 import S3Store
+
+            return S3Store(
                 url.bucket,
                 url.prefix,
                 endpoint_url=remote.endpoint_url,
@@ -50,11 +54,69 @@ def open_store(
                 addressing_style=remote.addressing_style,
                 concurrency=concurrency,
                 bandwidth=bandwidth,
-            ),
-            url.bucket,
-            remote.endpoint_url or f"AWS S3 ({remote.region or 'us-east-1'})",
-        )
+            )
+
+        server = remote.endpoint_url or f"AWS S3 ({remote.region or 'us-east-1'})"
+        description = f"s3://{url.bucket}/{url.prefix.strip('/')}".rstrip("/")
+        if remote.endpoint_url:
+            description += f" at {remote.endpoint_url}"
+        deferred = DeferredStore(s3, description, ("dropbeard.store.s3",))
+        store = _BucketNamed(deferred, url.bucket, server)
     return RetryingStore(store) if retry else store
+
+
+class DeferredStore(ForwardingStore):
+    """A store built on its first request, by `build`, once. The `modules` it needs are
+    imported first in a worker thread, so a command's local work (a pass's scan) goes
+    on meanwhile: the S3 store's (aiobotocore, aiohttp, botocore) cost ~0.3 s of CPU. A
+    store never asked anything is never built, and its `aclose` does nothing."""
+
+    def __init__(
+        self, build: Callable[[], Store], description: str, modules: tuple[str, ...] = ()
+    ) -> None:
+        self._built: Store | None = None
+        self.description = description
+        self._build, self._modules = build, modules
+        self._lock = anyio.Lock()
+
+    @property
+    def inner(self) -> Store:  # type: ignore[override]
+        """The store, once built (by the first request)."""
+        if self._built is None:
+            raise RuntimeError(f"{self.description}: asked before its first request")
+        return self._built
+
+    async def _ready(self) -> Store:
+        async with self._lock:
+            if self._built is None:
+                for module in self._modules:
+                    await anyio.to_thread.run_sync(importlib.import_module, module)
+                self._built = self._build()
+        return self._built
+
+    async def _forward(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        await self._ready()
+        return await call()
+
+    def list(
+        self, prefix: str, *, start_after: str | None = None, delimiter: str | None = None
+    ) -> AsyncIterator[ListPage]:
+        return self._listing(prefix, start_after, delimiter)
+
+    async def _listing(
+        self, prefix: str, start_after: str | None, delimiter: str | None
+    ) -> AsyncIterator[ListPage]:
+        store = await self._ready()
+        pages = aiter(store.list(prefix, start_after=start_after, delimiter=delimiter))
+        try:
+            async for page in pages:
+                yield page
+        finally:
+            await close_listing(pages)
+
+    async def aclose(self) -> None:
+        if self._built is not None:
+            await self._built.aclose()
 
 
 class _BucketNamed(ForwardingStore):

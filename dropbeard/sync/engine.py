@@ -11,7 +11,7 @@ that fails anywhere can simply be run again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import anyio
 
@@ -41,12 +41,13 @@ from dropbeard.sync.inputs import (
     scan_root,
 )
 from dropbeard.sync.passrun import PassOptions, PassRun
-from dropbeard.sync.passscope import Changes, choose_scope, find_changes
+from dropbeard.sync.passscope import Changes, Scope, choose_scope, find_changes
 from dropbeard.sync.publication import upload_plan_blobs
 from dropbeard.sync.recovery import head_may_be_ahead, quiet, recover_own_head
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.state import State
 from dropbeard.sync.treepublish import publish_if_changed
+from dropbeard.sync.workers import unwrapped
 
 __all__ = ["PassOptions", "run_pass"]
 
@@ -125,13 +126,14 @@ async def _gather(run: PassRun) -> PassIn:
     recovered = await recover_own_head(run, loaded) if head_may_be_ahead(loaded) else None
     loaded = recovered.loaded if recovered is not None else loaded
     ignore = await read_ignore(run)
-    remote = await read_other_devices(run, loaded)
-    local, changes = await _scan(run, loaded, ignore, remote)
+    remote, local = await _read_and_scan(run, loaded, ignore)
+    changes = await _reconciled(run, loaded, ignore, remote, local)
     if recovered is None and not quiet(run, loaded, remote, changes):
         recovered = await recover_own_head(run, loaded)
         if recovered.loaded != loaded:  # taken back: scan and reconcile from there
             loaded = recovered.loaded
-            local, changes = await _scan(run, loaded, ignore, remote)
+            local = await scan_root(run, _scope(run, loaded, ignore, remote.changed), ignore)
+            changes = await _reconciled(run, loaded, ignore, remote, local)
     bases = Bases(run.state, loaded.taken)
     remote = await remote.looked_up(run.trees, changes.paths)
     inputs = plan_inputs(run, loaded, local, remote, changes, ignore, bases)
@@ -139,21 +141,47 @@ async def _gather(run: PassRun) -> PassIn:
     return PassIn(loaded, ignore, remote, local, bases, changes, inputs, found)
 
 
-async def _scan(
-    run: PassRun, loaded: Loaded, ignore: Ignore, remote: RemoteSide
-) -> tuple[LocalScan, Changes]:
-    """The scan of what the pass covers, and the paths it reconciles with their bases."""
-    scope = choose_scope(
+async def _read_and_scan(
+    run: PassRun, loaded: Loaded, ignore: Ignore
+) -> tuple[RemoteSide, LocalScan]:
+    """The other devices, and the scan. A scan of the whole root does not depend on what
+    they changed, so both run at once (the first request may wait for the store's client
+    to be imported and created meanwhile); a scan of some paths covers the paths they
+    changed too, so it comes after."""
+    if run.opts.only is not None:
+        remote = await read_other_devices(run, loaded)
+        return remote, await scan_root(run, _scope(run, loaded, ignore, remote.changed), ignore)
+    read: list[RemoteSide] = []
+
+    async def read_remote() -> None:
+        read.append(await read_other_devices(run, loaded))
+
+    with unwrapped():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_remote)
+            local = await scan_root(run, _scope(run, loaded, ignore, ()), ignore)
+    return read[0], local
+
+
+def _scope(run: PassRun, loaded: Loaded, ignore: Ignore, elsewhere: Collection[str]) -> Scope:
+    """What the pass scans, given the paths other devices changed (`elsewhere`)."""
+    return choose_scope(
         forced=run.opts.full_reconcile,
         pending=loaded.pending,
         ignore_changed=ignore.digest != loaded.ignore_digest,
         only=run.opts.only,
-        elsewhere=remote.changed,
+        elsewhere=elsewhere,
     )
-    local = await scan_root(run, scope, ignore)
+
+
+async def _reconciled(
+    run: PassRun, loaded: Loaded, ignore: Ignore, remote: RemoteSide, local: LocalScan
+) -> Changes:
+    """The paths the pass reconciles, with their bases."""
     bases = Bases(run.state, loaded.taken)
     pending, rules, root = loaded.pending or set(), ignore.rules, run.paths.root
-    changes = await anyio.to_thread.run_sync(
+    scope = _scope(run, loaded, ignore, remote.changed)
+    return await anyio.to_thread.run_sync(
         find_changes,
         bases,
         scope,
@@ -163,7 +191,6 @@ async def _scan(
         rules,
         lambda path: holds_something(root / path),
     )
-    return local, changes
 
 
 async def _guard(run: PassRun, plan: Plan, bases: Bases, local: LocalScan) -> DeleteGuard:

@@ -1,5 +1,5 @@
 """Run the command line as `python -m dropbeard`."""
 
-from dropbeard.cli.main import main
+from dropbeard.cli.main import run
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -1,0 +1,31 @@
+"""The `dropbeard` command's entry (`dropbeard.cli.main.run`): `main`, then a cheaper exit
+(the collector frozen, so the interpreter's last collection skips what the command made)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+PYTHON_M = """
+import atexit, gc, runpy, sys
+called = []
+real = gc.freeze
+gc.freeze = lambda: (called.append(1), real())[1]
+atexit.register(lambda: print("frozen" if called else "not frozen"))
+sys.argv = ["dropbeard", "--version"]
+runpy.run_module("dropbeard", run_name="__main__")
+"""
+
+
+def test_python_m_dropbeard_freezes_the_collector_before_it_exits() -> None:
+    done = subprocess.run([sys.executable, "-c", PYTHON_M], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    version, frozen = done.stdout.splitlines()
+    assert version.startswith("dropbeard ") and frozen == "frozen"
+
+
+def test_the_console_script_is_the_same_entry() -> None:
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["dropbeard"] == "dropbeard.cli.main:run"

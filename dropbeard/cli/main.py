@@ -93,13 +93,14 @@ def _run(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse
     async def go() -> int:
         return await handler(args)
 
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:  # a platform without it: asyncio's own loop
+        options: dict[str, object] = {}
+    else:
+        options = {"use_uvloop": True}
     with fewer_collections():
-        try:
-            import uvloop  # noqa: F401
-
-            return anyio.run(go, backend_options={"use_uvloop": True})
-        except ImportError:
-            return anyio.run(go)
+        return anyio.run(go, backend_options=options)
 
 
 def _say(line: str) -> None:

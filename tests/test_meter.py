@@ -12,8 +12,9 @@ import pytest
 from dropbeard.cli.status import progress_line
 from dropbeard.core.errors import PreconditionFailed, Unavailable
 from dropbeard.core.ignore import IgnoreRules
+from dropbeard.sync.hashing import HashCounts
 from dropbeard.sync.meter import PassMeter
-from dropbeard.sync.scan import HashCounts, scan
+from dropbeard.sync.scan import scan
 
 
 class Clock:

@@ -11,7 +11,7 @@ from dropbeard.core.passrules import problems_after, stat_rows
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem, is_device_problem
 from dropbeard.sync.apply import Applied
-from dropbeard.sync.inputs import LocalScan
+from dropbeard.sync.localscan import LocalScan
 from dropbeard.sync.publication import Uploaded
 from dropbeard.sync.remote import RemoteRead
 from dropbeard.sync.state import Peer, State
@@ -26,7 +26,8 @@ class PassOutcome:
     with (`settled`: None in a mode that does not pull). `only` is what the pass scanned
     (None: the whole root); `halted` the mass-delete halt it reported
     (`DeleteGuard.reported`), kept for `status`; `untracked` the tracked paths an ignore
-    rule now covers, which stop being tracked; `ignore_digest` the rules it ran with."""
+    rule now covers, which stop being tracked; `ignore_digest` the rules it ran with;
+    `carried` the paths its earlier batches left open (`dropbeard.sync.batches`)."""
 
     local: LocalScan
     applied: Applied
@@ -39,13 +40,15 @@ class PassOutcome:
     halted: str | None = None
     untracked: list[str] = field(default_factory=list)
     ignore_digest: str | None = None
+    #: paths left open by the batches this pass committed before (`sync.batches`)
+    carried: set[str] = field(default_factory=set)
 
     @property
     def pending(self) -> set[str]:
         """The paths the next pass reconciles whatever changes: those the plan left open,
         those whose download, copy or delete failed (they kept their old base), and
         those with a problem (not another device's)."""
-        pending = self.plan.unsettled | self.applied.failed
+        pending = self.plan.unsettled | self.applied.failed | self.carried
         pending.update(p.path for p in self.problems if not is_device_problem(p))
         return pending
 

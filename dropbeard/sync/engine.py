@@ -12,34 +12,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection
+from dataclasses import replace
+from typing import Any
 
 import anyio
 
 from dropbeard.core.changes import PathChange, fetches, path_changes
 from dropbeard.core.config import RootConfig
 from dropbeard.core.ignore import IGNORE_FILE
-from dropbeard.core.passrules import held_listing
-from dropbeard.core.plan import Plan
+from dropbeard.core.passrules import held_listing, racy_after_ns
+from dropbeard.core.plan import PUBLISHES, Plan
 from dropbeard.core.problems import Problem
 from dropbeard.core.safety import DeleteGuard, counts_tracked, guard_deletes
 from dropbeard.core.summary import Summary
 from dropbeard.store.base import Store
 from dropbeard.sync.apply import Applied, apply_plan
 from dropbeard.sync.bases import Bases
+from dropbeard.sync.batches import Batches, Done
 from dropbeard.sync.commit import PassOutcome, commit_pass
 from dropbeard.sync.fullpass import PassIn, check_against_full
 from dropbeard.sync.inputs import (
     Ignore,
     Loaded,
-    LocalScan,
     RemoteSide,
-    holds_something,
     load_last_pass,
     plan_inputs,
     read_ignore,
     read_other_devices,
-    scan_root,
 )
+from dropbeard.sync.localscan import LocalScan, add_sources, holds_something, scan_root
 from dropbeard.sync.passrun import PassOptions, PassRun
 from dropbeard.sync.passscope import Changes, Scope, choose_scope, find_changes
 from dropbeard.sync.publication import upload_plan_blobs
@@ -86,6 +87,8 @@ async def _one_pass(
         summary.finish(began, time.monotonic())
         return summary, False
 
+    if plan.downloads or plan.conflict_copies:
+        await anyio.to_thread.run_sync(add_sources, run.state, plan, local)
     _meter_downloads(run, plan, local)
     applied = await _apply(run, plan, local)
     uploaded = await upload_plan_blobs(run, inputs, guard, plan, local.result, remote.remotes)
@@ -106,9 +109,10 @@ async def _one_pass(
         halted=guard.reported,
         untracked=pass_in.changes.untracked,
         ignore_digest=pass_in.ignore.digest,
+        carried=pass_in.batched.pending,
     )
     await anyio.to_thread.run_sync(commit_pass, state, outcome)
-    _record(summary, outcome)
+    _record(summary, outcome, pass_in.batched)
     _tell(run, lambda: _changes(outcome))
     summary.finish(began, time.monotonic())
     wrote_rules = any(
@@ -126,31 +130,48 @@ async def _gather(run: PassRun) -> PassIn:
     recovered = await recover_own_head(run, loaded) if head_may_be_ahead(loaded) else None
     loaded = recovered.loaded if recovered is not None else loaded
     ignore = await read_ignore(run)
-    remote, local = await _read_and_scan(run, loaded, ignore)
+    if await anyio.to_thread.run_sync(_first_sync, run.state, loaded):
+        loaded = replace(loaded, pending=set(), ignore_digest=ignore.digest)
+    remote, local, loaded, batched = await _read_and_scan(run, loaded, ignore)
     changes = await _reconciled(run, loaded, ignore, remote, local)
     if recovered is None and not quiet(run, loaded, remote, changes):
         recovered = await recover_own_head(run, loaded)
         if recovered.loaded != loaded:  # taken back: scan and reconcile from there
             loaded = recovered.loaded
-            local = await scan_root(run, _scope(run, loaded, ignore, remote.changed), ignore)
+            scope = _scope(run, loaded, ignore, remote.changed)
+            local = await scan_root(run, scope, ignore.rules, ignore.problem)
             changes = await _reconciled(run, loaded, ignore, remote, local)
     bases = Bases(run.state, loaded.taken)
     remote = await remote.looked_up(run.trees, changes.paths)
     inputs = plan_inputs(run, loaded, local, remote, changes, ignore, bases)
-    found = recovered.problems if recovered is not None else []
-    return PassIn(loaded, ignore, remote, local, bases, changes, inputs, found)
+    found = [*(recovered.problems if recovered is not None else []), *batched.problems]
+    return PassIn(loaded, ignore, remote, local, bases, changes, inputs, found, batched)
+
+
+def _first_sync(state: State, loaded: Loaded) -> bool:
+    """True if no pass ever committed: nothing tracked, nothing published or taken back.
+    Every path is then one that changed, so the pass need not reconcile them all at once
+    (a full reconcile of no base is the reconcile of what changed, whatever the ignore
+    rules were), and can commit them in batches (`dropbeard.sync.batches`)."""
+    fresh = loaded.pending is None and loaded.last_tree is None
+    return fresh and not (loaded.taken or loaded.mend_head or state.tracks_anything())
 
 
 async def _read_and_scan(
     run: PassRun, loaded: Loaded, ignore: Ignore
-) -> tuple[RemoteSide, LocalScan]:
-    """The other devices, and the scan. A scan of the whole root does not depend on what
-    they changed, so both run at once (the first request may wait for the store's client
-    to be imported and created meanwhile); a scan of some paths covers the paths they
-    changed too, so it comes after."""
-    if run.opts.only is not None:
+) -> tuple[RemoteSide, LocalScan, Loaded, Done]:
+    """The other devices, and the scan (with the state its batches left, and what they
+    did). A scan of the whole root that keeps every item does not depend on what they
+    changed, so both run at once (the first request may wait for the store's client to
+    be imported and created meanwhile); a scan of some paths covers the paths they
+    changed too, and a whole-root scan that compares each folder with state.sqlite keeps
+    the items of those paths (and batches what they did not change), so these come after."""
+    whole = _scope(run, loaded, ignore, ())
+    if run.opts.only is not None or not (whole.full or loaded.taken):
         remote = await read_other_devices(run, loaded)
-        return remote, await scan_root(run, _scope(run, loaded, ignore, remote.changed), ignore)
+        scope = _scope(run, loaded, ignore, remote.changed)
+        local, loaded, batched = await _scan(run, loaded, scope, ignore, remote)
+        return remote, local, loaded, batched
     read: list[RemoteSide] = []
 
     async def read_remote() -> None:
@@ -159,8 +180,37 @@ async def _read_and_scan(
     with unwrapped():
         async with anyio.create_task_group() as tg:
             tg.start_soon(read_remote)
-            local = await scan_root(run, _scope(run, loaded, ignore, ()), ignore)
-    return read[0], local
+            local = await scan_root(run, whole, ignore.rules, ignore.problem)
+    return read[0], local, loaded, Done()
+
+
+async def _scan(
+    run: PassRun, loaded: Loaded, scope: Scope, ignore: Ignore, remote: RemoteSide
+) -> tuple[LocalScan, Loaded, Done]:
+    """Scan the root (or the scope's targets). A whole-root scan that need not see every
+    path compares each folder with state.sqlite and keeps what changed and what the other
+    devices or the last pass ask for, committing new paths in batches as it walks (in a
+    mode that publishes, unless checked against a full reconcile or dry): returns the
+    scan, the state as the batches left it, and what they did."""
+    rules, problem = ignore.rules, ignore.problem
+    if scope.targets is not None or scope.full or loaded.taken:
+        return await scan_root(run, scope, rules, problem), loaded, Done()
+    keep = frozenset(remote.changed | (loaded.pending or set()))
+    opts = run.opts
+    if opts.dry_run or opts.check_full or run.cfg.mode not in PUBLISHES or loaded.mend_head:
+        return await scan_root(run, scope, rules, problem, keep), loaded, Done()
+    batches = Batches(run, loaded, ignore, remote, racy_after_ns(run.now))
+
+    def flush(*batch: Any) -> None:
+        anyio.from_thread.run(batches.flush, *batch)
+
+    try:
+        local = await scan_root(run, scope, rules, problem, keep, flush)
+    except BaseExceptionGroup:
+        if batches.failed is not None:  # the pass fails as it would have, not in a group
+            raise batches.failed from None
+        raise
+    return local, batches.loaded, batches.done
 
 
 def _scope(run: PassRun, loaded: Loaded, ignore: Ignore, elsewhere: Collection[str]) -> Scope:
@@ -181,15 +231,17 @@ async def _reconciled(
     bases = Bases(run.state, loaded.taken)
     pending, rules, root = loaded.pending or set(), ignore.rules, run.paths.root
     scope = _scope(run, loaded, ignore, remote.changed)
+    changed = local.changed
     return await anyio.to_thread.run_sync(
         find_changes,
         bases,
         scope,
-        local.entries,
+        local.entries if changed is None else changed,
         remote.changed,
         pending,
         rules,
         lambda path: holds_something(root / path),
+        None if changed is None else local.vanished,
     )
 
 
@@ -275,15 +327,18 @@ def _planned(
     return summary
 
 
-def _record(summary: Summary, outcome: PassOutcome) -> None:
-    """Add what the pass did to its summary."""
+def _record(summary: Summary, outcome: PassOutcome, batched: Done) -> None:
+    """Add what the pass did to its summary, with what its batches did."""
     applied, uploaded, publication = outcome.applied, outcome.uploaded, outcome.publication
-    summary.downloaded, summary.downloaded_bytes = applied.downloaded, applied.downloaded_bytes
+    summary.downloaded = applied.downloaded + batched.downloaded
+    summary.downloaded_bytes = applied.downloaded_bytes + batched.downloaded_bytes
     summary.deleted_local = applied.deleted
     written = [c for c in outcome.plan.conflict_copies if c.path not in applied.failed]
-    summary.conflict_copies = len(written)
-    summary.uploaded, summary.uploaded_bytes = uploaded.uploaded, uploaded.uploaded_bytes
-    summary.skipped_existing = uploaded.skipped_existing
+    summary.conflict_copies = len(written) + batched.conflict_copies
+    summary.uploaded = uploaded.uploaded + batched.uploaded
+    summary.uploaded_bytes = uploaded.uploaded_bytes + batched.uploaded_bytes
+    summary.skipped_existing = uploaded.skipped_existing + batched.skipped_existing
+    summary.snapshot = batched.snapshot
     if publication.published is not None:
         summary.snapshot = publication.published.snapshot
         summary.tombstones = publication.tombstones

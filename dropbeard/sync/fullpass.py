@@ -7,7 +7,7 @@ did not fails the pass before it changes anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 
@@ -17,14 +17,14 @@ from dropbeard.core.passrules import PlanInputs
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem
 from dropbeard.sync.bases import Bases
+from dropbeard.sync.batches import Done
 from dropbeard.sync.inputs import (
     Ignore,
     Loaded,
-    LocalScan,
     RemoteSide,
-    holds_something,
     plan_inputs,
 )
+from dropbeard.sync.localscan import LocalScan, holds_something
 from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.passscope import Changes, Scope, find_changes
 
@@ -43,6 +43,8 @@ class PassIn:
     changes: Changes
     inputs: PlanInputs
     found: list[Problem]
+    #: what the batches committed during the scan did (`dropbeard.sync.batches`)
+    batched: Done = field(default_factory=Done)
 
 
 class PlanMismatch(DropbeardError):

@@ -122,3 +122,14 @@ def _same(st: os.stat_result, key: StatKey) -> bool:
         and st.st_ino == key.inode
         and st.st_ctime_ns == key.ctime_ns
     )
+
+
+class HashCounts(msgspec.Struct, frozen=True):
+    """Hashing so far: files and bytes done, of totals known once the walk is over
+    (None before), and a file being read."""
+
+    files: int
+    files_total: int | None
+    bytes: int
+    bytes_total: int | None
+    current: str | None

@@ -8,24 +8,18 @@ These steps write nothing but `.dropbear/tmp/` (emptied) and the node cache.
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import TypeVar
 
 import anyio
 import msgspec
 
-from dropbeard.core.chunking import Chunk
 from dropbeard.core.ignore import IGNORE_FILE, IgnoreRules
-from dropbeard.core.model import Delete, Entry, Registry, SeenMark
+from dropbeard.core.model import Delete, Registry, SeenMark
 from dropbeard.core.passrules import (
     PlanInputs,
-    StatRow,
-    local_entries,
-    racy_after_ns,
     remote_entries,
     settled_devices,
     without_ignored,
@@ -34,14 +28,12 @@ from dropbeard.core.plan import PULLS, Base, Plan, Remote
 from dropbeard.core.problems import Problem
 from dropbeard.core.retention import parse_period
 from dropbeard.sync.bases import Bases
-from dropbeard.sync.hashing import StatKey
-from dropbeard.sync.meter import PassMeter
+from dropbeard.sync.localscan import LocalScan
 from dropbeard.sync.passrun import PassRun
-from dropbeard.sync.passscope import Changes, Scope
+from dropbeard.sync.passscope import Changes
 from dropbeard.sync.publish import LastIds
 from dropbeard.sync.remote import UNREADABLE, RemoteRead, read_registry, read_remotes
 from dropbeard.sync.root import RootPaths, reset_tmp
-from dropbeard.sync.scan import HashCounts, ScanResult, scan
 from dropbeard.sync.state import Peer, State
 from dropbeard.sync.trees import TreeStore
 
@@ -100,6 +92,11 @@ async def load_last_pass(run: PassRun) -> Loaded:
     """Empty `.dropbear/tmp/` (leftovers of an interrupted pass) and read state.sqlite."""
     await anyio.to_thread.run_sync(reset_tmp, run.paths)
     return await anyio.to_thread.run_sync(_load, run.state)
+
+
+def reload_last_pass(state: State) -> Loaded:
+    """state.sqlite as a batch of a pass left it (`dropbeard.sync.batches`)."""
+    return _load(state)
 
 
 def _load(state: State) -> Loaded:
@@ -164,65 +161,6 @@ class Ignore:
 async def read_ignore(run: PassRun) -> Ignore:
     """Read `.dropbearignore` (in a worker thread)."""
     return await anyio.to_thread.run_sync(_read_ignore, run.paths)
-
-
-@dataclass(frozen=True)
-class LocalScan:
-    """The root as this pass found it, within its scope. `entries` is the scan as
-    reconcile's `local`; `cache` the stat-cache rows the scan trusted (of the paths it
-    covered), and `racy_after_ns` the cut-off for trusting new rows
-    (`core.passrules.stat_rows`); `targets` the paths it covered (None: the whole root)."""
-
-    result: ScanResult
-    entries: dict[str, Entry]
-    cache: dict[str, StatRow]
-    racy_after_ns: int
-    targets: frozenset[str] | None
-
-
-async def scan_root(run: PassRun, scope: Scope, ignore: Ignore) -> LocalScan:
-    """Walk the root (or the scope's targets), re-hashing only files the stat cache cannot
-    vouch for."""
-    targets = scope.targets
-    if targets is None:
-        cache = await anyio.to_thread.run_sync(run.state.stat_cache)
-    else:
-        cache = await anyio.to_thread.run_sync(run.state.stat_cache_below, targets)
-
-    def cached(path: str) -> tuple[StatKey, str, tuple[Chunk, ...] | None] | None:
-        row = cache.get(path)
-        return None if row is None else (StatKey(row[0], row[1], row[2], row[3]), row[4], row[5])
-
-    meter = run.opts.meter
-    hashing = None if meter is None else _meter_hashing(meter)
-    result = await scan(
-        run.paths.root, ignore=ignore.rules, cache=cached, only=targets, hashing=hashing
-    )
-    if ignore.problem is not None:
-        result.problems.append(ignore.problem)
-    entries = local_entries(result.items)
-    return LocalScan(result, entries, cache, racy_after_ns(run.now), targets)
-
-
-def holds_something(folder: Path) -> bool:
-    """True if `folder` is not empty (what it holds was not scanned: ignored or special)."""
-    try:
-        with os.scandir(folder) as found:
-            return any(True for _ in found)
-    except OSError:
-        return False
-
-
-def _meter_hashing(meter: PassMeter) -> Callable[[HashCounts], None]:
-    def report(counts: HashCounts) -> None:
-        if counts.files or counts.files_total:  # nothing to hash: no stage to show
-            meter.hashing(
-                (counts.files, counts.files_total),
-                (counts.bytes, counts.bytes_total),
-                counts.current,
-            )
-
-    return report
 
 
 def _read_ignore(paths: RootPaths) -> Ignore:

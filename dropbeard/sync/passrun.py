@@ -13,6 +13,7 @@ from dropbeard.core.daemonconfig import DEFAULT_CONCURRENCY
 from dropbeard.core.keys import RootKeys
 from dropbeard.store.base import Store
 from dropbeard.sync.budget import TransferBudget
+from dropbeard.sync.folderrows import BATCH_PATHS
 from dropbeard.sync.meter import PassMeter
 from dropbeard.sync.metered import MeteredStore
 from dropbeard.sync.root import RootPaths
@@ -37,6 +38,9 @@ class PassOptions:
     #: a safety net for tests and debugging: on a pass over the whole root, plan a full
     #: reconcile too and fail the pass (before it changes anything) if the plans differ
     check_full: bool = False
+    #: a pass over the whole root commits new paths in batches of about this many while
+    #: it walks (`dropbeard.sync.batches`)
+    batch_paths: int = BATCH_PATHS
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     #: the node cache of `.dropbear/trees/`, kept by a caller that runs many passes (the
     #: daemon) so that each does not read its index again; None: one for this pass

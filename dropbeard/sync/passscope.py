@@ -100,11 +100,14 @@ def find_changes(
     pending: Collection[str],
     ignore: IgnoreRules,
     holds_something: Callable[[str], bool],
+    vanished: Collection[str] | None = None,
 ) -> Changes:
     """What the pass reconciles: the paths changed here (`local` is what the scan found
     within `scope`), `elsewhere` and `pending`, with their bases. `holds_something(path)`
-    says whether a folder holds anything at all (`core.passrules.leftovers`). Runs in a
-    worker thread."""
+    says whether a folder holds anything at all (`core.passrules.leftovers`). `vanished`
+    (a scan of the whole root that compared each folder with state.sqlite): the tracked
+    paths it no longer found; `local` is then only what it found changed, and the bases
+    of those paths alone are read. Runs in a worker thread."""
     if scope.full:
         every = bases.every()
         kept = leftovers(local, every, holds_something)
@@ -112,7 +115,12 @@ def find_changes(
         for path in untracked:
             del every[path]
         return Changes(None, every, untracked=untracked, leftovers=kept)
-    changed = local_changes(_bases_scanned(bases, scope), local)
+    scanned: Iterable[tuple[str, Base]]
+    if vanished is not None:
+        scanned = sorted(bases.of([*local, *vanished]).items())
+    else:
+        scanned = _bases_scanned(bases, scope)
+    changed = local_changes(scanned, local)
     deleted = {p: b for p, b in changed.items() if b is not None and b.deleted is not None}
     kept = leftovers(local, deleted, holds_something) if deleted else set()
     for path in kept:

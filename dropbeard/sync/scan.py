@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import queue
 import threading
-import unicodedata
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from itertools import repeat
@@ -26,14 +25,13 @@ import anyio
 import msgspec
 
 from dropbeard.core.chunking import Chunk, is_chunked
-from dropbeard.core.errors import OfflineError
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.model import PERMISSIONS
-from dropbeard.core.paths import LOCAL_DIR
 from dropbeard.core.problems import Problem
 from dropbeard.sync.chunking import Chunker
-from dropbeard.sync.hashing import Changed, Hasher, StatKey
-from dropbeard.sync.walk import Listing, Walk, is_utf8
+from dropbeard.sync.folderrows import TRACKED, UNTRACKED, VOUCHES, Compare
+from dropbeard.sync.hashing import Changed, HashCounts, Hasher, StatKey
+from dropbeard.sync.walk import Listing, Walk, holds_nothing, is_utf8, only_targets, open_root
 
 _PROGRESS_EVERY_S = 0.25
 # Shared int objects for permission bits: 0o644 and friends are not small-int cached, and
@@ -77,6 +75,7 @@ class ScanResult:
     hashed_files: int
     hashed_bytes: int
     root_empty: bool = False
+    compared: Compare | None = None
 
     def __repr__(self) -> str:  # a summary: the full item list can be 100,000 lines
         return (
@@ -95,6 +94,7 @@ async def scan(
     hash_workers: int = 2,
     progress: Callable[[int], None] | None = None,
     hashing: Callable[[HashCounts], None] | None = None,
+    compare: Compare | None = None,
     _before_final_check: Callable[[str], None] | None = None,
 ) -> ScanResult:
     """Scan `root`: every file, directory and symlink not ignored, files hashed unless
@@ -111,11 +111,18 @@ async def scan(
     `_before_final_check(path)` is a test hook run after a file's bytes were read, before
     the final fstat. Raises OfflineError if `root` is missing, not a directory or cannot
     be opened: an unmounted root must never look like an empty one.
+
+    `compare` (a whole-root scan only): compare each folder with what state.sqlite tracks
+    in it instead of asking `cache`, keep only the items that changed and those it asks
+    for, and list the tracked paths that vanished (`dropbeard.sync.folderrows`); the
+    result's `compared` is then `compare`.
     """
-    targets = None if only is None else _only_targets(only)
-    root_fd = await anyio.to_thread.run_sync(_open_root, os.fspath(root))
+    if compare is not None and only is not None:
+        raise ValueError("scan(compare=...) covers the whole root")
+    targets = None if only is None else only_targets(only)
+    root_fd = await anyio.to_thread.run_sync(open_root, os.fspath(root))
     try:
-        run = _Scan(root_fd, ignore, cache, max(1, hash_workers), _before_final_check)
+        run = _Scan(root_fd, ignore, cache, max(1, hash_workers), _before_final_check, compare)
         async with anyio.create_task_group() as outer:
             outer.start_soon(_stop_on_cancel, run.stop)
             if progress is not None or hashing is not None:
@@ -130,37 +137,10 @@ async def scan(
         if hashing is not None:
             hashing(run.hash_counts())
         result = run.result()
-        result.root_empty = await anyio.to_thread.run_sync(_holds_nothing, root_fd)
+        result.root_empty = await anyio.to_thread.run_sync(holds_nothing, root_fd)
         return result
     finally:
         os.close(root_fd)
-
-
-def _open_root(root: str) -> int:
-    try:
-        return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise OfflineError(f"root {root} is offline: the folder is missing (unmounted?)") from None
-    except NotADirectoryError:
-        raise OfflineError(f"scanning {root}: not a directory") from None
-    except OSError as e:
-        raise OfflineError(f"scanning {root}: cannot open the folder: {e.strerror}") from None
-
-
-def _holds_nothing(root_fd: int) -> bool:
-    """True if the root lists nothing but `.dropbear/` (no file, folder, link or anything
-    else), or cannot be listed: what an unmounted or emptied root looks like."""
-    try:
-        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root_fd)
-    except OSError:
-        return True
-    try:
-        with os.scandir(fd) as listing:
-            return all(entry.name == LOCAL_DIR for entry in listing)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
 
 
 async def _stop_on_cancel(stop: threading.Event) -> None:
@@ -184,37 +164,6 @@ async def _report_progress(
             hashing(run.hash_counts())
 
 
-class HashCounts(msgspec.Struct, frozen=True):
-    """Hashing so far: files and bytes done, of totals known once the walk is over
-    (None before), and a file being read."""
-
-    files: int
-    files_total: int | None
-    bytes: int
-    bytes_total: int | None
-    current: str | None
-
-
-def _only_targets(only: Collection[str]) -> set[str] | None:
-    """NFC relative paths, without any that lies under another; None means the whole root."""
-    out = set()
-    for raw in only:
-        if raw.startswith("/"):
-            raise ValueError(f"scan(only=...) takes paths relative to the root, got {raw!r}")
-        parts = [p for p in unicodedata.normalize("NFC", raw).split("/") if p not in ("", ".")]
-        if ".." in parts:
-            raise ValueError(f"scan(only=...) path escapes the root: {raw!r}")
-        if not parts:
-            return None
-        out.add("/".join(parts))
-    return {p for p in out if not any(a in out for a in _ancestors(p))}
-
-
-def _ancestors(path: str) -> list[str]:
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
-
-
 class _Scan(Walk):
     """State of one scan, shared by the walk thread and the hash threads. Each container
     is only appended to or set item by item, which the GIL keeps consistent."""
@@ -226,9 +175,11 @@ class _Scan(Walk):
         cache: Cache,
         workers: int,
         hook: Callable[[str], None] | None,
+        compare: Compare | None = None,
     ) -> None:
         super().__init__(root_fd, ignore)
         self.cache = cache
+        self.compare = compare
         self.workers = workers
         self.hook = hook
         self.jobs: queue.SimpleQueue[tuple[str, str | None, int, StatKey] | None]
@@ -265,6 +216,7 @@ class _Scan(Walk):
             scanned=self.scanned,
             hashed_files=sum(f for f, _ in self.hashed),
             hashed_bytes=sum(b for _, b in self.hashed),
+            compared=self.compare,
         )
 
     # --- recording (the walk thread) -------------------------------------------------
@@ -301,20 +253,33 @@ class _Scan(Walk):
                 for e, n in zip(entries, names, strict=True)
             ]
         skipped = queued = 0
+        compare = self.compare
+        rows, kept = ({}, True) if compare is None else compare.folder(prefix)
         for entry, name, disk in zip(entries, names, disks, strict=False):
             path = prefix + name
+            row = rows.pop(path, None)
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as e:
                 self.entry_failed(path, e)
+                self.missed(path)
                 skipped += 1
                 continue
             mode = st.st_mode
             kind = mode & 0o170000
+            if compare is not None and row is not None and row[5] == VOUCHES and kind == S_IFREG:
+                # the common case of an idle rescan, kept cheap: an unchanged file
+                stamps = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+                if row[1:5] == stamps and not (kept or disk or compare.keeps(path)):
+                    self.vouched(path, _MODES[mode & PERMISSIONS], st)
+                    continue
+            elif row is not None and kind != S_IFDIR and row[5] >= TRACKED:
+                assert compare is not None  # a tracked folder may be a file now:
+                compare.maybe_emptied(path, row)  # what it held is gone
             if kind == S_IFREG:
                 mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
                 key = StatKey(st.st_size, mtime, st.st_ino, mtime if ctime == mtime else ctime)
-                hit = cache(path)
+                hit = cache(path) if compare is None else compare.file(path, row, key)
                 if hit is not None and hit[0] == key and (hit[2] or not is_chunked(key.size)):
                     items[path] = LocalItem(
                         path, "file", _MODES[mode & PERMISSIONS], hit[0], hit[1], None, disk, hit[2]
@@ -332,8 +297,35 @@ class _Scan(Walk):
                     skipped += 1
             else:
                 skipped += 1  # sockets, FIFOs, devices: never tracked
+            if row is not None and row[5] != UNTRACKED:  # kept, and has a base
+                assert compare is not None
+                compare.tracked.add(path)
         self.queued += queued
         self.scanned += len(entries) - skipped
+        if compare is not None:
+            compare.done(rows)
+
+    def listed(self) -> None:
+        """After each folder: hand the new paths recorded so far to the comparison's
+        `flush` once there are `bound` of them (`Compare.batch`), and let the hashing
+        queue hold no more than that."""
+        compare = self.compare
+        if compare is not None and compare.flush is not None:
+            compare.listed(self.items, lambda: self.queued - sum(self.done), self.stop)
+
+    def vouched(self, path: str, mode: int, st: os.stat_result) -> None:
+        """A file the comparison vouches for: unchanged, so no item is kept (but when
+        every item is: `Compare.keep_all`)."""
+        compare = self.compare
+        assert compare is not None
+        compare.unchanged += 1
+        if not compare.keep_all:
+            return
+        mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
+        key = StatKey(st.st_size, mtime, st.st_ino, mtime if ctime == mtime else ctime)
+        if (hit := compare.hit(path, key)) is not None:
+            self.items[path] = LocalItem(path, "file", mode, key, hit[1], None, None, hit[2])
+            compare.vouched.add(path)
 
     def record_symlink(self, path: str, disk: str | None, fd: int, name: str, mode: int) -> bool:
         try:
@@ -348,6 +340,12 @@ class _Scan(Walk):
             path, "symlink", _MODES[mode & PERMISSIONS], None, None, target, disk
         )
         return True
+
+    def missed(self, path: str) -> None:
+        """`path` is on disk but was not recorded (it could not be read now): a change,
+        for a comparison (what reconcile leaves alone, as unknown)."""
+        if self.compare is not None:
+            self.compare.vanished.append(path)
 
     def entry_failed(self, path: str, e: OSError) -> None:
         if isinstance(e, FileNotFoundError):
@@ -394,9 +392,11 @@ class _Scan(Walk):
                 sha256 = hasher.sha256(path, disk, key)
         except Changed as e:
             self.problem(path, "changed_while_reading", f"{path} {e}; it is read again next pass")
+            self.missed(path)
             return False
         except OSError as e:
             self.entry_failed(path, e)
+            self.missed(path)
             return False
         self.items[path] = LocalItem(path, "file", mode, key, sha256, None, disk, chunks)
         return True

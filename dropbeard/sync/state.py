@@ -27,6 +27,12 @@ SCHEMA_VERSION = 2
 """2: bucket format 2 (trees). An index of schema 1 (format 1, one manifest per publish)
 is refused: its device's bucket objects are format 1, which this dropbeard does not read."""
 
+#: The folder of a path, with its trailing '/' ('' at the top): what the `files_parent`
+#: index orders by, so a scan reads the rows of one folder at a time
+#: (`dropbeard.sync.folderrows`). Indexes made with IF NOT EXISTS need no migration: an
+#: index of an earlier dropbeard gains it when next opened.
+PARENT = "rtrim(path, replace(path, '/', ''))"
+
 _META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -38,6 +44,7 @@ CREATE TABLE IF NOT EXISTS files (
     blob     TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS files_blob ON files (blob) WHERE blob IS NOT NULL;
+CREATE INDEX IF NOT EXISTS files_parent ON files (rtrim(path, replace(path, '/', '')));
 CREATE TABLE IF NOT EXISTS held_chunks (
     path TEXT NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (path, sha256)
 ) WITHOUT ROWID;
@@ -200,6 +207,28 @@ class State:
         for path in paths:
             rows = self._db.execute(query, (path, *_below(path)))
             found.update((r[0], _stat_row(r)) for r in rows)
+        return found
+
+    def tracks_anything(self) -> bool:
+        """True if any path has a base (a pass committed something)."""
+        return (
+            self._db.execute("SELECT 1 FROM files WHERE base IS NOT NULL LIMIT 1").fetchone()
+            is not None
+        )
+
+    def clean_files_holding(self, shas: Iterable[str]) -> list[tuple[str, StatRow]]:
+        """(path, stat-cache row) of the agreed files whose stat cache says they hold one
+        of the blobs `shas` as published (not stored in chunks)."""
+        wanted = list(shas)
+        found: list[tuple[str, StatRow]] = []
+        for i in range(0, len(wanted), _BATCH):
+            chunk = wanted[i : i + _BATCH]
+            rows = self._db.execute(
+                f"SELECT path, {_STAT_COLUMNS} FROM files WHERE blob IN "
+                f"({','.join('?' * len(chunk))}) AND sha256 = blob AND status = 'clean'",
+                chunk,
+            )
+            found.extend((r[0], _stat_row(r)) for r in rows)
         return found
 
     def statuses(self) -> dict[str, int]:

@@ -1,7 +1,8 @@
 """Walking a root for a scan: directories opened by fd below the root, never through a
 symlink; each listing vetted (`.dropbear` and ignored entries dropped, names NFC, invalid
 names and two spellings of one NFC name set aside as problems); `only=` paths found
-through their parents' listings (IO: opens and lists directories, on the scan's walk thread).
+through their parents' listings; the root opened (an unmounted one is offline) (IO: opens
+and lists directories, on the scan's walk thread).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import os
 import threading
 import unicodedata
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from dropbeard.core.conflictname import MARKER, parse_conflict_name
+from dropbeard.core.errors import OfflineError
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.paths import LOCAL_DIR
 from dropbeard.core.problems import Problem
@@ -121,6 +124,10 @@ class Walk:
             self.walk_targets(targets)
         while self.stack and not self.stop.is_set():
             self.walk_dir(*self.stack.pop())
+            self.listed()
+
+    def listed(self) -> None:
+        """Called after each directory of the walk is recorded (a subclass may act)."""
 
     def walk_dir(self, rel: str, disk: str | None) -> None:
         listing = self.list_dir(rel, disk)
@@ -268,3 +275,50 @@ class Walk:
         finally:
             os.close(listing.fd)
         return _Subdirs(found, listing.bad)
+
+
+def open_root(root: str) -> int:
+    try:
+        return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise OfflineError(f"root {root} is offline: the folder is missing (unmounted?)") from None
+    except NotADirectoryError:
+        raise OfflineError(f"scanning {root}: not a directory") from None
+    except OSError as e:
+        raise OfflineError(f"scanning {root}: cannot open the folder: {e.strerror}") from None
+
+
+def holds_nothing(root_fd: int) -> bool:
+    """True if the root lists nothing but `.dropbear/` (no file, folder, link or anything
+    else), or cannot be listed: what an unmounted or emptied root looks like."""
+    try:
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root_fd)
+    except OSError:
+        return True
+    try:
+        with os.scandir(fd) as listing:
+            return all(entry.name == LOCAL_DIR for entry in listing)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def only_targets(only: Collection[str]) -> set[str] | None:
+    """NFC relative paths, without any that lies under another; None means the whole root."""
+    out = set()
+    for raw in only:
+        if raw.startswith("/"):
+            raise ValueError(f"scan(only=...) takes paths relative to the root, got {raw!r}")
+        parts = [p for p in unicodedata.normalize("NFC", raw).split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise ValueError(f"scan(only=...) path escapes the root: {raw!r}")
+        if not parts:
+            return None
+        out.add("/".join(parts))
+    return {p for p in out if not any(a in out for a in ancestors(p))}
+
+
+def ancestors(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]

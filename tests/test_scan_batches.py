@@ -1,0 +1,148 @@
+"""A first sync commits new paths in batches while its scan walks (dropbeard.sync.batches):
+what a pass holds is bounded by the batch, not by the root; the tree after the last
+batch lists what one pass would; a crash between two batches leaves a consistent index
+whose tree lists what was committed, and the next pass completes it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import msgspec
+import pytest
+
+from dropbeard.cli.main import main
+from dropbeard.core.errors import Unavailable
+from dropbeard.core.keys import RootKeys
+from dropbeard.core.model import Entry
+from dropbeard.core.passrules import ScannedItem, local_entries
+from dropbeard.core.plan import Base, publishable
+from dropbeard.core.summary import Summary
+from dropbeard.store.base import Store
+from dropbeard.store.local import LocalStore
+from dropbeard.sync import batches, localscan
+from dropbeard.sync.engine import PassOptions, run_pass
+from dropbeard.sync.root import RootPaths, open_online, root_lock
+from dropbeard.sync.state import State
+from tests.faults import FaultStore
+from tests.treeio import published_listing
+
+KEYS = RootKeys("r1")
+FOLDERS, FILES = 12, 25  # 300 files, 12 folders (one nested), one flat
+
+
+def init(tmp_path: Path, name: str) -> Path:
+    folder = tmp_path / name / "root"
+    (tmp_path / name / "remote").mkdir(parents=True)
+    args = ["init", str(folder), "--remote", str(tmp_path / name / "remote"), "--root-id", "r1"]
+    assert main([*args, "--device-id", "a", "-q"]) == 0
+    for f in range(FOLDERS):
+        folder_path = folder / ("deep/" * (f % 3)) / f"d{f:02d}"
+        folder_path.mkdir(parents=True, exist_ok=True)
+        for i in range(FILES):
+            file = folder_path / f"f{i:02d}.txt"
+            file.write_text(f"{f}/{i}")
+            os.utime(file, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000 + i))
+    return folder
+
+
+def one_pass(root: Path, *, batch: int, store: Store | None = None, full: bool = False) -> Summary:
+    remote = store or LocalStore(root.parent / "remote")
+
+    async def go() -> Summary:
+        paths = RootPaths(root)
+        cfg, state = open_online(paths)
+        opts = PassOptions(batch_paths=batch, check_full=full)
+        at = datetime.now(UTC) + timedelta(minutes=1)  # no file just written is racily clean
+        opts.now = lambda: at
+        try:
+            with root_lock(paths):
+                return await run_pass(paths, cfg, state, remote, opts)
+        finally:
+            state.close()
+
+    return anyio.run(go)
+
+
+def listed(root: Path) -> dict[str, tuple[str, str | None, int | None, int, int | None]]:
+    """What the head lists: path -> (type, sha256, size, mode, mtime_ns)."""
+    found = anyio.run(published_listing, LocalStore(root.parent / "remote"), KEYS, "a")
+    return {p: (e.type, e.sha256, e.size, e.mode, e.mtime_ns) for p, e in found.items()}
+
+
+def agreed(root: Path) -> dict[str, tuple[str, str | None, int | None, int, int | None]]:
+    """What the agreed bases publish, in the same shape."""
+    state = State.open(RootPaths(root).state)
+    try:
+        bases = {p: msgspec.json.decode(b, type=Base) for p, b in state.bases().items()}
+    finally:
+        state.close()
+    return {
+        p: (e.type, e.sha256, e.size, e.mode, e.mtime_ns)
+        for p, b in bases.items()
+        if (e := publishable(b)) is not None
+    }
+
+
+class Sizes:
+    """The items each batch reconciles, and those the pass itself builds entries of."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.batches: list[int] = []
+        self.passes: list[int] = []
+
+        def counting(into: list[int]) -> object:
+            def count(items: Mapping[str, ScannedItem]) -> dict[str, Entry]:
+                into.append(len(items))
+                return local_entries(items)
+
+            return count
+
+        monkeypatch.setattr(batches, "local_entries", counting(self.batches))
+        monkeypatch.setattr(localscan, "local_entries", counting(self.passes))
+
+
+def test_a_first_sync_holds_a_batch_of_new_paths_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = init(tmp_path, "one")
+    sizes = Sizes(monkeypatch)
+    summary = one_pass(root, batch=40)
+    assert summary.uploaded == FOLDERS * FILES
+    assert len(sizes.batches) >= (FOLDERS * FILES) // (40 + FILES)
+    # a batch: about `batch` new paths (a folder's worth more at most) and their folders
+    assert max(sizes.batches) <= 40 + FILES + 2 * FOLDERS
+    # the pass itself: what the last batch left, and every folder
+    assert sizes.passes == [pytest.approx(sizes.passes[0], abs=40 + FILES + 2 * FOLDERS)]
+    assert sizes.passes[0] <= 40 + FILES + 2 * FOLDERS
+    assert len(listed(root)) == FOLDERS * FILES + FOLDERS + 2  # files, folders, deep, deep/deep
+
+
+def test_a_first_sync_in_batches_lists_what_one_pass_lists(tmp_path: Path) -> None:
+    batched, whole = init(tmp_path, "batched"), init(tmp_path, "whole")
+    assert one_pass(batched, batch=30).uploaded == FOLDERS * FILES
+    assert one_pass(whole, batch=10_000).uploaded == FOLDERS * FILES
+    assert listed(batched) == listed(whole) == agreed(batched) == agreed(whole)
+    # and the next pass over the batched root finds nothing to do
+    again = one_pass(batched, batch=30, full=True)
+    assert (again.uploaded, again.snapshot, again.hashed) == (0, None, 0)
+
+
+def test_a_crash_between_batches_leaves_a_consistent_index(tmp_path: Path) -> None:
+    root = init(tmp_path, "crash")
+    faults = FaultStore(LocalStore(root.parent / "remote"))
+    faults.fail("put", Unavailable, prefix=KEYS.head("a"), skip=2)  # the third batch's head
+    with pytest.raises(Unavailable):
+        one_pass(root, batch=40, store=faults)
+    committed = agreed(root)
+    assert 0 < len(committed) < FOLDERS * FILES
+    assert listed(root) == committed  # the head lists exactly what the index agreed
+    done = one_pass(root, batch=40)
+    assert done.uploaded <= FOLDERS * FILES - len([v for v in committed.values() if v[1]])
+    assert len(listed(root)) == FOLDERS * FILES + FOLDERS + 2
+    assert listed(root) == agreed(root)
+    again = one_pass(root, batch=40, full=True)
+    assert (again.uploaded, again.snapshot) == (0, None)

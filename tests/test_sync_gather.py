@@ -68,6 +68,9 @@ async def one_pass(root: Path, store: Store, **opts: Any) -> Any:
 async def test_a_whole_root_scan_runs_while_the_other_devices_are_read(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A scan that keeps every item (a full reconcile). One that compares each folder
+    with state.sqlite (`sync.folderrows`) keeps the items of what the other devices
+    changed, so it comes after they are read."""
     scanning = anyio.Event()
     real = engine.scan_root
 
@@ -77,7 +80,7 @@ async def test_a_whole_root_scan_runs_while_the_other_devices_are_read(
 
     monkeypatch.setattr(engine, "scan_root", scan_root)
     store = HeldListing(LocalStore(root.parent / "remote"), scanning)
-    done = await one_pass(root, store)
+    done = await one_pass(root, store, full_reconcile=True)
     assert done.snapshot is not None and done.uploaded == 1
 
 

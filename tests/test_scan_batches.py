@@ -113,11 +113,14 @@ def test_a_first_sync_holds_a_batch_of_new_paths_at_a_time(
     summary = one_pass(root, batch=40)
     assert summary.uploaded == FOLDERS * FILES
     assert len(sizes.batches) >= (FOLDERS * FILES) // (40 + FILES)
-    # a batch: about `batch` new paths (a folder's worth more at most) and their folders
-    assert max(sizes.batches) <= 40 + FILES + 2 * FOLDERS
+    # a batch: the new paths found when the walk last looked (fewer than `batch`, plus
+    # a folder's worth), those the hash threads finished since (their queue holds at
+    # most `batch`: under load they finish in bursts), and their folders
+    most = 2 * 40 + FILES + 2 * FOLDERS
+    assert max(sizes.batches) <= most
     # the pass itself: what the last batch left, and every folder
-    assert sizes.passes == [pytest.approx(sizes.passes[0], abs=40 + FILES + 2 * FOLDERS)]
-    assert sizes.passes[0] <= 40 + FILES + 2 * FOLDERS
+    assert sizes.passes == [pytest.approx(sizes.passes[0], abs=most)]
+    assert sizes.passes[0] <= most
     assert len(listed(root)) == FOLDERS * FILES + FOLDERS + 2  # files, folders, deep, deep/deep
 
 

@@ -96,8 +96,9 @@ class FolderRows:
 
 
 #: New paths a whole-root pass reconciles, uploads, publishes and commits at a time when
-#: its scan finds more (a first sync): what it holds of them is bounded by this (and by
-#: the largest folder), not by the size of the root.
+#: its scan finds more (a first sync): what it holds of them is bounded by this (at most
+#: about twice it, with what the hash threads finish between two looks, and the largest
+#: folder), not by the size of the root.
 BATCH_PATHS = 20_000
 
 #: A file's stat-cache stamps, sha256 and chunk list

@@ -24,10 +24,11 @@ from dropbeard.core.summary import Summary
 from dropbeard.store.base import Store
 from dropbeard.store.local import LocalStore
 from dropbeard.sync import batches, localscan
-from dropbeard.sync.engine import PassOptions, run_pass
-from dropbeard.sync.root import RootPaths, open_online, root_lock
+from dropbeard.sync.engine import PassOptions
+from dropbeard.sync.root import RootPaths
 from dropbeard.sync.state import State
 from tests.faults import FaultStore
+from tests.onepass import run_one_pass
 from tests.treeio import published_listing
 
 KEYS = RootKeys("r1")
@@ -50,21 +51,10 @@ def init(tmp_path: Path, name: str) -> Path:
 
 
 def one_pass(root: Path, *, batch: int, store: Store | None = None, full: bool = False) -> Summary:
-    remote = store or LocalStore(root.parent / "remote")
-
-    async def go() -> Summary:
-        paths = RootPaths(root)
-        cfg, state = open_online(paths)
-        opts = PassOptions(batch_paths=batch, check_full=full)
-        at = datetime.now(UTC) + timedelta(minutes=1)  # no file just written is racily clean
-        opts.now = lambda: at
-        try:
-            with root_lock(paths):
-                return await run_pass(paths, cfg, state, remote, opts)
-        finally:
-            state.close()
-
-    return anyio.run(go)
+    opts = PassOptions(batch_paths=batch, check_full=full)
+    at = datetime.now(UTC) + timedelta(minutes=1)  # no file just written is racily clean
+    opts.now = lambda: at
+    return run_one_pass(root, store or LocalStore(root.parent / "remote"), opts)
 
 
 def listed(root: Path) -> dict[str, tuple[str, str | None, int | None, int, int | None]]:

@@ -25,10 +25,11 @@ from dropbeard.store.base import Store
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.sync import localscan
-from dropbeard.sync.engine import PassOptions, run_pass
+from dropbeard.sync.engine import PassOptions
 from dropbeard.sync.folderrows import Compare
-from dropbeard.sync.root import RootPaths, open_online, root_lock
+from dropbeard.sync.root import RootPaths
 from dropbeard.sync.state import State
+from tests.onepass import run_one_pass
 from tests.treeio import published_listing
 
 T = TypeVar("T")
@@ -63,20 +64,9 @@ def one_pass(
     written is racily clean (`core.passrules.RACY_WINDOW_NS`), so the stat cache vouches
     for them."""
     at = datetime.now(UTC) + timedelta(minutes=minutes + 1)
-    remote = store or LocalStore(root.parent / "remote")
-
-    async def go() -> Summary:
-        paths = RootPaths(root)
-        cfg, state = open_online(paths)
-        opts = PassOptions(check_full=check_full)
-        opts.now = lambda: at
-        try:
-            with root_lock(paths):
-                return await run_pass(paths, cfg, state, remote, opts)
-        finally:
-            state.close()
-
-    return anyio.run(go)
+    opts = PassOptions(check_full=check_full)
+    opts.now = lambda: at
+    return run_one_pass(root, store or LocalStore(root.parent / "remote"), opts)
 
 
 def fill(root: Path, folders: int, files: int) -> None:

@@ -26,6 +26,7 @@ from dropbeard.store.local import LocalStore
 from dropbeard.sync.engine import PassOptions, run_pass
 from dropbeard.sync.root import RootPaths, open_online, root_lock
 from dropbeard.sync.state import State
+from tests.onepass import run_one_pass
 from tests.treeio import published_listing
 
 KEYS = RootKeys("r1")
@@ -64,20 +65,10 @@ def one_pass(
     whole root; at time `at`, else now), checked against a full reconcile; its summary
     and what it asked."""
     store = Recording(LocalStore(root.parent / "remote"))
-
-    async def go() -> Summary:
-        paths = RootPaths(root)
-        cfg, state = open_online(paths)
-        opts = PassOptions(only=None if only is None else frozenset(only), check_full=True)
-        if at is not None:
-            opts.now = lambda: at
-        try:
-            with root_lock(paths):
-                return await run_pass(paths, cfg, state, store, opts)
-        finally:
-            state.close()
-
-    return anyio.run(go), store
+    opts = PassOptions(only=None if only is None else frozenset(only), check_full=True)
+    if at is not None:
+        opts.now = lambda: at
+    return run_one_pass(root, store, opts), store
 
 
 def write(root: Path, rel: str, text: str) -> None:

@@ -23,12 +23,11 @@ import anyio
 from dropbeard.core.passrules import PlanInputs, held_listing, local_entries, without_ignored
 from dropbeard.core.problems import Problem
 from dropbeard.core.safety import counts_tracked, guard_deletes
-from dropbeard.sync.apply import apply_plan
 from dropbeard.sync.bases import Bases
 from dropbeard.sync.commit import PassOutcome, commit_pass
 from dropbeard.sync.folderrows import Cached
 from dropbeard.sync.inputs import Ignore, Loaded, RemoteSide, reload_last_pass
-from dropbeard.sync.localscan import LocalScan, holds_something
+from dropbeard.sync.localscan import LocalScan, apply_to_folder, holds_something
 from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.passscope import Changes, Scope, find_changes
 from dropbeard.sync.publication import upload_plan_blobs
@@ -107,15 +106,7 @@ class Batches:
             tracked = await anyio.to_thread.run_sync(self.bases.tracked_files)
         guard = guard_deletes(plan, tracked, root_empty=False, allow=run.opts.allow_mass_delete)
         plan = guard.applied_to(plan)
-        applied = await apply_plan(
-            run.paths,
-            run.store,
-            run.keys,
-            plan,
-            local.result,
-            budget=run.budget,
-            local_chunks=run.state.chunked_files,
-        )
+        applied = await apply_to_folder(run, plan, local)
         uploaded = await upload_plan_blobs(run, inputs, guard, plan, local.result, remote.remotes)
         held = held_listing(uploaded.plan, applied.failed, changes.base)
         publication = await publish_if_changed(

@@ -26,7 +26,6 @@ from dropbeard.core.problems import Problem
 from dropbeard.core.safety import DeleteGuard, counts_tracked, guard_deletes
 from dropbeard.core.summary import Summary
 from dropbeard.store.base import Store
-from dropbeard.sync.apply import Applied, apply_plan
 from dropbeard.sync.bases import Bases
 from dropbeard.sync.batches import Batches, Done
 from dropbeard.sync.commit import PassOutcome, commit_pass
@@ -40,7 +39,13 @@ from dropbeard.sync.inputs import (
     read_ignore,
     read_other_devices,
 )
-from dropbeard.sync.localscan import LocalScan, add_sources, holds_something, scan_root
+from dropbeard.sync.localscan import (
+    LocalScan,
+    add_sources,
+    apply_to_folder,
+    holds_something,
+    scan_root,
+)
 from dropbeard.sync.passrun import PassOptions, PassRun
 from dropbeard.sync.passscope import Changes, Scope, choose_scope, find_changes
 from dropbeard.sync.publication import upload_plan_blobs
@@ -90,7 +95,7 @@ async def _one_pass(
     if plan.downloads or plan.conflict_copies:
         await anyio.to_thread.run_sync(add_sources, run.state, plan, local)
     _meter_downloads(run, plan, local)
-    applied = await _apply(run, plan, local)
+    applied = await apply_to_folder(run, plan, local)
     uploaded = await upload_plan_blobs(run, inputs, guard, plan, local.result, remote.remotes)
     plan = uploaded.plan  # re-planned without the files that changed while uploaded
     settled = remote.settled(plan, applied.failed)
@@ -285,19 +290,6 @@ def _meter_downloads(run: PassRun, plan: Plan, local: LocalScan) -> None:
     wanted = fetches(plan, on_disk)
     meter.name_blobs(wanted)
     meter.begin("downloading", len(wanted), sum(size for _, _, size in wanted))
-
-
-async def _apply(run: PassRun, plan: Plan, local: LocalScan) -> Applied:
-    """Apply the plan's local deletes, downloads and conflict copies to the folder."""
-    return await apply_plan(
-        run.paths,
-        run.store,
-        run.keys,
-        plan,
-        local.result,
-        budget=run.budget,
-        local_chunks=run.state.chunked_files,
-    )
 
 
 def _planned(

@@ -19,6 +19,7 @@ from dropbeard.core.model import Entry
 from dropbeard.core.passrules import StatRow, local_entries, racy_after_ns
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem
+from dropbeard.sync.apply import Applied, apply_plan
 from dropbeard.sync.folderrows import Compare, Flush, FolderRows
 from dropbeard.sync.hashing import HashCounts, StatKey
 from dropbeard.sync.meter import PassMeter
@@ -141,6 +142,20 @@ def add_sources(state: State, plan: Plan, local: LocalScan) -> None:
         if path not in items:
             key = StatKey(row[0], row[1], row[2], row[3])
             items[path] = LocalItem(path, "file", 0, key, row[4], None)
+
+
+async def apply_to_folder(run: PassRun, plan: Plan, local: LocalScan) -> Applied:
+    """Apply a plan's local deletes, downloads and conflict copies to the folder (a pass,
+    or one batch of a first sync)."""
+    return await apply_plan(
+        run.paths,
+        run.store,
+        run.keys,
+        plan,
+        local.result,
+        budget=run.budget,
+        local_chunks=run.state.chunked_files,
+    )
 
 
 def holds_something(folder: Path) -> bool:

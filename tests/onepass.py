@@ -6,11 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import msgspec
 
+from dropbeard.core.model import Entry
+from dropbeard.core.plan import Base, publishable
 from dropbeard.core.summary import Summary
 from dropbeard.store.base import Store
 from dropbeard.sync.engine import PassOptions, run_pass
 from dropbeard.sync.root import RootPaths, open_online, root_lock
+from dropbeard.sync.state import State
 
 
 def run_one_pass(root: Path, store: Store, opts: PassOptions) -> Summary:
@@ -26,3 +30,13 @@ def run_one_pass(root: Path, store: Store, opts: PassOptions) -> Summary:
             state.close()
 
     return anyio.run(go)
+
+
+def agreed_entries(root: Path) -> dict[str, Entry]:
+    """What the agreed bases in `root`'s state.sqlite publish: path -> entry."""
+    state = State.open(RootPaths(root).state)
+    try:
+        bases = {p: msgspec.json.decode(b, type=Base) for p, b in state.bases().items()}
+    finally:
+        state.close()
+    return {p: e for p, b in bases.items() if (e := publishable(b)) is not None}

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
-import msgspec
 import pytest
 
 from dropbeard.cli.main import main
@@ -19,16 +18,13 @@ from dropbeard.core.errors import Unavailable
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import Entry
 from dropbeard.core.passrules import ScannedItem, local_entries
-from dropbeard.core.plan import Base, publishable
 from dropbeard.core.summary import Summary
 from dropbeard.store.base import Store
 from dropbeard.store.local import LocalStore
 from dropbeard.sync import batches, localscan
 from dropbeard.sync.engine import PassOptions
-from dropbeard.sync.root import RootPaths
-from dropbeard.sync.state import State
 from tests.faults import FaultStore
-from tests.onepass import run_one_pass
+from tests.onepass import agreed_entries, run_one_pass
 from tests.treeio import published_listing
 
 KEYS = RootKeys("r1")
@@ -65,15 +61,8 @@ def listed(root: Path) -> dict[str, tuple[str, str | None, int | None, int, int 
 
 def agreed(root: Path) -> dict[str, tuple[str, str | None, int | None, int, int | None]]:
     """What the agreed bases publish, in the same shape."""
-    state = State.open(RootPaths(root).state)
-    try:
-        bases = {p: msgspec.json.decode(b, type=Base) for p, b in state.bases().items()}
-    finally:
-        state.close()
     return {
-        p: (e.type, e.sha256, e.size, e.mode, e.mtime_ns)
-        for p, b in bases.items()
-        if (e := publishable(b)) is not None
+        p: (e.type, e.sha256, e.size, e.mode, e.mtime_ns) for p, e in agreed_entries(root).items()
     }
 
 

@@ -19,14 +19,14 @@ from dropbeard.cli.main import main
 from dropbeard.core.chunking import Chunk, MiB
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import Delete, decode_head, decode_snapshot
-from dropbeard.core.plan import Base, publishable
+from dropbeard.core.plan import Base
 from dropbeard.core.summary import Summary
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.sync.engine import PassOptions, run_pass
 from dropbeard.sync.root import RootPaths, open_online, root_lock
 from dropbeard.sync.state import State
-from tests.onepass import run_one_pass
+from tests.onepass import agreed_entries, run_one_pass
 from tests.treeio import published_listing
 
 KEYS = RootKeys("r1")
@@ -84,16 +84,7 @@ def listed(root: Path) -> dict[str, tuple[str, str | None, dict[str, int]]]:
 
 def agreed(root: Path) -> dict[str, tuple[str, str | None, dict[str, int]]]:
     """What the agreed bases in state.sqlite publish, in the same shape."""
-    state = State.open(RootPaths(root).state)
-    try:
-        bases = {p: msgspec.json.decode(b, type=Base) for p, b in state.bases().items()}
-    finally:
-        state.close()
-    return {
-        p: (e.type, e.sha256, e.version)
-        for p, b in bases.items()
-        if (e := publishable(b)) is not None
-    }
+    return {p: (e.type, e.sha256, e.version) for p, e in agreed_entries(root).items()}
 
 
 def snapshot_counts(root: Path) -> tuple[int, int]:

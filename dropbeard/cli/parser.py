@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dropbeard import __version__
+from dropbeard.cli.argtypes import bandwidth, concurrency, duration
 from dropbeard.cli.bucketargs import (
     devices_arguments,
     gc_arguments,
@@ -19,7 +20,6 @@ from dropbeard.cli.bucketargs import (
     verify_arguments,
     versions_arguments,
 )
-from dropbeard.core.bandwidth import parse_bandwidth
 from dropbeard.core.config import ADDRESSING_STYLES, MODES
 from dropbeard.core.daemonconfig import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from dropbeard.core.errors import UsageError
@@ -323,7 +323,7 @@ def _daemon_arguments(p: argparse.ArgumentParser) -> None:
     _socket_option(p)
     p.add_argument(
         "--interval",
-        type=_duration,
+        type=duration,
         metavar="D",
         help="full rescan every D, e.g. 5m (overrides the config)",
     )
@@ -335,7 +335,7 @@ def _transfer_options(p: argparse.ArgumentParser, *, concurrency_default: int | 
     shown = "the config's" if concurrency_default is None else str(concurrency_default)
     p.add_argument(
         "--concurrency",
-        type=_concurrency,
+        type=concurrency,
         default=concurrency_default,
         metavar="N",
         help=f"requests in flight at once, 1-{MAX_CONCURRENCY} (default {shown}); "
@@ -343,30 +343,12 @@ def _transfer_options(p: argparse.ArgumentParser, *, concurrency_default: int | 
     )
     p.add_argument(
         "--bwlimit",
-        type=_bandwidth,
+        type=bandwidth,
         default=None,
         metavar="RATE",
         help="limit all transfers of this process together to RATE bytes/s, e.g. 512K or "
         "10M (a bare number is KiB/s, as in rclone); 'off' for no limit",
     )
-
-
-def _concurrency(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= value <= MAX_CONCURRENCY:
-        raise argparse.ArgumentTypeError(f"must be 1-{MAX_CONCURRENCY}, got {value}")
-    return value
-
-
-def _bandwidth(text: str) -> int:
-    """Bytes per second; 0 for `off` (so that it can override a config's limit)."""
-    try:
-        return parse_bandwidth(text) or 0
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _completion_arguments(p: argparse.ArgumentParser) -> None:
@@ -381,18 +363,6 @@ def _socket_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--socket", metavar="PATH", help="the daemon's control socket (default: from the config)"
     )
-
-
-def _duration(text: str) -> float:
-    from dropbeard.core.duration import parse_duration
-
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError("must be more than 0s")
-    return seconds
 
 
 _ARGUMENTS = {

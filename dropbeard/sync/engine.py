@@ -52,7 +52,7 @@ from dropbeard.sync.publication import upload_plan_blobs
 from dropbeard.sync.recovery import head_may_be_ahead, quiet, recover_own_head
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.state import State
-from dropbeard.sync.treepublish import publish_if_changed
+from dropbeard.sync.treepublish import publish_if_changed, while_drafting
 from dropbeard.sync.workers import unwrapped
 
 __all__ = ["PassOptions", "run_pass"]
@@ -96,12 +96,21 @@ async def _one_pass(
         await anyio.to_thread.run_sync(add_sources, run.state, plan, local)
     _meter_downloads(run, plan, local)
     applied = await apply_to_folder(run, plan, local)
-    uploaded = await upload_plan_blobs(run, inputs, guard, plan, local.result, remote.remotes)
+    base, untracked = pass_in.changes.base, pass_in.changes.untracked
+    uploaded, draft = await while_drafting(  # the tree's nodes go up with the blobs
+        run,
+        loaded,
+        held_listing(plan, applied.failed, base),
+        pass_in.bases,
+        base,
+        untracked,
+        lambda: upload_plan_blobs(run, inputs, guard, plan, local.result, remote.remotes),
+    )
     plan = uploaded.plan  # re-planned without the files that changed while uploaded
     settled = remote.settled(plan, applied.failed)
-    held = held_listing(plan, applied.failed, pass_in.changes.base)
+    held = held_listing(plan, applied.failed, base)
     publication = await publish_if_changed(
-        run, loaded, held, settled, pass_in.bases, pass_in.changes.base, pass_in.changes.untracked
+        run, loaded, held, settled, pass_in.bases, base, untracked, draft
     )
     outcome = PassOutcome(
         local,

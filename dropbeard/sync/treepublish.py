@@ -7,13 +7,21 @@ writes such a head only) (IO: tree nodes, store, state.sqlite through `Bases`).
 A first publish builds the tree folder by folder (`treewrite.build`). So does a publish
 whose last tree cannot be read any more (its nodes gone from the bucket and the cache, or
 damaged): it is built again from what the agreed bases publish, which is the same listing.
+
+`while_drafting` writes the nodes of the tree a plan would publish while its blobs are
+uploaded (nodes are content-addressed and no head names them yet, so writing them early
+is safe): the publish that follows finds its tree written, and writes only the tombstones,
+the snapshot and the head. If the upload re-planned, the tree is updated again from the
+new plan (the nodes the draft wrote and the new tree shares are not written twice; the
+others are left for gc, as an interrupted publish leaves them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 import anyio
 
@@ -32,8 +40,10 @@ from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.publish import Listing, Published, Reservation, publish
 from dropbeard.sync.remote import RemoteRead
 from dropbeard.sync.treeread import walk
+from dropbeard.sync.trees import first_error
 from dropbeard.sync.treewrite import build, update
 
+T = TypeVar("T")
 #: This device's own tree failed to read: rebuilt from the local index instead.
 _OWN_TREE_FAILED = (FormatError, IntegrityError, NotFound, ValueError)
 
@@ -60,6 +70,78 @@ class Publication:
     head: HeadWritten | None = None
 
 
+@dataclass(frozen=True)
+class TreeDraft:
+    """A tree written ahead of its publish: `last` with `changes` applied is `root`."""
+
+    last: str
+    changes: dict[str, TreeEntry | None]
+    root: str
+
+
+async def while_drafting(
+    run: PassRun,
+    loaded: Loaded,
+    plan: Plan,
+    bases: Bases,
+    base: Mapping[str, Base],
+    untracked: list[str],
+    upload: Callable[[], Awaitable[T]],
+) -> tuple[T, TreeDraft | None]:
+    """Await `upload()` while the nodes of the tree `plan` would publish (the last tree
+    updated: see `publish_if_changed`) are written; its result, and that tree (None when
+    nothing was drafted: a first publish, a plan listing every path, or a last tree that
+    cannot be read, which `publish_if_changed` then reports)."""
+    drafts: list[TreeDraft | None] = []
+
+    async def draft() -> None:
+        drafts.append(await _draft(run, loaded, plan, bases, base, untracked))
+
+    with first_error():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(draft)
+            result = await upload()
+    return result, drafts[0]
+
+
+async def _draft(
+    run: PassRun,
+    loaded: Loaded,
+    plan: Plan,
+    bases: Bases,
+    base: Mapping[str, Base],
+    untracked: list[str],
+) -> TreeDraft | None:
+    last = loaded.last_tree
+    if not plan.publishes or last is None or loaded.mend_head:
+        return None
+    if plan.complete:
+        return None  # every path listed: the changes cost as much as the publish's own
+
+    def changes() -> dict[str, TreeEntry | None]:
+        return _changes(plan, bases, base, untracked, None).tree_entries()
+
+    found = await anyio.to_thread.run_sync(changes)
+    if not found:
+        return None
+    try:
+        root = await update(run.trees, last, found)
+    except _OWN_TREE_FAILED:
+        return None  # the publish reads it again, and says why it cannot
+    return TreeDraft(last, found, root)
+
+
+def _changes(
+    plan: Plan,
+    bases: Bases,
+    base: Mapping[str, Base],
+    untracked: list[str],
+    previous: Mapping[str, Entry] | None,
+) -> TreeChanges:
+    gone = bases.of(untracked) if untracked else None
+    return tree_changes(plan, base, gone, previous)
+
+
 async def publish_if_changed(
     run: PassRun,
     loaded: Loaded,
@@ -68,12 +150,14 @@ async def publish_if_changed(
     bases: Bases,
     base: Mapping[str, Base],
     untracked: list[str],
+    draft: TreeDraft | None = None,
 ) -> Publication:
     """Publish the tree of what this device really holds (`plan`'s listing, with every
     path that failed as its base says: `core.passrules.held_listing`) and the plan's
     tombstones, with seen-marks for the settled devices, if the tree or the tombstones
     changed. `base` holds the bases of the plan's paths before the pass (every base for a
-    full reconcile); `untracked` the paths no longer tracked, which leave the tree."""
+    full reconcile); `untracked` the paths no longer tracked, which leave the tree;
+    `draft` the tree `while_drafting` wrote, used if it is the one to publish."""
     heads = {} if settled is None else settled.devices
     seen = seen_marks(loaded.peers, heads)
     if not plan.publishes:
@@ -86,16 +170,12 @@ async def publish_if_changed(
         previous = await _last_listing(run, last, problems)
         last = None if previous is None else last
 
-    def changes() -> TreeChanges:
-        gone = bases.of(untracked) if untracked else None
-        return tree_changes(plan, base, gone, previous)
-
-    found = await anyio.to_thread.run_sync(changes)
+    found = await anyio.to_thread.run_sync(_changes, plan, bases, base, untracked, previous)
     problems += [_unlisted(path) for path in found.orphans]
     first = last is None or loaded.mend_head
     if not (found.changes or plan.tombstones or first):
         return await _head_alone(run, loaded, seen, problems)
-    listing = await _new_listing(run, last, loaded, found, bases, problems)
+    listing = await _new_listing(run, last, loaded, found, bases, problems, draft)
     if listing.tree == loaded.last_tree and not (plan.tombstones or loaded.mend_head):
         return await _head_alone(run, loaded, seen, problems)
 
@@ -159,13 +239,18 @@ async def _new_listing(
     found: TreeChanges,
     bases: Bases,
     problems: list[Problem],
+    draft: TreeDraft | None,
 ) -> Listing:
-    """The new tree, in the bucket, and what it holds: the last one (`last`) updated, or
-    (first publish, or the last one unreadable) one built from the whole listing."""
+    """The new tree, in the bucket, and what it holds: the last one (`last`) updated (the
+    `draft`, if it made the same changes to it), or (first publish, or the last one
+    unreadable) one built from the whole listing."""
     if last is not None:
         try:
             changes = await anyio.to_thread.run_sync(found.tree_entries)
-            tree = await update(run.trees, last, changes)
+            if draft is not None and draft.last == last and draft.changes == changes:
+                tree = draft.root
+            else:
+                tree = await update(run.trees, last, changes)
         except _OWN_TREE_FAILED as exc:
             problems.append(_own_tree_unreadable(run.keys.tree(last), exc))
         else:

@@ -7,11 +7,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import anyio
 import pytest
 
 from dropbeard.core.errors import FormatError, IntegrityError, NotFound
 from dropbeard.core.tree import entries_node, node_key
 from dropbeard.store.counting import CountingStore
+from dropbeard.store.forwarding import ForwardingStore
+from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.treecache import NodeCache
 from dropbeard.sync.trees import TreeStore
 from tests.treegen import file_entry
@@ -184,6 +187,40 @@ async def test_nodes_are_written_create_only_once_each(
     later = TreeStore(bucket, KEYS, NodeCache(tmp_path / "trees"))
     await later.write(nodes)
     assert bucket.writes == 0 and later.stats.skipped == 3
+
+
+class InFlight(ForwardingStore):
+    """Counts the create-only PUTs in flight, each held a moment."""
+
+    def __init__(self, inner: CountingStore) -> None:
+        super().__init__(inner)
+        self.now = self.most = 0
+
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await anyio.sleep(0.02)
+            return await super().put_if_absent(key, data, sha256=sha256)
+        finally:
+            self.now -= 1
+
+
+async def test_node_writes_take_a_budgets_small_request_slots_as_blobs_do(
+    bucket: CountingStore,
+) -> None:
+    nodes = [node_bytes(f"n{i}-") for i in range(40)]
+    store = InFlight(bucket)
+    budget = TransferBudget(2)  # 2 requests of any size, or 8 small ones
+    trees = TreeStore(store, KEYS, concurrency=2, budget=budget)
+    await trees.write(nodes)
+    assert store.most == budget.small_requests == 8
+    assert trees.stats.written == 40
+
+    async with budget.request(nbytes=100), budget.request(nbytes=100):  # 2 taken by blobs
+        store.most = 0
+        await TreeStore(store, KEYS, budget=budget).write([node_bytes(f"m{i}-") for i in range(40)])
+    assert store.most == 6
 
 
 async def test_a_node_already_in_the_bucket_is_written_again_not_an_error(

@@ -75,5 +75,5 @@ class PassRun:
         budget = TransferBudget(max(1, opts.concurrency))
         keys = RootKeys(cfg.root_id)
         cache = opts.node_cache or NodeCache(paths.trees)
-        trees = TreeStore(store, keys, cache, concurrency=max(opts.concurrency, 8))
+        trees = TreeStore(store, keys, cache, concurrency=max(opts.concurrency, 8), budget=budget)
         return cls(paths, cfg, keys, state, store, opts, opts.now(), budget, trees)

@@ -22,6 +22,7 @@ from dropbeard.core.errors import NotFound, PreconditionFailed
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.tree import Node, decode_node
 from dropbeard.store.base import Store
+from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.treecache import NodeCache
 from dropbeard.sync.workers import for_each
 
@@ -82,7 +83,8 @@ class _Loading:
 
 class TreeStore:
     """The tree nodes of one root in `store`, through `cache` (None: no disk cache).
-    At most `concurrency` requests at a time. Safe for concurrent use by many tasks."""
+    At most `concurrency` reads at a time; writes as many as `budget` lets in flight
+    (without one, `concurrency` too). Safe for concurrent use by many tasks."""
 
     def __init__(
         self,
@@ -91,6 +93,7 @@ class TreeStore:
         cache: NodeCache | None = None,
         *,
         concurrency: int = 16,
+        budget: TransferBudget | None = None,
         memory_budget: int = MEMORY_BUDGET,
         present_for: float = PRESENT_FOR,
         clock: Callable[[], float] = time.time,
@@ -101,6 +104,7 @@ class TreeStore:
         self.concurrency = concurrency
         self.stats = TreeStats()
         self._limiter = anyio.CapacityLimiter(concurrency)
+        self._budget = budget
         self._memory: OrderedDict[str, tuple[Node, int]] = OrderedDict()
         self._memory_bytes = 0
         self._memory_budget = memory_budget
@@ -213,13 +217,20 @@ class TreeStore:
         if len(todo) == 1:
             await self._put(next(iter(todo.items())))
         elif todo:
+            limit = self.concurrency if self._budget is None else self._budget.small_requests
             with first_error():
-                await for_each(todo.items(), self._put, min(len(todo), self.concurrency))
+                await for_each(todo.items(), self._put, min(len(todo), limit))
+
+    def _slot(self, size: int) -> contextlib.AbstractAsyncContextManager[object]:
+        """A request slot for writing a node of `size` bytes."""
+        if self._budget is None:
+            return self._limiter
+        return self._budget.request(nbytes=size)
 
     async def _put(self, item: tuple[str, bytes]) -> None:
         digest, data = item
         key = self.keys.tree(digest)
-        async with self._limiter:
+        async with self._slot(len(data)):
             try:
                 await self.store.put_if_absent(key, data, sha256=digest)
             except PreconditionFailed:

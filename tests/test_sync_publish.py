@@ -1,5 +1,5 @@
-"""Publishing (dropbeard.sync.publish), directly against a LocalStore remote: tombstone batch,
-then snapshot, then head, under the SPEC keys, each object decodable by core.model, the
+"""Publishing (dropbeard.sync.publish), directly against a LocalStore remote: tombstone batch
+and snapshot (at once), then head, under the SPEC keys, each object decodable by core.model, the
 head naming the snapshot and tree it commits."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 
 from dropbeard.core.errors import Unavailable
@@ -100,18 +101,17 @@ async def all_keys(store: Recording) -> list[str]:
     return [o.key async for page in store.inner.list("") for o in page.objects]
 
 
-async def test_tombstones_then_snapshot_then_head_under_the_spec_keys(store: Recording) -> None:
+async def test_tombstones_and_snapshot_then_head_under_the_spec_keys(store: Recording) -> None:
     published = await run(store, tombstones=GONE, seq=2)
 
-    assert store.written == [
-        "roots/r1/devices/laptop/tombstones/00000000000000000003.json",
+    assert sorted(store.written[:2]) == [
         "roots/r1/devices/laptop/snapshots/20260522T180500Z.json",
-        "roots/r1/devices/laptop/head.json",
+        "roots/r1/devices/laptop/tombstones/00000000000000000003.json",
     ]
-    assert store.written == [
-        KEYS.tombstone(DEV, 3),
+    assert store.written[2:] == ["roots/r1/devices/laptop/head.json"]
+    assert sorted(store.written[:2]) == [
         KEYS.snapshot(DEV, published.snapshot),
-        KEYS.head(DEV),
+        KEYS.tombstone(DEV, 3),
     ]
     assert sorted(await all_keys(store)) == sorted(store.written)
     assert published.tombstone_seq == 3
@@ -188,7 +188,7 @@ async def test_snapshot_ids_keep_increasing_when_the_clock_goes_back(store: Reco
 async def test_a_publish_failing_before_the_head_leaves_the_old_head(store: Recording) -> None:
     first = await run(store)
     old_head = await store.inner.get(KEYS.head(DEV))
-    store.fail = lambda key: "/snapshots/" in key
+    store.fail = lambda key: key == KEYS.head(DEV)
     other = Listing(sha(b"another root"), 1, 3)
 
     with pytest.raises(Unavailable):
@@ -203,8 +203,8 @@ async def test_a_publish_failing_before_the_head_leaves_the_old_head(store: Reco
     assert await store.inner.get(KEYS.head(DEV)) == old_head
     assert KEYS.head(DEV) not in store.written
 
-    # Run again with the same ids: the orphan batch is never rewritten (create-only), its
-    # seq is skipped, and the head commits the new batch.
+    # Run again with the same ids: the orphan batch and snapshot are never rewritten
+    # (create-only), their ids are skipped, and the head commits the new batch.
     orphan = await store.inner.get(KEYS.tombstone(DEV, 1))
     store.fail = lambda _key: False
     again = await run(
@@ -217,6 +217,51 @@ async def test_a_publish_failing_before_the_head_leaves_the_old_head(store: Reco
     head = decode_head(await store.inner.get(KEYS.head(DEV)), "head")
     assert (head.snapshot, head.tree, head.tombstone_seq) == (again.snapshot, other.tree, 2)
     assert await store.inner.get(KEYS.tombstone(DEV, 1)) == orphan
+
+
+class Overlapping(Recording):
+    """Holds each write of a batch or a snapshot a moment, counting how many are in
+    flight at once."""
+
+    def __init__(self, inner: LocalStore) -> None:
+        super().__init__(inner)
+        self.now = self.most = 0
+
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await anyio.sleep(0.05)
+            return await super().put_if_absent(key, data, sha256=sha256)
+        finally:
+            self.now -= 1
+
+
+async def test_the_batch_and_the_snapshot_are_written_at_once_and_both_before_the_head(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "remote").mkdir()
+    store = Overlapping(LocalStore(tmp_path / "remote"))
+    published = await run(store, tombstones=GONE, seq=2)
+
+    assert store.most == 2
+    assert sorted(store.written[:2]) == [
+        KEYS.snapshot(DEV, published.snapshot),
+        KEYS.tombstone(DEV, 3),
+    ]
+    assert store.written[2:] == [KEYS.head(DEV)]
+
+
+async def test_a_batch_that_cannot_be_written_moves_no_head(store: Recording) -> None:
+    first = await run(store)
+    old_head = await store.inner.get(KEYS.head(DEV))
+    store.fail = lambda key: "/tombstones/" in key
+
+    with pytest.raises(Unavailable):
+        await run(store, tombstones=GONE, previous=first.snapshot, now=NOW + timedelta(minutes=1))
+
+    assert await store.inner.get(KEYS.head(DEV)) == old_head
+    assert KEYS.head(DEV) not in store.written
 
 
 async def test_taken_ids_are_never_rewritten_but_skipped(store: Recording) -> None:
@@ -243,16 +288,19 @@ async def test_every_id_is_reserved_before_the_write_that_uses_it(store: Recordi
     await run(store, tombstones=GONE, seq=2, seq_floor=7, counter=12)
 
     # The first reservation comes before any write; the taken seq 8 made a second one
-    # (seq 9) before seq 9 was written. Without deletes, the head's seq is kept.
-    assert store.reserved == [
-        (Reservation(12, 8, "20260522T180500Z"), 0),
-        (Reservation(12, 9, "20260522T180500Z"), 0),
+    # (seq 9) before seq 9 was written (the snapshot, written meanwhile, may come before
+    # it). Without deletes, the head's seq is kept.
+    assert [r for r, _ in store.reserved] == [
+        Reservation(12, 8, "20260522T180500Z"),
+        Reservation(12, 9, "20260522T180500Z"),
     ]
-    assert store.written == [
-        KEYS.tombstone(DEV, 9),
+    assert store.reserved[0][1] == 0
+    assert KEYS.tombstone(DEV, 9) not in store.written[: store.reserved[1][1]]
+    assert sorted(store.written[:2]) == [
         KEYS.snapshot(DEV, "20260522T180500Z"),
-        KEYS.head(DEV),
+        KEYS.tombstone(DEV, 9),
     ]
+    assert store.written[2:] == [KEYS.head(DEV)]
     quiet = await run(store, seq=9, seq_floor=11, previous="20260522T180500Z")
     assert quiet.tombstone_seq == 9  # nothing deleted: the head's seq, not a reserved one
     assert store.reserved[-1] == (Reservation(0, 9, "20260522T180501Z"), 0)

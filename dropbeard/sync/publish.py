@@ -1,6 +1,7 @@
-"""Publishing this device's state: tombstone batch, then snapshot, then head — the head
-last, as the commit point (IO: store). The tree the snapshot names is in the bucket before
-(`dropbeard.sync.treewrite` uploads every node before it returns the root's key).
+"""Publishing this device's state: tombstone batch and snapshot (at once: neither names
+the other), then head — the head last, as the commit point (IO: store). The tree the
+snapshot names is in the bucket before (`dropbeard.sync.treewrite` uploads every node
+before it returns the root's key).
 
 Batches and snapshots are created only if absent (SPEC 1.2): an object a head may already
 have named is never rewritten, and a key found taken takes the next seq or second. Every
@@ -18,11 +19,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
+import anyio
+
 from dropbeard.core.errors import PreconditionFailed, StoreError
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import Delete, Head, SeenMark, Snapshot, TombstoneBatch, encode
 from dropbeard.core.timestamps import next_snapshot_id, utc_iso
 from dropbeard.store.base import Store
+from dropbeard.sync.trees import first_error
 
 #: Keys found taken in a row before a publish gives up (each takes the next id).
 MAX_TAKEN = 100
@@ -93,33 +97,25 @@ async def publish(
     counter: int = 0,
     reserve: Reserve = _nothing_to_record,
 ) -> Published:
-    """Write the tombstone batch (if any), the snapshot of `listing` (whose tree is in the
-    bucket already) and the head, in that order, under ids after `last`. `counter` is the
-    highest version counter of this device that the entries and deletes may carry
-    (reserved with the ids)."""
+    """Write the tombstone batch (if any) and the snapshot of `listing` (whose tree is in
+    the bucket already), concurrently, then the head, under ids after `last`. `counter`
+    is the highest version counter of this device that the entries and deletes may carry
+    (reserved with the ids; each id found taken reserves the next, and a reservation only
+    ever grows, so the two writers' reservations never undo each other)."""
     first_seq = max(last.tombstone_seq, last.seq_floor) + 1 if tombstones else last.tombstone_seq
     ids = Reservation(counter, first_seq, next_snapshot_id(now, last.snapshot))
     await reserve(ids)
-    if tombstones:
+    created: list[int] = []
 
-        def batch(seq: int) -> bytes:
-            return encode(
-                TombstoneBatch(
-                    device_id=device_id, seq=seq, created_at=utc_iso(now), deletes=list(tombstones)
-                )
-            )
+    async def create_batch() -> None:
+        created.append(await _create_batch(store, keys, device_id, tombstones, now, ids, reserve))
 
-        seq = await _create_at_first_free(
-            store,
-            ids.tombstone_seq,
-            key=lambda s: keys.tombstone(device_id, s),
-            data=batch,
-            after=lambda s: s + 1,
-            reserve=lambda s: reserve(replace(ids, tombstone_seq=s)),
-        )
-        ids = replace(ids, tombstone_seq=seq)
-
-    snapshot_id = await _create_snapshot(store, keys, device_id, listing, now, ids, reserve)
+    with first_error():
+        async with anyio.create_task_group() as tg:
+            if tombstones:
+                tg.start_soon(create_batch)
+            snapshot_id = await _create_snapshot(store, keys, device_id, listing, now, ids, reserve)
+    ids = replace(ids, tombstone_seq=created[0]) if created else ids
     head = Head(
         device_id=device_id,
         snapshot=snapshot_id,
@@ -130,6 +126,35 @@ async def publish(
     )
     etag = await store.put(keys.head(device_id), encode(head))
     return Published(snapshot_id, listing, ids.tombstone_seq, etag)
+
+
+async def _create_batch(
+    store: Store,
+    keys: RootKeys,
+    device_id: str,
+    tombstones: Sequence[Delete],
+    now: datetime,
+    ids: Reservation,
+    reserve: Reserve,
+) -> int:
+    """Create the batch of `tombstones` at the first free seq from `ids.tombstone_seq`
+    on; its seq."""
+
+    def batch(seq: int) -> bytes:
+        return encode(
+            TombstoneBatch(
+                device_id=device_id, seq=seq, created_at=utc_iso(now), deletes=list(tombstones)
+            )
+        )
+
+    return await _create_at_first_free(
+        store,
+        ids.tombstone_seq,
+        key=lambda s: keys.tombstone(device_id, s),
+        data=batch,
+        after=lambda s: s + 1,
+        reserve=lambda s: reserve(replace(ids, tombstone_seq=s)),
+    )
 
 
 async def _create_snapshot(

@@ -115,6 +115,8 @@ async def _draft(
     last = loaded.last_tree
     if not plan.publishes or last is None or loaded.mend_head:
         return None
+    if not (plan.listing or untracked):
+        return None  # nothing listed or unlisted: an idle pass changes no tree
     if plan.complete:
         return None  # every path listed: the changes cost as much as the publish's own
 

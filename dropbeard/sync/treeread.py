@@ -22,6 +22,7 @@ from dropbeard.core.errors import FormatError, quoted
 from dropbeard.core.paths import MAX_PATH_BYTES
 from dropbeard.core.tree import Node, TreeEntry, reserved_in_root
 from dropbeard.core.treediff import Difference, same_entry
+from dropbeard.sync.treeahead import ReadAhead
 from dropbeard.sync.trees import TreeStore
 
 #: Folders nested deeper than this are refused (with names of one byte, a 4096-byte
@@ -30,9 +31,6 @@ MAX_DEPTH = 256
 #: Levels of index nodes in one folder: 8 levels of 128 pages hold more entries than
 #: any store can list; dropbeard's trees need 4 for a folder of 10 million entries.
 MAX_PAGE_LEVELS = 8
-#: A walk loads at most this many of a node's pages and folders at once, ahead of
-#: reaching them (a few MiB: `TreeStore` keeps 16 MiB of decoded nodes).
-PREFETCH = 128
 #: Paths one diff (or walk) hands out at most. Nodes are content-addressed, so one node
 #: may be named under many names: forty levels of two names for the same folder are a
 #: few hundred bytes naming 2**40 paths. No folder anyone syncs comes near this.
@@ -58,14 +56,23 @@ def _name(item: _Item) -> str:
 
 
 class _Listing:
-    """One folder's entries in name order, its pages read only when reached."""
+    """One folder's entries in name order, its pages read only when reached; with
+    `ahead`, the nodes below it are read ahead of reaching them (`folder`: its path's
+    names)."""
 
-    def __init__(self, trees: TreeStore, key: str | None, ahead: bool) -> None:
+    def __init__(
+        self,
+        trees: TreeStore,
+        key: str | None,
+        ahead: ReadAhead | None = None,
+        folder: tuple[str, ...] = (),
+    ) -> None:
         self.trees = trees
         self.items: deque[_Item] = deque()
         if key is not None:
             self.items.append(_Ref("", key, 0, frozenset()))
-        self.ahead = ahead  # prefetch the folders and pages of each node read
+        self.ahead = ahead
+        self.folder = folder
 
     def head(self) -> _Item | None:
         return self.items[0] if self.items else None
@@ -77,6 +84,8 @@ class _Listing:
         """Replace the node at the head by its entries or pages, checking they fit."""
         ref = self.items.popleft()
         assert isinstance(ref, _Ref)
+        if self.ahead is not None:
+            await self.ahead.need(ref.key)
         node = await self.trees.node(ref.key)
         children = self._children(ref, node)
         key = self.trees.key(ref.key)
@@ -85,9 +94,8 @@ class _Listing:
         if children and self.items and _name(children[-1]) >= _name(self.items[0]):
             raise FormatError(f"invalid tree {key}: a page that runs past the next page")
         self.items.extendleft(reversed(children))
-        if self.ahead:
-            below = [c.key if isinstance(c, _Ref) else c.tree for c in children]
-            await self.trees.prefetch([k for k in below if k is not None][:PREFETCH])
+        if self.ahead is not None:
+            self.ahead.reached(self.folder, node)
 
     def _children(self, ref: _Ref, node: Node) -> list[_Item]:
         if node.entries is not None:
@@ -166,6 +174,7 @@ def _open_folder(
     path: str,
     keys: tuple[str | None, str | None],
     above: tuple[frozenset[str], frozenset[str]],
+    ahead: ReadAhead,
 ) -> _Folder:
     depth = path.count("/") + 1 if path else 0
     for key, seen in zip(keys, above, strict=True):
@@ -175,9 +184,12 @@ def _open_folder(
             raise FormatError(
                 f"invalid tree {trees.key(key)}: folders nested deeper than {MAX_DEPTH}"
             )
-    one_sided = keys[0] is None or keys[1] is None
-    old = _Listing(trees, keys[0], ahead=one_sided)
-    new = _Listing(trees, keys[1], ahead=one_sided)
+    # A folder on one side only is read whole: read its nodes ahead. Where both sides
+    # hold it, only the nodes on changed paths are read, so none is read ahead.
+    one_sided = ahead if keys[0] is None or keys[1] is None else None
+    folder = tuple(path.split("/")) if path else ()
+    old = _Listing(trees, keys[0], one_sided, folder)
+    new = _Listing(trees, keys[1], one_sided, folder)
     return _Folder(path, keys, above, _differences(old, new))
 
 
@@ -205,7 +217,8 @@ async def diff(
     empty: frozenset[str] = frozenset()
     # One frame per open folder, not one generator per level: a path deep in the tree
     # costs the same to hand out as one at the top.
-    stack = [_open_folder(trees, "", (old_root, new_root), (empty, empty))]
+    ahead = ReadAhead(trees)
+    stack = [_open_folder(trees, "", (old_root, new_root), (empty, empty), ahead)]
     while stack:
         folder = stack[-1]
         try:
@@ -227,14 +240,12 @@ async def diff(
         if sub[0] != sub[1]:
             (old_key, new_key), (old_above, new_above) = folder.keys, folder.above
             above = (old_above | {old_key or ""}, new_above | {new_key or ""})
-            stack.append(_open_folder(trees, path, sub, above))
+            stack.append(_open_folder(trees, path, sub, above, ahead))
 
 
 async def folder_entries(trees: TreeStore, key: str) -> AsyncIterator[TreeEntry]:
     """The entries of the folder whose node is `key`, in name order, pages transparent."""
-    async for _, _, entry in _differences(
-        _Listing(trees, None, False), _Listing(trees, key, False)
-    ):
+    async for _, _, entry in _differences(_Listing(trees, None), _Listing(trees, key)):
         assert entry is not None
         yield entry
 

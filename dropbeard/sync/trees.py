@@ -146,6 +146,11 @@ class TreeStore:
             del self._loading[digest]
             loading.done.set()
 
+    def peek(self, digest: str) -> Node | None:
+        """Node `digest` if it is in memory now (no IO)."""
+        cached = self._memory.get(digest)
+        return None if cached is None else cached[0]
+
     async def prefetch(self, digests: Iterable[str]) -> None:
         """Load these nodes concurrently into memory, ahead of a walk that needs them."""
         wanted = list(dict.fromkeys(d for d in digests if d not in self._memory))

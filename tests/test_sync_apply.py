@@ -809,3 +809,37 @@ async def test_local_deletes_and_new_folders_go_a_batch_per_trip_in_order(
     assert not (world.root / "old").exists()
     assert (world.root / "new/a/b").is_dir()  # parents before children
     assert batches == [apply_module.STEPS_PER_TRIP, 307 - apply_module.STEPS_PER_TRIP]
+
+
+async def test_downloads_start_while_later_places_are_still_vetted(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    datas = [b"vetted %d" % i for i in range(600)]
+    for data in datas:
+        await world.blob(data)
+    vetted: list[str] = []
+    vetted_at_first_get: list[int] = []
+    vet = apply_module._FolderWriter.vet
+    get = world.store.inner.get
+
+    def counted_vet(self: object, rel: str, *rest: object) -> None:
+        vetted.append(rel)
+        vet(self, rel, *rest)  # type: ignore[arg-type]
+
+    async def first_get(key: str) -> bytes:
+        if not vetted_at_first_get:
+            vetted_at_first_get.append(len(vetted))
+        return await get(key)
+
+    monkeypatch.setattr(apply_module._FolderWriter, "vet", counted_vet)
+    monkeypatch.setattr(world.store.inner, "get", first_get)
+    applied = await world.apply(
+        plan([Download(path=f"f{i}", entry=file_entry(f"f{i}", d)) for i, d in enumerate(datas)]),
+        concurrency=16,
+    )
+
+    assert applied.downloaded == 600 and not applied.problems
+    assert all(world.read(f"f{i}") == d for i, d in enumerate(datas))
+    assert len(vetted) == 600
+    # the first batch of places was vetted, not all 600, when the first download began
+    assert vetted_at_first_get[0] < 600, vetted_at_first_get

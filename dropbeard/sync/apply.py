@@ -48,10 +48,14 @@ from dropbeard.sync.scan import LocalItem, ScanResult
 from dropbeard.sync.sources import LocalSources, remove_all
 from dropbeard.sync.state import StatRow
 from dropbeard.sync.trips import run_in_order
-from dropbeard.sync.workers import for_each
+from dropbeard.sync.workers import for_each_prepared, in_batches
 
 #: Local deletes, new directories and files' places vetted per worker-thread trip.
 STEPS_PER_TRIP = 256
+#: Files vetted in the first trip: their downloads start while the rest are vetted.
+FIRST_VETTED = 32
+#: One write: (path, path written: itself or its conflict copy's, entry, is a copy).
+_Write = tuple[str, str, Entry, bool]
 
 
 async def apply_plan(
@@ -91,25 +95,37 @@ async def apply_plan(
         wanted = {c.sha256 for _, _, e, _ in writes for c in e.chunks or ()}
         await anyio.to_thread.run_sync(sources.index_all, paths.root, scanned, wanted, local_chunks)
     # In order, a worker-thread trip per batch: deletes deepest first, as planned, then
-    # directories, parents before children, then whether each file's place is free.
+    # directories, parents before children; then the writes (`_vet_and_write`).
     steps: list[Callable[[], None]]
     steps = [partial(writer.delete, gone.path, gone.expected) for gone in plan.local_deletes]
     steps += [partial(writer.guarded, d.path, writer.make_dir, d.path, d.entry) for d in dirs]
-    steps += [partial(writer.vet, *w) for w in writes if w[2].type == "file"]
     for i in range(0, len(steps), STEPS_PER_TRIP):
         await anyio.to_thread.run_sync(run_in_order, steps[i : i + STEPS_PER_TRIP])
-    writes = [w for w in writes if w[1] not in writer.blocked]
-
-    async def write(item: tuple[str, str, Entry, bool]) -> None:
-        await writer.write(*item)
-
     # More workers than request slots: some do local file work while others download.
-    await for_each(writes, write, 2 * budget.small_requests)
+    await _vet_and_write(writer, writes, 2 * budget.small_requests)
     if sources.parked:
         await anyio.to_thread.run_sync(remove_all, sources.parked)
     out.copied_locally, out.downloaded = fetcher.copied, fetcher.downloaded
     out.downloaded_bytes, out.reused_bytes = fetcher.downloaded_bytes, fetcher.reused_bytes
     return out
+
+
+async def _vet_and_write(writer: _FolderWriter, writes: list[_Write], workers: int) -> None:
+    """Vet the writes' places (`_FolderWriter.vet`) a batch per worker-thread trip, and
+    write each batch's files that may be written while the next batches are vetted: the
+    first downloads start after one short trip, not after every place was looked at."""
+
+    async def vet(batch: list[_Write]) -> list[_Write]:
+        files = [w for w in batch if w[2].type == "file"]  # symlinks are not vetted
+        steps: list[Callable[[], None]] = [partial(writer.vet, *w) for w in files]
+        await anyio.to_thread.run_sync(run_in_order, steps)
+        return [w for w in batch if w[1] not in writer.blocked]
+
+    async def write(item: _Write) -> None:
+        await writer.write(*item)
+
+    batches = in_batches(writes, FIRST_VETTED, STEPS_PER_TRIP)
+    await for_each_prepared(batches, vet, write, workers)
 
 
 @dataclass

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 import anyio
 
 from dropbeard.core.errors import single_error
+from dropbeard.sync.handoff import Handoff
 
 T = TypeVar("T")
 
@@ -26,6 +27,42 @@ async def for_each(items: Iterable[T], fn: Callable[[T], Awaitable[None]], limit
     async with anyio.create_task_group() as tg:
         for _ in range(max(1, limit)):
             tg.start_soon(worker)
+
+
+async def for_each_prepared(
+    batches: Iterable[list[T]],
+    prepare: Callable[[list[T]], Awaitable[list[T]]],
+    fn: Callable[[T], Awaitable[None]],
+    limit: int,
+) -> None:
+    """`for_each` over what `prepare` keeps of each batch, the batches prepared one after
+    another while `limit` workers already take the items of those prepared before."""
+    ready: Handoff[T] = Handoff()
+
+    async def prepare_all() -> None:
+        try:
+            for batch in batches:
+                for item in await prepare(batch):
+                    ready.put(item)
+        finally:
+            ready.close()
+
+    async def worker() -> None:
+        while (item := await ready.get()) is not None:
+            await fn(item)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(prepare_all)
+        for _ in range(max(1, limit)):
+            tg.start_soon(worker)
+
+
+def in_batches(items: Sequence[T], first: int, size: int) -> Iterator[list[T]]:
+    """`items` in batches: the first of `first` items, the others of `size`."""
+    if items:
+        yield list(items[:first])
+    for i in range(first, len(items), size):
+        yield list(items[i : i + size])
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from dropbeard.core.tree import TreeEntry
+from dropbeard.core.treediff import tree_order
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.local import LocalStore
@@ -104,3 +105,25 @@ async def test_a_bootstraps_node_reads_are_bounded(tmp_path: Path) -> None:
     assert seen.most <= 8
     assert seen.most > 1
     assert seen.gets == 1 + 930
+
+
+async def test_a_diff_reads_both_sides_of_the_changed_folders_ahead_and_no_other_node(
+    tmp_path: Path,
+) -> None:
+    before = nested(width=4, depth=3)  # 4 + 16 + 64 folders
+    before["d1/same"] = dir_entry("same")  # unchanged beside them: never read
+    before["d1/same/f.txt"] = file_entry("f.txt", "same")
+    after = dict(before)
+    for path in [p for p in before if p.count("/") == 3]:  # every deepest folder's file
+        after[path] = file_entry("f.txt", path + " edited", 2)
+    (tmp_path / "bucket").mkdir()
+    bucket = CountingStore(LocalStore(tmp_path / "bucket"))
+    writer = TreeStore(bucket, KEYS)
+    old, new = await build_map(writer, before), await build_map(writer, after)
+    seen = InFlight(bucket, latency=0.02)
+    trees = TreeStore(seen, KEYS, concurrency=BATCH)
+    found = [p async for p, _, _ in diff(trees, old, new)]
+    assert found == sorted((p for p in after if p.count("/") == 3), key=tree_order)
+    assert seen.gets == 2 * (1 + 4 + 16 + 64)  # both sides of every changed folder
+    # one round trip per level, give or take: not two per changed folder (170)
+    assert seen.rounds <= 8, seen.rounds

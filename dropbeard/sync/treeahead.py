@@ -50,14 +50,19 @@ class ReadAhead:
 
     def __init__(self, trees: TreeStore) -> None:
         self.trees = trees
-        #: (order, tie-break, digest, folder the node lists): least order first
-        self._queue: list[tuple[Order, int, str, Order]] = []
+        #: (order, tie-break, digest, folder the node lists or None): least order first;
+        #: a node with no folder is one side of a changed folder: what it leads to is
+        #: read only if it changed too (`reached_pair`), so it is not queued when loaded
+        self._queue: list[tuple[Order, int, str, Order | None]] = []
         self._queued: set[str] = set()
         self._ties = itertools.count()
-        #: nodes being loaded by a batch -> the folder each lists
-        self._folders: dict[str, Order] = {}
+        #: nodes being loaded by a batch -> the folder each lists (or None, as queued)
+        self._folders: dict[str, Order | None] = {}
         #: nodes loaded ahead that the walk has not reached yet
         self._ahead: set[str] = set()
+        #: (old, new) nodes of a changed folder queued -> the folder: once both are in
+        #: memory, what changed below them is queued too (`reached_pair`)
+        self._pairs: dict[tuple[str, str], Order] = {}
         self.loads = 0  # batches loaded (for tests)
 
     def reached(self, folder: Order, node: Node) -> None:
@@ -66,38 +71,73 @@ class ReadAhead:
             if self.trees.peek(digest) is None:
                 self._push(order, digest, below)
 
-    async def need(self, digest: str) -> None:
-        """The walk is about to read node `digest`: if it is not in memory, load it and the
-        next nodes of the queue at once."""
-        self._ahead.discard(digest)
-        if self.trees.peek(digest) is not None:
+    def reached_pair(self, folder: Order, old: Node, new: Node) -> None:
+        """A diff opened both sides' nodes of `folder`: queue the nodes of its subfolders
+        whose nodes differ (the diff reads those, and only those, next)."""
+        if old.entries is None or new.entries is None:
+            return  # paged: the diff reads only the pages that differ
+        before = {e.name: e.tree for e in old.entries if e.tree is not None}
+        for entry in new.entries:
+            was = before.pop(entry.name, None)
+            if was != entry.tree:
+                below = (*folder, entry.name)
+                if was is not None and entry.tree is not None:
+                    self._push_pair(below, was, entry.tree)
+                else:  # on one side only (or turned into a file): read whole
+                    digest = was if entry.tree is None else entry.tree
+                    if digest is not None and self.trees.peek(digest) is None:
+                        self._push(below, digest, below)
+        for name, was in before.items():  # folders gone from the new side: read whole
+            if self.trees.peek(was) is None:
+                self._push((*folder, name), was, (*folder, name))
+
+    async def need(self, *digests: str) -> None:
+        """The walk is about to read nodes `digests`: those not in memory are loaded, with
+        the next nodes of the queue, at once."""
+        for digest in digests:
+            self._ahead.discard(digest)
+            self._queued.discard(digest)
+        missing = [d for d in dict.fromkeys(digests) if self.trees.peek(d) is None]
+        if not missing:
             return
-        self._queued.discard(digest)
-        room = min(BATCH - 1, MAX_AHEAD - len(self._ahead) - len(self._folders))
-        batch = [digest, *self._next_batch(digest, room)]
+        room = min(BATCH, MAX_AHEAD - len(self._ahead) - len(self._folders)) - len(missing)
+        batch = [*missing, *self._next_batch(missing, room)]
         self.loads += 1
         await for_each(batch, self._load, min(len(batch), self.trees.concurrency))
+        for (was, now), folder in list(self._pairs.items()):
+            old, new = self.trees.peek(was), self.trees.peek(now)
+            if old is not None and new is not None:
+                del self._pairs[was, now]
+                self.reached_pair(folder, old, new)
 
-    def _push(self, order: Order, digest: str, folder: Order) -> None:
+    def _push_pair(self, folder: Order, was: str, now: str) -> None:
+        if len(self._pairs) < MAX_QUEUED:
+            self._pairs[was, now] = folder
+        for digest in (was, now):
+            if self.trees.peek(digest) is None:
+                self._push(folder, digest, None)
+
+    def _push(self, order: Order, digest: str, folder: Order | None) -> None:
         if digest in self._queued or len(self._queue) >= MAX_QUEUED:
             return
-        if len(folder) > MAX_DEPTH:
+        if len(order) > MAX_DEPTH + 1:
             return
         self._queued.add(digest)
         heapq.heappush(self._queue, (order, next(self._ties), digest, folder))
 
-    def _next_batch(self, exclude: str, room: int) -> list[str]:
+    def _next_batch(self, exclude: list[str], room: int) -> list[str]:
         batch: list[str] = []
         looks = 0
         while self._queue and len(batch) < room and looks < MAX_LOOKS:
             looks += 1
             _, _, digest, folder = heapq.heappop(self._queue)
             self._queued.discard(digest)
-            if digest == exclude or digest in batch:
+            if digest in exclude or digest in batch:
                 continue
             node = self.trees.peek(digest)
             if node is not None:
-                self.reached(folder, node)
+                if folder is not None:
+                    self.reached(folder, node)
             else:
                 batch.append(digest)
                 self._folders[digest] = folder
@@ -110,9 +150,11 @@ class ReadAhead:
             # the walk reads it again when it gets there, and reports it then
             self._folders.pop(digest, None)
             return
-        folder = self._folders.pop(digest, None)
+        if digest not in self._folders:
+            return  # one the walk asked for: it opens it itself
+        folder = self._folders.pop(digest)
+        self._ahead.add(digest)
         if folder is not None:
-            self._ahead.add(digest)
             self.reached(folder, node)
 
 

@@ -66,6 +66,7 @@ class _Listing:
         key: str | None,
         ahead: ReadAhead | None = None,
         folder: tuple[str, ...] = (),
+        pair: ReadAhead | None = None,
     ) -> None:
         self.trees = trees
         self.items: deque[_Item] = deque()
@@ -73,6 +74,7 @@ class _Listing:
             self.items.append(_Ref("", key, 0, frozenset()))
         self.ahead = ahead
         self.folder = folder
+        self.pair = pair  # a folder on both sides: read what changed below it ahead
 
     def head(self) -> _Item | None:
         return self.items[0] if self.items else None
@@ -150,13 +152,19 @@ async def _differences(old: _Listing, new: _Listing) -> AsyncIterator[Difference
 
 async def _expand_aligned(old: _Listing, new: _Listing, a: _Ref, b: _Ref) -> None:
     """Two different nodes starting at the same name: open only the one that is an
-    index when the other is not (their pages may be shared), else both."""
-    a_index = (await old.trees.node(a.key)).pages is not None
-    b_index = (await new.trees.node(b.key)).pages is not None
+    index when the other is not (their pages may be shared), else both. Two folder
+    nodes read ahead (`pair`) are read at once, with what the read-ahead holds next."""
+    pair = old.pair
+    if pair is not None:
+        await pair.need(a.key, b.key)
+    a_node, b_node = await old.trees.node(a.key), await new.trees.node(b.key)
+    a_index, b_index = a_node.pages is not None, b_node.pages is not None
     if a_index == b_index or a_index:
         await old.expand()
     if a_index == b_index or b_index:
         await new.expand()
+    if pair is not None and not a.first:  # the folder's own nodes, not pages of it
+        pair.reached_pair(old.folder, a_node, b_node)
 
 
 @dataclass(slots=True)
@@ -185,11 +193,13 @@ def _open_folder(
                 f"invalid tree {trees.key(key)}: folders nested deeper than {MAX_DEPTH}"
             )
     # A folder on one side only is read whole: read its nodes ahead. Where both sides
-    # hold it, only the nodes on changed paths are read, so none is read ahead.
-    one_sided = ahead if keys[0] is None or keys[1] is None else None
+    # hold it, only the nodes on changed paths are read ahead: the subfolders whose
+    # nodes differ (`ReadAhead.reached_pair`).
+    one_sided = keys[0] is None or keys[1] is None
     folder = tuple(path.split("/")) if path else ()
-    old = _Listing(trees, keys[0], one_sided, folder)
-    new = _Listing(trees, keys[1], one_sided, folder)
+    whole, pair = (ahead, None) if one_sided else (None, ahead)
+    old = _Listing(trees, keys[0], whole, folder, pair)
+    new = _Listing(trees, keys[1], whole, folder, pair)
     return _Folder(path, keys, above, _differences(old, new))
 
 

@@ -8,11 +8,13 @@ next, in the order it will reach them (tree order: a folder's pages and subfolde
 the folders after it), and whenever the walk reaches a node not in memory yet, loads that
 node together with up to `BATCH` of the next ones concurrently. The nodes those reveal
 join the queue, so a tree of any shape costs about its depth plus nodes / `BATCH` round
-trips.
+trips. A diff of two trees queues, for a folder on both sides, only both nodes of each
+subfolder whose nodes differ (`reached_pair`), and below those once both are loaded:
+the nodes the diff reads anyway, and no other.
 
-Bounded: a load happens only when the walk misses, and loads at most `BATCH` nodes, so
-the walk is never more than `BATCH` nodes ahead of itself; at most `MAX_QUEUED` nodes are
-queued (the rest are read when the walk reaches them); one load looks at most
+Bounded: a load happens only when the walk misses, loads at most `BATCH` nodes, and
+none ahead while `MAX_AHEAD` loaded nodes wait for the walk; at most `MAX_QUEUED` nodes
+are queued (the rest are read when the walk reaches them); one load looks at most
 `MAX_LOOKS` queued nodes (a node on its own path, which a hostile bucket may hold, does
 not make a load loop). A node that fails to load is simply left for the walk: it reads
 it again when it reaches it, and reports the failure as it would have without read-ahead.

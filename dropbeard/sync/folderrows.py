@@ -7,11 +7,20 @@ bytes is *vouched for*: unchanged since the pass that recorded both, so it costs
 no entry and no hashing. The rows of a folder are read when the walk lists it (one query
 on the `files_parent` index) and dropped once it is recorded; tracked paths its listing
 no longer holds (and everything tracked below them) are *vanished*: changes too.
+
+A folder whose every file was vouched for leaves its *stamps* (`folder_stamps`: a digest
+of its names and each entry's mode, size, mtime, inode and ctime) in state.sqlite; a
+later scan that finds the same stamps vouches for the whole folder without reading its
+rows. Triggers drop a folder's stamps when any row in it is written, so stamps that
+differ, or none, only cost the row compare.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,10 +48,28 @@ _ROWS = (
 _HIT = "SELECT sha256, chunks FROM files WHERE path = ? AND sha256 IS NOT NULL"
 _BELOW = "SELECT path FROM files WHERE path > ? AND path < ? AND base IS NOT NULL AND status != ?"
 _CHUNKS = msgspec.json.Decoder(tuple[Chunk, ...])
+_STAMPS = "SELECT parent, stamps FROM folder_stamps"
+#: Python's hash of a tuple of ints is the same in every process, but may change between
+#: versions: stamps of another version only differ (and cost the row compare).
+_VERSION = f"{sys.version_info[0]}.{sys.version_info[1]}/".encode()
 
 #: (path, size, mtime_ns, inode, ctime_ns, what: UNTRACKED ... VOUCHES); stamps None for
 #: a path never hashed
 Row = tuple[str, int | None, int | None, int | None, int | None, int]
+
+
+def folder_stamps(names: list[str], stats: list[os.stat_result]) -> bytes:
+    """The stamps of a folder's listing: its names (none holds a '/') and each entry's
+    mode, size, mtime, inode and ctime. Any edit, chmod, rename or replacement moves a
+    ctime to the time it happened, so a changed folder cannot give the same ints to the
+    64-bit hash (they are not chosen by an adversary, and ctime cannot be set)."""
+    ints = hash(
+        tuple([(s.st_mode, s.st_size, s.st_mtime_ns, s.st_ino, s.st_ctime_ns) for s in stats])
+    )
+    digest = hashlib.blake2b(_VERSION, digest_size=16)
+    digest.update("/".join(names).encode("utf-8", "surrogateescape"))
+    digest.update(ints.to_bytes(8, "big", signed=True))
+    return digest.digest()
 
 
 def decode_chunks(data: bytes | None) -> tuple[Chunk, ...] | None:
@@ -63,6 +90,7 @@ class FolderRows:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._connection: sqlite3.Connection | None = None
+        self._version = 0
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -72,7 +100,17 @@ class FolderRows:
             uri = f"file:{self._path}?mode=ro"
             self._connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
             self._connection.execute("PRAGMA busy_timeout=10000")
+            self._version = self._connection.execute("PRAGMA data_version").fetchone()[0]
         return self._connection
+
+    def unwritten(self) -> bool:
+        """True if no other connection wrote state.sqlite since this one was opened (so
+        every row it read is still as it read it)."""
+        return bool(self._db.execute("PRAGMA data_version").fetchone()[0] == self._version)
+
+    def stamps(self) -> dict[str, bytes]:
+        """folder -> the stamps recorded for it (`folder_stamps`)."""
+        return {str(r[0]): bytes(r[1]) for r in self._db.execute(_STAMPS)}
 
     def close(self) -> None:
         if self._connection is not None:
@@ -139,6 +177,9 @@ class Compare:
         self.flush = flush
         self.bound = bound
         self.next_check = bound
+        #: the stamps of each folder found with every file vouched for, to record
+        self.fresh: dict[str, bytes] = {}
+        self._stamps: dict[str, bytes] | None = None
 
     def file(self, path: str, row: Row | None, key: StatKey) -> Cached | None:
         """The stat cache's stamps, sha256 and chunk list of a regular file stamped `key`
@@ -147,6 +188,18 @@ class Compare:
         if row is None or row[1:5] != (key.size, key.mtime_ns, key.inode, key.ctime_ns):
             return None
         return self.hit(path, key)
+
+    def stamps(self, prefix: str, names: list[str]) -> bytes | None:
+        """The stamps recorded for the folder `prefix` names (b"" if none), or None if
+        it cannot be vouched for whole: every item is kept, or some of this folder's, or
+        it holds a conflict copy (whose item is always kept)."""
+        if self.keep_all or MARKER in "/".join(names):
+            return None
+        if self.keep and (self.folder_kept(prefix) or any(prefix + n in self.keep for n in names)):
+            return None
+        if self._stamps is None:
+            self._stamps = self.rows.stamps()
+        return self._stamps.get(prefix, b"")
 
     def listed(self, items: dict[str, Any], queued: Callable[[], int], stop: Event) -> None:
         """After each folder: wait while more than `bound` files wait to be hashed, then
@@ -178,9 +231,12 @@ class Compare:
 
     def folder(self, prefix: str) -> tuple[dict[str, Row], bool]:
         """The rows of the folder `prefix` names, and whether all of it is kept."""
+        return self.rows.of(prefix), self.folder_kept(prefix)
+
+    def folder_kept(self, prefix: str) -> bool:
+        """True if all of the folder `prefix` names is kept."""
         folder = prefix[:-1]
-        kept = bool(self.keep) and (folder in self.keep or _under(folder, self.keep))
-        return self.rows.of(prefix), kept
+        return bool(self.keep) and (folder in self.keep or _under(folder, self.keep))
 
     def done(self, rows: dict[str, Row]) -> None:
         """The folder is recorded: what is left of its rows was not on disk."""

@@ -104,7 +104,9 @@ async def _compared_scan(
 ) -> LocalScan:
     """A whole-root scan compared folder by folder with state.sqlite: only what changed
     (or `keep` asks for) becomes an item and an entry; every item, for a pass checked
-    against a full reconcile (`--check-full`), the vouched-for ones marked as such."""
+    against a full reconcile (`--check-full`), the vouched-for ones marked as such. The
+    stamps of the folders it found unchanged are recorded (unless a row was written
+    meanwhile, as a first sync's batches do), so the next scan need not read their rows."""
     rows = await anyio.to_thread.run_sync(FolderRows, run.state.path)
     compare = Compare(rows, keep, run.opts.check_full, flush, run.opts.batch_paths)
     meter = run.opts.meter
@@ -116,6 +118,10 @@ async def _compared_scan(
             hashing=None if meter is None else _meter_hashing(meter),
             compare=compare,
         )
+        if compare.fresh and not run.opts.dry_run:
+            await anyio.to_thread.run_sync(
+                run.state.set_folder_stamps, compare.fresh, rows.unwritten
+            )
     finally:
         await anyio.to_thread.run_sync(rows.close)
     if problem is not None:

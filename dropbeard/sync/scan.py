@@ -2,61 +2,34 @@
 worker threads).
 
 One worker thread walks the tree (`dropbeard.sync.walk`: os.scandir on directory fds, never
-following symlinks) and records each entry here: one lstat, a compact result, and files
-whose stat differs from the cache go on a queue that `hash_workers` other threads drain
-(`dropbeard.sync.hashing`) while the walk continues. A file over 16 MiB is digested with
-a `Chunker` (SPEC 1.6: its SHA-256 and its chunk list from one read). The event loop only
-waits.
+following symlinks) and records each entry (`dropbeard.sync.scanrecord`): one lstat, a
+compact result, and files whose stat differs from the cache go on a queue that
+`hash_workers` other threads drain (`dropbeard.sync.hashing`) while the walk continues. A
+file over 16 MiB is digested with a `Chunker` (SPEC 1.6: its SHA-256 and its chunk list
+from one read). The event loop only waits.
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import threading
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from itertools import repeat
 from pathlib import Path
-from stat import S_IFDIR, S_IFLNK, S_IFREG
-from typing import Literal
 
 import anyio
-import msgspec
 
-from dropbeard.core.chunking import Chunk, is_chunked
+from dropbeard.core.chunking import is_chunked
 from dropbeard.core.ignore import IgnoreRules
-from dropbeard.core.model import PERMISSIONS
 from dropbeard.core.problems import Problem
 from dropbeard.sync.chunking import Chunker
-from dropbeard.sync.folderrows import TRACKED, UNTRACKED, VOUCHES, Compare
+from dropbeard.sync.folderrows import Compare
 from dropbeard.sync.hashing import Changed, HashCounts, Hasher, StatKey
-from dropbeard.sync.walk import Listing, Walk, holds_nothing, is_utf8, only_targets, open_root
+from dropbeard.sync.scanrecord import Cache, LocalItem, Recorder
+from dropbeard.sync.walk import holds_nothing, only_targets, open_root
 
 _PROGRESS_EVERY_S = 0.25
-# Shared int objects for permission bits: 0o644 and friends are not small-int cached, and
-# a tracked file should not pay 28 bytes for its own copy.
-_MODES = tuple(range(PERMISSIONS + 1))
-
-ItemType = Literal["file", "dir", "symlink"]
-Chunks = tuple[Chunk, ...]
-#: The stat cache's (stamps, sha256, chunk list) of a path, or None.
-Cache = Callable[[str], "tuple[StatKey, str, Chunks | None] | None"]
-
-
-class LocalItem(msgspec.Struct, frozen=True, gc=False):
-    """One tracked-able path on disk. `stat`/`sha256` for files only (and `chunks` for a
-    file over 16 MiB), `target` for symlinks only; `disk_path` is the on-disk relative
-    name when it is not the NFC `path`."""
-
-    path: str
-    type: ItemType
-    mode: int
-    stat: StatKey | None
-    sha256: str | None
-    target: str | None
-    disk_path: str | None = None
-    chunks: Chunks | None = None
+__all__ = ["Cache", "LocalItem", "ScanResult", "scan"]
 
 
 @dataclass(repr=False)
@@ -164,7 +137,7 @@ async def _report_progress(
             hashing(run.hash_counts())
 
 
-class _Scan(Walk):
+class _Scan(Recorder):
     """State of one scan, shared by the walk thread and the hash threads. Each container
     is only appended to or set item by item, which the GIL keeps consistent."""
 
@@ -177,17 +150,9 @@ class _Scan(Walk):
         hook: Callable[[str], None] | None,
         compare: Compare | None = None,
     ) -> None:
-        super().__init__(root_fd, ignore)
-        self.cache = cache
-        self.compare = compare
+        super().__init__(root_fd, ignore, cache, compare)
         self.workers = workers
         self.hook = hook
-        self.jobs: queue.SimpleQueue[tuple[str, str | None, int, StatKey] | None]
-        self.jobs = queue.SimpleQueue()
-        self.items: dict[str, LocalItem] = {}
-        self.scanned = 0
-        self.queued = 0
-        self.queued_bytes = 0
         self.walked = False
         self.hashed = [(0, 0)] * workers
         self.done = [0] * workers
@@ -229,82 +194,6 @@ class _Scan(Walk):
             for _ in range(self.workers):
                 self.jobs.put(None)
 
-    def forget(self, path: str) -> None:
-        self.items.pop(path, None)
-
-    def record(
-        self,
-        prefix: str,
-        disk_dir: str | None,
-        listing: Listing,
-        entries: list[os.DirEntry[str]],
-        names: list[str],
-    ) -> None:
-        """The hot loop: one lstat per entry, cache hits recorded, the rest queued."""
-        items, cache, jobs, stack = self.items, self.cache, self.jobs, self.stack
-        fd = listing.fd
-        disks: Iterable[str | None]
-        if disk_dir is None and listing.plain:
-            disks = repeat(None)
-        else:
-            disk_prefix = disk_dir + "/" if disk_dir else prefix
-            disks = [
-                None if disk_dir is None and n == e.name else disk_prefix + e.name
-                for e, n in zip(entries, names, strict=True)
-            ]
-        skipped = queued = 0
-        compare = self.compare
-        rows, kept = ({}, True) if compare is None else compare.folder(prefix)
-        for entry, name, disk in zip(entries, names, disks, strict=False):
-            path = prefix + name
-            row = rows.pop(path, None)
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError as e:
-                self.entry_failed(path, e)
-                self.missed(path)
-                skipped += 1
-                continue
-            mode = st.st_mode
-            kind = mode & 0o170000
-            if compare is not None and row is not None and row[5] == VOUCHES and kind == S_IFREG:
-                # the common case of an idle rescan, kept cheap: an unchanged file
-                stamps = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
-                if row[1:5] == stamps and not (kept or disk or compare.keeps(path)):
-                    self.vouched(path, _MODES[mode & PERMISSIONS], st)
-                    continue
-            elif row is not None and kind != S_IFDIR and row[5] >= TRACKED:
-                assert compare is not None  # a tracked folder may be a file now:
-                compare.maybe_emptied(path, row)  # what it held is gone
-            if kind == S_IFREG:
-                mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
-                key = StatKey(st.st_size, mtime, st.st_ino, mtime if ctime == mtime else ctime)
-                hit = cache(path) if compare is None else compare.file(path, row, key)
-                if hit is not None and hit[0] == key and (hit[2] or not is_chunked(key.size)):
-                    items[path] = LocalItem(
-                        path, "file", _MODES[mode & PERMISSIONS], hit[0], hit[1], None, disk, hit[2]
-                    )
-                else:
-                    jobs.put((path, disk, _MODES[mode & PERMISSIONS], key))
-                    queued += 1
-                    self.queued_bytes += key.size
-            elif kind == S_IFDIR:
-                bits = _MODES[mode & PERMISSIONS]
-                items[path] = LocalItem(path, "dir", bits, None, None, None, disk)
-                stack.append((path, disk))
-            elif kind == S_IFLNK:
-                if not self.record_symlink(path, disk, fd, entry.name, mode):
-                    skipped += 1
-            else:
-                skipped += 1  # sockets, FIFOs, devices: never tracked
-            if row is not None and row[5] != UNTRACKED:  # kept, and has a base
-                assert compare is not None
-                compare.tracked.add(path)
-        self.queued += queued
-        self.scanned += len(entries) - skipped
-        if compare is not None:
-            compare.done(rows)
-
     def listed(self) -> None:
         """After each folder: hand the new paths recorded so far to the comparison's
         `flush` once there are `bound` of them (`Compare.batch`), and let the hashing
@@ -312,48 +201,6 @@ class _Scan(Walk):
         compare = self.compare
         if compare is not None and compare.flush is not None:
             compare.listed(self.items, lambda: self.queued - sum(self.done), self.stop)
-
-    def vouched(self, path: str, mode: int, st: os.stat_result) -> None:
-        """A file the comparison vouches for: unchanged, so no item is kept (but when
-        every item is: `Compare.keep_all`)."""
-        compare = self.compare
-        assert compare is not None
-        compare.unchanged += 1
-        if not compare.keep_all:
-            return
-        mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
-        key = StatKey(st.st_size, mtime, st.st_ino, mtime if ctime == mtime else ctime)
-        if (hit := compare.hit(path, key)) is not None:
-            self.items[path] = LocalItem(path, "file", mode, key, hit[1], None, None, hit[2])
-            compare.vouched.add(path)
-
-    def record_symlink(self, path: str, disk: str | None, fd: int, name: str, mode: int) -> bool:
-        try:
-            target = os.readlink(name, dir_fd=fd)
-        except OSError as e:
-            self.entry_failed(path, e)
-            return False
-        if not is_utf8(target):
-            self.problem(path, "invalid_name", "symlink target is not valid UTF-8")
-            return False
-        self.items[path] = LocalItem(
-            path, "symlink", _MODES[mode & PERMISSIONS], None, None, target, disk
-        )
-        return True
-
-    def missed(self, path: str) -> None:
-        """`path` is on disk but was not recorded (it could not be read now): a change,
-        for a comparison (what reconcile leaves alone, as unknown)."""
-        if self.compare is not None:
-            self.compare.vanished.append(path)
-
-    def entry_failed(self, path: str, e: OSError) -> None:
-        if isinstance(e, FileNotFoundError):
-            self.unreadable.add(path)  # vanished since the listing: next pass knows
-        elif isinstance(e, PermissionError):
-            self.problem(path, "permission", f"cannot read {path}: permission denied")
-        else:
-            self.problem(path, "unreadable", f"cannot read {path}: {e.strerror}")
 
     # --- hashing (hash_workers threads) ----------------------------------------------
 

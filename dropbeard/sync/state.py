@@ -11,7 +11,7 @@ describe bucket changes are committed only after those bucket writes succeeded.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +60,27 @@ CREATE TABLE IF NOT EXISTS problems (
     path TEXT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL, PRIMARY KEY (path, kind)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pending (path TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS folder_stamps (parent TEXT PRIMARY KEY, stamps BLOB NOT NULL)
+    WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS folder_stamps_insert AFTER INSERT ON files BEGIN
+    DELETE FROM folder_stamps WHERE parent = rtrim(NEW.path, replace(NEW.path, '/', ''));
+END;
+CREATE TRIGGER IF NOT EXISTS folder_stamps_update AFTER UPDATE ON files BEGIN
+    DELETE FROM folder_stamps WHERE parent IN (
+        rtrim(OLD.path, replace(OLD.path, '/', '')), rtrim(NEW.path, replace(NEW.path, '/', ''))
+    );
+END;
+CREATE TRIGGER IF NOT EXISTS folder_stamps_delete AFTER DELETE ON files BEGIN
+    DELETE FROM folder_stamps WHERE parent = rtrim(OLD.path, replace(OLD.path, '/', ''));
+END;
 """
+
+#: `folder_stamps` holds, per folder (as PARENT names it), a digest of its listing as a
+#: whole-root scan found it when every file in it was vouched for by its row
+#: (`dropbeard.sync.folderrows.folder_stamps`): the next scan that finds the same digest
+#: vouches for the folder without reading its rows. The triggers drop a folder's digest
+#: whenever any row in it is written, by whatever path, so a digest never outlives the
+#: rows it stands for. Tables and triggers made with IF NOT EXISTS need no migration.
 
 #: Paths per `IN (...)` query (SQLite allows 999 parameters in older builds).
 _BATCH = 500
@@ -343,6 +363,18 @@ class State:
         )
 
     # -- transactions ---------------------------------------------------------------
+
+    def set_folder_stamps(self, stamps: dict[str, bytes], valid: Callable[[], bool]) -> bool:
+        """Record the digests `stamps` (folder -> digest) if `valid()` still holds once
+        this connection holds the write lock (no row was written since the scan read
+        them: `FolderRows.unwritten`); False if it did not."""
+        with self.transaction():
+            if not valid():
+                return False
+            self._db.executemany(
+                "INSERT OR REPLACE INTO folder_stamps VALUES (?, ?)", stamps.items()
+            )
+        return True
 
     def transaction(self) -> _Transaction:
         """`with state.transaction():` groups writes; rolled back on error."""

@@ -135,6 +135,23 @@ def test_bases_and_statuses_round_trip_and_survive_reopening(state: State) -> No
     state.close()
 
 
+def test_the_paths_of_a_status_are_read_from_an_index_of_the_rows_not_clean(
+    state: State,
+) -> None:
+    """A pass asks for the open conflicts; a table scan of 100,000 clean rows cost 20 ms."""
+    state.put_bases([(f"f{i}.txt", CLEAN) for i in range(50)] + [("b.txt", CONFLICTED)])
+    plans: list[str] = []
+    db = state._db
+    db.set_trace_callback(plans.append)
+    assert state.paths_with_status("conflict") == ["b.txt"]
+    db.set_trace_callback(None)
+    (query,) = plans
+    plan = db.execute("EXPLAIN QUERY PLAN " + query).fetchall()
+    assert "COVERING INDEX files_status" in str(plan)
+    with pytest.raises(ValueError):
+        state.paths_with_status("clean")
+
+
 def test_stats_and_bases_of_one_path_do_not_overwrite_each_other(state: State) -> None:
     row: StatRow = (5, 10, 20, 30, SHA_A, None)
     state.put_stats([("a.txt", row)])

@@ -147,3 +147,18 @@ def test_a_dry_run_records_no_stamps(tmp_path: Path) -> None:
     assert stamps(root) == {}
     one_pass(root, 2)
     assert set(stamps(root)) == {"", "d0/", "d1/"}
+
+
+def test_stamps_an_index_cannot_take_now_cost_the_next_scan_not_the_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = init(tmp_path, "a")
+    fill(root, 2, 2)
+    one_pass(root, 0)
+
+    def locked(*_: Any) -> bool:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(State, "set_folder_stamps", locked)
+    assert one_pass(root, 1).problems == 0
+    assert stamps(root) == {}

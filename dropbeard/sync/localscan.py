@@ -6,7 +6,9 @@ keeps only what changed (`dropbeard.sync.folderrows`).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,9 +121,7 @@ async def _compared_scan(
             compare=compare,
         )
         if compare.fresh and not run.opts.dry_run:
-            await anyio.to_thread.run_sync(
-                run.state.set_folder_stamps, compare.fresh, rows.unwritten
-            )
+            await anyio.to_thread.run_sync(_record_stamps, run.state, compare.fresh, rows)
     finally:
         await anyio.to_thread.run_sync(rows.close)
     if problem is not None:
@@ -131,6 +131,14 @@ async def _compared_scan(
         for p, (k, sha, c) in compare.cached.items()
     }
     return LocalScan(result, local_entries(result.items), cache, racy_after_ns(run.now), None)
+
+
+def _record_stamps(state: State, stamps: dict[str, bytes], rows: FolderRows) -> None:
+    """Record the stamps of the folders a scan found unchanged, if no row was written
+    meanwhile. They only spare the next scan work: an index that cannot take them now
+    (locked past its timeout) costs that, not the pass."""
+    with contextlib.suppress(sqlite3.OperationalError):
+        state.set_folder_stamps(stamps, rows.unwritten)
 
 
 def add_sources(state: State, plan: Plan, local: LocalScan) -> None:

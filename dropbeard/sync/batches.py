@@ -27,7 +27,7 @@ from dropbeard.sync.bases import Bases
 from dropbeard.sync.commit import PassOutcome, commit_pass
 from dropbeard.sync.folderrows import Cached
 from dropbeard.sync.inputs import Ignore, Loaded, RemoteSide, reload_last_pass
-from dropbeard.sync.localscan import LocalScan, apply_to_folder, holds_something
+from dropbeard.sync.localscan import LocalScan, apply_to_folder, holds_something, scan_root
 from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.passscope import Changes, Scope, find_changes
 from dropbeard.sync.publication import upload_plan_blobs
@@ -90,7 +90,6 @@ class Batches:
         folders: dict[str, LocalItem],
         cached: dict[str, Cached],
     ) -> None:
-        run = self.run
         items = {**folders, **batch}
         local = LocalScan(
             ScanResult(items, [], set(), True, 0, 0, 0),
@@ -99,8 +98,37 @@ class Batches:
             self.racy,
             frozenset(items),
         )
-        inputs, changes, remote = await self._inputs(local)
-        plan = await anyio.to_thread.run_sync(inputs.plan, ())
+        await self._carry_out(local, (), [], replace(self.remote, changed=set()), len(batch))
+
+    async def flush_remote(self, side: RemoteSide, paths: frozenset[str]) -> None:
+        """Reconcile, apply, publish and commit `paths`, some of what other devices
+        changed (`side` holds their entries of them: `dropbeard.sync.catchup`), with what
+        the folder holds at exactly those paths."""
+        run, ignore = self.run, self.ignore
+        scanned = await scan_root(run, Scope(False, paths), ignore.rules, ignore.problem)
+        local = _at(scanned, paths)
+        vanished = [p for p in paths if p not in local.entries]
+        try:
+            await self._carry_out(local, paths, vanished, side, len(paths))
+        except Exception as exc:
+            self.failed = exc
+            raise
+
+    async def _carry_out(
+        self,
+        local: LocalScan,
+        elsewhere: frozenset[str] | tuple[()],
+        vanished: list[str],
+        side: RemoteSide,
+        paths: int,
+    ) -> None:
+        """One batch from reconcile to commit: `local` the folder at its paths (the
+        tracked ones of them it did not find are `vanished`: only the bases of its paths
+        are read, never what is below a folder among them), `elsewhere` the paths other
+        devices changed (`side` their entries)."""
+        run = self.run
+        inputs, changes, remote = await self._inputs(local, elsewhere, vanished, side)
+        plan = await anyio.to_thread.run_sync(inputs.plan, local.result.unreadable)
         tracked = 0
         if counts_tracked(plan, root_empty=False):
             tracked = await anyio.to_thread.run_sync(self.bases.tracked_files)
@@ -125,9 +153,15 @@ class Batches:
         await anyio.to_thread.run_sync(commit_pass, run.state, outcome)
         fresh = await anyio.to_thread.run_sync(reload_last_pass, run.state)
         self.loaded = _published(self.loaded, fresh)
-        self._count(outcome, len(batch))
+        self._count(outcome, paths)
 
-    async def _inputs(self, local: LocalScan) -> tuple[PlanInputs, Changes, RemoteSide]:
+    async def _inputs(
+        self,
+        local: LocalScan,
+        elsewhere: frozenset[str] | tuple[()],
+        vanished: list[str],
+        side: RemoteSide,
+    ) -> tuple[PlanInputs, Changes, RemoteSide]:
         """Reconcile's inputs for a batch (`local`): its changed paths and their bases,
         the other devices' entries of them (their new tombstones are for the pass)."""
         run, rules, root = self.run, self.ignore.rules, self.run.paths.root
@@ -137,13 +171,13 @@ class Batches:
             self.bases,
             Scope(False, local.targets),
             local.entries,
-            (),
+            elsewhere,
             (),
             rules,
             lambda path: holds_something(root / path),
-            (),
+            vanished,
         )
-        remote = await replace(self.remote, changed=set()).looked_up(run.trees, changes.paths)
+        remote = await side.looked_up(run.trees, changes.paths)
         remotes, _ = without_ignored(remote.remotes, [], rules)
         inputs = PlanInputs(
             device_id=run.cfg.device_id,
@@ -174,6 +208,19 @@ class Batches:
             done.snapshot = outcome.publication.published.snapshot
         done.pending = outcome.pending
         done.problems += outcome.problems
+
+
+def _at(scanned: LocalScan, paths: frozenset[str]) -> LocalScan:
+    """`scanned` (a scan of `paths`, which covers what is below the folders among them)
+    at exactly `paths`: a batch of other devices' changes reconciles those alone."""
+    result = scanned.result
+    if all(p in paths for p in result.items):
+        return scanned
+    items = {p: i for p, i in result.items.items() if p in paths}
+    kept = replace(result, items=items)
+    entries = {p: e for p, e in scanned.entries.items() if p in paths}
+    cache = {p: r for p, r in scanned.cache.items() if p in paths}
+    return replace(scanned, result=kept, entries=entries, cache=cache)
 
 
 def _published(loaded: Loaded, fresh: Loaded) -> Loaded:

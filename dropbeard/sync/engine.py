@@ -28,6 +28,7 @@ from dropbeard.core.summary import Summary
 from dropbeard.store.base import Store
 from dropbeard.sync.bases import Bases
 from dropbeard.sync.batches import Batches, Done
+from dropbeard.sync.catchup import catch_up
 from dropbeard.sync.commit import PassOutcome, commit_pass
 from dropbeard.sync.fullpass import PassIn, check_against_full
 from dropbeard.sync.inputs import (
@@ -182,9 +183,15 @@ async def _read_and_scan(
     the items of those paths (and batches what they did not change), so these come after."""
     whole = _scope(run, loaded, ignore, ())
     if run.opts.only is not None or not (whole.full or loaded.taken):
-        remote = await read_other_devices(run, loaded)
+        batches = _batches(run, loaded, ignore)
+        limit = None if batches is None else max(1, run.opts.batch_paths)
+        remote = await read_other_devices(run, loaded, limit)
+        if batches is not None and remote.oversized:
+            batches.remote = remote
+            await catch_up(batches, remote)
+            loaded = batches.loaded
         scope = _scope(run, loaded, ignore, remote.changed)
-        local, loaded, batched = await _scan(run, loaded, scope, ignore, remote)
+        local, loaded, batched = await _scan(run, loaded, scope, ignore, remote, batches)
         return remote, local, loaded, batched
     read: list[RemoteSide] = []
 
@@ -199,21 +206,26 @@ async def _read_and_scan(
 
 
 async def _scan(
-    run: PassRun, loaded: Loaded, scope: Scope, ignore: Ignore, remote: RemoteSide
+    run: PassRun,
+    loaded: Loaded,
+    scope: Scope,
+    ignore: Ignore,
+    remote: RemoteSide,
+    batches: Batches | None,
 ) -> tuple[LocalScan, Loaded, Done]:
     """Scan the root (or the scope's targets). A whole-root scan that need not see every
     path compares each folder with state.sqlite and keeps what changed and what the other
-    devices or the last pass ask for, committing new paths in batches as it walks (in a
-    mode that publishes, unless checked against a full reconcile or dry): returns the
-    scan, the state as the batches left it, and what they did."""
+    devices or the last pass ask for, committing new paths in `batches` as it walks (if
+    the pass may batch: `_batches`): returns the scan, the state as the batches left it,
+    and what they did (the other devices' batches' too: `dropbeard.sync.catchup`)."""
     rules, problem = ignore.rules, ignore.problem
+    done = Done() if batches is None else batches.done
     if scope.targets is not None or scope.full or loaded.taken:
-        return await scan_root(run, scope, rules, problem), loaded, Done()
+        return await scan_root(run, scope, rules, problem), loaded, done
     keep = frozenset(remote.changed | (loaded.pending or set()))
-    opts = run.opts
-    if opts.dry_run or opts.check_full or run.cfg.mode not in PUBLISHES or loaded.mend_head:
-        return await scan_root(run, scope, rules, problem, keep), loaded, Done()
-    batches = Batches(run, loaded, ignore, remote, racy_after_ns(run.now))
+    if batches is None or run.cfg.mode not in PUBLISHES:
+        return await scan_root(run, scope, rules, problem, keep), loaded, done
+    batches.remote = remote
 
     def flush(*batch: Any) -> None:
         anyio.from_thread.run(batches.flush, *batch)
@@ -225,6 +237,17 @@ async def _scan(
             raise batches.failed from None
         raise
     return local, batches.loaded, batches.done
+
+
+def _batches(run: PassRun, loaded: Loaded, ignore: Ignore) -> Batches | None:
+    """The batches a pass commits before its own commit (new local paths while it walks,
+    in a mode that publishes; other devices' changes when they are too many, in one that
+    pulls: `dropbeard.sync.catchup`), unless dry, checked against a full reconcile, or
+    mending its head; None when it may not."""
+    opts = run.opts
+    if opts.dry_run or opts.check_full or loaded.mend_head:
+        return None
+    return Batches(run, loaded, ignore, RemoteSide(None), racy_after_ns(run.now))
 
 
 def _scope(run: PassRun, loaded: Loaded, ignore: Ignore, elsewhere: Collection[str]) -> Scope:

@@ -204,6 +204,13 @@ class RemoteSide:
         return [] if self.read is None else self.read.problems
 
     @property
+    def oversized(self) -> list[str]:
+        """The devices whose changes were too many to read at once (`catchup`)."""
+        if self.read is None:
+            return []
+        return sorted(d for d, view in self.read.devices.items() if view.oversized)
+
+    @property
     def unreadable(self) -> set[str]:
         """The devices this pass skipped: their objects could not be trusted."""
         return set() if self.read is None else set(self.read.unreadable)
@@ -247,9 +254,11 @@ class RemoteSide:
         return replace(self.read, devices=devices)
 
 
-async def read_other_devices(run: PassRun, loaded: Loaded) -> RemoteSide:
+async def read_other_devices(run: PassRun, loaded: Loaded, limit: int | None = None) -> RemoteSide:
     """Every other active device's head, and what changed in its tree and tombstones since
-    this device processed it (modes that pull)."""
+    this device processed it (modes that pull). A device whose tree changed in more than
+    `limit` paths is `oversized`: its changes are left for the pass to stream in batches
+    (`dropbeard.sync.catchup`), and are not in `changed`."""
     if loaded.registry is not None:
         run.trees.present_for = parse_period(loaded.registry.grace).total_seconds() / 2
     if run.cfg.mode not in PULLS:
@@ -270,6 +279,7 @@ async def read_other_devices(run: PassRun, loaded: Loaded) -> RemoteSide:
         peers=loaded.peers,
         registry=loaded.registry,
         registry_etag=loaded.registry_etag,
+        limit=limit,
     )
     run.trees.present_for = parse_period(read.registry.grace).total_seconds() / 2
     changed: set[str] = set()

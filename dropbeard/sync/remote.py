@@ -11,6 +11,7 @@ missing) is skipped and reported (SPEC 4.1): the others are read as usual.
 from __future__ import annotations
 
 from collections.abc import Collection
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 import anyio
@@ -57,6 +58,11 @@ class DeviceView:
     changes: dict[str, Entry | None] = field(default_factory=dict)
     #: `changes` holds every path of `tree` (no tree of it was processed before)
     complete: bool = False
+    #: what `changes` was diffed from (None: nothing, every path of `tree` is new)
+    since: str | None = None
+    #: the diff held more paths than the pass's limit: `changes` is left empty, for the
+    #: pass to stream the diff in batches (`dropbeard.sync.catchup`)
+    oversized: bool = False
 
     async def entries_of(self, trees: TreeStore, paths: Collection[str] | None) -> dict[str, Entry]:
         """Its entries at `paths` (every entry when None): those that changed are known,
@@ -111,9 +117,11 @@ async def read_remotes(
     peers: dict[str, Peer],
     registry: Registry | None,
     registry_etag: str | None,
+    limit: int | None = None,
 ) -> RemoteRead:
     """Every other active device's latest head, and (given `trees`) what changed in its
-    tree and its new tombstones; without `trees`, the heads alone (`status`)."""
+    tree and its new tombstones; without `trees`, the heads alone (`status`). A device
+    whose tree changed in more than `limit` paths has them left out (`oversized`)."""
     listed: list[str] = []
     reg_etag_now: str | None = None
     async for page in store.list(keys.devices_prefix, delimiter="/"):
@@ -136,7 +144,9 @@ async def read_remotes(
 
             async def one(dev: str = dev) -> None:
                 try:
-                    view, was_changed = await _read_device(store, keys, trees, dev, peers.get(dev))
+                    view, was_changed = await _read_device(
+                        store, keys, trees, dev, peers.get(dev), limit
+                    )
                 except UNREADABLE as exc:
                     read.unreadable[dev] = str(exc)
                     return
@@ -168,7 +178,12 @@ async def read_registry(
 
 
 async def _read_device(
-    store: Store, keys: RootKeys, trees: TreeStore | None, dev: str, peer: Peer | None
+    store: Store,
+    keys: RootKeys,
+    trees: TreeStore | None,
+    dev: str,
+    peer: Peer | None,
+    limit: int | None,
 ) -> tuple[DeviceView | None, bool]:
     head_key = keys.head(dev)
     known_etag = peer.head_etag if peer else None
@@ -189,23 +204,26 @@ async def _read_device(
     after = peer.tombstone_seq if peer else 0
     if head.tombstone_seq > after:
         view.tombstones = await read_tombstones(store, keys, dev, after, head.tombstone_seq)
-    await _read_changes(trees, view, peer.tree if peer else None)
+    await _read_changes(trees, view, peer.tree if peer else None, limit)
     return view, True
 
 
-async def _read_changes(trees: TreeStore, view: DeviceView, processed: str | None) -> None:
+async def _read_changes(
+    trees: TreeStore, view: DeviceView, processed: str | None, limit: int | None
+) -> None:
     """Fill in what changed in `view`'s tree since the tree `processed` (and what that one
     held at the paths its tombstones delete). If the processed tree cannot be read any
     more (gone from the bucket and the cache), every path of the new one counts as
-    changed; if the new one cannot be read, the device is unreadable."""
+    changed; if the new one cannot be read, the device is unreadable. More than `limit`
+    changes: none is kept, the view is `oversized`."""
     gone = {d.path for _, d in view.tombstones}
     try:
-        await _diff_into(trees, view, processed, gone)
+        await _diff_into(trees, view, processed, gone, limit)
     except UNREADABLE:
         if processed is None:
             raise
         view.changes, view.held_before = {}, {}
-        await _diff_into(trees, view, None, gone)
+        await _diff_into(trees, view, None, gone, limit)
         return
     if processed is not None:
         for path in sorted(gone - view.held_before.keys()):
@@ -215,13 +233,18 @@ async def _read_changes(trees: TreeStore, view: DeviceView, processed: str | Non
 
 
 async def _diff_into(
-    trees: TreeStore, view: DeviceView, processed: str | None, gone: set[str]
+    trees: TreeStore, view: DeviceView, processed: str | None, gone: set[str], limit: int | None
 ) -> None:
-    async for path, old, new in diff(trees, processed, view.tree):
-        view.changes[path] = None if new is None else to_entry(path, new)
-        if old is not None and path in gone:
-            view.held_before[path] = to_entry(path, old)
-    view.complete = processed is None
+    view.since = processed
+    async with aclosing(diff(trees, processed, view.tree)) as differences:
+        async for path, old, new in differences:
+            if limit is not None and len(view.changes) >= limit:
+                view.changes, view.oversized = {}, True
+                break
+            view.changes[path] = None if new is None else to_entry(path, new)
+            if old is not None and path in gone:
+                view.held_before[path] = to_entry(path, old)
+    view.complete = processed is None and not view.oversized
 
 
 async def read_tombstones(

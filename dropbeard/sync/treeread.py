@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from dropbeard.core.errors import FormatError, quoted
@@ -216,7 +216,7 @@ def _check_path(trees: TreeStore, path: str, keys: tuple[str | None, str | None]
 
 async def diff(
     trees: TreeStore, old_root: str | None, new_root: str | None
-) -> AsyncIterator[Difference]:
+) -> AsyncGenerator[Difference]:
     """(path, old entry or None, new entry or None) for every path whose entry differs
     between two trees (either may be None: empty), in tree order; a folder whose own
     entry is unchanged is not reported when only what it holds changed. Reads only

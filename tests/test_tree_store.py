@@ -4,7 +4,9 @@ be in the bucket already."""
 
 from __future__ import annotations
 
+import gc
 import os
+import tracemalloc
 from pathlib import Path
 
 import anyio
@@ -252,3 +254,28 @@ async def test_a_node_seen_long_ago_is_uploaded_again(
     late = TreeStore(bucket, KEYS, cache, clock=lambda: now[0])
     await late.write([(digest, data)])
     assert late.stats.skipped == 0 and bucket.counts["put_if_absent"] == 1
+
+
+async def test_the_decoded_nodes_kept_in_memory_take_at_most_the_budget(
+    bucket: CountingStore,
+) -> None:
+    budget = 1024 * 1024
+    digests = []
+    for tag in range(40):  # 40 nodes of 256 entries: ~1 MB of JSON, ~3 MB decoded
+        digest, data = node_bytes(f"n{tag}-", 256)
+        await bucket.put(KEYS.tree(digest), data)
+        digests.append(digest)
+    trees = TreeStore(bucket, KEYS, memory_budget=budget)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for digest in digests:
+            await trees.node(digest)
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held <= budget * 1.2  # the nodes it keeps, and what reading them left
+    bucket.reset()
+    await trees.node(digests[-1])  # the last one read is still kept
+    assert bucket.counts["get"] == 0

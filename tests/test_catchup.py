@@ -21,6 +21,7 @@ from dropbeard.core.summary import Summary
 from dropbeard.store.base import Store
 from dropbeard.store.local import LocalStore
 from dropbeard.sync.engine import PassOptions
+from dropbeard.sync.meter import PassMeter, Stage, Transfer
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.state import State
 from tests.faults import FaultStore
@@ -184,3 +185,30 @@ def test_a_download_only_device_catches_up_in_batches(
     assert max(planned.remote) <= 40
     assert files(b) == files(a)
     assert one_pass(b, batch=40).downloaded == 0
+
+
+class Stages:
+    """The stages a meter showed and the downloads it saw end (a display's listener)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+        self.downloads = 0
+
+    def changed(self, stage: Stage) -> None:
+        self.seen.append((stage.name, stage.files_done))
+
+    def ended(self) -> None:
+        pass
+
+    def transfer_ended(self, transfer: Transfer, error: BaseException | None) -> None:
+        self.downloads += transfer.direction == "download" and error is None
+
+
+def test_a_catch_up_shows_its_downloads_as_a_stage(tmp_path: Path) -> None:
+    filled(tmp_path)
+    b = device(tmp_path, "b")
+    stages = Stages()
+    opts = PassOptions(batch_paths=40, meter=PassMeter(stages))
+    summary = run_one_pass(b, LocalStore(tmp_path / "remote"), opts)
+    assert summary.downloaded == stages.downloads == FOLDERS * FILES
+    assert ("downloading", 0) in stages.seen  # begun before the first batch

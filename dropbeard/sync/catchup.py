@@ -40,6 +40,9 @@ async def catch_up(batches: Batches, remote: RemoteSide) -> None:
     stays."""
     read = remote.read
     assert read is not None
+    meter = batches.run.opts.meter
+    if meter is not None:  # the totals are not known before the diffs are read
+        meter.begin("downloading", None, None)
     for dev in remote.oversized:
         view = read.devices[dev]
         try:

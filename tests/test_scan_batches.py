@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -17,11 +18,11 @@ from dropbeard.cli.main import main
 from dropbeard.core.errors import Unavailable
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import Entry
-from dropbeard.core.passrules import ScannedItem, local_entries
+from dropbeard.core.passrules import PlanInputs, ScannedItem, local_entries
 from dropbeard.core.summary import Summary
 from dropbeard.store.base import Store
 from dropbeard.store.local import LocalStore
-from dropbeard.sync import batches, localscan
+from dropbeard.sync import batches, folderrows, localscan
 from dropbeard.sync.engine import PassOptions
 from tests.faults import FaultStore
 from tests.onepass import agreed_entries, run_one_pass
@@ -128,3 +129,33 @@ def test_a_crash_between_batches_leaves_a_consistent_index(tmp_path: Path) -> No
     assert listed(root) == agreed(root)
     again = one_pass(root, batch=40, full=True)
     assert (again.uploaded, again.snapshot) == (0, None)
+
+
+def test_new_paths_left_when_the_walk_ends_go_in_batches_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the hash threads may still hold up to a batch when the walk ends, the walk's last
+    # look found fewer than a batch: here nothing is handed out while it walks at all
+    monkeypatch.setattr(folderrows.Compare, "listed", lambda *_: None)
+    root = init(tmp_path, "left")
+    batched: list[int] = []
+    flush = batches.Batches.flush
+
+    async def counting(self: batches.Batches, batch: dict[str, object], *rest: object) -> None:
+        batched.append(len(batch))
+        await flush(self, batch, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batches.Batches, "flush", counting)
+    planned: list[int] = []
+    plan = PlanInputs.plan
+
+    def planning(inputs: PlanInputs, *args: Any) -> Any:
+        planned.append(len(inputs.local))
+        return plan(inputs, *args)
+
+    monkeypatch.setattr(PlanInputs, "plan", planning)
+    assert one_pass(root, batch=40).uploaded == FOLDERS * FILES
+    assert batched == [40] * (FOLDERS * FILES // 40) + [FOLDERS * FILES % 40]
+    assert max(planned) <= 40 + 2 * FOLDERS  # a batch and its folders, never the 300
+    assert listed(root) == agreed(root)
+    assert len(listed(root)) == FOLDERS * FILES + FOLDERS + 2

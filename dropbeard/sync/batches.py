@@ -23,6 +23,7 @@ import anyio
 from dropbeard.core.passrules import PlanInputs, held_listing, local_entries, without_ignored
 from dropbeard.core.problems import Problem
 from dropbeard.core.safety import counts_tracked, guard_deletes
+from dropbeard.core.scope import with_folders
 from dropbeard.sync.bases import Bases
 from dropbeard.sync.commit import PassOutcome, commit_pass
 from dropbeard.sync.folderrows import Cached
@@ -99,6 +100,27 @@ class Batches:
             frozenset(items),
         )
         await self._carry_out(local, (), [], replace(self.remote, changed=set()), len(batch))
+
+    async def flush_left(self, local: LocalScan) -> None:
+        """Commit in batches the new paths the scan found after its last batch (those the
+        hash threads still held when the walk ended: up to about three batches' worth),
+        taking them out of `local`, so the pass itself reconciles no more than a batch:
+        if there are a batch of them or more, all of them, a batch at a time (fewer are
+        left to the pass)."""
+        compared, items = local.result.compared, local.result.items
+        bound = max(1, self.run.opts.batch_paths)
+        assert compared is not None
+        new = [p for p, item in items.items() if item.type != "dir" and compared.new(p)]
+        if len(new) < bound:
+            return
+        for start in range(0, len(new), bound):
+            batch = {p: items.pop(p) for p in new[start : start + bound]}
+            for path in batch:
+                local.entries.pop(path, None)
+                local.cache.pop(path, None)
+            folders = {f: items[f] for f in with_folders(batch) if f in items}
+            cached = {p: compared.cached.pop(p) for p in batch if p in compared.cached}
+            await self.flush(batch, folders, cached)
 
     async def flush_remote(self, side: RemoteSide, paths: frozenset[str]) -> None:
         """Reconcile, apply, publish and commit `paths`, some of what other devices

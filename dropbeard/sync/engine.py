@@ -236,6 +236,7 @@ async def _scan(
         if batches.failed is not None:  # the pass fails as it would have, not in a group
             raise batches.failed from None
         raise
+    await batches.flush_left(local)
     return local, batches.loaded, batches.done
 
 

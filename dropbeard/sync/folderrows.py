@@ -213,7 +213,7 @@ class Compare:
         """If `items` holds at least `bound` new paths (no base, not kept, not a folder,
         not a conflict copy), take them out and hand them to `flush`, with the folders
         above them (left in `items`) and their stat-cache rows (taken out of `cached`)."""
-        new = [p for p, item in list(items.items()) if item.type != "dir" and self._new(p)]
+        new = [p for p, item in list(items.items()) if item.type != "dir" and self.new(p)]
         if len(new) < self.bound:
             self.next_check = len(items) + max(1, self.bound // 4)
             return
@@ -224,7 +224,8 @@ class Compare:
         self.flush(batch, folders, cached)
         self.next_check = len(items) + self.bound
 
-    def _new(self, path: str) -> bool:
+    def new(self, path: str) -> bool:
+        """True if the item of `path` may go in a batch: no base, not kept."""
         if path in self.tracked or self.keeps(path):
             return False
         return not (self.keep and _under(path, self.keep))

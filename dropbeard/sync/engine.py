@@ -243,11 +243,11 @@ async def _scan(
 def _batches(run: PassRun, loaded: Loaded, ignore: Ignore) -> Batches | None:
     """The batches a pass commits before its own commit (new local paths while it walks,
     in a mode that publishes; other devices' changes when they are too many, in one that
-    pulls: `dropbeard.sync.catchup`), unless dry, checked against a full reconcile, or
-    mending its head; None when it may not."""
+    pulls: `dropbeard.sync.catchup`), unless dry, checked against a full reconcile,
+    mending its head or holding bases taken back from it; None when it may not."""
     opts = run.opts
-    if opts.dry_run or opts.check_full or loaded.mend_head:
-        return None
+    if opts.dry_run or opts.check_full or loaded.mend_head or loaded.taken:
+        return None  # (bases taken back from the head are the pass's alone: no batch)
     return Batches(run, loaded, ignore, RemoteSide(None), racy_after_ns(run.now))
 
 

@@ -156,7 +156,9 @@ def test_a_device_away_while_another_added_many_catches_up_in_batches(
     assert one_pass(a, batch=40).downloaded == 0
 
 
-def test_a_crash_between_catch_up_batches_resumes(tmp_path: Path) -> None:
+def test_a_crash_between_catch_up_batches_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     a = filled(tmp_path)
     b = device(tmp_path, "b")
     faults = FaultStore(LocalStore(tmp_path / "remote"))
@@ -168,7 +170,9 @@ def test_a_crash_between_catch_up_batches_resumes(tmp_path: Path) -> None:
     assert peer_tree(b, "a") is None  # a's tree is not processed: the next pass diffs it
     on_disk = {p for p, v in files(b).items() if v is not None}
     assert {p for p, v in committed.items() if v[0] == "file"} <= on_disk
+    planned = Planned(monkeypatch)
     done = one_pass(b, batch=40)
+    assert max(planned.remote) <= 40  # in batches again, not one full reconcile
     assert files(b) == files(a)
     assert agreed(b) == agreed(a)
     assert done.downloaded <= FOLDERS * FILES - len([v for v in committed.values() if v[1]])

@@ -170,6 +170,7 @@ class Batches:
             None,
             local.targets,
             halted=guard.reported,
+            ignore_digest=self.ignore.digest,  # the rules its paths were reconciled with
             carried=self.done.pending,
         )
         await anyio.to_thread.run_sync(commit_pass, run.state, outcome)

@@ -84,3 +84,53 @@ def test_full_root_keeps_the_old_state_and_retries(
     assert b.read("small.txt") == b"fits\n"
     assert not (b.root / "big.bin").exists()
     assert b.status()["problems"] == []
+
+
+def test_a_full_disk_under_the_state_is_one_clear_line_not_an_internal_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """state.sqlite cannot take the pass's commit (SQLite's own "disk is full"):
+    the person reads that the disk is full and that nothing was lost, not a traceback's
+    `internal error: ExceptionGroup`; once there is room the sync completes."""
+    import sqlite3
+
+    from dropbeard.sync.state import State
+
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    bucket = Bucket(str(remote), (), lambda: LocalStore(remote), Cli(capsys))
+    a = Device(bucket, tmp_path / "a", "a").init()
+    a.write("one.txt", "1\n")
+    a.sync()
+    b = Device(bucket, tmp_path / "b", "b").init()
+
+    def no_room(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(State, "put_bases", no_room)
+        result = b.cli("sync", str(b.root))
+    assert result.code == 1, result.err
+    (line,) = result.err.strip().splitlines()
+    assert line.startswith("dropbeard: error: no space left on device writing state"), line
+    assert "nothing was lost" in line and "internal" not in line
+    b.sync()
+    assert b.read("one.txt") == b"1\n"
+
+
+def test_the_full_disk_is_found_in_a_group_in_a_cause() -> None:
+    import errno
+    import sqlite3
+
+    from dropbeard.cli.main import out_of_space
+
+    try:
+        try:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded", "/x/state.sqlite")
+        except OSError as inner:
+            raise RuntimeError("writing failed") from inner
+    except RuntimeError as outer:
+        group = ExceptionGroup("task group", [ValueError("other"), outer])
+    assert "no space left on device writing /x/state.sqlite" in (out_of_space(group) or "")
+    assert out_of_space(sqlite3.OperationalError("database or disk is full")) is not None
+    assert out_of_space(ExceptionGroup("g", [OSError(errno.EACCES, "denied")])) is None

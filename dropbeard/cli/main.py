@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import gc
 import json
 import os
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:
             raise
         except Exception as exc:
+            full = out_of_space(exc)
+            if full is not None:
+                return _fail(ExitCode.FAILURE, full, args, argv)
             message = f"internal error: {type(exc).__name__}: {exc}"
             return _fail(ExitCode.FAILURE, message, args, argv, internal=True)
     except BrokenPipeError:
@@ -110,6 +114,40 @@ def _say(line: str) -> None:
 
     with contextlib.suppress(OSError, ValueError):
         say(line)
+
+
+#: What a local disk with no room left raises: the OS's errors, and SQLite's own.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
+
+
+def out_of_space(exc: BaseException) -> str | None:
+    """The one line for a command that failed because a local disk is full (its state,
+    node cache or temporary files; a full remote and a downloaded file that does not fit
+    are reported where they happen), found anywhere in `exc`: a task group's exceptions,
+    causes and contexts. None if no disk was full."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        err = pending.pop()
+        if id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in _NO_ROOM:
+            where = f" writing {err.filename}" if err.filename else ""
+            return (
+                f"no space left on device{where}: nothing was lost (state.sqlite keeps "
+                "the last finished step); free some space and run the command again"
+            )
+        sqlite3 = sys.modules.get("sqlite3")  # imported by whatever raised it, if anything
+        if sqlite3 and isinstance(err, sqlite3.OperationalError) and "disk is full" in str(err):
+            return (
+                "no space left on device writing state.sqlite: nothing was lost (the "
+                "unfinished step was rolled back); free some space and run the command again"
+            )
+        if isinstance(err, BaseExceptionGroup):
+            pending.extend(err.exceptions)
+        pending.extend(e for e in (err.__cause__, err.__context__) if e is not None)
+    return None
 
 
 def _fail(

@@ -82,23 +82,3 @@ def test_hashing_starts_its_stage_and_totals_arrive_when_the_walk_ends() -> None
     meter.hashing((3, 4), (30, 40), "c.txt")
     view = meter.view()
     assert view is not None and view["percent"] == 75.0 and view["current"] == "c.txt"
-
-
-def test_no_eta_before_a_stage_has_moved_a_hundredth_of_its_bytes() -> None:
-    """One 16 MiB request in flight counts nothing until it ends: the first small ones
-    done would otherwise promise hours (`2.3 kB/s ETA 2:02:26`)."""
-    clock = Clock()
-    meter = PassMeter(clock=clock)
-    meter.begin("uploading", 3, 16_800_000)
-    small = meter.transfer_started("roots/r/blobs/aa/aa/" + "a" * 64, "upload", 4600)
-    clock.now += 2
-    meter.transfer_moved(small, 4600)
-    meter.transfer_ended(small, None)
-    early = meter.view()
-    assert early is not None and early["eta_s"] is None and early["rate_bytes_per_s"] == 2300
-    assert "ETA" not in progress_line(early)
-    large = meter.transfer_started("roots/r/blobs/bb/bb/" + "b" * 64, "upload", 8_000_000)
-    clock.now += 2
-    meter.transfer_moved(large, 8_000_000)
-    later = meter.view()
-    assert later is not None and later["eta_s"] == round((16_800_000 - 8_004_600) / 2_001_150, 1)

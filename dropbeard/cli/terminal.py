@@ -77,6 +77,7 @@ class ProgressDisplay:
             Progress,
             TaskProgressColumn,
             TextColumn,
+            TimeRemainingColumn,
             TransferSpeedColumn,
         )
         from rich.table import Column
@@ -90,7 +91,8 @@ class ProgressDisplay:
             DownloadColumn(table_column=fixed),
             TextColumn("{task.fields[files]}", table_column=fixed),
             TransferSpeedColumn(table_column=fixed),
-            TextColumn("{task.fields[eta]}", table_column=fixed),
+            TextColumn("ETA", table_column=fixed),
+            TimeRemainingColumn(table_column=fixed),
             TextColumn(
                 "{task.fields[current]}",
                 table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1, min_width=8),
@@ -115,8 +117,6 @@ class ProgressDisplay:
             f"/{stage.files_total:,} files" if stage.files_total is not None else " files"
         )
         current = stage.current or ""
-        eta_s = stage.view(self.meter.clock())["eta_s"]
-        eta = "ETA -:--:--" if eta_s is None else "ETA " + _clock_time(eta_s)
         if stage is self._stage and self._task is not None:
             progress.update(
                 self._task,
@@ -124,7 +124,6 @@ class ProgressDisplay:
                 completed=stage.bytes_done,
                 files=files,
                 current=current,
-                eta=eta,
             )
             return
         if self._task is not None:
@@ -136,7 +135,6 @@ class ProgressDisplay:
             completed=stage.bytes_done,
             files=files,
             current=current,
-            eta=eta,
         )
 
     def ended(self) -> None:
@@ -147,13 +145,6 @@ class ProgressDisplay:
 
     def transfer_ended(self, transfer: Transfer, error: BaseException | None) -> None:
         pass  # each path is reported once the pass has settled it
-
-
-def _clock_time(seconds: float) -> str:
-    """H:MM:SS, as rich's own columns write a duration."""
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 def _may_be_terminal() -> bool:

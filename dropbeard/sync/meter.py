@@ -18,12 +18,6 @@ from typing import Any, Literal, Protocol
 from dropbeard.core.errors import PreconditionFailed
 
 StageName = Literal["hashing", "downloading", "uploading"]
-
-#: No ETA before this much of the stage's bytes is done and this many seconds passed: a
-#: rate from the first completed requests (a large one still in flight counts nothing yet)
-#: would promise hours.
-ETA_AFTER_FRACTION = 0.01
-ETA_AFTER_S = 0.25
 Direction = Literal["upload", "download"]
 
 
@@ -46,9 +40,7 @@ class Stage:
         percent = eta = None
         if self.bytes_total:
             percent = min(100.0, 100.0 * self.bytes_done / self.bytes_total)
-            moved = self.bytes_done >= ETA_AFTER_FRACTION * self.bytes_total
-            settled = moved and elapsed >= ETA_AFTER_S
-            if rate > 0 and settled:
+            if rate > 0:
                 eta = max(0.0, (self.bytes_total - self.bytes_done) / rate)
         elif self.files_total:
             percent = min(100.0, 100.0 * self.files_done / self.files_total)

@@ -216,3 +216,39 @@ def test_a_catch_up_shows_its_downloads_as_a_stage(tmp_path: Path) -> None:
     summary = run_one_pass(b, LocalStore(tmp_path / "remote"), opts)
     assert summary.downloaded == stages.downloads == FOLDERS * FILES
     assert ("downloading", 0) in stages.seen  # begun before the first batch
+
+
+def test_a_pass_taking_bases_back_from_its_head_does_not_catch_up_in_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a's pass died right after its head write, before its commit; its next pass (a
+    # daemon's, after a watcher event: some paths only) takes the newer bases back from
+    # the head. Catch-up batches read bases from state.sqlite alone, so however much b
+    # changed meanwhile, that pass reconciles and commits once.
+    a = device(tmp_path, "a")
+    for i in range(5):
+        (a / f"kept{i}.txt").write_text(f"first {i}")
+    assert one_pass(a, batch=10_000).uploaded == 5
+    b = device(tmp_path, "b")
+    assert one_pass(b, batch=10_000).downloaded == 5
+    for i in range(5):
+        (a / f"kept{i}.txt").write_text(f"second, longer {i}")
+    faults = FaultStore(LocalStore(tmp_path / "remote"))
+    faults.lose_reply("put", prefix=KEYS.head("a"))  # the head is written, the pass dies
+    with pytest.raises(Unavailable):
+        one_pass(a, batch=10_000, store=faults)
+    for f in range(4):
+        (b / f"new{f}").mkdir()
+        for i in range(FILES):
+            (b / f"new{f}" / f"f{i}.txt").write_text(f"new {f}/{i}")
+    took = one_pass(b, batch=10_000)  # b takes a's second contents from a's head too
+    assert (took.uploaded, took.downloaded) == (4 * FILES, 5)
+    planned = Planned(monkeypatch)
+    opts = PassOptions(batch_paths=10, only=frozenset({"kept0.txt"}))
+    summary = run_one_pass(a, LocalStore(tmp_path / "remote"), opts)
+    assert len(planned.paths) == 1  # one plan: no batch
+    assert summary.downloaded == 4 * FILES
+    assert one_pass(b, batch=10_000).downloaded == 0
+    assert files(b) == files(a)
+    assert agreed(b) == agreed(a)
+    assert [p for p in files(a) if ".conflict" in p] == []

@@ -255,7 +255,7 @@ def _init_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _sync_arguments(p: argparse.ArgumentParser) -> None:
+def _root_path_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "path",
         type=Path,
@@ -264,6 +264,10 @@ def _sync_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="a folder inside the root (default: the current one, else every configured root)",
     )
+
+
+def _sync_arguments(p: argparse.ArgumentParser) -> None:
+    _root_path_argument(p)
     _config_option(p, "whose roots to sync when there is no PATH")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--dry-run", action="store_true", help="list what would change; write nothing")
@@ -297,14 +301,7 @@ def _resolve_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _status_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "path",
-        type=Path,
-        nargs="?",
-        default=None,
-        metavar="PATH",
-        help="a folder inside the root (default: the current one, else every configured root)",
-    )
+    _root_path_argument(p)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     _config_option(p, "whose socket and roots to use")
     _socket_option(p)

@@ -115,6 +115,7 @@ def test_a_new_device_takes_a_big_root_a_batch_at_a_time(
     assert files(b) == files(a)
     # every plan held at most a batch of a's entries; the batches cover a's whole tree
     every = FOLDERS * FILES + FOLDERS + 2  # files, folders, deep, deep/deep
+    assert summary.planned_downloads == every  # the batches' plans are counted too
     assert len(planned.remote) >= every // 40
     assert max(planned.remote) <= 40
     assert max(planned.paths) <= 40 + 3  # a batch's paths (its folders are not new)

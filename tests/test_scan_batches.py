@@ -106,8 +106,9 @@ def test_a_first_sync_holds_a_batch_of_new_paths_at_a_time(
 
 def test_a_first_sync_in_batches_lists_what_one_pass_lists(tmp_path: Path) -> None:
     batched, whole = init(tmp_path, "batched"), init(tmp_path, "whole")
-    assert one_pass(batched, batch=30).uploaded == FOLDERS * FILES
-    assert one_pass(whole, batch=10_000).uploaded == FOLDERS * FILES
+    in_batches, at_once = one_pass(batched, batch=30), one_pass(whole, batch=10_000)
+    assert in_batches.uploaded == at_once.uploaded == FOLDERS * FILES
+    assert in_batches.planned_uploads == at_once.planned_uploads  # the batches' plans count
     assert listed(batched) == listed(whole) == agreed(batched) == agreed(whole)
     # and the next pass over the batched root finds nothing to do
     again = one_pass(batched, batch=30, full=True)

@@ -49,6 +49,9 @@ class Done:
     downloaded: int = 0
     downloaded_bytes: int = 0
     conflict_copies: int = 0
+    #: what the batches' plans intended (a batch deletes nothing and writes no tombstone)
+    planned_downloads: int = 0
+    planned_uploads: int = 0
     snapshot: str | None = None
     pending: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
@@ -227,6 +230,8 @@ class Batches:
         done.downloaded += applied.downloaded
         done.downloaded_bytes += applied.downloaded_bytes
         done.conflict_copies += len(outcome.plan.conflict_copies)
+        done.planned_downloads += len(outcome.plan.downloads)
+        done.planned_uploads += len(outcome.plan.uploads)
         if outcome.publication.published is not None:
             done.snapshot = outcome.publication.published.snapshot
         done.pending = outcome.pending

@@ -360,6 +360,9 @@ def _record(summary: Summary, outcome: PassOutcome, batched: Done) -> None:
     summary.deleted_local = applied.deleted
     written = [c for c in outcome.plan.conflict_copies if c.path not in applied.failed]
     summary.conflict_copies = len(written) + batched.conflict_copies
+    summary.planned_downloads += batched.planned_downloads
+    summary.planned_uploads += batched.planned_uploads
+    summary.planned_conflict_copies += batched.conflict_copies
     summary.uploaded = uploaded.uploaded + batched.uploaded
     summary.uploaded_bytes = uploaded.uploaded_bytes + batched.uploaded_bytes
     summary.skipped_existing = uploaded.skipped_existing + batched.skipped_existing

@@ -73,6 +73,29 @@ def test_a_stage_shows_done_of_total_percent_rate_eta_and_the_current_file() -> 
     assert meter.view() is None
 
 
+def test_no_eta_until_a_stage_has_moved_a_hundredth_or_run_two_seconds() -> None:
+    # the first file of a stage is no measure of the rest: 4 KB of 16.8 MB in 0.1 s
+    # would say "ETA 0:06:50", and its first byte alone hours
+    clock = Clock()
+    meter = PassMeter(clock=clock)
+    meter.begin("uploading", 200, 16_800_000)
+    note = meter.transfer_started("roots/r/blobs/aa/aa/" + "a" * 64, "upload", 4_000)
+    clock.now += 0.1
+    meter.transfer_moved(note, 4_000)
+    view = meter.view()
+    assert view is not None and view["eta_s"] is None and view["rate_bytes_per_s"] == 40_000
+    assert "ETA" not in progress_line(view)
+    big = meter.transfer_started("roots/r/blobs/bb/bb/" + "b" * 64, "upload", 16_796_000)
+    meter.transfer_moved(big, 164_000)  # 168,000 bytes done: a hundredth
+    assert meter.view()["eta_s"] == pytest.approx(9.9)  # type: ignore[index]
+    slow = PassMeter(clock=clock)
+    slow.begin("uploading", 1, 16_800_000)
+    crawl = slow.transfer_started("roots/r/blobs/cc/cc/" + "c" * 64, "upload", 16_800_000)
+    clock.now += 2.0
+    slow.transfer_moved(crawl, 16_800)  # a thousandth in two seconds: told, as it is
+    assert slow.view()["eta_s"] == pytest.approx(1998.0)  # type: ignore[index]
+
+
 def test_hashing_starts_its_stage_and_totals_arrive_when_the_walk_ends() -> None:
     meter = PassMeter(clock=Clock())
     meter.hashing((1, None), (10, None), "a.txt")

@@ -77,7 +77,6 @@ class ProgressDisplay:
             Progress,
             TaskProgressColumn,
             TextColumn,
-            TimeRemainingColumn,
             TransferSpeedColumn,
         )
         from rich.table import Column
@@ -91,8 +90,7 @@ class ProgressDisplay:
             DownloadColumn(table_column=fixed),
             TextColumn("{task.fields[files]}", table_column=fixed),
             TransferSpeedColumn(table_column=fixed),
-            TextColumn("ETA", table_column=fixed),
-            TimeRemainingColumn(table_column=fixed),
+            TextColumn("ETA {task.fields[eta]}", table_column=fixed),
             TextColumn(
                 "{task.fields[current]}",
                 table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1, min_width=8),
@@ -117,6 +115,7 @@ class ProgressDisplay:
             f"/{stage.files_total:,} files" if stage.files_total is not None else " files"
         )
         current = stage.current or ""
+        eta = _clock_time(stage.eta(self.meter.clock()))
         if stage is self._stage and self._task is not None:
             progress.update(
                 self._task,
@@ -124,6 +123,7 @@ class ProgressDisplay:
                 completed=stage.bytes_done,
                 files=files,
                 current=current,
+                eta=eta,
             )
             return
         if self._task is not None:
@@ -135,6 +135,7 @@ class ProgressDisplay:
             completed=stage.bytes_done,
             files=files,
             current=current,
+            eta=eta,
         )
 
     def ended(self) -> None:
@@ -145,6 +146,15 @@ class ProgressDisplay:
 
     def transfer_ended(self, transfer: Transfer, error: BaseException | None) -> None:
         pass  # each path is reported once the pass has settled it
+
+
+def _clock_time(seconds: float | None) -> str:
+    """`seconds` as H:MM:SS, or -:--:-- when not known yet."""
+    if seconds is None:
+        return "-:--:--"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 def _may_be_terminal() -> bool:

@@ -186,6 +186,34 @@ async def test_chunks_already_in_the_bucket_cost_one_request_and_no_bytes(
     assert counting.counts == {"head": len(big.chunks)}
 
 
+class Overlap(ForwardingStore):
+    """Counts the HEADs in flight at once (each lasts a little while)."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.now = self.most = 0
+
+    async def head(self, key: str) -> ObjectInfo:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await anyio.sleep(0.02)
+            return await super().head(key)
+        finally:
+            self.now -= 1
+
+
+async def test_a_chunks_head_takes_a_small_requests_share_of_a_slot(
+    big: Big, tmp_path: Path
+) -> None:
+    bucket = local_store(tmp_path / "bucket")
+    await up(bucket, big.file, big)
+    overlap, budget = Overlap(bucket), TransferBudget(1)
+    again = await up(overlap, big.file, big, budget=budget)
+    assert again.present == len(big.chunks) >= budget.small_requests
+    assert overlap.most == budget.small_requests  # not one: a HEAD moves no bytes
+
+
 async def test_a_chunk_another_writer_creates_meanwhile_is_present(
     big: Big, tmp_path: Path
 ) -> None:

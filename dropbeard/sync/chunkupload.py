@@ -2,9 +2,9 @@
 read from its slice of the file and verified against its key first (IO: local file in
 worker threads, store writes).
 
-Every chunk shares the pass's `TransferBudget` with the other transfers: a request slot
-while a HEAD or PUT is on the network, and the chunk's bytes from before they are read
-until its PUT ends.
+Every chunk shares the pass's `TransferBudget` with the other transfers: a small
+request's share of a slot while its HEAD is on the network (it moves no bytes), a whole
+slot while its PUT is, and the chunk's bytes from before they are read until its PUT ends.
 
 There is no multipart state: a chunk is in the bucket or it is not, so an upload cut
 short resumes by uploading the chunks still missing. A chunk not known present is asked
@@ -99,7 +99,7 @@ async def upload_chunks(
     try:
         sender = _Sender(store, keys, fd, str(file), budget, progress, result, fresh_since)
         with unwrapped():
-            await for_each(todo, sender.send, min(len(todo), budget.requests))
+            await for_each(todo, sender.send, min(len(todo), budget.small_requests))
         if not result.changed and expected is not None:
             result.changed = await anyio.to_thread.run_sync(_differs, fd, expected)
     finally:
@@ -123,7 +123,7 @@ class _Sender:
         if self.result.changed:
             return  # the file moved on: nothing more from this digest
         key = self.keys.blob(sha)
-        async with self.budget.request():
+        async with self.budget.request(nbytes=0):  # a HEAD: a small request's share
             held = await _holds(self.store, key, size, self.fresh_since)
         if held:
             self.result.present += 1

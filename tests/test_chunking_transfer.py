@@ -16,10 +16,11 @@ import pytest
 from dropbeard.core.chunking import Chunk
 from dropbeard.core.errors import IntegrityError, NotFound
 from dropbeard.core.keys import RootKeys
-from dropbeard.store.base import ObjectInfo, Store
+from dropbeard.store.base import FileSlot, ObjectInfo, Store
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.local import LocalStore
+from dropbeard.sync import chunkdownload
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.chunkdownload import Assembled, ChunkSource, download_chunks
 from dropbeard.sync.chunking import Chunker, FileDigest, stat_key
@@ -500,7 +501,7 @@ class FetchGauge(ForwardingStore):
         super().__init__(inner)
         self.in_flight = self.peak = 0
 
-    async def get_file(self, key: str, dest: Path, **kwargs: Any) -> ObjectInfo:
+    async def get_file(self, key: str, dest: Path | FileSlot, **kwargs: Any) -> ObjectInfo:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:
@@ -523,3 +524,73 @@ async def test_no_more_chunks_are_fetched_at_once_than_the_budget_allows(
 
     assert gauge.peak == tokens
     assert sum(seen) == len(big.data) == got.fetched_bytes
+
+
+class SlotWatch(ForwardingStore):
+    """Records where each chunk fetch writes and what `tmp_dir` holds meanwhile."""
+
+    def __init__(self, inner: Store, tmp_dir: Path) -> None:
+        super().__init__(inner)
+        self.tmp_dir = tmp_dir
+        self.dests: list[Path | FileSlot] = []
+        self.seen: set[str] = set()
+        self.events: list[tuple[str, int, int]] = []
+
+    async def get_file(self, key: str, dest: Path | FileSlot, **kwargs: Any) -> ObjectInfo:
+        self.dests.append(dest)
+        info = await super().get_file(key, dest, **kwargs)
+        self.seen.update(p.name for p in self.tmp_dir.iterdir())
+        self.events.append(("fetched", 0, 0))
+        return info
+
+
+async def test_chunks_stream_into_their_place_with_no_file_of_their_own(
+    big: Big, tmp_path: Path, tmp_dir: Path
+) -> None:
+    store = local_store(tmp_path / "bucket")
+    await up(store, big.file, big)
+    watch = SlotWatch(store, tmp_dir)
+
+    got = await down(watch, big, tmp_dir)
+
+    assert got.file.read_bytes() == big.data
+    assert all(isinstance(d, FileSlot) for d in watch.dests)
+    assert watch.seen == {got.file.name}  # the one temporary file, no chunk files
+
+
+async def test_the_whole_file_is_hashed_once_in_order_while_its_chunks_arrive(
+    big: Big, tmp_path: Path, tmp_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = local_store(tmp_path / "bucket")
+    await up(store, big.file, big)
+    watch = SlotWatch(store, tmp_dir)
+    hash_range = chunkdownload._hash_range
+
+    def recorded(fd: int, hasher: Any, start: int, end: int) -> None:
+        watch.events.append(("hashed", start, end))
+        hash_range(fd, hasher, start, end)
+
+    monkeypatch.setattr(chunkdownload, "_hash_range", recorded)
+
+    got = await down(watch, big, tmp_dir, budget=TransferBudget(1))
+
+    assert got.file.read_bytes() == big.data
+    ranges = [(a, b) for kind, a, b in watch.events if kind == "hashed"]
+    assert [a for a, _ in ranges] == [0] + [b for _, b in ranges[:-1]]  # in order, once
+    assert ranges[-1][1] == len(big.data)
+    kinds = [kind for kind, _, _ in watch.events]
+    assert kinds.index("hashed") < len(kinds) - 1 - kinds[::-1].index("fetched")
+
+
+async def test_an_object_larger_than_its_chunk_is_refused_naming_it_and_nothing_lands(
+    bucket: Store, big: Big, tmp_dir: Path
+) -> None:
+    await up(bucket, big.file, big)
+    bad = big.chunks[0]
+    await bucket.put(KEYS.blob(bad.sha256), noise("oversized", bad.size + 4096))
+
+    with pytest.raises(IntegrityError, match=KEYS.blob(bad.sha256)) as raised:
+        await down(bucket, big, tmp_dir)
+
+    assert raised.value.key == KEYS.blob(bad.sha256)
+    assert leftovers(tmp_dir) == []

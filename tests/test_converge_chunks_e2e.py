@@ -15,7 +15,7 @@ import pytest
 import dropbeard.cli.sync as cli_sync
 from dropbeard.core.chunking import MAX_CHUNK, Chunk, MiB
 from dropbeard.core.errors import Unavailable
-from dropbeard.store.base import ObjectInfo, Progress, Store
+from dropbeard.store.base import FileSlot, ObjectInfo, Progress, Store
 from dropbeard.store.counting import CountingStore
 from dropbeard.sync.chunking import Chunker
 from tests.chunkfiles import noise, overwrite, sha
@@ -46,7 +46,7 @@ class Metered(CountingStore):
     async def get_file(
         self,
         key: str,
-        dest: Path,
+        dest: Path | FileSlot,
         *,
         expected_sha256: str | None = None,
         progress: Progress | None = None,

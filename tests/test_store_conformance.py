@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from dropbeard.core.errors import IntegrityError, NotFound, PreconditionFailed
-from dropbeard.store.base import ListPage, Store
+from dropbeard.store.base import FileSlot, ListPage, Store
 from dropbeard.store.local import LocalStore
 
 pytestmark = pytest.mark.anyio
@@ -348,6 +348,42 @@ async def test_get_file_with_wrong_sha256_fails(store: Store, tmp_path: Path) ->
     info = await store.get_file("blobs/y", tmp_path / "out", expected_sha256=right)
     assert (tmp_path / "out").read_bytes() == b"stored bytes"
     assert info.size == 12
+
+
+async def test_get_file_into_a_slot_writes_at_its_offset_and_leaves_the_rest(
+    store: Store, tmp_path: Path
+) -> None:
+    data = os.urandom(3 * MiB + 5)
+    await store.put("blobs/slot", data)
+    file = tmp_path / "file"
+    file.write_bytes(b"a" * 100 + b"b" * len(data) + b"c" * 100)
+    fd = os.open(file, os.O_RDWR)
+    try:
+        slot = FileSlot(fd, 100, len(data))
+        info = await store.get_file(
+            "blobs/slot", slot, expected_sha256=hashlib.sha256(data).hexdigest()
+        )
+        os.fstat(fd)  # still open: the caller's
+    finally:
+        os.close(fd)
+    assert info.size == len(data)
+    assert file.read_bytes() == b"a" * 100 + data + b"c" * 100
+
+
+async def test_get_file_refuses_an_object_larger_than_its_slot(
+    store: Store, tmp_path: Path
+) -> None:
+    await store.put("blobs/too-big", b"x" * 1000)
+    file = tmp_path / "file"
+    file.write_bytes(b"-" * 1100)
+    fd = os.open(file, os.O_RDWR)
+    try:
+        with pytest.raises(IntegrityError, match="blobs/too-big") as raised:
+            await store.get_file("blobs/too-big", FileSlot(fd, 50, 999))
+    finally:
+        os.close(fd)
+    assert raised.value.key == "blobs/too-big"
+    assert file.read_bytes()[1049:] == b"-" * 51  # nothing past the slot
 
 
 async def test_small_transfers_report_progress(store: Store, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dropbeard.store.base import ListPage, ObjectInfo, Progress
+from dropbeard.store.base import FileSlot, ListPage, ObjectInfo, Progress
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.factory import DeferredStore
 from dropbeard.store.forwarding import ForwardingStore
@@ -45,7 +45,7 @@ class Recorder:
     async def get_file(
         self,
         key: str,
-        dest: Path,
+        dest: Path | FileSlot,
         *,
         expected_sha256: str | None = None,
         progress: Progress | None = None,

@@ -57,6 +57,18 @@ class ListPage:
     prefixes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class FileSlot:
+    """A place in a file the caller holds open, for `get_file` to write an object into:
+    at `offset` of file descriptor `fd` (never closed by the store), at most `size`
+    bytes; an object holding more is an IntegrityError before more is written. Pieces of
+    one file land in place concurrently, with no temporary file to copy from."""
+
+    fd: int
+    offset: int
+    size: int
+
+
 @runtime_checkable
 class Store(Protocol):
     """An object store. All methods are safe to call concurrently."""
@@ -77,15 +89,15 @@ class Store(Protocol):
     async def get_file(
         self,
         key: str,
-        dest: Path,
+        dest: Path | FileSlot,
         *,
         expected_sha256: str | None = None,
         progress: Progress | None = None,
     ) -> ObjectInfo:
-        """Stream the object into `dest` (created or truncated), never holding it whole in
-        memory. With `expected_sha256`, hash while writing and raise IntegrityError on a
-        mismatch (`dest` then holds unverified bytes: the caller writes to a temp file and
-        discards it). NotFound if absent."""
+        """Stream the object into `dest` (a file, created or truncated; or a `FileSlot`),
+        never holding it whole in memory. With `expected_sha256`, hash while writing and
+        raise IntegrityError on a mismatch (`dest` then holds unverified bytes: the caller
+        writes to a temp file and discards it). NotFound if absent."""
         ...
 
     async def head(self, key: str) -> ObjectInfo:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from dropbeard.store.base import ListPage, ObjectInfo, Progress, Store
+from dropbeard.store.base import FileSlot, ListPage, ObjectInfo, Progress, Store
 
 T = TypeVar("T")
 #: A request that streams a file, made with the progress callback it is handed.
@@ -55,7 +55,7 @@ class ForwardingStore:
     async def get_file(
         self,
         key: str,
-        dest: Path,
+        dest: Path | FileSlot,
         *,
         expected_sha256: str | None = None,
         progress: Progress | None = None,

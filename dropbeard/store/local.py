@@ -21,11 +21,18 @@ import anyio
 
 from dropbeard.core.errors import IntegrityError, ListFailed
 from dropbeard.store.bandwidth import Bandwidth, spend
-from dropbeard.store.base import ListPage, ObjectInfo, Progress
-from dropbeard.store.localcopy import HashingCopy, close_all, local_file_errors, open_local
+from dropbeard.store.base import FileSlot, ListPage, ObjectInfo, Progress
+from dropbeard.store.localcopy import (
+    HashingCopy,
+    Sink,
+    close_all,
+    local_file_errors,
+    open_local,
+)
 from dropbeard.store.localroot import LocalRoot, etag_of, object_info
 from dropbeard.store.localwalk import Found, split_prefix, walk
 from dropbeard.store.localwriter import LocalWriter
+from dropbeard.store.slot import SlotWriter
 
 PAGE_SIZE = 1000
 
@@ -105,18 +112,29 @@ class LocalStore:
     async def get_file(
         self,
         key: str,
-        dest: Path,
+        dest: Path | FileSlot,
         *,
         expected_sha256: str | None = None,
         progress: Progress | None = None,
     ) -> ObjectInfo:
         src, info = await anyio.to_thread.run_sync(self._open_object, key)
-        out: io.BufferedIOBase | None = None
+        out: Sink | None = None
         try:
-            out = await anyio.to_thread.run_sync(open_local, dest, True, key)
+            if isinstance(dest, FileSlot):
+                if info.size > dest.size:
+                    raise IntegrityError(
+                        f"downloading {key} from {self.root}: the object has {info.size} "
+                        f"bytes, not the {dest.size} expected",
+                        key,
+                    )
+                out = SlotWriter(dest, key)
+                where = Path(out.name)
+            else:
+                out = await anyio.to_thread.run_sync(open_local, dest, True, key)
+                where = dest
             hasher = hashlib.sha256()
             store_side = self._root_dir.store_errors("downloading", key)
-            copy = HashingCopy(src, out, hasher, store_side, local_file_errors(dest, key))
+            copy = HashingCopy(src, out, hasher, store_side, local_file_errors(where, key))
             while n := await anyio.to_thread.run_sync(copy.step):
                 await spend(self._bandwidth, n)
                 if progress is not None:

@@ -7,10 +7,19 @@ import hashlib
 import io
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from dropbeard.core.errors import LocalFileError, StoreError
 
 CHUNK = 1024 * 1024
+
+
+class Sink(Protocol):
+    """Where a copy writes: a file, or a `dropbeard.store.slot.SlotWriter`."""
+
+    def write(self, data: memoryview, /) -> int: ...
+
+    def close(self) -> None: ...
 
 
 class HashingCopy:
@@ -20,7 +29,7 @@ class HashingCopy:
     def __init__(
         self,
         src: io.BufferedIOBase,
-        dst: io.BufferedIOBase,
+        dst: Sink,
         hasher: hashlib._Hash,
         src_error: Callable[[OSError], StoreError],
         dst_error: Callable[[OSError], StoreError],
@@ -60,7 +69,7 @@ def open_local(path: Path, writing: bool, key: str) -> io.BufferedIOBase:
         raise local_file_errors(path, key)(err) from err
 
 
-def close_all(*files: io.BufferedIOBase | None) -> None:
+def close_all(*files: Sink | io.BufferedIOBase | None) -> None:
     for f in files:
         if f is not None:
             f.close()

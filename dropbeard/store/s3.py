@@ -17,11 +17,12 @@ import anyio
 
 from dropbeard.core.errors import IntegrityError, LocalFileError, NotFound, PreconditionFailed
 from dropbeard.store.bandwidth import Bandwidth, spend
-from dropbeard.store.base import ListPage, ObjectInfo, Progress, validate_key
+from dropbeard.store.base import FileSlot, ListPage, ObjectInfo, Progress, validate_key
 from dropbeard.store.s3body import FileBody
 from dropbeard.store.s3client import Credentials, S3Connection
 from dropbeard.store.s3errors import translate
 from dropbeard.store.s3requests import PAYLOAD_SHA256
+from dropbeard.store.slot import open_dest
 
 #: Bytes read from a download's body at a time.
 CHUNK = 1024 * 1024
@@ -117,7 +118,7 @@ class S3Store:
     async def get_file(
         self,
         key: str,
-        dest: Path,
+        dest: Path | FileSlot,
         *,
         expected_sha256: str | None = None,
         progress: Progress | None = None,
@@ -127,16 +128,22 @@ class S3Store:
         with translate("downloading", key):
             resp = await client.get_object(Bucket=self.bucket, Key=self._s3_key(key))
             info = self._object_info(key, resp)
-            out = await anyio.to_thread.run_sync(_open_local, dest, key)
-            try:
-                async with resp["Body"] as body:
+            async with resp["Body"] as body:
+                if isinstance(dest, FileSlot) and info.size > dest.size:
+                    raise IntegrityError(
+                        f"downloading {key}: the object has {info.size} bytes, "
+                        f"not the {dest.size} expected",
+                        key,
+                    )
+                out = await anyio.to_thread.run_sync(open_dest, dest, key)
+                try:
                     while chunk := await _read_up_to(body, CHUNK):
                         await spend(self._bandwidth, len(chunk))
                         await anyio.to_thread.run_sync(_write_chunk, out, chunk, hasher, key)
                         if progress:
                             progress(len(chunk))
-            finally:
-                await anyio.to_thread.run_sync(out.close)
+                finally:
+                    await anyio.to_thread.run_sync(out.close)
         if hasher is not None and hasher.hexdigest() != expected_sha256:
             raise IntegrityError(
                 f"downloading {key}: content does not match its SHA-256 "
@@ -276,15 +283,6 @@ async def _read_up_to(body: Any, size: int) -> bytes:
         pieces.append(piece)
         got += len(piece)
     return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-
-def _open_local(dest: Path, key: str) -> Any:
-    try:
-        return open(dest, "wb")
-    except OSError as exc:
-        raise LocalFileError(
-            f"downloading {key}: local file {dest}: {exc.strerror or exc}", key, exc.errno
-        ) from None
 
 
 def _write_chunk(out: Any, chunk: bytes, hasher: Any, key: str) -> None:

@@ -1,15 +1,19 @@
 """Downloading a large file from its chunks into a temporary file, reusing every chunk a
 local file already holds (IO: local files in worker threads, store reads).
 
-Each chunk is verified before it is written: one copied from a local file is re-hashed
-(the file may have changed since it was indexed), one fetched is hashed by the store as
-it streams (a mismatch is an integrity error naming the chunk). After reassembly the
-whole file's SHA-256 is checked. Any failure removes the temporary file: nothing lands.
-The caller renames the result into place.
+Each chunk is verified as it lands: one copied from a local file is re-hashed (the file
+may have changed since it was indexed), one fetched streams straight to its place in the
+temporary file (a `FileSlot`: no file of its own, no copy afterwards) while the store
+hashes it (a mismatch is an integrity error naming the chunk; an object larger than its
+chunk is refused before it runs over the next). The whole file's SHA-256 is taken in
+order while the chunks still arrive: whenever the written prefix grows, a worker thread
+hashes the new part back from the page cache, so the check after the last chunk costs
+only its tail. Any failure removes the temporary file: nothing lands. The caller renames
+the result into place.
 
 Every chunk shares the pass's `TransferBudget` with the other transfers: a request slot
-while a chunk is on the network (it streams to a file of its own, then is copied into
-place block by block), and its bytes while a chunk copied from a local file is in memory.
+while a chunk is on the network, and its bytes while a chunk copied from a local file is
+in memory.
 """
 
 from __future__ import annotations
@@ -20,14 +24,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import anyio
 
 from dropbeard.core.chunking import Chunk, chunk_offsets, validate_chunks
 from dropbeard.core.errors import IntegrityError, LocalFileError, NotFound
 from dropbeard.core.keys import RootKeys
-from dropbeard.store.base import Progress, Store
+from dropbeard.store.base import FileSlot, Progress, Store
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.workers import for_each, unwrapped
 
@@ -93,12 +97,13 @@ async def download_chunks(
     dest = tmp_dir / f"chunks-{uuid.uuid4().hex}.part"
     fd = await anyio.to_thread.run_sync(_create, dest, size)
     out = Assembled(dest)
-    writer = _Writer(store, keys, tmp_dir, fd, find, budget, progress, out)
+    whole = _InOrderHash(fd, size)
+    writer = _Writer(store, keys, fd, find, budget, progress, out, whole)
     try:
         jobs = [(sha, sizes[sha], offsets) for sha, offsets in places.items()]
         with unwrapped():
             await for_each(jobs, writer.fill, min(len(jobs), budget.requests))
-        got = await anyio.to_thread.run_sync(_sha256_of, fd, size)
+        got = await whole.finish()
         if got != sha256:
             raise IntegrityError(f"file {sha256}: its chunks reassemble to {got} instead")
     except BaseException:
@@ -109,60 +114,100 @@ async def download_chunks(
     return out
 
 
+class _InOrderHash:
+    """The SHA-256 of the file `fd` of `size` bytes, hashed in order as its prefix fills:
+    `land` says a range was written; whoever finds the hash idle hashes the prefix grown
+    since (from the page cache, in a worker thread) until it stops growing, while the
+    other chunks keep downloading."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd, self.size = fd, size
+        self.hash = hashlib.sha256()
+        self.done = 0  # bytes hashed
+        self.landed: dict[int, int] = {}  # start -> end of a written range past `done`
+        self.busy = False
+
+    async def land(self, offset: int, size: int) -> None:
+        self.landed[offset] = offset + size
+        if self.busy:  # the one hashing picks this range up when it reaches it
+            return
+        self.busy = True
+        try:
+            while (end := self._reach()) > self.done:
+                await anyio.to_thread.run_sync(_hash_range, self.fd, self.hash, self.done, end)
+                self.done = end
+        finally:
+            self.busy = False
+
+    async def finish(self) -> str:
+        """The digest, once every range has landed (what no chunk covered is hashed as
+        the file holds it: a hole, which the check then refuses)."""
+        if self.done < self.size:
+            await anyio.to_thread.run_sync(_hash_range, self.fd, self.hash, self.done, self.size)
+            self.done = self.size
+        return self.hash.hexdigest()
+
+    def _reach(self) -> int:
+        """The end of the written prefix, taking the ranges it covers out of `landed`."""
+        end = self.done
+        while end in self.landed:
+            end = self.landed.pop(end)
+        return end
+
+
 @dataclass
 class _Writer:
     """Fills the temporary file `fd`, one distinct chunk at a time."""
 
     store: Store
     keys: RootKeys
-    tmp_dir: Path
     fd: int
     find: FindChunk
     budget: TransferBudget
     progress: Progress | None
     out: Assembled
+    whole: _InOrderHash
 
     async def fill(self, job: tuple[str, int, list[int]]) -> None:
         sha, size, offsets = job
         source = self.find(sha)
+        reused = False
         if source is not None and source.size == size:
             async with self.budget.holding(size):
                 reused = await anyio.to_thread.run_sync(_copy_local, source, sha, self.fd, offsets)
-            if reused:
-                self.out.reused += 1
-                self.out.reused_bytes += size * len(offsets)
-                return
-        await self._fetch(sha, size, offsets)
-        self.out.fetched += 1
-        self.out.fetched_bytes += size
-        self.out.reused_bytes += size * (len(offsets) - 1)
+        if reused:
+            self.out.reused += 1
+            self.out.reused_bytes += size * len(offsets)
+        else:
+            await self._fetch(sha, size, offsets)
+            self.out.fetched += 1
+            self.out.fetched_bytes += size
+            self.out.reused_bytes += size * (len(offsets) - 1)
+        for offset in offsets:
+            await self.whole.land(offset, size)
 
     async def _fetch(self, sha: str, size: int, offsets: list[int]) -> None:
-        """The chunk from the store, verified, written at `offsets`: streamed to a file of
-        its own while the store hashes it, so a hostile object of any size never sits in
-        memory, then copied into place block by block."""
+        """The chunk from the store, verified, written at `offsets`: streamed into its
+        first place while the store hashes it (at most `size` bytes: a hostile object of
+        any size never sits in memory nor runs over the next chunk), then copied to the
+        others, if the file repeats it."""
         key = self.keys.blob(sha)
-        part = self.tmp_dir / f"chunk-{uuid.uuid4().hex}.part"
+        slot = FileSlot(self.fd, offsets[0], size)
         try:
-            try:
-                async with self.budget.request():
-                    info = await self.store.get_file(
-                        key, part, expected_sha256=sha, progress=self.progress
-                    )
-            except IntegrityError:
-                raise IntegrityError(
-                    f"chunk {key} holds other bytes than its name says", key
-                ) from None
-            except NotFound:
-                raise NotFound(f"chunk {key} is missing from the bucket", key) from None
-            if info.size != size:
-                raise IntegrityError(
-                    f"chunk {key} has {info.size} bytes, its file's chunk list says {size}", key
+            async with self.budget.request():
+                info = await self.store.get_file(
+                    key, slot, expected_sha256=sha, progress=self.progress
                 )
-            await anyio.to_thread.run_sync(_copy_part, part, self.fd, offsets)
-        finally:  # also when a sibling's failure cancels this fetch
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(lambda: part.unlink(missing_ok=True))
+        except IntegrityError:
+            raise IntegrityError(f"chunk {key} holds other bytes than its name says", key) from None
+        except NotFound:
+            raise NotFound(f"chunk {key} is missing from the bucket", key) from None
+        if info.size != size:
+            raise IntegrityError(
+                f"chunk {key} has {info.size} bytes, its file's chunk list says {size}", key
+            )
+        if len(offsets) > 1:
+            await anyio.to_thread.run_sync(_repeat, self.fd, size, offsets)
 
 
 def _create(dest: Path, size: int) -> int:
@@ -220,27 +265,29 @@ def _write_at(fd: int, data: bytes, offsets: list[int]) -> None:
         raise LocalFileError(f"writing a download: {e.strerror or e}", errno=e.errno) from e
 
 
-def _copy_part(part: Path, fd: int, offsets: list[int]) -> None:
-    """Copy the verified chunk in `part` to each of `offsets` of `fd`, a block at a time."""
+def _repeat(fd: int, size: int, offsets: list[int]) -> None:
+    """Copy the `size` bytes at `offsets[0]` of `fd` to its other `offsets`, a block at a
+    time."""
     try:
-        with open(part, "rb") as src:
-            at = 0
-            while block := src.read(_READ_BLOCK):
-                for offset in offsets:
-                    _write_at(fd, block, [offset + at])
-                at += len(block)
+        for at in range(0, size, _READ_BLOCK):
+            block = os.pread(fd, min(_READ_BLOCK, size - at), offsets[0] + at)
+            for offset in offsets[1:]:
+                _write_at(fd, block, [offset + at])
     except OSError as e:
         raise LocalFileError(f"writing a download: {e.strerror or e}", errno=e.errno) from e
 
 
-def _sha256_of(fd: int, size: int) -> str:
-    """SHA-256 of the first `size` bytes of `fd`, read back from disk."""
-    h = hashlib.sha256()
-    at = 0
-    while at < size:
-        block = os.pread(fd, min(_READ_BLOCK, size - at), at)
-        if not block:
-            break
-        h.update(block)
-        at += len(block)
-    return h.hexdigest()
+def _hash_range(fd: int, hasher: Any, start: int, end: int) -> None:
+    """Feed bytes `start` to `end` of `fd` to `hasher`, read back a block at a time."""
+    buf = bytearray(min(_READ_BLOCK, max(end - start, 1)))
+    view = memoryview(buf)
+    at = start
+    try:
+        while at < end:
+            n = os.preadv(fd, [view[: min(len(buf), end - at)]], at)
+            if not n:
+                break
+            hasher.update(view[:n])
+            at += n
+    except OSError as e:
+        raise LocalFileError(f"reading a download back: {e.strerror or e}", errno=e.errno) from e

@@ -6,9 +6,10 @@ whole file that does not verify lands nothing."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -17,7 +18,9 @@ from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import Entry
 from dropbeard.core.plan import ConflictCopy, Download, LocalDelete, Plan
+from dropbeard.store.base import Store
 from dropbeard.store.counting import CountingStore
+from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.sync.apply import Applied, apply_plan
 from dropbeard.sync.budget import TransferBudget
@@ -30,6 +33,7 @@ from tests.test_sync_apply import World as ApplyWorld
 pytestmark = pytest.mark.anyio
 
 KEYS = RootKeys("r1")
+T = TypeVar("T")
 MTIME = 1_700_000_000_123_456_789
 SIZE = 40 * MiB
 
@@ -347,3 +351,37 @@ async def test_a_missing_chunk_is_a_problem_naming_it_and_nothing_lands(
     assert new.chunks[-1].sha256 in applied.problems[0].message
     assert world.tmp_files() == []
     assert os.listdir(world.root) == [".dropbear"]
+
+
+class Ordered(ForwardingStore):
+    """Records the order of the requests it forwards."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.ops: list[tuple[str, str]] = []
+
+    async def _forward(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        self.ops.append((op, key))
+        return await call()
+
+
+async def test_a_large_file_starts_downloading_before_the_small_files_planned_before_it(
+    world: World, big: bytes
+) -> None:
+    smalls = []
+    for i in range(40):
+        data = noise(f"small {i}", 1000 + i)
+        await world.store.inner.put(KEYS.blob(sha(data)), data)
+        smalls.append(entry(f"a/{i:02}.txt", data, None))
+    new = await world.publish("z/big.bin", big)
+    ordered = Ordered(world.store.inner)
+    world.store.inner = ordered
+
+    applied = await world.apply(downloads(*smalls, new))
+
+    assert not applied.problems and world.read("z/big.bin") == big
+    # its first chunk is asked for as soon as a request slot frees (the small files'
+    # gets hold them all while it creates its file), not after all 40 small files
+    first = [op for op, _ in ordered.ops].index("get_file")
+    assert first < 40
+    assert len(ordered.ops) == 40 + len({c.sha256 for c in new.chunks or ()})

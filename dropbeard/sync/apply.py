@@ -34,7 +34,7 @@ from dropbeard.store.base import Progress, Store
 from dropbeard.sync.applied import Applied, Refused, UnsafePath
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.disknames import DiskNames, case_problems
-from dropbeard.sync.fetch import Fetcher
+from dropbeard.sync.fetch import Fetcher, streams
 from dropbeard.sync.ondisk import (
     is_empty,
     is_special,
@@ -91,6 +91,7 @@ async def apply_plan(
             writer.fail(problem.path, problem.kind, problem.message)
         writes = [w for w in writes if w[0] not in out.failed]
         dirs = [d for d in dirs if d.path not in out.failed]
+        writes.sort(key=lambda w: not streams(w[2]))  # large files first (`streams`)
     if writes:  # before deletes: a deleted file's bytes may be what a rename needs
         wanted = {c.sha256 for _, _, e, _ in writes for c in e.chunks or ()}
         await anyio.to_thread.run_sync(sources.index_all, paths.root, scanned, wanted, local_chunks)

@@ -23,6 +23,7 @@ from typing import TypeVar, cast
 from dropbeard.core.chunking import Chunk
 from dropbeard.core.errors import IntegrityError
 from dropbeard.core.keys import RootKeys
+from dropbeard.core.model import Entry
 from dropbeard.store.base import Progress, Store
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.chunkdownload import download_chunks
@@ -108,6 +109,14 @@ class Fetcher:
 #: Blobs up to this size are downloaded into memory and written in one worker-thread
 #: trip; larger ones stream to disk.
 WHOLE_DOWNLOAD = 4 * 1024 * 1024
+
+
+def streams(entry: Entry) -> bool:
+    """True for a file whose download streams to disk (stored in chunks, or larger than
+    WHOLE_DOWNLOAD): an apply starts those first, so their bytes flow from the start and
+    the small files fill the gaps, instead of a large one starting last and running
+    alone."""
+    return entry.chunks is not None or (entry.size or 0) > WHOLE_DOWNLOAD
 
 
 async def download(

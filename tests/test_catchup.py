@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import dropbeard.sync.remote as remote_module
 from dropbeard.cli.main import main
 from dropbeard.core.errors import Unavailable
 from dropbeard.core.keys import RootKeys
@@ -131,6 +132,42 @@ def test_a_batched_catch_up_ends_as_one_unbatched_pass(tmp_path: Path) -> None:
     assert agreed(batched) == agreed(whole) == agreed(a)
     assert peer_tree(batched, "a") == peer_tree(whole, "a") is not None
     again = one_pass(batched, batch=30)  # nothing left to do
+    assert (again.downloaded, again.uploaded, again.snapshot) == (0, 0, None)
+
+
+class LookedUp:
+    """How many tree lookups (one path in one device's tree) a pass made."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real = remote_module.lookup
+
+        async def counting(*args: Any) -> Any:
+            self.count += 1
+            return await real(*args)
+
+        monkeypatch.setattr(remote_module, "lookup", counting)
+
+
+def test_a_third_device_catches_up_once_with_two_devices_holding_one_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = filled(tmp_path)
+    b = device(tmp_path, "b")
+    assert one_pass(b, batch=40).downloaded == FOLDERS * FILES
+    assert peer_tree(b, "a") is not None
+    c = device(tmp_path, "c")
+    planned, looked_up = Planned(monkeypatch), LookedUp(monkeypatch)
+    assert one_pass(c, batch=40).downloaded == FOLDERS * FILES
+    assert files(c) == files(a)
+    assert agreed(c) == agreed(a)
+    # a and b publish the same tree: its diff is streamed and reconciled once, not once
+    # per device, and neither device's entries are looked up path by path in it
+    every = FOLDERS * FILES + FOLDERS + 2
+    assert sum(p for p in planned.paths if p > 0) <= every + 3 * len(planned.paths)
+    assert looked_up.count == 0
+    assert peer_tree(c, "a") == peer_tree(c, "b") == peer_tree(b, "a") is not None
+    again = one_pass(c, batch=40)
     assert (again.downloaded, again.uploaded, again.snapshot) == (0, 0, None)
 
 

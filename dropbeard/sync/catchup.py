@@ -43,13 +43,18 @@ async def catch_up(batches: Batches, remote: RemoteSide) -> None:
     meter = batches.run.opts.meter
     if meter is not None:  # the totals are not known before the diffs are read
         meter.begin("downloading", None, None)
+    streamed: set[tuple[str | None, str | None]] = set()
     for dev in remote.oversized:
         view = read.devices[dev]
-        try:
-            await _device(batches, remote, view)
-        except UNREADABLE as exc:
-            read.skip(dev, str(exc))
-            continue
+        if (view.since, view.tree) not in streamed:
+            try:
+                await _device(batches, remote, view)
+            except UNREADABLE as exc:
+                read.skip(dev, str(exc))
+                continue
+            streamed.add((view.since, view.tree))
+        # else its diff is one already streamed, path for path: every batch of it was
+        # reconciled with this device's entries (the same tree's), nothing is left
         view.oversized = False  # every change committed (or left open): none left
 
 
@@ -73,15 +78,17 @@ async def _flush(
 ) -> None:
     """One batch: `view`'s device with `batch` as its changes, the other devices as read
     (their entries of these paths are looked up in their trees: an oversized one holds no
-    change), no tombstone."""
+    change), no tombstone. A device whose tree is `view`'s holds `batch`'s entries at
+    these paths: it takes them, rather than a lookup per path in the same tree."""
     assert remote.read is not None
     devices = {
         dev: replace(other, tombstones=[], held_before={})
+        if other.tree != view.tree
+        else replace(
+            other, changes=batch, complete=False, oversized=False, tombstones=[], held_before={}
+        )
         for dev, other in remote.read.devices.items()
     }
-    devices[view.device_id] = replace(
-        view, changes=batch, complete=False, oversized=False, tombstones=[], held_before={}
-    )
     read = replace(remote.read, devices=devices)
     side = RemoteSide(read, set(batch))
     await batches.flush_remote(side, frozenset(batch))

@@ -32,8 +32,9 @@ class LocalSources:
 
     #: sha256 -> a verified local file holding those bytes
     have: dict[str, Path] = field(default_factory=dict)
-    #: sha256 -> set when the in-flight fetch of that blob ends (landed or failed)
-    fetching: dict[str, anyio.Event] = field(default_factory=dict)
+    #: sha256 -> set when the in-flight fetch of that blob ends (landed or failed); made
+    #: only once a second write of the same blob waits on it (None until then)
+    fetching: dict[str, anyio.Event | None] = field(default_factory=dict)
     #: deleted files kept in tmp/ as sources until the writes are done
     parked: list[Path] = field(default_factory=list)
     #: chunk sha256 -> where a local file held it when last hashed (only the chunks this
@@ -109,10 +110,13 @@ class LocalSources:
         """A verified local file with these bytes, waiting for an in-flight fetch of the
         same blob instead of fetching it twice; None means the caller fetches it."""
         while sha not in self.have and sha in self.fetching:
-            await self.fetching[sha].wait()
+            event = self.fetching[sha]
+            if event is None:
+                event = self.fetching[sha] = anyio.Event()
+            await event.wait()
         if sha in self.have:
             return self.have[sha]
-        self.fetching[sha] = anyio.Event()
+        self.fetching[sha] = None
         return None
 
     def release(self, sha: str) -> None:

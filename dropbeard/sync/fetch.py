@@ -174,6 +174,22 @@ def _write_verified(data: bytes, key: str, sha: str, dest: Path, place: Callable
             f"downloading {key}: content does not match its SHA-256 (expected {sha}, got {got})",
             key,
         )
-    with open(dest, "wb") as out:
-        out.write(data)
+    write_new(dest, data)
     return place()
+
+
+#: A temporary file's flags: created for writing, only ever by this process's writes.
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+
+def write_new(dest: Path, data: bytes) -> None:
+    """Write `data` to the file `dest`, created or emptied: plain system calls, not a
+    buffered file object (which costs an fstat, an isatty ioctl and an lseek more per
+    file: a third of a downloaded small file's system calls in its worker thread)."""
+    fd = os.open(dest, _WRITE_FLAGS, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)

@@ -22,8 +22,10 @@ from dropbeard.store.counting import CountingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.sync import apply as apply_module
 from dropbeard.sync import trips as trips_module
+from dropbeard.sync.applied import UnsafePath
 from dropbeard.sync.apply import Applied, apply_plan
 from dropbeard.sync.budget import TransferBudget
+from dropbeard.sync.disknames import DiskNames
 from dropbeard.sync.fetch import WHOLE_DOWNLOAD
 from dropbeard.sync.root import RootPaths, reset_tmp
 from dropbeard.sync.scan import ScanResult, scan
@@ -740,9 +742,9 @@ async def test_small_downloads_share_worker_thread_trips(
     trips: list[int] = []
     run_all = trips_module._run_all
 
-    def counted(jobs: list[object]) -> None:
+    def counted(jobs: list[object], on_trip: object) -> None:
         trips.append(len(jobs))
-        run_all(jobs)  # type: ignore[arg-type]
+        run_all(jobs, on_trip)  # type: ignore[arg-type]
 
     monkeypatch.setattr(trips_module, "_run_all", counted)
     applied = await world.apply(
@@ -843,3 +845,55 @@ async def test_downloads_start_while_later_places_are_still_vetted(
     assert len(vetted) == 600
     # the first batch of places was vetted, not all 600, when the first download began
     assert vetted_at_first_get[0] < 600, vetted_at_first_get
+
+
+async def test_a_folders_files_look_at_its_parents_once_per_trip(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    datas = [b"deep file %d" % i for i in range(40)]
+    for data in datas:
+        await world.blob(data)
+    parent = str(world.root / "a" / "b")
+    looked: list[str] = []
+    real_lstat = os.lstat
+
+    def counting(path: str | Path, *args: object, **kwargs: object) -> os.stat_result:
+        if os.fspath(path) == parent:
+            looked.append(parent)
+        return real_lstat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "lstat", counting)
+    entries = [file_entry(f"a/b/f{i}", d) for i, d in enumerate(datas)]
+    applied = await world.apply(plan([Download(path=e.path, entry=e) for e in entries]))
+
+    assert applied.downloaded == 40 and not applied.problems
+    assert all(world.read(f"a/b/f{i}") == d for i, d in enumerate(datas))
+    # looked at once per trip (the vetting trips, then the writes' shared trips), not
+    # twice per file (its place vetted, then installed)
+    assert 0 < len(looked) < 40
+
+
+async def test_a_parent_turned_symlink_is_refused_from_the_next_trip_on(
+    world: World, tmp_path: Path
+) -> None:
+    """What a trip found a real directory counts for that trip alone: a parent swapped
+    for a symlink afterwards is looked at again, and refused, by the next one."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    writer = apply_module._FolderWriter(
+        world.paths,
+        await world.scan(),
+        DiskNames(world.root, {}),
+        Applied(),
+        None,
+        None,  # type: ignore[arg-type]
+    )
+    writer.new_trip()
+    assert writer.target("d/one.txt") == world.root / "d" / "one.txt"  # made, a folder
+    (world.root / "d").rmdir()
+    (world.root / "d").symlink_to(outside)
+    assert writer.target("d/two.txt") == world.root / "d" / "two.txt"  # the same trip
+    writer.new_trip()
+    with pytest.raises(UnsafePath, match="is a symlink"):
+        writer.target("d/three.txt")
+    assert list(outside.iterdir()) == []

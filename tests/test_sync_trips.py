@@ -77,9 +77,9 @@ async def test_no_trip_leaves_empty_while_another_carries_the_job(
     sizes: list[int] = []
     run_all = module._run_all
 
-    def counted(jobs: list[object]) -> None:
+    def counted(jobs: list[object], on_trip: object) -> None:
         sizes.append(len(jobs))
-        run_all(jobs)  # type: ignore[arg-type]
+        run_all(jobs, on_trip)  # type: ignore[arg-type]
 
     monkeypatch.setattr(module, "_run_all", counted)
     trips = ThreadTrips(trips=2, jobs=8)
@@ -174,3 +174,25 @@ async def test_a_caller_cancelled_while_it_waits_strands_nobody_and_its_job_neve
             release.set()
     assert results == {0: 0, 2: 2, 3: 3, 4: 4}
     assert sorted(ran) == [0, 2, 3, 4]
+
+
+async def test_each_trip_begins_with_its_hook_in_the_worker_thread() -> None:
+    seen: list[tuple[str, int | str]] = []
+    loop_thread = threading.get_ident()
+
+    def begins() -> None:
+        assert threading.get_ident() != loop_thread
+        seen.append(("trip", "begins"))
+
+    trips = ThreadTrips(trips=1, jobs=4, on_trip=begins)
+
+    async def call(i: int) -> None:
+        await trips.run(lambda: seen.append(("job", i)))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(call, i)
+    assert sum(1 for kind, _ in seen if kind == "trip") == trips.made
+    assert seen[0] == ("trip", "begins")
+    jobs = [i for kind, i in seen if kind == "job"]
+    assert sorted(jobs) == list(range(10))  # type: ignore[type-var]

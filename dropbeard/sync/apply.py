@@ -47,7 +47,7 @@ from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import LocalItem, ScanResult
 from dropbeard.sync.sources import LocalSources, remove_all
 from dropbeard.sync.state import StatRow
-from dropbeard.sync.trips import run_in_order
+from dropbeard.sync.trips import ThreadTrips, run_in_order
 from dropbeard.sync.workers import for_each_prepared, in_batches
 
 #: Local deletes, new directories and files' places vetted per worker-thread trip.
@@ -97,11 +97,12 @@ async def apply_plan(
         await anyio.to_thread.run_sync(sources.index_all, paths.root, scanned, wanted, local_chunks)
     # In order, a worker-thread trip per batch: deletes deepest first, as planned, then
     # directories, parents before children; then the writes (`_vet_and_write`).
+    fetcher.trips = ThreadTrips(on_trip=writer.new_trip)
     steps: list[Callable[[], None]]
     steps = [partial(writer.delete, gone.path, gone.expected) for gone in plan.local_deletes]
     steps += [partial(writer.guarded, d.path, writer.make_dir, d.path, d.entry) for d in dirs]
     for i in range(0, len(steps), STEPS_PER_TRIP):
-        await anyio.to_thread.run_sync(run_in_order, steps[i : i + STEPS_PER_TRIP])
+        await anyio.to_thread.run_sync(_one_trip, writer, steps[i : i + STEPS_PER_TRIP])
     # More workers than request slots: some do local file work while others download.
     await _vet_and_write(writer, writes, 2 * budget.small_requests)
     if sources.parked:
@@ -119,7 +120,7 @@ async def _vet_and_write(writer: _FolderWriter, writes: list[_Write], workers: i
     async def vet(batch: list[_Write]) -> list[_Write]:
         files = [w for w in batch if w[2].type == "file"]  # symlinks are not vetted
         steps: list[Callable[[], None]] = [partial(writer.vet, *w) for w in files]
-        await anyio.to_thread.run_sync(run_in_order, steps)
+        await anyio.to_thread.run_sync(_one_trip, writer, steps)
         return [w for w in batch if w[1] not in writer.blocked]
 
     async def write(item: _Write) -> None:
@@ -127,6 +128,12 @@ async def _vet_and_write(writer: _FolderWriter, writes: list[_Write], workers: i
 
     batches = in_batches(writes, FIRST_VETTED, STEPS_PER_TRIP)
     await for_each_prepared(batches, vet, write, workers)
+
+
+def _one_trip(writer: _FolderWriter, steps: list[Callable[[], None]]) -> None:
+    """`steps` in order, in one worker-thread trip of their own (`_FolderWriter.new_trip`)."""
+    writer.new_trip()
+    run_in_order(steps)
 
 
 @dataclass
@@ -152,6 +159,7 @@ class _FolderWriter:
         self.tmp_dir = self.paths.tmp  # a path built once, not per file
         self._tmp_prefix = uuid.uuid4().hex[:16]
         self._tmp_count = itertools.count()
+        self._real_dirs: set[Path] = set()  # parents found real directories this trip
 
     def tmp_path(self, kind: str = "") -> Path:
         """A new name in tmp/ (emptied when a pass starts): unique within this apply by a
@@ -176,19 +184,23 @@ class _FolderWriter:
     def target(self, rel: str) -> Path:
         """The absolute path for `rel`, in the spelling the disk holds, after checking
         every parent inside the root is a real directory (created if missing); never
-        through a symlink."""
+        through a symlink. A parent found a real directory is not looked at again in
+        the same worker-thread trip (`new_trip`): the files of one folder share it."""
         parts = rel.split("/")
         if any(p in ("", ".", "..") for p in parts) or parts[0] == ".dropbear":
             raise UnsafePath(f"refusing {rel!r}: not a safe relative path")
         parts = self.names.disk(rel).split("/")
-        current = self.paths.root
+        current, known = self.paths.root, self._real_dirs
         for part in parts[:-1]:
             current = current / part
+            if current in known:
+                continue
             try:
                 st = os.lstat(current)
             except FileNotFoundError:
                 try:
                     os.mkdir(current)
+                    known.add(current)
                     continue
                 except FileExistsError:  # made meanwhile (a concurrent write): vet it
                     st = os.lstat(current)
@@ -196,7 +208,12 @@ class _FolderWriter:
                 raise UnsafePath(f"refusing {rel!r}: its parent {part!r} is a symlink")
             if not stat.S_ISDIR(st.st_mode):
                 raise UnsafePath(f"refusing {rel!r}: its parent {part!r} is not a directory")
+            known.add(current)
         return current / parts[-1]
+
+    def new_trip(self) -> None:
+        """A worker-thread trip begins: every parent is looked at again (`target`)."""
+        self._real_dirs = set()
 
     def unchanged_since_scan(self, rel: str, dest: Path) -> bool:
         item = self.scanned.items.get(rel)
@@ -226,6 +243,7 @@ class _FolderWriter:
         try:
             if stat.S_ISDIR(st.st_mode):
                 os.rmdir(dest)
+                self._real_dirs.discard(dest)
             else:  # its bytes may be the other half of a rename: remove_file parks them
                 self.remove_file(dest, item)
             self.out.deleted += 1
@@ -305,6 +323,7 @@ class _FolderWriter:
         except IsADirectoryError:
             try:
                 os.rmdir(dest)
+                self._real_dirs.discard(dest)
             except OSError as exc:
                 if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise

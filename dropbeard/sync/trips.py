@@ -53,11 +53,15 @@ class ThreadTrips:
     drives the next trip (waking every waiter at each trip's end would cost a task switch
     per waiter per trip, the more the slower the network)."""
 
-    def __init__(self, *, trips: int = 2, jobs: int = 64) -> None:
+    def __init__(
+        self, *, trips: int = 2, jobs: int = 64, on_trip: Callable[[], None] | None = None
+    ) -> None:
         if trips < 1 or jobs < 1:
             raise ValueError("ThreadTrips needs at least one trip of one job")
         self._trips = trips
         self._jobs = jobs
+        #: called in the worker thread as each trip begins, before its jobs
+        self._on_trip = on_trip
         self._queue: list[_Job[Any]] = []
         self._under_way = 0
         #: trips made, and callers woken, so far (for tests and benchmarks)
@@ -97,7 +101,7 @@ class ThreadTrips:
         self._under_way += 1
         self.made += 1
         try:
-            await anyio.to_thread.run_sync(_run_all, batch)
+            await anyio.to_thread.run_sync(_run_all, batch, self._on_trip)
         finally:  # a trip that never left (cancelled on the way) leaves its jobs queued
             unrun = [queued for queued in batch if not queued.done]
             for queued in unrun:
@@ -116,7 +120,9 @@ def _wake(job: _Job[Any]) -> None:
         job.wake = None
 
 
-def _run_all(jobs: list[_Job[Any]]) -> None:
+def _run_all(jobs: list[_Job[Any]], on_trip: Callable[[], None] | None) -> None:
+    if on_trip is not None:
+        on_trip()
     for job in jobs:
         job.run()
 

@@ -65,6 +65,24 @@ async def test_the_store_is_built_once_by_its_first_requests(tmp_path: Path) -> 
     await store.aclose()
 
 
+async def test_once_built_a_request_takes_no_lock(tmp_path: Path) -> None:
+    """Each anyio lock taken costs a trip through the event loop: one per request of a
+    pass of thousands, for nothing once the store is there."""
+    store = DeferredStore(Built(tmp_path / "remote"), "somewhere")
+    await store.put("first", b"x")
+
+    class NoLock:
+        async def __aenter__(self) -> None:
+            raise AssertionError("the lock was taken")
+
+        async def __aexit__(self, *_: object) -> None:
+            return None
+
+    store._lock = NoLock()  # type: ignore[assignment]
+    await store.put("then", b"y")
+    assert await store.get("then") == b"y"
+
+
 async def test_a_listing_is_the_first_request_too(tmp_path: Path) -> None:
     build = Built(tmp_path / "remote")
     await LocalStore(tmp_path / "remote").put("a", b"1")

@@ -87,6 +87,8 @@ class DeferredStore(ForwardingStore):
         return self._built
 
     async def _ready(self) -> Store:
+        if self._built is not None:  # no lock once built: it costs a loop trip a request
+            return self._built
         async with self._lock:
             if self._built is None:
                 for module in self._modules:

@@ -21,6 +21,7 @@ from dropbeard.core.plan import ConflictCopy, Download, LocalDelete, Plan
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.sync import apply as apply_module
+from dropbeard.sync import folderwriter as folderwriter_module
 from dropbeard.sync import trips as trips_module
 from dropbeard.sync.applied import UnsafePath
 from dropbeard.sync.apply import Applied, apply_plan
@@ -821,7 +822,7 @@ async def test_downloads_start_while_later_places_are_still_vetted(
         await world.blob(data)
     vetted: list[str] = []
     vetted_at_first_get: list[int] = []
-    vet = apply_module._FolderWriter.vet
+    vet = folderwriter_module.FolderWriter.vet
     get = world.store.inner.get
 
     def counted_vet(self: object, rel: str, *rest: object) -> None:
@@ -833,7 +834,7 @@ async def test_downloads_start_while_later_places_are_still_vetted(
             vetted_at_first_get.append(len(vetted))
         return await get(key)
 
-    monkeypatch.setattr(apply_module._FolderWriter, "vet", counted_vet)
+    monkeypatch.setattr(folderwriter_module.FolderWriter, "vet", counted_vet)
     monkeypatch.setattr(world.store.inner, "get", first_get)
     applied = await world.apply(
         plan([Download(path=f"f{i}", entry=file_entry(f"f{i}", d)) for i, d in enumerate(datas)]),
@@ -880,7 +881,7 @@ async def test_a_parent_turned_symlink_is_refused_from_the_next_trip_on(
     for a symlink afterwards is looked at again, and refused, by the next one."""
     outside = tmp_path / "outside"
     outside.mkdir()
-    writer = apply_module._FolderWriter(
+    writer = folderwriter_module.FolderWriter(
         world.paths,
         await world.scan(),
         DiskNames(world.root, {}),

@@ -1,7 +1,7 @@
 """A big tree against the local-directory remote: first sync, idle sync, memory per file.
 Prints numbers; asserts nothing.
 
-  .venv/bin/python bench/bench_idle.py [--files 100000]
+  .venv/bin/python bench/bench_idle.py [--files 100000] [--idle-runs 7]
 
 Each `dropbeard sync` runs as its own process (as a person runs it), so its peak RSS is
 measured alone (RUSAGE_CHILDREN of a fresh helper process per run).
@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,6 +59,7 @@ def make_tree(root: Path, files: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=100_000)
+    parser.add_argument("--idle-runs", type=int, default=7)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dropbeard-idle-"))
     try:
@@ -75,7 +77,8 @@ def main() -> None:
             f"({rss * 1024 / args.files:.0f} B/file)  uploaded {s.get('uploaded')} "
             f"-> {args.files / wall:.0f} files/s"
         )
-        for i in range(2):
+        idle_walls, idle_cpus, find_walls = [], [], []
+        for i in range(args.idle_runs):  # alternating with find: the same machine moment
             wall, rss, cpu, s = run("sync", str(root), "--json")
             print(
                 f"idle sync {i + 1}: {wall:7.2f}s wall {cpu:6.2f}s CPU  peak RSS "
@@ -83,11 +86,23 @@ def main() -> None:
                 f"{s.get('duration_s')}s, hashed {s.get('hashed')}, "
                 f"published {s.get('snapshot')}"
             )
-        t0 = time.perf_counter()
-        subprocess.run(
-            ["find", str(root), "-printf", "%s %T@ %i\\n"], stdout=subprocess.DEVNULL, check=True
-        )
-        print(f"find -printf over the same tree: {time.perf_counter() - t0:.2f}s")
+            t0 = time.perf_counter()
+            subprocess.run(
+                ["find", str(root), "-printf", "%s %T@ %i\\n"],
+                stdout=subprocess.DEVNULL,
+                check=True,
+            )
+            find_walls.append(time.perf_counter() - t0)
+            print(f"find -printf over the same tree: {find_walls[-1]:.2f}s")
+            if i:  # the first idle sync may still hash files written in the tree's last second
+                idle_walls.append(wall)
+                idle_cpus.append(cpu)
+        if idle_walls:
+            w, c, f = (statistics.median(x) for x in (idle_walls, idle_cpus, find_walls[1:]))
+            print(
+                f"idle sync median (runs 2-{args.idle_runs}): {w:.2f}s wall {c:.2f}s CPU; "
+                f"find median {f:.2f}s -> {w / f:.2f}x find's wall"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

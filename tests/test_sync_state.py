@@ -16,7 +16,8 @@ from dropbeard.core.chunking import Chunk, MiB
 from dropbeard.core.model import Delete, Entry
 from dropbeard.core.plan import Base, ConflictInfo
 from dropbeard.core.problems import Problem
-from dropbeard.sync.state import SCHEMA_VERSION, Peer, State, StateError, StatRow
+from dropbeard.sync.state import Peer, State, StatRow
+from dropbeard.sync.stateschema import SCHEMA_VERSION, StateError
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
 

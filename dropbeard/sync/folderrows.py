@@ -33,7 +33,7 @@ from dropbeard.core.chunking import Chunk
 from dropbeard.core.conflictname import MARKER
 from dropbeard.core.scope import with_folders
 from dropbeard.sync.hashing import StatKey
-from dropbeard.sync.state import PARENT
+from dropbeard.sync.stateschema import PARENT
 
 #: What a row says of its path: not tracked (stat-cache row only), an agreed delete,
 #: tracked, or tracked clean and publishing exactly the bytes its stat-cache row hashed

@@ -20,7 +20,8 @@ from pathlib import Path
 from dropbeard.core.config import RootConfig, parse_root_config
 from dropbeard.core.errors import DropbeardError, OfflineError, UsageError
 from dropbeard.core.ignore import IGNORE_FILE
-from dropbeard.sync.state import State, StateError
+from dropbeard.sync.state import State
+from dropbeard.sync.stateschema import StateError
 
 DOT = ".dropbear"
 

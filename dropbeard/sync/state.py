@@ -18,70 +18,16 @@ from pathlib import Path
 import msgspec
 
 from dropbeard.core.chunking import Chunk
-from dropbeard.core.errors import DropbeardError
 from dropbeard.core.passrules import base_status
 from dropbeard.core.plan import Base, publishable
 from dropbeard.core.problems import Problem
-
-SCHEMA_VERSION = 2
-"""2: bucket format 2 (trees). An index of schema 1 (format 1, one manifest per publish)
-is refused: its device's bucket objects are format 1, which this dropbeard does not read."""
-
-#: The folder of a path, with its trailing '/' ('' at the top): what the `files_parent`
-#: index orders by, so a scan reads the rows of one folder at a time
-#: (`dropbeard.sync.folderrows`). Indexes made with IF NOT EXISTS need no migration: an
-#: index of an earlier dropbeard gains it when next opened.
-PARENT = "rtrim(path, replace(path, '/', ''))"
-
-_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    path     TEXT PRIMARY KEY,
-    size     INTEGER, mtime_ns INTEGER, inode INTEGER, ctime_ns INTEGER, sha256 TEXT,
-    base     BLOB,
-    chunks   BLOB,
-    status   TEXT NOT NULL DEFAULT 'clean',
-    blob     TEXT
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS files_blob ON files (blob) WHERE blob IS NOT NULL;
-CREATE INDEX IF NOT EXISTS files_parent ON files (rtrim(path, replace(path, '/', '')));
-CREATE INDEX IF NOT EXISTS files_status ON files (status, path) WHERE status != 'clean';
-CREATE TABLE IF NOT EXISTS held_chunks (
-    path TEXT NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (path, sha256)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS held_chunks_sha256 ON held_chunks (sha256);
-CREATE TABLE IF NOT EXISTS peers (
-    device_id     TEXT PRIMARY KEY,
-    head_etag     TEXT,
-    snapshot      TEXT,
-    tree          TEXT,
-    tombstone_seq INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS problems (
-    path TEXT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL, PRIMARY KEY (path, kind)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS pending (path TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS folder_stamps (parent TEXT PRIMARY KEY, stamps BLOB NOT NULL)
-    WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS folder_stamps_insert AFTER INSERT ON files BEGIN
-    DELETE FROM folder_stamps WHERE parent = rtrim(NEW.path, replace(NEW.path, '/', ''));
-END;
-CREATE TRIGGER IF NOT EXISTS folder_stamps_update AFTER UPDATE ON files BEGIN
-    DELETE FROM folder_stamps WHERE parent IN (
-        rtrim(OLD.path, replace(OLD.path, '/', '')), rtrim(NEW.path, replace(NEW.path, '/', ''))
-    );
-END;
-CREATE TRIGGER IF NOT EXISTS folder_stamps_delete AFTER DELETE ON files BEGIN
-    DELETE FROM folder_stamps WHERE parent = rtrim(OLD.path, replace(OLD.path, '/', ''));
-END;
-"""
-
-#: `folder_stamps` holds, per folder (as PARENT names it), a digest of its listing as a
-#: whole-root scan found it when every file in it was vouched for by its row
-#: (`dropbeard.sync.folderrows.folder_stamps`): the next scan that finds the same digest
-#: vouches for the folder without reading its rows. The triggers drop a folder's digest
-#: whenever any row in it is written, by whatever path, so a digest never outlives the
-#: rows it stands for. Tables and triggers made with IF NOT EXISTS need no migration.
+from dropbeard.sync.stateschema import (
+    META,
+    SCHEMA,
+    SCHEMA_VERSION,
+    StateError,
+    check_schema,
+)
 
 #: Paths per `IN (...)` query (SQLite allows 999 parameters in older builds).
 _BATCH = 500
@@ -102,10 +48,6 @@ class Peer:
     snapshot: str | None
     tree: str | None
     tombstone_seq: int
-
-
-class StateError(DropbeardError):
-    """state.sqlite is missing, corrupt, or from a newer dropbeard."""
 
 
 class State:
@@ -129,11 +71,11 @@ class State:
             # 64 KiB, then in a temp file for the rest of the transaction (a commit of
             # 20,000 downloaded files wrote ~15 pages per row to /var/tmp). In memory.
             db.execute("PRAGMA temp_store=MEMORY")
-            db.execute(_META)
+            db.execute(META)
             state = cls(db, path)
             version = state.get_meta("schema_version")
-            _check_schema(path, version)
-            db.executescript(_SCHEMA)
+            check_schema(path, version)
+            db.executescript(SCHEMA)
             if version is None:
                 state.set_meta("schema_version", str(SCHEMA_VERSION))
             return state
@@ -396,22 +338,6 @@ class State:
 
 
 _BASE_ENCODER = msgspec.json.Encoder()
-
-
-def _check_schema(path: Path, version: str | None) -> None:
-    """StateError unless an index of schema `version` (None: a new one) can be used."""
-    if version is None or int(version) == SCHEMA_VERSION:
-        return
-    if int(version) > SCHEMA_VERSION:
-        raise StateError(
-            f"opening {path}: written by a newer dropbeard (schema {version}, this "
-            f"one knows {SCHEMA_VERSION}); upgrade dropbeard"
-        )
-    raise StateError(
-        f"opening {path}: written by an earlier dropbeard for bucket format 1, which this "
-        "one does not read; move that root's .dropbear/ folder away and run `dropbeard "
-        "init` again, with a new remote (or --root-id) for the folder"
-    )
 
 
 def _stat_row(r: tuple[object, ...]) -> StatRow:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from anyio.abc import TaskGroup
 
 from dropbeard.sync.sources import LocalSources
 
@@ -30,13 +31,8 @@ async def test_a_second_write_of_a_blob_in_flight_waits_and_copies_its_file(
     sources = LocalSources()
     assert await sources.claim(SHA) is None
     got: list[Path | None] = []
-
-    async def second() -> None:
-        got.append(await sources.claim(SHA))
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(second)
-        await anyio.wait_all_tasks_blocked()
+        await _second_claim(tg, sources, got)
         assert got == []  # waiting on the first write's fetch
         assert isinstance(sources.fetching[SHA], anyio.Event)
         sources.add(SHA, tmp_path / "landed")
@@ -48,13 +44,18 @@ async def test_a_failed_fetch_hands_the_blob_to_the_next_waiter() -> None:
     sources = LocalSources()
     assert await sources.claim(SHA) is None
     got: list[Path | None] = []
+    async with anyio.create_task_group() as tg:
+        await _second_claim(tg, sources, got)
+        sources.release(SHA)  # nothing landed: the waiter fetches it itself
+    assert got == [None]
+    assert sources.fetching == {SHA: None}
+
+
+async def _second_claim(tg: TaskGroup, sources: LocalSources, got: list[Path | None]) -> None:
+    """Start a second claim of SHA (what it gets lands in `got`) and let it block."""
 
     async def second() -> None:
         got.append(await sources.claim(SHA))
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(second)
-        await anyio.wait_all_tasks_blocked()
-        sources.release(SHA)  # nothing landed: the waiter fetches it itself
-    assert got == [None]
-    assert sources.fetching == {SHA: None}
+    tg.start_soon(second)
+    await anyio.wait_all_tasks_blocked()

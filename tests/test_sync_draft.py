@@ -25,14 +25,18 @@ from tests.test_sync_treepublish import agreed, listed
 KEYS = RootKeys("r1")
 ME = "a"
 FOLDERS = 24
-#: How long a blob PUT waits for a node PUT to begin (the draft starts at once).
-PATIENCE = 2.0
+#: How long a node PUT waits for a blob PUT to begin, and a blob PUT for a node PUT to
+#: see it in flight (both start at once: only a pass that does not overlap them waits
+#: this long, and fails). Long enough for a loaded machine's worker threads.
+PATIENCE = 10.0
 
 
 class Timeline(ForwardingStore):
     """Records the writes in flight: node PUTs (keys under trees/), blob PUTs, and the
-    snapshot and head. A blob PUT waits (at most `PATIENCE`) until some node PUT has
-    begun, so node writes that could go up beside the blobs are seen doing so."""
+    snapshot and head. The first PUTs of each kind meet: a node PUT waits (at most
+    `PATIENCE`) until some blob PUT has begun, and a blob PUT until some node PUT saw a
+    blob in flight, so node writes that could go up beside the blobs are seen doing so
+    whichever kind a busy machine lets start first."""
 
     def __init__(self, inner: Store) -> None:
         super().__init__(inner)
@@ -41,16 +45,20 @@ class Timeline(ForwardingStore):
         self.nodes_beside_blobs = 0  # node PUTs begun while a blob PUT was in flight
         self.order: list[str] = []  # "node", "blob", "snapshot", "head": as each ended
         self.nodes: list[str] = []  # the key of every node PUT
-        self.node_begun = anyio.Event()
+        self.blob_begun = anyio.Event()
+        self.blob_seen = anyio.Event()  # a node PUT began while a blob PUT was in flight
 
     async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
         if key.startswith(KEYS.trees_prefix):
             self.nodes_now += 1
             self.most_nodes = max(self.most_nodes, self.nodes_now)
-            self.nodes_beside_blobs += self.blobs_now > 0
-            self.node_begun.set()
             self.nodes.append(key)
             try:
+                with anyio.move_on_after(PATIENCE):
+                    await self.blob_begun.wait()
+                if self.blobs_now > 0:
+                    self.nodes_beside_blobs += 1
+                    self.blob_seen.set()
                 await anyio.sleep(0.01)
                 return await super().put_if_absent(key, data, sha256=sha256)
             finally:
@@ -58,9 +66,10 @@ class Timeline(ForwardingStore):
                 self.order.append("node")
         if key.startswith(KEYS.blobs_prefix):
             self.blobs_now += 1
+            self.blob_begun.set()
             try:
                 with anyio.move_on_after(PATIENCE):
-                    await self.node_begun.wait()
+                    await self.blob_seen.wait()
                 return await super().put_if_absent(key, data, sha256=sha256)
             finally:
                 self.blobs_now -= 1

@@ -535,9 +535,11 @@ class SlotWatch(ForwardingStore):
         self.dests: list[Path | FileSlot] = []
         self.seen: set[str] = set()
         self.events: list[tuple[str, int, int]] = []
+        self.asked: list[dict[str, Any]] = []
 
     async def get_file(self, key: str, dest: Path | FileSlot, **kwargs: Any) -> ObjectInfo:
         self.dests.append(dest)
+        self.asked.append(kwargs)
         info = await super().get_file(key, dest, **kwargs)
         self.seen.update(p.name for p in self.tmp_dir.iterdir())
         self.events.append(("fetched", 0, 0))
@@ -556,6 +558,29 @@ async def test_chunks_stream_into_their_place_with_no_file_of_their_own(
     assert got.file.read_bytes() == big.data
     assert all(isinstance(d, FileSlot) for d in watch.dests)
     assert watch.seen == {got.file.name}  # the one temporary file, no chunk files
+
+
+async def test_fetched_bytes_are_hashed_once_by_the_whole_files_digest(
+    big: Big, tmp_path: Path, tmp_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = local_store(tmp_path / "bucket")
+    await up(store, big.file, big)
+    watch = SlotWatch(store, tmp_dir)
+    hashed: list[int] = []
+    hash_range = chunkdownload._hash_range
+
+    def counted(fd: int, hasher: Any, start: int, end: int) -> None:
+        hashed.append(end - start)
+        hash_range(fd, hasher, start, end)
+
+    monkeypatch.setattr(chunkdownload, "_hash_range", counted)
+
+    got = await down(watch, big, tmp_dir)
+
+    assert got.file.read_bytes() == big.data
+    assert sum(hashed) == len(big.data)  # each byte once, in the whole file's digest
+    assert len(watch.asked) == len(big.chunks)
+    assert not any(asked.get("expected_sha256") for asked in watch.asked)  # not again
 
 
 async def test_the_whole_file_is_hashed_once_in_order_while_its_chunks_arrive(

@@ -1,15 +1,18 @@
 """Downloading a large file from its chunks into a temporary file, reusing every chunk a
 local file already holds (IO: local files in worker threads, store reads).
 
-Each chunk is verified as it lands: one copied from a local file is re-hashed (the file
-may have changed since it was indexed), one fetched streams straight to its place in the
-temporary file (a `FileSlot`: no file of its own, no copy afterwards) while the store
-hashes it (a mismatch is an integrity error naming the chunk; an object larger than its
-chunk is refused before it runs over the next). The whole file's SHA-256 is taken in
-order while the chunks still arrive: whenever the written prefix grows, a worker thread
-hashes the new part back from the page cache, so the check after the last chunk costs
-only its tail. Any failure removes the temporary file: nothing lands. The caller renames
-the result into place.
+Each chunk is verified: one copied from a local file is re-hashed as it is read (the file
+may have changed since it was indexed: a chunk that no longer matches is fetched
+instead); one fetched streams straight to its place in the temporary file (a `FileSlot`:
+no file of its own, no copy afterwards; an object larger than its chunk is refused before
+it runs over the next). The whole file's SHA-256 is taken in order while the chunks still
+arrive: whenever the written prefix grows, a worker thread hashes the new part back from
+the page cache, so the check after the last chunk costs only its tail. That check
+verifies every fetched chunk at once, so fetched bytes are hashed once, not twice (a
+chunk holding other bytes than its key cannot leave the whole file's digest intact); only
+when it fails are the fetched chunks hashed one by one, to name the one that is wrong.
+Any failure removes the temporary file: nothing lands. The caller renames the result into
+place.
 
 Every chunk shares the pass's `TransferBudget` with the other transfers: a request slot
 while a chunk is on the network, and its bytes while a chunk copied from a local file is
@@ -22,7 +25,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -105,6 +108,9 @@ async def download_chunks(
             await for_each(jobs, writer.fill, min(len(jobs), budget.requests))
         got = await whole.finish()
         if got != sha256:
+            bad = await anyio.to_thread.run_sync(_first_wrong, fd, writer.fetched)
+            if bad is not None:
+                raise IntegrityError(_other_bytes(keys.blob(bad)), keys.blob(bad))
             raise IntegrityError(f"file {sha256}: its chunks reassemble to {got} instead")
     except BaseException:
         os.close(fd)
@@ -167,6 +173,9 @@ class _Writer:
     progress: Progress | None
     out: Assembled
     whole: _InOrderHash
+    #: (sha256, offset, size) of every chunk fetched, checked one by one only if the
+    #: whole file's digest fails
+    fetched: list[tuple[str, int, int]] = field(default_factory=list)
 
     async def fill(self, job: tuple[str, int, list[int]]) -> None:
         sha, size, offsets = job
@@ -187,27 +196,40 @@ class _Writer:
             await self.whole.land(offset, size)
 
     async def _fetch(self, sha: str, size: int, offsets: list[int]) -> None:
-        """The chunk from the store, verified, written at `offsets`: streamed into its
-        first place while the store hashes it (at most `size` bytes: a hostile object of
-        any size never sits in memory nor runs over the next chunk), then copied to the
-        others, if the file repeats it."""
+        """The chunk from the store written at `offsets`: streamed into its first place
+        (at most `size` bytes: a hostile object of any size never sits in memory nor runs
+        over the next chunk), then copied to the others, if the file repeats it. Its bytes
+        are verified by the whole file's digest (`download_chunks`)."""
         key = self.keys.blob(sha)
         slot = FileSlot(self.fd, offsets[0], size)
         try:
             async with self.budget.request():
-                info = await self.store.get_file(
-                    key, slot, expected_sha256=sha, progress=self.progress
-                )
+                info = await self.store.get_file(key, slot, progress=self.progress)
         except IntegrityError:
-            raise IntegrityError(f"chunk {key} holds other bytes than its name says", key) from None
+            raise IntegrityError(_other_bytes(key), key) from None
         except NotFound:
             raise NotFound(f"chunk {key} is missing from the bucket", key) from None
         if info.size != size:
             raise IntegrityError(
                 f"chunk {key} has {info.size} bytes, its file's chunk list says {size}", key
             )
+        self.fetched.append((sha, offsets[0], size))
         if len(offsets) > 1:
             await anyio.to_thread.run_sync(_repeat, self.fd, size, offsets)
+
+
+def _other_bytes(key: str) -> str:
+    return f"chunk {key} holds other bytes than its name says"
+
+
+def _first_wrong(fd: int, fetched: list[tuple[str, int, int]]) -> str | None:
+    """The first fetched chunk whose bytes in `fd` do not hash to its name, if any."""
+    for sha, offset, size in fetched:
+        hasher = hashlib.sha256()
+        _hash_range(fd, hasher, offset, offset + size)
+        if hasher.hexdigest() != sha:
+            return sha
+    return None
 
 
 def _create(dest: Path, size: int) -> int:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import msgspec
 
 from dropbeard.cli.patience import watched
 from dropbeard.core.config import RootConfig
@@ -33,8 +33,7 @@ from dropbeard.sync.treecache import NodeCache
 from dropbeard.sync.trees import TreeStore
 
 
-@dataclass
-class RootBucket:
+class RootBucket(msgspec.Struct):
     """An online root's config, paths and bucket."""
 
     paths: RootPaths

@@ -4,16 +4,16 @@ config)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from dropbeard.core.errors import UsageError
 from dropbeard.daemon.settings import load_config
 from dropbeard.sync.root import enclosing_root, find_root
 
 
-@dataclass(frozen=True)
-class Chosen:
+class Chosen(msgspec.Struct, frozen=True):
     """The roots a command works on; `configured` when they are the config's `[[roots]]`
     (no PATH and the current folder is in no root), so output covers several roots."""
 

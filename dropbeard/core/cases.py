@@ -8,7 +8,6 @@ are `dropbeard.core.conflicts`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 
 import msgspec
@@ -40,8 +39,7 @@ from dropbeard.core.refusals import names_local_bytes, refusal_problem
 from dropbeard.core.version import Order, bump, compare, dominates, merge
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(msgspec.Struct, frozen=True):
     """One version of a path: an entry (content) or a delete. `fresh` marks this device's
     local change, bumped during this pass. `held`, for another device's delete: what that
     device was last seen holding at the path (`Remote.held_before`)."""
@@ -55,8 +53,7 @@ class Candidate:
     held: Entry | None = None
 
 
-@dataclass
-class PassContext:
+class PassContext(msgspec.Struct):
     """What every path's decision in one pass shares: this device, its mode, the time,
     the conflict copies on disk, and the version counter fresh versions advance."""
 
@@ -72,8 +69,7 @@ class PassContext:
         return bump(vector, self.device_id, self.counter)
 
 
-@dataclass(frozen=True)
-class Replacement:
+class Replacement(msgspec.Struct, frozen=True):
     """A download that replaces local content of another type (file, folder, symlink):
     the local candidate, the winning candidate downloaded over it, and the merged version
     it wins with. Kept so that the pass can still make it a conflict when the local folder
@@ -84,8 +80,7 @@ class Replacement:
     version: dict[str, int]
 
 
-@dataclass
-class Outcome:
+class Outcome(msgspec.Struct):
     """What the decision for one path puts in the plan: the path's new base and the
     actions, conflicts and problems it needs."""
 
@@ -93,13 +88,13 @@ class Outcome:
     replaced: Replacement | None = None
     download: Download | None = None
     local_delete: LocalDelete | None = None
-    copies: list[ConflictCopy] = field(default_factory=list)
+    copies: list[ConflictCopy] = msgspec.field(default_factory=list)
     upload: Entry | None = None
     tombstone: Delete | None = None
-    conflicts: list[Conflict] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    conflicts: list[Conflict] = msgspec.field(default_factory=list)
+    problems: list[Problem] = msgspec.field(default_factory=list)
     removal: Removal | None = None
-    deferred: list[tuple[str, Delete]] = field(default_factory=list)
+    deferred: list[tuple[str, Delete]] = msgspec.field(default_factory=list)
 
 
 def untouched(agreed: Base, others: Sequence[Candidate]) -> Outcome:

@@ -4,7 +4,6 @@ as conflict copies beside a path, and whether a conflict ends this pass or stays
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -31,8 +30,7 @@ def same_content(a: Entry, b: Entry) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class Rival:
+class Rival(msgspec.Struct, frozen=True):
     """Another device's content of a path, concurrent with the one kept at the path, from
     that device's snapshot `snapshot` (which names the copy)."""
 
@@ -41,14 +39,13 @@ class Rival:
     entry: Entry
 
 
-@dataclass
-class Kept:
+class Kept(msgspec.Struct):
     """What keeping rivals beside a path asks of this pass: the copies to write, and the
     conflicts and problems to report."""
 
-    copies: list[ConflictCopy] = field(default_factory=list)
-    conflicts: list[Conflict] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    copies: list[ConflictCopy] = msgspec.field(default_factory=list)
+    conflicts: list[Conflict] = msgspec.field(default_factory=list)
+    problems: list[Problem] = msgspec.field(default_factory=list)
 
 
 def opened(

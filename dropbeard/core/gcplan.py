@@ -10,25 +10,25 @@ record it does not have.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
+
+import msgspec
 
 from dropbeard.core.retention import Policy, kept_snapshots, retired_keeps
 from dropbeard.core.sweep import Listed, prunable_tombstones
 
 
-@dataclass(frozen=True)
-class DeviceInput:
+class DeviceInput(msgspec.Struct, frozen=True):
     """One device's folder as gc found it. `current` is its head's snapshot, `seen` its
     head's marks (other device -> tombstone seq processed); `status` its registry record
     (None: not in the registry), `retired_at` when it was retired."""
 
-    snapshots: Mapping[str, Listed] = field(default_factory=dict)
-    tombstones: Mapping[int, Listed] = field(default_factory=dict)
+    snapshots: Mapping[str, Listed] = msgspec.field(default_factory=dict)
+    tombstones: Mapping[int, Listed] = msgspec.field(default_factory=dict)
     others: Sequence[Listed] = ()
     has_head: bool = False
     current: str | None = None
-    seen: Mapping[str, int] = field(default_factory=dict)
+    seen: Mapping[str, int] = msgspec.field(default_factory=dict)
     status: str | None = "active"
     retired_at: datetime | None = None
 
@@ -37,15 +37,14 @@ class DeviceInput:
         return self.status != "retired"
 
 
-@dataclass
-class RetentionPlan:
+class RetentionPlan(msgspec.Struct):
     """The snapshots each device keeps, and the device-folder objects that go."""
 
-    kept: dict[str, set[str]] = field(default_factory=dict)
-    snapshots: list[Listed] = field(default_factory=list)
-    tombstones: list[Listed] = field(default_factory=list)
-    retired: list[Listed] = field(default_factory=list)  # whole folders of retired devices
-    retired_devices: list[str] = field(default_factory=list)
+    kept: dict[str, set[str]] = msgspec.field(default_factory=dict)
+    snapshots: list[Listed] = msgspec.field(default_factory=list)
+    tombstones: list[Listed] = msgspec.field(default_factory=list)
+    retired: list[Listed] = msgspec.field(default_factory=list)  # whole folders of retired devices
+    retired_devices: list[str] = msgspec.field(default_factory=list)
 
     @property
     def objects(self) -> list[Listed]:

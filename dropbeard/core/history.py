@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Literal
+
+import msgspec
 
 from dropbeard.core.errors import UsageError
 from dropbeard.core.model import Delete
@@ -27,8 +28,7 @@ _RELATIVE = re.compile(r"\s*\d+(\.\d+)?\s*[a-z]+\s*", re.ASCII)
 _SNAPSHOT_ID = re.compile(r"\d{8}T\d{6}Z")
 
 
-@dataclass(frozen=True)
-class Version:
+class Version(msgspec.Struct, frozen=True):
     """One version of a path as one device held it. `snapshot` is the first snapshot
     that held it (None for a tombstone), `until` the last; `time` when it appeared (or
     was deleted). A delete keeps the sha256 of what was deleted."""
@@ -49,8 +49,7 @@ class Version:
         return self.kind != "deleted"
 
 
-@dataclass(frozen=True)
-class Tombstone:
+class Tombstone(msgspec.Struct, frozen=True):
     """One delete of the path, as a device's tombstone batch recorded it."""
 
     device: str

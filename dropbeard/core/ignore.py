@@ -13,7 +13,8 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+
+import msgspec
 
 from dropbeard.core.model import Entry
 
@@ -40,8 +41,7 @@ class _Unmatchable(ValueError):
     """The pattern can never match (git's wildmatch aborts on it), so it is dropped."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Pattern:
+class _Pattern(msgspec.Struct, frozen=True):
     regex: str  # matches a whole relative path, no anchors
     negated: bool
     dir_only: bool

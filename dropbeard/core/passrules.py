@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, TypeVar
 
@@ -201,8 +200,7 @@ def unknown_paths(
     return unknown
 
 
-@dataclass(frozen=True)
-class PlanInputs:
+class PlanInputs(msgspec.Struct, frozen=True):
     """Everything `reconcile` needs for one pass but the unreadable paths, so the pass can
     plan again when more paths turn out unreadable (a file that changed while uploaded).
     `base` is the base without the paths `newly_ignored` dropped. `tracked_only`: the

@@ -7,7 +7,6 @@ and ordered: it never has to compare versions itself.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -76,8 +75,7 @@ def publishable(base: Base | None) -> Entry | None:
     return base.entry
 
 
-@dataclass(frozen=True)
-class Remote:
+class Remote(msgspec.Struct, frozen=True):
     """One other active device: the entries of its latest tree (those a pass looked up),
     and its snapshot id (`YYYYMMDDTHHMMSSZ`, used to name conflict copies of its
     versions). `held_before`: for paths its unprocessed tombstones delete, what the tree of
@@ -87,7 +85,7 @@ class Remote:
     device_id: str
     snapshot: str
     entries: Mapping[str, Entry]
-    held_before: Mapping[str, Entry] = field(default_factory=dict)
+    held_before: Mapping[str, Entry] = msgspec.field(default_factory=dict)
 
 
 class Download(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
+
+import msgspec
 
 from dropbeard.core.duration import format_duration, parse_duration
 from dropbeard.core.timestamps import parse_snapshot_id
@@ -51,8 +52,7 @@ def format_period(period: timedelta) -> str:
     return format_duration(seconds)
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(msgspec.Struct, frozen=True):
     """How long snapshots are kept (SPEC 1.5 `retention`, 8.1), and the grace period."""
 
     all: timedelta = timedelta(hours=48)

@@ -16,12 +16,12 @@ runs:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import msgspec
 
-@dataclass(frozen=True)
-class Listed:
+
+class Listed(msgspec.Struct, frozen=True):
     """One object as a listing showed it."""
 
     key: str
@@ -29,11 +29,10 @@ class Listed:
     last_modified: datetime
 
 
-@dataclass
-class Sweep:
+class Sweep(msgspec.Struct):
     """What one gc run deletes, and what it frees."""
 
-    delete: list[Listed] = field(default_factory=list)
+    delete: list[Listed] = msgspec.field(default_factory=list)
     spared_young: int = 0
     """Unreached objects younger than the grace period: a writer may be about to name them."""
 

@@ -17,7 +17,8 @@ everything).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+
+import msgspec
 
 from dropbeard.core.model import Entry
 from dropbeard.core.plan import Base, Plan, publishable
@@ -28,16 +29,15 @@ Change = tuple[Entry | None, Entry | None]
 """A path's entry in the last published tree and in the new one (None: not listed)."""
 
 
-@dataclass
-class TreeChanges:
+class TreeChanges(msgspec.Struct):
     """The changed paths of a tree (`changes`: path -> (old, new)), and what they add to
     its file count and bytes. `orphans` are paths the listing holds whose folder it does
     not hold as a folder: a tree cannot list them (they are left out)."""
 
-    changes: dict[str, Change] = field(default_factory=dict)
+    changes: dict[str, Change] = msgspec.field(default_factory=dict)
     files: int = 0
     bytes: int = 0
-    orphans: list[str] = field(default_factory=list)
+    orphans: list[str] = msgspec.field(default_factory=list)
 
     def tree_entries(self) -> dict[str, TreeEntry | None]:
         """path -> its new tree entry, or None to remove it: what `treewrite.update`

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TypeVar
+
+import msgspec
 
 from dropbeard.core.tree import Page, TreeEntry, entries_node, index_node, node_key
 
@@ -58,8 +59,7 @@ def cut(items: Iterable[T], name_of: Callable[[T], str]) -> list[list[T]]:
     return pages
 
 
-@dataclass(frozen=True)
-class DirectoryBuild:
+class DirectoryBuild(msgspec.Struct, frozen=True):
     """A directory's top node (`top`, keyed `key`) and the nodes of it that are new:
     every node a build made, or those a rebuild could not reuse (the top last)."""
 
@@ -99,8 +99,7 @@ def index_levels(
     return DirectoryBuild(top, key, nodes)
 
 
-@dataclass
-class DirectoryBuilder:
+class DirectoryBuilder(msgspec.Struct):
     """Builds one directory from its entries fed in name order, handing back each page as
     soon as it is complete: memory holds one page and the list of pages, not every entry.
 
@@ -110,8 +109,8 @@ class DirectoryBuilder:
         write(builder.finish().nodes)
     """
 
-    _pending: list[TreeEntry] = field(default_factory=list)
-    _pages: list[Page] = field(default_factory=list)
+    _pending: list[TreeEntry] = msgspec.field(default_factory=list)
+    _pages: list[Page] = msgspec.field(default_factory=list)
     _count: int = 0
     _last: str | None = None
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+
+import msgspec
 
 from dropbeard.core.tree import Node, Page, TreeEntry, entries_node, index_node, node_key
 from dropbeard.core.treepages import (
@@ -36,8 +37,7 @@ Item = TreeEntry | Page
 COUNT_BATCH = 4
 
 
-@dataclass(frozen=True)
-class NeedNodes:
+class NeedNodes(msgspec.Struct, frozen=True):
     """The change needs these nodes (keys) first."""
 
     keys: list[str]
@@ -70,14 +70,13 @@ def _make(group: list[Item]) -> tuple[Page, NodeBytes]:
     return Page(_name(group[0]), key), (key, data)
 
 
-@dataclass
-class _Paged:
+class _Paged(msgspec.Struct):
     """The old directory as far as it is read: its top, its depth (levels of index)."""
 
     top: str
     nodes: Mapping[str, Node]
     depth: int
-    keys: dict[Address, str] = field(default_factory=dict)
+    keys: dict[Address, str] = msgspec.field(default_factory=dict)
 
     def key_at(self, address: Address) -> str:
         key = self.keys.get(address)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 from dropbeard.core.cases import Outcome
 from dropbeard.core.model import Entry
@@ -28,8 +29,7 @@ SHOWN = 3
 """Paths named in a clash problem; the rest are counted."""
 
 
-@dataclass(frozen=True)
-class Decided:
+class Decided(msgspec.Struct, frozen=True):
     """One path decided this pass (not the cheap unchanged case): its local content and
     the outcome of its case; `unknown` when its local state was unknown while other
     devices had something for it (left as it was, to be decided again next pass)."""

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from dropbeard.sync.root import DOT
 
@@ -49,8 +50,7 @@ def count_folders(root: Path, *, stop_after: int) -> int:
     return count
 
 
-@dataclass(frozen=True)
-class WatchShortage:
+class WatchShortage(msgspec.Struct, frozen=True):
     """`root` holds more than `limit` folders: the watcher cannot watch them all."""
 
     root: str

@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,13 +34,12 @@ BACKOFF_CAP_S = 300.0
 BUSY_RETRY_S = 2.0
 
 
-@dataclass
-class Request:
+class Request(msgspec.Struct):
     """What the next pass must cover: everything (`full`) or `paths` and what is below."""
 
     full: bool = False
-    paths: set[str] = field(default_factory=set)
-    reasons: list[str] = field(default_factory=list)
+    paths: set[str] = msgspec.field(default_factory=set)
+    reasons: list[str] = msgspec.field(default_factory=list)
 
     def merge(self, other: Request) -> None:
         self.full = self.full or other.full

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
@@ -47,13 +46,12 @@ def load_config(path: str | None) -> tuple[DaemonConfig | None, str]:
     return parse_daemon_config(text, where, home=_home()), where
 
 
-@dataclass
-class DaemonOptions:
+class DaemonOptions(msgspec.Struct):
     """The command line: `-c`, positional roots, `--socket`, `--interval`, `--concurrency`,
     `--bwlimit` (0: no limit, whatever the config says), `--verbose`. None: not given."""
 
     config_path: str | None = None
-    roots: list[str] = field(default_factory=list)
+    roots: list[str] = msgspec.field(default_factory=list)
     socket: str | None = None
     interval: float | None = None
     concurrency: int | None = None
@@ -61,8 +59,7 @@ class DaemonOptions:
     verbose: bool = False
 
 
-@dataclass
-class DaemonSettings:
+class DaemonSettings(msgspec.Struct):
     """What the daemon runs: the config file (or defaults) with the command line applied,
     each root's effective settings, and the control socket."""
 

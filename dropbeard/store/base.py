@@ -23,9 +23,10 @@ Every message says what was being done and on which key, and never contains a se
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+import msgspec
 
 RESERVED_PREFIX = ".dropbeard-"
 
@@ -37,8 +38,7 @@ SMALL_REQUESTS_PER_SLOT = 4
 Progress = Callable[[int], None]
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectInfo:
+class ObjectInfo(msgspec.Struct, frozen=True):
     """Metadata of one stored object. `etag` is opaque: only compare it for equality and
     hand it back to `put_if_match` / `get_if_changed`. `last_modified` is POSIX seconds."""
 
@@ -48,17 +48,15 @@ class ObjectInfo:
     last_modified: float
 
 
-@dataclass(frozen=True, slots=True)
-class ListPage:
+class ListPage(msgspec.Struct, frozen=True):
     """One page of a listing: objects in key order, then (with a delimiter) the common
     prefixes of that page, each ending in the delimiter."""
 
-    objects: list[ObjectInfo] = field(default_factory=list)
-    prefixes: list[str] = field(default_factory=list)
+    objects: list[ObjectInfo] = msgspec.field(default_factory=list)
+    prefixes: list[str] = msgspec.field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class FileSlot:
+class FileSlot(msgspec.Struct, frozen=True):
     """A place in a file the caller holds open, for `get_file` to write an object into:
     at `offset` of file descriptor `fd` (never closed by the store), at most `size`
     bytes; an object holding more is an IntegrityError before more is written. Pieces of

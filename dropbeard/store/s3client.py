@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -70,8 +69,7 @@ def model_loader() -> Loader:
     return _LOADER
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
+class Credentials(msgspec.Struct, frozen=True):
     access_key_id: str
     secret_access_key: str
     session_token: str | None = None

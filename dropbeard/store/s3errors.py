@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import aiohttp
+import msgspec
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -71,8 +71,7 @@ _TRANSIENT = {
 }
 
 
-@dataclass
-class Outcome:
+class Outcome(msgspec.Struct):
     """Filled in by `translate` when a 304 Not Modified was tolerated."""
 
     not_modified: bool = False

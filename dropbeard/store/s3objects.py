@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import msgspec
 from aiobotocore.credentials import AioCredentials
 from aiobotocore.endpoint import convert_to_response_dict
 
@@ -64,8 +64,7 @@ _EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85
 _RELEARN = frozenset({301, 302, 307, 400})
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectReply:
+class ObjectReply(msgspec.Struct, frozen=True):
     """What dropbeard reads from a GET, HEAD or PUT of one object."""
 
     etag: str
@@ -74,8 +73,7 @@ class ObjectReply:
     body: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
-class Shape:
+class Shape(msgspec.Struct, frozen=True):
     """One kind of request (GET, HEAD or PUT of an object) as botocore sent it, minus
     what changes per request: stamped into a URL and headers by `stamp`."""
 
@@ -122,8 +120,7 @@ class Shape:
         return self.url_prefix + tail, headers
 
 
-@dataclass
-class _Lesson:
+class _Lesson(msgspec.Struct):
     """A request botocore is about to make, watched to learn its shape."""
 
     operation: str

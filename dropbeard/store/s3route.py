@@ -14,16 +14,15 @@ version, an experimental proxy setting), requests go through `send` as before.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from aiobotocore.awsrequest import AioAWSResponse
 from botocore.awsrequest import AWSPreparedRequest
 from yarl import URL
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(msgspec.Struct, frozen=True):
     """A response: its status, a case-insensitive `get` of its headers, and its body
     (read only for a GET's success, or an error); `response` as botocore's parser reads
     it, for an error."""
@@ -34,8 +33,7 @@ class Answer:
     response: Any = None
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
+class Route(msgspec.Struct, frozen=True):
     """The aiohttp session and proxy settings botocore's HTTP session uses for a prefix."""
 
     session: Any

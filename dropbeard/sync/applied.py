@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import msgspec
 
 from dropbeard.core.problems import Problem
 from dropbeard.sync.state import StatRow
 
 
-@dataclass
-class Applied:
+class Applied(msgspec.Struct):
     downloaded: int = 0
     downloaded_bytes: int = 0
     #: bytes of chunks taken from local files instead of the bucket
     reused_bytes: int = 0
     copied_locally: int = 0
     deleted: int = 0
-    failed: set[str] = field(default_factory=set)
+    failed: set[str] = msgspec.field(default_factory=set)
     #: folders deleted elsewhere that stay here for files this device does not sync
-    kept: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    kept: list[str] = msgspec.field(default_factory=list)
+    problems: list[Problem] = msgspec.field(default_factory=list)
     #: stat-cache rows for files written this pass, so they are not re-hashed
-    stats: dict[str, StatRow] = field(default_factory=dict)
+    stats: dict[str, StatRow] = msgspec.field(default_factory=dict)
 
 
 class Refused(Exception):

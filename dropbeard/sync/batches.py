@@ -16,9 +16,8 @@ never a delete, so other devices only see the folder arrive in steps).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-
 import anyio
+import msgspec
 
 from dropbeard.core.passrules import PlanInputs, held_listing, local_entries, without_ignored
 from dropbeard.core.problems import Problem
@@ -36,8 +35,7 @@ from dropbeard.sync.scan import LocalItem, ScanResult
 from dropbeard.sync.treepublish import publish_if_changed
 
 
-@dataclass
-class Done:
+class Done(msgspec.Struct):
     """What the batches of one pass did, for its summary and its own commit: counts, the
     paths they left open (`pending`) and the problems they found."""
 
@@ -53,8 +51,8 @@ class Done:
     planned_downloads: int = 0
     planned_uploads: int = 0
     snapshot: str | None = None
-    pending: set[str] = field(default_factory=set)
-    problems: list[Problem] = field(default_factory=list)
+    pending: set[str] = msgspec.field(default_factory=set)
+    problems: list[Problem] = msgspec.field(default_factory=list)
 
 
 class Batches:
@@ -102,7 +100,9 @@ class Batches:
             self.racy,
             frozenset(items),
         )
-        await self._carry_out(local, (), [], replace(self.remote, changed=set()), len(batch))
+        await self._carry_out(
+            local, (), [], msgspec.structs.replace(self.remote, changed=set()), len(batch)
+        )
 
     async def flush_left(self, local: LocalScan) -> None:
         """Commit in batches the new paths the scan found after its last batch (those the
@@ -245,16 +245,16 @@ def _at(scanned: LocalScan, paths: frozenset[str]) -> LocalScan:
     if all(p in paths for p in result.items):
         return scanned
     items = {p: i for p, i in result.items.items() if p in paths}
-    kept = replace(result, items=items)
+    kept = msgspec.structs.replace(result, items=items)
     entries = {p: e for p, e in scanned.entries.items() if p in paths}
     cache = {p: r for p, r in scanned.cache.items() if p in paths}
-    return replace(scanned, result=kept, entries=entries, cache=cache)
+    return msgspec.structs.replace(scanned, result=kept, entries=entries, cache=cache)
 
 
 def _published(loaded: Loaded, fresh: Loaded) -> Loaded:
     """`loaded` (as the pass began: its peers, ignore rules and open paths) with what a
     batch committed of this device's own publishing (`fresh`): ids, last tree and head."""
-    return replace(
+    return msgspec.structs.replace(
         loaded,
         counter=fresh.counter,
         tombstone_seq=fresh.tombstone_seq,

@@ -23,7 +23,8 @@ in the tree, though its diff no longer lists it.
 from __future__ import annotations
 
 from contextlib import aclosing
-from dataclasses import replace
+
+import msgspec
 
 from dropbeard.core.model import Entry
 from dropbeard.core.treediff import to_entry
@@ -82,13 +83,13 @@ async def _flush(
     these paths: it takes them, rather than a lookup per path in the same tree."""
     assert remote.read is not None
     devices = {
-        dev: replace(other, tombstones=[], held_before={})
+        dev: msgspec.structs.replace(other, tombstones=[], held_before={})
         if other.tree != view.tree
-        else replace(
+        else msgspec.structs.replace(
             other, changes=batch, complete=False, oversized=False, tombstones=[], held_before={}
         )
         for dev, other in remote.read.devices.items()
     }
-    read = replace(remote.read, devices=devices)
+    read = msgspec.structs.replace(remote.read, devices=devices)
     side = RemoteSide(read, set(batch))
     await batches.flush_remote(side, frozenset(batch))

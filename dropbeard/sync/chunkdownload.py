@@ -25,11 +25,11 @@ import hashlib
 import os
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import anyio
+import msgspec
 
 from dropbeard.core.chunking import Chunk, chunk_offsets, validate_chunks
 from dropbeard.core.errors import IntegrityError, LocalFileError, NotFound
@@ -55,8 +55,7 @@ class ChunkSource(NamedTuple):
 FindChunk = Callable[[str], ChunkSource | None]
 
 
-@dataclass
-class Assembled:
+class Assembled(msgspec.Struct):
     """A reassembled, verified file in the caller's tmp dir, and where its bytes came from:
     `fetched` distinct chunks downloaded, `reused` distinct chunks copied from local
     files; `reused_bytes` is everything written that was not downloaded (a chunk
@@ -161,8 +160,7 @@ class _InOrderHash:
         return end
 
 
-@dataclass
-class _Writer:
+class _Writer(msgspec.Struct):
     """Fills the temporary file `fd`, one distinct chunk at a time."""
 
     store: Store
@@ -175,7 +173,7 @@ class _Writer:
     whole: _InOrderHash
     #: (sha256, offset, size) of every chunk fetched, checked one by one only if the
     #: whole file's digest fails
-    fetched: list[tuple[str, int, int]] = field(default_factory=list)
+    fetched: list[tuple[str, int, int]] = msgspec.field(default_factory=list)
 
     async def fill(self, job: tuple[str, int, list[int]]) -> None:
         sha, size, offsets = job

@@ -14,10 +14,10 @@ import errno
 import hashlib
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
 
+import msgspec
 from pyfastcdc import FastCDC
 
 from dropbeard.core.chunking import (
@@ -38,8 +38,7 @@ BUFFER = 3 * MAX_CHUNK
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-@dataclass(frozen=True, slots=True)
-class FileDigest:
+class FileDigest(msgspec.Struct, frozen=True):
     """What one read of a file learnt: the SHA-256 of all its bytes, how many there were,
     and for a file over CHUNKED_ABOVE its chunks in order (None: stored as one blob)."""
 

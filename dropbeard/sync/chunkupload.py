@@ -22,12 +22,12 @@ import errno
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from stat import S_ISREG
 
 import anyio
+import msgspec
 
 from dropbeard.core.chunking import Chunk, chunk_offsets, validate_chunks
 from dropbeard.core.errors import LocalFileError, NotFound, PreconditionFailed
@@ -41,8 +41,7 @@ from dropbeard.sync.workers import for_each, unwrapped
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-@dataclass
-class ChunkUpload:
+class ChunkUpload(msgspec.Struct):
     """What uploading one file's chunks did. Counts are of distinct chunks."""
 
     #: chunks sent, and their bytes
@@ -107,8 +106,7 @@ async def upload_chunks(
     return result
 
 
-@dataclass
-class _Sender:
+class _Sender(msgspec.Struct):
     store: Store
     keys: RootKeys
     fd: int

@@ -3,8 +3,6 @@ after every bucket write it describes succeeded (IO: state.sqlite)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import msgspec
 
 from dropbeard.core.passrules import problems_after, stat_rows
@@ -18,8 +16,7 @@ from dropbeard.sync.state import Peer, State
 from dropbeard.sync.treepublish import Publication
 
 
-@dataclass(frozen=True)
-class PassOutcome:
+class PassOutcome(msgspec.Struct, frozen=True):
     """What one pass did, as its commit records it and its summary counts it: the scan
     (`local`), the folder changes (`applied`), the final plan and the blobs sent
     (`uploaded`), what was published (`publication`), and the other devices it settled
@@ -36,12 +33,12 @@ class PassOutcome:
     settled: RemoteRead | None
     only: frozenset[str] | None
     #: the problems of the steps before the scan (this device's own head)
-    found: list[Problem] = field(default_factory=list)
+    found: list[Problem] = msgspec.field(default_factory=list)
     halted: str | None = None
-    untracked: list[str] = field(default_factory=list)
+    untracked: list[str] = msgspec.field(default_factory=list)
     ignore_digest: str | None = None
     #: paths left open by the batches this pass committed before (`sync.batches`)
-    carried: set[str] = field(default_factory=set)
+    carried: set[str] = msgspec.field(default_factory=set)
 
     @property
     def pending(self) -> set[str]:

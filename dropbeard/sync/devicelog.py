@@ -13,12 +13,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 import anyio
+import msgspec
 
 from dropbeard.core.errors import FormatError, NotFound
 from dropbeard.core.keys import RootKeys
@@ -33,13 +33,12 @@ CONCURRENCY = 16
 T = TypeVar("T")
 
 
-@dataclass
-class DeviceFolder:
+class DeviceFolder(msgspec.Struct):
     """The objects of one device's folder, by kind."""
 
-    snapshots: dict[str, Listed] = field(default_factory=dict)  # by snapshot id
-    tombstones: dict[int, Listed] = field(default_factory=dict)  # by seq
-    other: list[Listed] = field(default_factory=list)  # the head, anything else
+    snapshots: dict[str, Listed] = msgspec.field(default_factory=dict)  # by snapshot id
+    tombstones: dict[int, Listed] = msgspec.field(default_factory=dict)  # by seq
+    other: list[Listed] = msgspec.field(default_factory=list)  # the head, anything else
 
     @property
     def objects(self) -> list[Listed]:

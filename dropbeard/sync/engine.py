@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection
-from dataclasses import replace
 from typing import Any
 
 import anyio
+import msgspec
 
 from dropbeard.core.changes import PathChange, fetches, path_changes
 from dropbeard.core.config import RootConfig
@@ -146,7 +146,7 @@ async def _gather(run: PassRun) -> PassIn:
     loaded = recovered.loaded if recovered is not None else loaded
     ignore = await read_ignore(run)
     if await anyio.to_thread.run_sync(_first_sync, run.state, loaded):
-        loaded = replace(loaded, pending=set(), ignore_digest=ignore.digest)
+        loaded = msgspec.structs.replace(loaded, pending=set(), ignore_digest=ignore.digest)
     remote, local, loaded, batched = await _read_and_scan(run, loaded, ignore)
     changes = await _reconciled(run, loaded, ignore, remote, local)
     if recovered is None and not quiet(run, loaded, remote, changes):

@@ -13,7 +13,6 @@ import contextlib
 import re
 import shutil
 import socket
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,8 +38,7 @@ from dropbeard.sync.root import DOT, RootPaths
 from dropbeard.sync.state import State
 
 
-@dataclass(frozen=True, slots=True)
-class InitRequest:
+class InitRequest(msgspec.Struct, frozen=True):
     path: Path
     remote: RemoteConfig
     root_id: str | None = None
@@ -113,8 +111,7 @@ def prepare(req: InitRequest) -> RootConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Enrolled:
+class Enrolled(msgspec.Struct, frozen=True):
     """What `init_root` did: the root, its config, whether it joined a root the remote
     held and (when it did) what the other devices will send (None if that could not be
     read), and the conditional writes the server ignores (`dropbeard.sync.probe`; empty

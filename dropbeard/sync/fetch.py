@@ -15,10 +15,11 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TypeVar, cast
+
+import msgspec
 
 from dropbeard.core.chunking import Chunk
 from dropbeard.core.errors import IntegrityError
@@ -33,8 +34,7 @@ from dropbeard.sync.trips import ThreadTrips
 T = TypeVar("T")
 
 
-@dataclass
-class Fetcher:
+class Fetcher(msgspec.Struct):
     """Fills temp files with blobs for one apply: from `sources` (a local file holding the
     bytes; no blob fetched twice), else from the bucket within `budget`; the file work
     in `trips`. Counts what came from where: files copied whole from a local file or
@@ -46,7 +46,7 @@ class Fetcher:
     budget: TransferBudget
     sources: LocalSources
     progress: Progress | None
-    trips: ThreadTrips = field(default_factory=ThreadTrips)
+    trips: ThreadTrips = msgspec.field(default_factory=ThreadTrips)
     copied: int = 0
     downloaded: int = 0
     downloaded_bytes: int = 0

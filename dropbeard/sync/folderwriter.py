@@ -34,7 +34,7 @@ from dropbeard.sync.sources import LocalSources
 from dropbeard.sync.state import StatRow
 
 
-@dataclass
+@dataclass  # not a Struct: __post_init__ adds its working sets
 class FolderWriter:
     """Writes one plan into the folder: local deletes, folders, symlinks and files, each
     path only inside the root, never through a symlink, in the spelling the disk holds

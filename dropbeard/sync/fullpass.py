@@ -7,9 +7,8 @@ did not fails the pass before it changes anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import anyio
+import msgspec
 
 from dropbeard.core.errors import DropbeardError
 from dropbeard.core.fullcheck import plan_differences
@@ -29,8 +28,7 @@ from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.passscope import Changes, Scope, find_changes
 
 
-@dataclass(frozen=True)
-class PassIn:
+class PassIn(msgspec.Struct, frozen=True):
     """What one pass gathered before planning: its `loaded` state, the ignore rules, the
     other devices, the scan, the bases, the paths it reconciles, reconcile's inputs, and
     the problems its first step (this device's own head) found."""
@@ -44,7 +42,7 @@ class PassIn:
     inputs: PlanInputs
     found: list[Problem]
     #: what the batches committed during the scan did (`dropbeard.sync.batches`)
-    batched: Done = field(default_factory=Done)
+    batched: Done = msgspec.field(default_factory=Done)
 
 
 class PlanMismatch(DropbeardError):

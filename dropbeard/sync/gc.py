@@ -18,8 +18,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+import msgspec
 
 from dropbeard.core.errors import UsageError
 from dropbeard.core.gcplan import DeviceInput, RetentionPlan, plan_retention
@@ -47,19 +48,18 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass
-class GcReport:
+class GcReport(msgspec.Struct):
     """What one gc deleted (or, dry, would delete), by kind, and what it spared."""
 
     policy: Policy
     dry_run: bool
     kept_snapshots: int = 0
-    snapshots: list[Listed] = field(default_factory=list)
-    tombstones: list[Listed] = field(default_factory=list)
-    retired: list[Listed] = field(default_factory=list)
-    retired_devices: list[str] = field(default_factory=list)
-    trees: list[Listed] = field(default_factory=list)
-    blobs: list[Listed] = field(default_factory=list)
+    snapshots: list[Listed] = msgspec.field(default_factory=list)
+    tombstones: list[Listed] = msgspec.field(default_factory=list)
+    retired: list[Listed] = msgspec.field(default_factory=list)
+    retired_devices: list[str] = msgspec.field(default_factory=list)
+    trees: list[Listed] = msgspec.field(default_factory=list)
+    blobs: list[Listed] = msgspec.field(default_factory=list)
     spared_young: int = 0  # unreached, younger than the grace period
     spared_late: int = 0  # refreshed, or reached by a head that moved, since the mark
     strays: int = 0  # keys under trees/ or blobs/ that are no node's or blob's

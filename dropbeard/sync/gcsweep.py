@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+import msgspec
 
 from dropbeard.core.errors import DropbeardError, ExitCode, NotFound
 from dropbeard.core.keys import RootKeys
@@ -45,8 +46,7 @@ def stop_if(problems: Iterable[str], doing: str) -> None:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(msgspec.Struct, frozen=True):
     """An object to delete unless `reached` (the marker's set for its kind) names it by
     then; `done` is where it is recorded once deleted."""
 

@@ -10,8 +10,9 @@ line naming its key, for that device only: it never stops the others being read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import NamedTuple
+
+import msgspec
 
 from dropbeard.core.errors import FormatError, NotFound
 from dropbeard.core.keys import RootKeys
@@ -30,8 +31,7 @@ class Seen(NamedTuple):
     tombstone_seq: int
 
 
-@dataclass(frozen=True)
-class DeviceHead:
+class DeviceHead(msgspec.Struct, frozen=True):
     """One device's commit point. `etag` tells a re-read whether it moved."""
 
     device_id: str
@@ -43,13 +43,12 @@ class DeviceHead:
     etag: str = ""
 
 
-@dataclass
-class Heads:
+class Heads(msgspec.Struct):
     """The heads of a root: by device; `failed` names the devices whose head could not be
     read or trusted, with the one line saying why."""
 
-    heads: dict[str, DeviceHead] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
+    heads: dict[str, DeviceHead] = msgspec.field(default_factory=dict)
+    failed: dict[str, str] = msgspec.field(default_factory=dict)
 
     def roots(self) -> dict[str, str]:
         """Device -> the root tree its head names (devices that publish)."""
@@ -65,8 +64,7 @@ def _decode_head(data: bytes, key: str, etag: str) -> DeviceHead:
     return DeviceHead(h.device_id, h.snapshot, h.tree, h.tombstone_seq, h.published_at, seen, etag)
 
 
-@dataclass(frozen=True)
-class Batch:
+class Batch(msgspec.Struct, frozen=True):
     """One tombstone batch (SPEC 1.4): the deletes of one publish."""
 
     device_id: str

@@ -10,8 +10,9 @@ by node key and the same folder is never searched twice.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import datetime
+
+import msgspec
 
 from dropbeard.core.errors import FormatError, IntegrityError, NotFound, UsageError
 from dropbeard.core.history import Tombstone, Version, snapshot_at, versions_of
@@ -25,8 +26,7 @@ from dropbeard.sync.treeread import lookup, walk
 from dropbeard.sync.trees import TreeStore
 
 
-@dataclass
-class History:
+class History(msgspec.Struct):
     """The retained snapshots of every device (or of one), read once; `problems` are the
     heads, snapshots, tombstone batches and trees that could not be read (one line each:
     a snapshot whose tree cannot be read is left out of a path's history)."""
@@ -35,9 +35,9 @@ class History:
     reader: SnapshotReader
     folders: dict[str, DeviceFolder]
     heads: Heads
-    snapshots: dict[str, dict[str, Snapshot]] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    _found: dict[tuple[str, str], TreeEntry | None] = field(default_factory=dict)
+    snapshots: dict[str, dict[str, Snapshot]] = msgspec.field(default_factory=dict)
+    problems: list[str] = msgspec.field(default_factory=list)
+    _found: dict[tuple[str, str], TreeEntry | None] = msgspec.field(default_factory=dict)
 
     @property
     def keys(self) -> RootKeys:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -40,8 +39,7 @@ from dropbeard.sync.trees import TreeStore
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True)
-class Loaded:
+class Loaded(msgspec.Struct, frozen=True):
     """What the pass reads from state.sqlite up front (in one worker-thread call), as
     `dropbeard.sync.recovery` corrects it when this device's head is ahead. No base and no
     stat-cache row: the pass reads those by path, for what it scans and reconciles.
@@ -76,7 +74,7 @@ class Loaded:
     adopted_head: str | None = None
     pending: set[str] | None = None
     ignore_digest: str | None = None
-    taken: dict[str, Base] = field(default_factory=dict)
+    taken: dict[str, Base] = msgspec.field(default_factory=dict)
     mend_head: bool = False
     head_seen: dict[str, SeenMark] | None = None
     head_written_at: datetime | None = None
@@ -143,8 +141,7 @@ def _decoded(data: str | None, kind: type[_T]) -> _T | None:
         return None
 
 
-@dataclass(frozen=True)
-class Ignore:
+class Ignore(msgspec.Struct, frozen=True):
     """The root's ignore rules as read this pass: `unreadable` when the ignore file could
     not be read or decoded (`problem` says so: no new path syncs), `digest` what tells
     them apart from the last pass's."""
@@ -186,8 +183,7 @@ def _ignore_problem(why: str) -> Problem:
     )
 
 
-@dataclass(frozen=True)
-class RemoteSide:
+class RemoteSide(msgspec.Struct, frozen=True):
     """The other devices as this pass read them: `read` is None in a mode that does not
     pull; `changed` the paths they changed since this device last processed them, their
     tombstones' included. `remotes` are their entries of the paths a pass reconciles, once
@@ -195,8 +191,8 @@ class RemoteSide:
     them (`read.unreadable`)."""
 
     read: RemoteRead | None
-    changed: set[str] = field(default_factory=set)
-    remotes: list[Remote] = field(default_factory=list)
+    changed: set[str] = msgspec.field(default_factory=set)
+    remotes: list[Remote] = msgspec.field(default_factory=list)
 
     @property
     def problems(self) -> list[Problem]:
@@ -232,7 +228,7 @@ class RemoteSide:
         problem names it), as when its head could not be read."""
         if self.read is None:
             return self
-        read = replace(self.read, devices=dict(self.read.devices))
+        read = msgspec.structs.replace(self.read, devices=dict(self.read.devices))
         read.unreadable = dict(self.read.unreadable)
         remotes: list[Remote] = []
         for dev, view in sorted(self.read.devices.items()):
@@ -243,7 +239,7 @@ class RemoteSide:
                 continue
             snapshot = view.snapshot or ""
             remotes.append(Remote(dev, snapshot, remote_entries(found.values()), view.held_before))
-        return replace(self, read=read, remotes=remotes)
+        return msgspec.structs.replace(self, read=read, remotes=remotes)
 
     def settled(self, plan: Plan, failed: set[str]) -> RemoteRead | None:
         """`read` without the devices whose marks must not advance
@@ -251,7 +247,7 @@ class RemoteSide:
         if self.read is None:
             return None
         devices = settled_devices(self.read.devices, plan, failed, self.tombstones)
-        return replace(self.read, devices=devices)
+        return msgspec.structs.replace(self.read, devices=devices)
 
 
 async def read_other_devices(run: PassRun, loaded: Loaded, limit: int | None = None) -> RemoteSide:

@@ -5,7 +5,8 @@ devices' heads and snapshots)."""
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+
+import msgspec
 
 from dropbeard.core.config import RootConfig
 from dropbeard.core.errors import UsageError
@@ -15,8 +16,7 @@ from dropbeard.store.base import Store
 from dropbeard.sync.remote import read_remotes
 
 
-@dataclass(frozen=True, slots=True)
-class RootChoice:
+class RootChoice(msgspec.Struct, frozen=True):
     """The root `init` settles on: `joined` if the remote already held it; `existing`
     every root the remote holds."""
 
@@ -59,8 +59,7 @@ async def choose_root(store: Store, proposed: str, *, typed: bool, new_root: boo
     return RootChoice(proposed, False, existing)
 
 
-@dataclass(frozen=True, slots=True)
-class Incoming:
+class Incoming(msgspec.Struct, frozen=True):
     """What the other devices of a joined root hold: the files this device will receive
     and their bytes (the most any one device's snapshot lists: devices in sync list the
     same), and who publishes them."""

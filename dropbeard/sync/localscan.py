@@ -10,10 +10,10 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import msgspec
 
 from dropbeard.core.chunking import Chunk
 from dropbeard.core.ignore import IgnoreRules
@@ -31,8 +31,7 @@ from dropbeard.sync.scan import LocalItem, ScanResult, scan
 from dropbeard.sync.state import State
 
 
-@dataclass(frozen=True)
-class LocalScan:
+class LocalScan(msgspec.Struct, frozen=True):
     """The root as this pass found it, within its scope. `entries` is the scan as
     reconcile's `local`; `cache` the stat-cache rows the scan trusted (of the paths it
     covered), and `racy_after_ns` the cut-off for trusting new rows

@@ -4,8 +4,9 @@ the pipeline shares (no IO of its own)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+import msgspec
 
 from dropbeard.core.changes import PathChange
 from dropbeard.core.config import RootConfig
@@ -22,8 +23,7 @@ from dropbeard.sync.treecache import NodeCache
 from dropbeard.sync.trees import TreeStore
 
 
-@dataclass
-class PassOptions:
+class PassOptions(msgspec.Struct):
     dry_run: bool = False
     allow_mass_delete: bool = False
     concurrency: int = DEFAULT_CONCURRENCY
@@ -41,14 +41,13 @@ class PassOptions:
     #: a pass over the whole root commits new paths in batches of about this many while
     #: it walks (`dropbeard.sync.batches`)
     batch_paths: int = BATCH_PATHS
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    now: Callable[[], datetime] = msgspec.field(default=lambda: datetime.now(UTC))
     #: the node cache of `.dropbear/trees/`, kept by a caller that runs many passes (the
     #: daemon) so that each does not read its index again; None: one for this pass
     node_cache: NodeCache | None = None
 
 
-@dataclass(frozen=True)
-class PassRun:
+class PassRun(msgspec.Struct, frozen=True):
     """One pass of one root: where it is (`paths`, `cfg`, `keys`), what it reads and
     writes (`state`, `store`, and the tree nodes through `trees`), how (`opts`), the one
     `now` every step uses (read from `opts.now` once, when the pass begins), and the one

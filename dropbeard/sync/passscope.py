@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
+
+import msgspec
 
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.model import Entry
@@ -24,8 +25,7 @@ from dropbeard.core.scope import assumed_local, local_changes, with_folders
 from dropbeard.sync.bases import Bases
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(msgspec.Struct, frozen=True):
     """What a pass covers: `full` reconciles every path (else the changed ones); `targets`
     are the paths its scan covers, with what is below them (None: the whole root)."""
 
@@ -67,8 +67,7 @@ def _target(path: str) -> str | None:
     return "/".join(parts)
 
 
-@dataclass(frozen=True)
-class Changes:
+class Changes(msgspec.Struct, frozen=True):
     """The paths a pass reconciles (None: every path) and the bases it starts from: those
     of the paths and of their folders (every base for a full reconcile). `assumed` is the
     content of folders a pass over some paths did not scan (`core.scope.assumed_local`);
@@ -79,9 +78,9 @@ class Changes:
 
     paths: frozenset[str] | None
     base: dict[str, Base]
-    assumed: dict[str, Entry] = field(default_factory=dict)
-    untracked: list[str] = field(default_factory=list)
-    leftovers: set[str] = field(default_factory=set)
+    assumed: dict[str, Entry] = msgspec.field(default_factory=dict)
+    untracked: list[str] = msgspec.field(default_factory=list)
+    leftovers: set[str] = msgspec.field(default_factory=set)
 
     def local(self, scanned: dict[str, Entry]) -> dict[str, Entry]:
         """Reconcile's `local`: what the scan found, but the leftovers (folders kept only

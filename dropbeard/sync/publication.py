@@ -4,10 +4,10 @@ plan lists is `dropbeard.sync.treepublish`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 import anyio
+import msgspec
 
 from dropbeard.core.model import Entry
 from dropbeard.core.passrules import PlanInputs, blobs_in_bucket, blobs_of, blobs_to_upload
@@ -24,14 +24,13 @@ UPLOAD_ROUNDS = 3
 """Upload rounds at most; each after the first follows a re-plan (see `upload_plan_blobs`)."""
 
 
-@dataclass(frozen=True)
-class Uploaded:
+class Uploaded(msgspec.Struct, frozen=True):
     """The upload step's outcome: `plan` is the plan to publish and commit (the one given,
     or its re-plan without the files that changed while read, each with a problem in
     `problems`); the counts add up every round."""
 
     plan: Plan
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Problem] = msgspec.field(default_factory=list)
     uploaded: int = 0
     uploaded_bytes: int = 0
     skipped_existing: int = 0

@@ -15,11 +15,11 @@ batches (`dropbeard.sync.recovery`) and publishes under fresh ids.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
 import anyio
+import msgspec
 
 from dropbeard.core.errors import PreconditionFailed, StoreError
 from dropbeard.core.keys import RootKeys
@@ -34,8 +34,7 @@ MAX_TAKEN = 100
 _Id = TypeVar("_Id", int, str)
 
 
-@dataclass(frozen=True, slots=True)
-class Listing:
+class Listing(msgspec.Struct, frozen=True):
     """What a snapshot describes: the root key of the tree, and the files it lists and
     their bytes in total."""
 
@@ -44,8 +43,7 @@ class Listing:
     bytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class Published:
+class Published(msgspec.Struct, frozen=True):
     """What a publish wrote: its snapshot id and listing, the tombstone seq its head
     names, and the head's etag."""
 
@@ -55,8 +53,7 @@ class Published:
     head_etag: str
 
 
-@dataclass(frozen=True, slots=True)
-class Reservation:
+class Reservation(msgspec.Struct, frozen=True):
     """The ids a publish is about to use: the version counter its entries and deletes
     reach, its tombstone seq (the head's, when it deletes nothing) and its snapshot id."""
 
@@ -73,8 +70,7 @@ async def _nothing_to_record(_ids: Reservation) -> None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class LastIds:
+class LastIds(msgspec.Struct, frozen=True):
     """The highest ids this device used or reserved before this publish: `tombstone_seq`
     is the one its head names, `seq_floor` and `snapshot` the highest ever reserved
     (a crashed publish may have reserved more than its head shows)."""
@@ -115,7 +111,7 @@ async def publish(
             if tombstones:
                 tg.start_soon(create_batch)
             snapshot_id = await _create_snapshot(store, keys, device_id, listing, now, ids, reserve)
-    ids = replace(ids, tombstone_seq=created[0]) if created else ids
+    ids = msgspec.structs.replace(ids, tombstone_seq=created[0]) if created else ids
     head = Head(
         device_id=device_id,
         snapshot=snapshot_id,
@@ -153,7 +149,7 @@ async def _create_batch(
         key=lambda s: keys.tombstone(device_id, s),
         data=batch,
         after=lambda s: s + 1,
-        reserve=lambda s: reserve(replace(ids, tombstone_seq=s)),
+        reserve=lambda s: reserve(msgspec.structs.replace(ids, tombstone_seq=s)),
     )
 
 
@@ -187,7 +183,7 @@ async def _create_snapshot(
         key=lambda s: keys.snapshot(device_id, s),
         data=snapshot,
         after=lambda s: next_snapshot_id(now, s),
-        reserve=lambda s: reserve(replace(ids, snapshot=s)),
+        reserve=lambda s: reserve(msgspec.structs.replace(ids, snapshot=s)),
     )
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import anyio
 import msgspec
@@ -37,8 +36,7 @@ from dropbeard.sync.workers import for_each
 PATHS_PER_FINDING = 5
 
 
-@dataclass(frozen=True, slots=True)
-class Where:
+class Where(msgspec.Struct, frozen=True):
     """A place in the history: a path (the folder of a node, the file of a blob) as one
     device's snapshot holds it (`label`: `laptop 20260522T180500Z`, or `laptop head`)."""
 
@@ -49,14 +47,13 @@ class Where:
         return f"{self.path or '/'} ({self.label})"
 
 
-@dataclass
-class Finding:
+class Finding(msgspec.Struct):
     """A referenced object that is missing or corrupt."""
 
     kind: str  # "tree" or "blob"
     key: str  # its bucket key
     problem: str  # "missing", or the one line saying what is wrong with it
-    where: list[Where] = field(default_factory=list)
+    where: list[Where] = msgspec.field(default_factory=list)
 
     def line(self) -> str:
         places = ", ".join(str(w) for w in self.where)
@@ -85,18 +82,16 @@ class _Refs(msgspec.Struct, frozen=True):
 _refs_decoder = msgspec.json.Decoder(_Refs)
 
 
-@dataclass(frozen=True, slots=True)
-class _Visit:
+class _Visit(msgspec.Struct, frozen=True):
     digest: str
     where: Where
 
 
-@dataclass
-class Listing:
+class Listing(msgspec.Struct):
     """What one listing of `trees/` and `blobs/` showed: digests, and blob sizes."""
 
-    trees: set[str] = field(default_factory=set)
-    blobs: dict[str, int] = field(default_factory=dict)
+    trees: set[str] = msgspec.field(default_factory=set)
+    blobs: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class Marker:
@@ -221,15 +216,14 @@ class Marker:
             finding.where.append(where)
 
 
-@dataclass
-class Contents:
+class Contents(msgspec.Struct):
     """One listing of `trees/` and `blobs/`: what `verify` checks references against
     (`listing`), and for `gc` every object with its size and LastModified. Keys that are
     not a node's or blob's key are counted in `strays` and never touched."""
 
-    listing: Listing = field(default_factory=Listing)
-    trees: list[Listed] = field(default_factory=list)
-    blobs: list[Listed] = field(default_factory=list)
+    listing: Listing = msgspec.field(default_factory=Listing)
+    trees: list[Listed] = msgspec.field(default_factory=list)
+    blobs: list[Listed] = msgspec.field(default_factory=list)
     strays: int = 0
 
 

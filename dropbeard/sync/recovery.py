@@ -29,9 +29,8 @@ folder held and this one does not into deletes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-
 import anyio
+import msgspec
 
 from dropbeard.core.errors import FormatError, IntegrityError, NotFound
 from dropbeard.core.heads import head_due, seen_marks
@@ -52,12 +51,11 @@ from dropbeard.sync.treeread import diff, lookup
 _UNREADABLE = (FormatError, IntegrityError, NotFound)
 
 
-@dataclass(frozen=True)
-class Recovered:
+class Recovered(msgspec.Struct, frozen=True):
     """The pass's `loaded` state once its own head was read, and the problems found."""
 
     loaded: Loaded
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Problem] = msgspec.field(default_factory=list)
 
 
 def head_may_be_ahead(loaded: Loaded) -> bool:
@@ -101,9 +99,9 @@ async def recover_own_head(run: PassRun, loaded: Loaded) -> Recovered:
             raise FormatError(f"{key} claims device {head.device_id!r}")
     except FormatError as exc:
         # Published anew this pass, which mends the head.
-        return Recovered(replace(loaded, mend_head=True), [_unreadable(key, exc)])
+        return Recovered(msgspec.structs.replace(loaded, mend_head=True), [_unreadable(key, exc)])
     if (head.snapshot, head.tree) == (loaded.last_snapshot, loaded.last_tree):
-        loaded = replace(loaded, head_etag=etag)
+        loaded = msgspec.structs.replace(loaded, head_etag=etag)
         if not run.opts.dry_run:
             await anyio.to_thread.run_sync(run.state.set_meta, "head_etag", etag)
         seq = max(head.tombstone_seq, loaded.tombstone_seq)
@@ -118,16 +116,18 @@ async def _take_back(run: PassRun, loaded: Loaded, head: Head, etag: str) -> Rec
     dev = run.cfg.device_id
     seq = max(loaded.tombstone_seq, head.tombstone_seq)
     floor = max(loaded.snapshot_floor or "", head.snapshot or "") or None
-    taken = replace(loaded, tombstone_seq=seq, snapshot_floor=floor, head_etag=etag)
+    taken = msgspec.structs.replace(loaded, tombstone_seq=seq, snapshot_floor=floor, head_etag=etag)
     ours = loaded.last_tree is not None or etag != loaded.adopted_head  # this folder's
     try:
         mine = await _deleted_since(run, dev, loaded.tombstone_seq, head.tombstone_seq)
         published = await _published_since(run, loaded.last_tree if ours else None, head)
     except _UNREADABLE as exc:
-        taken = replace(taken, mend_head=True)  # publish anew: that mends the head
+        taken = msgspec.structs.replace(taken, mend_head=True)  # publish anew: that mends the head
         problems = [_unreadable(run.keys.head(dev), exc)]
         return Recovered(await _without_orphans(run, taken, head.tombstone_seq, True), problems)
-    taken = replace(taken, counter=max(loaded.counter, highest_own_counter(dev, published, mine)))
+    taken = msgspec.structs.replace(
+        taken, counter=max(loaded.counter, highest_own_counter(dev, published, mine))
+    )
     bases: dict[str, Base] = {}
     if ours:
         deleted = [*await _applied_deletes(run, loaded, head), *mine]
@@ -135,7 +135,7 @@ async def _take_back(run: PassRun, loaded: Loaded, head: Head, etag: str) -> Rec
         named = {e.path for e in published} | {gone.path for gone in deleted}
         current = await anyio.to_thread.run_sync(Bases(run.state, loaded.taken).of, named)
         bases = recovered_bases(current, published, deleted)
-        taken = replace(
+        taken = msgspec.structs.replace(
             taken,
             taken={**loaded.taken, **bases},
             taken_back=bool(bases),
@@ -234,11 +234,11 @@ async def _without_orphans(
                 continue  # not a batch this device wrote
     used = max([loaded.seq_floor, loaded.tombstone_seq, *found])
     if run.opts.dry_run:
-        return replace(loaded, tombstone_seq=used, seq_floor=used)
+        return msgspec.structs.replace(loaded, tombstone_seq=used, seq_floor=used)
     for seq in found:
         await run.store.delete(run.keys.tombstone(dev, seq))
     await anyio.to_thread.run_sync(_use_up, run.state, used)
-    return replace(loaded, tombstone_seq=used, seq_floor=used)
+    return msgspec.structs.replace(loaded, tombstone_seq=used, seq_floor=used)
 
 
 def _use_up(state: State, seq: int) -> None:

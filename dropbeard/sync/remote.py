@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from contextlib import aclosing
-from dataclasses import dataclass, field
 
 import anyio
+import msgspec
 
 from dropbeard.core.errors import FormatError, IntegrityError, NotFound
 from dropbeard.core.keys import RootKeys
@@ -38,8 +38,7 @@ from dropbeard.sync.trees import TreeStore
 UNREADABLE = (FormatError, IntegrityError, NotFound)
 
 
-@dataclass
-class DeviceView:
+class DeviceView(msgspec.Struct):
     """What this pass knows of one other device: its head (`head`, None when it did not
     change since this device processed it), the snapshot and tree it names, and what
     changed since the tree processed last (`changes`: path -> entry now, None if gone;
@@ -52,10 +51,10 @@ class DeviceView:
     tombstone_seq: int
     head: Head | None = None
     #: tombstones with seq in (processed seq, head.tombstone_seq], oldest first
-    tombstones: list[tuple[int, Delete]] = field(default_factory=list)
+    tombstones: list[tuple[int, Delete]] = msgspec.field(default_factory=list)
     #: what the tree processed last held at the paths of `tombstones`
-    held_before: dict[str, Entry] = field(default_factory=dict)
-    changes: dict[str, Entry | None] = field(default_factory=dict)
+    held_before: dict[str, Entry] = msgspec.field(default_factory=dict)
+    changes: dict[str, Entry | None] = msgspec.field(default_factory=dict)
     #: `changes` holds every path of `tree` (no tree of it was processed before)
     complete: bool = False
     #: what `changes` was diffed from (None: nothing, every path of `tree` is new)
@@ -85,14 +84,13 @@ class DeviceView:
         return found
 
 
-@dataclass
-class RemoteRead:
+class RemoteRead(msgspec.Struct):
     devices: dict[str, DeviceView]
     registry: Registry
     registry_etag: str | None
     changed: bool  # any head differed from what we had processed
     #: devices skipped because their objects could not be trusted -> why, in one line
-    unreadable: dict[str, str] = field(default_factory=dict)
+    unreadable: dict[str, str] = msgspec.field(default_factory=dict)
 
     @property
     def problems(self) -> list[Problem]:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import msgspec
 
 from dropbeard.core.keys import RootKeys
 from dropbeard.store.base import Store
@@ -33,13 +33,12 @@ from dropbeard.sync.verify import VerifyReport, verify_bucket
 MAX_ROUNDS = 64
 
 
-@dataclass
-class RepairReport:
+class RepairReport(msgspec.Struct):
     """What the verify of this device's head found, what came back, what could not."""
 
     verify: VerifyReport
-    reuploaded: list[str] = field(default_factory=list)  # keys
-    unrepaired: list[str] = field(default_factory=list)  # one line each
+    reuploaded: list[str] = msgspec.field(default_factory=list)  # keys
+    unrepaired: list[str] = msgspec.field(default_factory=list)  # one line each
 
     @property
     def ok(self) -> bool:

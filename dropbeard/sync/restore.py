@@ -16,10 +16,10 @@ import os
 import stat
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import msgspec
 
 from dropbeard.core.errors import DropbeardError, IntegrityError, NotFound, UsageError
 from dropbeard.core.tree import TreeEntry
@@ -35,8 +35,7 @@ CONCURRENCY = 8
 _SAME = "same"
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(msgspec.Struct, frozen=True):
     """One thing to write: `path` in the root, `dest` on disk; `entry` None for a file
     known only from a tombstone (its one blob, of unknown size)."""
 
@@ -46,11 +45,10 @@ class Item:
     sha256: str | None = None
 
 
-@dataclass
-class Restored:
-    written: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)  # already held that content
-    skipped: list[str] = field(default_factory=list)  # changed while we worked: left alone
+class Restored(msgspec.Struct):
+    written: list[str] = msgspec.field(default_factory=list)
+    unchanged: list[str] = msgspec.field(default_factory=list)  # already held that content
+    skipped: list[str] = msgspec.field(default_factory=list)  # changed while we worked: left alone
     bytes: int = 0
 
 
@@ -180,14 +178,13 @@ async def write_items(
     return out
 
 
-@dataclass
-class _Writer:
+class _Writer(msgspec.Struct):
     store: Store
     history: History
     tmp_dir: Path
     checked: dict[str, os.stat_result]
     out: Restored
-    budget: TransferBudget = field(default_factory=lambda: TransferBudget(4))
+    budget: TransferBudget = msgspec.field(default_factory=lambda: TransferBudget(4))
 
     async def write(self, item: Item) -> None:
         was = self.checked.get(item.path)

@@ -14,8 +14,9 @@ import fcntl
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from dropbeard.core.config import RootConfig, parse_root_config
 from dropbeard.core.errors import DropbeardError, OfflineError, UsageError
@@ -26,8 +27,7 @@ from dropbeard.sync.stateschema import StateError
 DOT = ".dropbear"
 
 
-@dataclass(frozen=True, slots=True)
-class RootPaths:
+class RootPaths(msgspec.Struct, frozen=True):
     """Where everything of one root lives."""
 
     root: Path

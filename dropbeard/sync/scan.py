@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import msgspec
 
 from dropbeard.core.chunking import is_chunked
 from dropbeard.core.ignore import IgnoreRules
@@ -32,8 +32,7 @@ _PROGRESS_EVERY_S = 0.25
 __all__ = ["Cache", "LocalItem", "ScanResult", "scan"]
 
 
-@dataclass(repr=False)
-class ScanResult:
+class ScanResult(msgspec.Struct):
     """`unreadable` holds paths whose state is unknown this pass: nothing at or under them may
     be treated as deleted. A directory that exists but could not be listed is in both
     `items` and `unreadable`. With `only=`, everything here covers just those paths, but

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Container, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import msgspec
 
 from dropbeard.core.chunking import Chunk, chunk_offsets
 from dropbeard.core.errors import IntegrityError
@@ -17,8 +17,7 @@ from dropbeard.sync.chunkdownload import ChunkSource
 from dropbeard.sync.scan import ScanResult
 
 
-@dataclass
-class LocalSources:
+class LocalSources(msgspec.Struct):
     """Where this apply finds a blob's bytes on local disk, so a file is copied instead of
     downloaded (a rename costs nothing), and which blobs are being fetched right now, so
     no blob is fetched twice in one pass.
@@ -31,17 +30,17 @@ class LocalSources:
     """
 
     #: sha256 -> a verified local file holding those bytes
-    have: dict[str, Path] = field(default_factory=dict)
+    have: dict[str, Path] = msgspec.field(default_factory=dict)
     #: sha256 -> set when the in-flight fetch of that blob ends (landed or failed); made
     #: only once a second write of the same blob waits on it (None until then)
-    fetching: dict[str, anyio.Event | None] = field(default_factory=dict)
+    fetching: dict[str, anyio.Event | None] = msgspec.field(default_factory=dict)
     #: deleted files kept in tmp/ as sources until the writes are done
-    parked: list[Path] = field(default_factory=list)
+    parked: list[Path] = msgspec.field(default_factory=list)
     #: chunk sha256 -> where a local file held it when last hashed (only the chunks this
     #: apply's writes need: `index_chunks`); a reader re-verifies the bytes
-    chunks: dict[str, ChunkSource] = field(default_factory=dict)
+    chunks: dict[str, ChunkSource] = msgspec.field(default_factory=dict)
     #: the files `chunks` points into
-    chunk_files: set[Path] = field(default_factory=set)
+    chunk_files: set[Path] = msgspec.field(default_factory=set)
 
     def index(self, root: Path, scanned: ScanResult, wanted: Container[str] = ()) -> None:
         """Remember which scanned files hold which bytes, and where they hold the chunks

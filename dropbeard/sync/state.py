@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -38,8 +37,7 @@ _STAT_COLUMNS = "size, mtime_ns, inode, ctime_ns, sha256, chunks"
 _CHUNKS = msgspec.json.Decoder(tuple[Chunk, ...])
 
 
-@dataclass(frozen=True, slots=True)
-class Peer:
+class Peer(msgspec.Struct, frozen=True):
     """How far this device processed another one: the head (etag) it read last, that
     head's snapshot id and root tree (None: it publishes nothing) and tombstone seq."""
 

@@ -19,11 +19,11 @@ others are left for gc, as an interrupted publish leaves them).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
 import anyio
+import msgspec
 
 from dropbeard.core.errors import FormatError, IntegrityError, NotFound
 from dropbeard.core.heads import head_due, seen_marks
@@ -48,8 +48,7 @@ T = TypeVar("T")
 _OWN_TREE_FAILED = (FormatError, IntegrityError, NotFound, ValueError)
 
 
-@dataclass(frozen=True)
-class HeadWritten:
+class HeadWritten(msgspec.Struct, frozen=True):
     """A head this pass wrote: its etag, its seen-marks, when."""
 
     etag: str
@@ -57,8 +56,7 @@ class HeadWritten:
     at: datetime
 
 
-@dataclass(frozen=True)
-class Publication:
+class Publication(msgspec.Struct, frozen=True):
     """The publish step's outcome: `published` is None when no snapshot was written (a
     mode that does not publish, or an idle pass), `head` the head written (with a
     snapshot, or alone); `problems` what it found (paths it could not list, its own last
@@ -66,12 +64,11 @@ class Publication:
 
     published: Published | None
     tombstones: int = 0
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Problem] = msgspec.field(default_factory=list)
     head: HeadWritten | None = None
 
 
-@dataclass(frozen=True)
-class TreeDraft:
+class TreeDraft(msgspec.Struct, frozen=True):
     """A tree written ahead of its publish: `last` with `changes` applied is `root`."""
 
     last: str

@@ -16,7 +16,8 @@ from __future__ import annotations
 import bisect
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+
+import msgspec
 
 from dropbeard.core.errors import FormatError, quoted
 from dropbeard.core.paths import MAX_PATH_BYTES
@@ -37,8 +38,7 @@ MAX_PAGE_LEVELS = 8
 MAX_PATHS = 50_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class _Ref:
+class _Ref(msgspec.Struct, frozen=True):
     """A node not read yet in a folder's listing: the folder's own node (`first` ""),
     or one of its pages, with the keys of the nodes above it in that folder."""
 
@@ -167,8 +167,7 @@ async def _expand_aligned(old: _Listing, new: _Listing, a: _Ref, b: _Ref) -> Non
         pair.reached_pair(old.folder, a_node, b_node)
 
 
-@dataclass(slots=True)
-class _Folder:
+class _Folder(msgspec.Struct):
     """A folder being diffed: its path, its node on each side, the nodes above it."""
 
     path: str

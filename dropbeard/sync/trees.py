@@ -14,9 +14,9 @@ import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
 import anyio
+import msgspec
 
 from dropbeard.core.errors import NotFound, PreconditionFailed
 from dropbeard.core.keys import RootKeys
@@ -61,8 +61,7 @@ def first_error() -> Iterator[None]:
         raise
 
 
-@dataclass
-class TreeStats:
+class TreeStats(msgspec.Struct):
     """What a TreeStore did, for tests and benchmarks."""
 
     fetched: int = 0  # nodes read from the bucket

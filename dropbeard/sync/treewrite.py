@@ -10,7 +10,6 @@ node is uploaded before the root key is returned: a head may name it at once.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
@@ -35,12 +34,11 @@ T = TypeVar("T")
 BUILD_BATCH = 2000
 
 
-@dataclass
-class _Changes:
+class _Changes(msgspec.Struct):
     """The changes inside one folder: to its children, and further down."""
 
-    here: dict[str, TreeEntry | None] = field(default_factory=dict)
-    below: dict[str, _Changes] = field(default_factory=dict)
+    here: dict[str, TreeEntry | None] = msgspec.field(default_factory=dict)
+    below: dict[str, _Changes] = msgspec.field(default_factory=dict)
 
     def adds_anything(self) -> bool:
         return any(e is not None for e in self.here.values()) or any(
@@ -197,11 +195,10 @@ async def _new_entry(
 # --- building from scratch -------------------------------------------------------------
 
 
-@dataclass
-class _Open:
+class _Open(msgspec.Struct):
     path: str
     entry: TreeEntry | None
-    builder: DirectoryBuilder = field(default_factory=DirectoryBuilder)
+    builder: DirectoryBuilder = msgspec.field(default_factory=DirectoryBuilder)
 
 
 class _Builder:

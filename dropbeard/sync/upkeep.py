@@ -4,10 +4,10 @@ the root's caches and files)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import msgspec
 
 from dropbeard.core.config import RootConfig
 from dropbeard.core.keys import RootKeys
@@ -21,8 +21,7 @@ from dropbeard.sync.treecache import NodeCache
 from dropbeard.sync.trees import TreeStore
 
 
-@dataclass
-class Upkeep:
+class Upkeep(msgspec.Struct):
     gc: GcReport
     repair: RepairReport
 

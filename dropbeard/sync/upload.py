@@ -23,10 +23,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import msgspec
 
 from dropbeard.core.chunking import Chunk
 from dropbeard.core.errors import IntegrityError, NotFound, PreconditionFailed
@@ -45,17 +45,15 @@ SMALL = 8 * 1024 * 1024
 PUT_FILE_MEMORY = 16 * 1024 * 1024
 
 
-@dataclass
-class UploadResult:
+class UploadResult(msgspec.Struct):
     uploaded: int = 0
     uploaded_bytes: int = 0
     skipped_existing: int = 0
     #: the paths whose bytes changed while read (the caller re-plans without them)
-    changed: set[str] = field(default_factory=set)
+    changed: set[str] = msgspec.field(default_factory=set)
 
 
-@dataclass(frozen=True, slots=True)
-class BlobSource:
+class BlobSource(msgspec.Struct, frozen=True):
     """A file whose bytes the bucket needs: its one blob `sha256`, or its `chunks` (then
     `stat`, what the scan saw, must still describe the file when they are sent)."""
 
@@ -113,8 +111,7 @@ async def upload_blobs(
     return sender.result
 
 
-@dataclass(frozen=True)
-class _Read:
+class _Read(msgspec.Struct, frozen=True):
     """One digest's small file as read in a batch: the candidate whose bytes matched
     (`src`, None if none did) with its bytes, the paths that no longer hold them, the
     memory taken for it, or the error that stopped the reading."""
@@ -126,8 +123,7 @@ class _Read:
     error: OSError | None = None
 
 
-@dataclass
-class _Sender:
+class _Sender(msgspec.Struct):
     """The uploads of one `upload_blobs` call, counted into `result`."""
 
     store: Store

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass, field
 
 import anyio
+import msgspec
 
 from dropbeard.core.errors import NotFound
 from dropbeard.core.keys import RootKeys
@@ -30,8 +30,7 @@ from dropbeard.sync.workers import for_each
 REHASH_CONCURRENCY = 4
 
 
-@dataclass
-class VerifyReport:
+class VerifyReport(msgspec.Struct):
     """What one verify checked and found. `unreadable` are heads and snapshots that could
     not be decoded (each one line naming its key)."""
 
@@ -43,8 +42,8 @@ class VerifyReport:
     rehashed: int = 0
     rehashed_bytes: int = 0
     strays: int = 0
-    findings: list[Finding] = field(default_factory=list)
-    unreadable: list[str] = field(default_factory=list)
+    findings: list[Finding] = msgspec.field(default_factory=list)
+    unreadable: list[str] = msgspec.field(default_factory=list)
 
     @property
     def ok(self) -> bool:

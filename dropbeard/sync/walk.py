@@ -14,7 +14,8 @@ import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Collection
-from dataclasses import dataclass
+
+import msgspec
 
 from dropbeard.core.conflictname import MARKER, parse_conflict_name
 from dropbeard.core.errors import OfflineError
@@ -60,8 +61,7 @@ class _Absent(enum.Enum):
 _ABSENT = _Absent.ABSENT
 
 
-@dataclass(slots=True)
-class Listing:
+class Listing(msgspec.Struct):
     """One directory, vetted: `entries`/`names` (NFC) are trackable, `bad` maps a shown
     path to the problem that keeps it out."""
 
@@ -72,8 +72,7 @@ class Listing:
     plain: bool  # every name is ASCII, so each NFC name is the on-disk name
 
 
-@dataclass(slots=True)
-class _Subdirs:
+class _Subdirs(msgspec.Struct):
     """A parent's trackable subdirectories (NFC name -> on-disk path if it differs) and
     its set-aside names, for resolving `only=` paths."""
 

@@ -1,5 +1,5 @@
 """Run the command line as `python -m dropbeard`."""
 
-from dropbeard.cli.main import run
+from dropbeard.cli.launch import run
 
 raise SystemExit(run())

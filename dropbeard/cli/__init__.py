@@ -1,5 +1,4 @@
-"""IO: the command line: argument parsing, one module per command group, rendering."""
+"""IO: the command line: argument parsing, one module per command group, rendering.
 
-from dropbeard.cli.main import main
-
-__all__ = ["main"]
+Importing the package loads nothing else: the entry point (`cli.launch`) loads
+`cli.main` and the rest with the cyclic collector paused."""

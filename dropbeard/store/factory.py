@@ -6,7 +6,6 @@ retried in exactly one place.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -15,6 +14,7 @@ import anyio
 
 from dropbeard.core.config import RemoteConfig, parse_remote_url
 from dropbeard.core.errors import MissingBucket, UsageError
+from dropbeard.core.imports import import_quietly
 from dropbeard.store.bandwidth import Bandwidth
 from dropbeard.store.base import ListPage, Store
 from dropbeard.store.forwarding import ForwardingStore, close_listing
@@ -92,7 +92,7 @@ class DeferredStore(ForwardingStore):
         async with self._lock:
             if self._built is None:
                 for module in self._modules:
-                    await anyio.to_thread.run_sync(importlib.import_module, module)
+                    await anyio.to_thread.run_sync(import_quietly, module)
                 self._built = self._build()
         return self._built
 

@@ -560,29 +560,6 @@ async def test_chunks_stream_into_their_place_with_no_file_of_their_own(
     assert watch.seen == {got.file.name}  # the one temporary file, no chunk files
 
 
-async def test_fetched_bytes_are_hashed_once_by_the_whole_files_digest(
-    big: Big, tmp_path: Path, tmp_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = local_store(tmp_path / "bucket")
-    await up(store, big.file, big)
-    watch = SlotWatch(store, tmp_dir)
-    hashed: list[int] = []
-    hash_range = chunkdownload._hash_range
-
-    def counted(fd: int, hasher: Any, start: int, end: int) -> None:
-        hashed.append(end - start)
-        hash_range(fd, hasher, start, end)
-
-    monkeypatch.setattr(chunkdownload, "_hash_range", counted)
-
-    got = await down(watch, big, tmp_dir)
-
-    assert got.file.read_bytes() == big.data
-    assert sum(hashed) == len(big.data)  # each byte once, in the whole file's digest
-    assert len(watch.asked) == len(big.chunks)
-    assert not any(asked.get("expected_sha256") for asked in watch.asked)  # not again
-
-
 async def test_the_whole_file_is_hashed_once_in_order_while_its_chunks_arrive(
     big: Big, tmp_path: Path, tmp_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -605,6 +582,9 @@ async def test_the_whole_file_is_hashed_once_in_order_while_its_chunks_arrive(
     assert ranges[-1][1] == len(big.data)
     kinds = [kind for kind, _, _ in watch.events]
     assert kinds.index("hashed") < len(kinds) - 1 - kinds[::-1].index("fetched")
+    # that digest verifies the fetched chunks: the store is not asked to hash them again
+    assert len(watch.asked) == len(big.chunks)
+    assert not any(asked.get("expected_sha256") for asked in watch.asked)
 
 
 async def test_an_object_larger_than_its_chunk_is_refused_naming_it_and_nothing_lands(

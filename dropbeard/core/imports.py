@@ -16,14 +16,14 @@ from types import ModuleType
 
 @contextlib.contextmanager
 def collections_paused() -> Iterator[None]:
-    """The block runs with the cyclic collector paused, if it was running; it resumes
-    after (unless the block turned it on or off itself)."""
+    """The block runs with the cyclic collector paused; it resumes after if it was
+    running before."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        if was and not gc.isenabled():
+        if was:
             gc.enable()
 
 

@@ -41,7 +41,7 @@ class PassOptions(msgspec.Struct):
     #: a pass over the whole root commits new paths in batches of about this many while
     #: it walks (`dropbeard.sync.batches`)
     batch_paths: int = BATCH_PATHS
-    now: Callable[[], datetime] = msgspec.field(default=lambda: datetime.now(UTC))
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
     #: the node cache of `.dropbear/trees/`, kept by a caller that runs many passes (the
     #: daemon) so that each does not read its index again; None: one for this pass
     node_cache: NodeCache | None = None

@@ -65,6 +65,9 @@ class FileSlot(msgspec.Struct, frozen=True):
     fd: int
     offset: int
     size: int
+    #: a second descriptor on the same file opened with O_DIRECT (-1: none), for the
+    #: slot's whole blocks (`dropbeard.store.direct`)
+    direct: int = -1
 
 
 @runtime_checkable

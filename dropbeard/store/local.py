@@ -32,7 +32,7 @@ from dropbeard.store.localcopy import (
 from dropbeard.store.localroot import LocalRoot, etag_of, object_info
 from dropbeard.store.localwalk import Found, split_prefix, walk
 from dropbeard.store.localwriter import LocalWriter
-from dropbeard.store.slot import SlotWriter
+from dropbeard.store.slot import SlotWriter, open_dest
 
 PAGE_SIZE = 1000
 
@@ -130,7 +130,7 @@ class LocalStore:
                 out = SlotWriter(dest, key)
                 where = Path(out.name)
             else:
-                out = await anyio.to_thread.run_sync(open_local, dest, True, key)
+                out = await anyio.to_thread.run_sync(open_dest, dest, key, info.size)
                 where = dest
             hasher = hashlib.sha256()
             store_side = self._root_dir.store_errors("downloading", key)
@@ -179,7 +179,7 @@ class LocalStore:
         tmp = await anyio.to_thread.run_sync(self._writer.new_temp, key)
         src: io.BufferedIOBase | None = None
         try:
-            src = await anyio.to_thread.run_sync(open_local, path, False, key)
+            src = await anyio.to_thread.run_sync(open_local, path, key)
             hasher = hashlib.sha256()
             store_side = self._root_dir.store_errors("writing", key)
             copy = HashingCopy(src, tmp.file, hasher, local_file_errors(path, key), store_side)

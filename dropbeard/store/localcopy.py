@@ -61,10 +61,10 @@ def local_file_errors(path: Path, key: str) -> Callable[[OSError], StoreError]:
     )
 
 
-def open_local(path: Path, writing: bool, key: str) -> io.BufferedIOBase:
-    """The caller's file `path`, for writing (created or truncated) or for reading."""
+def open_local(path: Path, key: str) -> io.BufferedIOBase:
+    """The caller's file `path`, for reading."""
     try:
-        return open(path, "wb") if writing else open(path, "rb")
+        return open(path, "rb")
     except OSError as err:
         raise local_file_errors(path, key)(err) from err
 

@@ -15,7 +15,13 @@ from typing import Any
 
 import anyio
 
-from dropbeard.core.errors import IntegrityError, LocalFileError, NotFound, PreconditionFailed
+from dropbeard.core.errors import (
+    IntegrityError,
+    LocalFileError,
+    NotFound,
+    PreconditionFailed,
+    Unavailable,
+)
 from dropbeard.store.bandwidth import Bandwidth, spend
 from dropbeard.store.base import FileSlot, ListPage, ObjectInfo, Progress, validate_key
 from dropbeard.store.s3body import FileBody
@@ -135,15 +141,20 @@ class S3Store:
                         f"not the {dest.size} expected",
                         key,
                     )
-                out = await anyio.to_thread.run_sync(open_dest, dest, key)
+                out = await anyio.to_thread.run_sync(open_dest, dest, key, info.size)
+                got = 0
                 try:
-                    while chunk := await _read_up_to(body, CHUNK):
-                        await spend(self._bandwidth, len(chunk))
-                        await anyio.to_thread.run_sync(_write_chunk, out, chunk, hasher, key)
+                    while pieces := await _pieces_up_to(body, CHUNK):
+                        n = sum(map(len, pieces))
+                        await spend(self._bandwidth, n)
+                        await anyio.to_thread.run_sync(_write_pieces, out, pieces, hasher, key)
+                        got += n
                         if progress:
-                            progress(len(chunk))
+                            progress(n)
                 finally:
                     await anyio.to_thread.run_sync(out.close)
+            if got != info.size:  # the connection ended early without saying so
+                raise Unavailable(f"downloading {key}: got {got} of its {info.size} bytes", key)
         if hasher is not None and hasher.hexdigest() != expected_sha256:
             raise IntegrityError(
                 f"downloading {key}: content does not match its SHA-256 "
@@ -270,30 +281,42 @@ class S3Store:
             await client.delete_object(Bucket=self.bucket, Key=self._s3_key(key))
 
 
-async def _read_up_to(body: Any, size: int) -> bytes:
-    """The next `size` bytes of a response body, fewer only at its end. A body's `read(n)`
-    hands out what the connection has buffered, often a small part of `n`; gathering a
-    whole CHUNK keeps a download to one worker-thread trip (write and hash) per CHUNK."""
+async def _pieces_up_to(body: Any, size: int) -> list[bytes]:
+    """The next pieces of a response body, about `size` bytes together (none: its end),
+    each as the connection received it: taken from aiohttp's buffer whole, never joined
+    (a body's `read(n)`, like aiohttp's `readany`, joins what is buffered into one new
+    `bytes`: a copy of every byte downloaded, on the event loop). Gathering about a CHUNK
+    keeps a download to one worker-thread trip (write and hash) per CHUNK. Without
+    aiohttp's stream under the body (another aiobotocore), `read` as before."""
+    content = getattr(getattr(body, "_raw_stream", None), "content", None)
+    readchunk = getattr(content, "readchunk", None)
     pieces: list[bytes] = []
     got = 0
     while got < size:
-        piece: bytes = await body.read(size - got)
+        if readchunk is None:
+            piece: bytes = await body.read(size - got)
+        else:
+            piece, boundary = await readchunk()
+            if not piece and boundary:  # the end of an HTTP chunk, not of the body
+                continue
         if not piece:
             break
         pieces.append(piece)
         got += len(piece)
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    return pieces
 
 
-def _write_chunk(out: Any, chunk: bytes, hasher: Any, key: str) -> None:
+def _write_pieces(out: Any, pieces: list[bytes], hasher: Any, key: str) -> None:
     try:
-        out.write(chunk)
+        for piece in pieces:
+            out.write(piece)
     except OSError as exc:
         raise LocalFileError(
             f"downloading {key}: local file {out.name}: {exc.strerror or exc}", key, exc.errno
         ) from None
     if hasher is not None:
-        hasher.update(chunk)
+        for piece in pieces:
+            hasher.update(piece)
 
 
 def _sha256_of_file(path: Path) -> str:

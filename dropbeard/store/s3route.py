@@ -57,8 +57,23 @@ class Route(msgspec.Struct, frozen=True):
                 lowered = {k.decode().lower(): v.decode() for k, v in response.raw_headers}
                 answer = AioAWSResponse(str(response.url), status, lowered, response)
                 return Answer(status, answer.headers, await answer.content, answer)
-            data = await response.read() if method == "GET" else b""
+            data = await _whole_body(response.content) if method == "GET" else b""
             return Answer(status, response.headers, data)
+
+
+async def _whole_body(content: Any) -> bytes:
+    """A response's body in one `bytes`, copied once: aiohttp's `read()` joins what is
+    buffered at each wake-up, then joins those again (two copies of every byte, on the
+    event loop); its pieces taken whole and joined once (a body that came in one piece,
+    not at all)."""
+    pieces: list[bytes] = []
+    while True:
+        piece, boundary = await content.readchunk()
+        if not piece:
+            if boundary:  # the end of an HTTP chunk, not of the body
+                continue
+            return b"".join(pieces)
+        pieces.append(piece)
 
 
 async def route_for(http_session: Any, url_prefix: str) -> Route | None:

@@ -1,54 +1,107 @@
 """Writing a download into a `FileSlot` or a file of its own, a piece at a time (IO:
-local files; the stores call it in worker threads)."""
+local files; the stores call it in worker threads). A large one's whole blocks are
+written past the page cache where the file system allows (`dropbeard.store.direct`)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from dropbeard.core.errors import IntegrityError, LocalFileError
 from dropbeard.store.base import FileSlot
+from dropbeard.store.direct import DIRECT_FROM, RangeWriter, close_direct, open_direct
 
 
 class SlotWriter:
     """The file-like end of a download into `slot`: `write` puts each piece after the last
     at the slot's offset, refusing any byte past its size (a hostile object of any size
-    never runs over the rest of the file); `close` leaves the caller's fd open."""
+    never runs over the rest of the file); `close` writes what is staged and leaves the
+    caller's descriptors open."""
 
     def __init__(self, slot: FileSlot, key: str) -> None:
         self._slot = slot
         self._key = key
         self._written = 0
+        direct = slot.direct if slot.size >= DIRECT_FROM else -1
+        self._out = RangeWriter(slot.fd, direct, slot.offset)
+        self._failed = False
         self.name = f"<fd {slot.fd} at {slot.offset}>"
 
     def write(self, piece: bytes | memoryview, /) -> int:
-        view = memoryview(piece)
-        slot, n = self._slot, len(view)
-        if self._written + n > slot.size:
+        n = len(piece)
+        if self._written + n > self._slot.size:
+            self._failed = True
             raise IntegrityError(
                 f"downloading {self._key}: the object holds more than the "
-                f"{slot.size} bytes expected",
+                f"{self._slot.size} bytes expected",
                 self._key,
             )
-        done = 0
-        while done < n:
-            done += os.pwrite(slot.fd, view[done:], slot.offset + self._written + done)
+        try:
+            self._out.write(piece)
+        except BaseException:
+            self._failed = True
+            raise
         self._written += n
         return n
 
     def close(self) -> None:
-        pass
+        if self._failed:  # the file is discarded: what is staged need not land
+            self._out.discard()
+            return
+        try:
+            self._out.finish()
+        except OSError as exc:
+            raise _local_error(self._key, self.name, exc) from None
 
 
-def open_dest(dest: Path | FileSlot, key: str) -> Any:
-    """A writable file-like end for a download into `dest`: a new file, or a `SlotWriter`.
-    LocalFileError if the file cannot be created."""
+class DirectFile:
+    """The file-like end of a download into a new file of `size` bytes: created or
+    truncated, its whole blocks written direct if it is large (see `SlotWriter`)."""
+
+    def __init__(self, path: Path, key: str, size: int) -> None:
+        self.name = str(path)
+        self._key = key
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        self._dfd = open_direct(path) if size >= DIRECT_FROM else -1
+        self._out = RangeWriter(self._fd, self._dfd, 0)
+        self._failed = False
+
+    def write(self, piece: bytes | memoryview, /) -> int:
+        try:
+            self._out.write(piece)
+        except BaseException:
+            self._failed = True
+            raise
+        return len(piece)
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            if self._failed:
+                self._out.discard()
+            else:
+                self._out.finish()
+        except OSError as exc:
+            raise _local_error(self._key, self.name, exc) from None
+        finally:
+            close_direct(self._dfd)
+            os.close(self._fd)
+            self._fd = self._dfd = -1
+
+
+def open_dest(dest: Path | FileSlot, key: str, size: int = 0) -> SlotWriter | DirectFile:
+    """A writable file-like end for a download into `dest`: a new file (of about `size`
+    bytes), or a `SlotWriter`. LocalFileError if the file cannot be created."""
     if isinstance(dest, FileSlot):
         return SlotWriter(dest, key)
     try:
-        return open(dest, "wb")
+        return DirectFile(dest, key, size)
     except OSError as exc:
-        raise LocalFileError(
-            f"downloading {key}: local file {dest}: {exc.strerror or exc}", key, exc.errno
-        ) from None
+        raise _local_error(key, dest, exc) from None
+
+
+def _local_error(key: str, where: object, exc: OSError) -> LocalFileError:
+    return LocalFileError(
+        f"downloading {key}: local file {where}: {exc.strerror or exc}", key, exc.errno
+    )

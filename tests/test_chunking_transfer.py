@@ -6,6 +6,7 @@ local files hold, verify every chunk and the whole file, and leave nothing on fa
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from dropbeard.sync.chunking import Chunker, FileDigest, stat_key
 from dropbeard.sync.chunkupload import ChunkUpload, upload_chunks
 from tests.chunkfiles import MiB, noise, overwrite, repeated, sha
 from tests.faults import FaultStore
+from tests.pagecache import direct_works, resident_pages
 
 pytestmark = pytest.mark.anyio
 
@@ -164,6 +166,9 @@ async def test_a_round_trip_rebuilds_the_file_byte_for_byte(
 
     got = await down(counting, big, tmp_dir)
 
+    if sys.platform == "linux" and direct_works(got.file):
+        resident, pages = resident_pages(got.file)  # written (and hashed back) direct
+        assert resident <= 2 * len(big.chunks), f"{resident} of {pages} pages cached"
     assert got.file.read_bytes() == big.data
     assert got.file.parent == tmp_dir
     assert (got.fetched, got.fetched_bytes, got.reused, got.reused_bytes) == (
@@ -568,9 +573,9 @@ async def test_the_whole_file_is_hashed_once_in_order_while_its_chunks_arrive(
     watch = SlotWatch(store, tmp_dir)
     hash_range = chunkdownload._hash_range
 
-    def recorded(fd: int, hasher: Any, start: int, end: int) -> None:
+    def recorded(fd: int, dfd: int, hasher: Any, start: int, end: int) -> None:
         watch.events.append(("hashed", start, end))
-        hash_range(fd, hasher, start, end)
+        hash_range(fd, dfd, hasher, start, end)
 
     monkeypatch.setattr(chunkdownload, "_hash_range", recorded)
 

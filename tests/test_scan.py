@@ -18,6 +18,7 @@ from dropbeard.core.chunking import Chunk, MiB
 from dropbeard.core.errors import OfflineError
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.sync.hashing import CHUNK, StatKey
+from dropbeard.sync.partfiles import PREFIX, part_name
 from dropbeard.sync.scan import LocalItem, ScanResult, scan
 
 pytestmark = pytest.mark.anyio
@@ -529,3 +530,21 @@ def test_permission_denied_is_a_problem_not_a_delete(tmp_path: Path) -> None:
     assert seen["problems"] == {"locked": "permission", "secret.txt": "permission"}
     assert seen["unreadable"] == ["locked", "secret.txt"]
     assert seen["complete"] is False
+
+
+async def test_downloads_in_progress_are_not_synced_and_a_dead_runs_are_removed(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "docs/a.txt", b"a")
+    mine = write(tmp_path, f"docs/{part_name()}", b"half of a download")
+    dead = write(tmp_path, f"docs/{PREFIX}0badc0ffee00-7", b"left by a crash")
+    top = write(tmp_path, f"{PREFIX}0badc0ffee00-8", b"left by a crash")
+    folder = tmp_path / f"{PREFIX}0badc0ffee00-9"
+    folder.mkdir()  # not a file: not ours to remove
+
+    result = await run(tmp_path)
+
+    assert set(result.items) == {"docs", "docs/a.txt"}
+    assert mine.exists()  # this process may still be writing it
+    assert not dead.exists() and not top.exists()
+    assert folder.is_dir()

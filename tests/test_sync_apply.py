@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,9 @@ from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import Entry
 from dropbeard.core.plan import ConflictCopy, Download, LocalDelete, Plan
+from dropbeard.store.base import FileSlot, ObjectInfo, Store
 from dropbeard.store.counting import CountingStore
+from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.sync import apply as apply_module
 from dropbeard.sync import folderwriter as folderwriter_module
@@ -28,6 +31,7 @@ from dropbeard.sync.apply import Applied, apply_plan
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.disknames import DiskNames
 from dropbeard.sync.fetch import WHOLE_DOWNLOAD
+from dropbeard.sync.partfiles import PREFIX
 from dropbeard.sync.root import RootPaths, reset_tmp
 from dropbeard.sync.scan import ScanResult, scan
 
@@ -97,7 +101,9 @@ class World:
         )
 
     def tmp_files(self) -> list[str]:
-        return sorted(p.name for p in self.paths.tmp.iterdir())
+        """What downloads left behind: in `.dropbear/tmp/`, and beside their destination."""
+        beside = [str(p.relative_to(self.root)) for p in self.root.rglob(f"{PREFIX}*")]
+        return sorted([p.name for p in self.paths.tmp.iterdir()] + beside)
 
 
 @pytest.fixture
@@ -731,6 +737,45 @@ async def test_a_large_blob_streams_to_disk_instead_of_memory(world: World) -> N
     assert world.read("big.bin") == data
     assert world.store.counts == {"get_file": 1}
     assert applied.downloaded_bytes == len(data) and not applied.problems
+    assert world.tmp_files() == []
+
+
+class _Dests(ForwardingStore):
+    """Records where each download is written."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.dests: list[Path | FileSlot] = []
+
+    async def get_file(self, key: str, dest: Path | FileSlot, **kwargs: Any) -> ObjectInfo:
+        self.dests.append(dest)
+        return await self.inner.get_file(key, dest, **kwargs)
+
+
+async def test_a_download_is_written_beside_its_destination_and_renamed_over_it(
+    world: World,
+) -> None:
+    data = os.urandom(WHOLE_DOWNLOAD + 1)
+    await world.blob(data)
+    entry = file_entry("new folder/deeper/big.bin", data)
+    scanned = await world.scan()
+    watched = _Dests(world.store)
+
+    applied = await apply_plan(
+        world.paths,
+        watched,
+        KEYS,
+        plan([Download(path=entry.path, entry=entry)]),
+        scanned,
+        budget=TransferBudget(4),
+    )
+
+    assert not applied.problems
+    (dest,) = watched.dests
+    assert isinstance(dest, Path)
+    assert dest.parent == world.root / "new folder/deeper"  # made before any byte came
+    assert dest.name.startswith(PREFIX)  # never synced, never a name of the folder's
+    assert world.read("new folder/deeper/big.bin") == data
     assert world.tmp_files() == []
 
 

@@ -2,9 +2,10 @@
 Rust backend, run in worker threads so setting up watches on a big tree never blocks the
 event loop).
 
-Events under `.dropbear/` (the index, `tmp/` downloads, the lock) and on ignored paths are
-dropped. A watcher error, an overflowing batch, a changed `.dropbearignore` or a restart
-(events may have been missed) asks for a full rescan instead.
+Events under `.dropbear/` (the index, `tmp/`, the lock), on downloads in progress (named
+by `sync.partfiles`, beside their destination) and on ignored paths are dropped. A
+watcher error, an overflowing batch, a changed `.dropbearignore` or a restart (events may
+have been missed) asks for a full rescan instead.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import anyio
 from watchfiles._rust_notify import RustNotify  # documented as watchfiles' raw backend
 
 from dropbeard.core.ignore import IGNORE_FILE, IgnoreRules
+from dropbeard.sync.partfiles import is_part
 from dropbeard.sync.root import DOT
 
 #: A batch this big is passed on as "rescan everything" rather than as a path list.
@@ -36,7 +38,7 @@ class _Full:
 
 def relative_path(root: str, path: str) -> str | None:
     """`path` relative to `root`, "/"-separated and NFC; "" for the root itself; None when
-    it is outside the root or inside `.dropbear/`."""
+    it is outside the root, inside `.dropbear/` or a download in progress."""
     if path == root:
         return ""
     if not path.startswith(root.rstrip(os.sep) + os.sep):
@@ -45,7 +47,7 @@ def relative_path(root: str, path: str) -> str | None:
     if os.sep != "/":
         rel = rel.replace(os.sep, "/")
     rel = unicodedata.normalize("NFC", rel)
-    if rel == DOT or rel.startswith(DOT + "/"):
+    if rel == DOT or rel.startswith(DOT + "/") or is_part(rel.rpartition("/")[2]):
         return None
     return rel
 

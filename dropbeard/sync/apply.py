@@ -1,9 +1,10 @@
 """Applying a plan to the folder: verified downloads, local copies instead of downloads,
 conflict copies, local deletes (IO: local files, store reads).
 
-Nothing is written outside the root or through a symlink; every file and symlink lands by
-rename from `.dropbear/tmp/` (a file after its bytes verified against their SHA-256), and
-only if the destination did not change since the scan (else it is left for the next pass,
+Nothing is written outside the root or through a symlink; every file lands by rename from
+a temporary file beside it (after its bytes verified against their SHA-256; named by
+`sync.partfiles`, never synced), every symlink by rename from `.dropbear/tmp/`, and only
+if the destination did not change since the scan (else it is left for the next pass,
 where it shows up as a conflict). A type change (file <-> folder <-> symlink) replaces
 the old item only if the scan saw it and it is unchanged, a folder only once this plan
 emptied it; a folder still holding other things, or a special file in the way, is a

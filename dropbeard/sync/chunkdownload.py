@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -35,11 +34,18 @@ from dropbeard.core.chunking import Chunk, chunk_offsets, validate_chunks
 from dropbeard.core.errors import IntegrityError, LocalFileError, NotFound
 from dropbeard.core.keys import RootKeys
 from dropbeard.store.base import FileSlot, Progress, Store
+from dropbeard.store.direct import (
+    RangeWriter,
+    close_direct,
+    open_direct,
+    read_range,
+    write_range,
+)
 from dropbeard.sync.budget import TransferBudget
+from dropbeard.sync.partfiles import part_name
 from dropbeard.sync.workers import for_each, unwrapped
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_READ_BLOCK = 1 << 20
 
 
 class ChunkSource(NamedTuple):
@@ -79,9 +85,11 @@ async def download_chunks(
     find: FindChunk,
     budget: TransferBudget,
     progress: Progress | None = None,
+    name: str | None = None,
 ) -> Assembled:
     """Assemble the file `sha256` of `size` bytes, cut into `chunks`, as a new file in
-    `tmp_dir`, taking every chunk `find` locates locally and still verifies from there.
+    `tmp_dir` (named `name`, else a new download-in-progress name: `sync.partfiles`),
+    taking every chunk `find` locates locally and still verifies from there.
 
     Requests in flight and bytes held in memory stay within `budget`; `progress` is told
     the bytes downloaded as they arrive. IntegrityError
@@ -96,26 +104,26 @@ async def download_chunks(
     for chunk, offset in zip(chunks, chunk_offsets(chunks), strict=True):
         places.setdefault(chunk.sha256, []).append(offset)
     sizes = {c.sha256: c.size for c in chunks}
-    dest = tmp_dir / f"chunks-{uuid.uuid4().hex}.part"
-    fd = await anyio.to_thread.run_sync(_create, dest, size)
+    dest = tmp_dir / (name or part_name())
+    fd, dfd = await anyio.to_thread.run_sync(_create, dest, size)
     out = Assembled(dest)
-    whole = _InOrderHash(fd, size)
-    writer = _Writer(store, keys, fd, find, budget, progress, out, whole)
+    whole = _InOrderHash(fd, dfd, size)
+    writer = _Writer(store, keys, fd, dfd, find, budget, progress, out, whole)
     try:
         jobs = [(sha, sizes[sha], offsets) for sha, offsets in places.items()]
         with unwrapped():
             await for_each(jobs, writer.fill, min(len(jobs), budget.requests))
         got = await whole.finish()
         if got != sha256:
-            bad = await anyio.to_thread.run_sync(_first_wrong, fd, writer.fetched)
+            bad = await anyio.to_thread.run_sync(_first_wrong, fd, dfd, writer.fetched)
             if bad is not None:
                 raise IntegrityError(_other_bytes(keys.blob(bad)), keys.blob(bad))
             raise IntegrityError(f"file {sha256}: its chunks reassemble to {got} instead")
     except BaseException:
-        os.close(fd)
+        _close(fd, dfd)
         dest.unlink(missing_ok=True)
         raise
-    os.close(fd)
+    _close(fd, dfd)
     return out
 
 
@@ -125,8 +133,8 @@ class _InOrderHash:
     since (from the page cache, in a worker thread) until it stops growing, while the
     other chunks keep downloading."""
 
-    def __init__(self, fd: int, size: int) -> None:
-        self.fd, self.size = fd, size
+    def __init__(self, fd: int, dfd: int, size: int) -> None:
+        self.fd, self.dfd, self.size = fd, dfd, size
         self.hash = hashlib.sha256()
         self.done = 0  # bytes hashed
         self.landed: dict[int, int] = {}  # start -> end of a written range past `done`
@@ -139,7 +147,9 @@ class _InOrderHash:
         self.busy = True
         try:
             while (end := self._reach()) > self.done:
-                await anyio.to_thread.run_sync(_hash_range, self.fd, self.hash, self.done, end)
+                await anyio.to_thread.run_sync(
+                    _hash_range, self.fd, self.dfd, self.hash, self.done, end
+                )
                 self.done = end
         finally:
             self.busy = False
@@ -148,7 +158,9 @@ class _InOrderHash:
         """The digest, once every range has landed (what no chunk covered is hashed as
         the file holds it: a hole, which the check then refuses)."""
         if self.done < self.size:
-            await anyio.to_thread.run_sync(_hash_range, self.fd, self.hash, self.done, self.size)
+            await anyio.to_thread.run_sync(
+                _hash_range, self.fd, self.dfd, self.hash, self.done, self.size
+            )
             self.done = self.size
         return self.hash.hexdigest()
 
@@ -161,11 +173,13 @@ class _InOrderHash:
 
 
 class _Writer(msgspec.Struct):
-    """Fills the temporary file `fd`, one distinct chunk at a time."""
+    """Fills the temporary file `fd` (`dfd`: its direct descriptor, or -1), one distinct
+    chunk at a time."""
 
     store: Store
     keys: RootKeys
     fd: int
+    dfd: int
     find: FindChunk
     budget: TransferBudget
     progress: Progress | None
@@ -181,7 +195,9 @@ class _Writer(msgspec.Struct):
         reused = False
         if source is not None and source.size == size:
             async with self.budget.holding(size):
-                reused = await anyio.to_thread.run_sync(_copy_local, source, sha, self.fd, offsets)
+                reused = await anyio.to_thread.run_sync(
+                    _copy_local, source, sha, self.fd, self.dfd, offsets
+                )
         if reused:
             self.out.reused += 1
             self.out.reused_bytes += size * len(offsets)
@@ -199,7 +215,7 @@ class _Writer(msgspec.Struct):
         over the next chunk), then copied to the others, if the file repeats it. Its bytes
         are verified by the whole file's digest (`download_chunks`)."""
         key = self.keys.blob(sha)
-        slot = FileSlot(self.fd, offsets[0], size)
+        slot = FileSlot(self.fd, offsets[0], size, self.dfd)
         try:
             async with self.budget.request():
                 info = await self.store.get_file(key, slot, progress=self.progress)
@@ -213,26 +229,26 @@ class _Writer(msgspec.Struct):
             )
         self.fetched.append((sha, offsets[0], size))
         if len(offsets) > 1:
-            await anyio.to_thread.run_sync(_repeat, self.fd, size, offsets)
+            await anyio.to_thread.run_sync(_repeat, self.fd, self.dfd, size, offsets)
 
 
 def _other_bytes(key: str) -> str:
     return f"chunk {key} holds other bytes than its name says"
 
 
-def _first_wrong(fd: int, fetched: list[tuple[str, int, int]]) -> str | None:
-    """The first fetched chunk whose bytes in `fd` do not hash to its name, if any."""
+def _first_wrong(fd: int, dfd: int, fetched: list[tuple[str, int, int]]) -> str | None:
+    """The first fetched chunk whose bytes in the file do not hash to its name, if any."""
     for sha, offset, size in fetched:
         hasher = hashlib.sha256()
-        _hash_range(fd, hasher, offset, offset + size)
+        _hash_range(fd, dfd, hasher, offset, offset + size)
         if hasher.hexdigest() != sha:
             return sha
     return None
 
 
-def _create(dest: Path, size: int) -> int:
+def _create(dest: Path, size: int) -> tuple[int, int]:
     """A new file of `size` bytes (a hole, filled by the writes) open for reading and
-    writing."""
+    writing, and a second descriptor on it that bypasses the page cache (-1: none)."""
     try:
         fd = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except OSError as e:
@@ -243,17 +259,24 @@ def _create(dest: Path, size: int) -> int:
         os.close(fd)
         dest.unlink(missing_ok=True)
         raise LocalFileError(f"creating {dest}: {e.strerror or e}", errno=e.errno) from e
-    return fd
+    return fd, open_direct(dest, os.O_RDWR)
 
 
-def _copy_local(source: ChunkSource, sha: str, fd: int, offsets: list[int]) -> bool:
-    """Write the chunk at `offsets` of `fd` from a local file if its bytes are still
+def _close(fd: int, dfd: int) -> None:
+    try:
+        close_direct(dfd)
+    finally:
+        os.close(fd)
+
+
+def _copy_local(source: ChunkSource, sha: str, fd: int, dfd: int, offsets: list[int]) -> bool:
+    """Write the chunk at `offsets` of the file from a local file if its bytes are still
     there; False if not (the file changed or went since it was indexed: the chunk is
     fetched instead)."""
     data = _read_local(source, sha)
     if data is None:
         return False
-    _write_at(fd, data, offsets)
+    _write_at(fd, dfd, data, offsets)
     return True
 
 
@@ -274,40 +297,38 @@ def _read_local(source: ChunkSource, sha: str) -> bytes | None:
     return data
 
 
-def _write_at(fd: int, data: bytes, offsets: list[int]) -> None:
-    view = memoryview(data)
+def _write_at(fd: int, dfd: int, data: bytes | memoryview, offsets: list[int]) -> None:
     try:
         for offset in offsets:
-            done = 0
-            while done < len(view):
-                done += os.pwrite(fd, view[done:], offset + done)
+            write_range(fd, dfd, offset, data)
     except OSError as e:
         raise LocalFileError(f"writing a download: {e.strerror or e}", errno=e.errno) from e
 
 
-def _repeat(fd: int, size: int, offsets: list[int]) -> None:
-    """Copy the `size` bytes at `offsets[0]` of `fd` to its other `offsets`, a block at a
-    time."""
+def _repeat(fd: int, dfd: int, size: int, offsets: list[int]) -> None:
+    """Copy the `size` bytes at `offsets[0]` of the file to its other `offsets`, a block
+    at a time."""
+    outs = [RangeWriter(fd, dfd, offset) for offset in offsets[1:]]
+
+    def copy(block: memoryview) -> None:
+        for out in outs:
+            out.write(block)
+
     try:
-        for at in range(0, size, _READ_BLOCK):
-            block = os.pread(fd, min(_READ_BLOCK, size - at), offsets[0] + at)
-            for offset in offsets[1:]:
-                _write_at(fd, block, [offset + at])
+        read_range(fd, dfd, offsets[0], offsets[0] + size, copy)
+        for out in outs:
+            out.finish()
     except OSError as e:
         raise LocalFileError(f"writing a download: {e.strerror or e}", errno=e.errno) from e
+    finally:
+        for out in outs:
+            out.discard()
 
 
-def _hash_range(fd: int, hasher: Any, start: int, end: int) -> None:
-    """Feed bytes `start` to `end` of `fd` to `hasher`, read back a block at a time."""
-    buf = bytearray(min(_READ_BLOCK, max(end - start, 1)))
-    view = memoryview(buf)
-    at = start
+def _hash_range(fd: int, dfd: int, hasher: Any, start: int, end: int) -> None:
+    """Feed bytes `start` to `end` of the file to `hasher`, read back a block at a time
+    (direct if `dfd` is a descriptor)."""
     try:
-        while at < end:
-            n = os.preadv(fd, [view[: min(len(buf), end - at)]], at)
-            if not n:
-                break
-            hasher.update(view[:n])
-            at += n
+        read_range(fd, dfd, start, end, hasher.update)
     except OSError as e:
         raise LocalFileError(f"reading a download back: {e.strerror or e}", errno=e.errno) from e

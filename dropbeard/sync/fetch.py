@@ -26,6 +26,7 @@ from dropbeard.core.errors import IntegrityError
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import Entry
 from dropbeard.store.base import Progress, Store
+from dropbeard.store.direct import DIRECT_FROM, close_direct, open_direct, write_range
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.chunkdownload import download_chunks
 from dropbeard.sync.sources import LocalSources, copy_verified
@@ -95,8 +96,9 @@ class Fetcher(msgspec.Struct):
             find=self.sources.find_chunk,
             budget=self.budget,
             progress=self.progress,
+            name=tmp.name,
         )
-        placed = await self.trips.run(partial(_move_and_place, got.file, tmp, place))
+        placed = await self.trips.run(place)
         if got.fetched:
             self.downloaded += 1
         else:
@@ -157,16 +159,6 @@ def _copy_and_place(
     return True, place()
 
 
-def _move_and_place(assembled: Path, tmp: Path, place: Callable[[], T]) -> T:
-    """Name the assembled file `tmp` (what `place` moves into the folder), and place it."""
-    try:
-        os.replace(assembled, tmp)
-    except BaseException:
-        assembled.unlink(missing_ok=True)
-        raise
-    return place()
-
-
 def _write_verified(data: bytes, key: str, sha: str, dest: Path, place: Callable[[], T]) -> T:
     got = hashlib.sha256(data).hexdigest()
     if got != sha:
@@ -185,11 +177,19 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 def write_new(dest: Path, data: bytes) -> None:
     """Write `data` to the file `dest`, created or emptied: plain system calls, not a
     buffered file object (which costs an fstat, an isatty ioctl and an lseek more per
-    file: a third of a downloaded small file's system calls in its worker thread)."""
+    file: a third of a downloaded small file's system calls in its worker thread); a
+    large one's whole blocks past the page cache (`dropbeard.store.direct`)."""
     fd = os.open(dest, _WRITE_FLAGS, 0o666)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        if len(data) < DIRECT_FROM:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            return
+        dfd = open_direct(dest)
+        try:
+            write_range(fd, dfd, 0, data)
+        finally:
+            close_direct(dfd)
     finally:
         os.close(fd)

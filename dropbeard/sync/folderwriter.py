@@ -28,6 +28,7 @@ from dropbeard.sync.ondisk import (
     same_as_scanned,
     special_message,
 )
+from dropbeard.sync.partfiles import part_name
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import LocalItem, ScanResult
 from dropbeard.sync.sources import LocalSources
@@ -48,7 +49,8 @@ class FolderWriter:
     scanned: ScanResult
     names: DiskNames
     out: Applied
-    #: gets each file's verified bytes into tmp/, from `sources` or the bucket
+    #: gets each file's verified bytes into a temporary file beside it, from `sources` or
+    #: the bucket
     fetcher: Fetcher
     sources: LocalSources
 
@@ -291,7 +293,8 @@ class FolderWriter:
 
     async def write_file(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
         assert entry.sha256 is not None  # its place was vetted (`vet`) before any fetch
-        tmp = self.tmp_path()
+        # beside its destination, whose parents `vet` made sure of (`sync.partfiles`)
+        tmp = (self.paths.root / self.names.disk(dest_rel)).with_name(part_name())
         place = partial(self.install, rel, dest_rel, tmp, entry, is_copy)
         try:
             row = await self.fetcher.fill(tmp, entry.sha256, entry.size or 0, place, entry.chunks)

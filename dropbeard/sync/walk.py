@@ -7,6 +7,7 @@ and lists directories, on the scan's walk thread).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
 import os
@@ -22,6 +23,8 @@ from dropbeard.core.errors import OfflineError
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.core.paths import LOCAL_DIR
 from dropbeard.core.problems import Problem
+from dropbeard.sync.partfiles import PREFIX as PART_PREFIX
+from dropbeard.sync.partfiles import is_leftover, is_part
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -170,13 +173,18 @@ class Walk:
             self.problem(rel, "unreadable", f"cannot list folder {rel or '.'}: {e.strerror}")
 
     def vet(self, rel: str, fd: int, entries: list[os.DirEntry[str]]) -> Listing:
-        """Drop `.dropbear` and ignored entries; set aside invalid names and the spellings
-        of a name that occurs twice once in NFC."""
+        """Drop `.dropbear`, downloads in progress (`_without_parts`) and ignored entries;
+        set aside invalid names and the spellings of a name that occurs twice once in
+        NFC."""
         prefix = rel + "/" if rel else ""
         if not rel:
             entries = [e for e in entries if e.name != LOCAL_DIR]
         names = [e.name for e in entries]
-        plain = "".join(names).isascii()
+        joined = "\0" + "\0".join(names)
+        if _PARTS in joined:  # downloads in progress, or left by a run that died
+            entries = _without_parts(fd, entries)
+            names = [e.name for e in entries]
+        plain = joined.isascii()
         if not plain:
             names = [n if n.isascii() else unicodedata.normalize("NFC", n) for n in names]
         if not self.ignore.is_empty:
@@ -287,16 +295,34 @@ def open_root(root: str) -> int:
         raise OfflineError(f"scanning {root}: cannot open the folder: {e.strerror}") from None
 
 
+_PARTS = "\0" + PART_PREFIX
+
+
+def _without_parts(fd: int, entries: list[os.DirEntry[str]]) -> list[os.DirEntry[str]]:
+    """`entries` without downloads in progress (`sync.partfiles`); the files among them
+    that no download of this process is writing are removed: the walk runs under the
+    root's lock, so another run that left them has died."""
+    kept = []
+    for e in entries:
+        if not is_part(e.name):
+            kept.append(e)
+        elif is_leftover(e.name) and e.is_file(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                os.unlink(e.name, dir_fd=fd)
+    return kept
+
+
 def holds_nothing(root_fd: int) -> bool:
-    """True if the root lists nothing but `.dropbear/` (no file, folder, link or anything
-    else), or cannot be listed: what an unmounted or emptied root looks like."""
+    """True if the root lists nothing but `.dropbear/` (and downloads in progress: no
+    file, folder, link or anything else), or cannot be listed: what an unmounted or
+    emptied root looks like."""
     try:
         fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root_fd)
     except OSError:
         return True
     try:
         with os.scandir(fd) as listing:
-            return all(entry.name == LOCAL_DIR for entry in listing)
+            return all(entry.name == LOCAL_DIR or is_part(entry.name) for entry in listing)
     except OSError:
         return True
     finally:

@@ -156,20 +156,27 @@ async def test_a_small_download_goes_through_the_page_cache_as_before(tmp_path: 
     assert resident == pages
 
 
+def _failing_direct_writes(
+    monkeypatch: pytest.MonkeyPatch, dfd: int, err: int, message: str
+) -> None:
+    """Every write through `dfd` fails with `err`; the others go through."""
+    pwrite = os.pwrite
+
+    def failing(target: int, buf: object, offset: int) -> int:
+        if target == dfd:
+            raise OSError(err, message)
+        return pwrite(target, buf, offset)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "pwrite", failing)
+
+
 def test_a_refused_direct_write_falls_back_to_the_page_cache_with_the_same_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     skip_without_direct(tmp_path)
     data = os.urandom(3 * MiB + 5)
     path, fd, dfd = _file(tmp_path, len(data) + 100)
-    pwrite = os.pwrite
-
-    def refusing(target: int, buf: object, offset: int) -> int:
-        if target == dfd:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return pwrite(target, buf, offset)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(os, "pwrite", refusing)
+    _failing_direct_writes(monkeypatch, dfd, errno.EINVAL, "Invalid argument")
     try:
         write_range(fd, dfd, 100, data)
         refused = os.fstat(dfd).st_dev in direct._refused
@@ -185,14 +192,7 @@ def test_other_write_errors_are_not_swallowed(
 ) -> None:
     skip_without_direct(tmp_path)
     _path, fd, dfd = _file(tmp_path, 2 * MiB)
-    pwrite = os.pwrite
-
-    def full(target: int, buf: object, offset: int) -> int:
-        if target == dfd:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return pwrite(target, buf, offset)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(os, "pwrite", full)
+    _failing_direct_writes(monkeypatch, dfd, errno.ENOSPC, "No space left on device")
     try:
         with pytest.raises(OSError, match="No space"):
             write_range(fd, dfd, 0, os.urandom(2 * MiB))

@@ -6,16 +6,19 @@ accepts it, and its errors are botocore's errors."""
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import types
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dropbeard.core.errors import NotFound, PreconditionFailed, Unauthorized
+from dropbeard.core.errors import IntegrityError, NotFound, PreconditionFailed, Unauthorized
 from dropbeard.store import s3objects, s3route
+from dropbeard.store.base import FileSlot
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
 from tests.httpspy import HttpSpy, spied_s3
@@ -158,6 +161,40 @@ async def test_keys_of_every_kind_go_both_ways_through_stamped_requests(
     assert calls == []
     listed = [o.key async for page in store.list("") for o in page.objects]
     assert sorted(listed) == sorted([*KEYS, "warm", "warm2"])
+
+
+async def test_streamed_downloads_are_stamped_too_once_a_get_showed_the_shape(
+    spied: tuple[S3Store, HttpSpy], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    store, _spy = spied
+    big = os.urandom(5 * 1024 * 1024 + 7)
+    await store.put_if_absent("big", big, sha256=sha(big))
+    calls = await _botocore_calls(store, monkeypatch)
+    info = await store.get_file("big", tmp_path / "first", expected_sha256=sha(big))
+    assert calls == ["GetObject"]  # no shape yet: botocore streams it
+    for warm in ("warm", "warm2"):
+        await store.put_if_absent(warm, b"w", sha256=sha(b"w"))
+        await store.get(warm)
+    calls.clear()
+
+    again = await store.get_file("big", tmp_path / "second", expected_sha256=sha(big))
+    fd = os.open(tmp_path / "slot", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.ftruncate(fd, len(big) + 10)
+        await store.get_file("big", FileSlot(fd, 10, len(big)))
+        with pytest.raises(IntegrityError, match="not the 100 expected"):
+            await store.get_file("big", FileSlot(fd, 0, 100))
+    finally:
+        os.close(fd)
+    with pytest.raises(NotFound, match="downloading missing"):
+        await store.get_file("missing", tmp_path / "missing")
+
+    assert calls == []
+    assert (tmp_path / "first").read_bytes() == (tmp_path / "second").read_bytes() == big
+    assert (tmp_path / "slot").read_bytes()[10:] == big
+    assert not (tmp_path / "missing").exists()
+    assert (again.size, again.etag) == (info.size, info.etag) == (len(big), info.etag)
+    assert again.last_modified == info.last_modified > 0
 
 
 async def test_errors_are_the_errors_botocore_raises(

@@ -27,6 +27,7 @@ from dropbeard.store.base import FileSlot, ListPage, ObjectInfo, Progress, valid
 from dropbeard.store.s3body import FileBody
 from dropbeard.store.s3client import Credentials, S3Connection
 from dropbeard.store.s3errors import translate
+from dropbeard.store.s3objects import ObjectReply
 from dropbeard.store.s3requests import PAYLOAD_SHA256
 from dropbeard.store.slot import open_dest
 
@@ -129,32 +130,38 @@ class S3Store:
         expected_sha256: str | None = None,
         progress: Progress | None = None,
     ) -> ObjectInfo:
-        client = await self._client()
+        objects = await self._connection.objects()
         hasher = hashlib.sha256() if expected_sha256 else None
-        with translate("downloading", key):
-            resp = await client.get_object(Bucket=self.bucket, Key=self._s3_key(key))
-            info = self._object_info(key, resp)
-            async with resp["Body"] as body:
-                if isinstance(dest, FileSlot) and info.size > dest.size:
-                    raise IntegrityError(
-                        f"downloading {key}: the object has {info.size} bytes, "
-                        f"not the {dest.size} expected",
-                        key,
-                    )
-                out = await anyio.to_thread.run_sync(open_dest, dest, key, info.size)
-                got = 0
-                try:
-                    while pieces := await _pieces_up_to(body, CHUNK):
-                        n = sum(map(len, pieces))
-                        await spend(self._bandwidth, n)
-                        await anyio.to_thread.run_sync(_write_pieces, out, pieces, hasher, key)
-                        got += n
-                        if progress:
-                            progress(n)
-                finally:
-                    await anyio.to_thread.run_sync(out.close)
+
+        async def fill(reply: ObjectReply, body: Any) -> ObjectInfo:
+            modified = reply.last_modified
+            info = ObjectInfo(
+                key, reply.size, reply.etag, modified.timestamp() if modified else 0.0
+            )
+            if isinstance(dest, FileSlot) and info.size > dest.size:
+                raise IntegrityError(
+                    f"downloading {key}: the object has {info.size} bytes, "
+                    f"not the {dest.size} expected",
+                    key,
+                )
+            out = await anyio.to_thread.run_sync(open_dest, dest, key, info.size)
+            got = 0
+            try:
+                while pieces := await _pieces_up_to(body, CHUNK):
+                    n = sum(map(len, pieces))
+                    await spend(self._bandwidth, n)
+                    await anyio.to_thread.run_sync(_write_pieces, out, pieces, hasher, key)
+                    got += n
+                    if progress:
+                        progress(n)
+            finally:
+                await anyio.to_thread.run_sync(out.close)
             if got != info.size:  # the connection ended early without saying so
                 raise Unavailable(f"downloading {key}: got {got} of its {info.size} bytes", key)
+            return info
+
+        with translate("downloading", key):
+            info = await objects.get_streamed(self.bucket, self._s3_key(key), fill)
         if hasher is not None and hasher.hexdigest() != expected_sha256:
             raise IntegrityError(
                 f"downloading {key}: content does not match its SHA-256 "
@@ -282,13 +289,14 @@ class S3Store:
 
 
 async def _pieces_up_to(body: Any, size: int) -> list[bytes]:
-    """The next pieces of a response body, about `size` bytes together (none: its end),
-    each as the connection received it: taken from aiohttp's buffer whole, never joined
-    (a body's `read(n)`, like aiohttp's `readany`, joins what is buffered into one new
-    `bytes`: a copy of every byte downloaded, on the event loop). Gathering about a CHUNK
-    keeps a download to one worker-thread trip (write and hash) per CHUNK. Without
-    aiohttp's stream under the body (another aiobotocore), `read` as before."""
-    content = getattr(getattr(body, "_raw_stream", None), "content", None)
+    """The next pieces of a response body (aiohttp's stream, or botocore's StreamingBody
+    over one), about `size` bytes together (none: its end), each as the connection
+    received it: taken from aiohttp's buffer whole, never joined (a body's `read(n)`,
+    like aiohttp's `readany`, joins what is buffered into one new `bytes`: a copy of
+    every byte downloaded, on the event loop). Gathering about a CHUNK keeps a download
+    to one worker-thread trip (write and hash) per CHUNK. Without aiohttp's stream under
+    the body (another aiobotocore), `read` as before."""
+    content = getattr(getattr(body, "_raw_stream", None), "content", body)
     readchunk = getattr(content, "readchunk", None)
     pieces: list[bytes] = []
     got = 0

@@ -25,9 +25,10 @@ correct) forgets the shape and sends the request again through botocore.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 import msgspec
@@ -35,8 +36,10 @@ from aiobotocore.credentials import AioCredentials
 from aiobotocore.endpoint import convert_to_response_dict
 
 from dropbeard.store.s3requests import PAYLOAD_SHA256, parse_timestamp
-from dropbeard.store.s3route import Route, route_for, send_plainly
+from dropbeard.store.s3route import Answer, Consume, Route, route_for, send_plainly
 from dropbeard.store.s3signer import EXCLUDED_HEADERS, authorization, signed_host
+
+T = TypeVar("T")
 
 #: Operation -> its HTTP method and the client's method for it.
 METHODS = {"GetObject": "GET", "HeadObject": "HEAD", "PutObject": "PUT"}
@@ -71,6 +74,17 @@ class ObjectReply(msgspec.Struct, frozen=True):
     size: int
     last_modified: datetime | None = None
     body: bytes = b""
+
+
+def _reply(headers: Any, body: bytes) -> ObjectReply:
+    """The reply a successful answer's headers (and body) make."""
+    modified = headers.get("last-modified")
+    return ObjectReply(
+        headers.get("etag", ""),
+        int(headers.get("content-length", len(body))),
+        parse_timestamp(modified) if modified else None,
+        body,
+    )
 
 
 class Shape(msgspec.Struct, frozen=True):
@@ -209,6 +223,30 @@ class ObjectRequests:
     async def get(self, bucket: str, s3_key: str, **conditions: str) -> ObjectReply:
         return await self._call("GetObject", bucket, s3_key, conditions)
 
+    async def get_streamed(
+        self, bucket: str, s3_key: str, consume: Callable[[ObjectReply, Any], Awaitable[T]]
+    ) -> T:
+        """GET an object and hand its reply (no body) and its body's stream (aiohttp's, or
+        botocore's StreamingBody) to `consume`, while the response is open: what it
+        returns. Stamped from the GET shape once one is known (a large file's chunks cost
+        what a small file's GET costs), else through botocore."""
+        shape = self._shapes.get("GetObject")
+        if shape is not None:
+
+            async def taken(response: Any) -> T:
+                return await consume(_reply(response.headers, b""), response.content)
+
+            answer = await self._stamped(shape, "GetObject", s3_key, {}, None, None, taken)
+            if answer is not None:
+                return cast(T, answer.consumed)
+            self._shapes.pop("GetObject", None)  # something to learn: botocore again
+        resp = await self._client.get_object(Bucket=bucket, Key=s3_key)
+        reply = ObjectReply(
+            str(resp.get("ETag", "")), int(resp.get("ContentLength", 0)), resp.get("LastModified")
+        )
+        async with resp["Body"] as body:
+            return await consume(reply, body)
+
     async def head(self, bucket: str, s3_key: str) -> ObjectReply:
         return await self._call("HeadObject", bucket, s3_key, {})
 
@@ -305,6 +343,21 @@ class ObjectRequests:
         sha256: str | None,
     ) -> ObjectReply | None:
         """The answer to a stamped request; None if botocore should make it instead."""
+        answer = await self._stamped(shape, operation, s3_key, conditions, body, sha256)
+        return None if answer is None else _reply(answer.headers, answer.body)
+
+    async def _stamped(
+        self,
+        shape: Shape,
+        operation: str,
+        s3_key: str,
+        conditions: dict[str, str],
+        body: bytes | None,
+        sha256: str | None,
+        consume: Consume | None = None,
+    ) -> Answer | None:
+        """A stamped request's successful answer (see `Route.send` for `consume`); None
+        if botocore should make it instead; a ClientError as botocore raises it."""
         credentials = await self._credentials()
         if credentials is None:
             return None
@@ -316,21 +369,16 @@ class ObjectRequests:
             self._routes[shape.url_prefix] = await route_for(http_session, shape.url_prefix)
         route = self._routes[shape.url_prefix]
         if route is not None:
-            answer = await route.send(shape.method, url, headers, body)
+            answer = await route.send(shape.method, url, headers, body, consume)
+        elif consume is not None:
+            return None  # streamed only through a route: botocore streams the rest
         else:
             answer = await send_plainly(http_session, shape.method, url, headers, body)
         if answer.status in _RELEARN:
             return None
         if answer.status >= 300:
             await self._raise_error(operation, answer.response)
-        got = answer.headers
-        modified = got.get("last-modified")
-        return ObjectReply(
-            got.get("etag", ""),
-            int(got.get("content-length", len(answer.body))),
-            parse_timestamp(modified) if modified else None,
-            answer.body,
-        )
+        return answer
 
     async def _raise_error(self, operation: str, response: Any) -> None:
         """Raise the ClientError botocore raises for this error response."""

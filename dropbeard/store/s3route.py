@@ -14,12 +14,16 @@ version, an experimental proxy setting), requests go through `send` as before.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from aiobotocore.awsrequest import AioAWSResponse
 from botocore.awsrequest import AWSPreparedRequest
 from yarl import URL
+
+#: Takes a successful response (its `headers`, and its body's stream as `content`).
+Consume = Callable[[Any], Awaitable[Any]]
 
 
 class Answer(msgspec.Struct, frozen=True):
@@ -31,6 +35,8 @@ class Answer(msgspec.Struct, frozen=True):
     headers: Any
     body: bytes
     response: Any = None
+    #: what a streamed GET's `consume` returned
+    consumed: Any = None
 
 
 class Route(msgspec.Struct, frozen=True):
@@ -41,8 +47,16 @@ class Route(msgspec.Struct, frozen=True):
     proxy_headers: dict[str, str]
 
     async def send(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        consume: Consume | None = None,
     ) -> Answer:
+        """The answer to one request. A GET's body is read whole; or, given `consume`,
+        a successful GET's headers and body stream go to it, while the response is open,
+        and what it returns is the answer's `consumed`."""
         headers["Accept-Encoding"] = "identity"
         async with self.session.request(
             method,
@@ -57,6 +71,8 @@ class Route(msgspec.Struct, frozen=True):
                 lowered = {k.decode().lower(): v.decode() for k, v in response.raw_headers}
                 answer = AioAWSResponse(str(response.url), status, lowered, response)
                 return Answer(status, answer.headers, await answer.content, answer)
+            if consume is not None:
+                return Answer(status, response.headers, b"", None, await consume(response))
             data = await _whole_body(response.content) if method == "GET" else b""
             return Answer(status, response.headers, data)
 

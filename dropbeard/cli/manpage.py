@@ -34,6 +34,11 @@ _FILES = (
     ("ROOT/.dropbear/root.toml", "the root's identity (root id, device id, mode) and remote."),
     ("ROOT/.dropbear/state.sqlite", "the local index: what this device last agreed on."),
     ("ROOT/.dropbearignore", "gitignore-style patterns of paths that stay local (synced)."),
+    (
+        "ROOT/.../.dropbear-part-*",
+        "a download in progress, beside the file it becomes: never synced; one a crash "
+        "left behind is removed by the next pass.",
+    ),
     ("~/.config/dropbeard/config.toml", "the daemon's roots and settings."),
 )
 

@@ -9,9 +9,11 @@ import stat
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from dropbeard.core.conflictname import conflict_name
@@ -777,6 +779,50 @@ async def test_a_download_is_written_beside_its_destination_and_renamed_over_it(
     assert dest.name.startswith(PREFIX)  # never synced, never a name of the folder's
     assert world.read("new folder/deeper/big.bin") == data
     assert world.tmp_files() == []
+
+
+class _Stalls(_Dests):
+    """Writes each download whole, then never returns (a connection that hangs)."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.written = anyio.Event()
+
+    async def get_file(self, key: str, dest: Path | FileSlot, **kwargs: Any) -> ObjectInfo:
+        await super().get_file(key, dest, **kwargs)
+        self.written.set()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+async def test_a_cancelled_download_leaves_no_temporary_file_in_the_folder(
+    world: World,
+) -> None:
+    data = os.urandom(WHOLE_DOWNLOAD + 1)
+    await world.blob(data)
+    entry = file_entry("docs/big.bin", data)
+    scanned = await world.scan()
+    stalls = _Stalls(world.store)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(
+            partial(
+                apply_plan,
+                world.paths,
+                stalls,
+                KEYS,
+                plan([Download(path=entry.path, entry=entry)]),
+                scanned,
+                budget=TransferBudget(4),
+            )
+        )
+        await stalls.written.wait()
+        (dest,) = stalls.dests
+        assert isinstance(dest, Path) and dest.exists()  # the bytes are beside their place
+        tg.cancel_scope.cancel()
+
+    assert world.tmp_files() == []
+    assert not (world.root / "docs/big.bin").exists()
 
 
 async def test_small_downloads_share_worker_thread_trips(

@@ -154,8 +154,9 @@ class S3Store:
                     got += n
                     if progress:
                         progress(n)
-            finally:
-                await anyio.to_thread.run_sync(out.close)
+            finally:  # cancelled too: a direct download holds two descriptors
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(out.close)
             if got != info.size:  # the connection ended early without saying so
                 raise Unavailable(f"downloading {key}: got {got} of its {info.size} bytes", key)
             return info

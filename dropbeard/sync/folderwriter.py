@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import anyio
+
 from dropbeard.core.errors import IntegrityError, LocalFileError, NotFound
 from dropbeard.core.model import PERMISSIONS, Entry
 from dropbeard.core.problems import Problem
@@ -298,8 +300,9 @@ class FolderWriter:
         place = partial(self.install, rel, dest_rel, tmp, entry, is_copy)
         try:
             row = await self.fetcher.fill(tmp, entry.sha256, entry.size or 0, place, entry.chunks)
-        except BaseException:
-            await self.fetcher.trips.run(partial(tmp.unlink, missing_ok=True))
+        except BaseException:  # cancelled too: its temporary file must not stay in the folder
+            with anyio.CancelScope(shield=True):
+                await self.fetcher.trips.run(partial(tmp.unlink, missing_ok=True))
             self.sources.release(entry.sha256)
             raise
         if row is not None:

@@ -7,9 +7,8 @@ import hashlib
 import os
 import stat
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -742,6 +741,29 @@ async def test_a_large_blob_streams_to_disk_instead_of_memory(world: World) -> N
     assert world.tmp_files() == []
 
 
+async def _large_download(
+    world: World, path: str
+) -> tuple[bytes, Callable[[Store], Awaitable[Applied]]]:
+    """A blob that streams to disk, in the bucket for `path`; and the apply of its
+    download from the folder as it is now, through a given store."""
+    data = os.urandom(WHOLE_DOWNLOAD + 1)
+    await world.blob(data)
+    entry = file_entry(path, data)
+    scanned = await world.scan()
+
+    async def download(store: Store) -> Applied:
+        return await apply_plan(
+            world.paths,
+            store,
+            KEYS,
+            plan([Download(path=path, entry=entry)]),
+            scanned,
+            budget=TransferBudget(4),
+        )
+
+    return data, download
+
+
 class _Dests(ForwardingStore):
     """Records where each download is written."""
 
@@ -757,20 +779,10 @@ class _Dests(ForwardingStore):
 async def test_a_download_is_written_beside_its_destination_and_renamed_over_it(
     world: World,
 ) -> None:
-    data = os.urandom(WHOLE_DOWNLOAD + 1)
-    await world.blob(data)
-    entry = file_entry("new folder/deeper/big.bin", data)
-    scanned = await world.scan()
+    data, download = await _large_download(world, "new folder/deeper/big.bin")
     watched = _Dests(world.store)
 
-    applied = await apply_plan(
-        world.paths,
-        watched,
-        KEYS,
-        plan([Download(path=entry.path, entry=entry)]),
-        scanned,
-        budget=TransferBudget(4),
-    )
+    applied = await download(watched)
 
     assert not applied.problems
     (dest,) = watched.dests
@@ -798,24 +810,11 @@ class _Stalls(_Dests):
 async def test_a_cancelled_download_leaves_no_temporary_file_in_the_folder(
     world: World,
 ) -> None:
-    data = os.urandom(WHOLE_DOWNLOAD + 1)
-    await world.blob(data)
-    entry = file_entry("docs/big.bin", data)
-    scanned = await world.scan()
+    _data, download = await _large_download(world, "docs/big.bin")
     stalls = _Stalls(world.store)
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(
-            partial(
-                apply_plan,
-                world.paths,
-                stalls,
-                KEYS,
-                plan([Download(path=entry.path, entry=entry)]),
-                scanned,
-                budget=TransferBudget(4),
-            )
-        )
+        tg.start_soon(download, stalls)
         await stalls.written.wait()
         (dest,) = stalls.dests
         assert isinstance(dest, Path) and dest.exists()  # the bytes are beside their place

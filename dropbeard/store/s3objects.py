@@ -266,9 +266,9 @@ class ObjectRequests:
     ) -> ObjectReply:
         shape = self._shapes.get(operation)
         if shape is not None and (body is None or sha256 is not None):
-            reply = await self._send(shape, operation, s3_key, conditions, body, sha256)
-            if reply is not None:
-                return reply
+            answer = await self._stamped(shape, operation, s3_key, conditions, body, sha256)
+            if answer is not None:
+                return _reply(answer.headers, answer.body)
             self._shapes.pop(operation, None)  # something to learn: botocore again
         return await self._through_botocore(operation, bucket, s3_key, conditions, body, sha256)
 
@@ -332,19 +332,6 @@ class ObjectRequests:
         if type(source) is AioCredentials:
             self._fixed = frozen
         return frozen
-
-    async def _send(
-        self,
-        shape: Shape,
-        operation: str,
-        s3_key: str,
-        conditions: dict[str, str],
-        body: bytes | None,
-        sha256: str | None,
-    ) -> ObjectReply | None:
-        """The answer to a stamped request; None if botocore should make it instead."""
-        answer = await self._stamped(shape, operation, s3_key, conditions, body, sha256)
-        return None if answer is None else _reply(answer.headers, answer.body)
 
     async def _stamped(
         self,

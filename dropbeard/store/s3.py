@@ -134,10 +134,7 @@ class S3Store:
         hasher = hashlib.sha256() if expected_sha256 else None
 
         async def fill(reply: ObjectReply, body: Any) -> ObjectInfo:
-            modified = reply.last_modified
-            info = ObjectInfo(
-                key, reply.size, reply.etag, modified.timestamp() if modified else 0.0
-            )
+            info = _info(key, reply)
             if isinstance(dest, FileSlot) and info.size > dest.size:
                 raise IntegrityError(
                     f"downloading {key}: the object has {info.size} bytes, "
@@ -175,8 +172,7 @@ class S3Store:
         objects = await self._connection.objects()
         with translate("checking", key):
             reply = await objects.head(self.bucket, self._s3_key(key))
-        modified = reply.last_modified
-        return ObjectInfo(key, reply.size, reply.etag, modified.timestamp() if modified else 0.0)
+        return _info(key, reply)
 
     async def list(
         self,
@@ -287,6 +283,11 @@ class S3Store:
         client = await self._client()
         with translate("deleting", key):
             await client.delete_object(Bucket=self.bucket, Key=self._s3_key(key))
+
+
+def _info(key: str, reply: ObjectReply) -> ObjectInfo:
+    modified = reply.last_modified
+    return ObjectInfo(key, reply.size, reply.etag, modified.timestamp() if modified else 0.0)
 
 
 async def _pieces_up_to(body: Any, size: int) -> list[bytes]:

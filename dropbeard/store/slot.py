@@ -12,58 +12,13 @@ from dropbeard.store.base import FileSlot
 from dropbeard.store.direct import DIRECT_FROM, RangeWriter, close_direct, open_direct
 
 
-class SlotWriter:
-    """The file-like end of a download into `slot`: `write` puts each piece after the last
-    at the slot's offset, refusing any byte past its size (a hostile object of any size
-    never runs over the rest of the file); `close` writes what is staged and leaves the
-    caller's descriptors open."""
+class _RangeEnd:
+    """The file-like end of a download written through a `RangeWriter`: `write` hands each
+    piece on, `close` writes what is staged (nothing after a failed write: the file is
+    discarded) and says a failure as a LocalFileError naming `key`."""
 
-    def __init__(self, slot: FileSlot, key: str) -> None:
-        self._slot = slot
-        self._key = key
-        self._written = 0
-        direct = slot.direct if slot.size >= DIRECT_FROM else -1
-        self._out = RangeWriter(slot.fd, direct, slot.offset)
-        self._failed = False
-        self.name = f"<fd {slot.fd} at {slot.offset}>"
-
-    def write(self, piece: bytes | memoryview, /) -> int:
-        n = len(piece)
-        if self._written + n > self._slot.size:
-            self._failed = True
-            raise IntegrityError(
-                f"downloading {self._key}: the object holds more than the "
-                f"{self._slot.size} bytes expected",
-                self._key,
-            )
-        try:
-            self._out.write(piece)
-        except BaseException:
-            self._failed = True
-            raise
-        self._written += n
-        return n
-
-    def close(self) -> None:
-        if self._failed:  # the file is discarded: what is staged need not land
-            self._out.discard()
-            return
-        try:
-            self._out.finish()
-        except OSError as exc:
-            raise _local_error(self._key, self.name, exc) from None
-
-
-class DirectFile:
-    """The file-like end of a download into a new file of `size` bytes: created or
-    truncated, its whole blocks written direct if it is large (see `SlotWriter`)."""
-
-    def __init__(self, path: Path, key: str, size: int) -> None:
-        self.name = str(path)
-        self._key = key
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-        self._dfd = open_direct(path) if size >= DIRECT_FROM else -1
-        self._out = RangeWriter(self._fd, self._dfd, 0)
+    def __init__(self, out: RangeWriter, key: str, name: str) -> None:
+        self._out, self._key, self.name = out, key, name
         self._failed = False
 
     def write(self, piece: bytes | memoryview, /) -> int:
@@ -75,15 +30,53 @@ class DirectFile:
         return len(piece)
 
     def close(self) -> None:
+        if self._failed:
+            self._out.discard()
+            return
+        try:
+            self._out.finish()
+        except OSError as exc:
+            raise _local_error(self._key, self.name, exc) from None
+
+
+class SlotWriter(_RangeEnd):
+    """The end of a download into `slot`: each piece lands after the last at the slot's
+    offset, and none past its size (a hostile object of any size never runs over the
+    rest of the file); `close` leaves the caller's descriptors open."""
+
+    def __init__(self, slot: FileSlot, key: str) -> None:
+        direct = slot.direct if slot.size >= DIRECT_FROM else -1
+        super().__init__(
+            RangeWriter(slot.fd, direct, slot.offset), key, f"<fd {slot.fd} at {slot.offset}>"
+        )
+        self._size = self._room = slot.size
+
+    def write(self, piece: bytes | memoryview, /) -> int:
+        if len(piece) > self._room:
+            self._failed = True
+            raise IntegrityError(
+                f"downloading {self._key}: the object holds more than the "
+                f"{self._size} bytes expected",
+                self._key,
+            )
+        self._room -= super().write(piece)
+        return len(piece)
+
+
+class DirectFile(_RangeEnd):
+    """The end of a download into a new file of `size` bytes: created or truncated, its
+    whole blocks written direct if it is large; `close` closes it."""
+
+    def __init__(self, path: Path, key: str, size: int) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        self._dfd = open_direct(path) if size >= DIRECT_FROM else -1
+        super().__init__(RangeWriter(self._fd, self._dfd, 0), key, str(path))
+
+    def close(self) -> None:
         if self._fd < 0:
             return
         try:
-            if self._failed:
-                self._out.discard()
-            else:
-                self._out.finish()
-        except OSError as exc:
-            raise _local_error(self._key, self.name, exc) from None
+            super().close()
         finally:
             close_direct(self._dfd)
             os.close(self._fd)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dropbeard.core.version import Order, bump, compare, dominates, merge
+from dropbeard.core.version import Order, bump, compare, dominates, maximal, merge
 
 vectors = st.dictionaries(st.sampled_from(["a", "b", "c", "old-phone"]), st.integers(1, 6))
 laws = settings(max_examples=150, deadline=None)
@@ -124,3 +124,22 @@ def test_inputs_are_never_mutated(a: dict[str, int], b: dict[str, int]) -> None:
     merged["zzz"] = 1
     bumped["zzz"] = 1
     assert (a, b) == (a0, b0)
+
+
+@given(st.lists(st.tuples(vectors, st.integers(0, 9)), max_size=12))
+def test_maximal_keeps_exactly_the_undominated_items(items: list[tuple[dict[str, int], int]]) -> None:
+    """Same items, in the same order, as comparing every pair (equal vectors, including
+    ones equal only by a zero counter, are all kept or all dropped)."""
+    naive = [i for i in items if not any(dominates(o[0], i[0]) for o in items)]
+    assert maximal(items, lambda item: item[0]) == naive
+
+
+def test_maximal_compares_no_pair_when_every_device_holds_the_same_version() -> None:
+    same = [({"a": 3, "b": 1}, n) for n in range(50)]
+    calls = []
+    with pytest.MonkeyPatch.context() as mp:
+        import dropbeard.core.version as version
+
+        mp.setattr(version, "compare", lambda *args: calls.append(args))
+        assert maximal(same, lambda item: item[0]) == same
+    assert calls == []

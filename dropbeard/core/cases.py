@@ -36,7 +36,7 @@ from dropbeard.core.plan import (
 )
 from dropbeard.core.problems import Problem
 from dropbeard.core.refusals import names_local_bytes, refusal_problem
-from dropbeard.core.version import Order, bump, compare, dominates, merge
+from dropbeard.core.version import Order, bump, compare, dominates, maximal, merge
 
 
 class Candidate(msgspec.Struct, frozen=True):
@@ -51,6 +51,10 @@ class Candidate(msgspec.Struct, frozen=True):
     snapshot: str | None = None
     fresh: bool = False
     held: Entry | None = None
+
+
+def _version(candidate: Candidate) -> dict[str, int]:
+    return candidate.version
 
 
 class PassContext(msgspec.Struct):
@@ -149,7 +153,7 @@ def _held_elsewhere(
     so a device that never publishes does not carry a counter of its own that would make
     every later remote edit look concurrent. None otherwise: content matching only a
     superseded version is a change like any other (a conflict, never overwritten)."""
-    current = [c for c in others if not any(dominates(o.version, c.version) for o in others)]
+    current = maximal(others, _version)
     same = [c.version for c in current if c.entry is not None and same_content(c.entry, content)]
     if not same:
         return None
@@ -167,7 +171,7 @@ def _decide(
     candidates: list[Candidate],
 ) -> Outcome:
     """SPEC 4.1: keep the candidates no other dominates, then pick the case."""
-    top = [c for c in candidates if not any(dominates(o.version, c.version) for o in candidates)]
+    top = maximal(candidates, _version)
     if not top:
         return Outcome(base=agreed)
     merged = merge(*(c.version for c in top))

@@ -7,7 +7,10 @@ its arguments; every result is a new dict.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+_V = TypeVar("_V")
 
 
 class Order(enum.Enum):
@@ -52,6 +55,22 @@ def compare(a: Mapping[str, int], b: Mapping[str, int]) -> Order:
 def dominates(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
     """True if every counter of `b` is <= the one in `a` and the vectors differ."""
     return compare(a, b) is Order.DOMINATES
+
+
+def maximal(items: Sequence[_V], version: Callable[[_V], Mapping[str, int]]) -> list[_V]:
+    """The `items` whose `version` no other item's dominates, in their order. Items with
+    equal vectors stand or fall together, so each distinct vector is compared once: when
+    every device holds the same version of a path (the usual case, however many devices),
+    that costs no comparison at all instead of one per pair of devices."""
+    distinct: list[Mapping[str, int]] = []
+    for item in items:
+        vector = version(item)
+        if not any(vector == seen for seen in distinct):
+            distinct.append(vector)
+    if len(distinct) < 2:
+        return list(items)
+    top = [v for v in distinct if not any(dominates(o, v) for o in distinct)]
+    return [item for item in items if any(version(item) == t for t in top)]
 
 
 def merge(*vectors: Mapping[str, int]) -> dict[str, int]:

@@ -127,7 +127,9 @@ def test_inputs_are_never_mutated(a: dict[str, int], b: dict[str, int]) -> None:
 
 
 @given(st.lists(st.tuples(vectors, st.integers(0, 9)), max_size=12))
-def test_maximal_keeps_exactly_the_undominated_items(items: list[tuple[dict[str, int], int]]) -> None:
+def test_maximal_keeps_exactly_the_undominated_items(
+    items: list[tuple[dict[str, int], int]],
+) -> None:
     """Same items, in the same order, as comparing every pair (equal vectors, including
     ones equal only by a zero counter, are all kept or all dropped)."""
     naive = [i for i in items if not any(dominates(o[0], i[0]) for o in items)]

@@ -901,7 +901,39 @@ async def test_local_deletes_and_new_folders_go_a_batch_per_trip_in_order(
     assert not applied.problems and applied.deleted == 304
     assert not (world.root / "old").exists()
     assert (world.root / "new/a/b").is_dir()  # parents before children
-    assert batches == [apply_module.STEPS_PER_TRIP, 307 - apply_module.STEPS_PER_TRIP]
+    # the deletes, then the folders (no write needed them before)
+    assert batches == [apply_module.STEPS_PER_TRIP, 304 - apply_module.STEPS_PER_TRIP, 3]
+
+
+async def test_new_folders_are_made_in_the_trip_of_the_first_files_they_hold(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first sync's thousands of folders are not all made before the first download:
+    each trip that vets writes first makes their new parents (parents first); the
+    folders no write needs come last."""
+    trips: list[list[str]] = []
+    run_in_order = apply_module.run_in_order
+
+    def named(steps: list[Callable[[], None]]) -> None:
+        trips.append([getattr(step, "args", ("?",))[0] for step in steps])
+        run_in_order(steps)
+
+    monkeypatch.setattr(apply_module, "run_in_order", named)
+    first = apply_module.FIRST_VETTED
+    files = [f"new/a/b/f{i:03}" for i in range(first)] + [f"new/c/g{i}" for i in range(3)]
+    dirs = ["new", "new/a", "new/a/b", "new/c", "empty"]
+    downloads = [Download(path=p, entry=dir_entry(p)) for p in dirs]
+    downloads += [Download(path=f, entry=file_entry(f, f.encode())) for f in files]
+    for f in files:
+        await world.blob(f.encode())
+
+    applied = await world.apply(plan(downloads))
+
+    assert not applied.problems and applied.downloaded == len(files)
+    assert all((world.root / d).is_dir() for d in dirs)
+    assert trips[0] == ["new", "new/a", "new/a/b", *files[:first]]
+    assert trips[1] == ["new/c", *files[first:]]
+    assert trips[2] == ["empty"]
 
 
 async def test_downloads_start_while_later_places_are_still_vetted(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 import tracemalloc
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from dropbeard.core.errors import FormatError, IntegrityError, NotFound
 from dropbeard.core.tree import entries_node, node_key
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.forwarding import ForwardingStore
+from dropbeard.sync import treecache
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.treecache import NodeCache
 from dropbeard.sync.trees import TreeStore
@@ -279,3 +281,49 @@ async def test_the_decoded_nodes_kept_in_memory_take_at_most_the_budget(
     bucket.reset()
     await trees.node(digests[-1])  # the last one read is still kept
     assert bucket.counts["get"] == 0
+
+
+async def test_written_behind_a_node_is_returned_before_its_file_is_written(
+    bucket: CountingStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A walk never waits for the disk cache (a file create costs up to a millisecond on
+    a busy file system); the node reaches the disk by `settle`, and a later pass finds it
+    there. Meanwhile the cache answers for it from memory."""
+    digests = []
+    for tag in "abc":
+        digest, data = node_bytes(tag)
+        await bucket.put(KEYS.tree(digest), data)
+        digests.append(digest)
+    release = threading.Event()
+    real = NodeCache._put_file
+
+    def held(self: NodeCache, path: Path, data: bytes, now: float) -> bool:
+        assert release.wait(10)
+        return real(self, path, data, now)
+
+    monkeypatch.setattr(NodeCache, "_put_file", held)
+    cache = NodeCache(tmp_path / "trees")
+    trees = TreeStore(bucket, KEYS, cache, write_behind=True)
+    with anyio.fail_after(5):
+        nodes = [await trees.node(d) for d in digests]
+    assert not any((tmp_path / "trees" / d).exists() for d in digests)
+    assert all(cache.read(d) is not None and cache.seen_at(d) is not None for d in digests)
+    release.set()
+    await trees.settle()
+    assert all((tmp_path / "trees" / d).is_file() for d in digests)
+    bucket.reset()
+    later = TreeStore(bucket, KEYS, NodeCache(tmp_path / "trees"))  # the next pass
+    assert [await later.node(d) for d in digests] == nodes
+    assert bucket.counts["get"] == 0
+
+
+def test_a_full_backlog_is_refused_and_a_failed_write_still_settles(tmp_path: Path) -> None:
+    cache = NodeCache(tmp_path / "missing" / "trees")  # never made: every write fails
+    digest, data = node_bytes("a", 300)
+    room = treecache.BACKLOG // len(data)
+    queued = [cache.write_later(f"{n:064x}", data) for n in range(room + 5)]
+    assert queued[0] and not queued[-1]  # the caller writes those itself
+    cache.settle()  # the writer gave up on each, and stopped
+    assert cache.read(f"{0:064x}") is None
+    assert cache.write_later(digest, data)  # room again
+    cache.settle()

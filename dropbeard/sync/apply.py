@@ -21,7 +21,7 @@ import anyio
 from dropbeard.core.chunking import Chunk
 from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import Entry
-from dropbeard.core.plan import Plan
+from dropbeard.core.plan import Download, Plan
 from dropbeard.store.base import Progress, Store
 from dropbeard.sync.applied import Applied
 from dropbeard.sync.budget import TransferBudget
@@ -79,16 +79,20 @@ async def apply_plan(
     if writes:  # before deletes: a deleted file's bytes may be what a rename needs
         wanted = {c.sha256 for _, _, e, _ in writes for c in e.chunks or ()}
         await anyio.to_thread.run_sync(sources.index_all, paths.root, scanned, wanted, local_chunks)
-    # In order, a worker-thread trip per batch: deletes deepest first, as planned, then
-    # directories, parents before children; then the writes (`_vet_and_write`).
+    # In order, a worker-thread trip per batch: deletes deepest first, as planned; then
+    # the writes (`_vet_and_write`), each batch's trip first making the new folders its
+    # files go in, parents before children; then the folders no write needed.
     fetcher.trips = ThreadTrips(on_trip=writer.new_trip)
     steps: list[Callable[[], None]]
     steps = [partial(writer.delete, gone.path, gone.expected) for gone in plan.local_deletes]
-    steps += [partial(writer.guarded, d.path, writer.make_dir, d.path, d.entry) for d in dirs]
     for i in range(0, len(steps), STEPS_PER_TRIP):
         await anyio.to_thread.run_sync(_one_trip, writer, steps[i : i + STEPS_PER_TRIP])
+    folders = _Folders(writer, dirs)
     # More workers than request slots: some do local file work while others download.
-    await _vet_and_write(writer, writes, 2 * budget.small_requests)
+    await _vet_and_write(writer, writes, 2 * budget.small_requests, folders)
+    steps = folders.rest()
+    for i in range(0, len(steps), STEPS_PER_TRIP):
+        await anyio.to_thread.run_sync(_one_trip, writer, steps[i : i + STEPS_PER_TRIP])
     if sources.parked:
         await anyio.to_thread.run_sync(remove_all, sources.parked)
     out.copied_locally, out.downloaded = fetcher.copied, fetcher.downloaded
@@ -96,14 +100,49 @@ async def apply_plan(
     return out
 
 
-async def _vet_and_write(writer: FolderWriter, writes: list[_Write], workers: int) -> None:
-    """Vet the writes' places (`FolderWriter.vet`) a batch per worker-thread trip, and
-    write each batch's files that may be written while the next batches are vetted: the
-    first downloads start after one short trip, not after every place was looked at."""
+class _Folders:
+    """The plan's folders to make (or to set the mode of), made as the writes need them:
+    a write's new parent folders in the trip that vets it, so the first downloads start
+    after a few folders are made, not all (a first sync makes thousands)."""
+
+    def __init__(self, writer: FolderWriter, dirs: Sequence[Download]) -> None:
+        self._writer = writer
+        self._order = {d.path: i for i, d in enumerate(dirs)}  # parents before children
+        self._pending = {d.path: d for d in dirs}
+
+    def for_writes(self, written: Iterable[str]) -> list[Callable[[], None]]:
+        """The steps making the pending folders above these paths, parents first."""
+        wanted: set[str] = set()
+        for path in written:
+            parent = path.rpartition("/")[0]
+            while parent and parent not in wanted:
+                if parent in self._pending:
+                    wanted.add(parent)
+                parent = parent.rpartition("/")[0]
+        return self._steps(sorted(wanted, key=self._order.__getitem__))
+
+    def rest(self) -> list[Callable[[], None]]:
+        """The steps making the folders no write needed (empty ones, mode changes)."""
+        return self._steps(list(self._pending))
+
+    def _steps(self, paths: list[str]) -> list[Callable[[], None]]:
+        made = [self._pending.pop(path) for path in paths]
+        w = self._writer
+        return [partial(w.guarded, d.path, w.make_dir, d.path, d.entry) for d in made]
+
+
+async def _vet_and_write(
+    writer: FolderWriter, writes: list[_Write], workers: int, folders: _Folders
+) -> None:
+    """Vet the writes' places (`FolderWriter.vet`) a batch per worker-thread trip (after
+    making the new folders they go in), and write each batch's files that may be written
+    while the next batches are vetted: the first downloads start after one short trip,
+    not after every place was looked at."""
 
     async def vet(batch: list[_Write]) -> list[_Write]:
         files = [w for w in batch if w[2].type == "file"]  # symlinks are not vetted
-        steps: list[Callable[[], None]] = [partial(writer.vet, *w) for w in files]
+        steps = folders.for_writes(w[1] for w in batch)
+        steps += [partial(writer.vet, *w) for w in files]
         await anyio.to_thread.run_sync(_one_trip, writer, steps)
         return [w for w in batch if w[1] not in writer.blocked]
 

@@ -89,6 +89,7 @@ async def _one_pass(
     plan = guard.applied_to(first)
     summary = _planned(run, local, remote, guard, plan, pass_in.found)
     if opts.dry_run:
+        await run.trees.settle()
         _tell(run, lambda: path_changes(plan, published=plan.publishes, problems=plan.problems))
         summary.finish(began, time.monotonic())
         return summary, False
@@ -126,6 +127,7 @@ async def _one_pass(
         ignore_digest=pass_in.ignore.digest,
         carried=pass_in.batched.pending,
     )
+    await run.trees.settle()
     await anyio.to_thread.run_sync(commit_pass, state, outcome)
     _record(summary, outcome, pass_in.batched)
     _tell(run, lambda: _changes(outcome))

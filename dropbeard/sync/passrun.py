@@ -74,5 +74,8 @@ class PassRun(msgspec.Struct, frozen=True):
         budget = TransferBudget(max(1, opts.concurrency))
         keys = RootKeys(cfg.root_id)
         cache = opts.node_cache or NodeCache(paths.trees)
-        trees = TreeStore(store, keys, cache, concurrency=max(opts.concurrency, 8), budget=budget)
+        concurrency = max(opts.concurrency, 8)
+        trees = TreeStore(
+            store, keys, cache, concurrency=concurrency, budget=budget, write_behind=True
+        )
         return cls(paths, cfg, keys, state, store, opts, opts.now(), budget, trees)

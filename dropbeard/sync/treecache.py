@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_BUDGET = 64 * 1024 * 1024
+#: Bytes of nodes `write_later` may hold in memory before callers write them themselves.
+BACKLOG = 16 * 1024 * 1024
 _NAME = re.compile(r"[0-9a-f]{64}")
 _TEMP_PREFIX = ".tmp-"
 
@@ -58,6 +60,11 @@ class NodeCache:
         self._added = 0
         self._touched: list[str] = []
         self._temp_names = itertools.count()
+        #: nodes `write_later` queued, not yet written: key -> (bytes, when seen)
+        self._backlog: dict[str, tuple[bytes, float]] = {}
+        self._backlog_bytes = 0
+        self._writer: threading.Thread | None = None
+        self._settled = threading.Condition(self._lock)
 
     @property
     def size(self) -> int:
@@ -72,6 +79,10 @@ class NodeCache:
 
     def read(self, digest: str) -> bytes | None:
         """The node's bytes if cached and intact, else None (a damaged file is removed)."""
+        with self._lock:
+            queued = self._backlog.get(digest)
+        if queued is not None:
+            return queued[0]
         index = self._index
         if (index is not None and digest not in index) or not _NAME.fullmatch(digest):
             return None
@@ -91,10 +102,11 @@ class NodeCache:
                 self._index.move_to_end(digest)
         return data
 
-    def write(self, digest: str, data: bytes) -> None:
+    def write(self, digest: str, data: bytes, now: float | None = None) -> None:
         """Keep `data`, the verified bytes of node `digest`, just written to or read from
-        the bucket; then evict the least recently used nodes beyond the budget."""
-        now = self._clock()
+        the bucket (at `now`, default: now); then evict the least recently used nodes
+        beyond the budget."""
+        now = self._clock() if now is None else now
         path = self.directory / digest
         if self._index is None and self._write_unindexed(path, data, now):
             return
@@ -118,6 +130,50 @@ class NodeCache:
         for victim in victims:
             with contextlib.suppress(OSError):
                 (self.directory / victim).unlink()
+
+    def write_later(self, digest: str, data: bytes) -> bool:
+        """`write`, done by a background thread so the caller need not wait for the file
+        system (a node fetched in a walk is needed now, its file only by a later pass);
+        meanwhile `read` and `seen_at` answer from memory. False, and nothing queued, when
+        BACKLOG bytes are queued already: the caller then writes it itself."""
+        with self._lock:
+            if digest in self._backlog:
+                return True
+            if self._backlog_bytes + len(data) > BACKLOG:
+                return False
+            self._backlog[digest] = (data, self._clock())
+            self._backlog_bytes += len(data)
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_backlog, name="dropbeard-node-cache"
+                )
+                self._writer.start()
+        return True
+
+    def settle(self) -> None:
+        """Return once every node `write_later` queued is written (or failed to be)."""
+        with self._lock:
+            while self._writer is not None:
+                self._settled.wait()
+
+    def _write_backlog(self) -> None:
+        """The background writer: the backlog's nodes in the order queued, until none
+        is left. Never raises: a node that cannot be cached is only read again later."""
+        try:
+            while True:
+                with self._lock:
+                    if not self._backlog:
+                        return
+                    digest, (data, when) = next(iter(self._backlog.items()))
+                with contextlib.suppress(Exception):  # a cache: best effort
+                    self.write(digest, data, when)
+                with self._lock:
+                    del self._backlog[digest]
+                    self._backlog_bytes -= len(data)
+        finally:
+            with self._lock:
+                self._writer = None
+                self._settled.notify_all()
 
     def _write_unindexed(self, path: Path, data: bytes, now: float) -> bool:
         """`write` before the index is read: True if done (a node already here only gets
@@ -158,6 +214,10 @@ class NodeCache:
 
     def seen_at(self, digest: str) -> float | None:
         """When node `digest` was last written to or read from the bucket, if cached."""
+        with self._lock:
+            queued = self._backlog.get(digest)
+        if queued is not None:
+            return queued[1]
         if self._index is None:
             if not _NAME.fullmatch(digest):
                 return None

@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 
 import anyio
 import msgspec
@@ -24,6 +25,7 @@ from dropbeard.core.tree import Node, decode_node
 from dropbeard.store.base import Store
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.treecache import NodeCache
+from dropbeard.sync.trips import ThreadTrips
 from dropbeard.sync.workers import for_each
 
 #: Nodes larger than this are hashed and decoded in a worker thread (dropbeard writes
@@ -87,7 +89,8 @@ class _Loading:
 class TreeStore:
     """The tree nodes of one root in `store`, through `cache` (None: no disk cache).
     At most `concurrency` reads at a time; writes as many as `budget` lets in flight
-    (without one, `concurrency` too). Safe for concurrent use by many tasks."""
+    (without one, `concurrency` too). With `write_behind`, nodes go to the disk cache
+    in the background (its owner calls `settle`). Safe for concurrent use by many tasks."""
 
     def __init__(
         self,
@@ -100,6 +103,7 @@ class TreeStore:
         memory_budget: int = MEMORY_BUDGET,
         present_for: float = PRESENT_FOR,
         clock: Callable[[], float] = time.time,
+        write_behind: bool = False,
     ) -> None:
         self.store = store
         self.keys = keys
@@ -116,6 +120,10 @@ class TreeStore:
         self._loading: dict[str, _Loading] = {}
         #: nodes written to or read from the bucket, when no disk cache records that
         self._seen: set[str] = set()
+        #: the disk cache's reads and writes: those of concurrent loads share thread trips
+        self._trips = ThreadTrips()
+        #: disk cache writes left to the cache's background writer (`settle` waits)
+        self._write_behind = write_behind
 
     def key(self, digest: str) -> str:
         """The bucket key of node `digest`, as messages name it."""
@@ -168,7 +176,7 @@ class TreeStore:
         key = self.keys.tree(digest)
         data = None
         if self.cache is not None:
-            data = await anyio.to_thread.run_sync(self.cache.read, digest)
+            data = await self._trips.run(partial(self.cache.read, digest))
         from_bucket = data is None
         if data is not None:
             self.stats.cache_hits += 1
@@ -187,9 +195,21 @@ class TreeStore:
         else:
             node = decode_node(data, digest, key)
         if self.cache is not None and from_bucket:
-            await anyio.to_thread.run_sync(self.cache.write, digest, data)
+            await self._keep(digest, data)
         self._remember(digest, node, len(data) * DECODED_PER_BYTE)
         return node
+
+    async def _keep(self, digest: str, data: bytes) -> None:
+        """Put node `digest` in the disk cache: written behind if this store does that,
+        else (or when the cache's backlog is full) now."""
+        assert self.cache is not None
+        if not (self._write_behind and self.cache.write_later(digest, data)):
+            await self._trips.run(partial(self.cache.write, digest, data))
+
+    async def settle(self) -> None:
+        """Wait until the nodes this store wrote behind are in the disk cache."""
+        if self.cache is not None and self._write_behind:
+            await anyio.to_thread.run_sync(self.cache.settle)
 
     def _remember(self, digest: str, node: Node, size: int) -> None:
         if size > self._memory_budget:
@@ -251,6 +271,6 @@ class TreeStore:
         self.stats.written_bytes += len(data)
         self.stats.largest_written = max(self.stats.largest_written, len(data))
         if self.cache is not None:
-            await anyio.to_thread.run_sync(self.cache.write, digest, data)
+            await self._keep(digest, data)
         else:
             self._seen.add(digest)

@@ -34,6 +34,8 @@ from pathlib import Path
 DEFAULT_BUDGET = 64 * 1024 * 1024
 #: Bytes of nodes `write_later` may hold in memory before callers write them themselves.
 BACKLOG = 16 * 1024 * 1024
+#: Seconds the background writer waits for more nodes before it stops.
+WRITER_IDLE = 2.0
 _NAME = re.compile(r"[0-9a-f]{64}")
 _TEMP_PREFIX = ".tmp-"
 
@@ -64,7 +66,8 @@ class NodeCache:
         self._backlog: dict[str, tuple[bytes, float]] = {}
         self._backlog_bytes = 0
         self._writer: threading.Thread | None = None
-        self._settled = threading.Condition(self._lock)
+        self._queued = threading.Condition(self._lock)  # the writer waits for work
+        self._written = threading.Condition(self._lock)  # `settle` waits for an empty backlog
 
     @property
     def size(self) -> int:
@@ -145,35 +148,46 @@ class NodeCache:
             self._backlog_bytes += len(data)
             if self._writer is None:
                 self._writer = threading.Thread(
-                    target=self._write_backlog, name="dropbeard-node-cache"
+                    target=self._write_backlog, name="dropbeard-node-cache", daemon=True
                 )
                 self._writer.start()
+            else:
+                self._queued.notify()
         return True
 
     def settle(self) -> None:
         """Return once every node `write_later` queued is written (or failed to be)."""
         with self._lock:
-            while self._writer is not None:
-                self._settled.wait()
+            while self._backlog:
+                self._written.wait()
 
     def _write_backlog(self) -> None:
-        """The background writer: the backlog's nodes in the order queued, until none
-        is left. Never raises: a node that cannot be cached is only read again later."""
+        """The background writer: the backlog's nodes in the order queued; it stops once
+        nothing was queued for WRITER_IDLE seconds. Never raises: a node that cannot be
+        cached is only read again from the bucket later."""
         try:
             while True:
                 with self._lock:
                     if not self._backlog:
-                        return
+                        self._queued.wait(WRITER_IDLE)
+                        if not self._backlog:
+                            self._writer = None  # the next `write_later` starts another
+                            return
                     digest, (data, when) = next(iter(self._backlog.items()))
                 with contextlib.suppress(Exception):  # a cache: best effort
                     self.write(digest, data, when)
                 with self._lock:
                     del self._backlog[digest]
                     self._backlog_bytes -= len(data)
+                    if not self._backlog:
+                        self._written.notify_all()
         finally:
             with self._lock:
-                self._writer = None
-                self._settled.notify_all()
+                if self._writer is threading.current_thread():  # stopped by a failure
+                    self._writer = None
+                    self._backlog.clear()
+                    self._backlog_bytes = 0
+                self._written.notify_all()
 
     def _write_unindexed(self, path: Path, data: bytes, now: float) -> bool:
         """`write` before the index is read: True if done (a node already here only gets

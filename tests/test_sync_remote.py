@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -31,6 +32,7 @@ from dropbeard.core.timestamps import utc_iso
 from dropbeard.core.treediff import to_tree_entry, tree_order
 from dropbeard.store.counting import CountingStore
 from dropbeard.store.local import LocalStore
+from dropbeard.sync import remote as remote_module
 from dropbeard.sync.publish import LastIds, Listing, publish
 from dropbeard.sync.remote import RemoteRead, read_remotes
 from dropbeard.sync.state import Peer
@@ -510,3 +512,31 @@ async def test_one_unreadable_device_does_not_stop_the_others(world: World) -> N
     again = await world.read()
     assert sorted(again.devices) == ["b", "c", "d"] and again.unreadable == {}
     assert paths_of(again, "c") == {"c2.txt": sha(b"sea 2")}
+
+
+async def test_devices_in_sync_are_diffed_once_and_each_gets_the_whole_diff(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new device joining a root whose devices all publish the same tree walks that
+    tree once, not once per device; every device still gets its own copy of the diff."""
+    entries = [dir_entry("b", "d")] + [file_entry("b", f"d/f{i}", b"%d" % i) for i in range(40)]
+    for dev in ("b", "c", "e"):
+        await world.publish(dev, entries)
+    other = [file_entry("f", "g", b"other")]
+    await world.publish("f", other)
+    walks: list[str | None] = []
+    real = remote_module.diff
+
+    def counted(trees: TreeStore, old: str | None, new: str | None) -> Any:
+        walks.append(new)
+        return real(trees, old, new)
+
+    monkeypatch.setattr(remote_module, "diff", counted)
+    read = await world.read()
+
+    assert sorted(walks) == sorted([world.devices["b"].tree, world.devices["f"].tree])
+    for dev in ("b", "c", "e"):
+        assert paths_of(read, dev) == paths_of(read, "b")
+        assert len(read.devices[dev].changes) == 41
+    assert read.devices["b"].changes is not read.devices["c"].changes
+    assert list(paths_of(read, "f")) == ["g"]

@@ -137,13 +137,14 @@ async def read_remotes(
         registry, registry_etag = await _read_registry(store, keys)
     retired = {d for d, rec in registry.devices.items() if rec.status == "retired"}
     read = RemoteRead({}, registry, registry_etag, changed=False)
+    diffs = _Diffs()
     async with anyio.create_task_group() as tg:
         for dev in sorted(set(listed) - retired):
 
             async def one(dev: str = dev) -> None:
                 try:
                     view, was_changed = await _read_device(
-                        store, keys, trees, dev, peers.get(dev), limit
+                        store, keys, trees, dev, peers.get(dev), limit, diffs
                     )
                 except UNREADABLE as exc:
                     read.unreadable[dev] = str(exc)
@@ -182,6 +183,7 @@ async def _read_device(
     dev: str,
     peer: Peer | None,
     limit: int | None,
+    diffs: _Diffs,
 ) -> tuple[DeviceView | None, bool]:
     head_key = keys.head(dev)
     known_etag = peer.head_etag if peer else None
@@ -202,12 +204,54 @@ async def _read_device(
     after = peer.tombstone_seq if peer else 0
     if head.tombstone_seq > after:
         view.tombstones = await read_tombstones(store, keys, dev, after, head.tombstone_seq)
-    await _read_changes(trees, view, peer.tree if peer else None, limit)
+    await _read_changes(trees, view, peer.tree if peer else None, limit, diffs)
     return view, True
 
 
+class _Diffs:
+    """The diffs of one `read_remotes`, shared by devices that need the same one: the
+    same trees (from, to), the same deleted paths and limit. Devices in sync publish the
+    same tree, so a new device joining a root of several reads and diffs it once."""
+
+    def __init__(self) -> None:
+        self._done: dict[_DiffKey, DeviceView] = {}
+        self._running: dict[_DiffKey, anyio.Event] = {}
+
+    async def into(
+        self,
+        trees: TreeStore,
+        view: DeviceView,
+        processed: str | None,
+        gone: set[str],
+        limit: int | None,
+    ) -> None:
+        """`_diff_into(trees, view, ...)`, or a copy of the same diff made for another
+        device (a failed one is not shared: each device tries, and fails, on its own)."""
+        key = (processed, view.tree, frozenset(gone), limit)
+        while (running := self._running.get(key)) is not None:
+            await running.wait()
+        done = self._done.get(key)
+        if done is not None:
+            view.since, view.complete, view.oversized = done.since, done.complete, done.oversized
+            view.changes, view.held_before = dict(done.changes), dict(done.held_before)
+            return
+        self._running[key] = anyio.Event()
+        try:
+            await _diff_into(trees, view, processed, gone, limit)
+            self._done[key] = view
+        finally:
+            self._running.pop(key).set()
+
+
+_DiffKey = tuple[str | None, str | None, frozenset[str], int | None]
+
+
 async def _read_changes(
-    trees: TreeStore, view: DeviceView, processed: str | None, limit: int | None
+    trees: TreeStore,
+    view: DeviceView,
+    processed: str | None,
+    limit: int | None,
+    diffs: _Diffs,
 ) -> None:
     """Fill in what changed in `view`'s tree since the tree `processed` (and what that one
     held at the paths its tombstones delete). If the processed tree cannot be read any
@@ -216,7 +260,7 @@ async def _read_changes(
     changes: none is kept, the view is `oversized`."""
     gone = {d.path for _, d in view.tombstones}
     try:
-        await _diff_into(trees, view, processed, gone, limit)
+        await diffs.into(trees, view, processed, gone, limit)
     except UNREADABLE:
         if processed is None:
             raise

@@ -317,13 +317,25 @@ async def test_written_behind_a_node_is_returned_before_its_file_is_written(
     assert bucket.counts["get"] == 0
 
 
-def test_a_full_backlog_is_refused_and_a_failed_write_still_settles(tmp_path: Path) -> None:
+def test_a_full_backlog_is_refused_and_a_failed_write_still_settles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    real = NodeCache.write
+
+    def held(self: NodeCache, digest: str, data: bytes, now: float | None = None) -> None:
+        assert release.wait(10)
+        real(self, digest, data, now)
+
+    monkeypatch.setattr(NodeCache, "write", held)
     cache = NodeCache(tmp_path / "missing" / "trees")  # never made: every write fails
     digest, data = node_bytes("a", 300)
     room = treecache.BACKLOG // len(data)
     queued = [cache.write_later(f"{n:064x}", data) for n in range(room + 5)]
-    assert queued[0] and not queued[-1]  # the caller writes those itself
-    cache.settle()  # the writer gave up on each, and stopped
+    assert all(queued[:room]) and not any(queued[room + 1 :])  # the caller writes those
+    assert cache.read(f"{0:064x}") == data  # queued: answered from memory
+    release.set()
+    cache.settle()  # the writer gave up on each
     assert cache.read(f"{0:064x}") is None
     assert cache.write_later(digest, data)  # room again
     cache.settle()

@@ -29,8 +29,9 @@ class QuietLog:
         return lambda *_args, **_fields: None
 
 
-def runner(tmp_path: Path, moved: list[str]) -> RootRunner:
-    """A runner whose head check reports `moved` once, polled every 10 ms."""
+def runner(tmp_path: Path, moved: list[str], reported: anyio.Event | None = None) -> RootRunner:
+    """A runner whose head check reports `moved` once (then sets `reported`), polled
+    every 10 ms."""
     settings = RootSettings(
         path=str(tmp_path), poll_interval=0.01, interval=3600, debounce=1, max_delay=10,
         concurrency=1,
@@ -41,29 +42,39 @@ def runner(tmp_path: Path, moved: list[str]) -> RootRunner:
 
     async def heads_changed() -> list[str]:
         found, moved[:] = list(moved), []
+        if found and reported is not None:
+            reported.set()
         return found
 
     sync.heads_changed = heads_changed  # type: ignore[method-assign]
     return made
 
 
-async def poll_briefly(made: RootRunner) -> None:
-    with anyio.move_on_after(0.2):
-        await made._poll_loop()
+async def poll_briefly(made: RootRunner, reported: anyio.Event) -> None:
+    """Run the poll loop until its head check reported the moved heads (however loaded
+    the machine: a fixed 0.2 s once saw no poll at all), and a little longer."""
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(made._poll_loop)
+            await reported.wait()
+            await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
 
 
 async def test_a_moved_head_asks_for_a_pass_over_what_changed(tmp_path: Path) -> None:
-    made = runner(tmp_path, ["b"])
-    await poll_briefly(made)
+    reported = anyio.Event()
+    made = runner(tmp_path, ["b"], reported)
+    await poll_briefly(made, reported)
     pending = made.snapshot()
     assert pending["next_pass_reason"] == "remote:b"
     assert pending["pending_full"] is False and pending["pending_count"] == 0
 
 
 async def test_a_full_rescan_asked_for_stays_one(tmp_path: Path) -> None:
-    made = runner(tmp_path, ["b"])
+    reported = anyio.Event()
+    made = runner(tmp_path, ["b"], reported)
     made.request("interval")
-    await poll_briefly(made)
+    await poll_briefly(made, reported)
     pending = made.snapshot()
     assert pending["next_pass_reason"] == "interval,remote:b"
     assert pending["pending_full"] is True

@@ -53,10 +53,6 @@ class Candidate(msgspec.Struct, frozen=True):
     held: Entry | None = None
 
 
-def _version(candidate: Candidate) -> dict[str, int]:
-    return candidate.version
-
-
 class PassContext(msgspec.Struct):
     """What every path's decision in one pass shares: this device, its mode, the time,
     the conflict copies on disk, and the version counter fresh versions advance."""
@@ -153,7 +149,7 @@ def _held_elsewhere(
     so a device that never publishes does not carry a counter of its own that would make
     every later remote edit look concurrent. None otherwise: content matching only a
     superseded version is a change like any other (a conflict, never overwritten)."""
-    current = maximal(others, _version)
+    current = maximal(others, lambda c: c.version)
     same = [c.version for c in current if c.entry is not None and same_content(c.entry, content)]
     if not same:
         return None
@@ -171,7 +167,7 @@ def _decide(
     candidates: list[Candidate],
 ) -> Outcome:
     """SPEC 4.1: keep the candidates no other dominates, then pick the case."""
-    top = maximal(candidates, _version)
+    top = maximal(candidates, lambda c: c.version)
     if not top:
         return Outcome(base=agreed)
     merged = merge(*(c.version for c in top))

@@ -85,14 +85,11 @@ async def apply_plan(
     fetcher.trips = ThreadTrips(on_trip=writer.new_trip)
     steps: list[Callable[[], None]]
     steps = [partial(writer.delete, gone.path, gone.expected) for gone in plan.local_deletes]
-    for i in range(0, len(steps), STEPS_PER_TRIP):
-        await anyio.to_thread.run_sync(_one_trip, writer, steps[i : i + STEPS_PER_TRIP])
+    await _in_trips(writer, steps)
     folders = _Folders(writer, dirs)
     # More workers than request slots: some do local file work while others download.
     await _vet_and_write(writer, writes, 2 * budget.small_requests, folders)
-    steps = folders.rest()
-    for i in range(0, len(steps), STEPS_PER_TRIP):
-        await anyio.to_thread.run_sync(_one_trip, writer, steps[i : i + STEPS_PER_TRIP])
+    await _in_trips(writer, folders.rest())
     if sources.parked:
         await anyio.to_thread.run_sync(remove_all, sources.parked)
     out.copied_locally, out.downloaded = fetcher.copied, fetcher.downloaded
@@ -107,26 +104,27 @@ class _Folders:
 
     def __init__(self, writer: FolderWriter, dirs: Sequence[Download]) -> None:
         self._writer = writer
-        self._order = {d.path: i for i, d in enumerate(dirs)}  # parents before children
-        self._pending = {d.path: d for d in dirs}
+        self._pending = {d.path: d for d in dirs}  # parents before children
 
     def for_writes(self, written: Iterable[str]) -> list[Callable[[], None]]:
         """The steps making the pending folders above these paths, parents first."""
-        wanted: set[str] = set()
+        made: list[Download] = []
         for path in written:
+            above: list[Download] = []  # nearest first
             parent = path.rpartition("/")[0]
-            while parent and parent not in wanted:
+            while parent:
                 if parent in self._pending:
-                    wanted.add(parent)
+                    above.append(self._pending.pop(parent))
                 parent = parent.rpartition("/")[0]
-        return self._steps(sorted(wanted, key=self._order.__getitem__))
+            made += reversed(above)
+        return self._steps(made)
 
     def rest(self) -> list[Callable[[], None]]:
         """The steps making the folders no write needed (empty ones, mode changes)."""
-        return self._steps(list(self._pending))
+        made, self._pending = list(self._pending.values()), {}
+        return self._steps(made)
 
-    def _steps(self, paths: list[str]) -> list[Callable[[], None]]:
-        made = [self._pending.pop(path) for path in paths]
+    def _steps(self, made: list[Download]) -> list[Callable[[], None]]:
         w = self._writer
         return [partial(w.guarded, d.path, w.make_dir, d.path, d.entry) for d in made]
 
@@ -151,6 +149,12 @@ async def _vet_and_write(
 
     batches = in_batches(writes, FIRST_VETTED, STEPS_PER_TRIP)
     await for_each_prepared(batches, vet, write, workers)
+
+
+async def _in_trips(writer: FolderWriter, steps: list[Callable[[], None]]) -> None:
+    """`steps` in order, STEPS_PER_TRIP of them per worker-thread trip."""
+    for i in range(0, len(steps), STEPS_PER_TRIP):
+        await anyio.to_thread.run_sync(_one_trip, writer, steps[i : i + STEPS_PER_TRIP])
 
 
 def _one_trip(writer: FolderWriter, steps: list[Callable[[], None]]) -> None:

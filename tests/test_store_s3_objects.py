@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from dropbeard.core.errors import IntegrityError, NotFound, PreconditionFailed, Unauthorized
-from dropbeard.store import s3objects, s3route
+from dropbeard.store import s3objects, s3route, s3wire
 from dropbeard.store.base import FileSlot
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
@@ -238,16 +238,16 @@ async def test_a_redirect_is_sent_again_through_botocore_which_shows_the_shape_a
     await store.put_if_absent("a", b"x", sha256=sha(b"x"))
     await store.put_if_absent("a2", b"x2", sha256=sha(b"x2"))
     calls = await _botocore_calls(store, monkeypatch)
-    send = s3route.Route.send
+    send = s3wire.Wire.send
     redirected: list[str] = []
 
-    async def redirect_once(route: s3route.Route, method: str, url: str, *args: Any) -> Any:
+    async def redirect_once(wire: s3wire.Wire, method: str, url: str, *args: Any) -> Any:
         if not redirected:
             redirected.append(url)
             return s3route.Answer(301, {}, b"")
-        return await send(route, method, url, *args)
+        return await send(wire, method, url, *args)
 
-    monkeypatch.setattr(s3route.Route, "send", redirect_once)
+    monkeypatch.setattr(s3wire.Wire, "send", redirect_once)
     await store.put_if_absent("b", b"y", sha256=sha(b"y"))
     await store.put_if_absent("c", b"z", sha256=sha(b"z"))
 
@@ -280,15 +280,32 @@ async def test_a_shape_that_does_not_stamp_back_stays_with_botocore(
     assert objects._shapes["PutObject"] is None
 
 
-async def test_stamped_requests_share_botocores_connections(
+async def test_stamped_requests_keep_their_connection_alive(
     spied: tuple[S3Store, HttpSpy],
 ) -> None:
     store, spy = spied
     for i in range(6):
         await store.put_if_absent(f"k{i}", b"%d" % i, sha256=sha(b"%d" % i))
         assert await store.get(f"k{i}") == b"%d" % i
-    assert spy.connections == 1  # one keep-alive connection, botocore's and the stamps'
+    # one keep-alive connection botocore's first requests took, one for the stamped ones
+    assert spy.connections == 2
     assert {r.headers.get("accept-encoding") for r in spy.requests} == {"identity"}
+    assert {r.headers.get("host") for r in spy.requests} == {f"127.0.0.1:{spy.port}"}
+
+
+async def test_stamped_requests_go_through_aiohttps_session_where_a_proxy_is_set(
+    spied: tuple[S3Store, HttpSpy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A route the wire cannot take alike (a proxy: here faked as set, and as direct)
+    stays with aiohttp's session, which shares botocore's connection."""
+    monkeypatch.setattr(s3objects, "wire_for", lambda route, prefix: None)
+    store, spy = spied
+    for i in range(6):
+        await store.put_if_absent(f"k{i}", b"%d" % i, sha256=sha(b"%d" % i))
+        assert await store.get(f"k{i}") == b"%d" % i
+    assert spy.connections == 1
+    objects = await store._connection.objects()
+    assert all(isinstance(r, s3route.Route) for r in objects._routes.values())
 
 
 async def test_without_a_route_stamped_requests_go_through_aiobotocores_send(

@@ -165,5 +165,7 @@ class S3Connection:
         return client
 
     async def aclose(self) -> None:
+        if self._objects is not None:
+            self._objects.close()
         await self._stack.aclose()
         self._client = self._objects = None

@@ -38,6 +38,7 @@ from aiobotocore.endpoint import convert_to_response_dict
 from dropbeard.store.s3requests import PAYLOAD_SHA256, parse_timestamp
 from dropbeard.store.s3route import Answer, Consume, Route, route_for, send_plainly
 from dropbeard.store.s3signer import EXCLUDED_HEADERS, authorization, signed_host
+from dropbeard.store.s3wire import Wire, wire_for
 
 T = TypeVar("T")
 
@@ -216,9 +217,15 @@ class ObjectRequests:
         self._client = client
         self._shapes: dict[str, Shape | None] = {}
         self._candidates: dict[str, Shape] = {}  # seen once, waiting to be seen again
-        self._routes: dict[str, Route | None] = {}  # by URL prefix
+        self._routes: dict[str, Route | Wire | None] = {}  # by URL prefix
         self._fixed: Any = None  # credentials that never change, frozen
         client.meta.events.register("before-send.s3", _watch)
+
+    def close(self) -> None:
+        """Close the connections of our own (aiohttp's close with the client)."""
+        for route in self._routes.values():
+            if isinstance(route, Wire):
+                route.close()
 
     async def get(self, bucket: str, s3_key: str, **conditions: str) -> ObjectReply:
         return await self._call("GetObject", bucket, s3_key, conditions)
@@ -353,7 +360,9 @@ class ObjectRequests:
         url, headers = shape.stamp(s3_key, payload, conditions, _timestamp(), credentials, length)
         http_session = self._client._endpoint.http_session
         if shape.url_prefix not in self._routes:
-            self._routes[shape.url_prefix] = await route_for(http_session, shape.url_prefix)
+            found = await route_for(http_session, shape.url_prefix)
+            wire = None if found is None else wire_for(found, shape.url_prefix)
+            self._routes[shape.url_prefix] = wire or found
         route = self._routes[shape.url_prefix]
         if route is not None:
             answer = await route.send(shape.method, url, headers, body, consume)

@@ -104,9 +104,7 @@ class Wire:
                 except _Stale:
                     if reused and attempt == 0 and method in ("GET", "HEAD"):
                         continue
-                    raise WireError(
-                        "the server closed the connection without answering"
-                    ) from None
+                    raise WireError("the server closed the connection without answering") from None
                 if conn.reusable:
                     conn.idle_since = asyncio.get_running_loop().time()
                     self._idle.append(conn)

@@ -363,3 +363,15 @@ async def test_requests_in_flight_stay_within_the_limit(serve: Any) -> None:
     got = await asyncio.gather(*(get(wire) for _ in range(30)))
     assert {a.body for a in got} == {b"z"}
     assert peak == 8 and server.connections == 8
+
+
+async def test_a_closed_wire_keeps_no_connection(serve: Any) -> None:
+    server, wire = await serve(answer(200, b"a"))
+    await get(wire)
+    pending = asyncio.ensure_future(get(wire))
+    await asyncio.sleep(0)
+    wire.close()
+    assert (await pending).body == b"a"  # a request under way ends as it would
+    assert wire._idle == []
+    await asyncio.sleep(0.05)
+    assert server.connections == 1

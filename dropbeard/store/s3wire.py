@@ -79,6 +79,7 @@ class Wire:
         self._read_timeout = read_timeout
         self._slots = asyncio.Semaphore(max(1, limit))
         self._idle: list[_Connection] = []
+        self._closed = False  # connections still in use close as their requests end
         self.opened = 0  # connections made (for tests and benchmarks)
 
     async def send(
@@ -105,14 +106,17 @@ class Wire:
                     if reused and attempt == 0 and method in ("GET", "HEAD"):
                         continue
                     raise WireError("the server closed the connection without answering") from None
-                if conn.reusable:
+                if conn.reusable and not self._closed:
                     conn.idle_since = asyncio.get_running_loop().time()
                     self._idle.append(conn)
+                else:
+                    conn.close()
                 return answer
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        """Close the idle connections (those in use close as their requests end)."""
+        """Close the idle connections, and those in use as their requests end."""
+        self._closed = True
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()

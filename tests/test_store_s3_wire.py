@@ -51,7 +51,10 @@ class Server:
                 self.heads.append(head)
                 self.bodies.append(body)
                 script = self.scripts[min(len(self.heads), len(self.scripts)) - 1]
-                if not await script(head, body, writer):
+                try:
+                    if not await script(head, body, writer):
+                        return
+                except ConnectionError:  # the client hung up (as it may)
                     return
         finally:
             writer.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -32,9 +33,11 @@ class HttpSpy:
     port: int = 0
     connections: int = 0
 
+    tls: bool = False
+
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -86,11 +89,12 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 @contextlib.asynccontextmanager
-async def http_spy(endpoint: str) -> AsyncIterator[HttpSpy]:
-    """A spy in front of `endpoint` (http://host:port), for the duration of the block."""
+async def http_spy(endpoint: str, tls: ssl.SSLContext | None = None) -> AsyncIterator[HttpSpy]:
+    """A spy in front of `endpoint` (http://host:port), for the duration of the block;
+    given a server context `tls`, it takes https from its clients."""
     host, port = endpoint.removeprefix("http://").rstrip("/").rsplit(":", 1)
-    spy = HttpSpy((host, int(port)))
-    server = await asyncio.start_server(spy._handle, "127.0.0.1", 0)
+    spy = HttpSpy((host, int(port)), tls=tls is not None)
+    server = await asyncio.start_server(spy._handle, "127.0.0.1", 0, ssl=tls)
     spy.port = server.sockets[0].getsockname()[1]
     try:
         yield spy
@@ -99,9 +103,12 @@ async def http_spy(endpoint: str) -> AsyncIterator[HttpSpy]:
 
 
 @contextlib.asynccontextmanager
-async def spied_s3(seaweed: Seaweed, prefix: str) -> AsyncIterator[tuple[S3Store, HttpSpy]]:
-    """An S3Store on SeaweedFS under a fresh `prefix-…`, its requests through a spy."""
-    async with http_spy(seaweed.endpoint) as spy:
+async def spied_s3(
+    seaweed: Seaweed, prefix: str, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[S3Store, HttpSpy]]:
+    """An S3Store on SeaweedFS under a fresh `prefix-…`, its requests through a spy (over
+    https, given the spy's server context `tls`)."""
+    async with http_spy(seaweed.endpoint, tls) as spy:
         store = S3Store(
             seaweed.bucket,
             f"{prefix}-{uuid.uuid4().hex[:12]}",

@@ -18,13 +18,20 @@ from typing import Any
 
 import pytest
 
-from dropbeard.core.errors import IntegrityError, NotFound, PreconditionFailed, Unauthorized
+from dropbeard.core.errors import (
+    IntegrityError,
+    NotFound,
+    PreconditionFailed,
+    Unauthorized,
+    Unavailable,
+)
 from dropbeard.store import s3objects, s3route, s3wire
 from dropbeard.store.base import FileSlot
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
 from tests.httpspy import HttpSpy, spied_s3
 from tests.seaweed import Seaweed
+from tests.tlscerts import loopback_tls
 
 pytestmark = [pytest.mark.anyio, pytest.mark.s3]
 
@@ -360,3 +367,30 @@ def test_the_timestamp_is_now_in_sigv4s_form() -> None:
     assert re.fullmatch(r"\d{8}T\d{6}Z", stamped)
     when = calendar.timegm(time.strptime(stamped, "%Y%m%dT%H%M%SZ"))
     assert abs(when - time.time()) <= 2
+
+
+async def test_over_https_stamped_requests_verify_the_server_as_botocore_does(
+    seaweed: Seaweed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over https the stamped requests' own connections use the TLS context aiobotocore
+    built (here: a CA bundle naming a CA of the test's own): they reach the server, and
+    with another bundle nothing does."""
+    ca_file, server_tls = loopback_tls(tmp_path)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(ca_file))
+    async with spied_s3(seaweed, "tls", server_tls) as (store, spy):
+        assert spy.endpoint.startswith("https://")
+        for i in range(4):
+            await store.put_if_absent(f"k{i}", b"%d" % i, sha256=sha(b"%d" % i))
+            assert await store.get(f"k{i}") == b"%d" % i
+        objects = await store._connection.objects()
+        assert {type(r) for r in objects._routes.values()} == {s3wire.Wire}
+        assert spy.connections == 2  # botocore's first requests', and the stamped ones'
+        assert len(spy.requests) == 8
+
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(tmp_path / "other" / "ca.pem"))
+    (tmp_path / "other").mkdir()
+    loopback_tls(tmp_path / "other")  # a CA that did not sign the server's certificate
+    async with spied_s3(seaweed, "tls", server_tls) as (store, spy):
+        with pytest.raises(Unavailable):
+            await store.put_if_absent("k", b"x", sha256=sha(b"x"))
+        assert spy.requests == []

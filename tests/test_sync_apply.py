@@ -372,6 +372,63 @@ async def test_a_parent_made_meanwhile_by_another_writer_is_used(
     assert world.read("new/f.txt") == b"payload"
 
 
+async def test_a_file_put_into_a_folder_this_apply_made_is_not_overwritten(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder this apply made is not looked into before its files are fetched (it was
+    empty); a file the user puts there meanwhile is still seen before the rename, and
+    kept."""
+    await world.blob(b"remote")
+    made = str(world.root / "new")
+    dest = str(world.root / "new" / "f.txt")
+    real_mkdir, real_lstat = os.mkdir, os.lstat
+    looked: list[str] = []
+
+    def mkdir_then_the_user_writes(path: str | Path, *args: object, **kwargs: object) -> None:
+        real_mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
+        if os.fspath(path) == made:
+            Path(dest).write_bytes(b"the user was quicker")
+
+    def lstat_seen(path: str | Path, *args: object, **kwargs: object) -> os.stat_result:
+        looked.append(os.fspath(path))
+        return real_lstat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_the_user_writes)
+    monkeypatch.setattr(os, "lstat", lstat_seen)
+    entry = file_entry("new/f.txt", b"remote")
+
+    applied = await world.apply(plan([Download(path=entry.path, entry=entry)]))
+
+    assert world.read("new/f.txt") == b"the user was quicker"
+    assert applied.failed == {"new/f.txt"}
+    assert looked.count(dest) == 1  # before the rename, not when vetted
+
+
+async def test_a_file_in_a_folder_this_apply_made_is_looked_at_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await world.blob(b"remote")
+    real_lstat = os.lstat
+    looked: list[str] = []
+
+    def lstat_seen(path: str | Path, *args: object, **kwargs: object) -> os.stat_result:
+        looked.append(os.fspath(path))
+        return real_lstat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "lstat", lstat_seen)
+    new, old = file_entry("new/f.txt", b"remote"), file_entry("old/f.txt", b"remote")
+    world.write("old/other.txt", b"x")
+    scanned = await world.scan()
+
+    applied = await world.apply(plan([Download(path=e.path, entry=e) for e in (new, old)]), scanned)
+
+    assert kinds(applied) == {} and world.read("new/f.txt") == world.read("old/f.txt")
+    # before the rename, and after it for the stat row; in a folder that was there, also
+    # when vetted before the fetch
+    assert looked.count(str(world.root / "new" / "f.txt")) == 2
+    assert looked.count(str(world.root / "old" / "f.txt")) == 3
+
+
 async def test_a_symlink_made_meanwhile_where_a_parent_goes_is_refused(
     world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

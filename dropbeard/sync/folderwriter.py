@@ -62,6 +62,8 @@ class FolderWriter:
         self._tmp_prefix = uuid.uuid4().hex[:16]
         self._tmp_count = itertools.count()
         self._real_dirs: set[Path] = set()  # parents found real directories this trip
+        #: folders this apply made: nothing was in them (a first sync makes them all)
+        self._made: set[Path] = set()
 
     def tmp_path(self, kind: str = "") -> Path:
         """A new name in tmp/ (emptied when a pass starts): unique within this apply by a
@@ -103,6 +105,7 @@ class FolderWriter:
                 try:
                     os.mkdir(current)
                     known.add(current)
+                    self._made.add(current)
                     continue
                 except FileExistsError:  # made meanwhile (a concurrent write): vet it
                     st = os.lstat(current)
@@ -187,6 +190,8 @@ class FolderWriter:
         what this device does not track, or a change since the scan. Checked before any
         byte is fetched, so nothing is downloaded again every pass for it."""
         dest = self.target(dest_rel)
+        if dest.parent in self._made:  # a folder this apply made: empty then (and what
+            return False  # came since is still caught before the rename, `install`)
         try:
             st = os.lstat(dest)
         except FileNotFoundError:
@@ -250,6 +255,7 @@ class FolderWriter:
             return
         try:
             os.mkdir(dest, entry.mode & PERMISSIONS or 0o755)
+            self._made.add(dest)
         except FileExistsError:
             if not stat.S_ISDIR(os.lstat(dest).st_mode):
                 raise UnsafePath(f"refusing to replace {rel!r} with a folder") from None

@@ -427,23 +427,18 @@ class _Connection(asyncio.Protocol):
     def _feed_line(self, data: bytes) -> bytes:
         """Bytes of the head or of a chunked body's framing; what follows them."""
         buffer = self._buffer + data if self._buffer else data
-        if self._state == _HEAD:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > MAX_HEAD:
-                    raise WireError("the answer's head is too long")
-                self._buffer = buffer
-                return b""
-            self._buffer = b""
-            self._parse_head(buffer[:end])
-            return buffer[end + 4 :]
-        end = buffer.find(b"\r\n")
+        head = self._state == _HEAD
+        end = buffer.find(b"\r\n\r\n" if head else b"\r\n")
         if end < 0:
             if len(buffer) > MAX_HEAD:
-                raise WireError("a chunked body's framing line is too long")
+                what = "the answer's head" if head else "a chunked body's framing line"
+                raise WireError(f"{what} is too long")
             self._buffer = buffer
             return b""
         self._buffer = b""
+        if head:
+            self._parse_head(buffer[:end])
+            return buffer[end + 4 :]
         line, rest = buffer[:end], buffer[end + 2 :]
         if self._state == _CHUNK_SIZE:
             try:

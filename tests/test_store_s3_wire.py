@@ -259,15 +259,18 @@ async def test_no_byte_for_the_read_timeout_fails_the_request(serve: Any) -> Non
 
 async def test_a_slow_trickle_is_not_a_timeout(serve: Any) -> None:
     async def trickle(_h: bytes, _b: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")
-        for byte in b"abcdef":
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n")
+        for byte in b"abcdefghijklmnop":
             await asyncio.sleep(0.1)
             writer.write(bytes([byte]))
             await writer.drain()
         return True
 
-    _server, wire = await serve(trickle, read_timeout=0.25)
-    assert (await get(wire)).body == b"abcdef"  # 0.6 s in all, never 0.25 s silent
+    # 1.6 s in all, never silent for the 0.8 s timeout (a margin for a loaded machine)
+    _server, wire = await serve(trickle, read_timeout=0.8)
+    began = time.monotonic()
+    assert (await get(wire)).body == b"abcdefghijklmnop"
+    assert time.monotonic() - began > 0.8
 
 
 async def test_a_streamed_body_is_read_no_faster_than_it_is_consumed(serve: Any) -> None:

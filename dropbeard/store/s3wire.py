@@ -36,10 +36,9 @@ from aiobotocore.awsrequest import AioAWSResponse
 from dropbeard.store.s3route import Answer, Consume, Route
 from dropbeard.store.s3signer import signed_host
 
-#: An idle connection older than this is closed rather than reused (servers close idle
-#: keep-alive connections after 5 s (nginx's 75 s, Go's net/http unbounded): aiohttp's
-#: default is 15 s; a connection the server closed meanwhile costs one request sent
-#: again).
+#: An idle connection older than this is closed rather than reused: some servers close
+#: idle keep-alive connections after 5 s (Apache's default; nginx waits 75 s), and one
+#: closed meanwhile costs a GET sent again, a PUT a retry (aiohttp keeps them 15 s).
 IDLE_FOR = 4.0
 #: A streamed body stops being read from the socket past this many unconsumed bytes.
 HIGH_WATER = 4 << 20

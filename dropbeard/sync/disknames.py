@@ -44,6 +44,8 @@ class DiskNames:
         self.root = root
         self.scanned = scanned
         self._listings: dict[str, dict[str, str]] = {}
+        #: NFC folder path -> its disk spelling, as found (the listings never change)
+        self._folders: dict[str, str] = {}
 
     def disk(self, rel: str) -> str:
         """The relative path to use on disk for the NFC path `rel`."""
@@ -51,10 +53,17 @@ class DiskNames:
         if item is not None:
             return item.disk_path or rel
         parent, _, name = rel.rpartition("/")
-        parent_disk = self.disk(parent) if parent else ""
+        parent_disk = self._folder(parent) if parent else ""
         if not name.isascii() and not self._listed(parent):
             name = self._names_in(parent_disk).get(name, name)
         return f"{parent_disk}/{name}" if parent_disk else name
+
+    def _folder(self, rel: str) -> str:
+        """`disk(rel)` for folder `rel`, worked out once: its files share it."""
+        spelled = self._folders.get(rel)
+        if spelled is None:
+            spelled = self._folders[rel] = self.disk(rel)
+        return spelled
 
     def _listed(self, parent: str) -> bool:
         item = self.scanned.get(parent) if parent else None

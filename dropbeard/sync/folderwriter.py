@@ -61,9 +61,11 @@ class FolderWriter:
         self.tmp_dir = self.paths.tmp  # a path built once, not per file
         self._tmp_prefix = uuid.uuid4().hex[:16]
         self._tmp_count = itertools.count()
-        self._real_dirs: set[Path] = set()  # parents found real directories this trip
-        #: folders this apply made: nothing was in them (a first sync makes them all)
-        self._made: set[Path] = set()
+        #: folders found real directories this trip, by their disk spelling (`locate`)
+        self._real_dirs: dict[str, Path] = {}
+        #: folders this apply made, by their disk spelling: nothing was in them (a first
+        #: sync makes them all)
+        self._made: set[str] = set()
 
     def tmp_path(self, kind: str = "") -> Path:
         """A new name in tmp/ (emptied when a pass starts): unique within this apply by a
@@ -88,24 +90,44 @@ class FolderWriter:
     def target(self, rel: str) -> Path:
         """The absolute path for `rel`, in the spelling the disk holds, after checking
         every parent inside the root is a real directory (created if missing); never
-        through a symlink. A parent found a real directory is not looked at again in
-        the same worker-thread trip (`new_trip`): the files of one folder share it."""
+        through a symlink (`locate`)."""
+        return self.locate(rel)[1]
+
+    def locate(self, rel: str) -> tuple[str, Path]:
+        """`rel`'s folder as the disk spells it (relative to the root, "" for the root
+        itself) and `rel`'s absolute path (`target`). A folder found a real directory is
+        not looked at again in the same worker-thread trip (`new_trip`): the files of one
+        folder share it, and cost a lookup instead of a walk from the root."""
         parts = rel.split("/")
-        if any(p in ("", ".", "..") for p in parts) or parts[0] == ".dropbear":
+        if "" in parts or "." in parts or ".." in parts or parts[0] == ".dropbear":
             raise UnsafePath(f"refusing {rel!r}: not a safe relative path")
-        parts = self.names.disk(rel).split("/")
+        folder, _, name = self.names.disk(rel).rpartition("/")
+        if not folder:
+            return folder, self.paths.root / name
+        parent = self._real_dirs.get(folder)
+        if parent is None:
+            parent = self._make_sure(rel, folder)
+        return folder, parent / name
+
+    def _make_sure(self, rel: str, folder: str) -> Path:
+        """The absolute path of `folder` (a disk spelling, relative to the root), each
+        level checked a real directory or made, walking down from the root."""
         current, known = self.paths.root, self._real_dirs
-        for part in parts[:-1]:
-            current = current / part
-            if current in known:
+        prefix = ""
+        for part in folder.split("/"):
+            prefix = f"{prefix}/{part}" if prefix else part
+            seen = known.get(prefix)
+            if seen is not None:
+                current = seen
                 continue
+            current = current / part
             try:
                 st = os.lstat(current)
             except FileNotFoundError:
                 try:
                     os.mkdir(current)
-                    known.add(current)
-                    self._made.add(current)
+                    known[prefix] = current
+                    self._made.add(prefix)
                     continue
                 except FileExistsError:  # made meanwhile (a concurrent write): vet it
                     st = os.lstat(current)
@@ -113,12 +135,16 @@ class FolderWriter:
                 raise UnsafePath(f"refusing {rel!r}: its parent {part!r} is a symlink")
             if not stat.S_ISDIR(st.st_mode):
                 raise UnsafePath(f"refusing {rel!r}: its parent {part!r} is not a directory")
-            known.add(current)
-        return current / parts[-1]
+            known[prefix] = current
+        return current
+
+    def _forget_dir(self, dest: Path) -> None:
+        """Folder `dest` was removed: a path below it is looked at again (`locate`)."""
+        self._real_dirs.pop(dest.relative_to(self.paths.root).as_posix(), None)
 
     def new_trip(self) -> None:
         """A worker-thread trip begins: every parent is looked at again (`target`)."""
-        self._real_dirs = set()
+        self._real_dirs = {}
 
     def unchanged_since_scan(self, rel: str, dest: Path) -> bool:
         item = self.scanned.items.get(rel)
@@ -148,7 +174,7 @@ class FolderWriter:
         try:
             if stat.S_ISDIR(st.st_mode):
                 os.rmdir(dest)
-                self._real_dirs.discard(dest)
+                self._forget_dir(dest)
             else:  # its bytes may be the other half of a rename: remove_file parks them
                 self.remove_file(dest, item)
             self.out.deleted += 1
@@ -189,9 +215,9 @@ class FolderWriter:
         cannot be written at `dest_rel`: a special file there, a folder still holding
         what this device does not track, or a change since the scan. Checked before any
         byte is fetched, so nothing is downloaded again every pass for it."""
-        dest = self.target(dest_rel)
-        if dest.parent in self._made:  # a folder this apply made: empty then (and what
-            return False  # came since is still caught before the rename, `install`)
+        folder, dest = self.locate(dest_rel)
+        if folder in self._made:  # a folder this apply made: empty then (and what came
+            return False  # since is still caught before the rename, `install`)
         try:
             st = os.lstat(dest)
         except FileNotFoundError:
@@ -230,7 +256,7 @@ class FolderWriter:
         except IsADirectoryError:
             try:
                 os.rmdir(dest)
-                self._real_dirs.discard(dest)
+                self._forget_dir(dest)
             except OSError as exc:
                 if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
@@ -255,7 +281,7 @@ class FolderWriter:
             return
         try:
             os.mkdir(dest, entry.mode & PERMISSIONS or 0o755)
-            self._made.add(dest)
+            self._made.add(self.names.disk(rel))
         except FileExistsError:
             if not stat.S_ISDIR(os.lstat(dest).st_mode):
                 raise UnsafePath(f"refusing to replace {rel!r} with a folder") from None
@@ -302,7 +328,8 @@ class FolderWriter:
     async def write_file(self, rel: str, dest_rel: str, entry: Entry, is_copy: bool) -> None:
         assert entry.sha256 is not None  # its place was vetted (`vet`) before any fetch
         # beside its destination, whose parents `vet` made sure of (`sync.partfiles`)
-        tmp = (self.paths.root / self.names.disk(dest_rel)).with_name(part_name())
+        dest = self.paths.root / self.names.disk(dest_rel)
+        tmp = dest.with_name(part_name())
         place = partial(self.install, rel, dest_rel, tmp, entry, is_copy)
         try:
             row = await self.fetcher.fill(tmp, entry.sha256, entry.size or 0, place, entry.chunks)
@@ -312,7 +339,7 @@ class FolderWriter:
             self.sources.release(entry.sha256)
             raise
         if row is not None:
-            self.sources.add(entry.sha256, self.paths.root / self.names.disk(dest_rel))
+            self.sources.add(entry.sha256, dest)
             if not is_copy:
                 self.out.stats[rel] = row
         self.sources.release(entry.sha256)

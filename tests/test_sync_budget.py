@@ -218,3 +218,36 @@ async def test_large_transfers_leave_a_quarter_of_the_memory_to_small_ones() -> 
         budget.give_memory(mib)
     assert budget.try_take_memory(64 * mib) == 48 * mib  # capped: it still gets its turn
     assert budget.try_take_memory(16 * mib) is None
+
+
+async def test_a_request_cancelled_while_waiting_gives_back_what_it_held() -> None:
+    """A large request waits for the shared slots after taking its share of the large
+    ones: cancelled there, it gives that share back, and the next large request goes."""
+    budget = TransferBudget(4)
+    scope = anyio.CancelScope()
+    release = anyio.Event()
+
+    async def small_holder() -> None:
+        async with budget.request(nbytes=0):
+            await release.wait()
+
+    async def cancelled_large() -> None:
+        with scope:
+            async with budget.request():
+                pytest.fail("every shared slot was taken")
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(budget.small_requests):  # every shared slot taken
+            tg.start_soon(small_holder)
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(cancelled_large)
+        await anyio.wait_all_tasks_blocked()
+        scope.cancel()
+        await anyio.wait_all_tasks_blocked()
+        release.set()
+    held = [budget.request() for _ in range(3)]  # three large at once: the pool is whole
+    with anyio.fail_after(1):
+        for slot in held:
+            await slot.__aenter__()
+        for slot in held:
+            await slot.__aexit__(None, None, None)

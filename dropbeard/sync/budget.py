@@ -26,8 +26,6 @@ the small files of a mixed tree waited for the last chunk, then went up alone.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import anyio
 
@@ -60,29 +58,23 @@ class TransferBudget:
         big_enough = memory >= RESERVE * SMALL_REQUEST
         self._large_bytes = _Weighted(memory - memory // RESERVE) if big_enough else None
 
-    @asynccontextmanager
-    async def request(self, count: int = 1, *, nbytes: int | None = None) -> AsyncIterator[None]:
+    def request(self, count: int = 1, *, nbytes: int | None = None) -> _Held:
         """Hold `count` request slots (capped at the budget; all at once, never some of
-        them while waiting for the rest) for the block; a share of one if the request
-        moves at most SMALL_REQUEST bytes (`nbytes`, when the caller knows it). Memory,
-        when a transfer needs both, is taken first: never wait for memory while holding
-        a request slot."""
+        them while waiting for the rest) for an `async with` block; a share of one if the
+        request moves at most SMALL_REQUEST bytes (`nbytes`, when the caller knows it).
+        Memory, when a transfer needs both, is taken first: never wait for memory while
+        holding a request slot."""
         small = nbytes is not None and nbytes <= SMALL_REQUEST
         shares = 1 if small else SMALL_REQUESTS_PER_SLOT
         large = None if small else self._large_slots
         shares = min(max(count, 1) * shares, (large or self._slots).total)
-        async with _both(large, self._slots, shares):
-            yield
+        return _Held(large, self._slots, shares)
 
-    @asynccontextmanager
-    async def holding(self, nbytes: int) -> AsyncIterator[None]:
+    def holding(self, nbytes: int) -> _Memory:
         """Hold `nbytes` of memory (capped at the budget, so any size gets its turn) for
-        the block. Waiters are served in order: a large file is not starved by small ones."""
-        taken = await self.take_memory(nbytes)
-        try:
-            yield
-        finally:
-            self.give_memory(taken)
+        an `async with` block. Waiters are served in order: a large file is not starved by
+        small ones."""
+        return _Memory(self, nbytes)
 
     async def take_memory(self, nbytes: int) -> int:
         """Take `nbytes` of memory (capped as by `holding`), waiting in order; returns what
@@ -124,20 +116,46 @@ class TransferBudget:
         return self._large_bytes if nbytes > SMALL_REQUEST else None
 
 
-@asynccontextmanager
-async def _both(first: _Weighted | None, then: _Weighted, n: int) -> AsyncIterator[None]:
-    """Hold `n` of `first` (if any) and of `then`, taken in that order."""
-    if first is not None:
-        await first.acquire(n)
-    try:
-        await then.acquire(n)
-        try:
-            yield
-        finally:
-            then.release(n)
-    finally:
+class _Held:
+    """`n` of `first` (if any) and of `then`, taken in that order for an `async with`
+    block. A class rather than a generator-based context manager: it is entered once per
+    request, thousands of times a second."""
+
+    __slots__ = ("_first", "_n", "_then")
+
+    def __init__(self, first: _Weighted | None, then: _Weighted, n: int) -> None:
+        self._first, self._then, self._n = first, then, n
+
+    async def __aenter__(self) -> None:
+        first, n = self._first, self._n
         if first is not None:
-            first.release(n)
+            await first.acquire(n)
+        try:
+            await self._then.acquire(n)
+        except BaseException:
+            if first is not None:
+                first.release(n)
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._then.release(self._n)
+        if self._first is not None:
+            self._first.release(self._n)
+
+
+class _Memory:
+    """Memory of a `TransferBudget` held for an `async with` block (`holding`)."""
+
+    __slots__ = ("_budget", "_nbytes", "_taken")
+
+    def __init__(self, budget: TransferBudget, nbytes: int) -> None:
+        self._budget, self._nbytes, self._taken = budget, nbytes, 0
+
+    async def __aenter__(self) -> None:
+        self._taken = await self._budget.take_memory(self._nbytes)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._budget.give_memory(self._taken)
 
 
 class _Weighted:

@@ -313,9 +313,9 @@ class Connection(asyncio.Protocol):
         return rest
 
     def _parse_head(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        status_line = lines[0].split(b" ", 2)
-        if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1."):
+        lines = head.decode("latin-1").split("\r\n")  # one decode for the whole head
+        status_line = lines[0].split(" ", 2)
+        if len(status_line) < 2 or not status_line[0].startswith("HTTP/1."):
             raise WireError(f"not an HTTP/1.1 answer: {lines[0][:60]!r}")
         try:
             self.status = int(status_line[1])
@@ -323,15 +323,15 @@ class Connection(asyncio.Protocol):
             raise WireError(f"bad status line {lines[0][:60]!r}") from None
         headers: dict[str, str] = {}
         for line in lines[1:]:
-            name, sep, value = line.partition(b":")
+            name, sep, value = line.partition(":")
             if not sep:
                 raise WireError(f"bad header line {line[:60]!r}")
-            key = name.strip().decode("latin-1").lower()
-            text = value.strip().decode("latin-1")
+            key = name.strip().lower()
+            text = value.strip()
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
         self.headers = headers
         connection = headers.get("connection", "").lower()
-        self._keep = status_line[0] != b"HTTP/1.0" and "close" not in connection
+        self._keep = status_line[0] != "HTTP/1.0" and "close" not in connection
         if 100 <= self.status < 200:  # an interim answer (100 Continue): the real one follows
             self._state, self.status, self.headers = _HEAD, 0, {}
             return

@@ -142,15 +142,21 @@ class Wire:
 def _request_head(
     method: str, target: str, host: bytes, headers: dict[str, str], body: bytes | None
 ) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1\r\n".encode("ascii"), b"Host: " + host + b"\r\n"]
-    for name, value in headers.items():
-        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-            raise ValueError(f"header {name!r} holds a line break")
-        lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+    fields = [f"{name}: {value}" for name, value in headers.items()]
+    for field in fields:
+        if "\r" in field or "\n" in field:
+            raise ValueError(f"header {field.partition(':')[0]!r} holds a line break")
     if body is not None and "Content-Length" not in headers:
-        lines.append(f"Content-Length: {len(body)}\r\n".encode("ascii"))
-    lines.append(b"Accept-Encoding: identity\r\n\r\n")
-    return b"".join(lines)
+        fields.append(f"Content-Length: {len(body)}")
+    fields.append("Accept-Encoding: identity\r\n\r\n")
+    return b"".join(
+        (
+            f"{method} {target} HTTP/1.1\r\nHost: ".encode("ascii"),
+            host,
+            b"\r\n",
+            "\r\n".join(fields).encode("latin-1"),
+        )
+    )
 
 
 def wire_for(route: Route, url_prefix: str) -> Wire | None:

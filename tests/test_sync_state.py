@@ -408,3 +408,44 @@ def test_an_index_of_format_1_is_refused_with_what_to_do(db: Path) -> None:
         State.open(db)
     message = str(refused.value)
     assert "bucket format 1" in message and "dropbeard init" in message and "\n" not in message
+
+
+def test_a_base_and_its_stat_row_written_together_are_the_rows_written_apart(
+    tmp_path: Path,
+) -> None:
+    """`put_bases` with stat rows writes each path once: the same rows as writing the
+    bases, then the stat rows; the stat rows of paths without a new base stay for
+    `put_stats`."""
+    chunks = (Chunk(SHA_A, 10 * MiB), Chunk(SHA_B, 7 * MiB))
+    bases = [("docs/a.txt", CLEAN), ("old.txt", DELETED), ("b.txt", CONFLICTED)]
+    stats: list[tuple[str, StatRow]] = [
+        ("docs/a.txt", (5, 1, 2, 3, SHA_A, None)),
+        ("b.txt", (17 * MiB, 4, 5, 6, SHA_B, chunks)),
+        ("only-stat.txt", (7, 8, 9, 10, SHA_A, None)),
+    ]
+    found = []
+    for together in (False, True):
+        db = tmp_path / f"{together}" / "state.sqlite"
+        db.parent.mkdir()
+        state = State.open(db, create=True)
+        state.put_stats([("docs/a.txt", (1, 1, 1, 1, SHA_B, None))])  # an older row
+        if together:
+            left = dict(stats)
+            state.put_bases(bases, left)
+            assert left == {"only-stat.txt": (7, 8, 9, 10, SHA_A, None)}
+            state.put_stats(left.items())
+        else:
+            state.put_bases(bases)
+            state.put_stats(stats)
+        found.append(
+            (
+                state.stat_cache(),
+                state.bases(),
+                state.statuses(),
+                list(state.chunked_files()),
+                state.holds_blob(SHA_A),
+            )
+        )
+        state.close()
+    assert found[0] == found[1]
+    assert found[1][0]["b.txt"] == (17 * MiB, 4, 5, 6, SHA_B, chunks)

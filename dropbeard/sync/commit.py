@@ -78,10 +78,14 @@ def commit_pass(state: State, outcome: PassOutcome) -> None:
     problems = outcome.problems
     if outcome.only is not None:  # a pass over some paths settles only their problems
         problems = problems_after(state.problems(), problems, outcome.only)
+    # A path's base and stat row go in one write (`State.put_bases`); one this pass stops
+    # tracking keeps only its stat row, as before (its base is forgotten first).
+    gone = set(outcome.untracked)
+    stat_of = {path: row for path, row in stats if path not in gone}
     with state.transaction():
-        state.put_bases(bases)
+        state.put_bases(bases, stat_of)
         state.put_bases((p, None) for p in outcome.untracked)
-        state.put_stats(stats)
+        state.put_stats([*stat_of.items(), *((p, r) for p, r in stats if p in gone)])
         state.replace_pending(outcome.pending)
         if outcome.ignore_digest is not None:
             state.set_meta("ignore_digest", outcome.ignore_digest)

@@ -223,12 +223,20 @@ class State:
             ((p, *row[:5], _encode_chunks(row[5])) for p, row in rows),
         )
 
-    def put_bases(self, rows: Iterable[tuple[str, Base | None]]) -> None:
+    def put_bases(
+        self,
+        rows: Iterable[tuple[str, Base | None]],
+        stats: dict[str, StatRow] | None = None,
+    ) -> None:
         """Set (path, base, or None to forget the path): its status follows from the base
         (`core.passrules.base_status`), and the blob of the file it publishes (or, for a
-        file stored in chunks, its chunks: SPEC 1.6) is recorded for `holds_blob`."""
+        file stored in chunks, its chunks: SPEC 1.6) is recorded for `holds_blob`. A path
+        kept whose stat-cache row is in `stats` gets it in the same write (taken out of
+        `stats`): each row written once, not once for its base and again for its stat
+        row (`put_stats`), which halves what a first sync's commit costs."""
         forget: list[str] = []
         keep: list[tuple[str, bytes, str, str | None]] = []
+        keep_with_stat: list[tuple[object, ...]] = []
         chunks: list[tuple[str, str]] = []
         for path, base in rows:
             if base is None:
@@ -238,15 +246,29 @@ class State:
             blob = None if listed is None or listed.chunks is not None else listed.sha256
             if listed is not None and listed.chunks is not None:
                 chunks.extend((path, c.sha256) for c in listed.chunks)
-            keep.append((path, _BASE_ENCODER.encode(base), base_status(base), blob))
+            row = (path, _BASE_ENCODER.encode(base), base_status(base), blob)
+            stat = None if stats is None else stats.pop(path, None)
+            if stat is None:
+                keep.append(row)
+            else:
+                keep_with_stat.append((*row, *stat[:5], _encode_chunks(stat[5])))
         self._db.executemany("DELETE FROM files WHERE path=?", ((p,) for p in forget))
         self._db.executemany(
-            "DELETE FROM held_chunks WHERE path=?", ((p,) for p in [*forget, *(k[0] for k in keep)])
+            "DELETE FROM held_chunks WHERE path=?",
+            ((p,) for p in [*forget, *(k[0] for k in keep), *(k[0] for k in keep_with_stat)]),
         )
         self._db.executemany(
             "INSERT INTO files (path, base, status, blob) VALUES (?, ?, ?, ?) ON CONFLICT(path) "
             "DO UPDATE SET base=excluded.base, status=excluded.status, blob=excluded.blob",
             keep,
+        )
+        self._db.executemany(
+            f"INSERT INTO files (path, base, status, blob, {_STAT_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
+            "base=excluded.base, status=excluded.status, blob=excluded.blob, "
+            "size=excluded.size, mtime_ns=excluded.mtime_ns, inode=excluded.inode, "
+            "ctime_ns=excluded.ctime_ns, sha256=excluded.sha256, chunks=excluded.chunks",
+            keep_with_stat,
         )
         self._db.executemany("INSERT OR IGNORE INTO held_chunks VALUES (?, ?)", chunks)
 

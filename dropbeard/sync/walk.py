@@ -341,9 +341,14 @@ def only_targets(only: Collection[str]) -> set[str] | None:
         if not parts:
             return None
         out.add("/".join(parts))
-    return {p for p in out if not any(a in out for a in ancestors(p))}
+    return {p for p in out if not _under_any(p, out)}
 
 
-def ancestors(path: str) -> list[str]:
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+def _under_any(path: str, paths: set[str]) -> bool:
+    """True if a folder above `path` is one of `paths` (looked up from the nearest)."""
+    head, sep = path, "/"
+    while sep:
+        head, sep, _ = head.rpartition("/")
+        if sep and head in paths:
+            return True
+    return False

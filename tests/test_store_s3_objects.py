@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from dropbeard.core.errors import (
@@ -78,6 +79,74 @@ async def test_after_the_first_two_of_each_kind_botocore_builds_no_more(
     assert len(puts) == 10  # one request each, no retry
     assert [r.headers for r in puts if "expect" in r.headers] == []  # one round trip each
     assert len(spy.requests) == 30
+
+
+async def test_requests_started_together_wait_for_two_to_show_the_shape(
+    spied: tuple[S3Store, HttpSpy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first upload starts dozens of PUTs at once: two go through botocore and show
+    the shape, the others wait for it and are stamped (not each built by botocore)."""
+    store, spy = spied
+    calls = await _botocore_calls(store, monkeypatch)
+    blobs = {f"together/{i}": b"blob %d" % i * (i + 1) for i in range(40)}
+    got: dict[str, bytes] = {}
+
+    async def put(key: str, data: bytes) -> None:
+        await store.put_if_absent(key, data, sha256=sha(data))
+
+    async def get(key: str) -> None:
+        got[key] = await store.get(key)
+
+    async with anyio.create_task_group() as tg:
+        for key, data in blobs.items():
+            tg.start_soon(put, key, data)
+    async with anyio.create_task_group() as tg:
+        for key in blobs:
+            tg.start_soon(get, key)
+
+    assert got == blobs
+    assert sorted(calls) == ["GetObject"] * 2 + ["PutObject"] * 2
+    assert len([r for r in spy.requests if r.method == "PUT"]) == 40
+
+
+async def test_requests_waiting_for_a_shape_go_on_when_the_learning_ones_fail(
+    spied: tuple[S3Store, HttpSpy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error answer teaches no shape: the requests that waited are not held two at a
+    time behind the failing ones, they go (through botocore) and report their own errors."""
+    store, _ = spied
+    client = await store._client()
+    make = client._make_api_call
+    calls: list[str] = []
+    in_flight = [0, 0]  # now, at most
+
+    async def slowly(operation: str, params: dict[str, Any]) -> Any:
+        calls.append(operation)
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        try:
+            await anyio.sleep(0.05)  # long enough for the others to pile up behind
+            return await make(operation, params)
+        finally:
+            in_flight[0] -= 1
+
+    monkeypatch.setattr(client, "_make_api_call", slowly)
+    missing = [f"missing/{i}" for i in range(20)]
+    failed: list[str] = []
+
+    async def get(key: str) -> None:
+        try:
+            await store.get(key)
+        except NotFound:
+            failed.append(key)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for key in missing:
+                tg.start_soon(get, key)
+    assert sorted(failed) == sorted(missing)
+    assert calls == ["GetObject"] * 20
+    assert in_flight[1] > 2 * s3objects.LEARNERS  # once the first failed, the rest went together
 
 
 KEYS = [

@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
+import anyio
 import msgspec
 from aiobotocore.credentials import AioCredentials
 from aiobotocore.endpoint import convert_to_response_dict
@@ -66,6 +67,11 @@ CONDITIONS = {"IfNoneMatch": "If-None-Match", "IfMatch": "If-Match"}
 _EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #: Answers that mean botocore has something to learn (a region, a redirect).
 _RELEARN = frozenset({301, 302, 307, 400})
+#: Requests of one kind botocore builds at once while its shape is being learned (the
+#: two `_learned` compares); the others wait for what those show instead of each going
+#: through botocore too: a first upload starts dozens of PUTs at once, and a request
+#: botocore builds costs several times the CPU of a stamped one.
+LEARNERS = 2
 
 
 class ObjectReply(msgspec.Struct, frozen=True):
@@ -217,6 +223,11 @@ class ObjectRequests:
         self._client = client
         self._shapes: dict[str, Shape | None] = {}
         self._candidates: dict[str, Shape] = {}  # seen once, waiting to be seen again
+        self._learners: dict[str, int] = {}  # requests through botocore learning a shape
+        self._learnt: dict[str, anyio.Event] = {}  # set as each of those ends
+        #: kinds whose learning request failed (an error answer teaches nothing): their
+        #: requests no longer wait, each goes through botocore until a shape is learnt
+        self._ungated: set[str] = set()
         self._routes: dict[str, Route | Wire | None] = {}  # by URL prefix
         self._fixed: Any = None  # credentials that never change, frozen
         client.meta.events.register("before-send.s3", _watch)
@@ -271,13 +282,43 @@ class ObjectRequests:
         body: bytes | None = None,
         sha256: str | None = None,
     ) -> ObjectReply:
-        shape = self._shapes.get(operation)
-        if shape is not None and (body is None or sha256 is not None):
-            answer = await self._stamped(shape, operation, s3_key, conditions, body, sha256)
-            if answer is not None:
-                return _reply(answer.headers, answer.body)
-            self._shapes.pop(operation, None)  # something to learn: botocore again
-        return await self._through_botocore(operation, bucket, s3_key, conditions, body, sha256)
+        learnable = body is None or sha256 is not None
+        if learnable:
+            shape = await self._shape(operation)
+            if shape is not None:
+                answer = await self._stamped(shape, operation, s3_key, conditions, body, sha256)
+                if answer is not None:
+                    return _reply(answer.headers, answer.body)
+                self._shapes.pop(operation, None)  # something to learn: botocore again
+        if not learnable or operation in self._shapes:
+            return await self._through_botocore(operation, bucket, s3_key, conditions, body, sha256)
+        self._learners[operation] = self._learners.get(operation, 0) + 1
+        try:
+            return await self._through_botocore(operation, bucket, s3_key, conditions, body, sha256)
+        except BaseException:
+            self._ungated.add(operation)
+            raise
+        finally:
+            self._learners[operation] -= 1
+            ended = self._learnt.pop(operation, None)
+            if ended is not None:
+                ended.set()
+
+    async def _shape(self, operation: str) -> Shape | None:
+        """The shape to stamp `operation` from; None to send it through botocore: settled
+        there, or to learn its shape (as one of the LEARNERS at a time, while the other
+        requests of its kind wait for what they show)."""
+        while (
+            operation not in self._shapes
+            and operation not in self._ungated
+            # the shapes on their way: in flight, and one already seen (`_learned`)
+            and self._learners.get(operation, 0) + (operation in self._candidates) >= LEARNERS
+        ):
+            ended = self._learnt.get(operation)
+            if ended is None:
+                ended = self._learnt[operation] = anyio.Event()
+            await ended.wait()
+        return self._shapes.get(operation)
 
     async def _through_botocore(
         self,
@@ -318,6 +359,7 @@ class ObjectRequests:
         """Keep `shape` once two requests botocore made showed it alike (a header that
         changes per request shows up as two shapes); a request that does not stamp back,
         or two unlike shapes, leave the operation with botocore for good."""
+        self._ungated.discard(operation)
         candidate = self._candidates.pop(operation, None)
         if shape is None or (candidate is not None and candidate != shape):
             self._shapes[operation] = None

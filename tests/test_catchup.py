@@ -194,6 +194,22 @@ def test_a_device_away_while_another_added_many_catches_up_in_batches(
     assert one_pass(a, batch=40).downloaded == 0
 
 
+def test_a_few_paths_past_a_batch_are_not_a_batch_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Up to a quarter more than a batch goes in one (the last) plan: 314 paths with
+    batches of 300 are one reconcile, not 300 and then 14 after the first drained; with
+    batches of 150 they are 150, then the 164 left (not 150, 150 and 14)."""
+    a = filled(tmp_path)
+    every = FOLDERS * FILES + FOLDERS + 2
+    for batch, plans in ((300, [every]), (150, [150, every - 150])):
+        b = device(tmp_path, f"b{batch}")
+        planned = Planned(monkeypatch)
+        assert one_pass(b, batch=batch).downloaded == FOLDERS * FILES
+        assert files(b) == files(a)
+        assert [n for n in planned.paths if n > 0][: len(plans)] == plans
+
+
 def test_a_crash_between_catch_up_batches_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,6 +29,7 @@ import msgspec
 from dropbeard.core.model import Entry
 from dropbeard.core.treediff import to_entry
 from dropbeard.sync.batches import Batches
+from dropbeard.sync.folderrows import with_slack
 from dropbeard.sync.inputs import RemoteSide
 from dropbeard.sync.remote import UNREADABLE, DeviceView
 from dropbeard.sync.treeread import diff
@@ -36,9 +37,9 @@ from dropbeard.sync.treeread import diff
 
 async def catch_up(batches: Batches, remote: RemoteSide) -> None:
     """Commit the changes of every `oversized` device of `remote` in batches of
-    `batch_paths` paths. A device whose tree fails to read part way is skipped from then
-    on (a problem names it); what its earlier batches committed was verified, and
-    stays."""
+    `batch_paths` paths (the last up to a quarter larger: `with_slack`). A device whose
+    tree fails to read part way is skipped from then on (a problem names it); what its
+    earlier batches committed was verified, and stays."""
     read = remote.read
     assert read is not None
     meter = batches.run.opts.meter
@@ -62,14 +63,16 @@ async def catch_up(batches: Batches, remote: RemoteSide) -> None:
 async def _device(batches: Batches, remote: RemoteSide, view: DeviceView) -> None:
     """Stream `view`'s diff (from the tree it was diffed from) a batch at a time."""
     size = max(1, batches.run.opts.batch_paths)
+    most = with_slack(size)  # what the last batch may take
     batch: dict[str, Entry | None] = {}
     trees = batches.run.trees
     async with aclosing(diff(trees, view.since, view.tree)) as differences:
         async for path, _, new in differences:
             batch[path] = None if new is None else to_entry(path, new)
-            if len(batch) >= size:
-                await _flush(batches, remote, view, batch)
-                batch = {}
+            if len(batch) > most:  # more than a last batch: a batch of them goes
+                held = list(batch.items())
+                await _flush(batches, remote, view, dict(held[:size]))
+                batch = dict(held[size:])
     if batch:
         await _flush(batches, remote, view, batch)
 

@@ -30,6 +30,7 @@ from dropbeard.sync.bases import Bases
 from dropbeard.sync.batches import Batches, Done
 from dropbeard.sync.catchup import catch_up
 from dropbeard.sync.commit import PassOutcome, commit_pass
+from dropbeard.sync.folderrows import with_slack
 from dropbeard.sync.fullpass import PassIn, check_against_full
 from dropbeard.sync.inputs import (
     Ignore,
@@ -186,7 +187,7 @@ async def _read_and_scan(
     whole = _scope(run, loaded, ignore, ())
     if run.opts.only is not None or not (whole.full or loaded.taken):
         batches = _batches(run, loaded, ignore)
-        limit = None if batches is None else max(1, run.opts.batch_paths)
+        limit = None if batches is None else with_slack(max(1, run.opts.batch_paths))
         remote = await read_other_devices(run, loaded, limit)
         if batches is not None and remote.oversized:
             batches.remote = remote

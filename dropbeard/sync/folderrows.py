@@ -139,6 +139,15 @@ class FolderRows:
 #: folder), not by the size of the root.
 BATCH_PATHS = 20_000
 
+
+def with_slack(batch_paths: int) -> int:
+    """The most paths the last batch of other devices' changes takes (`sync.catchup`),
+    and the most a pass reconciles without batches: a quarter more than a batch, so that
+    a few paths past a batch (20,000 files in 800 folders) are not a batch of their own,
+    with its own plan, apply, publish and commit after the others drained."""
+    return batch_paths + batch_paths // 4
+
+
 #: A file's stat-cache stamps, sha256 and chunk list
 Cached = tuple[StatKey, str, tuple[Chunk, ...] | None]
 

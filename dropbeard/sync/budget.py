@@ -81,14 +81,7 @@ class TransferBudget:
         was taken, for `give_memory` once those bytes are written."""
         large = self._large_pool(nbytes)
         nbytes = min(max(nbytes, 0), (large or self._bytes).total)
-        if large is not None:
-            await large.acquire(nbytes)
-        try:
-            await self._bytes.acquire(nbytes)
-        except BaseException:
-            if large is not None:
-                large.release(nbytes)
-            raise
+        await _take(large, self._bytes, nbytes)
         return nbytes
 
     def try_take_memory(self, nbytes: int) -> int | None:
@@ -105,10 +98,7 @@ class TransferBudget:
 
     def give_memory(self, nbytes: int) -> None:
         """Give back what `take_memory` or `try_take_memory` returned."""
-        self._bytes.release(nbytes)
-        large = self._large_pool(nbytes)
-        if large is not None:
-            large.release(nbytes)
+        _give(self._large_pool(nbytes), self._bytes, nbytes)
 
     def _large_pool(self, nbytes: int) -> _Weighted | None:
         """The pool a large transfer's memory also comes from (None for a small one, or
@@ -127,20 +117,30 @@ class _Held:
         self._first, self._then, self._n = first, then, n
 
     async def __aenter__(self) -> None:
-        first, n = self._first, self._n
-        if first is not None:
-            await first.acquire(n)
-        try:
-            await self._then.acquire(n)
-        except BaseException:
-            if first is not None:
-                first.release(n)
-            raise
+        await _take(self._first, self._then, self._n)
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._then.release(self._n)
-        if self._first is not None:
-            self._first.release(self._n)
+        _give(self._first, self._then, self._n)
+
+
+async def _take(first: _Weighted | None, then: _Weighted, n: int) -> None:
+    """Take `n` of `first` (if any), then of `then`: both, or (failed or cancelled while
+    waiting) neither."""
+    if first is not None:
+        await first.acquire(n)
+    try:
+        await then.acquire(n)
+    except BaseException:
+        if first is not None:
+            first.release(n)
+        raise
+
+
+def _give(first: _Weighted | None, then: _Weighted, n: int) -> None:
+    """Give back what `_take` took."""
+    then.release(n)
+    if first is not None:
+        first.release(n)
 
 
 class _Memory:

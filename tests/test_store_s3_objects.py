@@ -26,7 +26,7 @@ from dropbeard.core.errors import (
     Unauthorized,
     Unavailable,
 )
-from dropbeard.store import s3objects, s3route, s3wire
+from dropbeard.store import s3objects, s3route, s3shapes, s3wire
 from dropbeard.store.base import FileSlot
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
@@ -146,7 +146,7 @@ async def test_requests_waiting_for_a_shape_go_on_when_the_learning_ones_fail(
                 tg.start_soon(get, key)
     assert sorted(failed) == sorted(missing)
     assert calls == ["GetObject"] * 20
-    assert in_flight[1] > 2 * s3objects.LEARNERS  # once the first failed, the rest went together
+    assert in_flight[1] > 2 * s3shapes.LEARNERS  # once the first failed, the rest went together
 
 
 KEYS = [

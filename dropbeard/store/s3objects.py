@@ -11,10 +11,11 @@ way out (`before-send`); its URL up to the key and its other headers become that
 `Shape`. A shape is kept only if stamping that very request from it gives back exactly
 what botocore sent, URL, headers and signature, and the next request of that kind shows
 the same shape (so a header that changes per request is not frozen); otherwise every
-request of that kind stays with botocore. Later requests are stamped from the shape,
-signed by the same SigV4 code (`dropbeard.store.s3signer.authorization`), and sent
-through the client's HTTP session's aiohttp session (`dropbeard.store.s3route`: its
-connection pool, proxies, TLS settings and timeouts).
+request of that kind stays with botocore (`dropbeard.store.s3shapes`, which also keeps
+the others of a kind waiting while two are learning). Later requests are stamped from
+the shape, signed by the same SigV4 code (`dropbeard.store.s3signer.authorization`), and
+sent over dropbeard's own connections (`dropbeard.store.s3wire`), or, where a proxy is
+set, through the client's aiohttp session (`dropbeard.store.s3route`).
 
 A 2xx answer is read directly. An error is parsed by botocore's own parser into the
 `ClientError` botocore raises (so `dropbeard.store.s3errors.translate` sees no
@@ -31,13 +32,13 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
-import anyio
 import msgspec
 from aiobotocore.credentials import AioCredentials
 from aiobotocore.endpoint import convert_to_response_dict
 
 from dropbeard.store.s3requests import PAYLOAD_SHA256, parse_timestamp
 from dropbeard.store.s3route import Answer, Consume, Route, route_for, send_plainly
+from dropbeard.store.s3shapes import Shapes
 from dropbeard.store.s3signer import EXCLUDED_HEADERS, authorization, signed_host
 from dropbeard.store.s3wire import Wire, wire_for
 
@@ -67,11 +68,6 @@ CONDITIONS = {"IfNoneMatch": "If-None-Match", "IfMatch": "If-Match"}
 _EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #: Answers that mean botocore has something to learn (a region, a redirect).
 _RELEARN = frozenset({301, 302, 307, 400})
-#: Requests of one kind botocore builds at once while its shape is being learned (the
-#: two `_learned` compares); the others wait for what those show instead of each going
-#: through botocore too: a first upload starts dozens of PUTs at once, and a request
-#: botocore builds costs several times the CPU of a stamped one.
-LEARNERS = 2
 
 
 class ObjectReply(msgspec.Struct, frozen=True):
@@ -221,13 +217,7 @@ class ObjectRequests:
 
     def __init__(self, client: Any) -> None:
         self._client = client
-        self._shapes: dict[str, Shape | None] = {}
-        self._candidates: dict[str, Shape] = {}  # seen once, waiting to be seen again
-        self._learners: dict[str, int] = {}  # requests through botocore learning a shape
-        self._learnt: dict[str, anyio.Event] = {}  # set as each of those ends
-        #: kinds whose learning request failed (an error answer teaches nothing): their
-        #: requests no longer wait, each goes through botocore until a shape is learnt
-        self._ungated: set[str] = set()
+        self._shapes: Shapes[Shape] = Shapes()
         self._routes: dict[str, Route | Wire | None] = {}  # by URL prefix
         self._fixed: Any = None  # credentials that never change, frozen
         client.meta.events.register("before-send.s3", _watch)
@@ -284,7 +274,7 @@ class ObjectRequests:
     ) -> ObjectReply:
         learnable = body is None or sha256 is not None
         if learnable:
-            shape = await self._shape(operation)
+            shape = await self._shapes.wanted(operation)
             if shape is not None:
                 answer = await self._stamped(shape, operation, s3_key, conditions, body, sha256)
                 if answer is not None:
@@ -292,33 +282,8 @@ class ObjectRequests:
                 self._shapes.pop(operation, None)  # something to learn: botocore again
         if not learnable or operation in self._shapes:
             return await self._through_botocore(operation, bucket, s3_key, conditions, body, sha256)
-        self._learners[operation] = self._learners.get(operation, 0) + 1
-        try:
+        with self._shapes.learning(operation):
             return await self._through_botocore(operation, bucket, s3_key, conditions, body, sha256)
-        except BaseException:
-            self._ungated.add(operation)
-            raise
-        finally:
-            self._learners[operation] -= 1
-            ended = self._learnt.pop(operation, None)
-            if ended is not None:
-                ended.set()
-
-    async def _shape(self, operation: str) -> Shape | None:
-        """The shape to stamp `operation` from; None to send it through botocore: settled
-        there, or to learn its shape (as one of the LEARNERS at a time, while the other
-        requests of its kind wait for what they show)."""
-        while (
-            operation not in self._shapes
-            and operation not in self._ungated
-            # the shapes on their way: in flight, and one already seen (`_learned`)
-            and self._learners.get(operation, 0) + (operation in self._candidates) >= LEARNERS
-        ):
-            ended = self._learnt.get(operation)
-            if ended is None:
-                ended = self._learnt[operation] = anyio.Event()
-            await ended.wait()
-        return self._shapes.get(operation)
 
     async def _through_botocore(
         self,
@@ -343,7 +308,7 @@ class ObjectRequests:
         if lesson is not None and (body is None or sha256 is not None):
             credentials = await self._credentials()
             length = None if body is None else len(body)
-            self._learned(operation, learn(lesson, conditions, credentials, length))
+            self._shapes.learned(operation, learn(lesson, conditions, credentials, length))
         data = b""
         if "Body" in resp:
             async with resp["Body"] as stream:
@@ -354,19 +319,6 @@ class ObjectRequests:
             resp.get("LastModified"),
             data,
         )
-
-    def _learned(self, operation: str, shape: Shape | None) -> None:
-        """Keep `shape` once two requests botocore made showed it alike (a header that
-        changes per request shows up as two shapes); a request that does not stamp back,
-        or two unlike shapes, leave the operation with botocore for good."""
-        self._ungated.discard(operation)
-        candidate = self._candidates.pop(operation, None)
-        if shape is None or (candidate is not None and candidate != shape):
-            self._shapes[operation] = None
-        elif candidate is None:
-            self._candidates[operation] = shape
-        else:
-            self._shapes[operation] = shape
 
     async def _credentials(self) -> Any:
         """The credentials to sign with now; fixed ones are frozen once, refreshable ones

@@ -312,11 +312,13 @@ def test_a_later_pass_removes_what_a_killed_upload_left_in_a_directory_remote(
         child.send_signal(signal.SIGKILL)  # only the process this test started
         child.wait()
     temp_dir = Path(bucket.url) / TMP_DIR
-    (left,) = temp_dir.glob("put-*")
-    assert left.stat().st_size > 0
+    # the stalled blob's, and maybe a tree node's cut short (they go up beside the blobs)
+    left = list(temp_dir.glob("put-*"))
+    assert any(f.stat().st_size > 0 for f in left)
 
     an_hour_later = time.time() - STALE_TEMP_SECONDS - 60
-    os.utime(left, (an_hour_later, an_hour_later))
+    for f in left:
+        os.utime(f, (an_hour_later, an_hour_later))
     a.sync()
     b.sync()
 

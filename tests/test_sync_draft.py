@@ -180,3 +180,32 @@ def test_a_file_changed_while_uploaded_is_published_as_before_not_as_drafted(
 
 async def _keys(store: Store, prefix: str) -> list[str]:
     return [info.key async for page in store.list(prefix) for info in page.objects]
+
+
+@pytest.mark.parametrize("batch_paths", [None, 10], ids=["one pass", "in batches"])
+def test_a_first_publish_builds_its_whole_tree_beside_its_blobs(
+    tmp_path: Path, batch_paths: int | None
+) -> None:
+    """A first sync has no last tree to update: its whole tree is built while the blobs
+    go up (in one pass, or batch by batch), and the publish writes no node again."""
+    folder = tmp_path / "root"
+    (tmp_path / "remote").mkdir()
+    args = ["init", str(folder), "--remote", str(tmp_path / "remote"), "--root-id", "r1"]
+    assert main([*args, "--device-id", ME, "-q"]) == 0
+    for i in range(FOLDERS):
+        for j in range(3):
+            write(folder, f"top{i % 4}/d{i}/f{j}.txt", f"file {i} {j}\n")
+    store = Timeline(LocalStore(tmp_path / "remote"))
+    opts = PassOptions() if batch_paths is None else PassOptions(batch_paths=batch_paths)
+
+    run_one_pass(folder, store, opts)
+
+    assert store.nodes_beside_blobs > 0
+    assert len(set(store.nodes)) == len(store.nodes)  # no node written twice
+    assert store.order.count("blob") == 3 * FOLDERS
+    assert store.order[-2:] == ["snapshot", "head"]
+    if batch_paths is None:
+        assert store.order.count("node") == FOLDERS + 4 + 1
+        assert store.order.count("head") == 1
+    assert listed(folder) == agreed(folder)
+    assert len([p for p in listed(folder) if p.endswith(".txt")]) == 3 * FOLDERS

@@ -32,7 +32,7 @@ from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.passscope import Changes, Scope, find_changes
 from dropbeard.sync.publication import upload_plan_blobs
 from dropbeard.sync.scan import LocalItem, ScanResult
-from dropbeard.sync.treepublish import publish_if_changed
+from dropbeard.sync.treepublish import publish_if_changed, while_drafting
 
 
 class Done(msgspec.Struct):
@@ -160,10 +160,18 @@ class Batches:
         guard = guard_deletes(plan, tracked, root_empty=False, allow=run.opts.allow_mass_delete)
         plan = guard.applied_to(plan)
         applied = await apply_to_folder(run, plan, local)
-        uploaded = await upload_plan_blobs(run, inputs, guard, plan, local.result, remote.remotes)
+        uploaded, draft = await while_drafting(  # the tree's nodes go up with the blobs
+            run,
+            self.loaded,
+            held_listing(plan, applied.failed, changes.base),
+            self.bases,
+            changes.base,
+            [],
+            lambda: upload_plan_blobs(run, inputs, guard, plan, local.result, remote.remotes),
+        )
         held = held_listing(uploaded.plan, applied.failed, changes.base)
         publication = await publish_if_changed(
-            run, self.loaded, held, None, self.bases, changes.base, []
+            run, self.loaded, held, None, self.bases, changes.base, [], draft
         )
         outcome = PassOutcome(
             local,

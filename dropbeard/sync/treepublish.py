@@ -69,11 +69,14 @@ class Publication(msgspec.Struct, frozen=True):
 
 
 class TreeDraft(msgspec.Struct, frozen=True):
-    """A tree written ahead of its publish: `last` with `changes` applied is `root`."""
+    """A tree written ahead of its publish: `last` with `changes` applied is `root`; for
+    a first publish (`last` None), the tree built from the whole listing, whose counts
+    are `built`."""
 
-    last: str
+    last: str | None
     changes: dict[str, TreeEntry | None]
     root: str
+    built: Listing | None = None
 
 
 async def while_drafting(
@@ -86,9 +89,10 @@ async def while_drafting(
     upload: Callable[[], Awaitable[T]],
 ) -> tuple[T, TreeDraft | None]:
     """Await `upload()` while the nodes of the tree `plan` would publish (the last tree
-    updated: see `publish_if_changed`) are written; its result, and that tree (None when
-    nothing was drafted: a first publish, a plan listing every path, or a last tree that
-    cannot be read, which `publish_if_changed` then reports)."""
+    updated, or on a first publish the whole listing built: see `publish_if_changed`) are
+    written; its result, and that tree (None when nothing was drafted: a plan listing
+    every path, a head to mend, or a last tree that cannot be read, which
+    `publish_if_changed` then reports)."""
     drafts: list[TreeDraft | None] = []
 
     async def draft() -> None:
@@ -110,8 +114,13 @@ async def _draft(
     untracked: list[str],
 ) -> TreeDraft | None:
     last = loaded.last_tree
-    if not plan.publishes or last is None or loaded.mend_head:
+    if not plan.publishes or loaded.mend_head:
         return None
+    if last is None:  # a first publish: the whole tree, built while the blobs go up
+        whole = await anyio.to_thread.run_sync(_changes, plan, bases, base, untracked, None)
+        entries = await anyio.to_thread.run_sync(whole.tree_entries)
+        built = await _built(run, bases, whole)
+        return TreeDraft(None, entries, built.tree, built)
     if not (plan.listing or untracked):
         return None  # nothing listed or unlisted: an idle pass changes no tree
     if plan.complete:
@@ -242,7 +251,8 @@ async def _new_listing(
 ) -> Listing:
     """The new tree, in the bucket, and what it holds: the last one (`last`) updated (the
     `draft`, if it made the same changes to it), or (first publish, or the last one
-    unreadable) one built from the whole listing."""
+    unreadable) one built from the whole listing (the `draft`'s, on a first publish whose
+    changes it drafted)."""
     if last is not None:
         try:
             changes = await anyio.to_thread.run_sync(found.tree_entries)
@@ -256,6 +266,15 @@ async def _new_listing(
             if loaded.last_files is None or loaded.last_bytes is None:
                 return await _counted(run, tree)
             return Listing(tree, loaded.last_files + found.files, loaded.last_bytes + found.bytes)
+    first = None if draft is None or draft.built is None or loaded.last_tree else draft
+    if first is not None and first.changes == await anyio.to_thread.run_sync(found.tree_entries):
+        assert first.built is not None
+        return first.built
+    return await _built(run, bases, found)
+
+
+async def _built(run: PassRun, bases: Bases, found: TreeChanges) -> Listing:
+    """The tree of the whole listing (the agreed bases with `found` applied), built."""
     ordered = await anyio.to_thread.run_sync(_whole_listing, bases, found)
     tree = await build(run.trees, _under_folders(ordered))
     files = [e for _, e in ordered if e.type == "file"]

@@ -232,8 +232,10 @@ class TreeStore:
         seen = self.cache.seen_at(digest)
         return seen is not None and self._clock() - seen < self.present_for
 
-    async def write(self, nodes: Iterable[tuple[str, bytes]]) -> None:
-        """Make sure every node (digest, canonical bytes) is in the bucket."""
+    def absent(self, nodes: Iterable[tuple[str, bytes]]) -> dict[str, bytes]:
+        """Those of `nodes` (digest, canonical bytes) not known present, once each (the
+        others counted as skipped). It may look in the disk cache, a `stat` per node:
+        call it in a worker thread for more than a few."""
         todo: dict[str, bytes] = {}
         for digest, data in nodes:
             if digest in todo:
@@ -242,6 +244,15 @@ class TreeStore:
                 self.stats.skipped += 1
             else:
                 todo[digest] = data
+        return todo
+
+    async def write(self, nodes: Iterable[tuple[str, bytes]], *, absent: bool = False) -> None:
+        """Make sure every node (digest, canonical bytes) is in the bucket; `absent`:
+        `nodes` came from `absent`, not to be looked for again."""
+        if absent:
+            todo = dict(nodes)
+        else:
+            todo = await anyio.to_thread.run_sync(self.absent, list(nodes))
         if len(todo) == 1:
             await self._put(next(iter(todo.items())))
         elif todo:

@@ -256,7 +256,7 @@ async def build(
     async def upload(mine: anyio.abc.ObjectReceiveStream[NodeBytes]) -> None:
         async with mine:
             async for node in mine:
-                await trees.write([node])
+                await trees.write([node], absent=True)
 
     async def produce() -> str:
         async with send:
@@ -264,15 +264,23 @@ async def build(
             async for item in _each(items):
                 batch.append(item)
                 if len(batch) == BUILD_BATCH:
-                    for node in await anyio.to_thread.run_sync(builder.feed, batch):
+                    for node in await anyio.to_thread.run_sync(fed, batch):
                         await send.send(node)
                     batch = []
-            for node in await anyio.to_thread.run_sync(builder.feed, batch):
+            for node in await anyio.to_thread.run_sync(fed, batch):
                 await send.send(node)
-            root, rest = await anyio.to_thread.run_sync(builder.finish)
+            root, rest = await anyio.to_thread.run_sync(finished)
             for node in rest:
                 await send.send(node)
         return root
+
+    # (in a worker thread) the nodes done, less those known to be in the bucket
+    def fed(batch: list[tuple[str, TreeEntry]]) -> list[NodeBytes]:
+        return list(trees.absent(builder.feed(batch)).items())
+
+    def finished() -> tuple[str, list[NodeBytes]]:
+        root, rest = builder.finish()
+        return root, list(trees.absent(rest).items())
 
     with first_error():
         async with anyio.create_task_group() as tg:

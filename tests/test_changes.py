@@ -164,7 +164,8 @@ async def test_the_daemon_logs_each_changed_path_and_shows_transfers_by_path(
                 device_id="laptop")
     )  # fmt: skip
     (root / "docs").mkdir()
-    (root / "docs" / "report.md").write_text("# report\n")
+    # larger than a first sync sends while it hashes (`sync.ahead`): sent while uploading
+    (root / "docs" / "report.md").write_text("# report\n" * 8000)
     sock = tmp_path / "c.sock"
     log = io.StringIO()
     daemon = Daemon(
@@ -196,7 +197,7 @@ async def test_the_daemon_logs_each_changed_path_and_shows_transfers_by_path(
     events = [json.loads(line) for line in log.getvalue().splitlines()]
     uploaded = [e for e in events if e["event"] == "uploaded"]
     assert [(e["path"], e["bytes"], e["root"]) for e in uploaded] == [
-        ("docs/report.md", 9, str(root))
+        ("docs/report.md", 72000, str(root))
     ]
     assert not any("blobs/" in str(e.get("path", "")) for e in events)
 

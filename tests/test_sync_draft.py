@@ -192,9 +192,9 @@ def test_a_first_publish_builds_its_whole_tree_beside_its_blobs(
     (tmp_path / "remote").mkdir()
     args = ["init", str(folder), "--remote", str(tmp_path / "remote"), "--root-id", "r1"]
     assert main([*args, "--device-id", ME, "-q"]) == 0
-    for i in range(FOLDERS):
+    for i in range(FOLDERS):  # larger than a first sync sends while it hashes (sync.ahead)
         for j in range(3):
-            write(folder, f"top{i % 4}/d{i}/f{j}.txt", f"file {i} {j}\n")
+            write(folder, f"top{i % 4}/d{i}/f{j}.txt", f"file {i} {j}\n" * 7000)
     store = Timeline(LocalStore(tmp_path / "remote"))
     opts = PassOptions() if batch_paths is None else PassOptions(batch_paths=batch_paths)
 

@@ -65,7 +65,8 @@ def test_a_published_tree_never_names_a_blob_missing_from_the_bucket(tmp_path: P
     remote.mkdir()
     init = ["init", str(root), "--remote", str(remote), "--root-id", "r1", "--device-id", "a"]
     assert main([*init, "-q"]) == 0
-    same = b"the same bytes at four paths\n"
+    # (larger than a first sync sends while it hashes, `sync.ahead`: read again to upload)
+    same = b"the same bytes at four paths\n" * 4000
     for name in ("1.txt", "2.txt", "3.txt", "4.txt"):
         (root / name).write_bytes(same)
 

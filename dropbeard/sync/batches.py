@@ -23,6 +23,7 @@ from dropbeard.core.passrules import PlanInputs, held_listing, local_entries, wi
 from dropbeard.core.problems import Problem
 from dropbeard.core.safety import counts_tracked, guard_deletes
 from dropbeard.core.scope import with_folders
+from dropbeard.sync.ahead import Ahead, Sent
 from dropbeard.sync.bases import Bases
 from dropbeard.sync.commit import PassOutcome, commit_pass
 from dropbeard.sync.folderrows import Cached
@@ -51,6 +52,8 @@ class Done(msgspec.Struct):
     planned_downloads: int = 0
     planned_uploads: int = 0
     snapshot: str | None = None
+    #: the blobs sent while the scan hashed (`sync.ahead`), for the pass's own upload
+    ahead: Sent | None = None
     pending: set[str] = msgspec.field(default_factory=set)
     problems: list[Problem] = msgspec.field(default_factory=list)
 
@@ -69,6 +72,8 @@ class Batches:
         self.racy = racy
         self.bases = Bases(run.state)
         self.done = Done()
+        #: sends a first sync's small files while the scan hashes (`engine._scan`)
+        self.ahead: Ahead | None = None
         #: why a batch failed (the pass then fails with it, after the scan stopped)
         self.failed: Exception | None = None
 
@@ -160,6 +165,7 @@ class Batches:
         guard = guard_deletes(plan, tracked, root_empty=False, allow=run.opts.allow_mass_delete)
         plan = guard.applied_to(plan)
         applied = await apply_to_folder(run, plan, local)
+        sent = None if self.ahead is None else await self.ahead.finish()
         uploaded, draft = await while_drafting(  # the tree's nodes go up with the blobs
             run,
             self.loaded,
@@ -167,7 +173,7 @@ class Batches:
             self.bases,
             changes.base,
             [],
-            lambda: upload_plan_blobs(run, inputs, guard, plan, local.result, remote.remotes),
+            lambda: upload_plan_blobs(run, inputs, guard, plan, local.result, remote.remotes, sent),
         )
         held = held_listing(uploaded.plan, applied.failed, changes.base)
         publication = await publish_if_changed(

@@ -48,6 +48,9 @@ class Hasher:
         #: for progress: the file being read, and every byte read so far
         self.current: str | None = None
         self.read_bytes = 0
+        #: the bytes of the file `sha256` last hashed, if it read them in one call (a
+        #: file of up to 64 KiB): proven to be the file's, as its digest is
+        self.whole: bytes | None = None
 
     def sha256(self, path: str, disk: str | None, key: StatKey) -> str:
         """The SHA-256 of regular file `path` (named `disk` on disk if set), never read
@@ -94,12 +97,15 @@ class Hasher:
             raise Changed("changed after it was listed")
         buf = self._buf
         digest, got = hashlib.sha256(), 0
+        self.whole = None
         while got < key.size:  # asking for a byte more than expected shows growth
             want = key.size - got + 1
             if want <= _SMALL:  # small reads: one call, no buffer slicing
                 data = os.read(fd, want)
                 n = len(data)
                 digest.update(data)
+                if n == key.size:
+                    self.whole = data
             else:
                 n = os.readv(fd, [buf])
                 digest.update(buf if n == CHUNK else buf[:n])
@@ -110,6 +116,7 @@ class Hasher:
         if self._hook is not None:
             self._hook(path)
         if got != key.size or not _same(os.fstat(fd), key):
+            self.whole = None
             raise Changed("changed while it was being read")
         return digest.hexdigest()
 

@@ -21,6 +21,7 @@ from dropbeard.core.model import Entry
 from dropbeard.core.passrules import StatRow, local_entries, racy_after_ns
 from dropbeard.core.plan import Plan
 from dropbeard.core.problems import Problem
+from dropbeard.sync.ahead import Ahead
 from dropbeard.sync.apply import Applied, apply_plan
 from dropbeard.sync.folderrows import Compare, Flush, FolderRows
 from dropbeard.sync.hashing import HashCounts, StatKey
@@ -69,15 +70,17 @@ async def scan_root(
     problem: Problem | None = None,
     keep: frozenset[str] | None = None,
     flush: Flush | None = None,
+    ahead: Ahead | None = None,
 ) -> LocalScan:
     """Walk the root (or the scope's targets), re-hashing only files the stat cache cannot
     vouch for, with the ignore rules `ignore` (`problem`: why they could not be read).
     `keep` (a whole-root scan that need not see every path: not a full reconcile):
     compare each folder with what state.sqlite tracks in it and keep only what changed
-    and the items of `keep` and below (`dropbeard.sync.folderrows`)."""
+    and the items of `keep` and below (`dropbeard.sync.folderrows`), offering `ahead` the
+    new small files' bytes."""
     targets = scope.targets
     if targets is None and keep is not None:
-        return await _compared_scan(run, ignore, problem, keep, flush)
+        return await _compared_scan(run, ignore, problem, keep, flush, ahead)
     if targets is None:
         cache = await anyio.to_thread.run_sync(run.state.stat_cache)
     else:
@@ -102,6 +105,7 @@ async def _compared_scan(
     problem: Problem | None,
     keep: frozenset[str],
     flush: Flush | None,
+    ahead: Ahead | None,
 ) -> LocalScan:
     """A whole-root scan compared folder by folder with state.sqlite: only what changed
     (or `keep` asks for) becomes an item and an entry; every item, for a pass checked
@@ -118,6 +122,7 @@ async def _compared_scan(
             cache=lambda _: None,
             hashing=None if meter is None else _meter_hashing(meter),
             compare=compare,
+            ahead=ahead,
         )
         if compare.fresh and not run.opts.dry_run:
             await anyio.to_thread.run_sync(_record_stamps, run.state, compare.fresh, rows)

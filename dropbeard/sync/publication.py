@@ -14,6 +14,7 @@ from dropbeard.core.passrules import PlanInputs, blobs_in_bucket, blobs_of, blob
 from dropbeard.core.plan import Plan, Remote
 from dropbeard.core.problems import Problem
 from dropbeard.core.safety import DeleteGuard
+from dropbeard.sync.ahead import Sent
 from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.root import RootPaths
 from dropbeard.sync.scan import ScanResult
@@ -43,6 +44,7 @@ async def upload_plan_blobs(
     plan: Plan,
     scanned: ScanResult,
     remotes: list[Remote],
+    ahead: Sent | None = None,
 ) -> Uploaded:
     """Upload every blob the plan's listing references that the bucket is not known to
     hold (modes that publish; else nothing to do): referenced by the other devices'
@@ -62,6 +64,9 @@ async def upload_plan_blobs(
     period G at most (SPEC 8.2): a round that starts later asks the bucket for every blob
     again. A blob found there but written more than G/2 ago is written again (refreshed)
     so that gc spares it until the head naming it is written.
+
+    `ahead`: the blobs a first sync sent while it scanned (`sync.ahead`), in the bucket
+    since `run.now` at the earliest; those the plan needs are counted as this step's.
     """
     if not plan.publishes or not blobs_to_upload(plan.listing.values(), (), scanned.items):
         return Uploaded(plan)  # no file to offer: the blobs known need not even be read
@@ -82,6 +87,8 @@ async def upload_plan_blobs(
         new = blobs_to_upload(plan.listing.values(), known, scanned.items)
         if not stale:
             new = await anyio.to_thread.run_sync(_not_held, run.state, new, known)
+            if ahead is not None and _round == 0:
+                new = _sent_ahead(new, ahead, known, sent)
         if not new:
             break
         sources = [_source(run.paths, scanned, e) for e in new]
@@ -128,6 +135,24 @@ def _not_held(state: State, entries: list[Entry], known: set[str]) -> list[Entry
         if not all(b in known for b in blobs):
             new.append(entry)
     return new
+
+
+def _sent_ahead(new: list[Entry], ahead: Sent, known: set[str], sent: UploadResult) -> list[Entry]:
+    """Those of `new` whose blob was not sent ahead; the blobs that were join `known`,
+    counted in `sent` once each."""
+    left: list[Entry] = []
+    for entry in new:
+        blob = entry.sha256
+        if entry.chunks is not None or blob is None or blob not in ahead.blobs:
+            left.append(entry)
+        elif blob not in known:
+            known.add(blob)
+            if ahead.blobs[blob]:
+                sent.uploaded += 1
+                sent.uploaded_bytes += entry.size or 0
+            else:
+                sent.skipped_existing += 1
+    return left
 
 
 def _meter_uploads(run: PassRun, sources: list[BlobSource], known: set[str]) -> None:

@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
@@ -27,6 +28,9 @@ from dropbeard.sync.folderrows import Compare
 from dropbeard.sync.hashing import Changed, HashCounts, Hasher, StatKey
 from dropbeard.sync.scanrecord import Cache, LocalItem, Recorder
 from dropbeard.sync.walk import holds_nothing, only_targets, open_root
+
+if TYPE_CHECKING:
+    from dropbeard.sync.ahead import Ahead
 
 _PROGRESS_EVERY_S = 0.25
 __all__ = ["Cache", "LocalItem", "ScanResult", "scan"]
@@ -67,6 +71,7 @@ async def scan(
     progress: Callable[[int], None] | None = None,
     hashing: Callable[[HashCounts], None] | None = None,
     compare: Compare | None = None,
+    ahead: Ahead | None = None,
     _before_final_check: Callable[[str], None] | None = None,
 ) -> ScanResult:
     """Scan `root`: every file, directory and symlink not ignored, files hashed unless
@@ -87,7 +92,8 @@ async def scan(
     `compare` (a whole-root scan only): compare each folder with what state.sqlite tracks
     in it instead of asking `cache`, keep only the items that changed and those it asks
     for, and list the tracked paths that vanished (`dropbeard.sync.folderrows`); the
-    result's `compared` is then `compare`.
+    result's `compared` is then `compare`; and `ahead` (with `compare`: a first sync)
+    is offered the bytes of the new small files as they are hashed (`sync.ahead`).
     """
     if compare is not None and only is not None:
         raise ValueError("scan(compare=...) covers the whole root")
@@ -95,6 +101,7 @@ async def scan(
     root_fd = await anyio.to_thread.run_sync(open_root, os.fspath(root))
     try:
         run = _Scan(root_fd, ignore, cache, max(1, hash_workers), _before_final_check, compare)
+        run.ahead = ahead if compare is not None else None
         async with anyio.create_task_group() as outer:
             outer.start_soon(_stop_on_cancel, run.stop)
             if progress is not None or hashing is not None:
@@ -156,6 +163,7 @@ class _Scan(Recorder):
         self.hashed = [(0, 0)] * workers
         self.done = [0] * workers
         self.hashers: list[Hasher] = []
+        self.ahead: Ahead | None = None
 
     def settled(self) -> int:
         return self.scanned - self.queued + sum(self.done)
@@ -236,6 +244,8 @@ class _Scan(Recorder):
                 sha256, chunks = digest.sha256, digest.chunks
             else:
                 sha256 = hasher.sha256(path, disk, key)
+                if self.ahead is not None and hasher.whole is not None:
+                    self._offer(path, sha256, hasher.whole)
         except Changed as e:
             self.problem(path, "changed_while_reading", f"{path} {e}; it is read again next pass")
             self.missed(path)
@@ -246,3 +256,10 @@ class _Scan(Recorder):
             return False
         self.items[path] = LocalItem(path, "file", mode, key, sha256, None, disk, chunks)
         return True
+
+    def _offer(self, path: str, sha256: str, data: bytes) -> None:
+        """Offer a new file's bytes to `ahead` before its item is recorded (so that no
+        batch takes the item before its blob is offered)."""
+        assert self.ahead is not None and self.compare is not None
+        if self.compare.new(path):
+            self.ahead.offer(path, sha256, data)

@@ -170,7 +170,7 @@ class _Sender(msgspec.Struct):
                     continue
                 key = self.keys.blob(read.src.sha256)
                 async with self.budget.request(nbytes=len(read.data)):
-                    sent = await _put_small(
+                    sent = await put_small(
                         self.store, key, read.data, read.src.sha256, self.fresh_since
                     )
             finally:
@@ -256,7 +256,7 @@ async def _batches(
         yield batch
 
 
-async def _put_small(
+async def put_small(
     store: Store, key: str, data: bytes, sha256: str, fresh_since: float | None
 ) -> bool:
     """Create blob `key` from `data` (verified against `sha256`); False if it was there,

@@ -1,0 +1,151 @@
+"""A first sync's small files sent while the scan is still hashing (IO: store).
+
+A first sync hashes every file before it reconciles, and reconciles before it uploads:
+on a root of small files, the server has nothing to do for the whole scan. The scan's
+hash threads read a small file whole (`sync.hashing`); `Ahead` takes those bytes, with
+the digest they were proven to have, and sends them as blobs while the walk goes on. The
+upload step then finds them sent (`finish`) and reads and sends only the others.
+
+Only where sending early cannot be wasted: a first sync (this device tracks nothing), of
+a root no other device has published a tree of (nothing of it is known to be in the
+bucket), in a pass that publishes (not a dry run). A blob is content-addressed and no
+head names it until the tree listing it is published: sending it before its path is
+reconciled is what an upload that is cut short already does (SPEC 8.2: gc spares it for
+the grace period; the upload step still decides what the tree lists, and sends what is
+not known to be sent).
+
+Nothing waits for it: a file offered while `MEMORY` bytes wait already is left to the
+upload step, as is everything once a request failed (the upload step meets the failure
+again and reports it). Requests share the pass's `TransferBudget`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+
+import anyio
+import msgspec
+
+from dropbeard.core.keys import RootKeys
+from dropbeard.store.base import Store
+from dropbeard.sync.budget import TransferBudget
+from dropbeard.sync.handoff import Handoff
+from dropbeard.sync.meter import PassMeter
+from dropbeard.sync.upload import put_small
+
+#: Files up to this size are offered (read whole in one call by the hash threads).
+LARGEST = 64 * 1024 - 1
+#: Bytes waiting to be sent, at most; a file offered beyond it is left to the upload step.
+MEMORY = 8 * 1024 * 1024
+
+
+class Sent(msgspec.Struct):
+    """What was sent ahead: each blob in the bucket now, True if its bytes went up (False:
+    it was there, written recently enough)."""
+
+    blobs: dict[str, bool] = msgspec.field(default_factory=dict)
+
+
+class Ahead:
+    """Blobs offered by the hash threads (`offer`), sent by `run` in the event loop until
+    `finish`."""
+
+    def __init__(
+        self,
+        store: Store,
+        keys: RootKeys,
+        budget: TransferBudget,
+        fresh_since: float,
+        meter: PassMeter | None = None,
+    ) -> None:
+        self.store = store
+        self.meter = meter
+        self.keys = keys
+        self.budget = budget
+        self.fresh_since = fresh_since
+        self.sent = Sent()
+        self._loop = asyncio.get_running_loop()
+        self._lock = threading.Lock()
+        self._offered: deque[tuple[str, str, bytes]] = deque()  # not yet in `_queue`
+        self._wake_pending = False
+        self._taken: set[str] = set()  # every digest accepted
+        self._waiting_bytes = 0
+        self._closed = False  # no more offers taken
+        self._failed = False  # a request failed: nothing more is sent
+        self._queue: Handoff[tuple[str, bytes]] = Handoff()
+        self._done = anyio.Event()
+
+    # --- the hash threads ----------------------------------------------------------------
+
+    def offer(self, path: str, sha256: str, data: bytes) -> None:
+        """Send `data` (the bytes of `path`, whose SHA-256 is `sha256`, proven) ahead if
+        there is room."""
+        if len(data) > LARGEST:
+            return
+        with self._lock:
+            if self._closed or sha256 in self._taken:
+                return
+            if self._waiting_bytes + len(data) > MEMORY:
+                return
+            self._taken.add(sha256)
+            self._waiting_bytes += len(data)
+            self._offered.append((path, sha256, data))
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        self._loop.call_soon_threadsafe(self._move)
+
+    # --- the event loop -------------------------------------------------------------------
+
+    def _move(self) -> None:
+        with self._lock:
+            self._wake_pending = False
+            offered, self._offered = self._offered, deque()
+        if self.meter is not None and offered:  # transfers shown by path
+            self.meter.name_blobs((sha256, path, len(data)) for path, sha256, data in offered)
+        for _, sha256, data in offered:
+            self._queue.put((sha256, data))
+
+    def _sent(self, nbytes: int) -> None:
+        with self._lock:
+            self._waiting_bytes -= nbytes
+
+    async def run(self) -> None:
+        """Send what is offered, until `finish` (or cancelled)."""
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(self.budget.small_requests):
+                    tg.start_soon(self._send)
+        finally:
+            self._done.set()
+
+    async def _send(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            sha256, data = item
+            try:
+                if not self._failed:
+                    async with self.budget.request(nbytes=len(data)):
+                        went_up = await put_small(
+                            self.store, self.keys.blob(sha256), data, sha256, self.fresh_since
+                        )
+                    self.sent.blobs[sha256] = went_up
+            except Exception:  # the upload step sends it, and meets the error if it stays
+                self._failed = True
+                self._close()
+            finally:
+                self._sent(len(data))
+
+    def _close(self) -> None:
+        with self._lock:
+            self._closed = True
+
+    async def finish(self) -> Sent:
+        """Take no more offers, wait until what was taken is sent (or given up), and say
+        what is in the bucket. `run` then returns."""
+        self._close()
+        self._move()  # (a move scheduled before finds nothing left)
+        self._queue.close()
+        await self._done.wait()
+        return self.sent

@@ -1,0 +1,210 @@
+"""A first sync sends its small files while the scan is still hashing (sync.ahead): the
+blobs go up beside the scan, each once, and are counted as uploaded; never when another
+device published a tree (its blobs may be those bytes), on a dry run, or again after a
+failed request (the upload step sends what is left)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import pytest
+
+from dropbeard.cli.main import main
+from dropbeard.core.keys import RootKeys
+from dropbeard.store.base import Store
+from dropbeard.store.forwarding import ForwardingStore
+from dropbeard.store.local import LocalStore
+from dropbeard.sync import hashing
+from dropbeard.sync.engine import PassOptions
+from dropbeard.sync.meter import Direction, PassMeter, Transfer
+from tests.faults import FaultStore
+from tests.onepass import run_one_pass
+from tests.test_sync_treepublish import agreed, listed
+
+KEYS = RootKeys("r1")
+FILES = 60
+#: How long the scan's hashing waits, half-way, for a blob to go up: a scan that does
+#: not send ahead waits this long, and the test fails.
+PATIENCE = 10.0
+
+
+class BlobPuts(ForwardingStore):
+    """Counts the blob PUTs per key; `first` is set when the first one begins."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.puts: Counter[str] = Counter()
+        self.first = threading.Event()
+
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        if key.startswith(KEYS.blobs_prefix):
+            self.puts[key] += 1
+            self.first.set()
+        return await super().put_if_absent(key, data, sha256=sha256)
+
+
+def device(tmp_path: Path, name: str) -> Path:
+    folder = tmp_path / name
+    (tmp_path / "remote").mkdir(exist_ok=True)
+    args = ["init", str(folder), "--remote", str(tmp_path / "remote"), "--root-id", "r1"]
+    assert main([*args, "--device-id", name, "-q"]) == 0
+    return folder
+
+
+def fill(root: Path, tag: str, count: int = FILES) -> int:
+    """`count` small files in a few folders; their bytes in total. (A batch of 40 is
+    taken after the hashing's half-way point.)"""
+    total = 0
+    for i in range(count):
+        path = root / f"d{i % 5}" / f"f{i}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = f"{tag} {i}\n".encode() * (i + 1)
+        path.write_bytes(data)
+        total += len(data)
+    return total
+
+
+class Halfway:
+    """Half-way through the hashing, the scan waits (at most PATIENCE) for a blob PUT to
+    begin on `store`; `during_scan` says whether one did."""
+
+    def __init__(self) -> None:
+        self.store: BlobPuts | None = None
+        self.during_scan = False
+        self.hashed = 0
+        self.lock = threading.Lock()
+
+
+@pytest.fixture
+def halfway(monkeypatch: pytest.MonkeyPatch) -> Halfway:
+    wait = Halfway()
+    real = hashing.Hasher.sha256
+
+    def sha256(self: hashing.Hasher, path: str, disk: str | None, key: hashing.StatKey) -> str:
+        with wait.lock:
+            wait.hashed += 1
+            now = wait.hashed == FILES // 2
+        if now and wait.store is not None:
+            wait.during_scan = wait.store.first.wait(PATIENCE)
+        return real(self, path, disk, key)
+
+    monkeypatch.setattr(hashing.Hasher, "sha256", sha256)
+    return wait
+
+
+@pytest.mark.parametrize("batch_paths", [None, 40], ids=["one pass", "in batches"])
+def test_a_first_sync_sends_its_small_files_while_it_hashes(
+    tmp_path: Path, halfway: Halfway, batch_paths: int | None
+) -> None:
+    root = device(tmp_path, "a")
+    total = fill(root, "a")
+    store = halfway.store = BlobPuts(LocalStore(tmp_path / "remote"))
+    opts = PassOptions() if batch_paths is None else PassOptions(batch_paths=batch_paths)
+
+    summary = run_one_pass(root, store, opts)
+
+    assert halfway.during_scan
+    assert len(store.puts) == FILES and set(store.puts.values()) == {1}  # each once
+    assert (summary.uploaded, summary.uploaded_bytes) == (FILES, total)
+    assert listed(root) == agreed(root)
+    assert len([p for p in listed(root) if p.endswith(".txt")]) == FILES
+    remote = LocalStore(tmp_path / "remote")
+    for key in store.puts:
+        assert anyio.run(remote.head, key).size > 0
+
+
+class Transfers(PassMeter):
+    """Records the path each transfer is shown for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+
+    def transfer_started(self, key: str, direction: Direction, total: int | None) -> Transfer:
+        transfer = super().transfer_started(key, direction, total)
+        self.paths.append(transfer.path)
+        return transfer
+
+
+def test_what_is_sent_ahead_is_shown_by_path(tmp_path: Path) -> None:
+    root = device(tmp_path, "a")
+    fill(root, "a")
+    meter = Transfers()
+
+    run_one_pass(root, LocalStore(tmp_path / "remote"), PassOptions(meter=meter))
+
+    blobs = [p for p in meter.paths if not p.startswith(KEYS.trees_prefix)]
+    assert sorted(blobs) == sorted(f"d{i % 5}/f{i}.txt" for i in range(FILES))
+
+
+def test_not_when_another_device_published_a_tree(tmp_path: Path) -> None:
+    """The other device's blobs may be these bytes: the upload step, which knows them,
+    sends only the others (none of the shared files' blobs goes up again)."""
+    b = device(tmp_path, "b")
+    fill(b, "same")
+    run_one_pass(b, LocalStore(tmp_path / "remote"), PassOptions())
+    a = device(tmp_path, "a")
+    fill(a / "copy", "same")  # the same bytes under other paths: new paths to a
+    (a / "mine.txt").write_text("only on a\n")
+    store = BlobPuts(LocalStore(tmp_path / "remote"))
+
+    run_one_pass(a, store, PassOptions())
+
+    assert list(store.puts) == [KEYS.blob(_sha(b"only on a\n"))]
+    assert listed(a) == agreed(a)
+
+
+def test_not_after_a_first_sync(tmp_path: Path) -> None:
+    """A device that tracks files may hold these bytes already (a folder copied): the
+    upload step, which knows what it published, sends nothing for them."""
+    root = device(tmp_path, "a")
+    fill(root, "a")
+    run_one_pass(root, LocalStore(tmp_path / "remote"), PassOptions())
+    fill(root / "copy", "a")
+    store = BlobPuts(LocalStore(tmp_path / "remote"))
+
+    summary = run_one_pass(root, store, PassOptions())
+
+    assert not store.puts
+    assert summary.uploaded == 0
+    assert len([p for p in listed(root) if p.startswith("copy/")]) == FILES + 5
+
+
+def test_not_on_a_dry_run(tmp_path: Path) -> None:
+    root = device(tmp_path, "a")
+    fill(root, "a")
+    store = BlobPuts(LocalStore(tmp_path / "remote"))
+
+    run_one_pass(root, store, PassOptions(dry_run=True))
+
+    assert not store.puts
+
+
+@pytest.mark.parametrize("batch_paths", [None, 25], ids=["one pass", "in batches"])
+def test_a_failed_request_leaves_the_rest_to_the_upload_step(
+    tmp_path: Path, batch_paths: int | None
+) -> None:
+    root = device(tmp_path, "a")
+    total = fill(root, "a")
+    faults = FaultStore(LocalStore(tmp_path / "remote"))
+    faults.fail("put_if_absent", prefix=KEYS.blobs_prefix, skip=3)
+    store = BlobPuts(faults)
+    opts = PassOptions() if batch_paths is None else PassOptions(batch_paths=batch_paths)
+
+    summary = run_one_pass(root, store, opts)
+
+    assert faults.fired["put_if_absent"] == 1
+    assert (summary.uploaded, summary.uploaded_bytes) == (FILES, total)
+    assert len(store.puts) == FILES
+    remote = LocalStore(tmp_path / "remote")
+    for key in store.puts:
+        assert anyio.run(remote.head, key).size > 0
+    assert listed(root) == agreed(root)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -6,13 +6,15 @@ hash threads read a small file whole (`sync.hashing`); `Ahead` takes those bytes
 the digest they were proven to have, and sends them as blobs while the walk goes on. The
 upload step then finds them sent (`finish`) and reads and sends only the others.
 
-Only where sending early cannot be wasted: a first sync (this device tracks nothing), of
-a root no other device has published a tree of (nothing of it is known to be in the
-bucket), in a pass that publishes (not a dry run). A blob is content-addressed and no
-head names it until the tree listing it is published: sending it before its path is
-reconciled is what an upload that is cut short already does (SPEC 8.2: gc spares it for
-the grace period; the upload step still decides what the tree lists, and sends what is
-not known to be sent).
+Only where sending early wastes nothing the upload step would spare: a first sync (this
+device tracks nothing), of a root no other device has published a tree of as far as the
+pass reads them (a mode that does not read them, or a device whose objects cannot be
+trusted, leaves its blobs unknown to the upload step too), in a pass that publishes (not
+a dry run). Bytes already sent are not sent again for another path. A blob is
+content-addressed and no head names it until the tree listing it is published: sending
+it before its path is reconciled is what an upload that is cut short already does (SPEC
+8.2: gc spares it for the grace period; the upload step still decides what the tree
+lists, and sends what is not known to be sent).
 
 Nothing waits for it: a file offered while `MEMORY` bytes wait already is left to the
 upload step, as is everything once a request failed (the upload step meets the failure

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
@@ -36,6 +37,10 @@ from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.handoff import Handoff
 from dropbeard.sync.meter import PassMeter
 from dropbeard.sync.upload import put_small
+
+if TYPE_CHECKING:  # (sync.inputs builds on the scan, which offers to this module)
+    from dropbeard.sync.inputs import Loaded, RemoteSide
+    from dropbeard.sync.passrun import PassRun
 
 #: Files up to this size are offered (read whole in one call by the hash threads).
 LARGEST = 64 * 1024 - 1
@@ -151,3 +156,15 @@ class Ahead:
         self._queue.close()
         await self._done.wait()
         return self.sent
+
+
+async def first_sync_ahead(run: PassRun, loaded: Loaded, remote: RemoteSide) -> Ahead | None:
+    """An `Ahead` for the pass, if it is a first sync of a root no other device published
+    a tree of (as far as `remote` read them): nothing of it can be in the bucket already."""
+    devices = {} if remote.read is None else remote.read.devices
+    if loaded.last_tree is not None or any(view.tree for view in devices.values()):
+        return None
+    if await anyio.to_thread.run_sync(run.state.tracks_anything):
+        return None
+    fresh_since = run.now.timestamp() - run.trees.present_for  # (half the grace period)
+    return Ahead(run.store, run.keys, run.budget, fresh_since, run.opts.meter)

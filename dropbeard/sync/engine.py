@@ -26,7 +26,7 @@ from dropbeard.core.problems import Problem
 from dropbeard.core.safety import DeleteGuard, counts_tracked, guard_deletes
 from dropbeard.core.summary import Summary
 from dropbeard.store.base import Store
-from dropbeard.sync.ahead import Ahead
+from dropbeard.sync.ahead import first_sync_ahead
 from dropbeard.sync.bases import Bases
 from dropbeard.sync.batches import Batches, Done
 from dropbeard.sync.catchup import catch_up
@@ -232,7 +232,7 @@ async def _scan(
     if batches is None or run.cfg.mode not in PUBLISHES:
         return await scan_root(run, scope, rules, problem, keep), loaded, done
     batches.remote = remote
-    batches.ahead = await _ahead(run, loaded, remote)
+    batches.ahead = await first_sync_ahead(run, loaded, remote)
 
     def flush(*batch: Any) -> None:
         anyio.from_thread.run(batches.flush, *batch)
@@ -257,19 +257,6 @@ async def _scan(
                 tg.start_soon(batches.ahead.run)
                 local = await scan_and_flush()
     return local, batches.loaded, batches.done
-
-
-async def _ahead(run: PassRun, loaded: Loaded, remote: RemoteSide) -> Ahead | None:
-    """Small files sent while the scan hashes (`sync.ahead`), on a first sync of a root
-    no other device published a tree of: nothing of it can be in the bucket already."""
-    devices = {} if remote.read is None else remote.read.devices
-    if loaded.last_tree is not None or any(view.tree for view in devices.values()):
-        return None
-    if await anyio.to_thread.run_sync(run.state.tracks_anything):
-        return None
-    half_grace = run.trees.present_for
-    fresh_since = run.now.timestamp() - half_grace
-    return Ahead(run.store, run.keys, run.budget, fresh_since, run.opts.meter)
 
 
 def _batches(run: PassRun, loaded: Loaded, ignore: Ignore) -> Batches | None:

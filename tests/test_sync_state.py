@@ -449,3 +449,79 @@ def test_a_base_and_its_stat_row_written_together_are_the_rows_written_apart(
         state.close()
     assert found[0] == found[1]
     assert found[1][0]["b.txt"] == (17 * MiB, 4, 5, 6, SHA_B, chunks)
+
+
+def _dump(state: State) -> tuple[object, ...]:
+    db = state._db
+    return (
+        db.execute("SELECT * FROM files ORDER BY path").fetchall(),
+        db.execute("SELECT * FROM held_chunks ORDER BY path, sha256").fetchall(),
+        db.execute("SELECT * FROM folder_stamps ORDER BY parent").fetchall(),
+        db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall(),
+    )
+
+
+def test_a_write_of_most_rows_rebuilds_the_indexes_to_the_same_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first sync's commit writes every row: `put_bases` drops the indexes and triggers
+    of `files` and makes them again after, and drops the folder digests of the folders it
+    wrote to, as the triggers would. The index it leaves is the one row-by-row writes
+    leave, and the triggers work after it."""
+    chunks = (Chunk(SHA_A, 10 * MiB), Chunk(SHA_B, 7 * MiB))
+    many = [(f"d{i % 7}/f{i}.txt", [CLEAN, CONFLICTED, DELETED][i % 3]) for i in range(2400)]
+    stats = {f"d{i % 7}/f{i}.txt": (i, 1, 2, 3, SHA_A, None) for i in range(0, 2400, 2)}
+    stats["d1/f1.txt"] = (17 * MiB, 4, 5, 6, SHA_B, chunks)
+    found = []
+    for bulk in (False, True):
+        monkeypatch.setattr("dropbeard.sync.state._BULK", 2000 if bulk else 10**9)
+        db = tmp_path / f"{bulk}" / "state.sqlite"
+        db.parent.mkdir()
+        state = State.open(db, create=True)
+        state.put_bases([("d1/f1.txt", CLEAN), ("gone/x.txt", CLEAN), ("other/y.txt", CLEAN)])
+        state.set_folder_stamps(
+            {"d1/": b"1", "d2/": b"2", "gone/": b"3", "other/": b"4"}, lambda: True
+        )
+        statements: list[str] = []
+        state._db.set_trace_callback(statements.append)
+        with state.transaction():
+            state.put_bases([*many, ("gone/x.txt", None)], dict(stats))
+        state._db.set_trace_callback(None)
+        dropped = [s for s in statements if s.startswith("DROP INDEX")]
+        assert any("files_parent" in s for s in dropped) == bulk
+        found.append(_dump(state))
+        state.put_bases([("other/z.txt", CLEAN)])  # the trigger is back
+        assert state._db.execute("SELECT parent FROM folder_stamps").fetchall() == []
+        state.close()
+    assert found[0] == found[1]
+    assert found[1][2] == [("other/", b"4")]  # the digest of a folder not written to stays
+
+
+class _FailingInserts:
+    """A real connection whose inserts into `files` fail (a full disk, say)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.db, name)
+
+    def executemany(self, sql: str, rows: object) -> sqlite3.Cursor:
+        if sql.startswith("INSERT INTO files"):
+            names = self.db.execute("SELECT name FROM sqlite_master").fetchall()
+            assert ("files_parent",) not in names  # dropped for the write
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.executemany(sql, rows)  # type: ignore[arg-type]
+
+
+def test_a_rebuild_of_the_indexes_that_fails_leaves_the_schema_as_it_was(
+    state: State,
+) -> None:
+    state.put_bases([("a.txt", CLEAN)])
+    before = _dump(state)
+    real = state._db
+    state._db = _FailingInserts(real)  # type: ignore[assignment]
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"), state.transaction():
+        state.put_bases([(f"f{i}.txt", CLEAN) for i in range(2500)])
+    state._db = real
+    assert _dump(reopen(state)) == before

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
@@ -21,6 +22,8 @@ from dropbeard.core.passrules import base_status
 from dropbeard.core.plan import Base, publishable
 from dropbeard.core.problems import Problem
 from dropbeard.sync.stateschema import (
+    FILES_INDEXES,
+    FILES_TRIGGERS,
     META,
     SCHEMA,
     SCHEMA_VERSION,
@@ -30,6 +33,10 @@ from dropbeard.sync.stateschema import (
 
 #: Paths per `IN (...)` query (SQLite allows 999 parameters in older builds).
 _BATCH = 500
+
+#: Rows written at once from which `State.put_bases` may rebuild the indexes of `files`
+#: rather than update them row by row (`State._bulk`).
+_BULK = 2000
 
 #: size, mtime_ns, inode, ctime_ns, sha256 and, for a file stored in chunks, its chunk list
 StatRow = tuple[int, int, int, int, str, tuple[Chunk, ...] | None]
@@ -234,11 +241,13 @@ class State:
         kept whose stat-cache row is in `stats` gets it in the same write (taken out of
         `stats`): each row written once, not once for its base and again for its stat
         row (`put_stats`), which halves what a first sync's commit costs."""
+        written: list[str] = []
         forget: list[str] = []
         keep: list[tuple[str, bytes, str, str | None]] = []
         keep_with_stat: list[tuple[object, ...]] = []
         chunks: list[tuple[str, str]] = []
         for path, base in rows:
+            written.append(path)
             if base is None:
                 forget.append(path)
                 continue
@@ -252,25 +261,58 @@ class State:
                 keep.append(row)
             else:
                 keep_with_stat.append((*row, *stat[:5], _encode_chunks(stat[5])))
-        self._db.executemany("DELETE FROM files WHERE path=?", ((p,) for p in forget))
-        self._db.executemany(
-            "DELETE FROM held_chunks WHERE path=?",
-            ((p,) for p in [*forget, *(k[0] for k in keep), *(k[0] for k in keep_with_stat)]),
-        )
-        self._db.executemany(
-            "INSERT INTO files (path, base, status, blob) VALUES (?, ?, ?, ?) ON CONFLICT(path) "
-            "DO UPDATE SET base=excluded.base, status=excluded.status, blob=excluded.blob",
-            keep,
-        )
-        self._db.executemany(
-            f"INSERT INTO files (path, base, status, blob, {_STAT_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
-            "base=excluded.base, status=excluded.status, blob=excluded.blob, "
-            "size=excluded.size, mtime_ns=excluded.mtime_ns, inode=excluded.inode, "
-            "ctime_ns=excluded.ctime_ns, sha256=excluded.sha256, chunks=excluded.chunks",
-            keep_with_stat,
-        )
+        keep.sort()  # in key order: each insert lands next to the last
+        keep_with_stat.sort(key=lambda row: str(row[0]))
+        with self._bulk(written):
+            self._db.executemany("DELETE FROM files WHERE path=?", ((p,) for p in forget))
+            if self._db.execute("SELECT 1 FROM held_chunks LIMIT 1").fetchone() is not None:
+                cleared = ((p,) for p in written)
+                self._db.executemany("DELETE FROM held_chunks WHERE path=?", cleared)
+            self._db.executemany(
+                "INSERT INTO files (path, base, status, blob) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(path) DO UPDATE SET base=excluded.base, status=excluded.status, "
+                "blob=excluded.blob",
+                keep,
+            )
+            self._db.executemany(
+                f"INSERT INTO files (path, base, status, blob, {_STAT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
+                "base=excluded.base, status=excluded.status, blob=excluded.blob, "
+                "size=excluded.size, mtime_ns=excluded.mtime_ns, inode=excluded.inode, "
+                "ctime_ns=excluded.ctime_ns, sha256=excluded.sha256, chunks=excluded.chunks",
+                keep_with_stat,
+            )
         self._db.executemany("INSERT OR IGNORE INTO held_chunks VALUES (?, ?)", chunks)
+
+    @contextmanager
+    def _bulk(self, paths: list[str]) -> Iterator[None]:
+        """Around a write of `paths` in the current transaction: when they are most of
+        `files` (a first sync, a second device's first download), its indexes and
+        triggers are dropped and made again after it (one sort per index, not a B-tree
+        insert per row and a trigger per row: 0.57 s -> 0.3 s for 20,800 rows), and the
+        folder digests of their folders dropped, as the triggers would have. DDL is
+        transactional in SQLite: a rollback, or a crash, leaves the schema as it was."""
+        if (
+            len(paths) < _BULK
+            or not self._db.in_transaction  # each DDL statement would commit alone
+            or 2 * len(paths) < self._count_files()
+        ):
+            yield
+            return
+        for name in FILES_TRIGGERS:
+            self._db.execute(f"DROP TRIGGER IF EXISTS {name}")
+        for name in FILES_INDEXES:
+            self._db.execute(f"DROP INDEX IF EXISTS {name}")
+        yield
+        for statement in (*FILES_INDEXES.values(), *FILES_TRIGGERS.values()):
+            self._db.execute(statement)
+        self._db.executemany(
+            "DELETE FROM folder_stamps WHERE parent=?",
+            ((parent,) for parent in {p[: p.rfind("/") + 1] for p in paths}),
+        )
+
+    def _count_files(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM files").fetchone()[0])
 
     def holds_blob(self, sha256: str) -> bool:
         """True if an agreed path of this device's listing is a file of these bytes, or a

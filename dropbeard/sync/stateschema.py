@@ -19,7 +19,37 @@ is refused: its device's bucket objects are format 1, which this dropbeard does 
 PARENT = "rtrim(path, replace(path, '/', ''))"
 
 META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
-SCHEMA = """
+#: The indexes on `files`, by name; `State.put_bases` drops and makes them again around a
+#: write of most of the table (a first sync: one sort per index, not a B-tree insert per
+#: row), in the same transaction.
+FILES_INDEXES = {
+    "files_blob": "CREATE INDEX IF NOT EXISTS files_blob ON files (blob) WHERE blob IS NOT NULL",
+    "files_parent": f"CREATE INDEX IF NOT EXISTS files_parent ON files ({PARENT})",
+    "files_status": (
+        "CREATE INDEX IF NOT EXISTS files_status ON files (status, path) WHERE status != 'clean'"
+    ),
+}
+#: The triggers on `files` that drop a folder's digest in `folder_stamps` when a row in
+#: it is written (see below); by name, for the same reason.
+FILES_TRIGGERS = {
+    "folder_stamps_insert": """CREATE TRIGGER IF NOT EXISTS folder_stamps_insert
+AFTER INSERT ON files BEGIN
+    DELETE FROM folder_stamps WHERE parent = rtrim(NEW.path, replace(NEW.path, '/', ''));
+END""",
+    "folder_stamps_update": """CREATE TRIGGER IF NOT EXISTS folder_stamps_update
+AFTER UPDATE ON files BEGIN
+    DELETE FROM folder_stamps WHERE parent IN (
+        rtrim(OLD.path, replace(OLD.path, '/', '')), rtrim(NEW.path, replace(NEW.path, '/', ''))
+    );
+END""",
+    "folder_stamps_delete": """CREATE TRIGGER IF NOT EXISTS folder_stamps_delete
+AFTER DELETE ON files BEGIN
+    DELETE FROM folder_stamps WHERE parent = rtrim(OLD.path, replace(OLD.path, '/', ''));
+END""",
+}
+_INDEXES = ";\n".join(FILES_INDEXES.values())
+_TRIGGERS = ";\n".join(FILES_TRIGGERS.values())
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS files (
     path     TEXT PRIMARY KEY,
     size     INTEGER, mtime_ns INTEGER, inode INTEGER, ctime_ns INTEGER, sha256 TEXT,
@@ -28,9 +58,7 @@ CREATE TABLE IF NOT EXISTS files (
     status   TEXT NOT NULL DEFAULT 'clean',
     blob     TEXT
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS files_blob ON files (blob) WHERE blob IS NOT NULL;
-CREATE INDEX IF NOT EXISTS files_parent ON files (rtrim(path, replace(path, '/', '')));
-CREATE INDEX IF NOT EXISTS files_status ON files (status, path) WHERE status != 'clean';
+{_INDEXES};
 CREATE TABLE IF NOT EXISTS held_chunks (
     path TEXT NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (path, sha256)
 ) WITHOUT ROWID;
@@ -48,17 +76,7 @@ CREATE TABLE IF NOT EXISTS problems (
 CREATE TABLE IF NOT EXISTS pending (path TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS folder_stamps (parent TEXT PRIMARY KEY, stamps BLOB NOT NULL)
     WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS folder_stamps_insert AFTER INSERT ON files BEGIN
-    DELETE FROM folder_stamps WHERE parent = rtrim(NEW.path, replace(NEW.path, '/', ''));
-END;
-CREATE TRIGGER IF NOT EXISTS folder_stamps_update AFTER UPDATE ON files BEGIN
-    DELETE FROM folder_stamps WHERE parent IN (
-        rtrim(OLD.path, replace(OLD.path, '/', '')), rtrim(NEW.path, replace(NEW.path, '/', ''))
-    );
-END;
-CREATE TRIGGER IF NOT EXISTS folder_stamps_delete AFTER DELETE ON files BEGIN
-    DELETE FROM folder_stamps WHERE parent = rtrim(OLD.path, replace(OLD.path, '/', ''));
-END;
+{_TRIGGERS};
 """
 
 #: `folder_stamps` holds, per folder (as PARENT names it), a digest of its listing as a
@@ -89,4 +107,13 @@ def check_schema(path: Path, version: str | None) -> None:
     )
 
 
-__all__ = ["META", "PARENT", "SCHEMA", "SCHEMA_VERSION", "StateError", "check_schema"]
+__all__ = [
+    "FILES_INDEXES",
+    "FILES_TRIGGERS",
+    "META",
+    "PARENT",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "StateError",
+    "check_schema",
+]

@@ -12,11 +12,14 @@ import hypothesis.strategies as st
 import msgspec
 from hypothesis import given, settings
 
+from dropbeard.core.cases import PassContext, _decide, _local_candidate, settle
+from dropbeard.core.chunking import Chunk
 from dropbeard.core.conflictname import parse_conflict_name
 from dropbeard.core.conflicts import same_content
 from dropbeard.core.folders import bases_below_in
 from dropbeard.core.fullcheck import plan_differences
 from dropbeard.core.model import Delete, Entry
+from dropbeard.core.plan import PUBLISHES
 from dropbeard.core.reconcile import Base, Mode, Plan, Remote, reconcile
 from dropbeard.core.scope import local_changes, with_folders
 from dropbeard.core.version import Order, compare, merge
@@ -251,3 +254,30 @@ def _copy_of(path: str) -> str | None:
 
 def _at_or_after(a: dict[str, int], b: dict[str, int]) -> bool:
     return compare(a, b) in (Order.EQUAL, Order.DOMINATES)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    contents("d/e.md"),
+    st.sampled_from(MODES),
+    st.one_of(st.none(), st.tuples(st.integers(1, 5), st.integers(1, 5))),
+)
+def test_a_path_new_here_is_decided_as_its_one_candidate_would_be(
+    content: Entry, mode: Mode, chunked: tuple[int, int] | None
+) -> None:
+    """The shortcut for a path new here (`cases.new_here`, most paths of a first sync)
+    decides what the full decision over its one candidate decides, with the same fresh
+    counter."""
+    if chunked is not None and content.type == "file":
+        chunks = (Chunk("4" * 64, chunked[0]), Chunk("5" * 64, chunked[1]))
+        content = msgspec.structs.replace(content, chunks=chunks)
+    quick, full = (
+        PassContext(device_id=ME, mode=mode, now=NOW, copies_on_disk={}, counter=COUNTER)
+        for _ in range(2)
+    )
+    shortcut = settle(quick, content.path, Base(), content, [])
+    mine = _local_candidate(full, content.path, Base(), content, [])
+    assert mine is not None
+    decided = _decide(full, content.path, Base(), content, mine, [mine])
+    assert shortcut == decided and quick.counter == full.counter == COUNTER + 1
+    assert (shortcut.upload is not None) == (mode in PUBLISHES and content.type == "file")

@@ -108,6 +108,8 @@ def settle(
     ctx: PassContext, path: str, agreed: Base, content: Entry | None, others: Sequence[Candidate]
 ) -> Outcome:
     """A path not in conflict: the local candidate against everything else."""
+    if content is not None and not others and agreed == _NOTHING:
+        return new_here(ctx, content)
     mine = _local_candidate(ctx, path, agreed, content, others)
     candidates = [mine] if mine else []
     candidates += others
@@ -115,6 +117,19 @@ def settle(
         if held is not None:
             candidates.append(Candidate(held.version, ctx.device_id, None, held))
     return _decide(ctx, path, agreed, content, mine, candidates)
+
+
+_NOTHING = Base()
+
+
+def new_here(ctx: PassContext, content: Entry) -> Outcome:
+    """A path new here that no other device has and none deleted (nearly every path of
+    a first sync): what `_decide` finds over its one candidate, without the candidates —
+    the content wins with a fresh version, and a file is uploaded where this mode
+    publishes."""
+    entry = _with_version(content, ctx.next_version({}))
+    upload = entry if ctx.mode in PUBLISHES and entry.type == "file" else None
+    return Outcome(base=Base(entry=entry), upload=upload)
 
 
 def _local_candidate(

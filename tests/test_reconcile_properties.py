@@ -12,10 +12,11 @@ import hypothesis.strategies as st
 import msgspec
 from hypothesis import given, settings
 
-from dropbeard.core.cases import PassContext, _decide, _local_candidate, settle
+from dropbeard.core.cases import _decide, _local_candidate, settle
 from dropbeard.core.chunking import Chunk
 from dropbeard.core.conflictname import parse_conflict_name
 from dropbeard.core.conflicts import same_content
+from dropbeard.core.decision import PassContext
 from dropbeard.core.folders import bases_below_in
 from dropbeard.core.fullcheck import plan_differences
 from dropbeard.core.model import Delete, Entry

@@ -474,7 +474,7 @@ def test_a_write_of_most_rows_rebuilds_the_indexes_to_the_same_index(
     stats["d1/f1.txt"] = (17 * MiB, 4, 5, 6, SHA_B, chunks)
     found = []
     for bulk in (False, True):
-        monkeypatch.setattr("dropbeard.sync.state._BULK", 2000 if bulk else 10**9)
+        monkeypatch.setattr("dropbeard.sync.stateschema._BULK", 2000 if bulk else 10**9)
         db = tmp_path / f"{bulk}" / "state.sqlite"
         db.parent.mkdir()
         state = State.open(db, create=True)

@@ -12,17 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
-from dropbeard.core.cases import (
-    Candidate,
-    Outcome,
-    PassContext,
-    folder_kept,
-    in_conflict,
-    settle,
-    untouched,
-)
+from dropbeard.core.cases import folder_kept, in_conflict, settle, untouched
 from dropbeard.core.conflictname import parse_conflict_name
 from dropbeard.core.conflicts import same_content
+from dropbeard.core.decision import Candidate, Outcome, PassContext
 from dropbeard.core.folders import BasesBelow, bases_below_in, keep_needed_folders
 from dropbeard.core.model import Delete, Entry
 from dropbeard.core.plan import (

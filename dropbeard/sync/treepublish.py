@@ -40,8 +40,8 @@ from dropbeard.sync.passrun import PassRun
 from dropbeard.sync.publish import Listing, Published, Reservation, publish
 from dropbeard.sync.remote import RemoteRead
 from dropbeard.sync.treeread import walk
-from dropbeard.sync.trees import first_error
 from dropbeard.sync.treewrite import build, update
+from dropbeard.sync.workers import first_error
 
 T = TypeVar("T")
 #: This device's own tree failed to read: rebuilt from the local index instead.

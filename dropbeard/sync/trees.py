@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from functools import partial
 
 import anyio
@@ -26,7 +26,7 @@ from dropbeard.store.base import Store
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.treecache import NodeCache
 from dropbeard.sync.trips import ThreadTrips
-from dropbeard.sync.workers import for_each
+from dropbeard.sync.workers import first_error, for_each
 
 #: Nodes larger than this are hashed and decoded in a worker thread (dropbeard writes
 #: nodes of a few tens of KiB; only a hostile bucket holds larger ones).
@@ -41,26 +41,6 @@ DECODED_PER_BYTE = 3
 #: A node seen in the bucket less than this long ago is not uploaded again: half the
 #: default grace period (SPEC 8.2), for which gc spares anything a retained tree reaches.
 PRESENT_FOR = 12 * 3600.0
-
-
-@contextlib.contextmanager
-def first_error() -> Iterator[None]:
-    """Raise the first error of a failed task group as itself, so that callers can catch
-    FormatError or NotFound: anyio wraps them, with the cancellations they caused."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        leaves: list[BaseException] = []
-        pending: list[BaseException] = [group]
-        while pending:
-            exc = pending.pop(0)
-            if isinstance(exc, BaseExceptionGroup):
-                pending[:0] = exc.exceptions
-            else:
-                leaves.append(exc)
-        if leaves and all(isinstance(e, Exception) for e in leaves):
-            raise leaves[0] from None
-        raise
 
 
 class TreeStats(msgspec.Struct):

@@ -26,7 +26,8 @@ from dropbeard.core.treepages import (
 )
 from dropbeard.core.treesplice import NeedNodes, UnevenPages, lookup_paged, splice_directory
 from dropbeard.sync.treeread import MAX_PAGE_LEVELS, folder_entries
-from dropbeard.sync.trees import TreeStore, first_error
+from dropbeard.sync.trees import TreeStore
+from dropbeard.sync.workers import first_error
 
 NodeBytes = tuple[str, bytes]
 T = TypeVar("T")

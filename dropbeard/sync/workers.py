@@ -77,3 +77,23 @@ def unwrapped() -> Iterator[None]:
         if error is None:
             raise
         raise error from None
+
+
+@contextlib.contextmanager
+def first_error() -> Iterator[None]:
+    """Raise the first error of a failed task group as itself, so that callers can catch
+    FormatError or NotFound: anyio wraps them, with the cancellations they caused."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves: list[BaseException] = []
+        pending: list[BaseException] = [group]
+        while pending:
+            exc = pending.pop(0)
+            if isinstance(exc, BaseExceptionGroup):
+                pending[:0] = exc.exceptions
+            else:
+                leaves.append(exc)
+        if leaves and all(isinstance(e, Exception) for e in leaves):
+            raise leaves[0] from None
+        raise

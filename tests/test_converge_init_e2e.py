@@ -4,15 +4,39 @@ earlier holder that published (SPEC 1.5, 4 step 1)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
+import anyio
 import pytest
 
 import dropbeard.cli.init as cli_init
 from dropbeard.core.model import decode_registry
 from dropbeard.store.base import Store
+from dropbeard.store.forwarding import ForwardingStore
 from tests.converge import ROOT_ID, Bucket, Device, devices
 from tests.faults import FaultStore
+
+T = TypeVar("T")
+
+
+class Timed(ForwardingStore):
+    """Every call of the store it wraps held `latency` seconds (a link's round trip), with
+    when it started and ended."""
+
+    def __init__(self, inner: Store, calls: list[tuple[str, str, float, float]]) -> None:
+        super().__init__(inner)
+        self.calls = calls
+
+    async def _forward(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        start = time.monotonic()
+        await anyio.sleep(0.05)
+        try:
+            return await call()
+        finally:
+            self.calls.append((op, key, start, time.monotonic()))
 
 
 def init_args(bucket: Bucket, root: Path, device: str, *extra: str) -> list[str]:
@@ -96,3 +120,66 @@ def test_a_device_id_taken_over_never_deletes_what_its_old_holder_published(
     b.sync()
     assert sorted(b.tree()) == sorted(new.tree()) == ["fresh.txt", "y.txt"]
     assert b.status()["conflicts"] == []
+
+
+def test_init_counts_what_it_will_receive_while_it_registers(
+    remote: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over a slow link `init` waits for its registration's round trips, not also for a
+    count done after them: the count reads the others' heads and snapshots meanwhile,
+    all the snapshots at once."""
+    laptop, desktop = devices(remote, tmp_path, "laptop", "desktop")
+    for name in ("a.txt", "b.txt", "c.txt"):
+        laptop.write(name, f"{name}\n")
+    laptop.sync()
+    desktop.sync()
+    calls: list[tuple[str, str, float, float]] = []
+    real = cli_init.open_store
+    monkeypatch.setattr(
+        cli_init,
+        "open_store",
+        lambda *a, **k: Timed(real(*a, **k), calls),  # type: ignore[arg-type]
+    )
+
+    got = remote.cli("init", str(tmp_path / "new"), "--remote", remote.url,
+                     *remote.init_args, "--device-id", "new")  # fmt: skip
+
+    assert got.code == 0, got.err
+    assert "3 files (18 B) to receive from desktop, laptop" in got.out
+    registry_write = [end for op, key, _, end in calls
+                      if key == remote.keys.registry and op.startswith("put")]  # fmt: skip
+    counting = min(start for op, key, start, _ in calls
+                   if op == "list_page" and key == remote.keys.devices_prefix)  # fmt: skip
+    snapshots = [(start, end) for op, key, start, end in calls
+                 if op == "get" and "/snapshots/" in key]  # fmt: skip
+    probed = max(end for op, key, _, end in calls if "/probe-" in key)
+    assert len(registry_write) == 1 and len(snapshots) == 2
+    assert counting < registry_write[0]  # counting began while it registered
+    assert max(start for start, _ in snapshots) < min(end for _, end in snapshots)
+    assert max(end for _, end in snapshots) < probed  # and ended before the probe did
+
+
+def test_init_that_cannot_count_what_it_will_receive_still_registers(
+    remote: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (laptop,) = devices(remote, tmp_path, "laptop")
+    laptop.write("a.txt", "a\n")
+    laptop.sync()
+    real = cli_init.open_store
+
+    def unreadable_snapshots(*args: object, **kwargs: object) -> Store:
+        faults = FaultStore(real(*args, **kwargs))  # type: ignore[arg-type]
+        faults.fail("get", times=100, prefix=remote.keys.snapshots_prefix("laptop"))
+        return faults
+
+    new = Device(remote, tmp_path / "new", "new")
+    with monkeypatch.context() as patched:
+        patched.setattr(cli_init, "open_store", unreadable_snapshots)
+        got = remote.cli(*init_args(remote, new.root, "new")[:-1])  # not quiet
+
+    assert got.code == 0, got.err
+    assert "joined root" in got.out and "to receive" not in got.out
+    registry = decode_registry(remote.get(remote.keys.registry), "registry")
+    assert registry.devices["new"].status == "active"
+    new.sync()
+    assert new.tree() == laptop.tree()

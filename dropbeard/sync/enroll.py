@@ -16,6 +16,7 @@ import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import msgspec
 
 from dropbeard.core.config import (
@@ -36,6 +37,7 @@ from dropbeard.sync.probe import ignored_conditions
 from dropbeard.sync.registry import register, update_registry
 from dropbeard.sync.root import DOT, RootPaths
 from dropbeard.sync.state import State
+from dropbeard.sync.workers import first_error
 
 
 class InitRequest(msgspec.Struct, frozen=True):
@@ -126,7 +128,8 @@ class Enrolled(msgspec.Struct, frozen=True):
 
 async def init_root(req: InitRequest, cfg: RootConfig, store: Store) -> Enrolled:
     """Settle the root id (`sync.joining.choose_root`), register the device, probe the
-    server, then create `.dropbear/` atomically.
+    server, then create `.dropbear/` atomically; meanwhile, count what the other devices
+    of a joined root will send.
 
     Retry-safe: from the registry write on, a failure keeps the staging folder with the
     registration it attempted (`registration.json`), since the write may have landed
@@ -138,18 +141,26 @@ async def init_root(req: InitRequest, cfg: RootConfig, store: Store) -> Enrolled
     )
     cfg = msgspec.structs.replace(cfg, root_id=choice.root_id)
     path, created = _root_folder(req)
+    counted: list[Incoming] = []
+
+    async def count() -> None:
+        with contextlib.suppress(DropbeardError):  # counting is a nicety
+            counted.append(await incoming(store, cfg))
+
     try:
-        paths, ignored = await _register(req, cfg, store, path)
+        # What the others will send is counted while the device registers (it reads
+        # only their heads and snapshots), and given up if the registration fails.
+        with first_error():
+            async with anyio.create_task_group() as tg:
+                if choice.joined:
+                    tg.start_soon(count)
+                paths, ignored = await _register(req, cfg, store, path)
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
                 path.rmdir()  # only if empty: never what a person (or a retry) needs
         raise
-    received = None
-    if choice.joined:
-        with contextlib.suppress(DropbeardError):  # registered already: counting is a nicety
-            received = await incoming(store, cfg)
-    return Enrolled(paths, cfg, choice, received, ignored)
+    return Enrolled(paths, cfg, choice, counted[0] if counted else None, ignored)
 
 
 async def _register(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 
+import anyio
 import msgspec
 
 from dropbeard.core.config import RootConfig
@@ -14,6 +15,7 @@ from dropbeard.core.keys import ROOTS_PREFIX, RootKeys, root_id_of
 from dropbeard.core.model import decode_snapshot
 from dropbeard.store.base import Store
 from dropbeard.sync.remote import read_remotes
+from dropbeard.sync.workers import first_error
 
 
 class RootChoice(msgspec.Struct, frozen=True):
@@ -81,13 +83,18 @@ async def incoming(store: Store, cfg: RootConfig) -> Incoming:
         registry=None,
         registry_etag=None,
     )
-    files = size = 0
-    publishing: list[str] = []
-    for dev, view in sorted(read.devices.items()):
-        if view.snapshot is None:
-            continue
-        key = keys.snapshot(dev, view.snapshot)
+    latest = {d: v.snapshot for d, v in read.devices.items() if v.snapshot is not None}
+    counts: dict[str, tuple[int, int]] = {}
+
+    async def count(dev: str, name: str) -> None:
+        key = keys.snapshot(dev, name)
         snapshot = decode_snapshot(await store.get(key), key)
-        files, size = max(files, snapshot.files), max(size, snapshot.bytes)
-        publishing.append(dev)
-    return Incoming(files, size, publishing)
+        counts[dev] = (snapshot.files, snapshot.bytes)
+
+    with first_error():  # one round trip for all the snapshots, not one each
+        async with anyio.create_task_group() as tg:
+            for dev, name in latest.items():
+                tg.start_soon(count, dev, name)
+    files = max((f for f, _ in counts.values()), default=0)
+    size = max((b for _, b in counts.values()), default=0)
+    return Incoming(files, size, sorted(counts))

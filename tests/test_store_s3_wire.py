@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dropbeard.core.errors import Unavailable
-from dropbeard.store import s3wire
+from dropbeard.store import s3conn, s3wire
 from dropbeard.store.s3errors import translate
 from dropbeard.store.s3wire import HIGH_WATER, Wire, WireError
 
@@ -381,3 +381,69 @@ async def test_a_closed_wire_keeps_no_connection(serve: Any) -> None:
     assert wire._idle == []
     await asyncio.sleep(0.05)
     assert server.connections == 1
+
+
+class _Transport:
+    """What a Connection asks of its transport, for feeding it by hand."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def writelines(self, data: Any) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "whole"])
+async def test_a_body_in_small_segments_wakes_its_reader_per_wake_at_bytes_or_once(
+    streamed: bool,
+) -> None:
+    """Over a link with a 30 ms round trip a body arrives one or two TCP segments at a
+    time: a streamed body's consumer is woken once per WAKE_AT bytes, a whole body's
+    reader once at its end, not once per segment; both get every byte, in order."""
+    conn = s3conn.Connection(read_timeout=None)
+    conn.connection_made(_Transport())
+    segments = [bytes([i % 251]) * 1460 for i in range(1000)]
+    body = b"".join(segments)
+    waits = 0
+    wait = conn._wait
+
+    async def counted(*until: int) -> None:
+        nonlocal waits
+        waits += 1
+        await wait(*until)
+
+    conn._wait = counted  # type: ignore[method-assign]
+
+    async def consume(response: Any) -> bytes:
+        pieces = []
+        while piece := (await response.content.readchunk())[0]:
+            pieces.append(piece)
+        return b"".join(pieces)
+
+    async def feed() -> None:
+        await asyncio.sleep(0)  # the request is sent
+        conn.data_received(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        for segment in segments:
+            await asyncio.sleep(0)  # the consumer may run between any two segments
+            conn.data_received(segment)
+
+    exchange = asyncio.ensure_future(
+        conn.exchange("GET", "/k", b"GET /k\r\n\r\n", None, consume if streamed else None)
+    )
+    await feed()
+    answer = await exchange
+    if streamed:
+        assert answer.consumed == body
+        assert waits <= len(body) // s3conn.WAKE_AT + 3  # the head, each WAKE_AT, the end
+    else:
+        assert answer.body == body
+        assert waits == 2  # the head, the end

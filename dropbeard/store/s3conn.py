@@ -13,6 +13,7 @@ wait, checked against the last byte's time (not a timer reset on every piece).
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any
 
 from aiobotocore.awsrequest import AioAWSResponse
@@ -23,6 +24,10 @@ from dropbeard.store.s3route import Answer, Consume
 HIGH_WATER = 4 << 20
 #: Response heads larger than this are refused.
 MAX_HEAD = 64 << 10
+#: A streamed body's consumer is woken when this many bytes wait for it (or at the body's
+#: end), not for every piece the socket gives: over a link with a round trip of 30 ms
+#: those are mostly one or two TCP segments, and each wake-up is a task step.
+WAKE_AT = 64 << 10
 
 
 class WireError(ConnectionError):
@@ -58,6 +63,9 @@ class _Response:
 
 
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UNTIL_CLOSE, _DONE = range(8)
+#: What an exchange waits for: the answer's head, WAKE_AT bytes of a streamed body, or
+#: the whole answer.
+_FOR_HEAD, _FOR_PIECES, _FOR_ALL = range(3)
 
 
 class Connection(asyncio.Protocol):
@@ -72,11 +80,12 @@ class Connection(asyncio.Protocol):
         self._state = _DONE
         self._buffer = b""  # unparsed bytes of a head, a chunk size line or a trailer
         self._remaining = 0  # body or chunk bytes still to come
-        self._pieces: list[bytes] = []  # body received and not yet taken
+        self._pieces: deque[bytes] = deque()  # body received and not yet taken
         self._held = 0  # their bytes
         self._paused = False  # reading paused (a streamed body past HIGH_WATER)
         self._got_any = False  # a byte of this exchange's answer received
         self._wake: asyncio.Future[None] | None = None  # the exchange, waiting for data
+        self._until = _FOR_HEAD  # what it waits for
         self._error: BaseException | None = None
         self._write_paused = False
         self._drained: asyncio.Future[None] | None = None
@@ -104,7 +113,7 @@ class Connection(asyncio.Protocol):
                 self._drained = self._loop.create_future()  # is read as far as it came)
                 await self._drained
             while self._state == _HEAD:
-                await self._wait()
+                await self._wait(_FOR_HEAD)
             status, headers = self.status, self.headers
             if status >= 300:
                 data = await self._read_all()
@@ -131,15 +140,17 @@ class Connection(asyncio.Protocol):
         self._head_for = method
         self.status = 0
         self.headers = {}
-        self._pieces, self._held = [], 0
+        self._pieces, self._held = deque(), 0
         self._got_any = False
         self._keep = True
         self._streaming = False
 
-    async def _wait(self) -> None:
-        """Until more of the answer arrived (or the connection failed)."""
+    async def _wait(self, until: int) -> None:
+        """Until what `until` names arrived (or the answer ended, or the connection
+        failed)."""
         if self._error is not None:
             raise self._error
+        self._until = until
         self._wake = self._loop.create_future()
         self._arm()
         try:
@@ -151,17 +162,19 @@ class Connection(asyncio.Protocol):
 
     async def _read_all(self) -> bytes:
         while self._state != _DONE:
-            await self._wait()
-        pieces, self._pieces, self._held = self._pieces, [], 0
+            await self._wait(_FOR_ALL)
+        pieces, self._pieces, self._held = self._pieces, deque(), 0
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def next_piece(self) -> bytes:
-        """The next piece of a streamed body; b"" at its end."""
+        """The next piece of a streamed body, as received; b"" at its end. Its consumer
+        waits only when it took every piece, and then until WAKE_AT bytes came (or the
+        body ended)."""
         while not self._pieces:
             if self._state == _DONE:
                 return b""
-            await self._wait()
-        piece = self._pieces.pop(0)
+            await self._wait(_FOR_PIECES)
+        piece = self._pieces.popleft()
         self._held -= len(piece)
         if self._paused and self._held < HIGH_WATER // 2 and self._transport is not None:
             self._paused = False
@@ -244,7 +257,16 @@ class Connection(asyncio.Protocol):
         ):
             self._paused = True
             self._transport.pause_reading()
-        self._signal()
+        if self._wake is not None and self._arrived():
+            self._signal()
+
+    def _arrived(self) -> bool:
+        """Whether what the exchange waits for has arrived."""
+        if self._state == _DONE:
+            return True
+        if self._until == _FOR_HEAD:
+            return self._state != _HEAD
+        return self._until == _FOR_PIECES and self._held >= WAKE_AT
 
     def _signal(self) -> None:
         if self._wake is not None and not self._wake.done():

@@ -14,7 +14,7 @@ import pytest
 
 import dropbeard.sync.engine as engine
 from dropbeard.cli.main import main
-from dropbeard.store.base import ListPage, Store
+from dropbeard.store.base import SMALL_REQUESTS_PER_SLOT, ListPage, Store
 from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.sync.engine import run_pass
@@ -110,3 +110,44 @@ async def test_a_scan_of_some_paths_comes_after_the_other_devices(
         await anyio.sleep(0.3)  # a scan that did not wait would have begun
         go.set()
     assert order == ["read", "scan"]
+
+
+class TreeReadsInFlight(ForwardingStore):
+    """Holds each GET of a tree node 20 ms (a link's round trip) and records how many were
+    in flight at once (`most`)."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.now = self.most = 0
+
+    async def get(self, key: str) -> bytes:
+        if "/trees/" not in key:
+            return await self.inner.get(key)
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await anyio.sleep(0.02)
+            return await self.inner.get(key)
+        finally:
+            self.now -= 1
+
+
+async def test_a_new_device_reads_the_other_devices_folders_as_many_at_once_as_small_requests(
+    root: Path, tmp_path: Path
+) -> None:
+    """Tree nodes are small requests: a device joining a tree of many folders reads them
+    as many at a time as the budget runs small requests (64 by default), not one per
+    large-request slot (16), which over a 30 ms link made 800 folders cost 50 round
+    trips instead of about 13."""
+    for i in range(200):
+        (root / f"d{i:03d}").mkdir()
+        (root / f"d{i:03d}" / "f.txt").write_text(f"{i}\n")
+    await one_pass(root, LocalStore(tmp_path / "remote"))
+    other = tmp_path / "other"
+    joining = ["init", str(other), "--remote", str(tmp_path / "remote"), "--root-id", "r1",
+               "--device-id", "desktop", "-q"]  # fmt: skip
+    assert await anyio.to_thread.run_sync(main, joining) == 0  # main runs its own loop
+    store = TreeReadsInFlight(LocalStore(tmp_path / "remote"))
+    done = await one_pass(other, store, concurrency=16)
+    assert done.downloaded == 201
+    assert 16 < store.most <= 16 * SMALL_REQUESTS_PER_SLOT, store.most

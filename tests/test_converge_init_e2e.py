@@ -156,7 +156,41 @@ def test_init_counts_what_it_will_receive_while_it_registers(
     assert len(registry_write) == 1 and len(snapshots) == 2
     assert counting < registry_write[0]  # counting began while it registered
     assert max(start for start, _ in snapshots) < min(end for _, end in snapshots)
-    assert max(end for _, end in snapshots) < probed  # and ended before the probe did
+    assert min(start for start, _ in snapshots) < probed  # before init's last request
+
+
+def test_init_probes_the_server_while_it_registers(
+    remote: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe of conditional writes (five round trips) changes nothing of the
+    registration, only what init says: it runs while the device registers, not after."""
+    calls: list[tuple[str, str, float, float]] = []
+    real = cli_init.open_store
+    monkeypatch.setattr(
+        cli_init,
+        "open_store",
+        lambda *a, **k: Timed(real(*a, **k), calls),  # type: ignore[arg-type]
+    )
+    got = remote.cli(*init_args(remote, tmp_path / "new", "new"))
+    assert got.code == 0, got.err
+    registry_write = [end for op, key, _, end in calls
+                      if key == remote.keys.registry and op.startswith("put")]  # fmt: skip
+    probe = [(op, start, end) for op, key, start, end in calls if "/probe-" in key]
+    probing = ["put_if_absent", "put_if_absent", "put", "put_if_match", "delete"]
+    assert [op for op, _, _ in probe] == probing
+    assert len(registry_write) == 1
+    assert probe[0][1] < registry_write[0]  # probing began before the registration ended
+    assert not [k for k in remote.objects() if "/probe-" in k]  # its scratch object is gone
+
+
+def test_a_refused_init_leaves_no_probe_behind(remote: Bucket, tmp_path: Path) -> None:
+    """An init refused (the device id is another folder's) cancels the probe it began:
+    the probe's scratch object is deleted all the same."""
+    devices(remote, tmp_path, "laptop")
+    before = remote.objects()
+    got = remote.cli(*init_args(remote, tmp_path / "elsewhere", "laptop"))
+    assert got.code == 2 and "already active" in got.err
+    assert remote.objects() == before
 
 
 def test_init_that_cannot_count_what_it_will_receive_still_registers(

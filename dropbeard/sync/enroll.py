@@ -172,20 +172,31 @@ async def _register(
     earlier = _attempted(staging, cfg)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(mode=0o700)
-    keep = False
+    keep = writing = False
+    ignored: list[str] = []
     try:
         keys = RootKeys(cfg.root_id)
         now = earlier or utc_iso(datetime.now(UTC))
-        adopted = await _existing_head(store, keys, cfg.device_id)
-        _stage(staging, cfg, now, adopted)
-        change = register(cfg.device_id, cfg.mode, now, take_over=req.take_over, ours=earlier)
+
+        async def probe() -> None:  # what it finds changes only what init says
+            ignored.extend(await ignored_conditions(store, keys, cfg.device_id))
+
         try:
-            await update_registry(store, keys, change)
-            ignored = await ignored_conditions(store, keys, cfg.device_id)
+            # The probe's five round trips run while the device registers (three).
+            with first_error():
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(probe)
+                    adopted = await _existing_head(store, keys, cfg.device_id)
+                    _stage(staging, cfg, now, adopted)
+                    change = register(
+                        cfg.device_id, cfg.mode, now, take_over=req.take_over, ours=earlier
+                    )
+                    writing = True
+                    await update_registry(store, keys, change)
         except UsageError:
             raise
         except BaseException:
-            keep = True  # registered, maybe: remembered for the next init
+            keep = writing  # registered, maybe: remembered for the next init
             raise
         (staging / _ATTEMPT).unlink()
         staging.rename(paths.dot)

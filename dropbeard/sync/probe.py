@@ -12,11 +12,16 @@ from __future__ import annotations
 import contextlib
 import secrets
 
+import anyio
+
 from dropbeard.core.errors import PreconditionFailed, StoreError
 from dropbeard.core.keys import RootKeys
 from dropbeard.store.base import Store
 
 IF_NONE_MATCH = "If-None-Match: *"
+#: How long the scratch object's delete may take when the probe ends (it is shielded
+#: from the cancellation of a failed init, so it is bounded instead).
+CLEANUP_SECONDS = 10.0
 IF_MATCH = "If-Match"
 
 
@@ -40,8 +45,10 @@ async def ignored_conditions(store: Store, keys: RootKeys, device_id: str) -> li
         except PreconditionFailed:
             pass
     finally:
-        with contextlib.suppress(StoreError):
-            await store.delete(key)
+        # also when the probe is cancelled (init failed meanwhile): no scratch object left
+        with anyio.CancelScope(shield=True), contextlib.suppress(StoreError):
+            with anyio.move_on_after(CLEANUP_SECONDS):
+                await store.delete(key)
     return ignored
 
 

@@ -74,9 +74,14 @@ class PassRun(msgspec.Struct, frozen=True):
         budget = TransferBudget(max(1, opts.concurrency))
         keys = RootKeys(cfg.root_id)
         cache = opts.node_cache or NodeCache(paths.trees)
-        # nodes are small requests: read as many at once as the budget runs small ones
-        concurrency = max(budget.small_requests, 8)
         trees = TreeStore(
-            store, keys, cache, concurrency=concurrency, budget=budget, write_behind=True
+            store,
+            keys,
+            cache,
+            concurrency=max(opts.concurrency, 8),
+            # nodes are small requests: read as many at once as the budget runs small ones
+            reads=max(budget.small_requests, 8),
+            budget=budget,
+            write_behind=True,
         )
         return cls(paths, cfg, keys, state, store, opts, opts.now(), budget, trees)

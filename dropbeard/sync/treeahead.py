@@ -105,7 +105,7 @@ class ReadAhead:
         room = min(BATCH, MAX_AHEAD - len(self._ahead) - len(self._folders)) - len(missing)
         batch = [*missing, *self._next_batch(missing, room)]
         self.loads += 1
-        await for_each(batch, self._load, min(len(batch), self.trees.concurrency))
+        await for_each(batch, self._load, min(len(batch), self.trees.reads))
         for (was, now), folder in list(self._pairs.items()):
             old, new = self.trees.peek(was), self.trees.peek(now)
             if old is not None and new is not None:

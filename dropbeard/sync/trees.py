@@ -68,9 +68,10 @@ class _Loading:
 
 class TreeStore:
     """The tree nodes of one root in `store`, through `cache` (None: no disk cache).
-    At most `concurrency` reads at a time; writes as many as `budget` lets in flight
-    (without one, `concurrency` too). With `write_behind`, nodes go to the disk cache
-    in the background (its owner calls `settle`). Safe for concurrent use by many tasks."""
+    At most `reads` reads at a time (default: `concurrency`); writes as many as `budget`
+    lets in flight (without one, `concurrency` too), a build from `concurrency` writers.
+    With `write_behind`, nodes go to the disk cache in the background (its owner calls
+    `settle`). Safe for concurrent use by many tasks."""
 
     def __init__(
         self,
@@ -79,6 +80,7 @@ class TreeStore:
         cache: NodeCache | None = None,
         *,
         concurrency: int = 16,
+        reads: int | None = None,
         budget: TransferBudget | None = None,
         memory_budget: int = MEMORY_BUDGET,
         present_for: float = PRESENT_FOR,
@@ -89,8 +91,9 @@ class TreeStore:
         self.keys = keys
         self.cache = cache
         self.concurrency = concurrency
+        self.reads = reads or concurrency
         self.stats = TreeStats()
-        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._limiter = anyio.CapacityLimiter(self.reads)
         self._budget = budget
         self._memory: OrderedDict[str, tuple[Node, int]] = OrderedDict()
         self._memory_bytes = 0
@@ -147,7 +150,7 @@ class TreeStore:
         wanted = list(dict.fromkeys(d for d in digests if d not in self._memory))
         if len(wanted) > 1:
             with first_error():
-                await for_each(wanted, self._prefetch_one, min(len(wanted), self.concurrency))
+                await for_each(wanted, self._prefetch_one, min(len(wanted), self.reads))
 
     async def _prefetch_one(self, digest: str) -> None:
         await self.node(digest)

@@ -19,9 +19,6 @@ from dropbeard.core.keys import RootKeys
 from dropbeard.store.base import Store
 
 IF_NONE_MATCH = "If-None-Match: *"
-#: How long the scratch object's delete may take when the probe ends (it is shielded
-#: from the cancellation of a failed init, so it is bounded instead).
-CLEANUP_SECONDS = 10.0
 IF_MATCH = "If-Match"
 
 
@@ -31,23 +28,25 @@ async def ignored_conditions(store: Store, keys: RootKeys, device_id: str) -> li
     (`IF_MATCH`). Empty when it honours both. Store errors are raised as they come."""
     key = keys.probe(device_id, secrets.token_hex(8))
     ignored: list[str] = []
-    try:
-        first = await store.put_if_absent(key, b"probe: created")
+    # Runs to its end even when cancelled (init failed meanwhile): a write abandoned in
+    # flight may still land, after the delete meant to remove it. The store's own
+    # timeouts bound it.
+    with anyio.CancelScope(shield=True):
         try:
-            await store.put_if_absent(key, b"probe: created again")
-            ignored.append(IF_NONE_MATCH)
-        except PreconditionFailed:
-            pass
-        await store.put(key, b"probe: replaced")  # `first` is stale from now on
-        try:
-            await store.put_if_match(key, b"probe: replaced with a stale etag", first)
-            ignored.append(IF_MATCH)
-        except PreconditionFailed:
-            pass
-    finally:
-        # also when the probe is cancelled (init failed meanwhile): no scratch object left
-        with anyio.CancelScope(shield=True), contextlib.suppress(StoreError):
-            with anyio.move_on_after(CLEANUP_SECONDS):
+            first = await store.put_if_absent(key, b"probe: created")
+            try:
+                await store.put_if_absent(key, b"probe: created again")
+                ignored.append(IF_NONE_MATCH)
+            except PreconditionFailed:
+                pass
+            await store.put(key, b"probe: replaced")  # `first` is stale from now on
+            try:
+                await store.put_if_match(key, b"probe: replaced with a stale etag", first)
+                ignored.append(IF_MATCH)
+            except PreconditionFailed:
+                pass
+        finally:
+            with contextlib.suppress(StoreError):
                 await store.delete(key)
     return ignored
 

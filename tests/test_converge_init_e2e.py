@@ -20,13 +20,15 @@ from tests.converge import ROOT_ID, Bucket, Device, devices
 from tests.faults import FaultStore
 
 T = TypeVar("T")
+#: a store call: (op, key, start, end)
+Call = tuple[str, str, float, float]
 
 
 class Timed(ForwardingStore):
     """Every call of the store it wraps held `latency` seconds (a link's round trip), with
     when it started and ended."""
 
-    def __init__(self, inner: Store, calls: list[tuple[str, str, float, float]]) -> None:
+    def __init__(self, inner: Store, calls: list[Call]) -> None:
         super().__init__(inner)
         self.calls = calls
 
@@ -37,6 +39,25 @@ class Timed(ForwardingStore):
             return await call()
         finally:
             self.calls.append((op, key, start, time.monotonic()))
+
+
+def timed_inits(monkeypatch: pytest.MonkeyPatch) -> list[Call]:
+    """From now on, the store calls of every `init` the test runs, each held 50 ms
+    (`Timed`)."""
+    made: list[Call] = []
+    real = cli_init.open_store
+    monkeypatch.setattr(
+        cli_init,
+        "open_store",
+        lambda *a, **k: Timed(real(*a, **k), made),  # type: ignore[arg-type]
+    )
+    return made
+
+
+def registry_writes(bucket: Bucket, calls: list[Call]) -> list[float]:
+    """When each write of the registry ended."""
+    return [end for op, key, _, end in calls
+            if key == bucket.keys.registry and op.startswith("put")]  # fmt: skip
 
 
 def init_args(bucket: Bucket, root: Path, device: str, *extra: str) -> list[str]:
@@ -133,21 +154,14 @@ def test_init_counts_what_it_will_receive_while_it_registers(
         laptop.write(name, f"{name}\n")
     laptop.sync()
     desktop.sync()
-    calls: list[tuple[str, str, float, float]] = []
-    real = cli_init.open_store
-    monkeypatch.setattr(
-        cli_init,
-        "open_store",
-        lambda *a, **k: Timed(real(*a, **k), calls),  # type: ignore[arg-type]
-    )
+    calls = timed_inits(monkeypatch)
 
     got = remote.cli("init", str(tmp_path / "new"), "--remote", remote.url,
                      *remote.init_args, "--device-id", "new")  # fmt: skip
 
     assert got.code == 0, got.err
     assert "3 files (18 B) to receive from desktop, laptop" in got.out
-    registry_write = [end for op, key, _, end in calls
-                      if key == remote.keys.registry and op.startswith("put")]  # fmt: skip
+    registry_write = registry_writes(remote, calls)
     counting = min(start for op, key, start, _ in calls
                    if op == "list_page" and key == remote.keys.devices_prefix)  # fmt: skip
     snapshots = [(start, end) for op, key, start, end in calls
@@ -164,17 +178,10 @@ def test_init_probes_the_server_while_it_registers(
 ) -> None:
     """The probe of conditional writes (five round trips) changes nothing of the
     registration, only what init says: it runs while the device registers, not after."""
-    calls: list[tuple[str, str, float, float]] = []
-    real = cli_init.open_store
-    monkeypatch.setattr(
-        cli_init,
-        "open_store",
-        lambda *a, **k: Timed(real(*a, **k), calls),  # type: ignore[arg-type]
-    )
+    calls = timed_inits(monkeypatch)
     got = remote.cli(*init_args(remote, tmp_path / "new", "new"))
     assert got.code == 0, got.err
-    registry_write = [end for op, key, _, end in calls
-                      if key == remote.keys.registry and op.startswith("put")]  # fmt: skip
+    registry_write = registry_writes(remote, calls)
     probe = [(op, start, end) for op, key, start, end in calls if "/probe-" in key]
     probing = ["put_if_absent", "put_if_absent", "put", "put_if_match", "delete"]
     assert [op for op, _, _ in probe] == probing

@@ -4,6 +4,7 @@ earlier holder that published (SPEC 1.5, 4 step 1)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -190,13 +191,43 @@ def test_init_probes_the_server_while_it_registers(
     assert not [k for k in remote.objects() if "/probe-" in k]  # its scratch object is gone
 
 
-def test_a_refused_init_leaves_no_probe_behind(remote: Bucket, tmp_path: Path) -> None:
-    """An init refused (the device id is another folder's) cancels the probe it began:
-    the probe's scratch object is deleted all the same."""
+class LandingLate(ForwardingStore):
+    """The probe's first write lands 0.2 s after it is sent and answers after 0.3 s: a
+    server finishes a request it received, whether or not the client still waits."""
+
+    def __init__(self, inner: Store, bucket: Bucket, landings: list[threading.Timer]) -> None:
+        super().__init__(inner)
+        self.bucket, self.landings = bucket, landings
+
+    async def put_if_absent(self, key: str, data: bytes, *, sha256: str | None = None) -> str:
+        if "/probe-" not in key or self.landings:
+            return await self.inner.put_if_absent(key, data, sha256=sha256)
+        landing = threading.Timer(0.2, self.bucket.put, (key, data))
+        self.landings.append(landing)
+        landing.start()
+        await anyio.sleep(0.3)
+        return (await self.inner.head(key)).etag
+
+
+def test_a_refused_init_leaves_no_probe_behind(
+    remote: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An init refused (the device id is another folder's) while its probe's first write
+    is on its way waits for that write before it deletes the probe's scratch object:
+    abandoned, the write would land after the delete and stay."""
     devices(remote, tmp_path, "laptop")
     before = remote.objects()
+    landings: list[threading.Timer] = []
+    real = cli_init.open_store
+    monkeypatch.setattr(
+        cli_init,
+        "open_store",
+        lambda *a, **k: LandingLate(real(*a, **k), remote, landings),  # type: ignore[arg-type]
+    )
     got = remote.cli(*init_args(remote, tmp_path / "elsewhere", "laptop"))
     assert got.code == 2 and "already active" in got.err
+    assert len(landings) == 1
+    landings[0].join()
     assert remote.objects() == before
 
 

@@ -37,6 +37,15 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object
     return backend
 
 
+@pytest.fixture(autouse=True)
+def _a_cache_of_its_own(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test (and the commands it runs) caches S3 request shapes in a folder of its
+    own: never the user's, never another test's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
 def pytest_report_header() -> list[str]:
     return [f"S3 leg: {'SKIPPED (DROPBEAR_SKIP_S3=1)' if _skip_s3() else 'SeaweedFS'}"]
 

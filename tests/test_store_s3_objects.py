@@ -182,6 +182,7 @@ async def test_a_stamped_request_is_the_request_botocore_sends(
             ("GetObject", {}, None),
             ("GetObject", {"IfNoneMatch": '"an-etag"'}, None),
             ("HeadObject", {}, None),
+            ("DeleteObject", {}, None),
         ]:
             sent = {}
             first = f"{store.prefix}/first"
@@ -200,11 +201,11 @@ async def test_a_stamped_request_is_the_request_botocore_sends(
                 sent[s3_key] = lesson.sent
             shape = s3objects.learn(
                 s3objects._Lesson(
-                    operation, f"{store.prefix}/first", sent[f"{store.prefix}/first"]
+                    operation, f"{store.prefix}/first", sent=sent[f"{store.prefix}/first"]
                 ),
                 conditions,
                 credentials,
-                None if body is None else len(body),
+                s3objects._length(operation, body),
             )
             assert shape is not None, operation
             theirs = sent[f"{store.prefix}/{key}"]
@@ -215,11 +216,63 @@ async def test_a_stamped_request_is_the_request_botocore_sends(
                 conditions,
                 headers["x-amz-date"],
                 credentials,
-                None if body is None else len(body),
+                s3objects._length(operation, body),
             )
             assert url == theirs.url
             assert {k.lower(): v for k, v in ours.items()} == headers
             assert ("x-amz-security-token" in headers) == (token is not None)
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize("key", KEYS)
+async def test_a_stamped_listing_is_the_listing_botocore_sends(seaweed: Seaweed, key: str) -> None:
+    """A listing's shape, learnt from one listing, stamped for others (each optional
+    parameter, keys of every kind in them): the URL, its query and every header are
+    those botocore sends."""
+    store = S3Store(
+        seaweed.bucket,
+        endpoint_url=seaweed.endpoint,
+        addressing_style="path",
+        credentials=Credentials(seaweed.access_key, seaweed.secret_key),
+    )
+    try:
+        client = await store._client()
+        objects = await store._connection.objects()
+        credentials = await objects._credentials()
+        variants: list[dict[str, Any]] = [
+            {"Prefix": "first/", "MaxKeys": 1000},
+            {"Prefix": key, "MaxKeys": 1000},
+            {"Prefix": key, "MaxKeys": 1000, "Delimiter": "/"},
+            {"Prefix": "", "MaxKeys": 7, "StartAfter": key},
+            {"Prefix": key, "MaxKeys": 1000, "ContinuationToken": f"token {key}=="},
+        ]
+        sent = []
+        for params in variants:
+            lesson = s3objects._Lesson(s3objects.LISTING, "", s3objects.listing_query(params))
+            watched = s3objects._WATCHED.set(lesson)
+            try:
+                await client.list_objects_v2(Bucket=seaweed.bucket, **params)
+            except Exception:
+                pass  # a made-up token: what was sent is what counts
+            finally:
+                s3objects._WATCHED.reset(watched)
+            sent.append(lesson)
+        shape = s3objects.learn(sent[0], {}, credentials, None)
+        assert shape is not None
+        for params, lesson in zip(variants, sent, strict=True):
+            headers = {k.lower(): s3objects._text(v) for k, v in lesson.sent.headers.items()}
+            url, ours = shape.stamp(
+                "",
+                headers["x-amz-content-sha256"],
+                {},
+                headers["x-amz-date"],
+                credentials,
+                None,
+                s3objects.listing_query(params),
+            )
+            assert url == lesson.sent.url
+            assert {k.lower(): v for k, v in ours.items()} == headers
     finally:
         await store.aclose()
 
@@ -411,6 +464,8 @@ async def test_fixed_credentials_are_frozen_once_and_refreshable_ones_asked_each
     client = await store._client()
     source = client._request_signer._credentials
     asked: list[int] = []
+    objects = await store._connection.objects()
+    objects._direct = None  # as for credentials only botocore finds (a profile, a role)
 
     class Refreshable:  # a role's or SSO's credentials: not fixed
         async def get_frozen_credentials(self) -> Any:

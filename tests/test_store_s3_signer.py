@@ -17,7 +17,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
 from dropbeard.core.errors import NotFound, Unauthorized
-from dropbeard.store import s3signer
+from dropbeard.store import s3signer, s3sigv4
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
 from dropbeard.store.s3signer import KNOWN_PAYLOAD, LeanS3SigV4Auth
@@ -136,11 +136,11 @@ class _KnownHashBotocore(botocore.auth.S3SigV4Auth):  # type: ignore[misc]
 
 
 def test_the_signing_key_is_derived_once_per_day(frozen_clock: None) -> None:
-    s3signer._signing_key.cache_clear()
+    s3sigv4._signing_key.cache_clear()
     credentials = BotoCredentials("AKID", "secret")
     for _ in range(5):
         LeanS3SigV4Auth(credentials, "s3", "us-east-1").add_auth(_request("GET", "http://h:1/b/k"))
-    assert s3signer._signing_key.cache_info().misses == 1
+    assert s3sigv4._signing_key.cache_info().misses == 1
 
 
 def _store(seaweed: Seaweed, secret: str) -> S3Store:

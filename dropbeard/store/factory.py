@@ -60,7 +60,7 @@ def open_store(
         description = f"s3://{url.bucket}/{url.prefix.strip('/')}".rstrip("/")
         if remote.endpoint_url:
             description += f" at {remote.endpoint_url}"
-        modules = ("dropbeard.store.tlsdefaults", "dropbeard.store.s3")
+        modules = ("dropbeard.store.s3",)
         deferred = DeferredStore(s3, description, modules)
         store = _BucketNamed(deferred, url.bucket, server)
     return RetryingStore(store) if retry else store

@@ -28,7 +28,7 @@ from dropbeard.store.s3body import FileBody
 from dropbeard.store.s3client import Credentials, S3Connection
 from dropbeard.store.s3errors import translate
 from dropbeard.store.s3objects import ObjectReply
-from dropbeard.store.s3requests import PAYLOAD_SHA256
+from dropbeard.store.s3sigv4 import PAYLOAD_SHA256
 from dropbeard.store.slot import open_dest
 
 #: Bytes read from a download's body at a time.
@@ -63,6 +63,7 @@ class S3Store:
             self.description += f" at {endpoint_url}"
         self._connection = S3Connection(
             self.description,
+            bucket=bucket,
             endpoint_url=endpoint_url,
             region=region,
             profile=profile,
@@ -89,17 +90,6 @@ class S3Store:
 
     async def aclose(self) -> None:
         await self._connection.aclose()
-
-    @staticmethod
-    def _object_info(key: str, meta: dict[str, Any]) -> ObjectInfo:
-        """From a GET or HEAD response, or an entry of a listing."""
-        modified = meta.get("LastModified")
-        return ObjectInfo(
-            key=key,
-            size=int(meta.get("ContentLength", meta.get("Size", 0))),
-            etag=str(meta.get("ETag", "")),
-            last_modified=modified.timestamp() if modified is not None else 0.0,
-        )
 
     # -- reads ----------------------------------------------------------------------
 
@@ -181,30 +171,34 @@ class S3Store:
         start_after: str | None = None,
         delimiter: str | None = None,
     ) -> AsyncIterator[ListPage]:
-        client = await self._client()
-        kwargs: dict[str, Any] = {
-            "Bucket": self.bucket,
+        objects = await self._connection.objects()
+        params: dict[str, Any] = {
             "Prefix": (f"{self.prefix}/{prefix}" if self.prefix else prefix),
             "MaxKeys": 1000,
         }
         if start_after:
-            kwargs["StartAfter"] = self._s3_key(start_after)
+            params["StartAfter"] = self._s3_key(start_after)
         if delimiter:
-            kwargs["Delimiter"] = delimiter
+            params["Delimiter"] = delimiter
         while True:
             with translate("listing", prefix or "/", listing=True):
-                resp = await client.list_objects_v2(**kwargs)
-            objects = [
-                self._object_info(self._store_key(o["Key"]), o) for o in resp.get("Contents", ())
+                page = await objects.list_page(self.bucket, params)
+            found = [
+                ObjectInfo(
+                    self._store_key(o.key),
+                    o.size,
+                    o.etag,
+                    o.last_modified.timestamp() if o.last_modified else 0.0,
+                )
+                for o in page.objects
             ]
-            prefixes = [self._store_key(p["Prefix"]) for p in resp.get("CommonPrefixes", ())]
-            if objects or prefixes:
-                yield ListPage(objects, prefixes)
-            token = resp.get("NextContinuationToken")
-            if not resp.get("IsTruncated") or not token:
+            prefixes = [self._store_key(p) for p in page.prefixes]
+            if found or prefixes:
+                yield ListPage(found, prefixes)
+            if not page.truncated or not page.next_token:
                 return
-            kwargs["ContinuationToken"] = token
-            kwargs.pop("StartAfter", None)
+            params["ContinuationToken"] = page.next_token
+            params.pop("StartAfter", None)
 
     # -- writes ---------------------------------------------------------------------
 
@@ -280,9 +274,9 @@ class S3Store:
         return str(resp.get("ETag", ""))
 
     async def delete(self, key: str) -> None:
-        client = await self._client()
+        objects = await self._connection.objects()
         with translate("deleting", key):
-            await client.delete_object(Bucket=self.bucket, Key=self._s3_key(key))
+            await objects.delete(self.bucket, self._s3_key(key))
 
 
 def _info(key: str, reply: ObjectReply) -> ObjectInfo:

@@ -1,13 +1,17 @@
 """The aiobotocore client an `S3Store` talks through: credentials, settings, and one client
-opened on first use and kept (IO: opens the connection pool; reads the environment).
+opened on first need and kept (IO: opens the connection pool; reads the environment).
 
 Settings that work beyond AWS: request checksums only when an operation requires them,
 path-style addressing on request, no retries inside botocore (transient errors surface as
 `Unavailable` and `RetryingStore` retries them). The pool is sized to the store's
 concurrency, its small requests included. Each request costs one round trip and no
-second hash of a known payload (`dropbeard.store.s3requests`); single-object GET, HEAD
-and PUT skip botocore's per-request machinery once it has shown what they look like
-(`dropbeard.store.s3objects`).
+second hash of a known payload (`dropbeard.store.s3requests`); single-object GET, HEAD,
+PUT and DELETE and listing pages skip botocore's per-request machinery once it has shown
+what they look like (`dropbeard.store.s3objects`).
+
+A plain-http endpoint with fixed credentials, no proxy and shapes an earlier process
+learnt (`dropbeard.store.s3shapecache`) needs no client at all until a request does: the
+client, and the import of aiobotocore, aiohttp and botocore behind it, wait until then.
 """
 
 from __future__ import annotations
@@ -18,54 +22,27 @@ from typing import Any
 
 import anyio
 import msgspec
-from aiobotocore.session import AioSession, get_session
-from botocore.config import Config
-from botocore.loaders import JSONFileLoader, Loader, instance_cache
 
+from dropbeard.core.imports import import_quietly
 from dropbeard.store.base import SMALL_REQUESTS_PER_SLOT
 from dropbeard.store.s3errors import translate
-from dropbeard.store.s3objects import ObjectRequests
-from dropbeard.store.s3requests import streamline, tune_parsers
+from dropbeard.store.s3objects import Direct, ObjectRequests, Signing
+from dropbeard.store.s3shapecache import ShapeCache, cache_folder, identity
 
-_LOADER: Loader | None = None
-
-
-class _JSONFiles(JSONFileLoader):  # type: ignore[misc]
-    """botocore's model files (`.json`, `.json.gz`) decoded by msgspec: about three times
-    faster than the standard library with the OrderedDict hook botocore uses (plain dicts
-    keep the order too). A fresh process reads ~3.5 MB of them for its first client."""
-
-    def _load_file(self, full_path: str, open_method: Any) -> Any:
-        if not os.path.isfile(full_path):
-            return None
-        with open_method(full_path, "rb") as fp:
-            return msgspec.json.decode(fp.read())
+_LOADER: Any = None
+#: Environment variables that route requests through a proxy (urllib's names, any case).
+_PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy")
 
 
-class _Loader(Loader):  # type: ignore[misc]
-    """botocore's data loader, cheaper for a one-shot command: model files decoded by
-    msgspec, and the services it knows listed from their folders' names (botocore also
-    lists every version folder of all ~400 services, ~900 listings, only to check the
-    one asked for: `determine_latest_version` still fails for a service with no model
-    of that type)."""
-
-    FILE_LOADER_CLASS = _JSONFiles
-
-    @instance_cache  # type: ignore[untyped-decorator]
-    def list_available_services(self, type_name: str) -> list[str]:
-        found: set[str] = set()
-        for folder in self._potential_locations():
-            found.update(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
-        return sorted(found)
-
-
-def model_loader() -> Loader:
+def model_loader() -> Any:
     """botocore's data loader (service models, endpoints), shared by every store in the
     process: it is read-only data, and parsing the S3 model again costs ~0.3 s (blocking
     the event loop) for each new session."""
     global _LOADER
     if _LOADER is None:
-        _LOADER = _Loader()
+        from dropbeard.store.s3models import Loader
+
+        _LOADER = Loader()
     return _LOADER
 
 
@@ -96,6 +73,7 @@ class S3Connection:
         self,
         description: str,
         *,
+        bucket: str | None = None,
         endpoint_url: str | None,
         region: str | None,
         profile: str | None,
@@ -110,39 +88,92 @@ class S3Connection:
         self._region = region or "us-east-1"
         self._profile = profile
         self._credentials = credentials or credentials_from_env()
-        self._config = Config(
-            parameter_validation=False,  # dropbeard builds every request itself
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            s3={"addressing_style": addressing_style},
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            max_pool_connections=max(concurrency * SMALL_REQUESTS_PER_SLOT + 8, 10),
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            tcp_keepalive=True,
-        )
+        self._settings: dict[str, Any] = {
+            "addressing_style": addressing_style,
+            "max_pool_connections": max(concurrency * SMALL_REQUESTS_PER_SLOT + 8, 10),
+            "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout,
+        }
         self._client: Any = None
-        self._objects: ObjectRequests | None = None
         self._stack = contextlib.AsyncExitStack()
         self._lock = anyio.Lock()
+        self._cache: ShapeCache | None = None
+        known: dict[str, Any] = {}
+        signing = self._fixed_signing()
+        direct = None
+        if signing is not None and bucket is not None:
+            self._cache = ShapeCache(
+                cache_folder(),
+                identity(
+                    {
+                        "endpoint": endpoint_url,
+                        "region": self._region,
+                        "addressing_style": addressing_style,
+                        "bucket": bucket,
+                        "access_key_id": signing.access_key,
+                    }
+                ),
+            )
+            known = self._cache.load()
+            direct = Direct(
+                signing, connect_timeout, read_timeout, self._settings["max_pool_connections"]
+            )
+        self._known = known
+        self._objects = ObjectRequests(self.client, known=known, direct=direct)
+
+    def _fixed_signing(self) -> Signing | None:
+        """The credentials botocore would sign with, when they are fixed and known without
+        it, and its requests go out plainly: a plain-http endpoint, no proxy, and keys
+        given (or in the environment, with no profile to prefer). None otherwise."""
+        if not (self._endpoint_url or "").lower().startswith("http://"):
+            return None
+        env = os.environ
+        if any(env.get(name) or env.get(name.upper()) for name in _PROXY_ENV):
+            return None
+        if self._credentials is not None:
+            given = self._credentials
+            return Signing(given.access_key_id, given.secret_access_key, given.session_token)
+        if self._profile or env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE"):
+            return None
+        key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+        if not key or not secret or env.get("AWS_CREDENTIAL_EXPIRATION"):
+            return None
+        return Signing(key, secret, env.get("AWS_SESSION_TOKEN") or None)
 
     async def client(self) -> Any:
         """The aiobotocore S3 client, opened on the first call."""
         if self._client is None:
             async with self._lock:
                 if self._client is None:
-                    self._client = await self._open()
-                    self._objects = ObjectRequests(self._client)
+                    for module in ("dropbeard.store.tlsdefaults", "aiobotocore.session"):
+                        await anyio.to_thread.run_sync(import_quietly, module)
+                    client = await self._open()
+                    self._objects.attach(client)
+                    self._client = client
         return self._client
 
     async def objects(self) -> ObjectRequests:
-        """GET, HEAD and PUT of single objects through the client (opened if need be)."""
-        await self.client()
-        assert self._objects is not None
+        """GET, HEAD, PUT and DELETE of single objects, and listing pages."""
         return self._objects
 
     async def _open(self) -> Any:
-        session: AioSession = get_session()
+        from aiobotocore.session import get_session
+        from botocore.config import Config
+
+        from dropbeard.store.s3requests import streamline, tune_parsers
+
+        config = Config(
+            parameter_validation=False,  # dropbeard builds every request itself
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            s3={"addressing_style": self._settings["addressing_style"]},
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            max_pool_connections=self._settings["max_pool_connections"],
+            connect_timeout=self._settings["connect_timeout"],
+            read_timeout=self._settings["read_timeout"],
+            tcp_keepalive=True,
+        )
+        session = get_session()
         session.register_component("data_loader", model_loader())
         tune_parsers(session)
         if self._profile:
@@ -150,7 +181,7 @@ class S3Connection:
         kwargs: dict[str, Any] = {
             "region_name": self._region,
             "endpoint_url": self._endpoint_url,
-            "config": self._config,
+            "config": config,
         }
         if (self._endpoint_url or "").lower().startswith("http://"):
             # No TLS to verify: without this, each client loads the CA bundle (~35 ms).
@@ -165,7 +196,11 @@ class S3Connection:
         return client
 
     async def aclose(self) -> None:
-        if self._objects is not None:
-            self._objects.close()
+        """Close the connections; keep the shapes learnt for the next process."""
+        self._objects.close()
+        learnt = self._objects.learnt()
+        if self._cache is not None and learnt and learnt != self._known:
+            await anyio.to_thread.run_sync(self._cache.save, learnt)
+            self._known = learnt
         await self._stack.aclose()
-        self._client = self._objects = None
+        self._client = None

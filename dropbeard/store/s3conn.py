@@ -16,8 +16,6 @@ import asyncio
 from collections import deque
 from typing import Any
 
-from aiobotocore.awsrequest import AioAWSResponse
-
 from dropbeard.store.s3route import Answer, Consume
 
 #: A streamed body stops being read from the socket past this many unconsumed bytes.
@@ -37,16 +35,6 @@ class WireError(ConnectionError):
 class Stale(WireError):
     """A reused connection closed before any byte of the answer (the server had closed
     it while idle)."""
-
-
-class _Raw:
-    """An error answer's body as aiobotocore's response reads it."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    async def read(self) -> bytes:
-        return self._data
 
 
 class _Response:
@@ -115,16 +103,12 @@ class Connection(asyncio.Protocol):
             while self._state == _HEAD:
                 await self._wait(_FOR_HEAD)
             status, headers = self.status, self.headers
-            if status >= 300:
-                data = await self._read_all()
-                raw = AioAWSResponse(url, status, headers, _Raw(data))
-                answer = Answer(status, headers, data, raw)
-            elif consume is not None:
+            if consume is not None and status < 300:
                 self._streaming = True
                 consumed = await consume(_Response(self, headers))
                 if self._state != _DONE:  # the consumer stopped early: the rest is unread
                     self._keep = False
-                answer = Answer(status, headers, b"", None, consumed)
+                answer = Answer(status, headers, b"", consumed)
             else:
                 answer = Answer(status, headers, await self._read_all())
         except BaseException:

@@ -7,23 +7,12 @@ and never include credentials or request signatures.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-import aiohttp
 import msgspec
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    HTTPClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
-    ProfileNotFound,
-    ReadTimeoutError,
-)
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
 
 from dropbeard.core.errors import (
     ListFailed,
@@ -71,6 +60,18 @@ _TRANSIENT = {
 }
 
 
+class ServerError(Exception):
+    """An error answer to a request dropbeard stamped itself (`dropbeard.store.s3objects`):
+    its `response` reads as a botocore `ClientError`'s does."""
+
+    def __init__(self, code: str, message: str, status: int) -> None:
+        super().__init__(f"{message or code} ({code}, HTTP {status})")
+        self.response: dict[str, Any] = {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        }
+
+
 class Outcome(msgspec.Struct):
     """Filled in by `translate` when a 304 Not Modified was tolerated."""
 
@@ -88,7 +89,19 @@ def translate(
         yield outcome
     except StoreError:
         raise
-    except ClientError as exc:
+    except Exception as exc:
+        _translated(exc, doing, key, listing, not_modified_ok, outcome)
+
+
+def _translated(
+    exc: Exception, doing: str, key: str, listing: bool, not_modified_ok: bool, outcome: Outcome
+) -> None:
+    """Raise `exc` as the store error it means; return if it is a tolerated 304. botocore's
+    and aiohttp's errors are recognised only once they are imported: a command whose
+    requests are all stamped never imports them, and so can never see them raised."""
+    boto: Any = sys.modules.get("botocore.exceptions")
+    aiohttp: Any = sys.modules.get("aiohttp")
+    if isinstance(exc, ServerError) or (boto is not None and isinstance(exc, boto.ClientError)):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -116,27 +129,27 @@ def translate(
         if listing:
             raise ListFailed(where, key) from None
         raise StoreError(where, key) from None
-    except (NoCredentialsError, PartialCredentialsError) as exc:
-        raise Unauthorized(
-            f"{doing} {key}: no usable S3 credentials found ({type(exc).__name__}); set "
-            "DROPBEAR_S3_ACCESS_KEY_ID/DROPBEAR_S3_SECRET_ACCESS_KEY or an AWS profile",
-            key,
-        ) from None
-    except ProfileNotFound as exc:
-        raise StoreError(f"{doing} {key}: {exc}", key) from None
-    except (
-        BotoConnectionError,
-        HTTPClientError,
-        ReadTimeoutError,
-        aiohttp.ClientError,
-        ConnectionError,
-        TimeoutError,
-    ) as exc:
+    if boto is not None:
+        if isinstance(exc, (boto.NoCredentialsError, boto.PartialCredentialsError)):
+            raise Unauthorized(
+                f"{doing} {key}: no usable S3 credentials found ({type(exc).__name__}); set "
+                "DROPBEAR_S3_ACCESS_KEY_ID/DROPBEAR_S3_SECRET_ACCESS_KEY or an AWS profile",
+                key,
+            ) from None
+        if isinstance(exc, boto.ProfileNotFound):
+            raise StoreError(f"{doing} {key}: {exc}", key) from None
+    unreachable: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+    if boto is not None:
+        unreachable += (boto.ConnectionError, boto.HTTPClientError, boto.ReadTimeoutError)
+    if aiohttp is not None:
+        unreachable += (aiohttp.ClientError,)
+    if isinstance(exc, unreachable):
         raise Unavailable(f"{doing} {key}: server unreachable ({_reason(exc)})", key) from None
-    except BotoCoreError as exc:
+    if boto is not None and isinstance(exc, boto.BotoCoreError):
         raise StoreError(f"{doing} {key}: {_reason(exc)}", key) from None
-    except OSError as exc:
+    if isinstance(exc, OSError):
         raise Unavailable(f"{doing} {key}: {_reason(exc)}", key) from None
+    raise exc
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,25 +1,34 @@
-"""The S3 requests dropbeard makes by the thousand, GET, HEAD and PUT of one object, sent
-without botocore's per-request machinery once botocore has shown what they look like (IO:
-sends through the client's own HTTP session).
+"""The S3 requests dropbeard makes by the thousand, GET, HEAD, PUT and DELETE of one
+object and a page of a listing, sent without botocore's per-request machinery once
+botocore has shown what they look like (IO: sends through its own connections, or the
+client's HTTP session).
 
 botocore builds each request through ~10 events to ~25 handlers, a serializer, an endpoint
 resolver, a retry context and a response parser: for a small object that costs about
-twice the CPU of the HTTP exchange itself. Yet from one GET (HEAD, PUT) of an object to
+twice the CPU of the HTTP exchange itself. Yet from one GET (HEAD, PUT...) of an object to
 the next only the key, the date, the payload hash, the conditions and the signature
-change. So the first two requests of each kind go through botocore and is watched on its
-way out (`before-send`); its URL up to the key and its other headers become that kind's
-`Shape`. A shape is kept only if stamping that very request from it gives back exactly
-what botocore sent, URL, headers and signature, and the next request of that kind shows
-the same shape (so a header that changes per request is not frozen); otherwise every
-request of that kind stays with botocore (`dropbeard.store.s3shapes`, which also keeps
-the others of a kind waiting while two are learning). Later requests are stamped from
-the shape, signed by the same SigV4 code (`dropbeard.store.s3signer.authorization`), and
-sent over dropbeard's own connections (`dropbeard.store.s3wire`), or, where a proxy is
-set, through the client's aiohttp session (`dropbeard.store.s3route`).
+change (and for a listing, its query). So the first two requests of each kind go through
+botocore and are watched on their way out (`before-send`); the URL up to the key (or the
+query) and the other headers become that kind's `Shape`. A shape is kept only if stamping
+that very request from it gives back exactly what botocore sent, URL, headers and
+signature, and the next request of that kind shows the same shape (so a header that
+changes per request is not frozen); otherwise every request of that kind stays with
+botocore (`dropbeard.store.s3shapes`, which also keeps the others of a kind waiting while
+two are learning). Later requests are stamped from the shape, signed by the same SigV4
+code (`dropbeard.store.s3sigv4.authorization`), and sent over dropbeard's own connections
+(`dropbeard.store.s3wire`), or, where a proxy is set, through the client's aiohttp
+session (`dropbeard.store.s3route`).
 
-A 2xx answer is read directly. An error is parsed by botocore's own parser into the
-`ClientError` botocore raises (so `dropbeard.store.s3errors.translate` sees no
-difference); a redirect or a 400 (a bucket in another region, a signature scope to
+Shapes learnt by an earlier process can be handed in (`known`, from
+`dropbeard.store.s3shapecache`), with `Direct` settings to sign and send without a
+client: then botocore is not even imported until a request needs it. Such a shape is
+provisional until an answer confirms it: a redirect, a 400, a 403 or a missing bucket
+before then forgets every provisional shape and sends the request through botocore,
+which learns them anew.
+
+A 2xx answer is read directly; an error answer becomes a `ServerError` carrying its S3
+code and status as botocore's `ClientError` does (`dropbeard.store.s3errors.translate`
+reads both alike); a redirect or a 400 (a bucket in another region, a signature scope to
 correct) forgets the shape and sends the request again through botocore.
 """
 
@@ -33,23 +42,52 @@ from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 import msgspec
-from aiobotocore.credentials import AioCredentials
-from aiobotocore.endpoint import convert_to_response_dict
 
-from dropbeard.store.s3requests import PAYLOAD_SHA256, parse_timestamp
+from dropbeard.core.errors import ListFailed
+from dropbeard.store.s3answers import (
+    Listed,
+    ListingPage,
+    MalformedAnswer,
+    parse_error,
+    parse_listing,
+    parse_timestamp,
+)
+from dropbeard.store.s3errors import ServerError
 from dropbeard.store.s3route import Answer, Consume, Route, route_for, send_plainly
 from dropbeard.store.s3shapes import Shapes
-from dropbeard.store.s3signer import EXCLUDED_HEADERS, authorization, signed_host
+from dropbeard.store.s3sigv4 import (
+    EXCLUDED_HEADERS,
+    PAYLOAD_SHA256,
+    authorization,
+    signed_host,
+)
 from dropbeard.store.s3wire import Wire, wire_for
 
 T = TypeVar("T")
 
 #: Operation -> its HTTP method and the client's method for it.
-METHODS = {"GetObject": "GET", "HeadObject": "HEAD", "PutObject": "PUT"}
+LISTING = "ListObjectsV2"
+METHODS = {
+    "GetObject": "GET",
+    "HeadObject": "HEAD",
+    "PutObject": "PUT",
+    "DeleteObject": "DELETE",
+    LISTING: "GET",
+}
 _CLIENT_METHODS = {
     "GetObject": "get_object",
     "HeadObject": "head_object",
     "PutObject": "put_object",
+    "DeleteObject": "delete_object",
+    LISTING: "list_objects_v2",
+}
+#: A listing's parameters, and their names in its query.
+_LISTING_QUERY = {
+    "Delimiter": "delimiter",
+    "MaxKeys": "max-keys",
+    "Prefix": "prefix",
+    "ContinuationToken": "continuation-token",
+    "StartAfter": "start-after",
 }
 #: Headers that differ per request: stamped, never taken from the shape.
 _PER_REQUEST = frozenset(
@@ -109,8 +147,10 @@ class Shape(msgspec.Struct, frozen=True):
         timestamp: str,
         credentials: Any,
         length: int | None,
+        query: str = "",
     ) -> tuple[str, dict[str, str]]:
-        """The URL and headers of a request for `s3_key` with payload hash `payload`."""
+        """The URL and headers of a request for `s3_key` (with `query`, already encoded)
+        with payload hash `payload`."""
         tail = quote(s3_key.encode(), safe="/~")  # as botocore encodes a greedy label
         headers = dict(self.fixed)
         signed = {"host": self.host}
@@ -125,7 +165,7 @@ class Shape(msgspec.Struct, frozen=True):
         if credentials.token:
             headers["X-Amz-Security-Token"] = signed["x-amz-security-token"] = credentials.token
         headers["Authorization"] = authorization(
-            (self.method, self.path_prefix + tail, ""),
+            (self.method, self.path_prefix + tail, _canonical_query(query)),
             signed,
             payload,
             timestamp,
@@ -134,7 +174,26 @@ class Shape(msgspec.Struct, frozen=True):
         )
         if length is not None:
             headers["Content-Length"] = str(length)
-        return self.url_prefix + tail, headers
+        return self.url_prefix + tail + (f"?{query}" if query else ""), headers
+
+
+def listing_query(params: dict[str, Any]) -> str:
+    """The query of a ListObjectsV2 request with `params` (botocore's names), encoded
+    as botocore encodes it: in their order, after the model's `list-type=2`, and the
+    url-encoding of keys botocore asks for last."""
+    pairs = ["list-type=2"]
+    for param, value in params.items():
+        pairs.append(f"{_LISTING_QUERY[param]}={quote(str(value), safe='-_.~')}")
+    pairs.append("encoding-type=url")
+    return "&".join(pairs)
+
+
+def _canonical_query(query: str) -> str:
+    """SigV4's canonical form of an encoded query: its pairs sorted."""
+    if not query:
+        return ""
+    pairs = sorted(pair.partition("=")[::2] for pair in query.split("&"))
+    return "&".join(f"{name}={value}" for name, value in pairs)
 
 
 class _Lesson(msgspec.Struct):
@@ -142,6 +201,7 @@ class _Lesson(msgspec.Struct):
 
     operation: str
     s3_key: str
+    query: str = ""  # a listing's, as `listing_query` encodes it
     sent: Any = None  # the AWSPreparedRequest, once botocore sends it
 
 
@@ -168,9 +228,10 @@ def learn(
     lowered = {k.lower(): v for k, v in headers.items()}
     auth, url = lowered.get("authorization", ""), urlsplit(sent.url)
     tail = quote(lesson.s3_key.encode(), safe="/~")
+    base = sent.url.partition("?")[0]
     if (
         sent.method != METHODS[lesson.operation]
-        or url.query
+        or url.query != lesson.query
         or url.fragment
         or not url.path.endswith(tail)
         or not auth.startswith("AWS4-HMAC-SHA256 Credential=")
@@ -182,7 +243,7 @@ def learn(
         return None
     shape = Shape(
         method=sent.method,
-        url_prefix=sent.url[: len(sent.url) - len(tail)],
+        url_prefix=base[: len(base) - len(tail)],
         path_prefix=url.path[: len(url.path) - len(tail)],
         host=signed_host(url.scheme, url.netloc),
         fixed=tuple((k, v) for k, v in headers.items() if k.lower() not in _PER_REQUEST),
@@ -190,10 +251,18 @@ def learn(
     )
     payload = lowered.get("x-amz-content-sha256", "")
     again = shape.stamp(
-        lesson.s3_key, payload, conditions, lowered["x-amz-date"], credentials, length
+        lesson.s3_key, payload, conditions, lowered["x-amz-date"], credentials, length, lesson.query
     )
     same = again[0] == sent.url and {k.lower(): v for k, v in again[1].items()} == lowered
     return shape if same else None
+
+
+def _length(operation: str, body: bytes | None) -> int | None:
+    """The Content-Length botocore sends with a request: its body's, and 0 for a DELETE
+    (a request with a method that may carry a body, but none)."""
+    if body is not None:
+        return len(body)
+    return 0 if operation == "DeleteObject" else None
 
 
 def _text(value: Any) -> str:
@@ -211,16 +280,71 @@ def _timestamp() -> str:
     return str(_SECOND[1])
 
 
-class ObjectRequests:
-    """GET, HEAD and PUT of single objects through `client` (an aiobotocore S3 client on
-    which `streamline` ran), by shape once one is known, else through botocore."""
+class Signing(msgspec.Struct, frozen=True):
+    """Credentials as the signer reads them."""
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
+    access_key: str
+    secret_key: str
+    token: str | None = None
+
+    def __repr__(self) -> str:  # never print secrets, even in a traceback's locals
+        return f"Signing(access_key={self.access_key[:4]}…)"
+
+
+class Direct(msgspec.Struct, frozen=True):
+    """What stamped requests need to go out before (or without) a client: fixed
+    credentials, and the client's settings for the plain-http connections of a `Wire`
+    (no TLS, no proxy)."""
+
+    credentials: Signing
+    connect_timeout: float | None
+    read_timeout: float | None
+    limit: int
+
+
+class ObjectRequests:
+    """GET, HEAD, PUT and DELETE of single objects, and listing pages, by shape once one
+    is known, else through botocore: the aiobotocore client (on which `streamline` ran)
+    that `open_client` opens, and hands back through `attach`. `known` shapes (learnt by
+    an earlier process) are provisional; with `direct`, requests are stamped from them
+    without opening the client at all."""
+
+    def __init__(
+        self,
+        open_client: Callable[[], Awaitable[Any]],
+        *,
+        known: dict[str, Shape] | None = None,
+        direct: Direct | None = None,
+    ) -> None:
+        self._open_client = open_client
+        self._client: Any = None
         self._shapes: Shapes[Shape] = Shapes()
         self._routes: dict[str, Route | Wire | None] = {}  # by URL prefix
         self._fixed: Any = None  # credentials that never change, frozen
+        self._direct = direct
+        self._provisional: set[str] = set()
+        for operation, shape in (known or {}).items():
+            if operation in METHODS:
+                self._shapes[operation] = shape
+                self._provisional.add(operation)
+
+    def attach(self, client: Any) -> None:
+        """The client `open_client` opened: watched from now on, for shapes to learn."""
         client.meta.events.register("before-send.s3", _watch)
+        self._client = client
+
+    async def _botocore(self) -> Any:
+        if self._client is None:
+            await self._open_client()  # which attaches it
+        return self._client
+
+    def learnt(self) -> dict[str, Shape]:
+        """The shapes known and confirmed (by botocore, or by an answer), by kind."""
+        return {
+            operation: shape
+            for operation, shape in self._shapes.items()
+            if shape is not None and operation not in self._provisional
+        }
 
     def close(self) -> None:
         """Close the connections of our own (aiohttp's close with the client)."""
@@ -247,8 +371,9 @@ class ObjectRequests:
             answer = await self._stamped(shape, "GetObject", s3_key, {}, None, None, taken)
             if answer is not None:
                 return cast(T, answer.consumed)
-            self._shapes.pop("GetObject", None)  # something to learn: botocore again
-        resp = await self._client.get_object(Bucket=bucket, Key=s3_key)
+            self._forget("GetObject")  # something to learn: botocore again
+        client = await self._botocore()
+        resp = await client.get_object(Bucket=bucket, Key=s3_key)
         reply = ObjectReply(
             str(resp.get("ETag", "")), int(resp.get("ContentLength", 0)), resp.get("LastModified")
         )
@@ -262,6 +387,41 @@ class ObjectRequests:
         self, bucket: str, s3_key: str, data: bytes, sha256: str | None, **conditions: str
     ) -> ObjectReply:
         return await self._call("PutObject", bucket, s3_key, conditions, data, sha256)
+
+    async def delete(self, bucket: str, s3_key: str) -> None:
+        await self._call("DeleteObject", bucket, s3_key, {})
+
+    async def list_page(self, bucket: str, params: dict[str, Any]) -> ListingPage:
+        """One page of a ListObjectsV2 listing of `bucket` with `params` (botocore's
+        names: Prefix, Delimiter, MaxKeys, StartAfter, ContinuationToken)."""
+        query = listing_query(params)
+        shape = await self._shapes.wanted(LISTING)
+        if shape is not None:
+            answer = await self._stamped(shape, LISTING, "", {}, None, None, query=query)
+            if answer is not None:
+                try:
+                    return parse_listing(answer.body)
+                except MalformedAnswer as exc:
+                    where = params.get("Prefix") or "/"
+                    raise ListFailed(f"listing {where}: {exc}", where) from None
+            self._forget(LISTING)
+        call = {"Bucket": bucket, **params}
+        if LISTING in self._shapes:
+            resp = await self._through_botocore(LISTING, call, None)
+        else:
+            with self._shapes.learning(LISTING):
+                resp = await self._through_botocore(LISTING, call, _Lesson(LISTING, "", query))
+        return ListingPage(
+            [
+                Listed(
+                    o["Key"], int(o.get("Size", 0)), str(o.get("ETag", "")), o.get("LastModified")
+                )
+                for o in resp.get("Contents", ())
+            ],
+            [p["Prefix"] for p in resp.get("CommonPrefixes", ())],
+            bool(resp.get("IsTruncated")),
+            resp.get("NextContinuationToken") or None,
+        )
 
     async def _call(
         self,
@@ -279,36 +439,17 @@ class ObjectRequests:
                 answer = await self._stamped(shape, operation, s3_key, conditions, body, sha256)
                 if answer is not None:
                     return _reply(answer.headers, answer.body)
-                self._shapes.pop(operation, None)  # something to learn: botocore again
-        if not learnable or operation in self._shapes:
-            return await self._through_botocore(operation, bucket, s3_key, conditions, body, sha256)
-        with self._shapes.learning(operation):
-            return await self._through_botocore(operation, bucket, s3_key, conditions, body, sha256)
-
-    async def _through_botocore(
-        self,
-        operation: str,
-        bucket: str,
-        s3_key: str,
-        conditions: dict[str, str],
-        body: bytes | None,
-        sha256: str | None,
-    ) -> ObjectReply:
+                self._forget(operation)  # something to learn: botocore again
         params: dict[str, Any] = {"Bucket": bucket, "Key": s3_key, **conditions}
         if body is not None:
             params["Body"] = body
             if sha256 is not None:
                 params[PAYLOAD_SHA256] = sha256
-        lesson = _Lesson(operation, s3_key) if operation not in self._shapes else None
-        token = _WATCHED.set(lesson)
-        try:
-            resp = await getattr(self._client, _CLIENT_METHODS[operation])(**params)
-        finally:
-            _WATCHED.reset(token)
-        if lesson is not None and (body is None or sha256 is not None):
-            credentials = await self._credentials()
-            length = None if body is None else len(body)
-            self._shapes.learned(operation, learn(lesson, conditions, credentials, length))
+        if not learnable or operation in self._shapes:
+            resp = await self._through_botocore(operation, params, None)
+        else:
+            with self._shapes.learning(operation):
+                resp = await self._through_botocore(operation, params, _Lesson(operation, s3_key))
         data = b""
         if "Body" in resp:
             async with resp["Body"] as stream:
@@ -320,19 +461,78 @@ class ObjectRequests:
             data,
         )
 
+    async def _through_botocore(
+        self, operation: str, params: dict[str, Any], lesson: _Lesson | None
+    ) -> Any:
+        """botocore's response to `operation` with `params`; with a `lesson`, the request
+        is watched on its way out and its shape learnt."""
+        client = await self._botocore()
+        token = _WATCHED.set(lesson)
+        try:
+            resp = await getattr(client, _CLIENT_METHODS[operation])(**params)
+        finally:
+            _WATCHED.reset(token)
+        if lesson is not None:
+            credentials = await self._credentials()
+            conditions = {k: v for k, v in params.items() if k in CONDITIONS}
+            length = _length(operation, params.get("Body"))
+            self._shapes.learned(operation, learn(lesson, conditions, credentials, length))
+        return resp
+
+    def _forget(self, operation: str) -> None:
+        """Send `operation` through botocore again, to learn its shape anew; if it was
+        provisional, so are the other provisional shapes (all learnt alike, and not
+        confirmed)."""
+        self._shapes.pop(operation, None)
+        if operation in self._provisional:
+            for other in self._provisional:
+                self._shapes.pop(other, None)
+            self._provisional.clear()
+
     async def _credentials(self) -> Any:
         """The credentials to sign with now; fixed ones are frozen once, refreshable ones
         (a role, SSO) asked every time, as botocore asks them."""
+        if self._direct is not None:
+            return self._direct.credentials
         if self._fixed is not None:
             return self._fixed
-        signer = getattr(self._client, "_request_signer", None)
+        client = await self._botocore()
+        signer = getattr(client, "_request_signer", None)
         source = getattr(signer, "_credentials", None)
         if source is None:
             return None
         frozen = await source.get_frozen_credentials()
+        from aiobotocore.credentials import AioCredentials
+
         if type(source) is AioCredentials:
             self._fixed = frozen
         return frozen
+
+    async def _route(self, url_prefix: str) -> Route | Wire | None:
+        """How requests to `url_prefix` go: through the client's HTTP session's route
+        (its proxy, TLS and pool settings) once a client is open, else over plain-http
+        connections of our own with `direct`'s settings (None: botocore sends them).
+        One route per origin: a listing's URL and an object's share their connections."""
+        parts = urlsplit(url_prefix)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin in self._routes:
+            return self._routes[origin]
+        if self._client is None and self._direct is not None:
+            if parts.scheme.lower() == "http":
+                wire = Wire(
+                    origin,
+                    tls=None,
+                    connect_timeout=self._direct.connect_timeout,
+                    read_timeout=self._direct.read_timeout,
+                    limit=self._direct.limit,
+                )
+                self._routes[origin] = wire
+                return wire
+            await self._botocore()
+        http_session = self._client._endpoint.http_session
+        found = await route_for(http_session, origin + "/")
+        route = self._routes[origin] = (None if found is None else wire_for(found, origin)) or found
+        return route
 
     async def _stamped(
         self,
@@ -343,39 +543,37 @@ class ObjectRequests:
         body: bytes | None,
         sha256: str | None,
         consume: Consume | None = None,
+        query: str = "",
     ) -> Answer | None:
         """A stamped request's successful answer (see `Route.send` for `consume`); None
-        if botocore should make it instead; a ClientError as botocore raises it."""
+        if botocore should make it instead; a ServerError for an error answer."""
         credentials = await self._credentials()
         if credentials is None:
             return None
         payload = sha256 if body is not None and sha256 is not None else _EMPTY_SHA256
-        length = None if body is None else len(body)
-        url, headers = shape.stamp(s3_key, payload, conditions, _timestamp(), credentials, length)
-        http_session = self._client._endpoint.http_session
-        if shape.url_prefix not in self._routes:
-            found = await route_for(http_session, shape.url_prefix)
-            wire = None if found is None else wire_for(found, shape.url_prefix)
-            self._routes[shape.url_prefix] = wire or found
-        route = self._routes[shape.url_prefix]
+        length = _length(operation, body)
+        url, headers = shape.stamp(
+            s3_key, payload, conditions, _timestamp(), credentials, length, query
+        )
+        route = await self._route(shape.url_prefix)
         if route is not None:
             answer = await route.send(shape.method, url, headers, body, consume)
         elif consume is not None:
             return None  # streamed only through a route: botocore streams the rest
         else:
-            answer = await send_plainly(http_session, shape.method, url, headers, body)
+            client = await self._botocore()
+            answer = await send_plainly(
+                client._endpoint.http_session, shape.method, url, headers, body
+            )
         if answer.status in _RELEARN:
             return None
-        if answer.status >= 300:
-            await self._raise_error(operation, answer.response)
+        problem = parse_error(answer.status, answer.body) if answer.status >= 300 else None
+        if self._provisional:
+            if problem is not None and (
+                answer.status in (401, 403) or problem.code == "NoSuchBucket"
+            ):
+                return None  # perhaps not what botocore would send today: ask it
+            self._provisional.clear()  # the server took a request stamped from them
+        if problem is not None:
+            raise ServerError(problem.code, problem.message, problem.status)
         return answer
-
-    async def _raise_error(self, operation: str, response: Any) -> None:
-        """Raise the ClientError botocore raises for this error response."""
-        model = self._client.meta.service_model.operation_model(operation)
-        response_dict = await convert_to_response_dict(response, model)
-        factory = self._client._endpoint._response_parser_factory
-        parser = factory.create_parser(model.service_model.resolved_protocol)
-        parsed = await parser.parse(response_dict, model.output_shape)
-        code = parsed.get("Error", {}).get("Code")
-        raise self._client.exceptions.from_code(code)(parsed, operation)

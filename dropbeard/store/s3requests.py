@@ -28,19 +28,16 @@ event handlers, a signer and caches, installed on one client by `streamline`).
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from botocore.awsrequest import HeadersDict
 from botocore.handlers import add_expect_header, add_retry_headers
-from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
+from dropbeard.store.s3answers import parse_timestamp
 from dropbeard.store.s3signer import KNOWN_PAYLOAD, SIGNER_NAME
+from dropbeard.store.s3sigv4 import PAYLOAD_SHA256
 
-#: Request parameter (popped before validation) carrying the body's known SHA-256 (hex).
-PAYLOAD_SHA256 = "DropbeardPayloadSha256"
 #: Operations whose body may come with a known hash.
 _WITH_BODY = ("PutObject", "UploadPart")
 #: Endpoint rule parameters that may differ per request; the rules must not read them.
@@ -100,37 +97,6 @@ def _lowered(headers: Any) -> Iterator[tuple[str, Any]]:
     if isinstance(headers, HeadersDict) and isinstance(stored, dict):  # keys: _HeaderKey
         return ((key._lower, value) for key, value in stored.items())
     return ((str(name).lower(), value) for name, value in headers.items())
-
-
-_MONTHS = {"Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "May": 5, "Jun": 6}
-_MONTHS |= {"Jul": 7, "Aug": 8, "Sep": 9, "Oct": 10, "Nov": 11, "Dec": 12}
-_HTTP_DATE = re.compile(r"[A-Z][a-z]{2}, (\d\d) ([A-Z][a-z]{2}) (\d{4}) (\d\d):(\d\d):(\d\d) GMT")
-_ISO_DATE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6})\d*)?Z")
-
-
-def parse_timestamp(value: Any) -> datetime:
-    """An HTTP date (`Wed, 02 Dec 2026 02:40:16 GMT`) or an ISO 8601 UTC time with `Z`
-    (`2026-12-02T02:40:16.123Z`), the two forms S3 servers send, as an aware UTC datetime;
-    anything else (or an impossible date) as botocore parses it."""
-    if isinstance(value, str):
-        try:
-            if match := _HTTP_DATE.fullmatch(value):
-                day, month, year, hour, minute, second = match.groups()
-                if month in _MONTHS:
-                    return _utc(year, _MONTHS[month], day, hour, minute, second, "0")
-            elif match := _ISO_DATE.fullmatch(value):
-                year, month_n, day, hour, minute, second, fraction = match.groups()
-                micro = (fraction or "0").ljust(6, "0")
-                return _utc(year, month_n, day, hour, minute, second, micro)
-        except ValueError:
-            pass  # botocore's parser says what is wrong with it
-    parsed: datetime = botocore_parse_timestamp(value)
-    return parsed
-
-
-def _utc(*fields: str | int) -> datetime:
-    year, month, day, hour, minute, second, micro = map(int, fields)
-    return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
 
 
 def tune_parsers(session: Any) -> None:

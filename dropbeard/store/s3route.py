@@ -18,23 +18,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-from aiobotocore.awsrequest import AioAWSResponse
-from botocore.awsrequest import AWSPreparedRequest
-from yarl import URL
 
 #: Takes a successful response (its `headers`, and its body's stream as `content`).
 Consume = Callable[[Any], Awaitable[Any]]
 
 
 class Answer(msgspec.Struct, frozen=True):
-    """A response: its status, a case-insensitive `get` of its headers, and its body
-    (read only for a GET's success, or an error); `response` as botocore's parser reads
-    it, for an error."""
+    """A response: its status, a `get` of its headers by lower-case name, and its body
+    (read only for a GET's or a listing's success, or an error)."""
 
     status: int
     headers: Any
     body: bytes
-    response: Any = None
     #: what a streamed GET's `consume` returned
     consumed: Any = None
 
@@ -57,6 +52,8 @@ class Route(msgspec.Struct, frozen=True):
         """The answer to one request. A GET's body is read whole; or, given `consume`,
         a successful GET's headers and body stream go to it, while the response is open,
         and what it returns is the answer's `consumed`."""
+        from yarl import URL  # imported with aiohttp, which sent nothing before the client
+
         headers["Accept-Encoding"] = "identity"
         async with self.session.request(
             method,
@@ -69,10 +66,9 @@ class Route(msgspec.Struct, frozen=True):
             status = response.status
             if status >= 300:
                 lowered = {k.decode().lower(): v.decode() for k, v in response.raw_headers}
-                answer = AioAWSResponse(str(response.url), status, lowered, response)
-                return Answer(status, answer.headers, await answer.content, answer)
+                return Answer(status, lowered, await response.read())
             if consume is not None:
-                return Answer(status, response.headers, b"", None, await consume(response))
+                return Answer(status, response.headers, b"", await consume(response))
             data = await _whole_body(response.content) if method == "GET" else b""
             return Answer(status, response.headers, data)
 
@@ -109,6 +105,8 @@ async def send_plainly(
     http_session: Any, method: str, url: str, headers: dict[str, str], body: bytes | None
 ) -> Answer:
     """The same request through aiobotocore's `send` (no route)."""
+    from botocore.awsrequest import AWSPreparedRequest
+
     request = AWSPreparedRequest(method, url, headers, body, stream_output=False)
     response = await http_session.send(request)
-    return Answer(response.status_code, response.headers, await response.content, response)
+    return Answer(response.status_code, response.headers, await response.content)

@@ -13,9 +13,6 @@ checks every signature against botocore's own signer.
 
 from __future__ import annotations
 
-import hmac
-from functools import lru_cache
-from hashlib import sha256
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -23,12 +20,12 @@ from botocore import auth as botocore_auth
 from botocore.compat import get_current_datetime
 from botocore.exceptions import NoCredentialsError
 
+from dropbeard.store.s3sigv4 import EXCLUDED_HEADERS, authorization, signed_host
+
 #: Request context key under which a caller's known payload SHA-256 (hex) travels.
 KNOWN_PAYLOAD = "dropbeard_payload_sha256"
 #: The name this signer is registered under in botocore's signer table.
 SIGNER_NAME = "dropbeard-s3v4"
-#: Headers SigV4 never signs (lower case).
-EXCLUDED_HEADERS = frozenset(botocore_auth.SIGNED_HEADERS_BLACKLIST)
 
 
 class LeanS3SigV4Auth(botocore_auth.S3SigV4Auth):  # type: ignore[misc]
@@ -65,46 +62,6 @@ class LeanS3SigV4Auth(botocore_auth.S3SigV4Auth):  # type: ignore[misc]
         )
 
 
-def authorization(
-    target: tuple[str, str, str],
-    headers: dict[str, str],
-    payload: str,
-    timestamp: str,
-    credentials: tuple[str, str],
-    scope: tuple[str, str],
-) -> str:
-    """The SigV4 `Authorization` header of a request to `target` (method, canonical path,
-    canonical query) with `headers` (lower-cased name -> value: every header signed,
-    `host` included) and payload hash `payload`, at `timestamp` (`YYYYMMDDTHHMMSSZ`),
-    for `credentials` (access key, secret) in `scope` (region, service)."""
-    method, path, query = target
-    names = sorted(headers)
-    signed = ";".join(names)
-    canonical = "\n".join(
-        (
-            method,
-            path,
-            query,
-            "".join(f"{n}:{' '.join(headers[n].split())}\n" for n in names),
-            signed,
-            payload,
-        )
-    )
-    day = timestamp[:8]
-    region, service = scope
-    scoped = f"{day}/{region}/{service}/aws4_request"
-    to_sign = "\n".join(
-        ("AWS4-HMAC-SHA256", timestamp, scoped, sha256(canonical.encode()).hexdigest())
-    )
-    access_key, secret = credentials
-    key = _signing_key(secret, day, region, service)
-    signature = hmac.new(key, to_sign.encode(), sha256).hexdigest()
-    return (
-        f"AWS4-HMAC-SHA256 Credential={access_key}/{scoped}, "
-        f"SignedHeaders={signed}, Signature={signature}"
-    )
-
-
 def _plainly_empty(request: Any) -> bool:
     """True if botocore would sign this request's payload as the empty string's hash: no
     body, and nothing that makes S3 requests unsigned or streamed (a checksum, an
@@ -125,21 +82,6 @@ def _headers_to_sign(request: Any, url: SplitResult) -> dict[str, str]:
     if "host" not in headers:
         headers["host"] = signed_host(url.scheme, url.netloc)
     return headers
-
-
-@lru_cache(maxsize=16)
-def signed_host(scheme: str, netloc: str) -> str:
-    """The `host` header botocore signs for URLs on `scheme://netloc` (the default port
-    left out)."""
-    return str(botocore_auth._host_from_url(f"{scheme}://{netloc}/"))
-
-
-@lru_cache(maxsize=16)
-def _signing_key(secret: str, day: str, region: str, service: str) -> bytes:
-    key = hmac.new(f"AWS4{secret}".encode(), day.encode(), sha256).digest()
-    for part in (region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), sha256).digest()
-    return key
 
 
 botocore_auth.AUTH_TYPE_MAPS.setdefault(SIGNER_NAME, LeanS3SigV4Auth)

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from dropbeard.store.s3conn import HIGH_WATER, Connection, Stale, WireError
 from dropbeard.store.s3route import Answer, Consume, Route
-from dropbeard.store.s3signer import signed_host
+from dropbeard.store.s3sigv4 import signed_host
 
 #: An idle connection older than this is closed rather than reused: some servers close
 #: idle keep-alive connections after 5 s (Apache's default; nginx waits 75 s), and one

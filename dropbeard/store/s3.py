@@ -35,6 +35,8 @@ from dropbeard.store.slot import open_dest
 CHUNK = 1024 * 1024
 #: Files up to this size are read whole and sent with one PUT; larger ones are streamed.
 WHOLE_PUT = 16 * CHUNK
+#: Bodies up to this size are hashed on the event loop (~0.1 ms), larger ones beside it.
+INLINE_HASH = 256 * 1024
 
 
 class S3Store:
@@ -219,7 +221,14 @@ class S3Store:
     async def _put_object(
         self, key: str, data: bytes, doing: str, sha256: str | None, **cond: str
     ) -> str:
-        """PUT `data` at `key`; with `sha256` (its known hash) signed without hashing again."""
+        """PUT `data` at `key`, signed with its SHA-256: `sha256` if known, else hashed here
+        (in a worker thread past INLINE_HASH), so that every PUT can be stamped from a
+        known shape (botocore would hash it to sign it anyway)."""
+        if sha256 is None:
+            if len(data) <= INLINE_HASH:
+                sha256 = hashlib.sha256(data).hexdigest()
+            else:
+                sha256 = await anyio.to_thread.run_sync(_sha256_of, data)
         objects = await self._connection.objects()
         await spend(self._bandwidth, len(data))
         with translate(doing, key):
@@ -321,6 +330,10 @@ def _write_pieces(out: Any, pieces: list[bytes], hasher: Any, key: str) -> None:
     if hasher is not None:
         for piece in pieces:
             hasher.update(piece)
+
+
+def _sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _sha256_of_file(path: Path) -> str:

@@ -21,11 +21,14 @@ from dropbeard.core.errors import ListFailed, NotFound
 from dropbeard.store import s3objects, s3route, s3wire
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
-from dropbeard.store.s3shapecache import ShapeCache, cache_folder, identity
+from dropbeard.store.s3shapecache import Kept, ShapeCache, cache_folder, identity
 from tests.httpspy import http_spy
 from tests.seaweed import Seaweed
 
 pytestmark = [pytest.mark.anyio]
+
+
+EVERY_KIND = {"GetObject", "HeadObject", "PutObject", "DeleteObject", "ListObjectsV2"}
 
 
 def sha(data: bytes) -> str:
@@ -70,13 +73,7 @@ async def test_a_later_store_stamps_every_request_from_the_shapes_an_earlier_one
             await first.aclose()
         assert first._connection._cache is not None
         kept = first._connection._cache.load()
-        assert set(kept) == {
-            "GetObject",
-            "HeadObject",
-            "PutObject",
-            "DeleteObject",
-            "ListObjectsV2",
-        }
+        assert set(kept.shapes) == EVERY_KIND
         before, connections = len(spy.requests), spy.connections
 
         later = _store(seaweed, prefix, spy.endpoint)
@@ -89,6 +86,38 @@ async def test_a_later_store_stamps_every_request_from_the_shapes_an_earlier_one
             await later.aclose()
         assert len(spy.requests) - before == 12
         assert spy.connections - connections == 1
+
+
+@pytest.mark.s3
+async def test_a_kind_each_command_makes_once_settles_over_two_commands(
+    seaweed: Seaweed,
+) -> None:
+    """`init` deletes its probe once: botocore shows the DELETE's shape to one command,
+    the next one sees it again and keeps it, and the one after stamps it."""
+    prefix = f"d-{uuid.uuid4().hex[:12]}"
+    for run in range(3):
+        store = _store(seaweed, prefix)
+        try:
+            await _every_kind(store, f"r{run}")  # two of every kind...
+            if run == 0:
+                await store.aclose()
+                cache = store._connection._cache
+                assert cache is not None
+                kept = cache.load()  # ...but as if this command had made one DELETE:
+                cache.save(
+                    msgspec.structs.replace(
+                        kept,
+                        shapes={k: v for k, v in kept.shapes.items() if k != "DeleteObject"},
+                        seen={"DeleteObject": kept.shapes["DeleteObject"]},
+                    )
+                )
+                continue
+            await store.delete(f"r{run}/k1")
+            assert (store._connection._client is None) == (run == 2)
+        finally:
+            await store.aclose()
+        assert cache.load().seen == {}
+        assert set(cache.load().shapes) == EVERY_KIND
 
 
 @pytest.mark.s3
@@ -134,7 +163,8 @@ def _tamper(store: S3Store, **changes: Any) -> None:
     cache = store._connection._cache
     assert cache is not None
     kept = cache.load()
-    cache.save({op: msgspec.structs.replace(shape, **changes) for op, shape in kept.items()})
+    shapes = {op: msgspec.structs.replace(shape, **changes) for op, shape in kept.shapes.items()}
+    cache.save(msgspec.structs.replace(kept, shapes=shapes))
 
 
 @pytest.mark.s3
@@ -167,8 +197,8 @@ async def test_a_kept_shape_the_server_refuses_is_learnt_again_through_botocore(
     finally:
         await later.aclose()
     assert later._connection._cache is not None
-    fixed = later._connection._cache.load()  # learnt anew, and kept
-    assert len(fixed) == 5
+    fixed = later._connection._cache.load().shapes  # learnt anew, and kept
+    assert set(fixed) == EVERY_KIND
     assert all(shape.host != "127.0.0.1:1" for shape in fixed.values())
     assert all("no-such-bucket-here" not in shape.url_prefix for shape in fixed.values())
 
@@ -188,13 +218,7 @@ async def test_an_unreadable_cache_is_as_if_there_were_none(
         assert await _every_kind(again, "a") == ["a/k0", "a/k1"]
     finally:
         await again.aclose()
-    assert set(cache.load()) == {
-        "GetObject",
-        "HeadObject",
-        "PutObject",
-        "DeleteObject",
-        "ListObjectsV2",
-    }
+    assert set(cache.load().shapes) == EVERY_KIND
 
 
 @pytest.mark.s3
@@ -254,7 +278,7 @@ async def test_the_cache_holds_no_credential(seaweed: Seaweed) -> None:
     text = cache.path.read_text()
     assert seaweed.secret_key not in text
     assert "Signature" not in text and "Authorization" not in text
-    assert set(json.loads(text)["shapes"]) == set(cache.load())
+    assert set(json.loads(text)["shapes"]) == set(cache.load().shapes) == EVERY_KIND
 
 
 @pytest.mark.parametrize(
@@ -306,5 +330,5 @@ def test_keys_from_the_environment_sign_directly_without_a_profile(
 def test_a_cache_that_cannot_be_written_costs_nothing_but_time(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     cache = ShapeCache(tmp_path / "file" / "s3", "name")
-    cache.save({})
-    assert cache.load() == {}
+    cache.save(Kept())
+    assert cache.load() == Kept()

@@ -27,7 +27,7 @@ from dropbeard.core.imports import import_quietly
 from dropbeard.store.base import SMALL_REQUESTS_PER_SLOT
 from dropbeard.store.s3errors import translate
 from dropbeard.store.s3objects import Direct, ObjectRequests, Signing
-from dropbeard.store.s3shapecache import ShapeCache, cache_folder, identity
+from dropbeard.store.s3shapecache import Kept, ShapeCache, cache_folder, identity
 
 _LOADER: Any = None
 #: Environment variables that route requests through a proxy (urllib's names, any case).
@@ -98,7 +98,7 @@ class S3Connection:
         self._stack = contextlib.AsyncExitStack()
         self._lock = anyio.Lock()
         self._cache: ShapeCache | None = None
-        known: dict[str, Any] = {}
+        kept = Kept()
         signing = self._fixed_signing()
         direct = None
         if signing is not None and bucket is not None:
@@ -114,12 +114,14 @@ class S3Connection:
                     }
                 ),
             )
-            known = self._cache.load()
+            kept = self._cache.load()
             direct = Direct(
                 signing, connect_timeout, read_timeout, self._settings["max_pool_connections"]
             )
-        self._known = known
-        self._objects = ObjectRequests(self.client, known=known, direct=direct)
+        self._kept = kept
+        self._objects = ObjectRequests(
+            self.client, known=kept.shapes, seen=kept.seen, direct=direct
+        )
 
     def _fixed_signing(self) -> Signing | None:
         """The credentials botocore would sign with, when they are fixed and known without
@@ -198,9 +200,10 @@ class S3Connection:
     async def aclose(self) -> None:
         """Close the connections; keep the shapes learnt for the next process."""
         self._objects.close()
-        learnt = self._objects.learnt()
-        if self._cache is not None and learnt and learnt != self._known:
-            await anyio.to_thread.run_sync(self._cache.save, learnt)
-            self._known = learnt
+        known, seen = self._objects.learnt()
+        kept = Kept(shapes=known, seen=seen)
+        if self._cache is not None and (known or seen) and kept != self._kept:
+            await anyio.to_thread.run_sync(self._cache.save, kept)
+            self._kept = kept
         await self._stack.aclose()
         self._client = None

@@ -19,8 +19,8 @@ code (`dropbeard.store.s3sigv4.authorization`), and sent over dropbeard's own co
 (`dropbeard.store.s3wire`), or, where a proxy is set, through the client's aiohttp
 session (`dropbeard.store.s3route`).
 
-Shapes learnt by an earlier process can be handed in (`known`, from
-`dropbeard.store.s3shapecache`), with `Direct` settings to sign and send without a
+Shapes learnt by an earlier process can be handed in (`known`, and those it saw once,
+`seen`; from `dropbeard.store.s3shapecache`), with `Direct` settings to sign and send without a
 client: then botocore is not even imported until a request needs it. Such a shape is
 provisional until an answer confirms it: a redirect, a 400, a 403 or a missing bucket
 before then forgets every provisional shape and sends the request through botocore,
@@ -314,6 +314,7 @@ class ObjectRequests:
         open_client: Callable[[], Awaitable[Any]],
         *,
         known: dict[str, Shape] | None = None,
+        seen: dict[str, Shape] | None = None,
         direct: Direct | None = None,
     ) -> None:
         self._open_client = open_client
@@ -327,6 +328,9 @@ class ObjectRequests:
             if operation in METHODS:
                 self._shapes[operation] = shape
                 self._provisional.add(operation)
+        for operation, shape in (seen or {}).items():
+            if operation in METHODS:
+                self._shapes.seen(operation, shape)
 
     def attach(self, client: Any) -> None:
         """The client `open_client` opened: watched from now on, for shapes to learn."""
@@ -338,13 +342,16 @@ class ObjectRequests:
             await self._open_client()  # which attaches it
         return self._client
 
-    def learnt(self) -> dict[str, Shape]:
-        """The shapes known and confirmed (by botocore, or by an answer), by kind."""
-        return {
+    def learnt(self) -> tuple[dict[str, Shape], dict[str, Shape]]:
+        """The shapes known and confirmed (by botocore, or by an answer), by kind; and
+        those botocore showed once, waiting to be seen again (a kind a command makes one
+        request of, such as the DELETE of `init`'s probe, settles over two commands)."""
+        known = {
             operation: shape
             for operation, shape in self._shapes.items()
             if shape is not None and operation not in self._provisional
         }
+        return known, self._shapes.candidates
 
     def close(self) -> None:
         """Close the connections of our own (aiohttp's close with the client)."""

@@ -40,9 +40,12 @@ MAX_BYTES = 64 << 10
 _SECRET_ENV = frozenset({"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"})
 
 
-class _Cached(msgspec.Struct, frozen=True):
-    format: int
-    shapes: dict[str, Shape]
+class Kept(msgspec.Struct, frozen=True):
+    """What a cache file holds: shapes by kind of request, and shapes seen once."""
+
+    format: int = FORMAT
+    shapes: dict[str, Shape] = {}
+    seen: dict[str, Shape] = {}
 
 
 def cache_folder(env: dict[str, str] | None = None) -> Path:
@@ -87,21 +90,21 @@ class ShapeCache:
     def __init__(self, folder: Path, name: str) -> None:
         self.path = folder / f"{name}.json"
 
-    def load(self) -> dict[str, Shape]:
-        """The shapes kept, by kind; none if the file is missing or unreadable."""
+    def load(self) -> Kept:
+        """What is kept; nothing if the file is missing or unreadable."""
         try:
             with open(self.path, "rb") as f:
                 data = f.read(MAX_BYTES + 1)
             if len(data) > MAX_BYTES:
-                return {}
-            cached = msgspec.json.decode(data, type=_Cached)
+                return Kept()
+            kept = msgspec.json.decode(data, type=Kept)
         except (OSError, msgspec.DecodeError, msgspec.ValidationError):
-            return {}
-        return dict(cached.shapes) if cached.format == FORMAT else {}
+            return Kept()
+        return kept if kept.format == FORMAT else Kept()
 
-    def save(self, shapes: dict[str, Shape]) -> None:
-        """Keep `shapes` (replacing what was kept), atomically; nothing if it cannot."""
-        data = msgspec.json.encode(_Cached(FORMAT, shapes))
+    def save(self, kept: Kept) -> None:
+        """Keep `kept` (replacing what was kept), atomically; nothing if it cannot."""
+        data = msgspec.json.encode(kept)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(prefix=".shapes-", dir=self.path.parent)
@@ -116,4 +119,4 @@ class ShapeCache:
             pass  # a cache: the next process learns the shapes again
 
 
-__all__ = ["FORMAT", "ShapeCache", "cache_folder", "identity"]
+__all__ = ["FORMAT", "Kept", "ShapeCache", "cache_folder", "identity"]

@@ -68,6 +68,17 @@ class Shapes(dict[str, S | None], Generic[S]):
             if ended is not None:
                 ended.set()
 
+    def seen(self, kind: str, shape: S) -> None:
+        """`shape` was seen once before (by an earlier process): one more like it settles
+        it."""
+        if kind not in self:
+            self._candidates[kind] = shape
+
+    @property
+    def candidates(self) -> dict[str, S]:
+        """The shapes seen once, by kind, waiting to be seen again."""
+        return dict(self._candidates)
+
     def learned(self, kind: str, shape: S | None) -> None:
         """What a request of `kind` botocore built showed (None: it did not stamp back)."""
         self._ungated.discard(kind)

@@ -176,6 +176,18 @@ class Shape(msgspec.Struct, frozen=True):
             headers["Content-Length"] = str(length)
         return self.url_prefix + tail + (f"?{query}" if query else ""), headers
 
+    def alike(self, other: Shape) -> bool:
+        """Whether `other` is this shape, but for the values of headers that are not
+        signed: botocore's User-Agent names the features a process has used so far
+        (`m/...`), so two processes may send two; either does."""
+        return msgspec.structs.replace(self, fixed=_signed(self.fixed)) == msgspec.structs.replace(
+            other, fixed=_signed(other.fixed)
+        )
+
+
+def _signed(fixed: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((k, "" if k.lower() in EXCLUDED_HEADERS else v) for k, v in fixed)
+
 
 def listing_query(params: dict[str, Any]) -> str:
     """The query of a ListObjectsV2 request with `params` (botocore's names), encoded
@@ -319,7 +331,7 @@ class ObjectRequests:
     ) -> None:
         self._open_client = open_client
         self._client: Any = None
-        self._shapes: Shapes[Shape] = Shapes()
+        self._shapes: Shapes[Shape] = Shapes(Shape.alike)
         self._routes: dict[str, Route | Wire | None] = {}  # by URL prefix
         self._fixed: Any = None  # credentials that never change, frozen
         self._direct = direct

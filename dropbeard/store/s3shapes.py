@@ -14,7 +14,8 @@ each through botocore, until a shape is learnt.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import operator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
@@ -30,8 +31,9 @@ class Shapes(dict[str, S | None], Generic[S]):
     """Kind of request -> its shape, or None: that kind stays with botocore. A kind not
     in it is still to be learnt."""
 
-    def __init__(self) -> None:
+    def __init__(self, alike: Callable[[S, S], bool] = operator.eq) -> None:
         super().__init__()
+        self._alike = alike  # whether two sightings show one shape
         self._candidates: dict[str, S] = {}  # seen once, waiting to be seen again
         self._learners: dict[str, int] = {}  # requests through botocore learning a shape
         self._ended: dict[str, anyio.Event] = {}  # set as each of those ends
@@ -83,7 +85,7 @@ class Shapes(dict[str, S | None], Generic[S]):
         """What a request of `kind` botocore built showed (None: it did not stamp back)."""
         self._ungated.discard(kind)
         candidate = self._candidates.pop(kind, None)
-        if shape is None or (candidate is not None and candidate != shape):
+        if shape is None or (candidate is not None and not self._alike(candidate, shape)):
             self[kind] = None
         elif candidate is None:
             self._candidates[kind] = shape

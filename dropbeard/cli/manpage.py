@@ -26,6 +26,7 @@ _ENVIRONMENT = (
         "~/.aws/credentials, --profile). dropbeard never writes them to disk.",
     ),
     ("NO_COLOR", "when set, nothing is coloured."),
+    ("XDG_CACHE_HOME", "where S3 request shapes are cached (dropbeard/s3/; default ~/.cache)."),
     ("XDG_CONFIG_HOME", "where the daemon config is looked for (dropbeard/config.toml)."),
     ("XDG_RUNTIME_DIR", "where the daemon's control socket lives by default."),
 )
@@ -40,6 +41,11 @@ _FILES = (
         "left behind is removed by the next pass.",
     ),
     ("~/.config/dropbeard/config.toml", "the daemon's roots and settings."),
+    (
+        "~/.cache/dropbeard/s3/*.json",
+        "how botocore builds each kind of S3 request to a plain-http endpoint, kept so the "
+        "next command sends them without loading botocore; no credentials. Safe to delete.",
+    ),
 )
 
 

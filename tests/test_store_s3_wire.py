@@ -33,10 +33,13 @@ class Server:
         self.heads: list[bytes] = []
         self.bodies: list[bytes] = []
         self.connections = 0
+        self.open = self.peak_open = 0  # connections open at once
         self.port = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.open += 1
+        self.peak_open = max(self.peak_open, self.open)
         try:
             while True:
                 try:
@@ -57,6 +60,7 @@ class Server:
                 except ConnectionError:  # the client hung up (as it may)
                     return
         finally:
+            self.open -= 1
             writer.close()
 
 
@@ -366,7 +370,29 @@ async def test_requests_in_flight_stay_within_the_limit(serve: Any) -> None:
     server, wire = await serve(slow)
     got = await asyncio.gather(*(get(wire) for _ in range(30)))
     assert {a.body for a in got} == {b"z"}
-    assert peak == 8 and server.connections == 8
+    assert peak == 8 and server.peak_open == 8
+
+
+async def test_a_widening_burst_finds_connections_opened_ahead_of_it(serve: Any) -> None:
+    """A tree read's levels come in bursts wider each time: requests in flight that
+    had to connect open as many more (up to the limit) while they run, so the next
+    burst does not wait a round trip to connect."""
+
+    async def slow(_h: bytes, _b: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(0.05)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz")
+        await writer.drain()
+        return True
+
+    server, wire = await serve(slow)
+    await get(wire)
+    assert server.connections == 1  # one request at a time: nothing opened ahead
+    await asyncio.gather(*(get(wire) for _ in range(2)))
+    assert server.connections == wire.opened == 4  # 2 in flight: 2 more ahead
+    await asyncio.gather(*(get(wire) for _ in range(4)))
+    assert server.connections == 4  # the wider burst found them open
+    await asyncio.gather(*(get(wire) for _ in range(20)))
+    assert server.peak_open == 8  # never past the limit
 
 
 async def test_a_closed_wire_keeps_no_connection(serve: Any) -> None:

@@ -69,8 +69,10 @@ def open_store(
 class DeferredStore(ForwardingStore):
     """A store built on its first request, by `build`, once. The `modules` it needs are
     imported first in a worker thread, so a command's local work (a pass's scan) goes
-    on meanwhile: the S3 store's (aiobotocore, aiohttp, botocore) cost ~0.3 s of CPU. A
-    store never asked anything is never built, and its `aclose` does nothing."""
+    on meanwhile (the S3 client's own stack, aiobotocore, aiohttp and botocore, ~0.3 s of
+    CPU, is imported the same way, and only once a request needs it:
+    `dropbeard.store.s3client`). A store never asked anything is never built, and its
+    `aclose` does nothing."""
 
     def __init__(
         self, build: Callable[[], Store], description: str, modules: tuple[str, ...] = ()

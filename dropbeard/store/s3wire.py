@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from collections import deque
 from urllib.parse import urlsplit
 
 from dropbeard.store.s3conn import HIGH_WATER, Connection, Stale, WireError
@@ -61,8 +62,11 @@ class Wire:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._slots = asyncio.Semaphore(max(1, limit))
+        self._limit = max(1, limit)
         self._idle: list[Connection] = []
         self._closed = False  # connections still in use close as their requests end
+        self._busy = 0  # requests holding a slot
+        self._spares: deque[asyncio.Task[Connection]] = deque()  # opening ahead of need
         self.opened = 0  # connections made (for tests and benchmarks)
 
     async def send(
@@ -78,28 +82,86 @@ class Wire:
         target = url[len(self.origin) :] or "/"
         head = _request_head(method, target, self._host_header, headers, body)
         async with self._slots:
-            for attempt in range(2):
-                conn = self._reuse()
-                reused = conn is not None
-                if conn is None:
-                    conn = await self._connect()
-                try:
-                    answer = await conn.exchange(method, url, head, body, consume)
-                except Stale:
-                    if reused and attempt == 0 and method in ("GET", "HEAD"):
-                        continue
-                    raise WireError("the server closed the connection without answering") from None
-                if conn.reusable and not self._closed:
-                    conn.idle_since = asyncio.get_running_loop().time()
-                    self._idle.append(conn)
-                else:
-                    conn.close()
-                return answer
+            self._busy += 1
+            try:
+                return await self._exchange(method, url, head, body, consume)
+            finally:
+                self._busy -= 1
+
+    async def _exchange(
+        self, method: str, url: str, head: bytes, body: bytes | None, consume: Consume | None
+    ) -> Answer:
+        for attempt in range(2):
+            conn = self._reuse() or await self._claim_spare()
+            reused = conn is not None
+            if conn is None:
+                self._open_spares()
+                conn = await self._connect()
+            try:
+                answer = await conn.exchange(method, url, head, body, consume)
+            except Stale:
+                if reused and attempt == 0 and method in ("GET", "HEAD"):
+                    continue
+                raise WireError("the server closed the connection without answering") from None
+            if conn.reusable and not self._closed:
+                conn.idle_since = asyncio.get_running_loop().time()
+                self._idle.append(conn)
+            else:
+                conn.close()
+            return answer
         raise AssertionError("unreachable")
+
+    def _open_spares(self) -> None:
+        """A request found no idle connection while others are in flight: more requests
+        at once than connections. Open more in the background, ahead of need, up to twice
+        the requests in flight (and never past the limit), so the next wider burst (the
+        next level of a tree read, the first downloads) finds them open instead of
+        waiting a round trip to connect. Requests, connections idle and connections
+        opening ahead together stay within the limit."""
+        if self._busy < 2 or self._closed:
+            return
+        have = self._busy + len(self._idle) + len(self._spares)
+        for _ in range(min(2 * self._busy, self._limit) - have):
+            task = asyncio.get_running_loop().create_task(self._connect())
+            task.add_done_callback(self._spare_done)
+            self._spares.append(task)
+
+    async def _claim_spare(self) -> Connection | None:
+        """A connection opening ahead of need, taken for this request; None if there is
+        none, or it failed to open."""
+        if not self._spares:
+            return None
+        task = self._spares.popleft()
+        try:
+            return await task
+        except (OSError, TimeoutError):
+            return None
+
+    def _spare_done(self, task: asyncio.Task[Connection]) -> None:
+        """A connection opened ahead of need: idle until a request takes it (a request
+        that claimed it while it opened has it already)."""
+        if task not in self._spares:
+            return  # claimed, or dropped by `close`
+        self._spares.remove(task)
+        if task.cancelled() or task.exception() is not None:
+            return  # the request that needs one will say why it cannot connect
+        conn = task.result()
+        if self._closed:
+            conn.close()
+        else:
+            conn.reusable = True
+            conn.idle_since = asyncio.get_running_loop().time()
+            self._idle.append(conn)
 
     def close(self) -> None:
         """Close the idle connections, and those in use as their requests end."""
         self._closed = True
+        spares, self._spares = self._spares, deque()
+        for task in spares:
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled() and task.exception() is None:
+                task.result().close()
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()

@@ -223,6 +223,26 @@ async def test_a_kept_shape_the_server_refuses_is_learnt_again_through_botocore(
 
 
 @pytest.mark.s3
+async def test_a_kept_shape_naming_another_server_is_not_followed(seaweed: Seaweed) -> None:
+    prefix = f"o-{uuid.uuid4().hex[:12]}"
+    first = _store(seaweed, prefix)
+    try:
+        await _every_kind(first, "a")
+    finally:
+        await first.aclose()
+    port = seaweed.endpoint.rsplit(":", 1)[1]
+    _tamper(first, url_prefix=f"http://127.0.0.2:{port}/{seaweed.bucket}/")
+    later = _store(seaweed, prefix)
+    objects = await later._connection.objects()
+    try:
+        assert dict(objects._shapes) == {}  # none kept: learnt anew, through botocore
+        assert await later.get("a/k1") == b"a 1"
+        assert later._connection._client is not None
+    finally:
+        await later.aclose()
+
+
+@pytest.mark.s3
 @pytest.mark.parametrize("garbage", [b"", b"{not json", b"\x00" * 100, b'{"format": 1}'])
 async def test_an_unreadable_cache_is_as_if_there_were_none(
     seaweed: Seaweed, garbage: bytes

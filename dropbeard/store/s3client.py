@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import msgspec
@@ -26,7 +27,7 @@ import msgspec
 from dropbeard.core.imports import import_quietly
 from dropbeard.store.base import SMALL_REQUESTS_PER_SLOT
 from dropbeard.store.s3errors import translate
-from dropbeard.store.s3objects import Direct, ObjectRequests, Signing
+from dropbeard.store.s3objects import Direct, ObjectRequests, Shape, Signing
 from dropbeard.store.s3shapecache import Kept, ShapeCache, cache_folder, identity
 
 _LOADER: Any = None
@@ -63,6 +64,23 @@ def credentials_from_env(env: dict[str, str] | None = None) -> Credentials | Non
     if key and secret:
         return Credentials(key, secret, env.get("DROPBEAR_S3_SESSION_TOKEN") or None)
     return None
+
+
+def _on_endpoint(kept: Kept, endpoint_url: str, bucket: str) -> Kept:
+    """The kept shapes that send to `endpoint_url` (or, addressed by virtual host, to
+    `bucket` under it): a cache file that names another server is not followed."""
+    endpoint = urlsplit(endpoint_url)
+    hosts = {endpoint.netloc.lower(), f"{bucket}.{endpoint.netloc}".lower()}
+
+    def fits(shape: Shape) -> bool:
+        url = urlsplit(shape.url_prefix)
+        return url.scheme.lower() == endpoint.scheme.lower() and url.netloc.lower() in hosts
+
+    return Kept(
+        kept.format,
+        {k: v for k, v in kept.shapes.items() if fits(v)},
+        {k: v for k, v in kept.seen.items() if fits(v)},
+    )
 
 
 class S3Connection:
@@ -114,7 +132,7 @@ class S3Connection:
                     }
                 ),
             )
-            kept = self._cache.load()
+            kept = _on_endpoint(self._cache.load(), endpoint_url or "", bucket)
             direct = Direct(
                 signing, connect_timeout, read_timeout, self._settings["max_pool_connections"]
             )

@@ -24,6 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import anyio
+
 from bench.bench_idle import make_tree
 
 MEASURE = """
@@ -97,6 +99,7 @@ def main() -> None:
         from tests.seaweed import Seaweed
 
         server = Seaweed.start(work / "seaweed")
+        anyio.run(server.wait_writable)
         os.environ["DROPBEAR_S3_ACCESS_KEY_ID"] = server.access_key
         os.environ["DROPBEAR_S3_SECRET_ACCESS_KEY"] = server.secret_key
         remote = ["--remote", f"s3://{server.bucket}/start", "--endpoint-url", server.endpoint]

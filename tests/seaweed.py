@@ -149,8 +149,10 @@ class Seaweed:
         return True
 
     async def wait_writable(self) -> None:
-        """The S3 port answers before volumes accept writes: wait for a real signed PUT."""
-        from dropbeard.core.errors import Unavailable
+        """The S3 port answers before volumes accept writes, and before the bucket it was
+        told to create exists (an unsigned request is refused either way): wait for a
+        real signed PUT."""
+        from dropbeard.core.errors import MissingBucket, Unavailable
         from dropbeard.store.s3 import S3Store
         from dropbeard.store.s3client import Credentials
 
@@ -168,7 +170,7 @@ class Seaweed:
                     await store.put("probe", b"ok")
                     await store.delete("probe")
                     return
-                except Unavailable:
+                except (Unavailable, MissingBucket):
                     if time.monotonic() > deadline:
                         raise
                     await anyio.sleep(0.2)

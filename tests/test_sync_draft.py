@@ -29,14 +29,18 @@ FOLDERS = 24
 #: see it in flight (both start at once: only a pass that does not overlap them waits
 #: this long, and fails). Long enough for a loaded machine's worker threads.
 PATIENCE = 10.0
+#: How long a blob PUT waits for a node PUT to see it: short, since a first sync sends
+#: blobs ahead while it still scans (`sync.ahead`), before any node can be written, and
+#: those would otherwise hold the pass up for all of PATIENCE.
+BLOB_PATIENCE = 1.0
 
 
 class Timeline(ForwardingStore):
     """Records the writes in flight: node PUTs (keys under trees/), blob PUTs, and the
     snapshot and head. The first PUTs of each kind meet: a node PUT waits (at most
-    `PATIENCE`) until some blob PUT has begun, and a blob PUT until some node PUT saw a
-    blob in flight, so node writes that could go up beside the blobs are seen doing so
-    whichever kind a busy machine lets start first."""
+    `PATIENCE`) until some blob PUT has begun, and a blob PUT (at most `BLOB_PATIENCE`)
+    until some node PUT saw a blob in flight, so node writes that could go up beside the
+    blobs are seen doing so whichever kind a busy machine lets start first."""
 
     def __init__(self, inner: Store) -> None:
         super().__init__(inner)
@@ -68,7 +72,7 @@ class Timeline(ForwardingStore):
             self.blobs_now += 1
             self.blob_begun.set()
             try:
-                with anyio.move_on_after(PATIENCE):
+                with anyio.move_on_after(BLOB_PATIENCE):
                     await self.blob_seen.wait()
                 return await super().put_if_absent(key, data, sha256=sha256)
             finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -17,7 +18,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from dropbeard.core.errors import ListFailed, NotFound
+from dropbeard.core.errors import ListFailed, NotFound, Unavailable
 from dropbeard.store import s3objects, s3route, s3wire
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
@@ -240,6 +241,44 @@ async def test_a_kept_shape_naming_another_server_is_not_followed(seaweed: Seawe
         assert later._connection._client is not None
     finally:
         await later.aclose()
+
+
+@pytest.mark.s3
+async def test_a_command_that_cannot_reach_the_server_keeps_the_shapes_kept(
+    seaweed: Seaweed,
+) -> None:
+    prefix = f"u-{uuid.uuid4().hex[:12]}"
+    first = _store(seaweed, prefix)
+    try:
+        await _every_kind(first, "a")
+    finally:
+        await first.aclose()
+    assert first._connection._cache is not None
+    learnt = first._connection._cache.load().shapes
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    down = _store(seaweed, prefix, closed)
+    assert down._connection._cache is not None
+    moved = {
+        op: msgspec.structs.replace(
+            shape, url_prefix=shape.url_prefix.replace(seaweed.endpoint, closed)
+        )
+        for op, shape in learnt.items()
+    }
+    kept = Kept(
+        shapes={k: v for k, v in moved.items() if k != "DeleteObject"},
+        seen={"DeleteObject": moved["DeleteObject"]},
+    )
+    down._connection._cache.save(kept)
+    down = _store(seaweed, prefix, closed)
+    try:
+        with pytest.raises(Unavailable):
+            await down.get("a/k1")
+    finally:
+        await down.aclose()
+    assert down._connection._cache is not None
+    assert down._connection._cache.load() == kept
 
 
 @pytest.mark.s3

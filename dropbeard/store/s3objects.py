@@ -355,14 +355,10 @@ class ObjectRequests:
         return self._client
 
     def learnt(self) -> tuple[dict[str, Shape], dict[str, Shape]]:
-        """The shapes known and confirmed (by botocore, or by an answer), by kind; and
-        those botocore showed once, waiting to be seen again (a kind a command makes one
+        """The shapes known (learnt, or kept and not refuted), by kind; and those botocore
+        showed once, waiting to be seen again (a kind a command makes one
         request of, such as the DELETE of `init`'s probe, settles over two commands)."""
-        known = {
-            operation: shape
-            for operation, shape in self._shapes.items()
-            if shape is not None and operation not in self._provisional
-        }
+        known = {op: shape for op, shape in self._shapes.items() if shape is not None}
         return known, self._shapes.candidates
 
     def close(self) -> None:

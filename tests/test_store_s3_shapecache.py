@@ -390,6 +390,23 @@ def test_requests_wait_for_a_client_where_botocore_decides_how_they_go(
     assert store._connection._objects._direct is None
 
 
+def test_each_profile_keeps_its_own_shapes() -> None:
+    """A profile's settings (addressing style, checksums...) shape requests too."""
+
+    def cache_of(profile: str | None) -> Path:
+        store = S3Store(
+            "b",
+            endpoint_url="http://127.0.0.1:9",
+            profile=profile,
+            credentials=Credentials("k", "secret0123456789"),
+        )
+        assert store._connection._cache is not None
+        return store._connection._cache.path
+
+    assert len({cache_of(None), cache_of("work"), cache_of("home")}) == 3
+    assert cache_of("work") == cache_of("work")
+
+
 def test_keys_from_the_environment_sign_directly_without_a_profile(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

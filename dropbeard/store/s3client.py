@@ -129,6 +129,7 @@ class S3Connection:
                         "addressing_style": addressing_style,
                         "bucket": bucket,
                         "access_key_id": signing.access_key,
+                        "profile": profile,  # its settings shape requests too
                     }
                 ),
             )

@@ -61,6 +61,17 @@ async def _every_kind(store: S3Store, tag: str) -> list[str]:
     return listed
 
 
+async def _learnt(seaweed: Seaweed, prefix: str) -> S3Store:
+    """A store (closed) that made two requests of every kind under `prefix`/a, and so
+    kept every shape."""
+    store = _store(seaweed, prefix)
+    try:
+        await _every_kind(store, "a")
+    finally:
+        await store.aclose()
+    return store
+
+
 @pytest.mark.s3
 async def test_a_later_store_stamps_every_request_from_the_shapes_an_earlier_one_kept(
     seaweed: Seaweed,
@@ -200,11 +211,7 @@ async def test_a_kept_shape_the_server_refuses_is_learnt_again_through_botocore(
     seaweed: Seaweed, wrong: dict[str, str]
 ) -> None:
     prefix = f"w-{uuid.uuid4().hex[:12]}"
-    first = _store(seaweed, prefix)
-    try:
-        await _every_kind(first, "a")
-    finally:
-        await first.aclose()
+    first = await _learnt(seaweed, prefix)
     if wrong.get("url_prefix") == "WRONG":
         wrong = {**wrong, "url_prefix": seaweed.endpoint + wrong["path_prefix"]}
     _tamper(first, **wrong)
@@ -226,11 +233,7 @@ async def test_a_kept_shape_the_server_refuses_is_learnt_again_through_botocore(
 @pytest.mark.s3
 async def test_a_kept_shape_naming_another_server_is_not_followed(seaweed: Seaweed) -> None:
     prefix = f"o-{uuid.uuid4().hex[:12]}"
-    first = _store(seaweed, prefix)
-    try:
-        await _every_kind(first, "a")
-    finally:
-        await first.aclose()
+    first = await _learnt(seaweed, prefix)
     port = seaweed.endpoint.rsplit(":", 1)[1]
     _tamper(first, url_prefix=f"http://127.0.0.2:{port}/{seaweed.bucket}/")
     later = _store(seaweed, prefix)
@@ -248,11 +251,7 @@ async def test_a_command_that_cannot_reach_the_server_keeps_the_shapes_kept(
     seaweed: Seaweed,
 ) -> None:
     prefix = f"u-{uuid.uuid4().hex[:12]}"
-    first = _store(seaweed, prefix)
-    try:
-        await _every_kind(first, "a")
-    finally:
-        await first.aclose()
+    first = await _learnt(seaweed, prefix)
     assert first._connection._cache is not None
     learnt = first._connection._cache.load().shapes
     with socket.socket() as s:  # a port nothing listens on
@@ -418,7 +417,7 @@ def test_keys_from_the_environment_sign_directly_without_a_profile(
     store = S3Store("b", endpoint_url="http://127.0.0.1:9")
     direct = store._connection._objects._direct
     assert direct is not None
-    assert direct.credentials == s3objects.Signing("envkey", "envsecret", "envtoken")
+    assert direct.credentials == Credentials("envkey", "envsecret", "envtoken")
     assert "envsecret" not in repr(direct.credentials)
 
 

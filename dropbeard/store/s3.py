@@ -25,10 +25,10 @@ from dropbeard.core.errors import (
 from dropbeard.store.bandwidth import Bandwidth, spend
 from dropbeard.store.base import FileSlot, ListPage, ObjectInfo, Progress, validate_key
 from dropbeard.store.s3body import FileBody
-from dropbeard.store.s3client import Credentials, S3Connection
+from dropbeard.store.s3client import S3Connection
 from dropbeard.store.s3errors import translate
 from dropbeard.store.s3objects import ObjectReply
-from dropbeard.store.s3sigv4 import PAYLOAD_SHA256
+from dropbeard.store.s3sigv4 import PAYLOAD_SHA256, Credentials
 from dropbeard.store.slot import open_dest
 
 #: Bytes read from a download's body at a time.

@@ -22,13 +22,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-import msgspec
 
 from dropbeard.core.imports import import_quietly
 from dropbeard.store.base import SMALL_REQUESTS_PER_SLOT
 from dropbeard.store.s3errors import translate
-from dropbeard.store.s3objects import Direct, ObjectRequests, Shape, Signing
+from dropbeard.store.s3objects import Direct, ObjectRequests, Shape
 from dropbeard.store.s3shapecache import Kept, ShapeCache, cache_folder, identity
+from dropbeard.store.s3sigv4 import Credentials
 
 _LOADER: Any = None
 #: Environment variables that route requests through a proxy (urllib's names, any case).
@@ -45,15 +45,6 @@ def model_loader() -> Any:
 
         _LOADER = Loader()
     return _LOADER
-
-
-class Credentials(msgspec.Struct, frozen=True):
-    access_key_id: str
-    secret_access_key: str
-    session_token: str | None = None
-
-    def __repr__(self) -> str:  # never print secrets, even in a traceback's locals
-        return f"Credentials(access_key_id={self.access_key_id[:4]}…)"
 
 
 def credentials_from_env(env: dict[str, str] | None = None) -> Credentials | None:
@@ -128,7 +119,7 @@ class S3Connection:
                         "region": self._region,
                         "addressing_style": addressing_style,
                         "bucket": bucket,
-                        "access_key_id": signing.access_key,
+                        "access_key_id": signing.access_key_id,
                         "profile": profile,  # its settings shape requests too
                     }
                 ),
@@ -142,7 +133,7 @@ class S3Connection:
             self.client, known=kept.shapes, seen=kept.seen, direct=direct
         )
 
-    def _fixed_signing(self) -> Signing | None:
+    def _fixed_signing(self) -> Credentials | None:
         """The credentials botocore would sign with, when they are fixed and known without
         it, and its requests go out plainly: a plain-http endpoint, no proxy, and keys
         given (or in the environment, with no profile to prefer). None otherwise."""
@@ -152,14 +143,13 @@ class S3Connection:
         if any(env.get(name) or env.get(name.upper()) for name in _PROXY_ENV):
             return None
         if self._credentials is not None:
-            given = self._credentials
-            return Signing(given.access_key_id, given.secret_access_key, given.session_token)
+            return self._credentials
         if self._profile or env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE"):
             return None
         key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
         if not key or not secret or env.get("AWS_CREDENTIAL_EXPIRATION"):
             return None
-        return Signing(key, secret, env.get("AWS_SESSION_TOKEN") or None)
+        return Credentials(key, secret, env.get("AWS_SESSION_TOKEN") or None)
 
     async def client(self) -> Any:
         """The aiobotocore S3 client, opened on the first call."""
@@ -226,3 +216,6 @@ class S3Connection:
             self._kept = kept
         await self._stack.aclose()
         self._client = None
+
+
+__all__ = ["Credentials", "S3Connection", "credentials_from_env", "model_loader"]

@@ -58,6 +58,7 @@ from dropbeard.store.s3shapes import Shapes
 from dropbeard.store.s3sigv4 import (
     EXCLUDED_HEADERS,
     PAYLOAD_SHA256,
+    Credentials,
     authorization,
     signed_host,
 )
@@ -292,23 +293,12 @@ def _timestamp() -> str:
     return str(_SECOND[1])
 
 
-class Signing(msgspec.Struct, frozen=True):
-    """Credentials as the signer reads them."""
-
-    access_key: str
-    secret_key: str
-    token: str | None = None
-
-    def __repr__(self) -> str:  # never print secrets, even in a traceback's locals
-        return f"Signing(access_key={self.access_key[:4]}…)"
-
-
 class Direct(msgspec.Struct, frozen=True):
     """What stamped requests need to go out before (or without) a client: fixed
     credentials, and the client's settings for the plain-http connections of a `Wire`
     (no TLS, no proxy)."""
 
-    credentials: Signing
+    credentials: Credentials
     connect_timeout: float | None
     read_timeout: float | None
     limit: int

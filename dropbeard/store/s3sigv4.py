@@ -14,6 +14,8 @@ from functools import lru_cache
 from hashlib import sha256
 from urllib.parse import urlsplit
 
+import msgspec
+
 #: Request parameter (popped before validation) carrying the body's known SHA-256 (hex).
 PAYLOAD_SHA256 = "DropbeardPayloadSha256"
 #: Headers SigV4 never signs (lower case): botocore's SIGNED_HEADERS_BLACKLIST.
@@ -78,6 +80,30 @@ def authorization(
     )
 
 
+class Credentials(msgspec.Struct, frozen=True):
+    """S3 keys: given (config, `DROPBEAR_S3_*`) or from the environment."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+    def __repr__(self) -> str:  # never print secrets, even in a traceback's locals
+        return f"Credentials(access_key_id={self.access_key_id[:4]}…)"
+
+    # as the signer reads credentials (botocore's frozen credentials' names)
+    @property
+    def access_key(self) -> str:
+        return self.access_key_id
+
+    @property
+    def secret_key(self) -> str:
+        return self.secret_access_key
+
+    @property
+    def token(self) -> str | None:
+        return self.session_token
+
+
 @lru_cache(maxsize=16)
 def signed_host(scheme: str, netloc: str) -> str:
     """The `host` header botocore signs for URLs on `scheme://netloc`: lower case, no
@@ -99,4 +125,4 @@ def _signing_key(secret: str, day: str, region: str, service: str) -> bytes:
     return key
 
 
-__all__ = ["EXCLUDED_HEADERS", "PAYLOAD_SHA256", "authorization", "signed_host"]
+__all__ = ["EXCLUDED_HEADERS", "PAYLOAD_SHA256", "Credentials", "authorization", "signed_host"]

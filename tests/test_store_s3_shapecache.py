@@ -25,6 +25,7 @@ from dropbeard.store.s3client import Credentials
 from dropbeard.store.s3shapecache import Kept, ShapeCache, cache_folder, identity
 from tests.httpspy import http_spy
 from tests.seaweed import Seaweed
+from tests.tlscerts import loopback_tls
 
 pytestmark = [pytest.mark.anyio]
 
@@ -149,6 +150,73 @@ async def test_a_kind_each_command_makes_once_settles_over_two_commands(
             await store.aclose()
         assert cache.load().seen == {}
         assert set(cache.load().shapes) == EVERY_KIND
+
+
+@pytest.mark.s3
+async def test_over_https_a_later_store_verifies_the_server_as_botocore_would(
+    seaweed: Seaweed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over https (here a CA of the test's own, named by AWS_CA_BUNDLE as botocore reads
+    it) a later store stamps with no client, on connections that trust that bundle."""
+    ca_file, server_tls = loopback_tls(tmp_path)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(ca_file))
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    async with http_spy(seaweed.endpoint, server_tls) as spy:
+        assert spy.endpoint.startswith("https://")
+        first = _store(seaweed, prefix, spy.endpoint)
+        try:
+            await _every_kind(first, "a")
+        finally:
+            await first.aclose()
+        before = len(spy.requests)
+        later = _store(seaweed, prefix, spy.endpoint)
+        try:
+            assert await _every_kind(later, "b") == ["b/k0", "b/k1"]
+            assert later._connection._client is None
+        finally:
+            await later.aclose()
+        assert len(spy.requests) - before == 12
+
+
+@pytest.mark.s3
+async def test_over_https_a_server_our_context_refuses_is_left_to_botocore(
+    seaweed: Seaweed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CA only botocore knows of (here: our context made to trust none): the request
+    goes through botocore, which verifies the server with its own, and so do the rest."""
+    ca_file, server_tls = loopback_tls(tmp_path)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(ca_file))
+    prefix = f"r-{uuid.uuid4().hex[:12]}"
+    async with http_spy(seaweed.endpoint, server_tls) as spy:
+        first = _store(seaweed, prefix, spy.endpoint)
+        try:
+            await _every_kind(first, "a")
+        finally:
+            await first.aclose()
+        monkeypatch.setattr(s3objects, "default_tls", lambda: s3wire._tls_trusting(None))
+        later = _store(seaweed, prefix, spy.endpoint)
+        try:
+            assert await later.get("a/k1") == b"a 1"
+            assert later._connection._client is not None
+            assert await _every_kind(later, "b") == ["b/k0", "b/k1"]
+        finally:
+            await later.aclose()
+
+
+def test_a_ca_bundle_in_the_aws_config_file_leaves_https_to_botocore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config"
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+
+    def direct(endpoint: str) -> bool:
+        store = S3Store("b", endpoint_url=endpoint, credentials=Credentials("k", "s" * 16))
+        return store._connection._objects._direct is not None
+
+    assert direct("https://s3.example.com")
+    config.write_text("[profile work]\nca_bundle = /etc/corp-ca.pem\n")
+    assert not direct("https://s3.example.com")
+    assert direct("http://s3.example.com")  # no TLS to verify
 
 
 @pytest.mark.s3
@@ -361,7 +429,6 @@ async def test_the_cache_holds_no_credential(seaweed: Seaweed) -> None:
 @pytest.mark.parametrize(
     ("endpoint", "env", "credentials"),
     [
-        ("https://s3.example.com", {}, True),  # TLS: the client's context decides
         ("http://s3.example.com", {"HTTP_PROXY": "http://proxy:3128"}, True),
         ("http://s3.example.com", {"all_proxy": "http://proxy:3128"}, True),
         ("http://s3.example.com", {"AWS_PROFILE": "work"}, False),

@@ -43,8 +43,9 @@ _FILES = (
     ("~/.config/dropbeard/config.toml", "the daemon's roots and settings."),
     (
         "~/.cache/dropbeard/s3/*.json",
-        "how botocore builds each kind of S3 request to a plain-http endpoint, kept so the "
-        "next command sends them without loading botocore; no credentials. Safe to delete.",
+        "how botocore builds each kind of S3 request to an endpoint given with keys, kept "
+        "so the next command sends them without loading botocore; no credentials. Safe to "
+        "delete.",
     ),
 )
 

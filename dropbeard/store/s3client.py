@@ -9,9 +9,12 @@ second hash of a known payload (`dropbeard.store.s3requests`); single-object GET
 PUT and DELETE and listing pages skip botocore's per-request machinery once it has shown
 what they look like (`dropbeard.store.s3objects`).
 
-A plain-http endpoint with fixed credentials, no proxy and shapes an earlier process
-learnt (`dropbeard.store.s3shapecache`) needs no client at all until a request does: the
-client, and the import of aiobotocore, aiohttp and botocore behind it, wait until then.
+An endpoint given with fixed credentials, no proxy and shapes an earlier process learnt
+(`dropbeard.store.s3shapecache`) needs no client at all until a request does: the client,
+and the import of aiobotocore, aiohttp and botocore behind it, wait until then. Over
+https, dropbeard's own connections verify the server as botocore's default would
+(`s3wire.default_tls`); an AWS config file that may name another CA bundle, or a server
+that context refuses, leaves https to the client.
 """
 
 from __future__ import annotations
@@ -72,6 +75,17 @@ def _on_endpoint(kept: Kept, endpoint_url: str, bucket: str) -> Kept:
         {k: v for k, v in kept.shapes.items() if fits(v)},
         {k: v for k, v in kept.seen.items() if fits(v)},
     )
+
+
+def _config_names_a_ca_bundle() -> bool:
+    """True if the AWS config file may set `ca_bundle` (for some profile): then only
+    botocore knows which bundle verifies the endpoint."""
+    path = os.environ.get("AWS_CONFIG_FILE") or os.path.expanduser("~/.aws/config")
+    try:
+        with open(path, "rb") as f:
+            return b"ca_bundle" in f.read(1 << 20)
+    except OSError:
+        return False
 
 
 class S3Connection:
@@ -135,9 +149,15 @@ class S3Connection:
 
     def _fixed_signing(self) -> Credentials | None:
         """The credentials botocore would sign with, when they are fixed and known without
-        it, and its requests go out plainly: a plain-http endpoint, no proxy, and keys
-        given (or in the environment, with no profile to prefer). None otherwise."""
-        if not (self._endpoint_url or "").lower().startswith("http://"):
+        it, and its requests go out as dropbeard's own would: an endpoint given, over
+        plain http, or over https verified against the CA bundle botocore would use (not
+        one named in the AWS config file); no proxy; keys given (or in the environment,
+        with no profile to prefer). None otherwise."""
+        endpoint = (self._endpoint_url or "").lower()
+        if endpoint.startswith("https://"):
+            if _config_names_a_ca_bundle():
+                return None
+        elif not endpoint.startswith("http://"):
             return None
         env = os.environ
         if any(env.get(name) or env.get(name.upper()) for name in _PROXY_ENV):

@@ -34,6 +34,7 @@ correct) forgets the shape and sends the request again through botocore.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -41,6 +42,7 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
+import anyio
 import msgspec
 
 from dropbeard.core.errors import ListFailed
@@ -62,7 +64,7 @@ from dropbeard.store.s3sigv4 import (
     authorization,
     signed_host,
 )
-from dropbeard.store.s3wire import Wire, wire_for
+from dropbeard.store.s3wire import Wire, default_tls, wire_for
 
 T = TypeVar("T")
 
@@ -295,8 +297,8 @@ def _timestamp() -> str:
 
 class Direct(msgspec.Struct, frozen=True):
     """What stamped requests need to go out before (or without) a client: fixed
-    credentials, and the client's settings for the plain-http connections of a `Wire`
-    (no TLS, no proxy)."""
+    credentials, and the client's settings for the connections of a `Wire` (no proxy;
+    over https, verified as botocore verifies by default: `s3wire.default_tls`)."""
 
     credentials: Credentials
     connect_timeout: float | None
@@ -325,6 +327,7 @@ class ObjectRequests:
         self._routes: dict[str, Route | Wire | None] = {}  # by URL prefix
         self._fixed: Any = None  # credentials that never change, frozen
         self._direct = direct
+        self._tls_refused = False  # our https connections failed where botocore's may not
         self._provisional: set[str] = set()
         for operation, shape in (known or {}).items():
             if operation in METHODS:
@@ -515,18 +518,23 @@ class ObjectRequests:
 
     async def _route(self, url_prefix: str) -> Route | Wire | None:
         """How requests to `url_prefix` go: through the client's HTTP session's route
-        (its proxy, TLS and pool settings) once a client is open, else over plain-http
-        connections of our own with `direct`'s settings (None: botocore sends them).
+        (its proxy, TLS and pool settings) once a client is open, else over connections
+        of our own with `direct`'s settings, https verified as botocore's default would
+        (`default_tls`) unless that was refused (None: botocore sends them).
         One route per origin: a listing's URL and an object's share their connections."""
         parts = urlsplit(url_prefix)
         origin = f"{parts.scheme}://{parts.netloc}"
         if origin in self._routes:
             return self._routes[origin]
+        scheme = parts.scheme.lower()
         if self._client is None and self._direct is not None:
-            if parts.scheme.lower() == "http":
+            if scheme == "http" or (scheme == "https" and not self._tls_refused):
+                tls = await anyio.to_thread.run_sync(default_tls) if scheme == "https" else None
+                if origin in self._routes:  # made by another request meanwhile
+                    return self._routes[origin]
                 wire = Wire(
                     origin,
-                    tls=None,
+                    tls=tls,
                     connect_timeout=self._direct.connect_timeout,
                     read_timeout=self._direct.read_timeout,
                     limit=self._direct.limit,
@@ -562,7 +570,17 @@ class ObjectRequests:
         )
         route = await self._route(shape.url_prefix)
         if route is not None:
-            answer = await route.send(shape.method, url, headers, body, consume)
+            try:
+                answer = await route.send(shape.method, url, headers, body, consume)
+            except ssl.SSLError:
+                if self._client is not None or not isinstance(route, Wire):
+                    raise
+                # Our own TLS context, built as botocore's would be, is refused (a CA
+                # only botocore knows of): botocore sends it, and the rest, from now on.
+                self._tls_refused = True
+                self._routes.clear()
+                route.close()
+                return None
         elif consume is not None:
             return None  # streamed only through a route: botocore streams the rest
         else:

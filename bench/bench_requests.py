@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bench_sync import Bench
 from dropbeard.core.daemonconfig import DEFAULT_CONCURRENCY
 from dropbeard.store.s3 import S3Store
-from dropbeard.store.s3objects import METHODS, ObjectRequests
+from dropbeard.store.s3objects import ObjectRequests
+from dropbeard.store.s3shape import METHODS
 from tests.seaweed import Seaweed
 
 

@@ -26,7 +26,7 @@ from dropbeard.core.errors import (
     Unauthorized,
     Unavailable,
 )
-from dropbeard.store import s3objects, s3route, s3shapes, s3wire
+from dropbeard.store import s3objects, s3route, s3shape, s3shapes, s3wire
 from dropbeard.store.base import FileSlot
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
@@ -187,36 +187,36 @@ async def test_a_stamped_request_is_the_request_botocore_sends(
             sent = {}
             first = f"{store.prefix}/first"
             for s3_key in (first, f"{store.prefix}/{key}"):
-                lesson = s3objects._Lesson(operation, s3_key)
+                lesson = s3shape._Lesson(operation, s3_key)
                 params: dict[str, Any] = {"Bucket": seaweed.bucket, "Key": s3_key, **conditions}
                 if body is not None:
                     params |= {"Body": body, s3objects.PAYLOAD_SHA256: sha(body)}
-                watched = s3objects._WATCHED.set(lesson)
+                watched = s3shape._WATCHED.set(lesson)
                 try:
                     await client._make_api_call(operation, params)
                 except Exception:
                     pass
                 finally:
-                    s3objects._WATCHED.reset(watched)
+                    s3shape._WATCHED.reset(watched)
                 sent[s3_key] = lesson.sent
-            shape = s3objects.learn(
-                s3objects._Lesson(
+            shape = s3shape.learn(
+                s3shape._Lesson(
                     operation, f"{store.prefix}/first", sent=sent[f"{store.prefix}/first"]
                 ),
                 conditions,
                 credentials,
-                s3objects._length(operation, body),
+                s3shape._length(operation, body),
             )
             assert shape is not None, operation
             theirs = sent[f"{store.prefix}/{key}"]
-            headers = {k.lower(): s3objects._text(v) for k, v in theirs.headers.items()}
+            headers = {k.lower(): s3shape._text(v) for k, v in theirs.headers.items()}
             url, ours = shape.stamp(
                 f"{store.prefix}/{key}",
                 headers["x-amz-content-sha256"],
                 conditions,
                 headers["x-amz-date"],
                 credentials,
-                s3objects._length(operation, body),
+                s3shape._length(operation, body),
             )
             assert url == theirs.url
             assert {k.lower(): v for k, v in ours.items()} == headers
@@ -249,19 +249,19 @@ async def test_a_stamped_listing_is_the_listing_botocore_sends(seaweed: Seaweed,
         ]
         sent = []
         for params in variants:
-            lesson = s3objects._Lesson(s3objects.LISTING, "", s3objects.listing_query(params))
-            watched = s3objects._WATCHED.set(lesson)
+            lesson = s3shape._Lesson(s3shape.LISTING, "", s3shape.listing_query(params))
+            watched = s3shape._WATCHED.set(lesson)
             try:
                 await client.list_objects_v2(Bucket=seaweed.bucket, **params)
             except Exception:
                 pass  # a made-up token: what was sent is what counts
             finally:
-                s3objects._WATCHED.reset(watched)
+                s3shape._WATCHED.reset(watched)
             sent.append(lesson)
-        shape = s3objects.learn(sent[0], {}, credentials, None)
+        shape = s3shape.learn(sent[0], {}, credentials, None)
         assert shape is not None
         for params, lesson in zip(variants, sent, strict=True):
-            headers = {k.lower(): s3objects._text(v) for k, v in lesson.sent.headers.items()}
+            headers = {k.lower(): s3shape._text(v) for k, v in lesson.sent.headers.items()}
             url, ours = shape.stamp(
                 "",
                 headers["x-amz-content-sha256"],
@@ -269,7 +269,7 @@ async def test_a_stamped_listing_is_the_listing_botocore_sends(seaweed: Seaweed,
                 headers["x-amz-date"],
                 credentials,
                 None,
-                s3objects.listing_query(params),
+                s3shape.listing_query(params),
             )
             assert url == lesson.sent.url
             assert {k.lower(): v for k, v in ours.items()} == headers
@@ -487,7 +487,7 @@ async def test_fixed_credentials_are_frozen_once_and_refreshable_ones_asked_each
 def test_the_timestamp_is_now_in_sigv4s_form() -> None:
     """Now, to the second (a virtual machine's clock may step back by a fraction of a
     second between two readings: a once-seen `before > stamped` by one second)."""
-    stamped = s3objects._timestamp()
+    stamped = s3shape._timestamp()
     assert re.fullmatch(r"\d{8}T\d{6}Z", stamped)
     when = calendar.timegm(time.strptime(stamped, "%Y%m%dT%H%M%SZ"))
     assert abs(when - time.time()) <= 2

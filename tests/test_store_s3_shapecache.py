@@ -19,7 +19,7 @@ import msgspec
 import pytest
 
 from dropbeard.core.errors import ListFailed, NotFound, Unavailable
-from dropbeard.store import s3objects, s3route, s3wire
+from dropbeard.store import s3objects, s3route, s3shape, s3wire
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
 from dropbeard.store.s3shapecache import Kept, ShapeCache, cache_folder, identity
@@ -101,7 +101,7 @@ async def test_a_later_store_stamps_every_request_from_the_shapes_an_earlier_one
         assert spy.connections - connections == 1
 
 
-def _another_user_agent(shape: s3objects.Shape) -> s3objects.Shape:
+def _another_user_agent(shape: s3shape.Shape) -> s3shape.Shape:
     """The shape as another process sees it: botocore's User-Agent names the features
     that process used (`m/...`)."""
     fixed = tuple(
@@ -112,7 +112,7 @@ def _another_user_agent(shape: s3objects.Shape) -> s3objects.Shape:
 
 
 def test_shapes_alike_but_for_an_unsigned_header_settle_and_others_do_not() -> None:
-    shape = s3objects.Shape(
+    shape = s3shape.Shape(
         "PUT", "http://h/b/", "/b/", "h", (("User-Agent", "x m/a"), ("X-Fixed", "1")), ("r", "s3")
     )
     assert shape.alike(_another_user_agent(shape))

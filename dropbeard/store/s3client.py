@@ -29,7 +29,8 @@ import anyio
 from dropbeard.core.imports import import_quietly
 from dropbeard.store.base import SMALL_REQUESTS_PER_SLOT
 from dropbeard.store.s3errors import translate
-from dropbeard.store.s3objects import Direct, ObjectRequests, Shape
+from dropbeard.store.s3objects import Direct, ObjectRequests
+from dropbeard.store.s3shape import Shape
 from dropbeard.store.s3shapecache import Kept, ShapeCache, cache_folder, identity
 from dropbeard.store.s3sigv4 import Credentials
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import msgspec
 
-from dropbeard.store.s3objects import Shape
+from dropbeard.store.s3shape import Shape
 
 #: Changes whenever what a cached shape means changes.
 FORMAT = 1

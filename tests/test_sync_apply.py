@@ -833,6 +833,44 @@ class _Dests(ForwardingStore):
         return await self.inner.get_file(key, dest, **kwargs)
 
 
+class _Started(ForwardingStore):
+    """Records the order downloads start in."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.keys: list[str] = []
+
+    async def get(self, key: str, **kwargs: Any) -> bytes:
+        self.keys.append(key)
+        return await self.inner.get(key, **kwargs)
+
+    async def get_file(self, key: str, dest: Path | FileSlot, **kwargs: Any) -> ObjectInfo:
+        self.keys.append(key)
+        return await self.inner.get_file(key, dest, **kwargs)
+
+
+async def test_large_files_start_first_the_largest_first(world: World) -> None:
+    # A large file started last runs alone at the end: the streaming files start first,
+    # largest first, and the small ones fill in around them in the plan's order.
+    sizes = {"a.bin": 1, "b.bin": 3 << 20, "c/d.bin": 5 << 20, "e.bin": 2 << 20}
+    blobs = {path: os.urandom(WHOLE_DOWNLOAD + extra) for path, extra in sizes.items()}
+    blobs |= {"0.txt": b"small zero", "z.txt": b"small z"}
+    for data in blobs.values():
+        await world.blob(data)
+    downloads = [Download(path=p, entry=file_entry(p, d)) for p, d in sorted(blobs.items())]
+    scanned = await world.scan()
+    store = _Started(world.store.inner)
+
+    applied = await apply_plan(
+        world.paths, store, KEYS, plan(downloads), scanned, budget=TransferBudget(1)
+    )
+
+    assert not applied.problems
+    order = ["c/d.bin", "b.bin", "e.bin", "a.bin", "0.txt", "z.txt"]
+    assert store.keys == [KEYS.blob(sha(blobs[p])) for p in order]
+    assert all(world.read(p) == d for p, d in blobs.items())
+
+
 async def test_a_download_is_written_beside_its_destination_and_renamed_over_it(
     world: World,
 ) -> None:

@@ -75,7 +75,7 @@ async def apply_plan(
             writer.fail(problem.path, problem.kind, problem.message)
         writes = [w for w in writes if w[0] not in out.failed]
         dirs = [d for d in dirs if d.path not in out.failed]
-        writes.sort(key=lambda w: not streams(w[2]))  # large files first (`streams`)
+        writes.sort(key=_first_largest)
     if writes:  # before deletes: a deleted file's bytes may be what a rename needs
         wanted = {c.sha256 for _, _, e, _ in writes for c in e.chunks or ()}
         await anyio.to_thread.run_sync(sources.index_all, paths.root, scanned, wanted, local_chunks)
@@ -95,6 +95,17 @@ async def apply_plan(
     out.copied_locally, out.downloaded = fetcher.copied, fetcher.downloaded
     out.downloaded_bytes, out.reused_bytes = fetcher.downloaded_bytes, fetcher.reused_bytes
     return out
+
+
+def _first_largest(write: _Write) -> tuple[bool, int]:
+    """The order writes start in: the files that stream (`streams`) first, largest first,
+    then the rest as planned. A large file started last runs alone at the end, on one
+    connection; started first, the small files fill the gaps around it (over a 30 ms
+    link a 150 MiB file takes seconds)."""
+    entry = write[2]
+    if streams(entry):
+        return False, -(entry.size or 0)
+    return True, 0
 
 
 class _Folders:

@@ -33,6 +33,7 @@ from dropbeard.store.base import Store
 from dropbeard.sync.state import Peer
 from dropbeard.sync.treeread import diff, lookup, walk
 from dropbeard.sync.trees import TreeStore
+from dropbeard.sync.workers import first_error
 
 #: What makes one device unreadable: its own objects, not the store, are at fault.
 UNREADABLE = (FormatError, IntegrityError, NotFound)
@@ -122,19 +123,32 @@ async def read_remotes(
     whose tree changed in more than `limit` paths has them left out (`oversized`)."""
     listed: list[str] = []
     reg_etag_now: str | None = None
-    async for page in store.list(keys.devices_prefix, delimiter="/"):
-        for obj in page.objects:
-            if obj.key == keys.registry:
-                reg_etag_now = obj.etag
-        for prefix in page.prefixes:
-            try:
-                dev = keys.device_of(prefix)
-            except ValueError:
-                continue  # not a device folder dropbeard wrote; ignore it
-            if dev and dev != device_id:
-                listed.append(dev)
-    if registry is None or reg_etag_now != registry_etag:
+    unknown = registry is None
+    read_first: list[tuple[Registry, str | None]] = []
+
+    async def read_it() -> None:
+        read_first.append(await _read_registry(store, keys))
+
+    with first_error():
+        async with anyio.create_task_group() as tg:
+            if unknown:  # to be read whatever the listing says: read it meanwhile
+                tg.start_soon(read_it)
+            async for page in store.list(keys.devices_prefix, delimiter="/"):
+                for obj in page.objects:
+                    if obj.key == keys.registry:
+                        reg_etag_now = obj.etag
+                for prefix in page.prefixes:
+                    try:
+                        dev = keys.device_of(prefix)
+                    except ValueError:
+                        continue  # not a device folder dropbeard wrote; ignore it
+                    if dev and dev != device_id:
+                        listed.append(dev)
+    if read_first:
+        registry, registry_etag = read_first[0]
+    elif registry is None or reg_etag_now != registry_etag:
         registry, registry_etag = await _read_registry(store, keys)
+    assert registry is not None
     retired = {d for d, rec in registry.devices.items() if rec.status == "retired"}
     read = RemoteRead({}, registry, registry_etag, changed=False)
     diffs = _Diffs()

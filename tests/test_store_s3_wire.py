@@ -69,7 +69,9 @@ async def serve() -> AsyncIterator[Callable[..., Awaitable[tuple[Server, Wire]]]
     servers: list[asyncio.Server] = []
     wires: list[Wire] = []
 
-    async def start(*scripts: Script, read_timeout: float = 5.0) -> tuple[Server, Wire]:
+    async def start(
+        *scripts: Script, read_timeout: float = 5.0, first_spares: int = 0
+    ) -> tuple[Server, Wire]:
         server = Server(list(scripts))
         listening = await asyncio.start_server(server.handle, "127.0.0.1", 0)
         servers.append(listening)
@@ -80,6 +82,7 @@ async def serve() -> AsyncIterator[Callable[..., Awaitable[tuple[Server, Wire]]]
             connect_timeout=5.0,
             read_timeout=read_timeout,
             limit=8,
+            first_spares=first_spares,
         )
         wires.append(wire)
         return server, wire
@@ -393,6 +396,25 @@ async def test_a_widening_burst_finds_connections_opened_ahead_of_it(serve: Any)
     assert server.connections == 4  # the wider burst found them open
     await asyncio.gather(*(get(wire) for _ in range(20)))
     assert server.peak_open == 8  # never past the limit
+
+
+async def test_the_first_connection_opens_a_few_more_beside_it(serve: Any) -> None:
+    """A command's first request is soon followed by a few at once (init's registration,
+    probe and count; a sync's listing and registry): they find connections open."""
+
+    async def slow(_h: bytes, _b: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(0.05)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz")
+        await writer.drain()
+        return True
+
+    server, wire = await serve(slow, first_spares=3)
+    await get(wire)
+    assert server.connections == wire.opened == 4  # the one in use, and 3 beside it
+    await asyncio.gather(*(get(wire) for _ in range(4)))
+    assert server.connections == 4  # the burst found them open
+    await get(wire)
+    assert server.connections == 4  # not the first any more: nothing more ahead
 
 
 async def test_a_closed_wire_keeps_no_connection(serve: Any) -> None:

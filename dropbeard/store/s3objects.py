@@ -72,7 +72,7 @@ from dropbeard.store.s3sigv4 import (
     PAYLOAD_SHA256,
     Credentials,
 )
-from dropbeard.store.s3wire import Wire, default_tls, wire_for
+from dropbeard.store.s3wire import FIRST_SPARES, Wire, default_tls, wire_for
 
 T = TypeVar("T")
 
@@ -352,6 +352,7 @@ class ObjectRequests:
                     connect_timeout=self._direct.connect_timeout,
                     read_timeout=self._direct.read_timeout,
                     limit=self._direct.limit,
+                    first_spares=FIRST_SPARES,
                 )
                 self._routes[origin] = wire
                 return wire

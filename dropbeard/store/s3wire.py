@@ -41,6 +41,8 @@ from dropbeard.store.s3sigv4 import signed_host
 #: idle keep-alive connections after 5 s (Apache's default; nginx waits 75 s), and one
 #: closed meanwhile costs a GET sent again, a PUT a retry (aiohttp keeps them 15 s).
 IDLE_FOR = 4.0
+#: Connections a store's wire opens beside its first (`Wire._open_spares`).
+FIRST_SPARES = 3
 
 
 class Wire:
@@ -55,6 +57,7 @@ class Wire:
         connect_timeout: float | None,
         read_timeout: float | None,
         limit: int,
+        first_spares: int = 0,
     ) -> None:
         parts = urlsplit(origin)
         self.origin = f"{parts.scheme}://{parts.netloc}"
@@ -71,6 +74,7 @@ class Wire:
         self._busy = 0  # requests holding a slot
         self._spares: deque[asyncio.Task[Connection]] = deque()  # opening ahead of need
         self.opened = 0  # connections made (for tests and benchmarks)
+        self._first_spares = first_spares  # opened beside the first connection
 
     async def send(
         self,
@@ -120,11 +124,18 @@ class Wire:
         the requests in flight (and never past the limit), so the next wider burst (the
         next level of a tree read, the first downloads) finds them open instead of
         waiting a round trip to connect. Requests, connections idle and connections
-        opening ahead together stay within the limit."""
-        if self._busy < 2 or self._closed:
+        opening ahead together stay within the limit.
+
+        The first connection opens `first_spares` more beside it: a command's first
+        request is soon followed by a few at once (`init`'s registration, probe and
+        count; a sync's listing and registry), each of which would connect first."""
+        want = 2 * self._busy if self._busy >= 2 else 0
+        if not (self.opened or self._idle or self._spares):  # the first connection
+            want = max(want, self._busy + self._first_spares)
+        if self._closed:
             return
         have = self._busy + len(self._idle) + len(self._spares)
-        for _ in range(min(2 * self._busy, self._limit) - have):
+        for _ in range(min(want, self._limit) - have):
             task = asyncio.get_running_loop().create_task(self._connect())
             task.add_done_callback(self._spare_done)
             self._spares.append(task)
@@ -162,9 +173,10 @@ class Wire:
         spares, self._spares = self._spares, deque()
         for task in spares:
             if not task.done():
-                task.cancel()
-            elif not task.cancelled() and task.exception() is None:
-                task.result().close()
+                task.cancel()  # it may still end opened, or failed: see _dropped
+                task.add_done_callback(_dropped)
+            else:
+                _dropped(task)
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
@@ -202,6 +214,13 @@ class Wire:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         self.opened += 1
         return conn
+
+
+def _dropped(task: asyncio.Task[Connection]) -> None:
+    """A connection opening ahead of need when its wire closed: closed if it opened, its
+    failure taken (else asyncio reports it as never retrieved)."""
+    if not task.cancelled() and task.exception() is None:
+        task.result().close()
 
 
 def default_tls() -> ssl.SSLContext:
@@ -278,6 +297,7 @@ def wire_for(route: Route, url_prefix: str) -> Wire | None:
         connect_timeout=getattr(timeout, "sock_connect", None),
         read_timeout=getattr(timeout, "sock_read", None),
         limit=limit or 100,
+        first_spares=FIRST_SPARES,
     )
 
 

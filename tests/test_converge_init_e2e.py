@@ -167,11 +167,12 @@ def test_init_counts_what_it_will_receive_while_it_registers(
                    if op == "list_page" and key == remote.keys.devices_prefix)  # fmt: skip
     snapshots = [(start, end) for op, key, start, end in calls
                  if op == "get" and "/snapshots/" in key]  # fmt: skip
-    probed = max(end for op, key, _, end in calls if "/probe-" in key)
+    heads = [start for op, key, start, _ in calls
+             if key in (remote.keys.head("laptop"), remote.keys.head("desktop"))]  # fmt: skip
     assert len(registry_write) == 1 and len(snapshots) == 2
     assert counting < registry_write[0]  # counting began while it registered
+    assert min(heads) < registry_write[0]  # and read the heads meanwhile
     assert max(start for start, _ in snapshots) < min(end for _, end in snapshots)
-    assert min(start for start, _ in snapshots) < probed  # before init's last request
 
 
 def test_init_probes_the_server_while_it_registers(

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from dropbeard.core.errors import ListFailed, NotFound, Unavailable
+from dropbeard.core.errors import DropbeardError, ListFailed, NotFound, Unavailable
 from dropbeard.store import s3objects, s3route, s3shape, s3wire
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
@@ -99,6 +99,49 @@ async def test_a_later_store_stamps_every_request_from_the_shapes_an_earlier_one
             await later.aclose()
         assert len(spy.requests) - before == 12
         assert spy.connections - connections == 1 + s3wire.FIRST_SPARES
+
+
+@pytest.mark.s3
+async def test_a_missing_key_teaches_the_shape_of_its_request(seaweed: Seaweed) -> None:
+    """`init` of a new root GETs only what is not there yet: two 404s settle the GET shape
+    (the server authenticated those requests), so the next command stamps its GETs."""
+    prefix = f"m-{uuid.uuid4().hex[:12]}"
+    first = _store(seaweed, prefix)
+    try:
+        await first.put("there", b"here", sha256=sha(b"here"))
+        for key in ("missing", "gone"):
+            with pytest.raises(NotFound):
+                await first.get(key)
+        known, _ = (await first._connection.objects()).learnt()
+        assert "GetObject" in known
+    finally:
+        await first.aclose()
+
+    later = _store(seaweed, prefix)
+    try:
+        assert await later.get("there") == b"here"
+        assert later._connection._client is None  # stamped: no botocore
+    finally:
+        await later.aclose()
+
+
+@pytest.mark.s3
+async def test_a_refused_request_teaches_nothing(seaweed: Seaweed) -> None:
+    store = S3Store(
+        seaweed.bucket,
+        f"w-{uuid.uuid4().hex[:12]}",
+        endpoint_url=seaweed.endpoint,
+        addressing_style="path",
+        credentials=Credentials(seaweed.access_key, "not-the-secret"),
+    )
+    try:
+        for _ in range(2):
+            with pytest.raises(DropbeardError):
+                await store.get("missing")
+        known, seen = (await store._connection.objects()).learnt()
+        assert "GetObject" not in known and "GetObject" not in seen
+    finally:
+        await store.aclose()
 
 
 def _another_user_agent(shape: s3shape.Shape) -> s3shape.Shape:

@@ -98,6 +98,21 @@ class ObjectReply(msgspec.Struct, frozen=True):
     body: bytes = b""
 
 
+def _authenticated(exc: BaseException) -> bool:
+    """Whether botocore's request failed with an answer a server gives only to a request
+    it authenticated and understood: the key missing (404, not the bucket), a condition
+    not met (412), nothing changed (304). The request's shape is learnt from it as from
+    a success: `init` of a new root GETs only objects that are not there yet, and each
+    command after it would otherwise learn GET through botocore again. A redirect, an
+    authentication failure or a bad request teaches nothing."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    code = response.get("Error", {}).get("Code")
+    return status in (304, 412) or (status == 404 and code != "NoSuchBucket")
+
+
 def _reply(headers: Any, body: bytes) -> ObjectReply:
     """The reply a successful answer's headers (and body) make."""
     modified = headers.get("last-modified")
@@ -292,14 +307,21 @@ class ObjectRequests:
         token = _WATCHED.set(lesson)
         try:
             resp = await getattr(client, _CLIENT_METHODS[operation])(**params)
+        except Exception as exc:
+            if lesson is not None and _authenticated(exc):
+                await self._learn(operation, params, lesson)
+            raise
         finally:
             _WATCHED.reset(token)
         if lesson is not None:
-            credentials = await self._credentials()
-            conditions = {k: v for k, v in params.items() if k in CONDITIONS}
-            length = _length(operation, params.get("Body"))
-            self._shapes.learned(operation, learn(lesson, conditions, credentials, length))
+            await self._learn(operation, params, lesson)
         return resp
+
+    async def _learn(self, operation: str, params: dict[str, Any], lesson: _Lesson) -> None:
+        credentials = await self._credentials()
+        conditions = {k: v for k, v in params.items() if k in CONDITIONS}
+        length = _length(operation, params.get("Body"))
+        self._shapes.learned(operation, learn(lesson, conditions, credentials, length))
 
     def _forget(self, operation: str) -> None:
         """Send `operation` through botocore again, to learn its shape anew; if it was

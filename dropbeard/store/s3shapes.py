@@ -8,8 +8,9 @@ shapes, leave that kind with botocore for good. While a kind is being learnt, LE
 of its requests go through botocore at once and the others wait for what those show,
 instead of each going through botocore too: a first upload starts dozens of PUTs at
 once, and a request botocore builds costs several times the CPU of a stamped one. A
-learning request that fails (an error answer teaches nothing) lets the waiting ones go,
-each through botocore, until a shape is learnt.
+learning request that fails (an error answer teaches nothing, but for the few a server
+gives only to a request it authenticated: `s3objects._authenticated`) lets the waiting
+ones go, each through botocore, until a shape is learnt.
 """
 
 from __future__ import annotations

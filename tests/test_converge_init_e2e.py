@@ -5,10 +5,7 @@ earlier holder that published (SPEC 1.5, 4 step 1)."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import anyio
 import pytest
@@ -19,27 +16,7 @@ from dropbeard.store.base import Store
 from dropbeard.store.forwarding import ForwardingStore
 from tests.converge import ROOT_ID, Bucket, Device, devices
 from tests.faults import FaultStore
-
-T = TypeVar("T")
-#: a store call: (op, key, start, end)
-Call = tuple[str, str, float, float]
-
-
-class Timed(ForwardingStore):
-    """Every call of the store it wraps held `latency` seconds (a link's round trip), with
-    when it started and ended."""
-
-    def __init__(self, inner: Store, calls: list[Call]) -> None:
-        super().__init__(inner)
-        self.calls = calls
-
-    async def _forward(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
-        start = time.monotonic()
-        await anyio.sleep(0.05)
-        try:
-            return await call()
-        finally:
-            self.calls.append((op, key, start, time.monotonic()))
+from tests.timedstore import Call, Timed
 
 
 def timed_inits(monkeypatch: pytest.MonkeyPatch) -> list[Call]:

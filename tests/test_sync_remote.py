@@ -8,14 +8,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio
 import msgspec
 import pytest
 
@@ -32,9 +30,7 @@ from dropbeard.core.model import (
 )
 from dropbeard.core.timestamps import utc_iso
 from dropbeard.core.treediff import to_tree_entry, tree_order
-from dropbeard.store.base import Store
 from dropbeard.store.counting import CountingStore
-from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.sync import remote as remote_module
 from dropbeard.sync.publish import LastIds, Listing, publish
@@ -43,10 +39,9 @@ from dropbeard.sync.state import Peer
 from dropbeard.sync.treecache import NodeCache
 from dropbeard.sync.trees import TreeStore
 from dropbeard.sync.treewrite import build
+from tests.timedstore import Timed
 
 pytestmark = pytest.mark.anyio
-
-T = TypeVar("T")
 
 ROOT = "r1"
 KEYS = RootKeys(ROOT)
@@ -305,22 +300,6 @@ async def test_the_registry_is_read_again_only_when_it_changed(world: World) -> 
     assert world.store.counts["get_if_changed"] == 2  # the registry, then b's head
 
 
-class _Overlaps(ForwardingStore):
-    """Each call held 20 ms (a link's round trip), with when it started and ended."""
-
-    def __init__(self, inner: Store) -> None:
-        super().__init__(inner)
-        self.calls: list[tuple[str, str, float, float]] = []
-
-    async def _forward(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
-        start = time.monotonic()
-        await anyio.sleep(0.02)
-        try:
-            return await call()
-        finally:
-            self.calls.append((op, key, start, time.monotonic()))
-
-
 async def test_a_registry_not_known_yet_is_read_while_the_devices_are_listed(
     world: World,
 ) -> None:
@@ -328,7 +307,7 @@ async def test_a_registry_not_known_yet_is_read_while_the_devices_are_listed(
     # after it. A known one is read only when the listing shows it changed (above).
     await world.register(b="active")
     await world.publish("b", [file_entry("b", "b.txt", b"bee")])
-    timed = _Overlaps(world.store.inner)
+    timed = Timed(world.store.inner, [], latency=0.02)
 
     read = await read_remotes(
         timed, KEYS, None, device_id=ME, peers={}, registry=None, registry_etag=None

@@ -129,11 +129,11 @@ class Wire:
         The first connection opens `first_spares` more beside it: a command's first
         request is soon followed by a few at once (`init`'s registration, probe and
         count; a sync's listing and registry), each of which would connect first."""
+        if self._closed:
+            return
         want = 2 * self._busy if self._busy >= 2 else 0
         if not (self.opened or self._idle or self._spares):  # the first connection
             want = max(want, self._busy + self._first_spares)
-        if self._closed:
-            return
         have = self._busy + len(self._idle) + len(self._spares)
         for _ in range(min(want, self._limit) - have):
             task = asyncio.get_running_loop().create_task(self._connect())

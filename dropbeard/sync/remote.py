@@ -121,34 +121,21 @@ async def read_remotes(
     """Every other active device's latest head, and (given `trees`) what changed in its
     tree and its new tombstones; without `trees`, the heads alone (`status`). A device
     whose tree changed in more than `limit` paths has them left out (`oversized`)."""
-    listed: list[str] = []
-    reg_etag_now: str | None = None
-    unknown = registry is None
-    read_first: list[tuple[Registry, str | None]] = []
+    if registry is None:  # to be read whatever the listing says: read it meanwhile
+        read_first: list[tuple[Registry, str | None]] = []
 
-    async def read_it() -> None:
-        read_first.append(await _read_registry(store, keys))
+        async def read_it() -> None:
+            read_first.append(await _read_registry(store, keys))
 
-    with first_error():
-        async with anyio.create_task_group() as tg:
-            if unknown:  # to be read whatever the listing says: read it meanwhile
+        with first_error():
+            async with anyio.create_task_group() as tg:
                 tg.start_soon(read_it)
-            async for page in store.list(keys.devices_prefix, delimiter="/"):
-                for obj in page.objects:
-                    if obj.key == keys.registry:
-                        reg_etag_now = obj.etag
-                for prefix in page.prefixes:
-                    try:
-                        dev = keys.device_of(prefix)
-                    except ValueError:
-                        continue  # not a device folder dropbeard wrote; ignore it
-                    if dev and dev != device_id:
-                        listed.append(dev)
-    if read_first:
+                listed, _ = await _listed(store, keys, device_id)
         registry, registry_etag = read_first[0]
-    elif registry is None or reg_etag_now != registry_etag:
-        registry, registry_etag = await _read_registry(store, keys)
-    assert registry is not None
+    else:
+        listed, etag_now = await _listed(store, keys, device_id)
+        if etag_now != registry_etag:
+            registry, registry_etag = await _read_registry(store, keys)
     retired = {d for d, rec in registry.devices.items() if rec.status == "retired"}
     read = RemoteRead({}, registry, registry_etag, changed=False)
     diffs = _Diffs()
@@ -169,6 +156,24 @@ async def read_remotes(
 
             tg.start_soon(one)
     return read
+
+
+async def _listed(store: Store, keys: RootKeys, device_id: str) -> tuple[list[str], str | None]:
+    """The other devices with a folder in the bucket, and the registry's etag as listed."""
+    listed: list[str] = []
+    registry_etag: str | None = None
+    async for page in store.list(keys.devices_prefix, delimiter="/"):
+        for obj in page.objects:
+            if obj.key == keys.registry:
+                registry_etag = obj.etag
+        for prefix in page.prefixes:
+            try:
+                dev = keys.device_of(prefix)
+            except ValueError:
+                continue  # not a device folder dropbeard wrote; ignore it
+            if dev and dev != device_id:
+                listed.append(dev)
+    return listed, registry_etag
 
 
 async def _read_registry(store: Store, keys: RootKeys) -> tuple[Registry, str | None]:

@@ -1,5 +1,6 @@
 """What S3 servers answer, read without botocore (IO-free): timestamps, an error's code
-and message, and a page of a ListObjectsV2 listing.
+and message, a page of a ListObjectsV2 listing, and which errors botocore raised show
+that the server authenticated the request.
 
 botocore parses the same answers through its response parsers; these read only what
 dropbeard uses, for the requests stamped from known shapes (`dropbeard.store.s3objects`),
@@ -160,10 +161,26 @@ def _same(text: str) -> str:
     return text
 
 
+def authenticated(exc: BaseException) -> bool:
+    """Whether botocore's request failed with an answer a server gives only to a request
+    it authenticated and understood: the key missing (404, not the bucket), a condition
+    not met (412), nothing changed (304). The request's shape is learnt from it as from
+    a success: `init` of a new root GETs only objects that are not there yet, and each
+    command after it would otherwise learn GET through botocore again. A redirect, an
+    authentication failure or a bad request teaches nothing."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    code = response.get("Error", {}).get("Code")
+    return status in (304, 412) or (status == 404 and code != "NoSuchBucket")
+
+
 __all__ = [
     "ListingPage",
     "MalformedAnswer",
     "Problem",
+    "authenticated",
     "parse_error",
     "parse_listing",
     "parse_timestamp",

@@ -48,6 +48,7 @@ from dropbeard.store.s3answers import (
     Listed,
     ListingPage,
     MalformedAnswer,
+    authenticated,
     parse_error,
     parse_listing,
     parse_timestamp,
@@ -96,21 +97,6 @@ class ObjectReply(msgspec.Struct, frozen=True):
     size: int
     last_modified: datetime | None = None
     body: bytes = b""
-
-
-def _authenticated(exc: BaseException) -> bool:
-    """Whether botocore's request failed with an answer a server gives only to a request
-    it authenticated and understood: the key missing (404, not the bucket), a condition
-    not met (412), nothing changed (304). The request's shape is learnt from it as from
-    a success: `init` of a new root GETs only objects that are not there yet, and each
-    command after it would otherwise learn GET through botocore again. A redirect, an
-    authentication failure or a bad request teaches nothing."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return False
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    code = response.get("Error", {}).get("Code")
-    return status in (304, 412) or (status == 404 and code != "NoSuchBucket")
 
 
 def _reply(headers: Any, body: bytes) -> ObjectReply:
@@ -308,7 +294,7 @@ class ObjectRequests:
         try:
             resp = await getattr(client, _CLIENT_METHODS[operation])(**params)
         except Exception as exc:
-            if lesson is not None and _authenticated(exc):
+            if lesson is not None and authenticated(exc):
                 await self._learn(operation, params, lesson)
             raise
         finally:

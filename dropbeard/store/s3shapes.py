@@ -9,7 +9,7 @@ of its requests go through botocore at once and the others wait for what those s
 instead of each going through botocore too: a first upload starts dozens of PUTs at
 once, and a request botocore builds costs several times the CPU of a stamped one. A
 learning request that fails (an error answer teaches nothing, but for the few a server
-gives only to a request it authenticated: `s3objects._authenticated`) lets the waiting
+gives only to a request it authenticated: `s3answers.authenticated`) lets the waiting
 ones go, each through botocore, until a shape is learnt.
 """
 

@@ -6,6 +6,8 @@ reported, never digested."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -217,3 +219,29 @@ def test_a_symlink_or_a_fifo_is_not_digested(tmp_path: Path) -> None:
 def test_a_buffer_smaller_than_two_windows_is_refused() -> None:
     with pytest.raises(ValueError):
         Chunker(buffer=2 * MAX_CHUNK - 1)
+
+
+def test_the_chunker_is_loaded_at_the_first_file_to_cut(tmp_path: Path) -> None:
+    """A pass that cuts no file never loads pyfastcdc (a command's start pays ~7 ms for
+    it); the first file over CHUNKED_ABOVE does, and is cut as before. In a fresh
+    interpreter: this one has loaded it long ago."""
+    (tmp_path / "small").write_bytes(noise("small", 1 * MiB))
+    (tmp_path / "large").write_bytes(noise("large", CHUNKED_ABOVE + 1))
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "import dropbeard.sync.scan\n"
+        "from dropbeard.sync.chunking import Chunker\n"
+        "chunker = Chunker()\n"
+        "small = chunker.digest_file(Path(sys.argv[1]) / 'small')\n"
+        "print('pyfastcdc' in sys.modules, small.chunks is None)\n"
+        "large = chunker.digest_file(Path(sys.argv[1]) / 'large')\n"
+        "print('pyfastcdc' in sys.modules, len(large.chunks or ()) > 1)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    assert out[:2] == ["False True", "True True"]

@@ -16,9 +16,9 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from stat import S_ISREG
+from typing import TYPE_CHECKING
 
 import msgspec
-from pyfastcdc import FastCDC
 
 from dropbeard.core.chunking import (
     AVG_CHUNK,
@@ -30,6 +30,9 @@ from dropbeard.core.chunking import (
     is_chunked,
 )
 from dropbeard.sync.hashing import Changed, StatKey
+
+if TYPE_CHECKING:
+    from pyfastcdc import FastCDC
 
 #: Default read buffer: a window of MAX_CHUNK must stay contiguous for the cutter, so
 #: whatever is left after the last cut moves to the front before the next read; a
@@ -48,7 +51,13 @@ class FileDigest(msgspec.Struct, frozen=True):
 
 
 def new_cutter() -> FastCDC:
-    """A FastCDC cutter with SPEC 1.6's parameters (not thread-safe: one per thread)."""
+    """A FastCDC cutter with SPEC 1.6's parameters (not thread-safe: one per thread).
+
+    The chunker's C module is loaded here, at the first file to cut, not when this module
+    is: most passes cut no file, and loading it costs a command ~7 ms before its first
+    request."""
+    from pyfastcdc import FastCDC
+
     return FastCDC(
         AVG_CHUNK,
         min_size=MIN_CHUNK,
@@ -71,7 +80,7 @@ class Chunker:
         self.overlap = overlap
         self._capacity = buffer
         self._buf: memoryview | None = None  # allocated on first use
-        self._cutter = new_cutter()
+        self._cutter: FastCDC | None = None  # made for the first file to cut
 
     def digest_file(self, path: Path) -> FileDigest:
         """Digest the regular file at `path`, never through a symlink. Changed if it is
@@ -100,6 +109,8 @@ class Chunker:
             self._buf = memoryview(bytearray(self._capacity))
         whole = hashlib.sha256()
         cut = is_chunked(size)
+        if cut and self._cutter is None:
+            self._cutter = new_cutter()
         pool = ThreadPoolExecutor(2, "chunk-hash") if self.overlap and cut else None
         try:
             return _Pass(fd, size, self._buf, self._cutter, whole, pool).run(cut)
@@ -123,7 +134,7 @@ class _Pass:
         fd: int,
         size: int,
         buf: memoryview,
-        cutter: FastCDC,
+        cutter: FastCDC | None,
         whole: hashlib._Hash,
         pool: ThreadPoolExecutor | None,
     ) -> None:
@@ -174,6 +185,7 @@ class _Pass:
         """Cut and hash every chunk whose end is certain: a window of MAX_CHUNK bytes
         decides a cut exactly as the whole file would, and so does the file's end."""
         buf, cutter = self.buf, self.cutter
+        assert cutter is not None  # made for every file that is cut
         while self.start < self.filled and (self.eof or self.filled - self.start >= MAX_CHUNK):
             end = min(self.filled, self.start + MAX_CHUNK)
             length = next(iter(cutter.cut_buf(buf[self.start : end]))).length

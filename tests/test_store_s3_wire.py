@@ -378,8 +378,9 @@ async def test_requests_in_flight_stay_within_the_limit(serve: Any) -> None:
 
 async def test_a_widening_burst_finds_connections_opened_ahead_of_it(serve: Any) -> None:
     """A tree read's levels come in bursts wider each time: requests in flight that
-    had to connect open as many more (up to the limit) while they run, so the next
-    burst does not wait a round trip to connect."""
+    had to connect open connections for four times as many (up to the limit) while they
+    run, so the next burst, even two or three times as wide, does not wait a round trip
+    to connect."""
 
     async def slow(_h: bytes, _b: bytes, writer: asyncio.StreamWriter) -> bool:
         await asyncio.sleep(0.05)
@@ -391,9 +392,9 @@ async def test_a_widening_burst_finds_connections_opened_ahead_of_it(serve: Any)
     await get(wire)
     assert server.connections == 1  # one request at a time: nothing opened ahead
     await asyncio.gather(*(get(wire) for _ in range(2)))
-    assert server.connections == wire.opened == 4  # 2 in flight: 2 more ahead
-    await asyncio.gather(*(get(wire) for _ in range(4)))
-    assert server.connections == 4  # the wider burst found them open
+    assert server.connections == wire.opened == 8  # 2 in flight: 4 times as many
+    await asyncio.gather(*(get(wire) for _ in range(8)))
+    assert server.connections == 8  # the wider burst found them open
     await asyncio.gather(*(get(wire) for _ in range(20)))
     assert server.peak_open == 8  # never past the limit
 

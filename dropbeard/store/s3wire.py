@@ -43,6 +43,9 @@ from dropbeard.store.s3sigv4 import signed_host
 IDLE_FOR = 4.0
 #: Connections a store's wire opens beside its first (`Wire._open_spares`).
 FIRST_SPARES = 3
+#: A request that had to connect while others were in flight opens connections ahead of
+#: need up to this many times the requests in flight (`Wire._open_spares`).
+AHEAD = 4
 
 
 class Wire:
@@ -120,18 +123,21 @@ class Wire:
 
     def _open_spares(self) -> None:
         """A request found no idle connection while others are in flight: more requests
-        at once than connections. Open more in the background, ahead of need, up to twice
-        the requests in flight (and never past the limit), so the next wider burst (the
-        next level of a tree read, the first downloads) finds them open instead of
-        waiting a round trip to connect. Requests, connections idle and connections
-        opening ahead together stay within the limit.
+        at once than connections. Open more in the background, ahead of need, up to AHEAD
+        times the requests in flight (and never past the limit), so the next wider burst
+        (the next level of a tree read, the first downloads) finds them open instead of
+        waiting a round trip to connect. A tree read's levels widen two to three times
+        from one to the next (1, 5, 12, then 16 to 20 nodes for the anchor benchmark's
+        tree): with twice, each of the first levels still waited for a connection.
+        Requests, connections idle and connections opening ahead together stay within
+        the limit.
 
         The first connection opens `first_spares` more beside it: a command's first
         request is soon followed by a few at once (`init`'s registration, probe and
         count; a sync's listing and registry), each of which would connect first."""
         if self._closed:
             return
-        want = 2 * self._busy if self._busy >= 2 else 0
+        want = AHEAD * self._busy if self._busy >= 2 else 0
         if not (self.opened or self._idle or self._spares):  # the first connection
             want = max(want, self._busy + self._first_spares)
         have = self._busy + len(self._idle) + len(self._spares)

@@ -108,12 +108,12 @@ class Chunker:
         if self._buf is None:
             self._buf = memoryview(bytearray(self._capacity))
         whole = hashlib.sha256()
-        cut = is_chunked(size)
-        if cut and self._cutter is None:
-            self._cutter = new_cutter()
-        pool = ThreadPoolExecutor(2, "chunk-hash") if self.overlap and cut else None
+        cutter = None
+        if is_chunked(size):
+            cutter = self._cutter = self._cutter or new_cutter()
+        pool = ThreadPoolExecutor(2, "chunk-hash") if self.overlap and cutter is not None else None
         try:
-            return _Pass(fd, size, self._buf, self._cutter, whole, pool).run(cut)
+            return _Pass(fd, size, self._buf, cutter, whole, pool).run()
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
@@ -125,9 +125,10 @@ def stat_key(st: os.stat_result) -> StatKey:
 
 
 class _Pass:
-    """One file through the buffer: `filled` bytes are in it, those before `start` are
-    already cut; `pending` are the hashes (whole file and chunks) that may still be
-    reading the buffer, `chunks` the cut chunks with their hash or its future."""
+    """One file through the buffer, cut by `cutter` (None: a file stored whole):
+    `filled` bytes are in it, those before `start` are already cut; `pending` are the
+    hashes (whole file and chunks) that may still be reading the buffer, `chunks` the cut
+    chunks with their hash or its future."""
 
     def __init__(
         self,
@@ -145,17 +146,18 @@ class _Pass:
         self.eof = False
         self.chunks: list[tuple[str | Future[str], int]] = []
 
-    def run(self, cut: bool) -> FileDigest:
+    def run(self) -> FileDigest:
+        cutter = self.cutter
         while not self.eof:
             self._refill()
-            if cut:
-                self._cut()
+            if cutter is not None:
+                self._cut(cutter)
             else:
                 self.start = self.filled  # nothing to cut: the whole hash is all
         self._wait()
         if self.got != self.size:
             raise Changed("changed while it was being read")
-        chunks = tuple(Chunk(_done(h), n) for h, n in self.chunks) if cut else None
+        chunks = tuple(Chunk(_done(h), n) for h, n in self.chunks) if cutter is not None else None
         return FileDigest(self.whole.hexdigest(), self.got, chunks)
 
     def _refill(self) -> None:
@@ -181,11 +183,10 @@ class _Pass:
         else:
             self.pending.append(self.pool.submit(self.whole.update, new))
 
-    def _cut(self) -> None:
+    def _cut(self, cutter: FastCDC) -> None:
         """Cut and hash every chunk whose end is certain: a window of MAX_CHUNK bytes
         decides a cut exactly as the whole file would, and so does the file's end."""
-        buf, cutter = self.buf, self.cutter
-        assert cutter is not None  # made for every file that is cut
+        buf = self.buf
         while self.start < self.filled and (self.eof or self.filled - self.start >= MAX_CHUNK):
             end = min(self.filled, self.start + MAX_CHUNK)
             length = next(iter(cutter.cut_buf(buf[self.start : end]))).length

@@ -289,7 +289,7 @@ class S3Store:
 
 
 def _info(key: str, reply: ObjectReply) -> ObjectInfo:
-    modified = reply.last_modified
+    modified = reply.modified()
     return ObjectInfo(key, reply.size, reply.etag, modified.timestamp() if modified else 0.0)
 
 

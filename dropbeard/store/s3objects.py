@@ -91,21 +91,27 @@ _RELEARN = frozenset({301, 302, 307, 400})
 
 
 class ObjectReply(msgspec.Struct, frozen=True):
-    """What dropbeard reads from a GET, HEAD or PUT of one object."""
+    """What dropbeard reads from a GET, HEAD or PUT of one object. `last_modified` is
+    kept as the answer's header gave it, or as botocore parsed it: `modified()` parses
+    it when asked (a blob's GET, nearly every request of a download, never is)."""
 
     etag: str
     size: int
-    last_modified: datetime | None = None
+    last_modified: datetime | str | None = None
     body: bytes = b""
+
+    def modified(self) -> datetime | None:
+        """When the object was last written, as the server said."""
+        when = self.last_modified
+        return parse_timestamp(when) if isinstance(when, str) else when
 
 
 def _reply(headers: Any, body: bytes) -> ObjectReply:
     """The reply a successful answer's headers (and body) make."""
-    modified = headers.get("last-modified")
     return ObjectReply(
         headers.get("etag", ""),
         int(headers.get("content-length", len(body))),
-        parse_timestamp(modified) if modified else None,
+        headers.get("last-modified") or None,
         body,
     )
 

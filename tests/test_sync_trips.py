@@ -56,6 +56,61 @@ async def test_jobs_queued_during_a_trip_leave_together() -> None:
     assert trips.made == 2
 
 
+class _Overlap:
+    """Jobs that record how many trips' jobs run at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+
+    def job(self, seconds: float) -> Any:
+        def run() -> None:
+            with self._lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            time.sleep(seconds)
+            with self._lock:
+                self.now -= 1
+
+        return run
+
+
+async def test_quick_trips_leave_one_at_a_time() -> None:
+    # trips of a few ms each (a fast disk): never two worker threads on the GIL at once
+    trips, seen = ThreadTrips(trips=2, jobs=4, slow=0.5), _Overlap()
+    async with anyio.create_task_group() as tg:
+        for _ in range(40):
+            tg.start_soon(trips.run, seen.job(0.002))
+    assert seen.most == 1
+    assert trips.made >= 10
+
+
+async def test_a_slow_trip_lets_the_next_leave_beside_it_until_none_is_under_way() -> None:
+    trips, seen = ThreadTrips(trips=2, jobs=1, slow=0.05), _Overlap()
+    finished: list[str] = []
+
+    async def run(name: str, seconds: float) -> None:
+        await trips.run(seen.job(seconds))
+        finished.append(name)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, "slow", 0.5)
+        await anyio.sleep(0.01)
+        for i in range(3):
+            tg.start_soon(run, f"quick{i}", 0.001)
+    # the quick jobs left beside the slow one once it took 50 ms, and were done long
+    # before it
+    assert seen.most == 2
+    assert finished[-1] == "slow"
+    # nothing under way any more: one at a time again
+    seen.most = 0
+    async with anyio.create_task_group() as tg:
+        for _ in range(10):
+            tg.start_soon(trips.run, seen.job(0.002))
+    assert seen.most == 1
+
+
 async def test_a_trip_carries_at_most_its_jobs() -> None:
     trips = ThreadTrips(trips=1, jobs=10)
 

@@ -7,6 +7,13 @@ that costs more than the file work itself, and on a busy machine far more. Jobs 
 while a trip is under way and leave on the next one, so a trip carries as many jobs as
 arrived during the last one: one job when the folder is quiet, dozens when a thousand
 downloads land at once.
+
+One trip is under way at a time until one has taken SLOW_TRIP: a second worker thread
+making system calls beside the first puts three threads (with the event loop's) on the
+GIL at every call, which on a fast disk costs more than it saves (5,000 small files
+downloaded on loopback: a sixth of the system time, ~5 % of all CPU). On a slow disk or
+a network file system a trip takes longer, and the next ones leave beside it, up to
+`trips`, until none is under way.
 """
 
 from __future__ import annotations
@@ -18,6 +25,9 @@ from typing import Any, Generic, TypeVar
 import anyio
 
 T = TypeVar("T")
+
+#: Seconds a trip is under way before the next may leave beside it.
+SLOW_TRIP = 0.02
 
 
 class _Job(Generic[T]):
@@ -54,15 +64,26 @@ class ThreadTrips:
     A caller whose job cannot leave yet waits on its own event: a trip's end wakes the
     callers of the jobs it carried, and the caller of the first job still queued, who
     drives the next trip (waking every waiter at each trip's end would cost a task switch
-    per waiter per trip, the more the slower the network)."""
+    per waiter per trip, the more the slower the network). So does a trip's reaching
+    `slow` seconds under way, from when more than one trip may be under way at once
+    (see the module docstring), until none is."""
 
     def __init__(
-        self, *, trips: int = 2, jobs: int = 64, on_trip: Callable[[], None] | None = None
+        self,
+        *,
+        trips: int = 2,
+        jobs: int = 64,
+        on_trip: Callable[[], None] | None = None,
+        slow: float = SLOW_TRIP,
     ) -> None:
         if trips < 1 or jobs < 1:
             raise ValueError("ThreadTrips needs at least one trip of one job")
         self._trips = trips
         self._jobs = jobs
+        self._slow_after = slow
+        #: a trip took `slow` seconds, and trips have been under way ever since
+        self._slow = False
+        self._timer: asyncio.TimerHandle | None = None
         #: called in the worker thread as each trip begins, before its jobs
         self._on_trip = on_trip
         self._queue: list[_Job[Any]] = []
@@ -76,7 +97,7 @@ class ThreadTrips:
         self._queue.append(job)
         try:
             while not job.done:
-                if not job.taken and self._under_way < self._trips:
+                if not job.taken and self._may_leave():
                     await self._trip()
                 else:
                     job.wake = asyncio.get_running_loop().create_future()
@@ -93,7 +114,18 @@ class ThreadTrips:
         job.wake = None
         if not job.taken and any(queued is job for queued in self._queue):
             self._queue = [queued for queued in self._queue if queued is not job]
-        if self._queue and self._under_way < self._trips:
+        if self._queue and self._may_leave():
+            _wake(self._queue[0])
+
+    def _may_leave(self) -> bool:
+        """Whether a trip may leave now: none under way, or one has been slow."""
+        return self._under_way < (self._trips if self._slow else 1)
+
+    def _slow_trip(self) -> None:
+        """A trip is still under way after `slow` seconds: the next may leave beside it."""
+        self._timer = None
+        self._slow = True
+        if self._queue:
             _wake(self._queue[0])
 
     async def _trip(self) -> None:
@@ -103,6 +135,9 @@ class ThreadTrips:
             queued.taken = True
         self._under_way += 1
         self.made += 1
+        if self._timer is None and not self._slow and self._trips > 1:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._slow_after, self._slow_trip)
         try:
             await anyio.to_thread.run_sync(_run_all, batch, self._on_trip)
         finally:  # a trip that never left (cancelled on the way) leaves its jobs queued
@@ -111,6 +146,11 @@ class ThreadTrips:
                 queued.taken = False
             self._queue[:0] = unrun
             self._under_way -= 1
+            if not self._under_way:
+                self._slow = False
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
             for carried in batch:
                 _wake(carried)
             if self._queue:

@@ -16,7 +16,7 @@ from dropbeard.core.cases import _decide, _local_candidate, settle
 from dropbeard.core.chunking import Chunk
 from dropbeard.core.conflictname import parse_conflict_name
 from dropbeard.core.conflicts import same_content
-from dropbeard.core.decision import PassContext
+from dropbeard.core.decision import Candidate, PassContext
 from dropbeard.core.folders import bases_below_in
 from dropbeard.core.fullcheck import plan_differences
 from dropbeard.core.model import Delete, Entry
@@ -282,3 +282,31 @@ def test_a_path_new_here_is_decided_as_its_one_candidate_would_be(
     decided = _decide(full, content.path, Base(), content, mine, [mine])
     assert shortcut == decided and quick.counter == full.counter == COUNTER + 1
     assert (shortcut.upload is not None) == (mode in PUBLISHES and content.type == "file")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    contents("d/e.md"),
+    vectors,
+    st.sampled_from(MODES),
+    st.one_of(st.none(), st.tuples(st.integers(1, 5), st.integers(1, 5))),
+)
+def test_a_path_only_one_other_device_holds_is_decided_as_its_one_candidate_would_be(
+    content: Entry, version: dict[str, int], mode: Mode, chunked: tuple[int, int] | None
+) -> None:
+    """The shortcut for a path new here that one other device holds (`cases.arrived`,
+    most paths of a new device's first sync) decides what the full decision over that one
+    candidate decides, and spends no counter."""
+    theirs = msgspec.structs.replace(content, version=version)
+    if chunked is not None and theirs.type == "file":
+        chunks = (Chunk("4" * 64, chunked[0]), Chunk("5" * 64, chunked[1]))
+        theirs = msgspec.structs.replace(theirs, chunks=chunks)
+    other = Candidate(version, OTHERS[0], theirs, None, "20261204T000000Z")
+    quick, full = (
+        PassContext(device_id=ME, mode=mode, now=NOW, copies_on_disk={}, counter=COUNTER)
+        for _ in range(2)
+    )
+    shortcut = settle(quick, theirs.path, Base(), None, [other])
+    decided = _decide(full, theirs.path, Base(), None, None, [other])
+    assert shortcut == decided and quick.counter == full.counter == COUNTER
+    assert shortcut.download is not None and shortcut.download.entry == theirs

@@ -46,8 +46,11 @@ def settle(
     ctx: PassContext, path: str, agreed: Base, content: Entry | None, others: Sequence[Candidate]
 ) -> Outcome:
     """A path not in conflict: the local candidate against everything else."""
-    if content is not None and not others and agreed == _NOTHING:
-        return new_here(ctx, content)
+    if agreed == _NOTHING:
+        if content is not None and not others:
+            return new_here(ctx, content)
+        if content is None and len(others) == 1 and others[0].entry is not None:
+            return arrived(path, others[0])
     mine = _local_candidate(ctx, path, agreed, content, others)
     candidates = [mine] if mine else []
     candidates += others
@@ -68,6 +71,15 @@ def new_here(ctx: PassContext, content: Entry) -> Outcome:
     entry = _with_version(content, ctx.next_version({}))
     upload = entry if ctx.mode in PUBLISHES and entry.type == "file" else None
     return Outcome(base=Base(entry=entry), upload=upload)
+
+
+def arrived(path: str, theirs: Candidate) -> Outcome:
+    """A path new to this device that one other device holds and none deleted (nearly
+    every path of a new device's first sync): what `_decide` finds over that one
+    candidate, without the candidates — their entry wins as it is, and is downloaded."""
+    assert theirs.entry is not None
+    winner = _with_version(theirs.entry, merge(theirs.version))
+    return Outcome(base=Base(entry=winner), download=Download(path=path, entry=winner))
 
 
 def _local_candidate(

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -22,7 +21,7 @@ from dropbeard.core.errors import OfflineError
 from dropbeard.core.ignore import IgnoreRules
 from dropbeard.sync.hashing import CHUNK, StatKey
 from dropbeard.sync.partfiles import PREFIX, part_name
-from dropbeard.sync.scan import SHARED_FROM, LocalItem, ScanResult, scan
+from dropbeard.sync.scan import LocalItem, ScanResult, scan
 
 pytestmark = pytest.mark.anyio
 
@@ -185,49 +184,8 @@ async def test_any_number_of_hash_workers_gives_the_same_items(tmp_path: Path) -
     assert all(i.sha256 == sha((tmp_path / p).read_bytes()) for p, i in one.items.items() if i.stat)
 
 
-async def test_small_files_are_hashed_by_one_thread(tmp_path: Path) -> None:
-    # a second thread making a small file's system calls beside the first costs more than
-    # it saves: the other hash threads wait for a large file
-    for i in range(100):
-        write(tmp_path, f"d{i % 5}/f{i}.txt", os.urandom(2000))
-    threads: set[int] = set()
-
-    def hashed(_path: str) -> None:
-        threads.add(threading.get_ident())
-        time.sleep(0.001)  # long enough for a second thread to take files, if it may
-
-    result = await run(tmp_path, hash_workers=2, _before_final_check=hashed)
-
-    assert len(threads) == 1
-    assert sum(1 for i in result.items.values() if i.sha256) == 100
-
-
-async def test_other_threads_hash_small_files_beside_a_large_one(tmp_path: Path) -> None:
-    write(tmp_path, "large.bin", os.urandom(SHARED_FROM))  # walked first: in the root
-    for i in range(20):
-        write(tmp_path, f"sub/f{i}.txt", os.urandom(500))
-    seen = threading.Condition()
-    small_threads: list[int] = []
-
-    def hashed(path: str) -> None:
-        me = threading.get_ident()
-        with seen:
-            if path != "large.bin":
-                small_threads.append(me)
-                seen.notify_all()
-                return
-            # the large file's thread waits until another hashed a small file meanwhile
-            assert seen.wait_for(lambda: any(t != me for t in small_threads), 10)
-
-    result = await run(tmp_path, hash_workers=2, _before_final_check=hashed)
-
-    assert len(set(small_threads)) >= 1
-    assert sum(1 for i in result.items.values() if i.sha256) == 21
-
-
 async def test_a_hash_thread_that_fails_leaves_none_waiting(tmp_path: Path) -> None:
-    # the first hash thread dies on a bug: the scan fails, instead of the others waiting
-    # for a large file that never comes
+    # a hash thread dies on a bug: the scan fails at once, none of the others waits
     for i in range(30):
         write(tmp_path, f"f{i}.txt", os.urandom(100))
 

@@ -7,13 +7,6 @@ compact result, and files whose stat differs from the cache go on a queue that
 `hash_workers` other threads drain (`dropbeard.sync.hashing`) while the walk continues. A
 file over 16 MiB is digested with a `Chunker` (SPEC 1.6: its SHA-256 and its chunk list
 from one read). The event loop only waits.
-
-The first hash thread takes every file; the others take files only while one of
-SHARED_FROM bytes or more is being hashed. Hashing is what a second thread does in
-parallel (hashlib lets go of the GIL); a small file is mostly system calls, and a second
-thread making them beside the first puts one more thread on the GIL at every call, with
-the walk and the event loop sending the files ahead (5,000 small files, first upload on
-loopback: a tenth more CPU and wall time, three times the context switches).
 """
 
 from __future__ import annotations
@@ -33,15 +26,13 @@ from dropbeard.core.problems import Problem
 from dropbeard.sync.chunking import Chunker
 from dropbeard.sync.folderrows import Compare
 from dropbeard.sync.hashing import Changed, HashCounts, Hasher, StatKey
-from dropbeard.sync.scanrecord import Cache, Job, LocalItem, Recorder
+from dropbeard.sync.scanrecord import Cache, LocalItem, Recorder
 from dropbeard.sync.walk import holds_nothing, only_targets, open_root
 
 if TYPE_CHECKING:
     from dropbeard.sync.ahead import Ahead
 
 _PROGRESS_EVERY_S = 0.25
-#: A file this large lets the other hash threads work beside the one hashing it.
-SHARED_FROM = 1 << 20
 __all__ = ["Cache", "LocalItem", "ScanResult", "scan"]
 
 
@@ -173,9 +164,6 @@ class _Scan(Recorder):
         self.done = [0] * workers
         self.hashers: list[Hasher] = []
         self.ahead: Ahead | None = None
-        self._turn = threading.Condition()
-        self._large = 0  # files of SHARED_FROM bytes or more being hashed
-        self._first_gone = False  # the first hash thread took its end of the queue
 
     def settled(self) -> int:
         return self.scanned - self.queued + sum(self.done)
@@ -224,52 +212,19 @@ class _Scan(Recorder):
     # --- hashing (hash_workers threads) ----------------------------------------------
 
     def hash_worker(self, slot: int) -> None:
-        try:
-            self._hash_jobs(slot)
-        finally:
-            if not slot:  # the first thread is gone (the queue ended, or it failed): the
-                with self._turn:  # others take every file left
-                    self._first_gone = True
-                    self._turn.notify_all()
-
-    def _hash_jobs(self, slot: int) -> None:
         hasher = Hasher(self.root_fd, self.hook)
         self.hashers.append(hasher)
         chunker: Chunker | None = None  # its buffer is large: made for the first big file
         files = nbytes = 0
-        while (job := self._next_job(slot)) is not None:
-            size = job[3].size
-            if is_chunked(size) and chunker is None:
+        while (job := self.jobs.get()) is not None:
+            if is_chunked(job[3].size) and chunker is None:
                 chunker = Chunker()
-            large = size >= SHARED_FROM
-            if large:
-                self._hashing_large(1)
-            try:
-                if not self.stop.is_set() and self.hash_file(hasher, chunker, *job):
-                    files += 1
-                    nbytes += size
-            finally:
-                if large:
-                    self._hashing_large(-1)
+            if not self.stop.is_set() and self.hash_file(hasher, chunker, *job):
+                files += 1
+                nbytes += job[3].size
             self.done[slot] += 1
             hasher.current = None
         self.hashed[slot] = (files, nbytes)
-
-    def _next_job(self, slot: int) -> Job | None:
-        """The next file to hash (None: no more). The first hash thread takes any; the
-        others wait until a large file is being hashed (or the first thread is gone, or
-        the scan stops) before they take one."""
-        if slot:
-            with self._turn:
-                while not (self._large or self._first_gone or self.stop.is_set()):
-                    self._turn.wait(0.1)
-        return self.jobs.get()
-
-    def _hashing_large(self, n: int) -> None:
-        with self._turn:
-            self._large += n
-            if self._large:
-                self._turn.notify_all()
 
     def hash_file(
         self,

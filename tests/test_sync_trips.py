@@ -87,7 +87,7 @@ async def test_quick_trips_leave_one_at_a_time() -> None:
 
 
 async def test_a_slow_trip_lets_the_next_leave_beside_it_until_none_is_under_way() -> None:
-    trips, seen = ThreadTrips(trips=2, jobs=1, slow=0.05), _Overlap()
+    trips, seen = ThreadTrips(trips=2, jobs=1, slow=0.2), _Overlap()
     finished: list[str] = []
 
     async def run(name: str, seconds: float) -> None:
@@ -95,11 +95,11 @@ async def test_a_slow_trip_lets_the_next_leave_beside_it_until_none_is_under_way
         finished.append(name)
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(run, "slow", 0.5)
+        tg.start_soon(run, "slow", 1.0)
         await anyio.sleep(0.01)
         for i in range(3):
             tg.start_soon(run, f"quick{i}", 0.001)
-    # the quick jobs left beside the slow one once it took 50 ms, and were done long
+    # the quick jobs left beside the slow one once it took 200 ms, and were done long
     # before it
     assert seen.most == 2
     assert finished[-1] == "slow"

@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import msgspec
 
-from dropbeard.store.s3sigv4 import (
-    EXCLUDED_HEADERS,
-    canonical_header,
-    signed_authorization,
-    signed_host,
-)
+from dropbeard.store.s3sigv4 import EXCLUDED_HEADERS, authorization, signed_host
 
 #: Operation -> its HTTP method.
 LISTING = "ListObjectsV2"
@@ -54,7 +49,6 @@ _PER_REQUEST = frozenset(
 )
 #: Conditions as botocore names the parameter and spells the header.
 CONDITIONS = {"IfNoneMatch": "If-None-Match", "IfMatch": "If-Match"}
-_SIGNED_CONDITIONS = {param: header.lower() for param, header in CONDITIONS.items()}
 
 
 class Shape(msgspec.Struct, frozen=True):
@@ -82,18 +76,20 @@ class Shape(msgspec.Struct, frozen=True):
         with payload hash `payload`."""
         tail = quote(s3_key.encode(), safe="/~")  # as botocore encodes a greedy label
         headers = dict(self.fixed)
-        stamped = {"x-amz-date": timestamp, "x-amz-content-sha256": payload}
+        signed = {"host": self.host}
+        for name, value in self.fixed:
+            if name.lower() not in EXCLUDED_HEADERS:
+                signed[name.lower()] = value
         for param, value in conditions.items():
-            headers[CONDITIONS[param]] = stamped[_SIGNED_CONDITIONS[param]] = value
-        headers["X-Amz-Date"] = timestamp
-        headers["X-Amz-Content-SHA256"] = payload
+            headers[CONDITIONS[param]] = value
+            signed[CONDITIONS[param].lower()] = value
+        headers["X-Amz-Date"] = signed["x-amz-date"] = timestamp
+        headers["X-Amz-Content-SHA256"] = signed["x-amz-content-sha256"] = payload
         if credentials.token:
-            headers["X-Amz-Security-Token"] = stamped["x-amz-security-token"] = credentials.token
-        canon = _canon(self, tuple(stamped))
-        lines = "".join(line or canonical_header(n, stamped[n]) for n, line in canon.lines)
-        headers["Authorization"] = signed_authorization(
+            headers["X-Amz-Security-Token"] = signed["x-amz-security-token"] = credentials.token
+        headers["Authorization"] = authorization(
             (self.method, self.path_prefix + tail, _canonical_query(query)),
-            (lines, canon.signed),
+            signed,
             payload,
             timestamp,
             (credentials.access_key, credentials.secret_key),
@@ -110,40 +106,6 @@ class Shape(msgspec.Struct, frozen=True):
         return msgspec.structs.replace(self, fixed=_signed(self.fixed)) == msgspec.structs.replace(
             other, fixed=_signed(other.fixed)
         )
-
-
-class _Canon(NamedTuple):
-    """What the requests of one shape sign alike, given the headers stamped per request
-    (lower-cased): each signed header's canonical line in its sorted place, None where a
-    stamped one's goes, and the signed names joined. Made once per shape and set of
-    stamped headers instead of for every request."""
-
-    lines: tuple[tuple[str, str | None], ...]
-    signed: str
-
-
-#: (id of a shape, its stamped header names) -> (that shape, its canon)
-_CANONS: dict[tuple[int, tuple[str, ...]], tuple[Shape, _Canon]] = {}
-
-
-def _canon(shape: Shape, stamped: tuple[str, ...]) -> _Canon:
-    """The canon of `shape`'s requests that stamp the headers named `stamped`: the same
-    lines `authorization` would make, a stamped header taking the place of a fixed one of
-    the same name."""
-    held = _CANONS.get((id(shape), stamped))
-    if held is not None and held[0] is shape:
-        return held[1]
-    fixed = {"host": shape.host}
-    for name, value in shape.fixed:
-        if name.lower() not in EXCLUDED_HEADERS:
-            fixed[name.lower()] = value
-    names = sorted(fixed.keys() | set(stamped))
-    lines = tuple((n, None if n in stamped else canonical_header(n, fixed[n])) for n in names)
-    canon = _Canon(lines, ";".join(names))
-    if len(_CANONS) >= 64:  # shapes learnt again leave theirs behind
-        _CANONS.clear()
-    _CANONS[(id(shape), stamped)] = (shape, canon)
-    return canon
 
 
 def _signed(fixed: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:

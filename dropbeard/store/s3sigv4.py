@@ -52,39 +52,25 @@ def authorization(
     canonical query) with `headers` (lower-cased name -> value: every header signed,
     `host` included) and payload hash `payload`, at `timestamp` (`YYYYMMDDTHHMMSSZ`),
     for `credentials` (access key, secret) in `scope` (region, service)."""
-    names = sorted(headers)
-    lines = "".join(canonical_header(n, headers[n]) for n in names)
-    return signed_authorization(
-        target, (lines, ";".join(names)), payload, timestamp, credentials, scope
-    )
-
-
-def canonical_header(name: str, value: str) -> str:
-    """A signed header's line of the canonical request (`name` lower-cased): its value
-    trimmed and its runs of spaces made one."""
-    return f"{name}:{' '.join(value.split())}\n"
-
-
-def signed_authorization(
-    target: tuple[str, str, str],
-    canonical_headers: tuple[str, str],
-    payload: str,
-    timestamp: str,
-    credentials: tuple[str, str],
-    scope: tuple[str, str],
-) -> str:
-    """`authorization`, given the canonical request's headers already made: their lines
-    (`canonical_header` of each, sorted by name) and their names joined by `;`. A caller
-    that signs many requests of one kind makes the lines of the headers every one of them
-    sends once (`dropbeard.store.s3shape`)."""
     method, path, query = target
-    lines, signed = canonical_headers
-    canonical = "\n".join((method, path, query, lines, signed, payload))
+    names = sorted(headers)
+    signed = ";".join(names)
+    canonical = "\n".join(
+        (
+            method,
+            path,
+            query,
+            "".join(f"{n}:{' '.join(headers[n].split())}\n" for n in names),
+            signed,
+            payload,
+        )
+    )
     day = timestamp[:8]
     region, service = scope
     scoped = f"{day}/{region}/{service}/aws4_request"
-    digest = sha256(canonical.encode()).hexdigest()
-    to_sign = f"AWS4-HMAC-SHA256\n{timestamp}\n{scoped}\n{digest}"
+    to_sign = "\n".join(
+        ("AWS4-HMAC-SHA256", timestamp, scoped, sha256(canonical.encode()).hexdigest())
+    )
     access_key, secret = credentials
     mac = _signing_key(secret, day, region, service).copy()
     mac.update(to_sign.encode())
@@ -143,12 +129,4 @@ def _signing_key(secret: str, day: str, region: str, service: str) -> hmac.HMAC:
     return hmac.new(key, digestmod=sha256)
 
 
-__all__ = [
-    "EXCLUDED_HEADERS",
-    "PAYLOAD_SHA256",
-    "Credentials",
-    "authorization",
-    "canonical_header",
-    "signed_authorization",
-    "signed_host",
-]
+__all__ = ["EXCLUDED_HEADERS", "PAYLOAD_SHA256", "Credentials", "authorization", "signed_host"]

@@ -121,6 +121,16 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def small_ahead(monkeypatch: pytest.MonkeyPatch) -> int:
+    """A first sync sends only files of under 64 KiB while it hashes (`sync.ahead`), so
+    that a test's larger files are read again and sent by the upload step; the limit."""
+    from dropbeard.sync import ahead
+
+    monkeypatch.setattr(ahead, "LARGEST", 64 * 1024 - 1)
+    return ahead.LARGEST
+
+
 # --- one remote shared by several devices (tests/converge.py, tests/test_converge_*.py) ----
 
 import typing  # noqa: E402

@@ -144,7 +144,7 @@ max_delay = "500ms"
 
 @pytest.mark.anyio
 async def test_the_daemon_logs_each_changed_path_and_shows_transfers_by_path(
-    tmp_path: Path,
+    tmp_path: Path, small_ahead: int
 ) -> None:
     from dropbeard.core.config import RemoteConfig
     from dropbeard.daemon.control import ask
@@ -166,6 +166,7 @@ async def test_the_daemon_logs_each_changed_path_and_shows_transfers_by_path(
     (root / "docs").mkdir()
     # larger than a first sync sends while it hashes (`sync.ahead`): sent while uploading
     (root / "docs" / "report.md").write_text("# report\n" * 8000)
+    assert (root / "docs" / "report.md").stat().st_size > small_ahead
     sock = tmp_path / "c.sock"
     log = io.StringIO()
     daemon = Daemon(

@@ -52,6 +52,7 @@ from dropbeard.store.factory import open_store
 from dropbeard.store.local import LocalStore
 from dropbeard.store.s3 import S3Store
 from dropbeard.store.s3client import Credentials
+from dropbeard.sync.ahead import LARGEST
 from dropbeard.sync.chunking import Chunker
 from dropbeard.sync.engine import PassOptions, run_pass
 from dropbeard.sync.meter import PassMeter, Stage, StageName
@@ -1199,12 +1200,14 @@ def test_a_file_modified_during_upload_is_not_published_with_a_wrong_hash(
 ) -> None:
     """The file is rewritten (same size: only the bytes tell) after the scan hashed it and
     before the upload reads it; the pass must not publish it under the scanned hash. (The
-    small file is larger than what a first sync sends while it hashes, `sync.ahead`: those
-    bytes are the ones hashed, never read again.)"""
+    small file comes after a first sync: a first sync sends such files while it hashes,
+    `sync.ahead`, and those bytes are the ones hashed, never read again.)"""
     root = new_root(remote, tmp_path)
+    write(root, "other.txt", "other")
+    if size <= LARGEST:
+        assert sync(root)["uploaded"] == 1
     scanned, edited = os.urandom(size), os.urandom(size)
     big = write(root, "big.bin", scanned)
-    write(root, "other.txt", "other")
     stores: list[EditingStore] = []
 
     def edit(_at: str) -> None:

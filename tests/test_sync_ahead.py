@@ -1,4 +1,4 @@
-"""A first sync sends its small files while the scan is still hashing (sync.ahead): the
+"""A first sync sends its files of up to one PUT while the scan is still hashing (sync.ahead): the
 blobs go up beside the scan, each once, and are counted as uploaded; never when another
 device published a tree (its blobs may be those bytes), on a dry run, or again after a
 failed request (the upload step sends what is left)."""
@@ -6,6 +6,7 @@ failed request (the upload step sends what is left)."""
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import Counter
 from pathlib import Path
@@ -19,6 +20,8 @@ from dropbeard.store.base import Store
 from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.local import LocalStore
 from dropbeard.sync import hashing
+from dropbeard.sync.ahead import LARGEST, MEMORY, Ahead
+from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.engine import PassOptions
 from dropbeard.sync.meter import Direction, PassMeter, Transfer
 from tests.faults import FaultStore
@@ -55,14 +58,17 @@ def device(tmp_path: Path, name: str) -> Path:
     return folder
 
 
-def fill(root: Path, tag: str, count: int = FILES) -> int:
-    """`count` small files in a few folders; their bytes in total. (A batch of 40 is
-    taken after the hashing's half-way point.)"""
+def fill(root: Path, tag: str, count: int = FILES, size: int | None = None) -> int:
+    """`count` small files in a few folders (or of `size` bytes and a kilobyte more for
+    each); their bytes in total. (A batch of 40 is taken after the hashing's half-way
+    point.)"""
     total = 0
     for i in range(count):
         path = root / f"d{i % 5}" / f"f{i}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         data = f"{tag} {i}\n".encode() * (i + 1)
+        if size is not None:
+            data = (data * (size // len(data) + 1))[: size + 1000 * i]
         path.write_bytes(data)
         total += len(data)
     return total
@@ -84,13 +90,15 @@ def halfway(monkeypatch: pytest.MonkeyPatch) -> Halfway:
     wait = Halfway()
     real = hashing.Hasher.sha256
 
-    def sha256(self: hashing.Hasher, path: str, disk: str | None, key: hashing.StatKey) -> str:
+    def sha256(
+        self: hashing.Hasher, path: str, disk: str | None, key: hashing.StatKey, **kw: bool
+    ) -> str:
         with wait.lock:
             wait.hashed += 1
             now = wait.hashed == FILES // 2
         if now and wait.store is not None:
             wait.during_scan = wait.store.first.wait(PATIENCE)
-        return real(self, path, disk, key)
+        return real(self, path, disk, key, **kw)
 
     monkeypatch.setattr(hashing.Hasher, "sha256", sha256)
     return wait
@@ -115,6 +123,53 @@ def test_a_first_sync_sends_its_small_files_while_it_hashes(
     remote = LocalStore(tmp_path / "remote")
     for key in store.puts:
         assert anyio.run(remote.head, key).size > 0
+
+
+def test_files_of_up_to_a_single_put_go_ahead_too(tmp_path: Path, halfway: Halfway) -> None:
+    """Files of 100-160 KB, each read through the hash threads' buffer before: read whole
+    and sent while the scan hashes (of a 1 GiB tree, most bytes are in such files)."""
+    root = device(tmp_path, "a")
+    total = fill(root, "a", size=100_000)
+    assert min(p.stat().st_size for p in root.rglob("*.txt")) > 64 * 1024
+    store = halfway.store = BlobPuts(LocalStore(tmp_path / "remote"))
+
+    summary = run_one_pass(root, store, PassOptions())
+
+    assert halfway.during_scan
+    assert len(store.puts) == FILES and set(store.puts.values()) == {1}
+    assert (summary.uploaded, summary.uploaded_bytes) == (FILES, total)
+    assert listed(root) == agreed(root)
+
+
+def test_room_is_for_a_single_put_within_the_memory(tmp_path: Path) -> None:
+    async def check() -> None:
+        store = LocalStore(tmp_path / "remote")
+        ahead = Ahead(store, KEYS, TransferBudget(4), fresh_since=0.0)
+        assert ahead.room(LARGEST) and not ahead.room(LARGEST + 1)
+        sizes = [LARGEST] * (MEMORY // LARGEST - 1) + [LARGEST - 10]
+        offered = [bytes([i]) * size for i, size in enumerate(sizes)]
+        for i, data in enumerate(offered):
+            ahead.offer(f"f{i}", _sha(data), data)  # they wait: `run` was never started
+        assert ahead.room(10) and not ahead.room(11)
+        ahead.offer("more", _sha(b"y" * 11), b"y" * 11)  # no room: left to the upload step
+        assert ahead._taken == {_sha(data) for data in offered}
+
+    anyio.run(check)
+
+
+def test_a_hasher_keeps_the_bytes_it_is_asked_to(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 1024  # 256 KiB: past the one-call reads of small files
+    (tmp_path / "f").write_bytes(data)
+    st = (tmp_path / "f").stat()
+    key = hashing.StatKey(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        hasher = hashing.Hasher(fd, None)
+        assert hasher.sha256("f", None, key) == _sha(data) and hasher.whole is None
+        assert hasher.sha256("f", None, key, keep=True) == _sha(data)
+        assert hasher.whole == data
+    finally:
+        os.close(fd)
 
 
 class Transfers(PassMeter):

@@ -188,7 +188,7 @@ async def _keys(store: Store, prefix: str) -> list[str]:
 
 @pytest.mark.parametrize("batch_paths", [None, 10], ids=["one pass", "in batches"])
 def test_a_first_publish_builds_its_whole_tree_beside_its_blobs(
-    tmp_path: Path, batch_paths: int | None
+    tmp_path: Path, batch_paths: int | None, small_ahead: int
 ) -> None:
     """A first sync has no last tree to update: its whole tree is built while the blobs
     go up (in one pass, or batch by batch), and the publish writes no node again."""

@@ -60,7 +60,9 @@ def published(remote: Path) -> dict[str, str | None]:
     return anyio.run(go)
 
 
-def test_a_published_tree_never_names_a_blob_missing_from_the_bucket(tmp_path: Path) -> None:
+def test_a_published_tree_never_names_a_blob_missing_from_the_bucket(
+    tmp_path: Path, small_ahead: int
+) -> None:
     root, remote = tmp_path / "root", tmp_path / "remote"
     remote.mkdir()
     init = ["init", str(root), "--remote", str(remote), "--root-id", "r1", "--device-id", "a"]

@@ -1,10 +1,12 @@
-"""A first sync's small files sent while the scan is still hashing (IO: store).
+"""A first sync's files sent while the scan is still hashing (IO: store).
 
 A first sync hashes every file before it reconciles, and reconciles before it uploads:
 on a root of small files, the server has nothing to do for the whole scan. The scan's
-hash threads read a small file whole (`sync.hashing`); `Ahead` takes those bytes, with
-the digest they were proven to have, and sends them as blobs while the walk goes on. The
-upload step then finds them sent (`finish`) and reads and sends only the others.
+hash threads read a file of up to LARGEST whole when `Ahead` has room for it
+(`sync.hashing`); `Ahead` takes those bytes, with the digest they were proven to have,
+and sends them as blobs while the walk goes on. The upload step then finds them sent
+(`finish`) and reads and sends only the others. (A file over LARGEST is read through the
+hash threads' buffer and sent by the upload step, as are a large file's chunks.)
 
 Only where sending early wastes nothing the upload step would spare: a first sync (this
 device tracks nothing), of a root no other device has published a tree of as far as the
@@ -36,16 +38,18 @@ from dropbeard.store.base import Store
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.handoff import Handoff
 from dropbeard.sync.meter import PassMeter
-from dropbeard.sync.upload import put_small
+from dropbeard.sync.upload import SMALL, put_small
 
 if TYPE_CHECKING:  # (sync.inputs builds on the scan, which offers to this module)
     from dropbeard.sync.inputs import Loaded, RemoteSide
     from dropbeard.sync.passrun import PassRun
 
-#: Files up to this size are offered (read whole in one call by the hash threads).
-LARGEST = 64 * 1024 - 1
+#: Files up to this size are offered (read whole in one call by the hash threads): those
+#: the upload step too would send with one PUT. (Up to 64 KiB-1 until the mixed 1 GiB
+#: tree's first upload over a 30 ms link showed the network idle for most of the scan.)
+LARGEST = SMALL
 #: Bytes waiting to be sent, at most; a file offered beyond it is left to the upload step.
-MEMORY = 8 * 1024 * 1024
+MEMORY = 32 * 1024 * 1024
 
 
 class Sent(msgspec.Struct):
@@ -85,6 +89,11 @@ class Ahead:
         self._done = anyio.Event()
 
     # --- the hash threads ----------------------------------------------------------------
+
+    def room(self, size: int) -> bool:
+        """Whether a file of `size` bytes would be taken now (a hint, taken without the
+        lock: `offer` decides): the hash threads read it whole only then."""
+        return size <= LARGEST and not self._closed and self._waiting_bytes + size <= MEMORY
 
     def offer(self, path: str, sha256: str, data: bytes) -> None:
         """Send `data` (the bytes of `path`, whose SHA-256 is `sha256`, proven) ahead if

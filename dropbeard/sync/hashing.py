@@ -49,15 +49,18 @@ class Hasher:
         self.current: str | None = None
         self.read_bytes = 0
         #: the bytes of the file `sha256` last hashed, if it read them in one call (a
-        #: file of up to 64 KiB): proven to be the file's, as its digest is
+        #: file of up to 64 KiB, or one it was asked to `keep`): proven to be the
+        #: file's, as its digest is
         self.whole: bytes | None = None
 
-    def sha256(self, path: str, disk: str | None, key: StatKey) -> str:
+    def sha256(self, path: str, disk: str | None, key: StatKey, *, keep: bool = False) -> str:
         """The SHA-256 of regular file `path` (named `disk` on disk if set), never read
         through a symlink. Changed if it is not the file `key` describes (replaced, or
-        changed before or while it was read); OSError if it cannot be read."""
+        changed before or while it was read); OSError if it cannot be read. `keep`: read
+        it in one call whatever its size, so that its bytes are left in `whole` (a larger
+        file otherwise goes through the reused buffer)."""
         with self._opened(path, disk) as fd:
-            return self._read(fd, path, key)
+            return self._read(fd, path, key, keep)
 
     def chunked(self, path: str, disk: str | None, key: StatKey, chunker: Chunker) -> FileDigest:
         """As `sha256`, for a file stored in chunks: its SHA-256 and chunk list from one
@@ -90,7 +93,7 @@ class Hasher:
         finally:
             os.close(fd)
 
-    def _read(self, fd: int, path: str, key: StatKey) -> str:
+    def _read(self, fd: int, path: str, key: StatKey, keep: bool) -> str:
         # The final fstat is what proves the bytes match `key`; this one only spares
         # reading a large file that was replaced since the walk saw it.
         if key.size > CHUNK and not _same(os.fstat(fd), key):
@@ -100,7 +103,7 @@ class Hasher:
         self.whole = None
         while got < key.size:  # asking for a byte more than expected shows growth
             want = key.size - got + 1
-            if want <= _SMALL:  # small reads: one call, no buffer slicing
+            if want <= _SMALL or keep:  # one call to bytes, no buffer slicing
                 data = os.read(fd, want)
                 n = len(data)
                 digest.update(data)

@@ -243,8 +243,10 @@ class _Scan(Recorder):
                 digest = hasher.chunked(path, disk, key, chunker)
                 sha256, chunks = digest.sha256, digest.chunks
             else:
-                sha256 = hasher.sha256(path, disk, key)
-                if self.ahead is not None and hasher.whole is not None:
+                # a file `ahead` has room for is read in one call, its bytes kept to offer
+                offers = self.ahead is not None and self.ahead.room(key.size)
+                sha256 = hasher.sha256(path, disk, key, keep=offers)
+                if offers and hasher.whole is not None:
                     self._offer(path, sha256, hasher.whole)
         except Changed as e:
             self.problem(path, "changed_while_reading", f"{path} {e}; it is read again next pass")

@@ -136,7 +136,8 @@ async def download(
     those."""
     sha, size = blob
     if size > WHOLE_DOWNLOAD:
-        async with budget.request():
+        async with budget.request():  # (the store's writes keep the file's mode)
+            await trips.run(partial(_create_private, tmp))
             await store.get_file(key, tmp, expected_sha256=sha, progress=progress)
         return await trips.run(place)
     async with budget.holding(size):
@@ -172,6 +173,14 @@ def _write_verified(data: bytes, key: str, sha: str, dest: Path, place: Callable
 
 #: A temporary file's flags: created for writing, only ever by this process's writes.
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+#: A temporary file's mode until it is placed (`FolderWriter.install` gives it the
+#: entry's): its owner's alone, so that a file private on the device that wrote it is
+#: never readable by others here while its bytes arrive (a file opened then stays open).
+PRIVATE = 0o600
+
+
+def _create_private(path: Path) -> None:
+    os.close(os.open(path, _WRITE_FLAGS, PRIVATE))
 
 
 def write_new(dest: Path, data: bytes) -> None:
@@ -179,7 +188,7 @@ def write_new(dest: Path, data: bytes) -> None:
     buffered file object (which costs an fstat, an isatty ioctl and an lseek more per
     file: a third of a downloaded small file's system calls in its worker thread); a
     large one's whole blocks past the page cache (`dropbeard.store.direct`)."""
-    fd = os.open(dest, _WRITE_FLAGS, 0o666)
+    fd = os.open(dest, _WRITE_FLAGS, PRIVATE)
     try:
         if len(data) < DIRECT_FROM:
             view = memoryview(data)

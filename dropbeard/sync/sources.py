@@ -5,6 +5,7 @@ hashes local files, in a worker thread)."""
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Container, Iterable, Sequence
 from pathlib import Path
 
@@ -126,10 +127,11 @@ class LocalSources(msgspec.Struct):
 
 
 def copy_verified(source: Path, dest: Path, sha: str) -> None:
-    """Copy `source` to `dest` if its bytes still hash to `sha`; IntegrityError (and no
-    `dest`) if they do not."""
+    """Copy `source` to `dest` (created readable by its owner alone) if its bytes still
+    hash to `sha`; IntegrityError (and no `dest`) if they do not."""
     h = hashlib.sha256()
-    with open(source, "rb") as src, open(dest, "wb") as out:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    with open(source, "rb") as src, open(os.open(dest, flags, 0o600), "wb") as out:
         while chunk := src.read(1 << 20):
             h.update(chunk)
             out.write(chunk)

@@ -96,6 +96,23 @@ def test_no_eta_until_a_stage_has_moved_a_hundredth_or_run_two_seconds() -> None
     assert slow.view()["eta_s"] == pytest.approx(1998.0)  # type: ignore[index]
 
 
+def test_what_goes_up_while_the_scan_hashes_is_not_counted_as_hashed() -> None:
+    """A first sync sends files while it hashes (`sync.ahead`): the hashing stage shows
+    the scan's counts (never past its totals) and the file being read, the uploads show
+    as transfers in flight."""
+    meter = PassMeter(clock=Clock())
+    meter.hashing((3, 4), (30, 40), "c.txt")
+    sent = meter.transfer_started("blobs/ab/cd/abcd", "upload", 1000)
+    meter.transfer_moved(sent, 1000)
+    view = meter.view()
+    assert view is not None and view["current"] == "c.txt"
+    assert [t["path"] for t in meter.in_flight()] == ["blobs/ab/cd/abcd"]
+    meter.transfer_ended(sent, None)
+    view = meter.view()
+    assert view is not None and (view["files_done"], view["bytes_done"]) == (3, 30)
+    assert view["percent"] == 75.0 and not meter.in_flight()
+
+
 def test_hashing_starts_its_stage_and_totals_arrive_when_the_walk_ends() -> None:
     meter = PassMeter(clock=Clock())
     meter.hashing((1, None), (10, None), "a.txt")

@@ -10,22 +10,24 @@ import os
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 from dropbeard.cli.main import main
+from dropbeard.core.chunking import CHUNKED_ABOVE, MAX_CHUNK, MiB
 from dropbeard.core.keys import RootKeys
 from dropbeard.store.base import Store
 from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.local import LocalStore
-from dropbeard.sync import hashing
+from dropbeard.sync import ahead, hashing
 from dropbeard.sync.ahead import LARGEST, MEMORY, Ahead
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.engine import PassOptions
 from dropbeard.sync.meter import Direction, PassMeter, Transfer
 from tests.faults import FaultStore
-from tests.onepass import run_one_pass
+from tests.onepass import agreed_entries, run_one_pass
 from tests.test_sync_treepublish import agreed, listed
 
 KEYS = RootKeys("r1")
@@ -170,6 +172,75 @@ def test_a_hasher_keeps_the_bytes_it_is_asked_to(tmp_path: Path) -> None:
         assert hasher.whole == data
     finally:
         os.close(fd)
+
+
+def a_large_file(root: Path) -> bytes:
+    """A file stored in chunks (of 1-16 MiB, SPEC 1.6) alone in `root`; its bytes."""
+    data = os.urandom(CHUNKED_ABOVE + 4 * MiB)
+    (root / "big.bin").write_bytes(data)
+    return data
+
+
+def test_a_large_files_chunks_go_ahead_as_they_are_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each chunk is sent as soon as it is cut and hashed, from the bytes the cut read:
+    the scan's digest of the file waits (at most PATIENCE) for a chunk PUT to begin."""
+    monkeypatch.setattr(ahead, "LARGEST", MAX_CHUNK)  # every chunk fits, whatever its size
+    root = device(tmp_path, "a")
+    data = a_large_file(root)
+    store = BlobPuts(LocalStore(tmp_path / "remote"))
+    during_scan: list[bool] = []
+    real = hashing.Hasher.chunked
+
+    def chunked(self: hashing.Hasher, *args: Any) -> object:
+        digest = real(self, *args)
+        during_scan.append(store.first.wait(PATIENCE))
+        return digest
+
+    monkeypatch.setattr(hashing.Hasher, "chunked", chunked)
+
+    summary = run_one_pass(root, store, PassOptions())
+
+    assert during_scan == [True]
+    chunks = agreed_entries(root)["big.bin"].chunks
+    assert chunks is not None and len(chunks) > 1
+    assert store.puts == Counter(KEYS.blob(c.sha256) for c in chunks)  # each once
+    assert (summary.uploaded, summary.uploaded_bytes) == (1, len(data))
+    assert listed(root) == agreed(root)
+
+
+def test_chunks_ahead_has_no_room_for_go_up_in_the_upload_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ahead has room for every other chunk here: those go while the scan cuts, the others
+    in the upload step, each once, the file counted once with all its bytes."""
+    monkeypatch.setattr(ahead, "LARGEST", MAX_CHUNK)
+    asked: list[int] = []
+    real_room = ahead.Ahead.room
+
+    def room(self: ahead.Ahead, size: int) -> bool:
+        asked.append(size)
+        return len(asked) % 2 == 1 and real_room(self, size)
+
+    monkeypatch.setattr(ahead.Ahead, "room", room)
+    root = device(tmp_path, "a")
+    data = a_large_file(root)
+    (root / "small.txt").write_bytes(b"small\n")
+    store = BlobPuts(LocalStore(tmp_path / "remote"))
+
+    summary = run_one_pass(root, store, PassOptions())
+
+    chunks = agreed_entries(root)["big.bin"].chunks
+    assert chunks is not None and len(chunks) > 2 and len(asked) == len(chunks) + 1
+    blobs = [KEYS.blob(c.sha256) for c in chunks] + [KEYS.blob(_sha(b"small\n"))]
+    assert store.puts == Counter(blobs)
+    assert (summary.uploaded, summary.uploaded_bytes) == (2, len(data) + len(b"small\n"))
+    assert listed(root) == agreed(root)
+    remote = LocalStore(tmp_path / "remote")
+    for chunk in chunks:
+        got = anyio.run(remote.get, KEYS.blob(chunk.sha256))
+        assert hashlib.sha256(got).hexdigest() == chunk.sha256
 
 
 class Transfers(PassMeter):

@@ -5,8 +5,10 @@ on a root of small files, the server has nothing to do for the whole scan. The s
 hash threads read a file of up to LARGEST whole when `Ahead` has room for it
 (`sync.hashing`); `Ahead` takes those bytes, with the digest they were proven to have,
 and sends them as blobs while the walk goes on. The upload step then finds them sent
-(`finish`) and reads and sends only the others. (A file over LARGEST is read through the
-hash threads' buffer and sent by the upload step, as are a large file's chunks.)
+(`finish`) and reads and sends only the others. A file stored in chunks offers each
+chunk as the scan cuts and hashes it (`Chunker.digest_fd`), from the bytes the cut read;
+a file over LARGEST that is not is read through the hash threads' buffer and sent by the
+upload step.
 
 Only where sending early wastes nothing the upload step would spare: a first sync (this
 device tracks nothing), of a root no other device has published a tree of as far as the
@@ -113,6 +115,11 @@ class Ahead:
             self._wake_pending = True
         self._loop.call_soon_threadsafe(self._move)
 
+    def chunks_of(self, path: str) -> _Chunks:
+        """A taker of the chunks of `path` as the scan cuts them (`Chunker.digest_fd`):
+        each is offered as a blob of its own, as the upload step would send it."""
+        return _Chunks(self, path)
+
     # --- the event loop -------------------------------------------------------------------
 
     def _move(self) -> None:
@@ -165,6 +172,21 @@ class Ahead:
         self._queue.close()
         await self._done.wait()
         return self.sent
+
+
+class _Chunks:
+    """`Ahead` as the `ChunkTaker` of one file's chunks."""
+
+    __slots__ = ("ahead", "path")
+
+    def __init__(self, ahead: Ahead, path: str) -> None:
+        self.ahead, self.path = ahead, path
+
+    def room(self, size: int) -> bool:
+        return self.ahead.room(size)
+
+    def take(self, sha256: str, data: bytes) -> None:
+        self.ahead.offer(self.path, sha256, data)
 
 
 async def first_sync_ahead(run: PassRun, loaded: Loaded, remote: RemoteSide) -> Ahead | None:

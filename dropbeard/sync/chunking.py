@@ -16,7 +16,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from stat import S_ISREG
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
@@ -48,6 +48,16 @@ class FileDigest(msgspec.Struct, frozen=True):
     sha256: str
     size: int
     chunks: tuple[Chunk, ...] | None
+
+
+class ChunkTaker(Protocol):
+    """Who may take a chunk's bytes as it is cut (`sync.ahead`, through the scan): `room`
+    says whether a chunk of `size` bytes would be taken (it is then copied out of the
+    buffer), `take` gets it with its SHA-256, proven. Both are called in hash threads."""
+
+    def room(self, size: int) -> bool: ...
+
+    def take(self, sha256: str, data: bytes) -> None: ...
 
 
 def new_cutter() -> FastCDC:
@@ -102,9 +112,10 @@ class Chunker:
         finally:
             os.close(fd)
 
-    def digest_fd(self, fd: int, size: int) -> FileDigest:
+    def digest_fd(self, fd: int, size: int, taker: ChunkTaker | None = None) -> FileDigest:
         """Digest the open file `fd` from its current position, expecting `size` bytes.
-        Changed if it holds more or fewer (the caller compares stats before and after)."""
+        Changed if it holds more or fewer (the caller compares stats before and after).
+        `taker` is offered each chunk it has room for, as soon as the chunk is hashed."""
         if self._buf is None:
             self._buf = memoryview(bytearray(self._capacity))
         whole = hashlib.sha256()
@@ -113,7 +124,7 @@ class Chunker:
             cutter = self._cutter = self._cutter or new_cutter()
         pool = ThreadPoolExecutor(2, "chunk-hash") if self.overlap and cutter is not None else None
         try:
-            return _Pass(fd, size, self._buf, cutter, whole, pool).run()
+            return _Pass(fd, size, self._buf, cutter, whole, pool, taker).run()
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
@@ -138,9 +149,10 @@ class _Pass:
         cutter: FastCDC | None,
         whole: hashlib._Hash,
         pool: ThreadPoolExecutor | None,
+        taker: ChunkTaker | None = None,
     ) -> None:
         self.fd, self.size, self.buf, self.cutter = fd, size, buf, cutter
-        self.whole, self.pool = whole, pool
+        self.whole, self.pool, self.taker = whole, pool, taker
         self.pending: list[Future[object]] = []
         self.start = self.filled = self.got = 0
         self.eof = False
@@ -191,10 +203,11 @@ class _Pass:
             end = min(self.filled, self.start + MAX_CHUNK)
             length = next(iter(cutter.cut_buf(buf[self.start : end]))).length
             data = buf[self.start : self.start + length]
+            taker = self.taker if self.taker is not None and self.taker.room(length) else None
             if self.pool is None:
-                self.chunks.append((_sha256(data), length))
+                self.chunks.append((_sha256(data, taker), length))
             else:
-                job = self.pool.submit(_sha256, data)
+                job = self.pool.submit(_sha256, data, taker)
                 self.pending.append(job)  # type: ignore[arg-type]
                 self.chunks.append((job, length))
             self.start += length
@@ -205,8 +218,13 @@ class _Pass:
         self.pending.clear()
 
 
-def _sha256(data: memoryview) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _sha256(data: memoryview, taker: ChunkTaker | None = None) -> str:
+    """The SHA-256 of `data`; `taker` takes a copy of them (before the job ends, so before
+    the buffer is read into again)."""
+    sha256 = hashlib.sha256(data).hexdigest()
+    if taker is not None:
+        taker.take(sha256, bytes(data))
+    return sha256
 
 
 def _done(h: str | Future[str]) -> str:

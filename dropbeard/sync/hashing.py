@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 if TYPE_CHECKING:  # sync.chunking builds on this module
-    from dropbeard.sync.chunking import Chunker, FileDigest
+    from dropbeard.sync.chunking import Chunker, ChunkTaker, FileDigest
 
 CHUNK = 1 << 20
 _SMALL = 1 << 16  # reads up to this size go straight to bytes, not through the buffer
@@ -62,13 +62,20 @@ class Hasher:
         with self._opened(path, disk) as fd:
             return self._read(fd, path, key, keep)
 
-    def chunked(self, path: str, disk: str | None, key: StatKey, chunker: Chunker) -> FileDigest:
+    def chunked(
+        self,
+        path: str,
+        disk: str | None,
+        key: StatKey,
+        chunker: Chunker,
+        taker: ChunkTaker | None = None,
+    ) -> FileDigest:
         """As `sha256`, for a file stored in chunks: its SHA-256 and chunk list from one
-        read with `chunker` (SPEC 1.6)."""
+        read with `chunker` (SPEC 1.6), each chunk offered to `taker` as it is hashed."""
         with self._opened(path, disk) as fd:
             if not _same(os.fstat(fd), key):
                 raise Changed("changed after it was listed")
-            digest = chunker.digest_fd(fd, key.size)
+            digest = chunker.digest_fd(fd, key.size, taker)
             self.read_bytes += digest.size
             if self._hook is not None:
                 self._hook(path)

@@ -4,11 +4,13 @@ plan lists is `dropbeard.sync.treepublish`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 import anyio
 import msgspec
 
+from dropbeard.core.chunking import Chunk
 from dropbeard.core.model import Entry
 from dropbeard.core.passrules import PlanInputs, blobs_in_bucket, blobs_of, blobs_to_upload
 from dropbeard.core.plan import Plan, Remote
@@ -138,12 +140,16 @@ def _not_held(state: State, entries: list[Entry], known: set[str]) -> list[Entry
 
 
 def _sent_ahead(new: list[Entry], ahead: Sent, known: set[str], sent: UploadResult) -> list[Entry]:
-    """Those of `new` whose blob was not sent ahead; the blobs that were join `known`,
-    counted in `sent` once each."""
+    """Those of `new` whose blob (or some chunk) was not sent ahead; the blobs and chunks
+    that were join `known`, counted in `sent` once each (a file in chunks as one upload
+    once all its chunks are in, the bytes of each as they went)."""
     left: list[Entry] = []
     for entry in new:
         blob = entry.sha256
-        if entry.chunks is not None or blob is None or blob not in ahead.blobs:
+        if entry.chunks is not None:
+            if _chunks_sent_ahead(entry.chunks, ahead, known, sent):
+                left.append(entry)
+        elif blob is None or blob not in ahead.blobs:
             left.append(entry)
         elif blob not in known:
             known.add(blob)
@@ -153,6 +159,29 @@ def _sent_ahead(new: list[Entry], ahead: Sent, known: set[str], sent: UploadResu
             else:
                 sent.skipped_existing += 1
     return left
+
+
+def _chunks_sent_ahead(
+    chunks: Sequence[Chunk], ahead: Sent, known: set[str], sent: UploadResult
+) -> bool:
+    """`_sent_ahead` for one file in chunks: True if it is left to the upload step (a
+    chunk is still to send, or none of its chunks was sent ahead), which counts the file
+    if it sends a byte of it."""
+    added = went_up = False
+    for chunk in chunks:
+        if chunk.sha256 in ahead.blobs and chunk.sha256 not in known:
+            known.add(chunk.sha256)
+            added = True
+            if ahead.blobs[chunk.sha256]:
+                went_up = True
+                sent.uploaded_bytes += chunk.size
+    if not added or any(chunk.sha256 not in known for chunk in chunks):
+        return True
+    if went_up:
+        sent.uploaded += 1
+    else:
+        sent.skipped_existing += 1
+    return False
 
 
 def _meter_uploads(run: PassRun, sources: list[BlobSource], known: set[str]) -> None:

@@ -31,6 +31,7 @@ from dropbeard.sync.walk import holds_nothing, only_targets, open_root
 
 if TYPE_CHECKING:
     from dropbeard.sync.ahead import Ahead
+    from dropbeard.sync.chunking import ChunkTaker
 
 _PROGRESS_EVERY_S = 0.25
 __all__ = ["Cache", "LocalItem", "ScanResult", "scan"]
@@ -240,7 +241,7 @@ class _Scan(Recorder):
         chunks = None
         try:
             if chunker is not None and is_chunked(key.size):
-                digest = hasher.chunked(path, disk, key, chunker)
+                digest = hasher.chunked(path, disk, key, chunker, self._chunk_taker(path))
                 sha256, chunks = digest.sha256, digest.chunks
             else:
                 # a file `ahead` has room for is read in one call, its bytes kept to offer
@@ -258,6 +259,12 @@ class _Scan(Recorder):
             return False
         self.items[path] = LocalItem(path, "file", mode, key, sha256, None, disk, chunks)
         return True
+
+    def _chunk_taker(self, path: str) -> ChunkTaker | None:
+        """Who takes the chunks of new file `path` as they are cut: `ahead`, if any."""
+        if self.ahead is None or self.compare is None or not self.compare.new(path):
+            return None
+        return self.ahead.chunks_of(path)
 
     def _offer(self, path: str, sha256: str, data: bytes) -> None:
         """Offer a new file's bytes to `ahead` before its item is recorded (so that no

@@ -13,21 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from dropbeard.cli.main import main
 from dropbeard.core.model import Entry
 from dropbeard.store.local import LocalStore
 from dropbeard.sync import fetch
 from dropbeard.sync.engine import PassOptions
 from dropbeard.sync.folderwriter import FolderWriter
 from tests.onepass import run_one_pass
-
-
-def device(tmp_path: Path, name: str) -> Path:
-    folder = tmp_path / name
-    (tmp_path / "remote").mkdir(exist_ok=True)
-    args = ["init", str(folder), "--remote", str(tmp_path / "remote"), "--root-id", "r1"]
-    assert main([*args, "--device-id", name, "-q"]) == 0
-    return folder
+from tests.test_sync_ahead import device
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 from dropbeard.cli.main import main
 from dropbeard.core.chunking import CHUNKED_ABOVE, MAX_CHUNK, MiB
 from dropbeard.core.keys import RootKeys
+from dropbeard.core.summary import Summary
 from dropbeard.store.base import Store
 from dropbeard.store.forwarding import ForwardingStore
 from dropbeard.store.local import LocalStore
@@ -25,7 +26,7 @@ from dropbeard.sync import ahead, hashing
 from dropbeard.sync.ahead import LARGEST, MEMORY, Ahead
 from dropbeard.sync.budget import TransferBudget
 from dropbeard.sync.engine import PassOptions
-from dropbeard.sync.meter import Direction, PassMeter, Transfer
+from dropbeard.sync.meter import Direction, PassMeter, Stage, StageName, Transfer
 from tests.faults import FaultStore
 from tests.onepass import agreed_entries, run_one_pass
 from tests.test_sync_treepublish import agreed, listed
@@ -139,6 +140,59 @@ def test_files_of_up_to_a_single_put_go_ahead_too(tmp_path: Path, halfway: Halfw
 
     assert halfway.during_scan
     assert len(store.puts) == FILES and set(store.puts.values()) == {1}
+    assert (summary.uploaded, summary.uploaded_bytes) == (FILES, total)
+    assert listed(root) == agreed(root)
+
+
+class Stages(PassMeter):
+    """Records the stages a pass begins."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.begun: list[str] = []
+
+    def begin(self, name: StageName, files: int | None, nbytes: int | None) -> Stage | None:
+        self.begun.append(name)
+        return super().begin(name, files, nbytes)
+
+
+def test_the_hash_threads_wait_for_room_so_every_file_goes_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Room for two of the files at a time: the hash threads wait for it while the
+    bucket takes the others, and nothing is left for an uploading stage to read again."""
+    monkeypatch.setattr(ahead, "MEMORY", 330_000)
+    root = device(tmp_path, "a")
+    total = fill(root, "a", size=100_000)
+    store = BlobPuts(LocalStore(tmp_path / "remote"))
+    meter = Stages()
+
+    summary = run_one_pass(root, store, PassOptions(meter=meter))
+
+    assert "uploading" not in meter.begun
+    assert len(store.puts) == FILES and set(store.puts.values()) == {1}
+    assert (summary.uploaded, summary.uploaded_bytes) == (FILES, total)
+    assert listed(root) == agreed(root)
+
+
+def test_a_failed_request_frees_the_hash_threads_waiting_for_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ahead, "MEMORY", 330_000)
+    root = device(tmp_path, "a")
+    total = fill(root, "a", size=100_000)
+    faults = FaultStore(LocalStore(tmp_path / "remote"))
+    faults.fail("put_if_absent", prefix=KEYS.blobs_prefix, skip=3)
+    store = BlobPuts(faults)
+    got: list[Summary] = []
+    worker = threading.Thread(target=lambda: got.append(run_one_pass(root, store, PassOptions())))
+
+    worker.start()
+    worker.join(60)
+
+    assert not worker.is_alive(), "the pass hung"
+    (summary,) = got
+    assert faults.fired["put_if_absent"] == 1
     assert (summary.uploaded, summary.uploaded_bytes) == (FILES, total)
     assert listed(root) == agreed(root)
 

@@ -20,9 +20,14 @@ it before its path is reconciled is what an upload that is cut short already doe
 8.2: gc spares it for the grace period; the upload step still decides what the tree
 lists, and sends what is not known to be sent).
 
-Nothing waits for it: a file offered while `MEMORY` bytes wait already is left to the
-upload step, as is everything once a request failed (the upload step meets the failure
-again and reports it). Requests share the pass's `TransferBudget`.
+While it sends, a hash thread whose file (of WAITS_FROM bytes or more) finds `MEMORY`
+bytes waiting already waits for room, so that a first sync reads and hashes such a file
+once, and hashes no faster than the bucket takes its bytes: on two cores, hashing ahead
+of the network took the CPU the server and the sending needed. A smaller file that
+finds no room is left to the upload step, as is everything once a request failed or
+the sending ended (the pass failed or was cancelled): then nothing waits (the upload
+step meets the failure again and reports it). Requests share the pass's
+`TransferBudget`.
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ if TYPE_CHECKING:  # (sync.inputs builds on the scan, which offers to this modul
 LARGEST = SMALL
 #: Bytes waiting to be sent, at most; a file offered beyond it is left to the upload step.
 MEMORY = 32 * 1024 * 1024
+#: An offer of this many bytes or more waits for room while `run` sends; a smaller one
+#: that finds none is left to the upload step (which sends it beside the tree's draft,
+#: and reading a small file again costs little beside its request).
+WAITS_FROM = 64 * 1024
 
 
 class Sent(msgspec.Struct):
@@ -81,6 +90,9 @@ class Ahead:
         self.sent = Sent()
         self._loop = asyncio.get_running_loop()
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # bytes were sent, or nothing waits
+        self._sending = False  # `run` is under way: an offer may wait for room
+        self._needs: list[int] = []  # the sizes of the offers waiting for room
         self._offered: deque[tuple[str, str, bytes]] = deque()  # not yet in `_queue`
         self._wake_pending = False
         self._taken: set[str] = set()  # every digest accepted
@@ -93,20 +105,35 @@ class Ahead:
     # --- the hash threads ----------------------------------------------------------------
 
     def room(self, size: int) -> bool:
-        """Whether a file of `size` bytes would be taken now (a hint, taken without the
-        lock: `offer` decides): the hash threads read it whole only then."""
-        return size <= LARGEST and not self._closed and self._waiting_bytes + size <= MEMORY
+        """Whether a file of `size` bytes would be taken (a hint, taken without the lock:
+        `offer` decides): now, or once there is room while `run` sends. The hash threads
+        read it whole only then."""
+        if size > LARGEST or self._closed:
+            return False
+        return self._waits(size) or self._waiting_bytes + size <= MEMORY
+
+    def _waits(self, size: int) -> bool:
+        """Whether an offer of `size` bytes waits for room (see the module docstring)."""
+        return self._sending and size >= WAITS_FROM
 
     def offer(self, path: str, sha256: str, data: bytes) -> None:
-        """Send `data` (the bytes of `path`, whose SHA-256 is `sha256`, proven) ahead if
-        there is room."""
+        """Send `data` (the bytes of `path`, whose SHA-256 is `sha256`, proven) ahead:
+        when there is room, waiting for it while `run` sends; else not at all."""
         if len(data) > LARGEST:
             return
         with self._lock:
-            if self._closed or sha256 in self._taken:
-                return
-            if self._waiting_bytes + len(data) > MEMORY:
-                return
+            while True:
+                if self._closed or sha256 in self._taken:
+                    return
+                if self._waiting_bytes + len(data) <= MEMORY:
+                    break
+                if not self._waits(len(data)):
+                    return
+                self._needs.append(len(data))
+                try:
+                    self._room.wait()
+                finally:
+                    self._needs.remove(len(data))
             self._taken.add(sha256)
             self._waiting_bytes += len(data)
             self._offered.append((path, sha256, data))
@@ -134,14 +161,23 @@ class Ahead:
     def _sent(self, nbytes: int) -> None:
         with self._lock:
             self._waiting_bytes -= nbytes
+            # the hash threads waiting for room wake once one of them fits, not at every
+            # blob sent (thousands a second of small ones: a thread switch each)
+            if self._needs and self._waiting_bytes + min(self._needs) <= MEMORY:
+                self._room.notify_all()
 
     async def run(self) -> None:
         """Send what is offered, until `finish` (or cancelled)."""
+        with self._lock:
+            self._sending = not self._closed
         try:
             async with anyio.create_task_group() as tg:
                 for _ in range(self.budget.small_requests):
                     tg.start_soon(self._send)
         finally:
+            with self._lock:  # nothing waits for room any more
+                self._sending = False
+                self._room.notify_all()
             self._done.set()
 
     async def _send(self) -> None:
@@ -163,6 +199,7 @@ class Ahead:
     def _close(self) -> None:
         with self._lock:
             self._closed = True
+            self._room.notify_all()
 
     async def finish(self) -> Sent:
         """Take no more offers, wait until what was taken is sent (or given up), and say

@@ -148,11 +148,12 @@ class PassMeter:
         """Which path each blob (sha256, path, size) is transferred for."""
         self._names.update((sha, (path, size)) for sha, path, size in named)
 
-    def _counts_transfers(self) -> bool:
-        """Whether transfers count into the current stage: not into the scan's hashing,
+    def _counting(self) -> Stage | None:
+        """The stage transfers count into: the current one, but not the scan's hashing,
         whose counts are the scan's (a first sync sends files meanwhile, `sync.ahead`;
         they show as transfers in flight)."""
-        return self.stage is not None and self.stage.name != "hashing"
+        stage = self.stage
+        return None if stage is None or stage.name == "hashing" else stage
 
     def _changed(self) -> None:
         if self.listener is not None and self.stage is not None:
@@ -166,25 +167,22 @@ class PassMeter:
         path, size = self._names.get(key.rsplit("/", 1)[-1], (key, None))
         transfer = Transfer(key, path, direction, size if total is None else total, self.clock())
         self._active[id(transfer)] = transfer
-        if self._counts_transfers():
-            assert self.stage is not None
-            self.stage.current = transfer.path
+        if (stage := self._counting()) is not None:
+            stage.current = transfer.path
             self._changed()
         return transfer
 
     def transfer_moved(self, transfer: Transfer, n: int) -> None:
         transfer.done += n
-        if self._counts_transfers():
-            assert self.stage is not None
-            self.stage.bytes_done += n
+        if (stage := self._counting()) is not None:
+            stage.bytes_done += n
             self._changed()
 
     def transfer_ended(self, transfer: Transfer, error: BaseException | None) -> None:
         self._active.pop(id(transfer), None)
         done = error is None or isinstance(error, PreconditionFailed)  # there already: done
-        if done and self._counts_transfers():
-            assert self.stage is not None
-            self.stage.files_done += 1
+        if done and (stage := self._counting()) is not None:
+            stage.files_done += 1
             self._changed()
         if self.listener is not None:
             self.listener.transfer_ended(transfer, error)

@@ -31,7 +31,6 @@ from dropbeard.sync.walk import holds_nothing, only_targets, open_root
 
 if TYPE_CHECKING:
     from dropbeard.sync.ahead import Ahead
-    from dropbeard.sync.chunking import ChunkTaker
 
 _PROGRESS_EVERY_S = 0.25
 __all__ = ["Cache", "LocalItem", "ScanResult", "scan"]
@@ -239,16 +238,19 @@ class _Scan(Recorder):
         """Hash one file (a large one into chunks) and record it; False if it could not
         be read consistently."""
         chunks = None
+        ahead = self._ahead_for(path)
         try:
             if chunker is not None and is_chunked(key.size):
-                digest = hasher.chunked(path, disk, key, chunker, self._chunk_taker(path))
+                taker = None if ahead is None else ahead.chunks_of(path)
+                digest = hasher.chunked(path, disk, key, chunker, taker)
                 sha256, chunks = digest.sha256, digest.chunks
             else:
                 # a file `ahead` has room for is read in one call, its bytes kept to offer
-                offers = self.ahead is not None and self.ahead.room(key.size)
-                sha256 = hasher.sha256(path, disk, key, keep=offers)
-                if offers and hasher.whole is not None:
-                    self._offer(path, sha256, hasher.whole)
+                # (before its item is recorded: no batch takes it before its blob is offered)
+                keep = ahead is not None and ahead.room(key.size)
+                sha256 = hasher.sha256(path, disk, key, keep=keep)
+                if ahead is not None and keep and hasher.whole is not None:
+                    ahead.offer(path, sha256, hasher.whole)
         except Changed as e:
             self.problem(path, "changed_while_reading", f"{path} {e}; it is read again next pass")
             self.missed(path)
@@ -260,15 +262,8 @@ class _Scan(Recorder):
         self.items[path] = LocalItem(path, "file", mode, key, sha256, None, disk, chunks)
         return True
 
-    def _chunk_taker(self, path: str) -> ChunkTaker | None:
-        """Who takes the chunks of new file `path` as they are cut: `ahead`, if any."""
+    def _ahead_for(self, path: str) -> Ahead | None:
+        """`ahead`, if it is offered the bytes of `path` (a new path of a first sync)."""
         if self.ahead is None or self.compare is None or not self.compare.new(path):
             return None
-        return self.ahead.chunks_of(path)
-
-    def _offer(self, path: str, sha256: str, data: bytes) -> None:
-        """Offer a new file's bytes to `ahead` before its item is recorded (so that no
-        batch takes the item before its blob is offered)."""
-        assert self.ahead is not None and self.compare is not None
-        if self.compare.new(path):
-            self.ahead.offer(path, sha256, data)
+        return self.ahead
